@@ -1,0 +1,87 @@
+//! # Girder: Erlang/OTP-grade processes and behaviours for Rust
+//!
+//! Girder gives a Rust system the programming model that makes Erlang systems survive: many
+//! small processes that own their state, talk by messages, are linked and monitored, and are
+//! restarted by supervisors when they fail.
+//!
+//! | module | what it is | OTP anchor |
+//! |---|---|---|
+//! | [`Node`] | a home for processes: spawn, exit signals, process table | the runtime |
+//! | [`process`] | [`Context`], [`Addr`], links, monitors, exit signals | `spawn`, `link`, `monitor` |
+//! | [`mailbox`] | the bounded/unbounded mailbox with a system lane | process mailboxes |
+//! | registry | [`Node::register`], [`Node::whereis`] | `register/2`, `whereis/1` |
+//! | [`timer`] | [`send_after`], [`TimerRef::cancel`] | `erlang:send_after/3` |
+//! | [`server`] | [`Server`]: call / cast / info with deferred replies | `gen_server` |
+//! | [`statem`] | [`StateMachine`]: states, enter actions, timeouts, postpone | `gen_statem` |
+//! | [`event`] | [`EventManager`]: pluggable handlers, crash isolation | `gen_event` |
+//! | [`supervisor`] | [`Supervisor`]: restart strategies, intensity, ordered shutdown | `supervisor` |
+//! | [`application`] | [`Application`]: a root tree started and stopped as a unit | `application` |
+//! | introspection | [`Node::processes`], [`ProcessInfo`] | `observer`, `sys` |
+//!
+//! ## A supervised server
+//!
+//! ```
+//! use girder::{ChildSpec, ExitReason, Flow, Node, ReplyTo, Server, ServerContext, Supervisor};
+//!
+//! struct Counter(u64);
+//!
+//! impl Server for Counter {
+//!     type Call = ();
+//!     type Reply = u64;
+//!     type Cast = u64;
+//!     type Info = ();
+//!
+//!     async fn handle_call(&mut self, _: (), from: ReplyTo<u64>, _: &mut ServerContext<Self>) -> Flow {
+//!         from.reply(self.0);
+//!         Flow::Continue
+//!     }
+//!
+//!     async fn handle_cast(&mut self, n: u64, _: &mut ServerContext<Self>) -> Flow {
+//!         self.0 += n;
+//!         Flow::Continue
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() {
+//! let node = Node::new("example");
+//! let sup = Supervisor::builder()
+//!     .child(ChildSpec::server("counter", || Counter(0)).named("counter"))
+//!     .start(&node)
+//!     .await
+//!     .unwrap();
+//! let counter = girder::ServerRef::<Counter>::lookup(&node, "counter").unwrap();
+//! counter.cast(5).unwrap();
+//! assert_eq!(counter.call(()).await.unwrap(), 5);
+//! sup.stop(ExitReason::Shutdown).await;
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+// pub mod application;
+// pub mod event;
+mod exit;
+mod introspect;
+pub mod mailbox;
+mod node;
+mod pid;
+pub mod process;
+mod registry;
+pub mod server;
+// pub mod statem;
+// pub mod supervisor;
+pub mod timer;
+
+// pub use application::Application;
+// pub use event::{EventHandler, EventManager};
+pub use exit::ExitReason;
+pub use introspect::ProcessInfo;
+pub use mailbox::SendError;
+pub use node::{LinkError, LookupError, Node};
+pub use pid::Pid;
+pub use process::{Addr, Context, Down, Event, MonitorRef, SpawnOptions};
+pub use registry::RegisterError;
+pub use server::{CallError, Flow, ReplyTo, Server, ServerContext, ServerRef, StartError};
+// pub use statem::StateMachine;
+// pub use supervisor::{ChildSpec, RestartStrategy, Supervisor};
+pub use timer::{send_after, TimerRef};

@@ -1,0 +1,232 @@
+//! The mailbox: one queue core shared by bounded and unbounded mailboxes.
+//!
+//! Every process owns one mailbox with two lanes:
+//!
+//! * the **user lane** holds the process's typed messages, in the order each sender sent them;
+//! * the **system lane** holds trapped exit signals and monitor `Down` notifications. The receiver
+//!   always looks at the system lane first, so a signal is never stuck behind a long user queue.
+//!
+//! Untrappable signals (a `kill`, or an abnormal exit reaching a process that does not trap exits)
+//! do not go through the mailbox at all: they end the process's task directly.
+//!
+//! A mailbox is unbounded unless spawned with a capacity. A bounded mailbox never drops silently:
+//! [`Addr::send`](crate::Addr::send) returns [`SendError::Full`] and
+//! [`Addr::send_wait`](crate::Addr::send_wait) waits for room. See `docs/decisions/001-mailbox.md`
+//! for why the core is a short critical section over a `VecDeque` that the receiver drains in
+//! batches.
+
+mod error;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context as TaskCx, Poll, Waker};
+
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
+
+pub use error::SendError;
+
+use crate::{Down, ExitReason, Pid};
+
+/// A signal that is delivered as a message: a trapped exit or a monitor notification.
+#[derive(Debug)]
+pub(crate) enum SysMsg {
+    Exit { from: Pid, reason: ExitReason },
+    Down(Down),
+}
+
+/// What the receiver got: a user message or a system message.
+pub(crate) enum Received<M> {
+    User(M),
+    Sys(SysMsg),
+}
+
+struct Inner<M> {
+    user: VecDeque<M>,
+    sys: VecDeque<SysMsg>,
+    waker: Option<Waker>,
+    closed: bool,
+}
+
+pub(crate) struct Mailbox<M> {
+    inner: Mutex<Inner<M>>,
+    has_sys: AtomicBool,
+    /// Permits for a bounded mailbox: one per message that may still be queued.
+    bound: Option<Box<Semaphore>>,
+}
+
+impl<M> Mailbox<M> {
+    pub(crate) fn new(capacity: Option<usize>) -> Self {
+        Mailbox {
+            inner: Mutex::new(Inner {
+                user: VecDeque::new(),
+                sys: VecDeque::new(),
+                waker: None,
+                closed: false,
+            }),
+            has_sys: AtomicBool::new(false),
+            bound: capacity.map(|c| Box::new(Semaphore::new(c.max(1)))),
+        }
+    }
+
+    /// Queues `m` without waiting: `Full` when a bounded mailbox has no room.
+    pub(crate) fn send(&self, m: M) -> Result<(), SendError<M>> {
+        if let Some(sem) = &self.bound {
+            match sem.try_acquire() {
+                Ok(permit) => permit.forget(),
+                Err(tokio::sync::TryAcquireError::NoPermits) => return Err(SendError::Full(m)),
+                Err(tokio::sync::TryAcquireError::Closed) => return Err(SendError::NoProc(m)),
+            }
+        }
+        self.push(m)
+    }
+
+    /// Queues `m`, waiting for room in a bounded mailbox.
+    pub(crate) async fn send_wait(&self, m: M) -> Result<(), SendError<M>> {
+        if let Some(sem) = &self.bound {
+            match sem.acquire().await {
+                Ok(permit) => permit.forget(),
+                Err(_) => return Err(SendError::NoProc(m)),
+            }
+        }
+        self.push(m)
+    }
+
+    fn push(&self, m: M) -> Result<(), SendError<M>> {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return Err(SendError::NoProc(m));
+        }
+        inner.user.push_back(m);
+        let waker = inner.waker.take();
+        drop(inner);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues a system message; false if the mailbox is closed (the process is gone).
+    pub(crate) fn push_sys(&self, s: SysMsg) -> bool {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return false;
+        }
+        inner.sys.push_back(s);
+        self.has_sys.store(true, Ordering::Release);
+        let waker = inner.waker.take();
+        drop(inner);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
+    /// Removes and returns the first system message matching `pred` (selective receive).
+    pub(crate) fn take_sys(&self, pred: impl Fn(&SysMsg) -> bool) -> Option<SysMsg> {
+        let mut inner = self.inner.lock();
+        let pos = inner.sys.iter().position(pred)?;
+        let msg = inner.sys.remove(pos);
+        if inner.sys.is_empty() {
+            self.has_sys.store(false, Ordering::Release);
+        }
+        msg
+    }
+
+    /// Drops every queued system message matching `pred` (used by unlink and demonitor).
+    pub(crate) fn remove_sys(&self, pred: impl Fn(&SysMsg) -> bool) {
+        let mut inner = self.inner.lock();
+        inner.sys.retain(|m| !pred(m));
+        if inner.sys.is_empty() {
+            self.has_sys.store(false, Ordering::Release);
+        }
+    }
+
+    /// Registers the receiver's waker so a later system message wakes it (selective receive).
+    pub(crate) fn poll_sys(
+        &self,
+        cx: &mut TaskCx<'_>,
+        pred: impl Fn(&SysMsg) -> bool,
+    ) -> Poll<SysMsg> {
+        let mut inner = self.inner.lock();
+        if let Some(pos) = inner.sys.iter().position(pred) {
+            let msg = inner.sys.remove(pos).expect("position is in range");
+            if inner.sys.is_empty() {
+                self.has_sys.store(false, Ordering::Release);
+            }
+            return Poll::Ready(msg);
+        }
+        set_waker(&mut inner.waker, cx.waker());
+        Poll::Pending
+    }
+
+    /// Closes the mailbox: later sends fail with `NoProc`. Returns what was queued, so the caller
+    /// drops it outside the lock (dropping a pending call's reply handle wakes its caller).
+    pub(crate) fn close(&self) -> (VecDeque<M>, VecDeque<SysMsg>) {
+        if let Some(sem) = &self.bound {
+            sem.close();
+        }
+        let mut inner = self.inner.lock();
+        inner.closed = true;
+        inner.waker = None;
+        (
+            std::mem::take(&mut inner.user),
+            std::mem::take(&mut inner.sys),
+        )
+    }
+
+    /// Messages queued and not yet taken by the receiver.
+    pub(crate) fn queued(&self) -> usize {
+        let inner = self.inner.lock();
+        inner.user.len() + inner.sys.len()
+    }
+
+    /// The receiver's side. `local` is the receiver's private batch; `consumed` counts messages
+    /// taken from it whose permits have not been returned yet.
+    pub(crate) fn poll_recv(
+        &self,
+        cx: &mut TaskCx<'_>,
+        local: &mut VecDeque<M>,
+        consumed: &mut usize,
+    ) -> Poll<Received<M>> {
+        if self.has_sys.load(Ordering::Acquire) {
+            if let Some(s) = self.take_sys(|_| true) {
+                return Poll::Ready(Received::Sys(s));
+            }
+        }
+        if let Some(m) = local.pop_front() {
+            *consumed += 1;
+            return Poll::Ready(Received::User(m));
+        }
+        // The batch is used up: give its room back before taking the next one.
+        if *consumed > 0 {
+            if let Some(sem) = &self.bound {
+                sem.add_permits(*consumed);
+            }
+            *consumed = 0;
+        }
+        let mut inner = self.inner.lock();
+        if let Some(s) = inner.sys.pop_front() {
+            if inner.sys.is_empty() {
+                self.has_sys.store(false, Ordering::Release);
+            }
+            return Poll::Ready(Received::Sys(s));
+        }
+        if inner.user.is_empty() {
+            set_waker(&mut inner.waker, cx.waker());
+            return Poll::Pending;
+        }
+        std::mem::swap(&mut inner.user, local);
+        drop(inner);
+        let m = local.pop_front().expect("swapped a non-empty queue");
+        *consumed = 1;
+        Poll::Ready(Received::User(m))
+    }
+}
+
+fn set_waker(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(w) if w.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
+    }
+}

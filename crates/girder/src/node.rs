@@ -1,0 +1,217 @@
+//! A node: the home of a set of processes, their names and their pids.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+
+use crate::process::core::{AnyProcess, Core};
+use crate::process::{signal, spawn_process};
+use crate::{Addr, Context, ExitReason, Pid, SpawnOptions};
+
+/// A node: a named group of processes with its own process table and name registry.
+///
+/// Processes run on the ambient tokio runtime. Several nodes may live in one OS process (tests
+/// do this); each has its own pids, names and creation number.
+///
+/// ```
+/// # #[tokio::main] async fn main() {
+/// use girder::{ExitReason, Node};
+/// let node = Node::new("docs");
+/// let worker = node.spawn(|_ctx: girder::Context<()>| async { ExitReason::Normal });
+/// assert_eq!(node.wait_exit(worker.pid()).await, ExitReason::Normal);
+/// assert!(!node.is_alive(worker.pid()));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Node {
+    pub(crate) inner: Arc<NodeInner>,
+}
+
+pub(crate) struct NodeInner {
+    name: String,
+    creation: u32,
+    next_id: AtomicU64,
+    next_ref: AtomicU64,
+    pub(crate) procs: DashMap<u64, Arc<dyn AnyProcess>>,
+    pub(crate) names: DashMap<Arc<str>, Pid>,
+}
+
+/// Why a link could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// The process to link to is not alive.
+    #[error("cannot link to {0}: no such process")]
+    NoProc(Pid),
+}
+
+/// Why a typed handle could not be had for a name or pid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// Nothing is registered under that name.
+    #[error("no process is registered as {0:?}")]
+    NotRegistered(String),
+    /// The process is not alive.
+    #[error("process {0} is not alive")]
+    NoProc(Pid),
+    /// The process exists but takes another message type.
+    #[error("process {pid} does not take messages of type {expected}")]
+    WrongType {
+        /// The process found.
+        pid: Pid,
+        /// The message type asked for.
+        expected: &'static str,
+    },
+}
+
+impl Node {
+    /// A new node with a fresh creation number.
+    pub fn new(name: impl Into<String>) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        // Folded so two starts within the same second still differ.
+        let creation = ((nanos >> 32) as u32 ^ nanos as u32) | 1;
+        Self::with_creation(name, creation)
+    }
+
+    /// A node with an explicit creation number (the distribution layer assigns these).
+    pub fn with_creation(name: impl Into<String>, creation: u32) -> Self {
+        Node {
+            inner: Arc::new(NodeInner {
+                name: name.into(),
+                creation,
+                next_id: AtomicU64::new(1),
+                next_ref: AtomicU64::new(1),
+                procs: DashMap::new(),
+                names: DashMap::new(),
+            }),
+        }
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The node's incarnation number.
+    pub fn creation(&self) -> u32 {
+        self.inner.creation
+    }
+
+    /// Spawns a process with an unbounded mailbox. `f` receives the process's [`Context`] and
+    /// returns its exit reason. Must be called within a tokio runtime.
+    pub fn spawn<M, F, Fut>(&self, f: F) -> Addr<M>
+    where
+        M: Send + 'static,
+        F: FnOnce(Context<M>) -> Fut + Send + 'static,
+        Fut: Future<Output = ExitReason> + Send + 'static,
+    {
+        spawn_process(self, SpawnOptions::new(), f)
+    }
+
+    /// Spawns a process with options (mailbox bound, parent link, exit trapping).
+    pub fn spawn_opts<M, F, Fut>(&self, opts: SpawnOptions, f: F) -> Addr<M>
+    where
+        M: Send + 'static,
+        F: FnOnce(Context<M>) -> Fut + Send + 'static,
+        Fut: Future<Output = ExitReason> + Send + 'static,
+    {
+        spawn_process(self, opts, f)
+    }
+
+    /// Sends an exit signal to `pid` from outside any process (Erlang's `exit(Pid, Reason)`).
+    /// `Kill` always ends it; a trapping process receives any other reason as a message; a
+    /// non-trapping one ignores `Normal` and ends with any other reason.
+    pub fn exit(&self, pid: Pid, reason: ExitReason) {
+        self.send_exit(Pid::new(0, self.creation(), 0), pid, reason);
+    }
+
+    pub(crate) fn send_exit(&self, from: Pid, to: Pid, reason: ExitReason) {
+        if let Some(p) = self.lookup_any(to) {
+            signal::exit_signal(&*p, from, reason, false);
+        }
+    }
+
+    /// True while `pid` is a live process of this node.
+    pub fn is_alive(&self, pid: Pid) -> bool {
+        self.lookup_any(pid)
+            .is_some_and(|p| p.header().meta.lock().exit.is_none())
+    }
+
+    /// Waits until `pid` exits and returns why (`NoProc` at once if it is not alive). For code
+    /// outside processes; a process uses [`Context::monitor`].
+    pub async fn wait_exit(&self, pid: Pid) -> ExitReason {
+        let rx = {
+            let Some(p) = self.lookup_any(pid) else {
+                return ExitReason::NoProc;
+            };
+            let mut meta = p.header().meta.lock();
+            if let Some(r) = &meta.exit {
+                return r.clone();
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            meta.waiters.push(tx);
+            rx
+        };
+        rx.await.unwrap_or(ExitReason::NoProc)
+    }
+
+    /// A typed handle to a live process of this node.
+    pub fn addr<M: Send + 'static>(&self, pid: Pid) -> Result<Addr<M>, LookupError> {
+        let p = self.lookup_any(pid).ok_or(LookupError::NoProc(pid))?;
+        p.as_any()
+            .downcast::<Core<M>>()
+            .map(|core| Addr { core })
+            .map_err(|_| LookupError::WrongType {
+                pid,
+                expected: std::any::type_name::<M>(),
+            })
+    }
+
+    /// How many processes are alive on this node.
+    pub fn process_count(&self) -> usize {
+        self.inner.procs.len()
+    }
+
+    pub(crate) fn next_pid(&self) -> Pid {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        Pid::new(0, self.inner.creation, id)
+    }
+
+    pub(crate) fn next_ref(&self) -> u64 {
+        self.inner.next_ref.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn insert_process(&self, pid: Pid, p: Arc<dyn AnyProcess>) {
+        self.inner.procs.insert(pid.id(), p);
+    }
+
+    pub(crate) fn remove_process(&self, pid: Pid, name: Option<&str>) {
+        self.inner.procs.remove(&pid.id());
+        if let Some(name) = name {
+            self.inner.names.remove_if(name, |_, owner| *owner == pid);
+        }
+    }
+
+    pub(crate) fn lookup_any(&self, pid: Pid) -> Option<Arc<dyn AnyProcess>> {
+        if !pid.is_local() || pid.creation() != self.inner.creation {
+            return None;
+        }
+        self.inner.procs.get(&pid.id()).map(|p| p.value().clone())
+    }
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.inner.name)
+            .field("creation", &self.inner.creation)
+            .field("processes", &self.inner.procs.len())
+            .finish()
+    }
+}

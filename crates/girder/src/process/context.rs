@@ -1,0 +1,274 @@
+//! What a running process sees of itself: its mailbox, links, monitors and node.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context as TaskCx, Poll};
+use std::time::Duration;
+
+use super::core::Core;
+use super::signal;
+use super::spawn::{spawn_process, SpawnOptions};
+use crate::mailbox::{Received, SysMsg};
+use crate::timer::TimerRef;
+use crate::{Addr, ExitReason, LinkError, Node, Pid, RegisterError};
+
+/// How many messages a process takes in a row before it lets other tasks on its thread run.
+const RECV_BUDGET: u32 = 128;
+
+/// Something a process received: a message, a trapped exit signal or a monitor notification.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<M> {
+    /// A message sent to the process's [`Addr`].
+    Message(M),
+    /// An exit signal, received as a message because the process traps exits.
+    Exit {
+        /// The process that exited (or sent the signal).
+        from: Pid,
+        /// Why.
+        reason: ExitReason,
+    },
+    /// A monitored process exited.
+    Down(Down),
+}
+
+/// A reference to a monitor, returned by [`Context::monitor`]; it identifies the `Down` it fires.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]
+pub struct MonitorRef {
+    pub(crate) id: u64,
+    pub(crate) target: Pid,
+}
+
+impl MonitorRef {
+    /// The monitored process.
+    pub fn target(&self) -> Pid {
+        self.target
+    }
+}
+
+/// The notification a monitor fires, once, when its target exits.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Down {
+    /// Which monitor fired.
+    pub monitor: MonitorRef,
+    /// The process that exited.
+    pub pid: Pid,
+    /// Why it exited; `NoProc` if it was not alive when the monitor was set.
+    pub reason: ExitReason,
+}
+
+/// A running process's view of itself, handed to the function given to `spawn`.
+///
+/// ```
+/// # #[tokio::main] async fn main() {
+/// use girder::{Event, ExitReason, Node};
+/// let node = Node::new("docs");
+/// let echo = node.spawn(|mut ctx| async move {
+///     loop {
+///         match ctx.recv().await {
+///             Event::Message(reply_to) => {
+///                 let reply_to: tokio::sync::oneshot::Sender<girder::Pid> = reply_to;
+///                 let _ = reply_to.send(ctx.pid());
+///             }
+///             _ => return ExitReason::Normal,
+///         }
+///     }
+/// });
+/// let (tx, rx) = tokio::sync::oneshot::channel();
+/// echo.send(tx).unwrap();
+/// assert_eq!(rx.await.unwrap(), echo.pid());
+/// # }
+/// ```
+pub struct Context<M: Send + 'static> {
+    core: Arc<Core<M>>,
+    node: Node,
+    local: VecDeque<M>,
+    consumed: usize,
+    budget: u32,
+}
+
+impl<M: Send + 'static> Context<M> {
+    pub(crate) fn new(core: Arc<Core<M>>, node: Node) -> Self {
+        Context {
+            core,
+            node,
+            local: VecDeque::new(),
+            consumed: 0,
+            budget: RECV_BUDGET,
+        }
+    }
+
+    /// This process's pid.
+    pub fn pid(&self) -> Pid {
+        self.core.header.pid
+    }
+
+    /// A handle others can send to this process with.
+    pub fn addr(&self) -> Addr<M> {
+        Addr {
+            core: self.core.clone(),
+        }
+    }
+
+    /// The node this process runs on.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Waits for the next event. Trapped exits and monitor notifications come before queued
+    /// messages; messages from one sender come in the order sent.
+    pub async fn recv(&mut self) -> Event<M> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Like [`recv`](Self::recv), giving up after `timeout`.
+    pub async fn recv_timeout(&mut self, timeout: Duration) -> Option<Event<M>> {
+        tokio::time::timeout(timeout, self.recv()).await.ok()
+    }
+
+    /// Takes the next event if one is already queued.
+    pub fn try_recv(&mut self) -> Option<Event<M>> {
+        let mut cx = TaskCx::from_waker(std::task::Waker::noop());
+        match self.poll_recv(&mut cx) {
+            Poll::Ready(e) => Some(e),
+            Poll::Pending => None,
+        }
+    }
+
+    /// The poll form of [`recv`](Self::recv), for behaviours that select over several sources.
+    pub fn poll_recv(&mut self, cx: &mut TaskCx<'_>) -> Poll<Event<M>> {
+        if self.budget == 0 {
+            self.budget = RECV_BUDGET;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let got = self
+            .core
+            .mailbox
+            .poll_recv(cx, &mut self.local, &mut self.consumed);
+        let Poll::Ready(got) = got else {
+            self.budget = RECV_BUDGET;
+            return Poll::Pending;
+        };
+        self.budget -= 1;
+        self.core
+            .header
+            .local_len
+            .store(self.local.len(), Ordering::Relaxed);
+        Poll::Ready(match got {
+            Received::User(m) => Event::Message(m),
+            Received::Sys(SysMsg::Exit { from, reason }) => Event::Exit { from, reason },
+            Received::Sys(SysMsg::Down(d)) => Event::Down(d),
+        })
+    }
+
+    /// Turns exit trapping on or off. A trapping process receives exit signals as
+    /// [`Event::Exit`] instead of dying from them (except `Kill`).
+    pub fn trap_exit(&self, on: bool) {
+        self.core.header.trap_exit.store(on, Ordering::Release);
+    }
+
+    /// Whether this process traps exits.
+    pub fn traps_exits(&self) -> bool {
+        self.core.header.traps_exits()
+    }
+
+    /// Links this process with `pid` (both ways). Fails with [`LinkError::NoProc`] if `pid` is
+    /// not alive.
+    pub fn link(&self, pid: Pid) -> Result<(), LinkError> {
+        signal::link(&self.node, &*self.core, pid)
+    }
+
+    /// Removes the link with `pid`. No exit signal from `pid` is received after this returns,
+    /// even one that was already queued.
+    pub fn unlink(&self, pid: Pid) {
+        signal::unlink(&self.node, &*self.core, pid);
+        self.core
+            .mailbox
+            .remove_sys(|m| matches!(m, SysMsg::Exit { from, .. } if *from == pid));
+    }
+
+    /// Monitors `pid`: one [`Event::Down`] arrives when it exits (`NoProc` at once if it is not
+    /// alive).
+    pub fn monitor(&self, pid: Pid) -> MonitorRef {
+        signal::monitor(&self.node, &*self.core, pid)
+    }
+
+    /// Removes a monitor and drops its `Down` if it was already queued.
+    pub fn demonitor(&self, mref: MonitorRef) {
+        signal::demonitor(&self.node, mref);
+        self.core
+            .mailbox
+            .remove_sys(|m| matches!(m, SysMsg::Down(d) if d.monitor == mref));
+    }
+
+    /// Waits for the `Down` of one monitor, leaving every other event queued (a selective
+    /// receive). `None` if `timeout` passes first.
+    pub async fn wait_down(&mut self, mref: MonitorRef, timeout: Option<Duration>) -> Option<Down> {
+        let wait = poll_fn(|cx| {
+            self.core
+                .mailbox
+                .poll_sys(cx, |m| matches!(m, SysMsg::Down(d) if d.monitor == mref))
+        });
+        let got = match timeout {
+            Some(t) => tokio::time::timeout(t, wait).await.ok()?,
+            None => wait.await,
+        };
+        match got {
+            SysMsg::Down(d) => Some(d),
+            SysMsg::Exit { .. } => unreachable!("filtered on Down"),
+        }
+    }
+
+    /// Sends an exit signal with `reason` to `pid` (see [`Node::exit`]).
+    pub fn exit(&self, pid: Pid, reason: ExitReason) {
+        self.node.send_exit(self.pid(), pid, reason);
+    }
+
+    /// Registers this process under `name` on its node.
+    pub fn register(&self, name: &str) -> Result<(), RegisterError> {
+        self.node.register(name, self.pid())
+    }
+
+    /// Sends `msg` to this process after `delay`; cancel with the returned [`TimerRef`].
+    pub fn send_after(&self, msg: M, delay: Duration) -> TimerRef {
+        crate::timer::send_after(&self.addr(), msg, delay)
+    }
+
+    /// Spawns an unlinked process on the same node.
+    pub fn spawn<N, F, Fut>(&self, f: F) -> Addr<N>
+    where
+        N: Send + 'static,
+        F: FnOnce(Context<N>) -> Fut + Send + 'static,
+        Fut: Future<Output = ExitReason> + Send + 'static,
+    {
+        spawn_process(&self.node, SpawnOptions::new(), f)
+    }
+
+    /// Spawns a process linked to this one (the link exists before the child runs).
+    pub fn spawn_link<N, F, Fut>(&self, f: F) -> Addr<N>
+    where
+        N: Send + 'static,
+        F: FnOnce(Context<N>) -> Fut + Send + 'static,
+        Fut: Future<Output = ExitReason> + Send + 'static,
+    {
+        spawn_process(&self.node, SpawnOptions::new().link(self.pid()), f)
+    }
+
+    /// Sets the behaviour name shown by introspection.
+    pub(crate) fn set_behaviour(&self, name: &'static str) {
+        self.core.header.meta.lock().behaviour = name;
+    }
+
+    /// Records the exit reason before the process's own state is dropped, so callers woken by a
+    /// dropped reply handle can read why.
+    pub(crate) fn record_exit_reason(&self, reason: &ExitReason) {
+        self.core
+            .header
+            .meta
+            .lock()
+            .pending_kill
+            .get_or_insert_with(|| reason.clone());
+    }
+}

@@ -1,0 +1,108 @@
+//! The per-process record that senders, links, monitors and the node table point at.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+
+use crate::mailbox::{Mailbox, SysMsg};
+use crate::{ExitReason, Pid};
+
+/// The untyped half of a process: identity, flags, links, monitors.
+pub(crate) struct Header {
+    pub(crate) pid: Pid,
+    pub(crate) trap_exit: AtomicBool,
+    pub(crate) restarts: AtomicU32,
+    /// Messages in the receiver's private batch (for introspection only).
+    pub(crate) local_len: AtomicUsize,
+    pub(crate) meta: Mutex<Meta>,
+}
+
+/// State that changes rarely (links, monitors, names, life cycle), behind one short lock.
+pub(crate) struct Meta {
+    pub(crate) links: Vec<Pid>,
+    /// Monitors *of* this process: (reference id, watcher).
+    pub(crate) monitors: Vec<(u64, Pid)>,
+    /// Tasks outside any process waiting for this one to exit.
+    pub(crate) waiters: Vec<oneshot::Sender<ExitReason>>,
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) behaviour: &'static str,
+    pub(crate) abort: Option<AbortHandle>,
+    /// Set when an exit signal has decided this process must end, before its task is aborted.
+    pub(crate) pending_kill: Option<ExitReason>,
+    /// Set once the process has exited.
+    pub(crate) exit: Option<ExitReason>,
+}
+
+impl Header {
+    pub(crate) fn new(pid: Pid, behaviour: &'static str) -> Self {
+        Header {
+            pid,
+            trap_exit: AtomicBool::new(false),
+            restarts: AtomicU32::new(0),
+            local_len: AtomicUsize::new(0),
+            meta: Mutex::new(Meta {
+                links: Vec::new(),
+                monitors: Vec::new(),
+                waiters: Vec::new(),
+                name: None,
+                behaviour,
+                abort: None,
+                pending_kill: None,
+                exit: None,
+            }),
+        }
+    }
+
+    pub(crate) fn traps_exits(&self) -> bool {
+        self.trap_exit.load(Ordering::Acquire)
+    }
+
+    /// The reason the process exited, or is exiting with, if any.
+    pub(crate) fn exit_reason(&self) -> Option<ExitReason> {
+        let meta = self.meta.lock();
+        meta.exit.clone().or_else(|| meta.pending_kill.clone())
+    }
+}
+
+/// A process as seen by code that does not know its message type.
+pub(crate) trait AnyProcess: Send + Sync + 'static {
+    fn header(&self) -> &Header;
+    fn push_sys(&self, msg: SysMsg) -> bool;
+    fn mailbox_len(&self) -> usize;
+    /// Closes the mailbox and drops what was queued.
+    fn close_mailbox(&self);
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+/// The typed process record: header plus mailbox, in one allocation.
+pub(crate) struct Core<M> {
+    pub(crate) header: Header,
+    pub(crate) mailbox: Mailbox<M>,
+}
+
+impl<M: Send + 'static> AnyProcess for Core<M> {
+    fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn push_sys(&self, msg: SysMsg) -> bool {
+        self.mailbox.push_sys(msg)
+    }
+
+    fn mailbox_len(&self) -> usize {
+        self.mailbox.queued() + self.header.local_len.load(Ordering::Relaxed)
+    }
+
+    fn close_mailbox(&self) {
+        let queued = self.mailbox.close();
+        drop(queued);
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}

@@ -1,0 +1,25 @@
+//! Processes: lightweight tasks that own their state and a mailbox.
+//!
+//! A process is a tokio task plus a [`Context`]: its pid, its mailbox, its links and monitors.
+//! Others reach it through a typed [`Addr`]. The rules are Erlang's:
+//!
+//! * messages from one sender arrive in the order sent;
+//! * links are two-way: an abnormal exit kills linked processes unless they trap exits, in which
+//!   case they get [`Event::Exit`]; `Normal` never kills; `Kill` cannot be trapped;
+//! * monitors are one-way and fire one [`Event::Down`], with `NoProc` for a dead target;
+//! * a panic ends only its own process, with [`ExitReason::Panic`](crate::ExitReason::Panic).
+//!
+//! One deliberate difference: trapped exits and `Down` notifications overtake queued messages
+//! (they travel in the mailbox's system lane), so a supervisor under load still reacts at once.
+
+mod addr;
+mod context;
+pub(crate) mod core;
+pub(crate) mod signal;
+mod spawn;
+
+pub use addr::Addr;
+pub use context::{Context, Down, Event, MonitorRef};
+pub use spawn::SpawnOptions;
+
+pub(crate) use spawn::spawn_process;

@@ -1,0 +1,155 @@
+//! Exit signals, links and monitors: the rules of Erlang, written once.
+
+use super::core::AnyProcess;
+use crate::mailbox::SysMsg;
+use crate::{Down, ExitReason, MonitorRef, Node, Pid};
+
+/// Delivers an exit signal from `from` to `target`.
+///
+/// * `Kill` sent directly cannot be trapped: the target exits `Killed`.
+/// * A trapping target receives the signal as an [`Event::Exit`](crate::Event::Exit) message.
+/// * Otherwise `Normal` is ignored and any other reason ends the target with that reason.
+pub(crate) fn exit_signal(target: &dyn AnyProcess, from: Pid, reason: ExitReason, via_link: bool) {
+    let header = target.header();
+    if via_link {
+        header.meta.lock().links.retain(|p| *p != from);
+    }
+    if reason == ExitReason::Kill && !via_link {
+        terminate(target, ExitReason::Killed);
+    } else if header.traps_exits() {
+        target.push_sys(SysMsg::Exit { from, reason });
+    } else if !reason.is_normal() {
+        terminate(target, reason);
+    }
+}
+
+/// Ends `target` with `reason` now, wherever its task is: the task is aborted and its exit
+/// handling runs when the future is dropped.
+pub(crate) fn terminate(target: &dyn AnyProcess, reason: ExitReason) {
+    let mut meta = target.header().meta.lock();
+    if meta.exit.is_some() || meta.pending_kill.is_some() {
+        return;
+    }
+    meta.pending_kill = Some(reason);
+    if let Some(abort) = meta.abort.take() {
+        drop(meta);
+        abort.abort();
+    }
+    // Without an abort handle the process is still being spawned; `spawn` checks
+    // `pending_kill` right after it stores the handle.
+}
+
+/// Runs once when a process ends: records the reason, closes the mailbox, frees the name and
+/// tells links and monitors.
+pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<ExitReason>) {
+    let header = proc_.header();
+    let pid = header.pid;
+    let (links, monitors, waiters, name, reason) = {
+        let mut meta = header.meta.lock();
+        if meta.exit.is_some() {
+            return;
+        }
+        // A future that completed wins over a kill that raced with its completion; a future
+        // dropped without completing was killed (or the runtime is shutting down).
+        let reason = match completed {
+            Some(r) => r,
+            None => meta.pending_kill.take().unwrap_or(ExitReason::Shutdown),
+        };
+        meta.exit = Some(reason.clone());
+        meta.abort = None;
+        (
+            std::mem::take(&mut meta.links),
+            std::mem::take(&mut meta.monitors),
+            std::mem::take(&mut meta.waiters),
+            meta.name.take(),
+            reason,
+        )
+    };
+    // After the reason is recorded, so a caller woken by its dropped reply handle can read it.
+    proc_.close_mailbox();
+    node.remove_process(pid, name.as_deref());
+    if !matches!(reason, ExitReason::Normal) {
+        tracing::debug!(%pid, %reason, "process exited");
+    }
+    for linked in links {
+        if let Some(p) = node.lookup_any(linked) {
+            exit_signal(&*p, pid, reason.clone(), true);
+        }
+    }
+    for (id, watcher) in monitors {
+        if let Some(w) = node.lookup_any(watcher) {
+            w.push_sys(SysMsg::Down(Down {
+                monitor: MonitorRef { id, target: pid },
+                pid,
+                reason: reason.clone(),
+            }));
+        }
+    }
+    for w in waiters {
+        let _ = w.send(reason.clone());
+    }
+}
+
+/// Links `me` and `other` both ways. Fails with `NoProc` if `other` is not alive.
+pub(crate) fn link(node: &Node, me: &dyn AnyProcess, other: Pid) -> Result<(), crate::LinkError> {
+    let my_pid = me.header().pid;
+    if other == my_pid {
+        return Ok(());
+    }
+    let target = node
+        .lookup_any(other)
+        .ok_or(crate::LinkError::NoProc(other))?;
+    {
+        let mut meta = target.header().meta.lock();
+        if meta.exit.is_some() {
+            return Err(crate::LinkError::NoProc(other));
+        }
+        if !meta.links.contains(&my_pid) {
+            meta.links.push(my_pid);
+        }
+    }
+    let mut meta = me.header().meta.lock();
+    if !meta.links.contains(&other) {
+        meta.links.push(other);
+    }
+    Ok(())
+}
+
+/// Removes a link both ways. The caller drops an exit message from `other` that is already
+/// queued, so no exit from `other` is seen after `unlink` returns.
+pub(crate) fn unlink(node: &Node, me: &dyn AnyProcess, other: Pid) {
+    let my_pid = me.header().pid;
+    me.header().meta.lock().links.retain(|p| *p != other);
+    if let Some(target) = node.lookup_any(other) {
+        target.header().meta.lock().links.retain(|p| *p != my_pid);
+    }
+}
+
+/// Sets up a monitor of `target` for `watcher`. A target that is not alive produces an
+/// immediate `Down` with `NoProc`.
+pub(crate) fn monitor(node: &Node, watcher: &dyn AnyProcess, target: Pid) -> MonitorRef {
+    let mref = MonitorRef {
+        id: node.next_ref(),
+        target,
+    };
+    if let Some(t) = node.lookup_any(target) {
+        let mut meta = t.header().meta.lock();
+        if meta.exit.is_none() {
+            meta.monitors.push((mref.id, watcher.header().pid));
+            return mref;
+        }
+    }
+    watcher.push_sys(SysMsg::Down(Down {
+        monitor: mref,
+        pid: target,
+        reason: ExitReason::NoProc,
+    }));
+    mref
+}
+
+/// Removes a monitor; a `Down` for it that is already queued is dropped by the caller.
+pub(crate) fn demonitor(node: &Node, mref: MonitorRef) {
+    if let Some(t) = node.lookup_any(mref.target) {
+        t.header().meta.lock().monitors.retain(|(id, _)| *id != mref.id);
+    }
+}

@@ -1,0 +1,144 @@
+//! Starting a process: the task that drives it and the guard that reports its exit.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+
+use super::core::{AnyProcess, Core, Header};
+use super::signal;
+use crate::mailbox::Mailbox;
+use crate::{Addr, Context, ExitReason, Node, Pid};
+
+/// How to start a process: mailbox capacity, a link to the parent, exit trapping.
+///
+/// ```
+/// use girder::SpawnOptions;
+/// let opts = SpawnOptions::new().capacity(1024).trap_exit(true);
+/// assert_eq!(opts.mailbox_capacity(), Some(1024));
+/// ```
+#[derive(Clone, Debug)]
+pub struct SpawnOptions {
+    capacity: Option<usize>,
+    link: Option<Pid>,
+    trap_exit: bool,
+    behaviour: &'static str,
+}
+
+impl Default for SpawnOptions {
+    fn default() -> Self {
+        SpawnOptions {
+            capacity: None,
+            link: None,
+            trap_exit: false,
+            behaviour: "process",
+        }
+    }
+}
+
+impl SpawnOptions {
+    /// Unbounded mailbox, no link, not trapping exits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bounds the mailbox to `n` messages (at least 1). A full mailbox refuses `send` with
+    /// [`SendError::Full`](crate::SendError::Full) and makes `send_wait` wait.
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.capacity = Some(n.max(1));
+        self
+    }
+
+    /// The mailbox bound, if any.
+    pub fn mailbox_capacity(&self) -> Option<usize> {
+        self.capacity
+    }
+
+    /// Links the new process to `parent` before it runs, so neither can miss the other's exit.
+    pub fn link(mut self, parent: Pid) -> Self {
+        self.link = Some(parent);
+        self
+    }
+
+    /// The parent this process will be linked to, if any.
+    pub fn parent(&self) -> Option<Pid> {
+        self.link
+    }
+
+    /// Starts the process already trapping exits.
+    pub fn trap_exit(mut self, on: bool) -> Self {
+        self.trap_exit = on;
+        self
+    }
+
+    /// The behaviour name shown by introspection (`"server"`, `"supervisor"`, ...).
+    pub fn behaviour(mut self, name: &'static str) -> Self {
+        self.behaviour = name;
+        self
+    }
+}
+
+struct ExitGuard {
+    node: Node,
+    proc_: Arc<dyn AnyProcess>,
+    completed: Option<ExitReason>,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        signal::on_exit(&self.node, &*self.proc_, self.completed.take());
+    }
+}
+
+pub(crate) fn spawn_process<M, F, Fut>(node: &Node, opts: SpawnOptions, f: F) -> Addr<M>
+where
+    M: Send + 'static,
+    F: FnOnce(Context<M>) -> Fut + Send + 'static,
+    Fut: Future<Output = ExitReason> + Send + 'static,
+{
+    let pid = node.next_pid();
+    let core = Arc::new(Core {
+        header: Header::new(pid, opts.behaviour),
+        mailbox: Mailbox::new(opts.capacity),
+    });
+    if opts.trap_exit {
+        core.header
+            .trap_exit
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+    let as_any: Arc<dyn AnyProcess> = core.clone();
+    node.insert_process(pid, as_any.clone());
+    if let Some(parent) = opts.link {
+        if signal::link(node, &*as_any, parent).is_err() {
+            // The parent is already gone: the link would have delivered its exit at once.
+            core.header.meta.lock().pending_kill = Some(ExitReason::NoProc);
+        }
+    }
+    let ctx = Context::new(core.clone(), node.clone());
+    let guard_node = node.clone();
+    let task = async move {
+        let mut guard = ExitGuard {
+            node: guard_node,
+            proc_: as_any,
+            completed: None,
+        };
+        let result = AssertUnwindSafe(f(ctx)).catch_unwind().await;
+        guard.completed = Some(match result {
+            Ok(reason) => reason,
+            Err(panic) => ExitReason::from_panic(panic),
+        });
+    };
+    let handle = tokio::spawn(task);
+    let killed_while_spawning = {
+        let mut meta = core.header.meta.lock();
+        if meta.pending_kill.is_none() && meta.exit.is_none() {
+            meta.abort = Some(handle.abort_handle());
+        }
+        meta.pending_kill.is_some()
+    };
+    if killed_while_spawning {
+        handle.abort();
+    }
+    Addr { core }
+}

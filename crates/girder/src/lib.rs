@@ -58,7 +58,7 @@
 
 #![warn(missing_docs)]
 
-// pub mod application;
+pub mod application;
 // pub mod event;
 mod exit;
 mod introspect;
@@ -69,10 +69,10 @@ pub mod process;
 mod registry;
 pub mod server;
 // pub mod statem;
-// pub mod supervisor;
+pub mod supervisor;
 pub mod timer;
 
-// pub use application::Application;
+pub use application::{Application, RunningApplication};
 // pub use event::{EventHandler, EventManager};
 pub use exit::ExitReason;
 pub use introspect::ProcessInfo;
@@ -83,5 +83,5 @@ pub use process::{Addr, Context, Down, Event, MonitorRef, SpawnOptions};
 pub use registry::RegisterError;
 pub use server::{CallError, Flow, ReplyTo, Server, ServerContext, ServerRef, StartError};
 // pub use statem::StateMachine;
-// pub use supervisor::{ChildSpec, RestartStrategy, Supervisor};
+pub use supervisor::{ChildSpec, RestartStrategy, Supervisor, SupervisorRef};
 pub use timer::{send_after, TimerRef};

@@ -22,7 +22,7 @@ use crate::{Addr, Context, ExitReason, Pid, SpawnOptions};
 /// use girder::{ExitReason, Node};
 /// let node = Node::new("docs");
 /// let worker = node.spawn(|_ctx: girder::Context<()>| async { ExitReason::Normal });
-/// assert_eq!(node.wait_exit(worker.pid()).await, ExitReason::Normal);
+/// assert_eq!(worker.wait_exit().await, ExitReason::Normal);
 /// assert!(!node.is_alive(worker.pid()));
 /// # }
 /// ```
@@ -143,8 +143,9 @@ impl Node {
             .is_some_and(|p| p.header().meta.lock().exit.is_none())
     }
 
-    /// Waits until `pid` exits and returns why (`NoProc` at once if it is not alive). For code
-    /// outside processes; a process uses [`Context::monitor`].
+    /// Waits until `pid` exits and returns why (`NoProc` at once if it is not alive: a pid does
+    /// not remember its reason; [`Addr::wait_exit`] does). For code outside processes; a process
+    /// uses [`Context::monitor`].
     pub async fn wait_exit(&self, pid: Pid) -> ExitReason {
         let rx = {
             let Some(p) = self.lookup_any(pid) else {
@@ -191,11 +192,12 @@ impl Node {
         self.inner.procs.insert(pid.id(), p);
     }
 
-    pub(crate) fn remove_process(&self, pid: Pid, name: Option<&str>) {
+    pub(crate) fn remove_process(&self, pid: Pid) {
         self.inner.procs.remove(&pid.id());
-        if let Some(name) = name {
-            self.inner.names.remove_if(name, |_, owner| *owner == pid);
-        }
+    }
+
+    pub(crate) fn unregister_if(&self, name: &str, pid: Pid) {
+        self.inner.names.remove_if(name, |_, owner| *owner == pid);
     }
 
     pub(crate) fn lookup_any(&self, pid: Pid) -> Option<Arc<dyn AnyProcess>> {

@@ -46,7 +46,7 @@ impl Node {
     /// node.register("logger", addr.pid()).unwrap();
     /// assert_eq!(node.whereis("logger"), Some(addr.pid()));
     /// addr.send(()).unwrap();
-    /// node.wait_exit(addr.pid()).await;
+    /// addr.wait_exit().await;
     /// assert_eq!(node.whereis("logger"), None);
     /// # }
     /// ```

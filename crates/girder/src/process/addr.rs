@@ -22,7 +22,7 @@ use crate::{ExitReason, Pid, SendError};
 ///     ExitReason::Normal
 /// });
 /// addr.send(42).unwrap();
-/// assert_eq!(node.wait_exit(addr.pid()).await, ExitReason::Normal);
+/// assert_eq!(addr.wait_exit().await, ExitReason::Normal);
 /// assert!(addr.send(43).is_err());
 /// # }
 /// ```
@@ -52,6 +52,21 @@ impl<M: Send + 'static> Addr<M> {
     /// True while the process has not exited.
     pub fn is_alive(&self) -> bool {
         self.core.header.meta.lock().exit.is_none()
+    }
+
+    /// Waits until the process exits and returns why. Unlike [`Node::wait_exit`](crate::Node::wait_exit),
+    /// this works after the process is gone too: the handle remembers the reason.
+    pub async fn wait_exit(&self) -> ExitReason {
+        let rx = {
+            let mut meta = self.core.header.meta.lock();
+            if let Some(r) = &meta.exit {
+                return r.clone();
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            meta.waiters.push(tx);
+            rx
+        };
+        rx.await.unwrap_or(ExitReason::NoProc)
     }
 
     /// The reason the process exited, or `None` while it runs.

@@ -256,11 +256,6 @@ impl<M: Send + 'static> Context<M> {
         spawn_process(&self.node, SpawnOptions::new().link(self.pid()), f)
     }
 
-    /// Sets the behaviour name shown by introspection.
-    pub(crate) fn set_behaviour(&self, name: &'static str) {
-        self.core.header.meta.lock().behaviour = name;
-    }
-
     /// Records the exit reason before the process's own state is dropped, so callers woken by a
     /// dropped reply handle can read why.
     pub(crate) fn record_exit_reason(&self, reason: &ExitReason) {

@@ -44,7 +44,7 @@ pub(crate) fn terminate(target: &dyn AnyProcess, reason: ExitReason) {
 pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<ExitReason>) {
     let header = proc_.header();
     let pid = header.pid;
-    let (links, monitors, waiters, name, reason) = {
+    let (links, monitors, waiters, reason) = {
         let mut meta = header.meta.lock();
         if meta.exit.is_some() {
             return;
@@ -57,17 +57,21 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
         };
         meta.exit = Some(reason.clone());
         meta.abort = None;
+        // Freed under the process lock (the order `register` takes too), so nobody sees the
+        // process dead while its name still points at it.
+        if let Some(name) = meta.name.take() {
+            node.unregister_if(&name, pid);
+        }
         (
             std::mem::take(&mut meta.links),
             std::mem::take(&mut meta.monitors),
             std::mem::take(&mut meta.waiters),
-            meta.name.take(),
             reason,
         )
     };
     // After the reason is recorded, so a caller woken by its dropped reply handle can read it.
     proc_.close_mailbox();
-    node.remove_process(pid, name.as_deref());
+    node.remove_process(pid);
     if !matches!(reason, ExitReason::Normal) {
         tracing::debug!(%pid, %reason, "process exited");
     }

@@ -61,6 +61,11 @@ impl SpawnOptions {
         self
     }
 
+    /// The behaviour name shown by introspection.
+    pub fn behaviour_name(&self) -> &'static str {
+        self.behaviour
+    }
+
     /// The parent this process will be linked to, if any.
     pub fn parent(&self) -> Option<Pid> {
         self.link
@@ -116,13 +121,14 @@ where
         }
     }
     let ctx = Context::new(core.clone(), node.clone());
-    let guard_node = node.clone();
+    // Built outside the task's future so that it is dropped, and the exit reported, even when the
+    // task is aborted before its first poll.
+    let mut guard = ExitGuard {
+        node: node.clone(),
+        proc_: as_any,
+        completed: None,
+    };
     let task = async move {
-        let mut guard = ExitGuard {
-            node: guard_node,
-            proc_: as_any,
-            completed: None,
-        };
         let result = AssertUnwindSafe(f(ctx)).catch_unwind().await;
         guard.completed = Some(match result {
             Ok(reason) => reason,

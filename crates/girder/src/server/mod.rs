@@ -263,15 +263,7 @@ impl<S: Server> ServerRef<S> {
 
     /// Waits until the server exits and returns why.
     pub async fn wait_exit(&self) -> ExitReason {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        {
-            let mut meta = self.addr.core.header.meta.lock();
-            if let Some(r) = &meta.exit {
-                return r.clone();
-            }
-            meta.waiters.push(tx);
-        }
-        rx.await.unwrap_or(ExitReason::NoProc)
+        self.addr.wait_exit().await
     }
 }
 

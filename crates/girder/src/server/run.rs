@@ -74,7 +74,12 @@ pub(super) async fn start<S: Server>(
     let (started_tx, started_rx) = oneshot::channel();
     let parent = opts.parent();
     let name = name.map(str::to_string);
-    let addr = node.spawn_opts(opts.behaviour("server"), move |ctx| {
+    // A behaviour built on Server (a supervisor) keeps its own name.
+    let opts = match opts.behaviour_name() {
+        "process" => opts.behaviour("server"),
+        _ => opts,
+    };
+    let addr = node.spawn_opts(opts, move |ctx| {
         run(server, ServerContext { ctx, parent }, name, started_tx)
     });
     match started_rx.await {

@@ -1,0 +1,277 @@
+//! Supervisors: processes that start, watch and restart other processes.
+//!
+//! A supervisor starts its children in order, traps their exits and restarts them by its
+//! [`RestartStrategy`] and each child's [`Restart`] type. Restarts are limited by an intensity
+//! (at most `max_restarts` in `period`, default 1 in 5 s): past it the supervisor stops its
+//! children and exits with `Shutdown`, escalating the failure to its own supervisor. Children are
+//! stopped in reverse start order, each by its [`Shutdown`] policy. A supervisor is itself a
+//! [`Server`](crate::Server), so supervisors nest into trees.
+//!
+//! ```
+//! use girder::supervisor::{ChildSpec, RestartStrategy, Supervisor};
+//! use girder::{Event, ExitReason, Node};
+//!
+//! # #[tokio::main] async fn main() {
+//! let node = Node::new("docs");
+//! let worker = || ChildSpec::process("worker", |mut ctx| async move {
+//!     loop {
+//!         if let Event::Message(fail) = ctx.recv().await {
+//!             if fail { return ExitReason::error("asked to fail"); }
+//!         }
+//!     }
+//! });
+//! let sup = Supervisor::builder()
+//!     .strategy(RestartStrategy::OneForOne)
+//!     .intensity(3, std::time::Duration::from_secs(5))
+//!     .child(worker().named("w"))
+//!     .start(&node)
+//!     .await
+//!     .unwrap();
+//! let first = node.whereis("w").unwrap();
+//! node.addr::<bool>(first).unwrap().send(true).unwrap();
+//! // The supervisor restarts the worker under the same name.
+//! let restarted = loop {
+//!     match node.whereis("w") {
+//!         Some(p) if p != first => break p,
+//!         _ => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+//!     }
+//! };
+//! assert_ne!(first, restarted);
+//! assert_eq!(sup.which_children().await.unwrap()[0].restarts, 1);
+//! sup.stop(ExitReason::Shutdown).await;
+//! # }
+//! ```
+
+mod error;
+mod run;
+mod spec;
+
+use std::time::Duration;
+
+pub use error::SupervisorError;
+pub use spec::{ChildKind, ChildSpec, ChildStart, Restart, Shutdown, DEFAULT_WORKER_SHUTDOWN};
+
+use run::{SupervisorCall, SupervisorReply, SupervisorServer};
+
+use crate::server::{self, CallError, ServerRef, StartError};
+use crate::{ExitReason, LookupError, Node, Pid, SpawnOptions};
+
+/// Which children a supervisor restarts when one of them exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum RestartStrategy {
+    /// Only the child that exited (`one_for_one`).
+    OneForOne,
+    /// All children: the others are stopped, then all are started again (`one_for_all`).
+    OneForAll,
+    /// The child that exited and every child started after it (`rest_for_one`).
+    RestForOne,
+    /// Like `OneForOne` for children added at run time with [`SupervisorRef::start_child`],
+    /// often many instances of one spec; they are stopped all at once, not in order
+    /// (`simple_one_for_one`).
+    Dynamic,
+}
+
+/// One child as its supervisor sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChildInfo {
+    /// The child's id.
+    pub id: String,
+    /// Its pid while running.
+    pub pid: Option<Pid>,
+    /// Worker or supervisor.
+    pub kind: ChildKind,
+    /// Its restart type.
+    pub restart: Restart,
+    /// How many times it has been restarted.
+    pub restarts: u32,
+}
+
+/// Counts of a supervisor's children.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ChildCounts {
+    /// Child specs held.
+    pub specs: usize,
+    /// Children running.
+    pub active: usize,
+    /// Specs that are supervisors.
+    pub supervisors: usize,
+    /// Specs that are workers.
+    pub workers: usize,
+}
+
+/// Entry point for building supervisors: `Supervisor::builder()`.
+pub struct Supervisor;
+
+impl Supervisor {
+    /// A builder with OTP's defaults: `OneForOne`, at most 1 restart in 5 s, no children.
+    pub fn builder() -> SupervisorBuilder {
+        SupervisorBuilder {
+            strategy: RestartStrategy::OneForOne,
+            intensity: 1,
+            period: Duration::from_secs(5),
+            children: Vec::new(),
+            name: None,
+        }
+    }
+}
+
+/// How to build a supervisor: strategy, intensity, children, and an optional name.
+#[derive(Clone, Debug)]
+pub struct SupervisorBuilder {
+    strategy: RestartStrategy,
+    intensity: u32,
+    period: Duration,
+    children: Vec<ChildSpec>,
+    name: Option<String>,
+}
+
+impl SupervisorBuilder {
+    /// Sets the restart strategy.
+    pub fn strategy(mut self, strategy: RestartStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// Allows at most `max_restarts` restarts within `period` before the supervisor gives up.
+    pub fn intensity(mut self, max_restarts: u32, period: Duration) -> Self {
+        self.intensity = max_restarts;
+        self.period = period;
+        self
+    }
+
+    /// Adds a child, started after the ones added before it.
+    pub fn child(mut self, spec: ChildSpec) -> Self {
+        self.children.push(spec);
+        self
+    }
+
+    /// Registers the supervisor under `name`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    fn validate(&self) -> Result<(), StartError> {
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.children {
+            if c.id.is_empty() {
+                return Err(StartError::Other("a child spec has an empty id".into()));
+            }
+            if !seen.insert(c.id.as_str()) {
+                return Err(StartError::Other(format!("duplicate child id {:?}", c.id)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the supervisor and its children (in order), unlinked. Returns once every child has
+    /// started; if one fails, the ones started are stopped and the error says which.
+    pub async fn start(self, node: &Node) -> Result<SupervisorRef, StartError> {
+        self.start_opts(node, SpawnOptions::new()).await
+    }
+
+    /// Starts the supervisor linked to `parent` (as a child of another supervisor).
+    pub async fn start_link(self, node: &Node, parent: Pid) -> Result<SupervisorRef, StartError> {
+        self.start_opts(node, SpawnOptions::new().link(parent)).await
+    }
+
+    async fn start_opts(self, node: &Node, opts: SpawnOptions) -> Result<SupervisorRef, StartError> {
+        self.validate()?;
+        let state = SupervisorServer::new(self.strategy, self.intensity, self.period, self.children);
+        let opts = opts.trap_exit(true).behaviour("supervisor");
+        let server = server::start_with(node, state, opts, self.name.as_deref()).await?;
+        Ok(SupervisorRef { server })
+    }
+}
+
+/// A handle to a running supervisor.
+#[derive(Clone, Debug)]
+pub struct SupervisorRef {
+    server: ServerRef<SupervisorServer>,
+}
+
+impl SupervisorRef {
+    /// The supervisor's pid.
+    pub fn pid(&self) -> Pid {
+        self.server.pid()
+    }
+
+    /// The supervisor registered under `name`.
+    pub fn lookup(node: &Node, name: &str) -> Result<Self, LookupError> {
+        ServerRef::lookup(node, name).map(|server| SupervisorRef { server })
+    }
+
+    async fn call(&self, req: SupervisorCall) -> Result<SupervisorReply, SupervisorError> {
+        // Starting or stopping children can take their whole shutdown time.
+        self.server
+            .call_timeout(req, Duration::MAX)
+            .await
+            .map_err(SupervisorError::Call)
+    }
+
+    /// Adds and starts a child at run time.
+    pub async fn start_child(&self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
+        match self.call(SupervisorCall::StartChild(spec)).await? {
+            SupervisorReply::Started(r) => r,
+            _ => unreachable!("start_child replies Started"),
+        }
+    }
+
+    /// Stops a child by its shutdown policy. Its spec is kept (except temporary and dynamic
+    /// children) so it can be restarted with [`restart_child`](Self::restart_child).
+    pub async fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
+        match self.call(SupervisorCall::TerminateChild(id.into())).await? {
+            SupervisorReply::Done(r) => r,
+            _ => unreachable!("terminate_child replies Done"),
+        }
+    }
+
+    /// Starts a stopped child again.
+    pub async fn restart_child(&self, id: &str) -> Result<Pid, SupervisorError> {
+        match self.call(SupervisorCall::RestartChild(id.into())).await? {
+            SupervisorReply::Started(r) => r,
+            _ => unreachable!("restart_child replies Started"),
+        }
+    }
+
+    /// Forgets a stopped child's spec.
+    pub async fn delete_child(&self, id: &str) -> Result<(), SupervisorError> {
+        match self.call(SupervisorCall::DeleteChild(id.into())).await? {
+            SupervisorReply::Done(r) => r,
+            _ => unreachable!("delete_child replies Done"),
+        }
+    }
+
+    /// The children, in start order.
+    pub async fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
+        match self.call(SupervisorCall::WhichChildren).await? {
+            SupervisorReply::Children(c) => Ok(c),
+            _ => unreachable!("which_children replies Children"),
+        }
+    }
+
+    /// Counts of the children.
+    pub async fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
+        match self.call(SupervisorCall::CountChildren).await? {
+            SupervisorReply::Counts(c) => Ok(c),
+            _ => unreachable!("count_children replies Counts"),
+        }
+    }
+
+    /// Stops the supervisor: its children are stopped in reverse start order, then it exits.
+    /// Returns the reason it exited with.
+    pub async fn stop(&self, reason: ExitReason) -> ExitReason {
+        self.server.stop(reason).await
+    }
+
+    /// Waits until the supervisor exits (for example after reaching its restart intensity).
+    pub async fn wait_exit(&self) -> ExitReason {
+        self.server.wait_exit().await
+    }
+}
+
+impl From<CallError> for SupervisorError {
+    fn from(e: CallError) -> Self {
+        SupervisorError::Call(e)
+    }
+}

@@ -181,13 +181,12 @@ impl<M> Mailbox<M> {
         inner.user.len() + inner.sys.len()
     }
 
-    /// The receiver's side. `local` is the receiver's private batch; `consumed` counts messages
-    /// taken from it whose permits have not been returned yet.
+    /// The receiver's side. `local` is the receiver's private batch: the receiver swaps the whole
+    /// shared queue into it under one lock and then takes from it without locking.
     pub(crate) fn poll_recv(
         &self,
         cx: &mut TaskCx<'_>,
         local: &mut VecDeque<M>,
-        consumed: &mut usize,
     ) -> Poll<Received<M>> {
         if self.has_sys.load(Ordering::Acquire) {
             if let Some(s) = self.take_sys(|_| true) {
@@ -195,15 +194,8 @@ impl<M> Mailbox<M> {
             }
         }
         if let Some(m) = local.pop_front() {
-            *consumed += 1;
+            self.received(1);
             return Poll::Ready(Received::User(m));
-        }
-        // The batch is used up: give its room back before taking the next one.
-        if *consumed > 0 {
-            if let Some(sem) = &self.bound {
-                sem.add_permits(*consumed);
-            }
-            *consumed = 0;
         }
         let mut inner = self.inner.lock();
         if let Some(s) = inner.sys.pop_front() {
@@ -219,8 +211,16 @@ impl<M> Mailbox<M> {
         std::mem::swap(&mut inner.user, local);
         drop(inner);
         let m = local.pop_front().expect("swapped a non-empty queue");
-        *consumed = 1;
+        self.received(1);
         Poll::Ready(Received::User(m))
+    }
+
+    /// A message left the mailbox: a bounded mailbox has room for one more.
+    #[inline]
+    fn received(&self, n: usize) {
+        if let Some(sem) = &self.bound {
+            sem.add_permits(n);
+        }
     }
 }
 

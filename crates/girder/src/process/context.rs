@@ -84,7 +84,6 @@ pub struct Context<M: Send + 'static> {
     core: Arc<Core<M>>,
     node: Node,
     local: VecDeque<M>,
-    consumed: usize,
     budget: u32,
 }
 
@@ -94,7 +93,6 @@ impl<M: Send + 'static> Context<M> {
             core,
             node,
             local: VecDeque::new(),
-            consumed: 0,
             budget: RECV_BUDGET,
         }
     }
@@ -146,7 +144,7 @@ impl<M: Send + 'static> Context<M> {
         let got = self
             .core
             .mailbox
-            .poll_recv(cx, &mut self.local, &mut self.consumed);
+            .poll_recv(cx, &mut self.local);
         let Poll::Ready(got) = got else {
             self.budget = RECV_BUDGET;
             return Poll::Pending;

@@ -123,12 +123,13 @@ where
     let ctx = Context::new(core.clone(), node.clone());
     // Built outside the task's future so that it is dropped, and the exit reported, even when the
     // task is aborted before its first poll.
-    let mut guard = ExitGuard {
+    let guard = ExitGuard {
         node: node.clone(),
         proc_: as_any,
         completed: None,
     };
     let task = async move {
+        let mut guard = guard;
         let result = AssertUnwindSafe(f(ctx)).catch_unwind().await;
         guard.completed = Some(match result {
             Ok(reason) => reason,

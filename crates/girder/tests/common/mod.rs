@@ -1,0 +1,141 @@
+//! Test children that report their life to a channel.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use girder::supervisor::ChildSpec;
+use girder::{Context, Event, ExitReason, Flow, Node, Pid, ReplyTo, Server, ServerContext, ServerRef};
+use tokio::sync::mpsc;
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// What a test child is told to do.
+#[derive(Debug)]
+pub enum Cmd {
+    /// Exit with this reason.
+    Exit(ExitReason),
+    /// Panic.
+    Panic,
+}
+
+/// What a test child reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Life {
+    Started(&'static str),
+    /// Stopped by its supervisor (an exit signal from the parent).
+    Stopped(&'static str, ExitReason),
+}
+
+pub type Log = mpsc::UnboundedSender<Life>;
+
+/// A server child that traps exits, reports its start (from `init`, so in start order) and a
+/// stop ordered by its supervisor, and obeys [`Cmd`] casts.
+pub struct TestChild {
+    id: &'static str,
+    log: Log,
+    told_to_exit: bool,
+}
+
+impl Server for TestChild {
+    type Call = ();
+    type Reply = ();
+    type Cast = Cmd;
+    type Info = ();
+
+    async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), ExitReason> {
+        ctx.trap_exit(true);
+        let _ = self.log.send(Life::Started(self.id));
+        Ok(())
+    }
+
+    async fn handle_call(&mut self, _: (), from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
+        from.reply(());
+        Flow::Continue
+    }
+
+    async fn handle_cast(&mut self, cmd: Cmd, _: &mut ServerContext<Self>) -> Flow {
+        self.told_to_exit = true;
+        match cmd {
+            Cmd::Exit(r) => Flow::Stop(r),
+            Cmd::Panic => panic!("{} panicked", self.id),
+        }
+    }
+
+    async fn terminate(&mut self, reason: &ExitReason, _: &mut ServerContext<Self>) {
+        if !self.told_to_exit {
+            let _ = self.log.send(Life::Stopped(self.id, reason.clone()));
+        }
+    }
+}
+
+/// A supervised [`TestChild`] registered as `id`; with `ignore_shutdown`, instead a plain
+/// process that ignores its supervisor's exit signals (to test shutdown timeouts).
+pub fn child(id: &'static str, log: Log, ignore_shutdown: bool) -> ChildSpec {
+    if !ignore_shutdown {
+        return ChildSpec::server(id, move || TestChild { id, log: log.clone(), told_to_exit: false }).named(id);
+    }
+    ChildSpec::process(id, move |mut ctx: Context<Cmd>| {
+        let log = log.clone();
+        async move {
+            ctx.trap_exit(true);
+            let _ = log.send(Life::Started(id));
+            loop {
+                match ctx.recv().await {
+                    Event::Message(Cmd::Exit(r)) => return r,
+                    Event::Message(Cmd::Panic) => panic!("{id} panicked"),
+                    _ => {}
+                }
+            }
+        }
+    })
+    .named(id)
+}
+
+/// Sends `cmd` to the test child `pid` (either kind).
+pub fn send_cmd(node: &Node, pid: Pid, cmd: Cmd) {
+    match ServerRef::<TestChild>::from_pid(node, pid) {
+        Ok(s) => s.cast(cmd).map_err(|_| ()).unwrap(),
+        Err(_) => node.addr::<Cmd>(pid).unwrap().send(cmd).map_err(|_| ()).unwrap(),
+    }
+}
+
+/// Waits for the process `pid` to exit.
+pub async fn wait_gone(node: &Node, pid: Pid) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node.is_alive(pid) {
+        assert!(tokio::time::Instant::now() < deadline, "{pid} did not exit in time");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// The live pid registered as `name`, waiting for it to be (re)started and differ from `not`.
+pub async fn pid_of(node: &Node, name: &str, not: Option<Pid>) -> Pid {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(p) = node.whereis(name) {
+            if Some(p) != not {
+                return p;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{name} was not (re)started in time");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Tells the child registered as `name` to exit with `reason` and waits until it has.
+pub async fn make_exit(node: &Node, name: &str, reason: ExitReason) -> Pid {
+    let pid = node.whereis(name).expect("child is registered");
+    send_cmd(node, pid, Cmd::Exit(reason));
+    wait_gone(node, pid).await;
+    pid
+}
+
+/// Drains what the log has so far.
+pub fn drain(rx: &mut mpsc::UnboundedReceiver<Life>) -> Vec<Life> {
+    let mut out = Vec::new();
+    while let Ok(l) = rx.try_recv() {
+        out.push(l);
+    }
+    out
+}

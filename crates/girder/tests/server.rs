@@ -1,0 +1,279 @@
+//! Semantics of the Server (gen_server) behaviour.
+
+use std::time::Duration;
+
+use girder::server::{self, DEFAULT_CALL_TIMEOUT};
+use girder::{
+    CallError, Down, ExitReason, Flow, Node, Pid, ReplyTo, SendError, Server, ServerContext, ServerRef, SpawnOptions,
+    StartError,
+};
+use tokio::sync::mpsc;
+
+const WAIT: Duration = Duration::from_secs(5);
+
+enum Req {
+    Get,
+    Add(i64),
+    Sleep(Duration),
+    Panic,
+    StopWith(ExitReason),
+    Defer,
+    Drop,
+}
+
+#[derive(Default)]
+struct Counter {
+    n: i64,
+    terminated: Option<mpsc::UnboundedSender<ExitReason>>,
+    fail_init: bool,
+}
+
+impl Server for Counter {
+    type Call = Req;
+    type Reply = i64;
+    type Cast = i64;
+    type Info = &'static str;
+
+    async fn init(&mut self, _: &mut ServerContext<Self>) -> Result<(), ExitReason> {
+        if self.fail_init {
+            return Err(ExitReason::error("bad config"));
+        }
+        Ok(())
+    }
+
+    async fn handle_call(&mut self, req: Req, from: ReplyTo<i64>, _: &mut ServerContext<Self>) -> Flow {
+        match req {
+            Req::Get => from.reply(self.n),
+            Req::Add(k) => {
+                self.n += k;
+                from.reply(self.n)
+            }
+            Req::Sleep(d) => {
+                tokio::time::sleep(d).await;
+                from.reply(self.n)
+            }
+            Req::Panic => panic!("handler exploded"),
+            Req::StopWith(r) => {
+                from.reply(-1);
+                return Flow::Stop(r);
+            }
+            Req::Defer => {
+                let n = self.n;
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    from.reply(n * 100);
+                });
+            }
+            Req::Drop => drop(from),
+        }
+        Flow::Continue
+    }
+
+    async fn handle_cast(&mut self, k: i64, _: &mut ServerContext<Self>) -> Flow {
+        self.n += k;
+        Flow::Continue
+    }
+
+    async fn handle_info(&mut self, msg: &'static str, _: &mut ServerContext<Self>) -> Flow {
+        if msg == "reset" {
+            self.n = 0;
+        }
+        Flow::Continue
+    }
+
+    async fn terminate(&mut self, reason: &ExitReason, _: &mut ServerContext<Self>) {
+        if let Some(tx) = &self.terminated {
+            let _ = tx.send(reason.clone());
+        }
+    }
+}
+
+async fn start(node: &Node) -> (ServerRef<Counter>, mpsc::UnboundedReceiver<ExitReason>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let s = server::start(node, Counter { terminated: Some(tx), ..Default::default() }).await.unwrap();
+    (s, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_cast_and_info() {
+    let node = Node::new("t");
+    let (s, _) = start(&node).await;
+    assert_eq!(s.call(Req::Add(2)).await, Ok(2));
+    s.cast(5).unwrap();
+    assert_eq!(s.call(Req::Get).await, Ok(7), "a cast sent before a call is handled before it");
+    s.info("reset").unwrap();
+    assert_eq!(s.call(Req::Get).await, Ok(0));
+    assert_eq!(node.process_info(s.pid()).unwrap().behaviour, "server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_call_timeout_is_five_seconds() {
+    assert_eq!(DEFAULT_CALL_TIMEOUT, Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_times_out_and_the_late_reply_is_dropped() {
+    let node = Node::new("t");
+    let (s, _) = start(&node).await;
+    let r = s.call_timeout(Req::Sleep(Duration::from_millis(200)), Duration::from_millis(20)).await;
+    assert_eq!(r, Err(CallError::Timeout(Duration::from_millis(20))));
+    // The server is fine and the late reply went nowhere.
+    assert_eq!(s.call(Req::Add(1)).await, Ok(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callee_dying_mid_call_ends_the_call_at_once_with_the_reason() {
+    let node = Node::new("t");
+    let (s, _) = start(&node).await;
+    let s2 = s.clone();
+    let slow = tokio::spawn(async move { s2.call(Req::Sleep(Duration::from_secs(60))).await });
+    // A second call queued behind the first one.
+    let s3 = s.clone();
+    let queued = tokio::spawn(async move { s3.call(Req::Get).await });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let started = std::time::Instant::now();
+    node.exit(s.pid(), ExitReason::error("pulled the plug"));
+    let r = tokio::time::timeout(WAIT, slow).await.unwrap().unwrap();
+    assert_eq!(r, Err(CallError::Exited(ExitReason::error("pulled the plug"))));
+    let r = tokio::time::timeout(WAIT, queued).await.unwrap().unwrap();
+    assert_eq!(r, Err(CallError::Exited(ExitReason::error("pulled the plug"))));
+    assert!(started.elapsed() < Duration::from_secs(2), "the call must not wait for its timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_dead_server_fails_at_once() {
+    let node = Node::new("t");
+    let (s, _) = start(&node).await;
+    assert_eq!(s.stop(ExitReason::Normal).await, ExitReason::Normal);
+    let started = std::time::Instant::now();
+    assert_eq!(s.call(Req::Get).await, Err(CallError::Exited(ExitReason::Normal)));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(matches!(s.cast(1), Err(SendError::NoProc(1))));
+    assert!(ServerRef::<Counter>::from_pid(&node, s.pid()).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_ends_the_server_with_a_panic_reason_after_terminate() {
+    let node = Node::new("t");
+    let (s, mut term) = start(&node).await;
+    let r = s.call(Req::Panic).await;
+    assert_eq!(r, Err(CallError::Exited(ExitReason::Panic("handler exploded".into()))));
+    assert_eq!(term.recv().await, Some(ExitReason::Panic("handler exploded".into())));
+    assert_eq!(s.wait_exit().await, ExitReason::Panic("handler exploded".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_reply_from_another_task() {
+    let node = Node::new("t");
+    let (s, _) = start(&node).await;
+    s.call(Req::Add(3)).await.unwrap();
+    // While the deferred reply is pending the server keeps serving.
+    let s2 = s.clone();
+    let deferred = tokio::spawn(async move { s2.call(Req::Defer).await });
+    assert_eq!(s.call(Req::Get).await, Ok(3));
+    assert_eq!(deferred.await.unwrap(), Ok(300));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_reply_handle_ends_the_call_with_no_reply() {
+    let node = Node::new("t");
+    let (s, _) = start(&node).await;
+    assert_eq!(s.call(Req::Drop).await, Err(CallError::NoReply));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_with_a_reason_runs_terminate() {
+    let node = Node::new("t");
+    let (s, mut term) = start(&node).await;
+    assert_eq!(s.call(Req::StopWith(ExitReason::error("done"))).await, Ok(-1));
+    assert_eq!(term.recv().await, Some(ExitReason::error("done")));
+    let (s, mut term) = start(&node).await;
+    assert_eq!(s.stop(ExitReason::Shutdown).await, ExitReason::Shutdown);
+    assert_eq!(term.recv().await, Some(ExitReason::Shutdown));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_failure_is_a_start_error() {
+    let node = Node::new("t");
+    let r = server::start(&node, Counter { fail_init: true, ..Default::default() }).await;
+    assert_eq!(r.unwrap_err(), StartError::Init(ExitReason::error("bad config")));
+    assert_eq!(node.process_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_is_taken_once() {
+    let node = Node::new("t");
+    let a = server::start_with(&node, Counter::default(), SpawnOptions::new(), Some("counter")).await.unwrap();
+    let b = server::start_with(&node, Counter::default(), SpawnOptions::new(), Some("counter")).await;
+    assert_eq!(b.unwrap_err(), StartError::AlreadyStarted(a.pid()));
+    let found = ServerRef::<Counter>::lookup(&node, "counter").unwrap();
+    assert_eq!(found.call(Req::Add(1)).await, Ok(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_linked_to_a_trapping_parent_stops_with_terminate_on_parent_exit() {
+    let node = Node::new("t");
+    let (tx, mut term) = mpsc::unbounded_channel();
+    let (ptx, prx) = tokio::sync::oneshot::channel();
+    let parent = node.spawn(move |mut ctx: girder::Context<()>| async move {
+        let s = server::start_with(ctx.node(), Counter { terminated: Some(tx), ..Default::default() },
+            SpawnOptions::new().link(ctx.pid()).trap_exit(true), None).await.unwrap();
+        ptx.send(s).unwrap();
+        ctx.recv().await;
+        ExitReason::error("parent failed")
+    });
+    let s = prx.await.unwrap();
+    parent.send(()).unwrap();
+    assert_eq!(tokio::time::timeout(WAIT, term.recv()).await.unwrap(), Some(ExitReason::error("parent failed")));
+    assert_eq!(s.wait_exit().await, ExitReason::error("parent failed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_sees_monitor_downs() {
+    let node = Node::new("t");
+    let target = node.spawn(|mut ctx: girder::Context<()>| async move {
+        ctx.recv().await;
+        ExitReason::error("target done")
+    });
+    let tp = target.pid();
+    struct Watch(Pid, mpsc::UnboundedSender<Down>);
+    impl Server for Watch {
+        type Call = ();
+        type Reply = ();
+        type Cast = ();
+        type Info = ();
+        async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), ExitReason> {
+            ctx.monitor(self.0);
+            Ok(())
+        }
+        async fn handle_call(&mut self, _: (), from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
+            from.reply(());
+            Flow::Continue
+        }
+        async fn handle_down(&mut self, down: Down, _: &mut ServerContext<Self>) -> Flow {
+            self.1.send(down).unwrap();
+            Flow::Continue
+        }
+    }
+    let (wtx, mut wrx) = mpsc::unbounded_channel();
+    let w = server::start(&node, Watch(tp, wtx)).await.unwrap();
+    target.send(()).unwrap();
+    let down = tokio::time::timeout(WAIT, wrx.recv()).await.unwrap().unwrap();
+    assert_eq!(down.pid, tp);
+    assert_eq!(down.reason, ExitReason::error("target done"));
+    w.call(()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_server_mailbox_refuses_casts_when_full() {
+    let node = Node::new("t");
+    let s = server::start_with(&node, Counter::default(), SpawnOptions::new().capacity(1), None).await.unwrap();
+    let s2 = s.clone();
+    let busy = tokio::spawn(async move { s2.call(Req::Sleep(Duration::from_millis(100))).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    s.cast(1).unwrap();
+    assert_eq!(s.cast(2), Err(SendError::Full(2)));
+    busy.await.unwrap().unwrap();
+    // A call waits for room instead of failing.
+    assert_eq!(s.call(Req::Get).await, Ok(1));
+}

@@ -84,7 +84,11 @@ pub(super) async fn start<S: Server>(
     });
     match started_rx.await {
         Ok(Ok(())) => Ok(ServerRef { addr }),
-        Ok(Err(e)) => Err(e),
+        Ok(Err(e)) => {
+            // As OTP 26's proc_lib: a failed start returns once the process is gone.
+            addr.wait_exit().await;
+            Err(e)
+        }
         // The process ended before init reported: it was killed during init.
         Err(_) => Err(StartError::Init(
             addr.exit_reason().unwrap_or(ExitReason::Killed),

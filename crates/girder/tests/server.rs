@@ -127,6 +127,7 @@ async fn a_callee_dying_mid_call_ends_the_call_at_once_with_the_reason() {
     let (s, _) = start(&node).await;
     let s2 = s.clone();
     let slow = tokio::spawn(async move { s2.call(Req::Sleep(Duration::from_secs(60))).await });
+    tokio::time::sleep(Duration::from_millis(30)).await;
     // A second call queued behind the first one.
     let s3 = s.clone();
     let queued = tokio::spawn(async move { s3.call(Req::Get).await });

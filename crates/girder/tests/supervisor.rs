@@ -218,7 +218,7 @@ async fn brutal_kill_does_not_wait() {
     let k: Addr<Cmd> = node.lookup("k").unwrap();
     sup.terminate_child("k").await.unwrap();
     assert_eq!(k.wait_exit().await, ExitReason::Killed);
-    assert_eq!(drain(&mut rx), vec![Life::Started("k")]);
+    assert!(!drain(&mut rx).iter().any(|l| matches!(l, Life::Stopped(..))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

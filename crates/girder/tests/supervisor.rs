@@ -235,6 +235,10 @@ async fn infinity_waits_for_a_slow_child() {
     })
     .shutdown(Shutdown::Infinity);
     let sup = Supervisor::builder().child(slow).start(&node).await.unwrap();
+    let pid = sup.which_children().await.unwrap()[0].pid.unwrap();
+    while !node.process_info(pid).unwrap().trap_exit {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let started = std::time::Instant::now();
     sup.terminate_child("slow").await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(150));

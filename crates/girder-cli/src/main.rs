@@ -1,1 +1,69 @@
-fn main() {}
+//! The `girder` command: run the demo, benchmark the runtime.
+
+mod alloc;
+mod bench;
+mod demo;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: alloc::Counting = alloc::Counting;
+
+#[derive(Parser)]
+#[command(name = "girder", version, about = "Erlang/OTP-grade middleware for Rust")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// A supervision tree surviving injected crashes, printed as it happens.
+    Demo {
+        /// How long to run before stopping gracefully (Ctrl-C or SIGTERM also stop it).
+        #[arg(long, default_value = "8s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Seed for the crash schedule (the same seed injects the same crashes).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Runs the runtime's benchmark workloads and prints a table (or JSON lines).
+    Bench {
+        /// Workloads to run: spawn, ring, pingpong, call_c1, call_c100, fanin, or all.
+        #[arg(long = "workload", short = 'w')]
+        workloads: Vec<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Multiplies every count (0.01 for a quick smoke run).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let n: f64 = num.parse().map_err(|_| format!("not a duration: {s:?} (try 10s or 500ms)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?} (use ms, s or m)")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("duration must be positive: {s:?}"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo { duration, seed } => demo::run(duration, seed),
+        Command::Bench { workloads, json, scale } => bench::run(&workloads, scale, json),
+    };
+    if let Err(e) = result {
+        eprintln!("girder: {e}");
+        std::process::exit(2);
+    }
+}

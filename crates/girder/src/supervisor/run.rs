@@ -211,7 +211,7 @@ impl SupervisorServer {
             }
             return Flow::Continue;
         }
-        tracing::info!(child = %self.children[i].spec.id, %pid, %reason, "child exited; restarting");
+        tracing::info!(supervisor = %ctx.pid(), child = %self.children[i].spec.id, %pid, %reason, "child exited; restarting");
         if !self.note_restart() {
             return self.give_up(ctx).await;
         }
@@ -258,8 +258,9 @@ impl SupervisorServer {
         }
     }
 
-    async fn give_up(&mut self, _ctx: &mut ServerContext<Self>) -> Flow {
+    async fn give_up(&mut self, ctx: &mut ServerContext<Self>) -> Flow {
         tracing::error!(
+            supervisor = %ctx.pid(),
             intensity = self.intensity,
             period = ?self.period,
             "restart intensity reached; supervisor shutting down"

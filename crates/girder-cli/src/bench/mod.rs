@@ -1,0 +1,73 @@
+//! `girder bench`: the runtime's standard workloads, comparable with the peer benchmarks in
+//! `bench/peers` (same names, counts and JSON keys).
+
+mod workloads;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// One workload's result: its name and its measured keys.
+pub struct Outcome {
+    pub workload: &'static str,
+    pub values: Vec<(&'static str, f64)>,
+}
+
+pub const ALL: [&str; 6] = ["spawn", "ring", "pingpong", "call_c1", "call_c100", "fanin"];
+
+pub fn run(names: &[String], scale: f64, json: bool) -> Result<(), String> {
+    let selected: Vec<&str> = if names.is_empty() || names.iter().any(|n| n == "all") {
+        ALL.to_vec()
+    } else {
+        for n in names {
+            if !ALL.contains(&n.as_str()) {
+                return Err(format!("unknown workload {n:?}; known: {}", ALL.join(", ")));
+            }
+        }
+        names.iter().map(String::as_str).collect()
+    };
+    if !(scale > 0.0 && scale <= 10.0) {
+        return Err(format!("--scale must be in (0, 10], got {scale}"));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    if !json {
+        println!("{:<10} {:>16} {:>14} {:>10} {:>10}", "workload", "rate", "unit", "p50 µs", "p99 µs");
+    }
+    for name in selected {
+        let outcome = rt.block_on(workloads::run(name, scale));
+        report(&outcome, json);
+        // Let the runtime settle between workloads.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+fn report(o: &Outcome, json: bool) {
+    if json {
+        let mut obj = serde_json::Map::new();
+        obj.insert("system".into(), json!("girder"));
+        obj.insert("workload".into(), json!(o.workload));
+        for (k, v) in &o.values {
+            let v = if v.fract() == 0.0 { json!(*v as i64) } else { json!((v * 100.0).round() / 100.0) };
+            obj.insert((*k).into(), v);
+        }
+        println!("{}", Value::Object(obj));
+        return;
+    }
+    let get = |k: &str| o.values.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    let (rate, unit) = match o.workload {
+        "spawn" => (get("spawn_ns_per_proc").unwrap_or(0.0), "ns/proc"),
+        "ring" => (get("hops_per_s").unwrap_or(0.0), "hops/s"),
+        "pingpong" => (get("round_trips_per_s").unwrap_or(0.0), "round trips/s"),
+        "fanin" => (get("msgs_per_s").unwrap_or(0.0), "msgs/s"),
+        _ => (get("calls_per_s").unwrap_or(0.0), "calls/s"),
+    };
+    let p = |k| get(k).map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+    println!("{:<10} {:>16.0} {:>14} {:>10} {:>10}", o.workload, rate, unit, p("p50_us"), p("p99_us"));
+    if let Some(m) = get("mem_bytes_per_proc") {
+        println!("{:<10} {:>16.0} {:>14}", "", m, "bytes/proc");
+    }
+}

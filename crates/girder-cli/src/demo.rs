@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use girder::supervisor::{ChildSpec, RestartStrategy, Supervisor};
-use girder::{Application, Context, ExitReason, Flow, Node, Pid, ReplyTo, Server, ServerContext, ServerRef};
+use girder::{
+    Application, Context, ExitReason, Flow, Node, Pid, ReplyTo, Server, ServerContext, ServerRef,
+};
 
 enum KvCall {
     Put(String, u64),
@@ -40,7 +42,12 @@ impl Server for Kv {
     type Cast = Chaos;
     type Info = ();
 
-    async fn handle_call(&mut self, req: KvCall, from: ReplyTo<Option<u64>>, _: &mut ServerContext<Self>) -> Flow {
+    async fn handle_call(
+        &mut self,
+        req: KvCall,
+        from: ReplyTo<Option<u64>>,
+        _: &mut ServerContext<Self>,
+    ) -> Flow {
         match req {
             KvCall::Put(k, v) => from.reply(self.0.insert(k, v)),
         }
@@ -60,7 +67,12 @@ impl Server for Worker {
     type Cast = Chaos;
     type Info = ();
 
-    async fn handle_call(&mut self, n: u64, from: ReplyTo<u64>, _: &mut ServerContext<Self>) -> Flow {
+    async fn handle_call(
+        &mut self,
+        n: u64,
+        from: ReplyTo<u64>,
+        _: &mut ServerContext<Self>,
+    ) -> Flow {
         self.0 += 1;
         from.reply(n * 2);
         Flow::Continue
@@ -94,7 +106,10 @@ fn tree(stats: Arc<ClientStats>) -> Application {
                 visits += 1;
                 // Looked up each time: after a restart the name points at the new kv.
                 let answer = match ServerRef::<Kv>::lookup(ctx.node(), "kv") {
-                    Ok(kv) => kv.call(KvCall::Put("visits".into(), visits)).await.map_err(|e| e.to_string()),
+                    Ok(kv) => kv
+                        .call(KvCall::Put("visits".into(), visits))
+                        .await
+                        .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
                 match answer {
@@ -118,7 +133,10 @@ pub fn run(duration: Duration, seed: u64) -> Result<(), String> {
     let started = Instant::now();
     // A crash is reported in one line, as an Erlang crash report would be, not as a backtrace.
     std::panic::set_hook(Box::new(|info| {
-        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         eprintln!("   crash report: {}{place}", panic_text(info.payload()));
     }));
     tracing_subscriber::fmt()
@@ -127,7 +145,10 @@ pub fn run(duration: Duration, seed: u64) -> Result<(), String> {
         .with_timer(tracing_subscriber::fmt::time::uptime())
         .with_writer(std::io::stdout)
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     rt.block_on(async move {
         let node = Node::new("demo");
         let stats = Arc::new(ClientStats::default());
@@ -192,7 +213,10 @@ struct ChaosReport {
 
 async fn chaos(node: Node, duration: Duration, seed: u64) -> Option<ChaosReport> {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut report = ChaosReport { injected: 0, recoveries: Vec::new() };
+    let mut report = ChaosReport {
+        injected: 0,
+        recoveries: Vec::new(),
+    };
     let storm_at = duration.mul_f64(0.6);
     let t0 = Instant::now();
     let mut stormed = false;
@@ -222,7 +246,9 @@ async fn chaos(node: Node, duration: Duration, seed: u64) -> Option<ChaosReport>
         }
         let victims = ["kv", "worker-1", "worker-2", "worker-3"];
         let victim = victims[rng.usize(..victims.len())];
-        let Some(pid) = node.whereis(victim) else { continue };
+        let Some(pid) = node.whereis(victim) else {
+            continue;
+        };
         let how = rng.u8(..3);
         let what = match how {
             0 => {
@@ -270,7 +296,6 @@ async fn wait_gone(node: &Node, pid: Pid) {
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
 }
-
 
 fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
     payload

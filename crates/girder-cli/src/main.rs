@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 static GLOBAL: alloc::Counting = alloc::Counting;
 
 #[derive(Parser)]
-#[command(name = "girder", version, about = "Erlang/OTP-grade middleware for Rust")]
+#[command(
+    name = "girder",
+    version,
+    about = "Erlang/OTP-grade middleware for Rust"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,8 +46,13 @@ enum Command {
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let n: f64 = num.parse().map_err(|_| format!("not a duration: {s:?} (try 10s or 500ms)"))?;
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?} (try 10s or 500ms)"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
@@ -60,7 +69,11 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { duration, seed } => demo::run(duration, seed),
-        Command::Bench { workloads, json, scale } => bench::run(&workloads, scale, json),
+        Command::Bench {
+            workloads,
+            json,
+            scale,
+        } => bench::run(&workloads, scale, json),
     };
     if let Err(e) = result {
         eprintln!("girder: {e}");

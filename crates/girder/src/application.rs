@@ -63,7 +63,11 @@ impl Application {
 
     /// Starts the tree; returns when every child has started.
     pub async fn start(self, node: &Node) -> Result<RunningApplication, StartError> {
-        let root = self.root.name(format!("{}_sup", self.name)).start(node).await?;
+        let root = self
+            .root
+            .name(format!("{}_sup", self.name))
+            .start(node)
+            .await?;
         tracing::info!(app = %self.name, root = %root.pid(), "application started");
         Ok(RunningApplication {
             name: self.name,

@@ -9,7 +9,11 @@ use tokio::sync::oneshot;
 const WAIT: Duration = Duration::from_secs(5);
 
 /// A process that waits forever, reporting every event it gets to `tx`.
-fn reporter(node: &Node, opts: SpawnOptions, tx: tokio::sync::mpsc::UnboundedSender<Event<()>>) -> Addr<()> {
+fn reporter(
+    node: &Node,
+    opts: SpawnOptions,
+    tx: tokio::sync::mpsc::UnboundedSender<Event<()>>,
+) -> Addr<()> {
     node.spawn_opts(opts, move |mut ctx: Context<()>| async move {
         loop {
             let ev = ctx.recv().await;
@@ -29,7 +33,9 @@ fn idle(node: &Node) -> Addr<()> {
 }
 
 async fn exit_of<M: Send + 'static>(addr: &Addr<M>) -> ExitReason {
-    tokio::time::timeout(WAIT, addr.wait_exit()).await.expect("process did not exit in time")
+    tokio::time::timeout(WAIT, addr.wait_exit())
+        .await
+        .expect("process did not exit in time")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,26 +64,36 @@ async fn bounded_mailbox_refuses_when_full_and_waits_with_send_wait() {
     let node = Node::new("t");
     let (go_tx, go_rx) = oneshot::channel::<()>();
     let (done_tx, done_rx) = oneshot::channel();
-    let p = node.spawn_opts(SpawnOptions::new().capacity(2), |mut ctx: Context<u32>| async move {
-        go_rx.await.unwrap();
-        let mut got = Vec::new();
-        while got.len() < 3 {
-            if let Event::Message(n) = ctx.recv().await {
-                got.push(n);
+    let p = node.spawn_opts(
+        SpawnOptions::new().capacity(2),
+        |mut ctx: Context<u32>| async move {
+            go_rx.await.unwrap();
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                if let Event::Message(n) = ctx.recv().await {
+                    got.push(n);
+                }
             }
-        }
-        done_tx.send(got).unwrap();
-        ExitReason::Normal
-    });
+            done_tx.send(got).unwrap();
+            ExitReason::Normal
+        },
+    );
     p.send(1).unwrap();
     p.send(2).unwrap();
-    assert_eq!(p.send(3), Err(SendError::Full(3)), "a full mailbox must refuse, not drop");
+    assert_eq!(
+        p.send(3),
+        Err(SendError::Full(3)),
+        "a full mailbox must refuse, not drop"
+    );
     let waiting = tokio::spawn({
         let p = p.clone();
         async move { p.send_wait(3).await }
     });
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(!waiting.is_finished(), "send_wait must wait while the mailbox is full");
+    assert!(
+        !waiting.is_finished(),
+        "send_wait must wait while the mailbox is full"
+    );
     go_tx.send(()).unwrap();
     waiting.await.unwrap().unwrap();
     assert_eq!(done_rx.await.unwrap(), vec![1, 2, 3]);
@@ -88,12 +104,15 @@ async fn bounded_mailbox_refuses_when_full_and_waits_with_send_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_wait_fails_when_the_process_exits_while_waiting() {
     let node = Node::new("t");
-    let p = node.spawn_opts(SpawnOptions::new().capacity(1), |mut ctx: Context<u32>| async move {
-        // Never reads: exits when told by an exit signal.
-        std::future::pending::<()>().await;
-        let _ = ctx.recv().await;
-        ExitReason::Normal
-    });
+    let p = node.spawn_opts(
+        SpawnOptions::new().capacity(1),
+        |mut ctx: Context<u32>| async move {
+            // Never reads: exits when told by an exit signal.
+            std::future::pending::<()>().await;
+            let _ = ctx.recv().await;
+            ExitReason::Normal
+        },
+    );
     p.send(1).unwrap();
     let waiting = tokio::spawn({
         let p = p.clone();
@@ -109,10 +128,13 @@ async fn send_wait_fails_when_the_process_exits_while_waiting() {
 async fn a_linked_process_crashing_kills_its_non_trapping_partner() {
     let node = Node::new("t");
     let victim = idle(&node);
-    let crasher = node.spawn_opts(SpawnOptions::new().link(victim.pid()), |mut ctx: Context<()>| async move {
-        ctx.recv().await;
-        panic!("boom");
-    });
+    let crasher = node.spawn_opts(
+        SpawnOptions::new().link(victim.pid()),
+        |mut ctx: Context<()>| async move {
+            ctx.recv().await;
+            panic!("boom");
+        },
+    );
     crasher.send(()).unwrap();
     assert_eq!(exit_of(&crasher).await, ExitReason::Panic("boom".into()));
     assert_eq!(exit_of(&victim).await, ExitReason::Panic("boom".into()));
@@ -132,13 +154,18 @@ async fn a_panic_ends_only_its_own_process() {
 async fn normal_exit_does_not_kill_linked_processes() {
     let node = Node::new("t");
     let partner = idle(&node);
-    let quitter = node.spawn_opts(SpawnOptions::new().link(partner.pid()), |_: Context<()>| async {
-        ExitReason::Normal
-    });
+    let quitter = node.spawn_opts(
+        SpawnOptions::new().link(partner.pid()),
+        |_: Context<()>| async { ExitReason::Normal },
+    );
     assert_eq!(exit_of(&quitter).await, ExitReason::Normal);
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert!(partner.is_alive());
-    assert_eq!(node.process_info(partner.pid()).unwrap().links, 0, "the link is gone");
+    assert_eq!(
+        node.process_info(partner.pid()).unwrap().links,
+        0,
+        "the link is gone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,17 +173,37 @@ async fn a_trapping_process_receives_exits_as_messages() {
     let node = Node::new("t");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let trapper = reporter(&node, SpawnOptions::new().trap_exit(true), tx);
-    let child = node.spawn_opts(SpawnOptions::new().link(trapper.pid()), |_: Context<()>| async {
-        ExitReason::error("bad")
-    });
-    let ev = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
-    assert_eq!(ev, Event::Exit { from: child.pid(), reason: ExitReason::error("bad") });
+    let child = node.spawn_opts(
+        SpawnOptions::new().link(trapper.pid()),
+        |_: Context<()>| async { ExitReason::error("bad") },
+    );
+    let ev = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ev,
+        Event::Exit {
+            from: child.pid(),
+            reason: ExitReason::error("bad")
+        }
+    );
     // Normal exits are delivered to trapping processes too.
-    let child2 = node.spawn_opts(SpawnOptions::new().link(trapper.pid()), |_: Context<()>| async {
-        ExitReason::Normal
-    });
-    let ev = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
-    assert_eq!(ev, Event::Exit { from: child2.pid(), reason: ExitReason::Normal });
+    let child2 = node.spawn_opts(
+        SpawnOptions::new().link(trapper.pid()),
+        |_: Context<()>| async { ExitReason::Normal },
+    );
+    let ev = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ev,
+        Event::Exit {
+            from: child2.pid(),
+            reason: ExitReason::Normal
+        }
+    );
     assert!(trapper.is_alive());
 }
 
@@ -166,12 +213,25 @@ async fn kill_cannot_be_trapped_and_propagates_as_killed() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let watcher = reporter(&node, SpawnOptions::new().trap_exit(true), tx);
     let (tx2, _rx2) = tokio::sync::mpsc::unbounded_channel();
-    let target = reporter(&node, SpawnOptions::new().trap_exit(true).link(watcher.pid()), tx2);
+    let target = reporter(
+        &node,
+        SpawnOptions::new().trap_exit(true).link(watcher.pid()),
+        tx2,
+    );
     node.exit(target.pid(), ExitReason::Kill);
     assert_eq!(exit_of(&target).await, ExitReason::Killed);
     // The linked, trapping watcher gets `Killed`, which it can trap.
-    let ev = tokio::time::timeout(WAIT, rx.recv()).await.unwrap().unwrap();
-    assert_eq!(ev, Event::Exit { from: target.pid(), reason: ExitReason::Killed });
+    let ev = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ev,
+        Event::Exit {
+            from: target.pid(),
+            reason: ExitReason::Killed
+        }
+    );
     assert!(watcher.is_alive());
 }
 
@@ -181,7 +241,10 @@ async fn exit_signal_semantics_for_non_trapping_targets() {
     let p = idle(&node);
     node.exit(p.pid(), ExitReason::Normal);
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(p.is_alive(), "exit(pid, normal) is ignored by a non-trapping process");
+    assert!(
+        p.is_alive(),
+        "exit(pid, normal) is ignored by a non-trapping process"
+    );
     node.exit(p.pid(), ExitReason::Shutdown);
     assert_eq!(exit_of(&p).await, ExitReason::Shutdown);
 }
@@ -282,15 +345,19 @@ async fn link_to_a_dead_process_fails_with_noproc() {
 async fn unlink_drops_an_exit_already_queued() {
     let node = Node::new("t");
     let (tx, rx) = oneshot::channel();
-    let p = node.spawn_opts(SpawnOptions::new().trap_exit(true), move |mut ctx: Context<()>| async move {
-        let child = ctx.spawn_link(|_: Context<()>| async { ExitReason::error("child") });
-        // Wait until the child's exit is surely queued, then unlink.
-        ctx.node().wait_exit(child.pid()).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        ctx.unlink(child.pid());
-        tx.send(ctx.recv_timeout(Duration::from_millis(50)).await).unwrap();
-        ExitReason::Normal
-    });
+    let p = node.spawn_opts(
+        SpawnOptions::new().trap_exit(true),
+        move |mut ctx: Context<()>| async move {
+            let child = ctx.spawn_link(|_: Context<()>| async { ExitReason::error("child") });
+            // Wait until the child's exit is surely queued, then unlink.
+            ctx.node().wait_exit(child.pid()).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            ctx.unlink(child.pid());
+            tx.send(ctx.recv_timeout(Duration::from_millis(50)).await)
+                .unwrap();
+            ExitReason::Normal
+        },
+    );
     assert_eq!(rx.await.unwrap(), None);
     exit_of(&p).await;
 }
@@ -300,18 +367,30 @@ async fn exits_overtake_a_long_user_queue() {
     let node = Node::new("t");
     let (tx, rx) = oneshot::channel();
     let (go_tx, go_rx) = oneshot::channel::<()>();
-    let p = node.spawn_opts(SpawnOptions::new().trap_exit(true), move |mut ctx: Context<u32>| async move {
-        go_rx.await.unwrap();
-        tx.send(ctx.recv().await).unwrap();
-        ExitReason::Normal
-    });
+    let p = node.spawn_opts(
+        SpawnOptions::new().trap_exit(true),
+        move |mut ctx: Context<u32>| async move {
+            go_rx.await.unwrap();
+            tx.send(ctx.recv().await).unwrap();
+            ExitReason::Normal
+        },
+    );
     for i in 0..100_000 {
         p.send(i).unwrap();
     }
     node.exit(p.pid(), ExitReason::Shutdown);
     go_tx.send(()).unwrap();
     let first = rx.await.unwrap();
-    assert!(matches!(first, Event::Exit { reason: ExitReason::Shutdown, .. }), "got {first:?}");
+    assert!(
+        matches!(
+            first,
+            Event::Exit {
+                reason: ExitReason::Shutdown,
+                ..
+            }
+        ),
+        "got {first:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,22 +400,43 @@ async fn registry_names_follow_process_lifetimes() {
     let b = idle(&node);
     node.register("svc", a.pid()).unwrap();
     assert_eq!(node.whereis("svc"), Some(a.pid()));
-    assert!(matches!(node.register("svc", b.pid()), Err(girder::RegisterError::NameTaken { owner, .. }) if owner == a.pid()));
-    assert!(matches!(node.register("other", a.pid()), Err(girder::RegisterError::AlreadyNamed { .. })));
-    assert_eq!(node.register("", b.pid()), Err(girder::RegisterError::EmptyName));
+    assert!(
+        matches!(node.register("svc", b.pid()), Err(girder::RegisterError::NameTaken { owner, .. }) if owner == a.pid())
+    );
+    assert!(matches!(
+        node.register("other", a.pid()),
+        Err(girder::RegisterError::AlreadyNamed { .. })
+    ));
+    assert_eq!(
+        node.register("", b.pid()),
+        Err(girder::RegisterError::EmptyName)
+    );
     let typed: Addr<()> = node.lookup("svc").unwrap();
     assert_eq!(typed.pid(), a.pid());
-    assert!(matches!(node.lookup::<u64>("svc"), Err(girder::LookupError::WrongType { .. })));
-    assert!(matches!(node.lookup::<()>("nobody"), Err(girder::LookupError::NotRegistered(_))));
+    assert!(matches!(
+        node.lookup::<u64>("svc"),
+        Err(girder::LookupError::WrongType { .. })
+    ));
+    assert!(matches!(
+        node.lookup::<()>("nobody"),
+        Err(girder::LookupError::NotRegistered(_))
+    ));
     node.exit(a.pid(), ExitReason::Kill);
     exit_of(&a).await;
-    assert_eq!(node.whereis("svc"), None, "a name never points at a dead process");
+    assert_eq!(
+        node.whereis("svc"),
+        None,
+        "a name never points at a dead process"
+    );
     node.register("svc", b.pid()).unwrap();
     assert!(node.unregister("svc"));
     assert!(!node.unregister("svc"));
     let dead = node.spawn(|_: Context<()>| async { ExitReason::Normal });
     exit_of(&dead).await;
-    assert_eq!(node.register("late", dead.pid()), Err(girder::RegisterError::NoProc(dead.pid())));
+    assert_eq!(
+        node.register("late", dead.pid()),
+        Err(girder::RegisterError::NoProc(dead.pid()))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,9 +454,15 @@ async fn timers_fire_and_cancel() {
     let cancelled = girder::send_after(&p, "cancelled", Duration::from_millis(30));
     assert!(cancelled.cancel());
     assert!(!cancelled.cancel(), "a timer is cancelled once");
-    assert_eq!(tokio::time::timeout(WAIT, rx.recv()).await.unwrap(), Some("fired"));
+    assert_eq!(
+        tokio::time::timeout(WAIT, rx.recv()).await.unwrap(),
+        Some("fired")
+    );
     assert!(fired.has_fired());
-    assert!(!fired.cancel(), "cancelling a fired timer says it already fired");
+    assert!(
+        !fired.cancel(),
+        "cancelling a fired timer says it already fired"
+    );
     tokio::time::sleep(Duration::from_millis(60)).await;
     assert!(rx.try_recv().is_err(), "the cancelled timer never delivers");
 }
@@ -395,7 +501,10 @@ async fn pids_of_another_node_incarnation_are_never_live() {
     let p = idle(&old);
     let q = idle(&new);
     assert_eq!(p.pid().id(), q.pid().id());
-    assert!(!new.is_alive(p.pid()), "same id, other creation: not the same process");
+    assert!(
+        !new.is_alive(p.pid()),
+        "same id, other creation: not the same process"
+    );
     assert!(new.is_alive(q.pid()));
 }
 
@@ -407,15 +516,21 @@ async fn killing_a_process_during_spawn_is_not_lost() {
         let pp = parent.pid();
         let n2 = node.clone();
         let killer = tokio::spawn(async move { n2.exit(pp, ExitReason::error("die")) });
-        let child = node.spawn_opts(SpawnOptions::new().link(pp), |mut ctx: Context<()>| async move {
-            loop {
-                ctx.recv().await;
-            }
-        });
+        let child = node.spawn_opts(
+            SpawnOptions::new().link(pp),
+            |mut ctx: Context<()>| async move {
+                loop {
+                    ctx.recv().await;
+                }
+            },
+        );
         killer.await.unwrap();
         exit_of(&parent).await;
         let r = exit_of(&child).await;
-        assert!(matches!(r, ExitReason::Error(_) | ExitReason::NoProc), "got {r:?}");
+        assert!(
+            matches!(r, ExitReason::Error(_) | ExitReason::NoProc),
+            "got {r:?}"
+        );
     }
     assert_eq!(node.process_count(), 0);
 }

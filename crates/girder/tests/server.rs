@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use girder::server::{self, DEFAULT_CALL_TIMEOUT};
 use girder::{
-    CallError, Down, ExitReason, Flow, Node, Pid, ReplyTo, SendError, Server, ServerContext, ServerRef, SpawnOptions,
-    StartError,
+    CallError, Down, ExitReason, Flow, Node, Pid, ReplyTo, SendError, Server, ServerContext,
+    ServerRef, SpawnOptions, StartError,
 };
 use tokio::sync::mpsc;
 
@@ -41,7 +41,12 @@ impl Server for Counter {
         Ok(())
     }
 
-    async fn handle_call(&mut self, req: Req, from: ReplyTo<i64>, _: &mut ServerContext<Self>) -> Flow {
+    async fn handle_call(
+        &mut self,
+        req: Req,
+        from: ReplyTo<i64>,
+        _: &mut ServerContext<Self>,
+    ) -> Flow {
         match req {
             Req::Get => from.reply(self.n),
             Req::Add(k) => {
@@ -90,7 +95,15 @@ impl Server for Counter {
 
 async fn start(node: &Node) -> (ServerRef<Counter>, mpsc::UnboundedReceiver<ExitReason>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let s = server::start(node, Counter { terminated: Some(tx), ..Default::default() }).await.unwrap();
+    let s = server::start(
+        node,
+        Counter {
+            terminated: Some(tx),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     (s, rx)
 }
 
@@ -100,7 +113,11 @@ async fn call_cast_and_info() {
     let (s, _) = start(&node).await;
     assert_eq!(s.call(Req::Add(2)).await, Ok(2));
     s.cast(5).unwrap();
-    assert_eq!(s.call(Req::Get).await, Ok(7), "a cast sent before a call is handled before it");
+    assert_eq!(
+        s.call(Req::Get).await,
+        Ok(7),
+        "a cast sent before a call is handled before it"
+    );
     s.info("reset").unwrap();
     assert_eq!(s.call(Req::Get).await, Ok(0));
     assert_eq!(node.process_info(s.pid()).unwrap().behaviour, "server");
@@ -115,7 +132,12 @@ async fn the_default_call_timeout_is_five_seconds() {
 async fn a_call_times_out_and_the_late_reply_is_dropped() {
     let node = Node::new("t");
     let (s, _) = start(&node).await;
-    let r = s.call_timeout(Req::Sleep(Duration::from_millis(200)), Duration::from_millis(20)).await;
+    let r = s
+        .call_timeout(
+            Req::Sleep(Duration::from_millis(200)),
+            Duration::from_millis(20),
+        )
+        .await;
     assert_eq!(r, Err(CallError::Timeout(Duration::from_millis(20))));
     // The server is fine and the late reply went nowhere.
     assert_eq!(s.call(Req::Add(1)).await, Ok(1));
@@ -135,10 +157,19 @@ async fn a_callee_dying_mid_call_ends_the_call_at_once_with_the_reason() {
     let started = std::time::Instant::now();
     node.exit(s.pid(), ExitReason::error("pulled the plug"));
     let r = tokio::time::timeout(WAIT, slow).await.unwrap().unwrap();
-    assert_eq!(r, Err(CallError::Exited(ExitReason::error("pulled the plug"))));
+    assert_eq!(
+        r,
+        Err(CallError::Exited(ExitReason::error("pulled the plug")))
+    );
     let r = tokio::time::timeout(WAIT, queued).await.unwrap().unwrap();
-    assert_eq!(r, Err(CallError::Exited(ExitReason::error("pulled the plug"))));
-    assert!(started.elapsed() < Duration::from_secs(2), "the call must not wait for its timeout");
+    assert_eq!(
+        r,
+        Err(CallError::Exited(ExitReason::error("pulled the plug")))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the call must not wait for its timeout"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,7 +178,10 @@ async fn a_call_to_a_dead_server_fails_at_once() {
     let (s, _) = start(&node).await;
     assert_eq!(s.stop(ExitReason::Normal).await, ExitReason::Normal);
     let started = std::time::Instant::now();
-    assert_eq!(s.call(Req::Get).await, Err(CallError::Exited(ExitReason::Normal)));
+    assert_eq!(
+        s.call(Req::Get).await,
+        Err(CallError::Exited(ExitReason::Normal))
+    );
     assert!(started.elapsed() < Duration::from_secs(1));
     assert!(matches!(s.cast(1), Err(SendError::NoProc(1))));
     assert!(ServerRef::<Counter>::from_pid(&node, s.pid()).is_err());
@@ -158,9 +192,20 @@ async fn a_panicking_handler_ends_the_server_with_a_panic_reason_after_terminate
     let node = Node::new("t");
     let (s, mut term) = start(&node).await;
     let r = s.call(Req::Panic).await;
-    assert_eq!(r, Err(CallError::Exited(ExitReason::Panic("handler exploded".into()))));
-    assert_eq!(term.recv().await, Some(ExitReason::Panic("handler exploded".into())));
-    assert_eq!(s.wait_exit().await, ExitReason::Panic("handler exploded".into()));
+    assert_eq!(
+        r,
+        Err(CallError::Exited(ExitReason::Panic(
+            "handler exploded".into()
+        )))
+    );
+    assert_eq!(
+        term.recv().await,
+        Some(ExitReason::Panic("handler exploded".into()))
+    );
+    assert_eq!(
+        s.wait_exit().await,
+        ExitReason::Panic("handler exploded".into())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,7 +231,10 @@ async fn dropping_the_reply_handle_ends_the_call_with_no_reply() {
 async fn stop_with_a_reason_runs_terminate() {
     let node = Node::new("t");
     let (s, mut term) = start(&node).await;
-    assert_eq!(s.call(Req::StopWith(ExitReason::error("done"))).await, Ok(-1));
+    assert_eq!(
+        s.call(Req::StopWith(ExitReason::error("done"))).await,
+        Ok(-1)
+    );
     assert_eq!(term.recv().await, Some(ExitReason::error("done")));
     let (s, mut term) = start(&node).await;
     assert_eq!(s.stop(ExitReason::Shutdown).await, ExitReason::Shutdown);
@@ -196,16 +244,39 @@ async fn stop_with_a_reason_runs_terminate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_failure_is_a_start_error() {
     let node = Node::new("t");
-    let r = server::start(&node, Counter { fail_init: true, ..Default::default() }).await;
-    assert_eq!(r.unwrap_err(), StartError::Init(ExitReason::error("bad config")));
+    let r = server::start(
+        &node,
+        Counter {
+            fail_init: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        r.unwrap_err(),
+        StartError::Init(ExitReason::error("bad config"))
+    );
     assert_eq!(node.process_count(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_is_taken_once() {
     let node = Node::new("t");
-    let a = server::start_with(&node, Counter::default(), SpawnOptions::new(), Some("counter")).await.unwrap();
-    let b = server::start_with(&node, Counter::default(), SpawnOptions::new(), Some("counter")).await;
+    let a = server::start_with(
+        &node,
+        Counter::default(),
+        SpawnOptions::new(),
+        Some("counter"),
+    )
+    .await
+    .unwrap();
+    let b = server::start_with(
+        &node,
+        Counter::default(),
+        SpawnOptions::new(),
+        Some("counter"),
+    )
+    .await;
     assert_eq!(b.unwrap_err(), StartError::AlreadyStarted(a.pid()));
     let found = ServerRef::<Counter>::lookup(&node, "counter").unwrap();
     assert_eq!(found.call(Req::Add(1)).await, Ok(1));
@@ -217,15 +288,27 @@ async fn a_server_linked_to_a_trapping_parent_stops_with_terminate_on_parent_exi
     let (tx, mut term) = mpsc::unbounded_channel();
     let (ptx, prx) = tokio::sync::oneshot::channel();
     let parent = node.spawn(move |mut ctx: girder::Context<()>| async move {
-        let s = server::start_with(ctx.node(), Counter { terminated: Some(tx), ..Default::default() },
-            SpawnOptions::new().link(ctx.pid()).trap_exit(true), None).await.unwrap();
+        let s = server::start_with(
+            ctx.node(),
+            Counter {
+                terminated: Some(tx),
+                ..Default::default()
+            },
+            SpawnOptions::new().link(ctx.pid()).trap_exit(true),
+            None,
+        )
+        .await
+        .unwrap();
         ptx.send(s).unwrap();
         ctx.recv().await;
         ExitReason::error("parent failed")
     });
     let s = prx.await.unwrap();
     parent.send(()).unwrap();
-    assert_eq!(tokio::time::timeout(WAIT, term.recv()).await.unwrap(), Some(ExitReason::error("parent failed")));
+    assert_eq!(
+        tokio::time::timeout(WAIT, term.recv()).await.unwrap(),
+        Some(ExitReason::error("parent failed"))
+    );
     assert_eq!(s.wait_exit().await, ExitReason::error("parent failed"));
 }
 
@@ -247,7 +330,12 @@ async fn a_server_sees_monitor_downs() {
             ctx.monitor(self.0);
             Ok(())
         }
-        async fn handle_call(&mut self, _: (), from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
+        async fn handle_call(
+            &mut self,
+            _: (),
+            from: ReplyTo<()>,
+            _: &mut ServerContext<Self>,
+        ) -> Flow {
             from.reply(());
             Flow::Continue
         }
@@ -259,7 +347,10 @@ async fn a_server_sees_monitor_downs() {
     let (wtx, mut wrx) = mpsc::unbounded_channel();
     let w = server::start(&node, Watch(tp, wtx)).await.unwrap();
     target.send(()).unwrap();
-    let down = tokio::time::timeout(WAIT, wrx.recv()).await.unwrap().unwrap();
+    let down = tokio::time::timeout(WAIT, wrx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(down.pid, tp);
     assert_eq!(down.reason, ExitReason::error("target done"));
     w.call(()).await.unwrap();
@@ -268,7 +359,14 @@ async fn a_server_sees_monitor_downs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bounded_server_mailbox_refuses_casts_when_full() {
     let node = Node::new("t");
-    let s = server::start_with(&node, Counter::default(), SpawnOptions::new().capacity(1), None).await.unwrap();
+    let s = server::start_with(
+        &node,
+        Counter::default(),
+        SpawnOptions::new().capacity(1),
+        None,
+    )
+    .await
+    .unwrap();
     let s2 = s.clone();
     let busy = tokio::spawn(async move { s2.call(Req::Sleep(Duration::from_millis(100))).await });
     tokio::time::sleep(Duration::from_millis(20)).await;

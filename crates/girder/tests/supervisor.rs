@@ -5,11 +5,16 @@ mod common;
 use std::time::Duration;
 
 use common::{child, drain, make_exit, pid_of, send_cmd, wait_gone, Cmd, Life, WAIT};
-use girder::supervisor::{ChildSpec, Restart, RestartStrategy, Shutdown, Supervisor, SupervisorError};
+use girder::supervisor::{
+    ChildSpec, Restart, RestartStrategy, Shutdown, Supervisor, SupervisorError,
+};
 use girder::{Addr, Application, ExitReason, Node, SupervisorRef};
 use tokio::sync::mpsc;
 
-async fn three(node: &Node, strategy: RestartStrategy) -> (SupervisorRef, mpsc::UnboundedReceiver<Life>) {
+async fn three(
+    node: &Node,
+    strategy: RestartStrategy,
+) -> (SupervisorRef, mpsc::UnboundedReceiver<Life>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let sup = Supervisor::builder()
         .strategy(strategy)
@@ -27,10 +32,22 @@ async fn three(node: &Node, strategy: RestartStrategy) -> (SupervisorRef, mpsc::
 async fn children_start_in_order() {
     let node = Node::new("t");
     let (sup, mut rx) = three(&node, RestartStrategy::OneForOne).await;
-    assert_eq!(drain(&mut rx), vec![Life::Started("a"), Life::Started("b"), Life::Started("c")]);
-    let ids: Vec<_> = sup.which_children().await.unwrap().into_iter().map(|c| c.id).collect();
+    assert_eq!(
+        drain(&mut rx),
+        vec![Life::Started("a"), Life::Started("b"), Life::Started("c")]
+    );
+    let ids: Vec<_> = sup
+        .which_children()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     assert_eq!(ids, ["a", "b", "c"]);
-    assert_eq!(node.process_info(sup.pid()).unwrap().behaviour, "supervisor");
+    assert_eq!(
+        node.process_info(sup.pid()).unwrap().behaviour,
+        "supervisor"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +120,11 @@ async fn rest_for_one_restarts_the_failed_child_and_those_after_it() {
     assert_eq!(node.whereis("a"), Some(a));
     assert_eq!(
         drain(&mut rx),
-        vec![Life::Stopped("c", ExitReason::Shutdown), Life::Started("b"), Life::Started("c")]
+        vec![
+            Life::Stopped("c", ExitReason::Shutdown),
+            Life::Started("b"),
+            Life::Started("c")
+        ]
     );
 }
 
@@ -133,7 +154,13 @@ async fn restart_types_permanent_transient_temporary() {
     pid_of(&node, "trans", Some(t)).await;
     // Temporary: never restarted, and forgotten.
     make_exit(&node, "temp", ExitReason::error("oops")).await;
-    let ids: Vec<_> = sup.which_children().await.unwrap().into_iter().map(|c| c.id).collect();
+    let ids: Vec<_> = sup
+        .which_children()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     assert_eq!(ids, ["perm", "trans"]);
     assert_eq!(node.whereis("temp"), None);
 }
@@ -166,7 +193,10 @@ async fn a_restart_storm_hits_the_intensity_limit_and_escalates() {
     assert_ne!(inner1, inner2);
     pid_of(&node, "w", last).await;
     let log = drain(&mut rx);
-    assert!(log.contains(&Life::Stopped("x", ExitReason::Shutdown)), "{log:?}");
+    assert!(
+        log.contains(&Life::Stopped("x", ExitReason::Shutdown)),
+        "{log:?}"
+    );
     let children = top.which_children().await.unwrap();
     assert_eq!(children[0].restarts, 1);
 }
@@ -183,7 +213,10 @@ async fn a_top_supervisor_past_its_intensity_exits_shutdown() {
     let p = make_exit(&node, "w", ExitReason::error("1")).await;
     pid_of(&node, "w", Some(p)).await;
     make_exit(&node, "w", ExitReason::error("2")).await;
-    assert_eq!(tokio::time::timeout(WAIT, sup.wait_exit()).await.unwrap(), ExitReason::Shutdown);
+    assert_eq!(
+        tokio::time::timeout(WAIT, sup.wait_exit()).await.unwrap(),
+        ExitReason::Shutdown
+    );
     assert_eq!(node.process_count(), 0);
 }
 
@@ -193,7 +226,10 @@ async fn shutdown_timeout_kills_a_child_that_ignores_shutdown() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let sup = Supervisor::builder()
         .child(child("polite", tx.clone(), false))
-        .child(child("stubborn", tx.clone(), true).shutdown(Shutdown::Timeout(Duration::from_millis(100))))
+        .child(
+            child("stubborn", tx.clone(), true)
+                .shutdown(Shutdown::Timeout(Duration::from_millis(100))),
+        )
         .start(&node)
         .await
         .unwrap();
@@ -203,7 +239,10 @@ async fn shutdown_timeout_kills_a_child_that_ignores_shutdown() {
     sup.stop(ExitReason::Shutdown).await;
     assert!(started.elapsed() >= Duration::from_millis(100));
     assert_eq!(stubborn.wait_exit().await, ExitReason::Killed);
-    assert_eq!(drain(&mut rx), vec![Life::Stopped("polite", ExitReason::Shutdown)]);
+    assert_eq!(
+        drain(&mut rx),
+        vec![Life::Stopped("polite", ExitReason::Shutdown)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +257,9 @@ async fn brutal_kill_does_not_wait() {
     let k: Addr<Cmd> = node.lookup("k").unwrap();
     sup.terminate_child("k").await.unwrap();
     assert_eq!(k.wait_exit().await, ExitReason::Killed);
-    assert!(!drain(&mut rx).iter().any(|l| matches!(l, Life::Stopped(..))));
+    assert!(!drain(&mut rx)
+        .iter()
+        .any(|l| matches!(l, Life::Stopped(..))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,7 +275,11 @@ async fn infinity_waits_for_a_slow_child() {
         }
     })
     .shutdown(Shutdown::Infinity);
-    let sup = Supervisor::builder().child(slow).start(&node).await.unwrap();
+    let sup = Supervisor::builder()
+        .child(slow)
+        .start(&node)
+        .await
+        .unwrap();
     let pid = sup.which_children().await.unwrap()[0].pid.unwrap();
     while !node.process_info(pid).unwrap().trap_exit {
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -250,7 +295,11 @@ async fn infinity_waits_for_a_slow_child() {
 async fn dynamic_children_and_bad_requests() {
     let node = Node::new("t");
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let sup = Supervisor::builder().strategy(RestartStrategy::Dynamic).start(&node).await.unwrap();
+    let sup = Supervisor::builder()
+        .strategy(RestartStrategy::Dynamic)
+        .start(&node)
+        .await
+        .unwrap();
     assert_eq!(sup.count_children().await.unwrap().specs, 0);
     for id in ["d1", "d2", "d3"] {
         sup.start_child(child(id, tx.clone(), false)).await.unwrap();
@@ -261,8 +310,14 @@ async fn dynamic_children_and_bad_requests() {
         sup.start_child(child("d1", tx.clone(), false)).await,
         Err(SupervisorError::AlreadyStarted { .. })
     ));
-    assert_eq!(sup.terminate_child("nope").await, Err(SupervisorError::NotFound("nope".into())));
-    assert!(matches!(sup.delete_child("d2").await, Err(SupervisorError::Running { .. })));
+    assert_eq!(
+        sup.terminate_child("nope").await,
+        Err(SupervisorError::NotFound("nope".into()))
+    );
+    assert!(matches!(
+        sup.delete_child("d2").await,
+        Err(SupervisorError::Running { .. })
+    ));
     sup.terminate_child("d2").await.unwrap();
     assert_eq!(sup.count_children().await.unwrap().specs, 2);
     drain(&mut rx);
@@ -271,7 +326,10 @@ async fn dynamic_children_and_bad_requests() {
     stopped.sort_by_key(|l| format!("{l:?}"));
     assert_eq!(
         stopped,
-        vec![Life::Stopped("d1", ExitReason::Shutdown), Life::Stopped("d3", ExitReason::Shutdown)]
+        vec![
+            Life::Stopped("d1", ExitReason::Shutdown),
+            Life::Stopped("d3", ExitReason::Shutdown)
+        ]
     );
 }
 
@@ -288,7 +346,12 @@ async fn a_child_failing_to_start_fails_the_supervisor_start_and_stops_the_other
         async fn init(&mut self, _: &mut girder::ServerContext<Self>) -> Result<(), ExitReason> {
             Err(ExitReason::error("no database"))
         }
-        async fn handle_call(&mut self, _: (), from: girder::ReplyTo<()>, _: &mut girder::ServerContext<Self>) -> girder::Flow {
+        async fn handle_call(
+            &mut self,
+            _: (),
+            from: girder::ReplyTo<()>,
+            _: &mut girder::ServerContext<Self>,
+        ) -> girder::Flow {
             from.reply(());
             girder::Flow::Continue
         }
@@ -299,8 +362,17 @@ async fn a_child_failing_to_start_fails_the_supervisor_start_and_stops_the_other
         .start(&node)
         .await;
     let err = r.unwrap_err().to_string();
-    assert!(err.contains("broken") && err.contains("no database"), "{err}");
-    assert_eq!(drain(&mut rx), vec![Life::Started("first"), Life::Stopped("first", ExitReason::Shutdown)]);
+    assert!(
+        err.contains("broken") && err.contains("no database"),
+        "{err}"
+    );
+    assert_eq!(
+        drain(&mut rx),
+        vec![
+            Life::Started("first"),
+            Life::Stopped("first", ExitReason::Shutdown)
+        ]
+    );
     assert_eq!(node.process_count(), 0);
 }
 
@@ -324,7 +396,9 @@ async fn an_application_starts_and_stops_its_tree_as_a_unit() {
     let inner = Supervisor::builder().child(child("leaf", tx.clone(), false));
     let app = Application::new(
         "demo",
-        Supervisor::builder().child(child("first", tx, false)).child(ChildSpec::supervisor("inner", inner)),
+        Supervisor::builder()
+            .child(child("first", tx, false))
+            .child(ChildSpec::supervisor("inner", inner)),
     );
     let running = app.start(&node).await.unwrap();
     assert_eq!(node.whereis("demo_sup"), Some(running.root().pid()));
@@ -348,5 +422,8 @@ async fn a_killed_supervisor_takes_its_children_down() {
     let (sup, _rx) = three(&node, RestartStrategy::OneForOne).await;
     let a = girder::ServerRef::<common::TestChild>::lookup(&node, "a").unwrap();
     node.exit(sup.pid(), ExitReason::Kill);
-    assert_eq!(tokio::time::timeout(WAIT, a.wait_exit()).await.unwrap(), ExitReason::Killed);
+    assert_eq!(
+        tokio::time::timeout(WAIT, a.wait_exit()).await.unwrap(),
+        ExitReason::Killed
+    );
 }

@@ -68,14 +68,22 @@ impl Model {
     }
 
     fn running(&self) -> Vec<&'static str> {
-        self.children.iter().filter(|c| c.running).map(|c| c.id).collect()
+        self.children
+            .iter()
+            .filter(|c| c.running)
+            .map(|c| c.id)
+            .collect()
     }
 }
 
 const IDS: [&str; 4] = ["c0", "c1", "c2", "c3"];
 
 fn restart_type() -> impl Strategy<Value = Restart> {
-    prop_oneof![Just(Restart::Permanent), Just(Restart::Transient), Just(Restart::Temporary)]
+    prop_oneof![
+        Just(Restart::Permanent),
+        Just(Restart::Transient),
+        Just(Restart::Temporary)
+    ]
 }
 
 fn strategy() -> impl Strategy<Value = RestartStrategy> {
@@ -95,14 +103,31 @@ fn reason() -> impl Strategy<Value = ExitReason> {
     ]
 }
 
-async fn check(strategy: RestartStrategy, restarts: Vec<Restart>, intensity: u32, steps: Vec<(usize, ExitReason)>) {
+async fn check(
+    strategy: RestartStrategy,
+    restarts: Vec<Restart>,
+    intensity: u32,
+    steps: Vec<(usize, ExitReason)>,
+) {
     let node = Node::new("model");
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel::<Life>();
-    let mut builder = Supervisor::builder().strategy(strategy).intensity(intensity, Duration::from_secs(3600));
-    let mut model = Model { strategy, intensity, restarts: 0, alive: true, children: Vec::new() };
+    let mut builder = Supervisor::builder()
+        .strategy(strategy)
+        .intensity(intensity, Duration::from_secs(3600));
+    let mut model = Model {
+        strategy,
+        intensity,
+        restarts: 0,
+        alive: true,
+        children: Vec::new(),
+    };
     for (k, r) in restarts.iter().enumerate() {
         builder = builder.child(child(IDS[k], tx.clone(), false).restart(*r));
-        model.children.push(ModelChild { id: IDS[k], restart: *r, running: true });
+        model.children.push(ModelChild {
+            id: IDS[k],
+            restart: *r,
+            running: true,
+        });
     }
     let sup = builder.start(&node).await.unwrap();
     for (pick, reason) in steps {
@@ -122,18 +147,32 @@ async fn check(strategy: RestartStrategy, restarts: Vec<Restart>, intensity: u32
         // The supervisor handles the exit (system lane) before this call.
         match sup.which_children().await {
             Ok(children) => {
-                assert!(model.alive, "supervisor should have given up; model {model:?}");
-                let got: Vec<_> = children.iter().filter(|c| c.pid.is_some()).map(|c| c.id.clone()).collect();
+                assert!(
+                    model.alive,
+                    "supervisor should have given up; model {model:?}"
+                );
+                let got: Vec<_> = children
+                    .iter()
+                    .filter(|c| c.pid.is_some())
+                    .map(|c| c.id.clone())
+                    .collect();
                 assert_eq!(got, model.running(), "after {id} exited with {reason}");
                 let all: Vec<_> = children.iter().map(|c| c.id.clone()).collect();
                 let expected: Vec<_> = model.children.iter().map(|c| c.id).collect();
                 assert_eq!(all, expected, "specs held after {id} exited with {reason}");
                 for c in children.iter().filter(|c| c.pid.is_some()) {
-                    assert_eq!(node.whereis(&c.id), c.pid, "registered name follows the live child");
+                    assert_eq!(
+                        node.whereis(&c.id),
+                        c.pid,
+                        "registered name follows the live child"
+                    );
                 }
             }
             Err(girder::supervisor::SupervisorError::Call(CallError::Exited(r))) => {
-                assert!(!model.alive, "supervisor died unexpectedly ({r}); model {model:?}");
+                assert!(
+                    !model.alive,
+                    "supervisor died unexpectedly ({r}); model {model:?}"
+                );
                 assert_eq!(r, ExitReason::Shutdown);
                 assert_eq!(node.process_count(), 0, "its children are gone with it");
                 return;

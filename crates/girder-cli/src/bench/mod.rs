@@ -34,7 +34,10 @@ pub fn run(names: &[String], scale: f64, json: bool) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     if !json {
-        println!("{:<10} {:>16} {:>14} {:>10} {:>10}", "workload", "rate", "unit", "p50 µs", "p99 µs");
+        println!(
+            "{:<10} {:>16} {:>14} {:>10} {:>10}",
+            "workload", "rate", "unit", "p50 µs", "p99 µs"
+        );
     }
     for name in selected {
         let outcome = rt.block_on(workloads::run(name, scale));
@@ -51,7 +54,11 @@ fn report(o: &Outcome, json: bool) {
         obj.insert("system".into(), json!("girder"));
         obj.insert("workload".into(), json!(o.workload));
         for (k, v) in &o.values {
-            let v = if v.fract() == 0.0 { json!(*v as i64) } else { json!((v * 100.0).round() / 100.0) };
+            let v = if v.fract() == 0.0 {
+                json!(*v as i64)
+            } else {
+                json!((v * 100.0).round() / 100.0)
+            };
             obj.insert((*k).into(), v);
         }
         println!("{}", Value::Object(obj));
@@ -65,8 +72,19 @@ fn report(o: &Outcome, json: bool) {
         "fanin" => (get("msgs_per_s").unwrap_or(0.0), "msgs/s"),
         _ => (get("calls_per_s").unwrap_or(0.0), "calls/s"),
     };
-    let p = |k| get(k).map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
-    println!("{:<10} {:>16.0} {:>14} {:>10} {:>10}", o.workload, rate, unit, p("p50_us"), p("p99_us"));
+    let p = |k| {
+        get(k)
+            .map(|v| format!("{v:.1}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    println!(
+        "{:<10} {:>16.0} {:>14} {:>10} {:>10}",
+        o.workload,
+        rate,
+        unit,
+        p("p50_us"),
+        p("p99_us")
+    );
     if let Some(m) = get("mem_bytes_per_proc") {
         println!("{:<10} {:>16.0} {:>14}", "", m, "bytes/proc");
     }

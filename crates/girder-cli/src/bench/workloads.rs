@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use girder::{server, Addr, Context, Event, ExitReason, Flow, Node, ReplyTo, Server, ServerContext, ServerRef};
+use girder::{
+    server, Addr, Context, Event, ExitReason, Flow, Node, ReplyTo, Server, ServerContext, ServerRef,
+};
 use hdrhistogram::Histogram;
 use tokio::sync::oneshot;
 
@@ -50,7 +52,8 @@ async fn spawn(node: &Node, n: u64) -> Outcome {
     }
     let bytes = alloc::stop();
     // The handles vector is the benchmark's, not the processes'.
-    let per_proc = (bytes as f64 - (addrs.capacity() * std::mem::size_of::<Addr<()>>()) as f64) / n as f64;
+    let per_proc =
+        (bytes as f64 - (addrs.capacity() * std::mem::size_of::<Addr<()>>()) as f64) / n as f64;
     for a in &addrs {
         let _ = a.send(());
     }
@@ -61,7 +64,10 @@ async fn spawn(node: &Node, n: u64) -> Outcome {
     Outcome {
         workload: "spawn",
         values: vec![
-            ("spawn_ns_per_proc", spawn_elapsed.as_nanos() as f64 / n as f64),
+            (
+                "spawn_ns_per_proc",
+                spawn_elapsed.as_nanos() as f64 / n as f64,
+            ),
             ("mem_bytes_per_proc", per_proc.round()),
         ],
     }
@@ -172,7 +178,12 @@ impl Server for Echo {
     type Cast = ();
     type Info = ();
 
-    async fn handle_call(&mut self, n: u64, from: ReplyTo<u64>, _: &mut ServerContext<Self>) -> Flow {
+    async fn handle_call(
+        &mut self,
+        n: u64,
+        from: ReplyTo<u64>,
+        _: &mut ServerContext<Self>,
+    ) -> Flow {
         from.reply(n + 1);
         Flow::Continue
     }
@@ -188,7 +199,8 @@ async fn calls(node: &Node, name: &'static str, callers: usize, per_caller: u64)
         let (tx, rx) = oneshot::channel();
         results.push(rx);
         node.spawn(move |_: Context<()>| async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+            let mut hist =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
             for i in 0..per_caller {
                 let start = Instant::now();
                 let r = echo.call(i).await;
@@ -199,9 +211,11 @@ async fn calls(node: &Node, name: &'static str, callers: usize, per_caller: u64)
             ExitReason::Normal
         });
     }
-    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+    let mut all =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
     for rx in results {
-        all.add(rx.await.expect("caller reports")).expect("same bounds");
+        all.add(rx.await.expect("caller reports"))
+            .expect("same bounds");
     }
     let elapsed = t0.elapsed();
     echo.stop(ExitReason::Normal).await;
@@ -256,4 +270,3 @@ async fn wait_empty(node: &Node) {
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
 }
-

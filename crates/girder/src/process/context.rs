@@ -141,10 +141,7 @@ impl<M: Send + 'static> Context<M> {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        let got = self
-            .core
-            .mailbox
-            .poll_recv(cx, &mut self.local);
+        let got = self.core.mailbox.poll_recv(cx, &mut self.local);
         let Poll::Ready(got) = got else {
             self.budget = RECV_BUDGET;
             return Poll::Pending;

@@ -154,6 +154,10 @@ pub(crate) fn monitor(node: &Node, watcher: &dyn AnyProcess, target: Pid) -> Mon
 /// Removes a monitor; a `Down` for it that is already queued is dropped by the caller.
 pub(crate) fn demonitor(node: &Node, mref: MonitorRef) {
     if let Some(t) = node.lookup_any(mref.target) {
-        t.header().meta.lock().monitors.retain(|(id, _)| *id != mref.id);
+        t.header()
+            .meta
+            .lock()
+            .monitors
+            .retain(|(id, _)| *id != mref.id);
     }
 }

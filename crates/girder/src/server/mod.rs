@@ -209,7 +209,11 @@ impl<S: Server> ServerRef<S> {
 
     /// Calls the server and waits up to `timeout` for the reply (`Duration::MAX`: forever). A
     /// bounded mailbox that is full makes the call wait for room within the same timeout.
-    pub async fn call_timeout(&self, req: S::Call, timeout: Duration) -> Result<S::Reply, CallError> {
+    pub async fn call_timeout(
+        &self,
+        req: S::Call,
+        timeout: Duration,
+    ) -> Result<S::Reply, CallError> {
         let (from, rx) = ReplyTo::for_call();
         let exchange = async {
             if let Err(e) = self.addr.send_wait(ServerMsg::Call(req, from)).await {
@@ -219,7 +223,9 @@ impl<S: Server> ServerRef<S> {
             match rx.await {
                 Ok(Ok(reply)) => Ok(reply),
                 // The handler panicked: the server is exiting; report its reason.
-                Ok(Err(reply::Unanswered::Panicking)) => Err(CallError::Exited(self.addr.wait_exit().await)),
+                Ok(Err(reply::Unanswered::Panicking)) => {
+                    Err(CallError::Exited(self.addr.wait_exit().await))
+                }
                 Ok(Err(reply::Unanswered::Dropped)) | Err(_) => Err(self.gone()),
             }
         };

@@ -96,7 +96,6 @@ pub(super) async fn start<S: Server>(
     }
 }
 
-
 async fn run<S: Server>(
     mut server: S,
     mut ctx: ServerContext<S>,

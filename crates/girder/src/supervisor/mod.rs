@@ -172,12 +172,18 @@ impl SupervisorBuilder {
 
     /// Starts the supervisor linked to `parent` (as a child of another supervisor).
     pub async fn start_link(self, node: &Node, parent: Pid) -> Result<SupervisorRef, StartError> {
-        self.start_opts(node, SpawnOptions::new().link(parent)).await
+        self.start_opts(node, SpawnOptions::new().link(parent))
+            .await
     }
 
-    async fn start_opts(self, node: &Node, opts: SpawnOptions) -> Result<SupervisorRef, StartError> {
+    async fn start_opts(
+        self,
+        node: &Node,
+        opts: SpawnOptions,
+    ) -> Result<SupervisorRef, StartError> {
         self.validate()?;
-        let state = SupervisorServer::new(self.strategy, self.intensity, self.period, self.children);
+        let state =
+            SupervisorServer::new(self.strategy, self.intensity, self.period, self.children);
         let opts = opts.trap_exit(true).behaviour("supervisor");
         let server = server::start_with(node, state, opts, self.name.as_deref()).await?;
         Ok(SupervisorRef { server })

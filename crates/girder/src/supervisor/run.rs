@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::spec::{ChildSpec, ChildStart, Restart, Shutdown};
-use super::{ChildInfo, ChildCounts, RestartStrategy, SupervisorError};
+use super::{ChildCounts, ChildInfo, RestartStrategy, SupervisorError};
 use crate::server::{Flow, ReplyTo, Server, ServerContext};
 use crate::{ExitReason, Pid};
 
@@ -61,7 +61,10 @@ impl SupervisorServer {
     }
 }
 
-async fn start_spec(spec: &ChildSpec, ctx: &ServerContext<SupervisorServer>) -> Result<Pid, crate::StartError> {
+async fn start_spec(
+    spec: &ChildSpec,
+    ctx: &ServerContext<SupervisorServer>,
+) -> Result<Pid, crate::StartError> {
     (spec.start)(ChildStart {
         node: ctx.node().clone(),
         parent: ctx.pid(),
@@ -71,7 +74,11 @@ async fn start_spec(spec: &ChildSpec, ctx: &ServerContext<SupervisorServer>) -> 
 }
 
 /// Stops one child as its spec says and returns the reason it exited with.
-async fn stop_child(ctx: &mut ServerContext<SupervisorServer>, pid: Pid, shutdown: Shutdown) -> ExitReason {
+async fn stop_child(
+    ctx: &mut ServerContext<SupervisorServer>,
+    pid: Pid,
+    shutdown: Shutdown,
+) -> ExitReason {
     // Monitor first, then unlink: the exit is then seen exactly once, as a Down.
     let mref = ctx.monitor(pid);
     ctx.unlink(pid);
@@ -143,7 +150,8 @@ impl SupervisorServer {
         // Temporary children stopped by their supervisor are forgotten, as in OTP.
         let mut i = from;
         while i < self.children.len() {
-            if self.children[i].pid.is_none() && self.children[i].spec.restart == Restart::Temporary {
+            if self.children[i].pid.is_none() && self.children[i].spec.restart == Restart::Temporary
+            {
                 self.children.remove(i);
             } else {
                 i += 1;
@@ -195,7 +203,12 @@ impl SupervisorServer {
         Ok(())
     }
 
-    async fn child_exited(&mut self, ctx: &mut ServerContext<Self>, pid: Pid, reason: ExitReason) -> Flow {
+    async fn child_exited(
+        &mut self,
+        ctx: &mut ServerContext<Self>,
+        pid: Pid,
+        reason: ExitReason,
+    ) -> Flow {
         let Some(i) = self.children.iter().position(|c| c.pid == Some(pid)) else {
             return Flow::Continue;
         };
@@ -226,7 +239,9 @@ impl SupervisorServer {
                 i
             }
         };
-        let result = if self.strategy == RestartStrategy::OneForOne || self.strategy == RestartStrategy::Dynamic {
+        let result = if self.strategy == RestartStrategy::OneForOne
+            || self.strategy == RestartStrategy::Dynamic
+        {
             self.restart_one(ctx, i).await
         } else {
             self.restart_from(ctx, from).await
@@ -269,9 +284,17 @@ impl SupervisorServer {
         Flow::Stop(ExitReason::Shutdown)
     }
 
-    async fn start_child(&mut self, ctx: &mut ServerContext<Self>, mut spec: ChildSpec) -> Result<Pid, SupervisorError> {
+    async fn start_child(
+        &mut self,
+        ctx: &mut ServerContext<Self>,
+        mut spec: ChildSpec,
+    ) -> Result<Pid, SupervisorError> {
         if self.strategy == RestartStrategy::Dynamic && spec.id.is_empty() {
-            spec.id = format!("{}#{}", "child", self.total_restarts as usize + self.children.len());
+            spec.id = format!(
+                "{}#{}",
+                "child",
+                self.total_restarts as usize + self.children.len()
+            );
         }
         if let Some(c) = self.position(&spec.id).map(|i| &self.children[i]) {
             return Err(match c.pid {
@@ -281,7 +304,10 @@ impl SupervisorServer {
         }
         let pid = start_spec(&spec, ctx)
             .await
-            .map_err(|e| SupervisorError::StartFailed { id: spec.id.clone(), error: e })?;
+            .map_err(|e| SupervisorError::StartFailed {
+                id: spec.id.clone(),
+                error: e,
+            })?;
         self.children.push(Child {
             spec,
             pid: Some(pid),
@@ -290,9 +316,15 @@ impl SupervisorServer {
         Ok(pid)
     }
 
-    async fn call(&mut self, req: SupervisorCall, ctx: &mut ServerContext<Self>) -> SupervisorReply {
+    async fn call(
+        &mut self,
+        req: SupervisorCall,
+        ctx: &mut ServerContext<Self>,
+    ) -> SupervisorReply {
         match req {
-            SupervisorCall::StartChild(spec) => SupervisorReply::Started(self.start_child(ctx, spec).await),
+            SupervisorCall::StartChild(spec) => {
+                SupervisorReply::Started(self.start_child(ctx, spec).await)
+            }
             SupervisorCall::TerminateChild(id) => {
                 let Some(i) = self.position(&id) else {
                     return SupervisorReply::Done(Err(SupervisorError::NotFound(id)));
@@ -300,7 +332,9 @@ impl SupervisorServer {
                 if let Some(pid) = self.children[i].pid.take() {
                     stop_child(ctx, pid, self.children[i].spec.shutdown).await;
                 }
-                if self.children[i].spec.restart == Restart::Temporary || self.strategy == RestartStrategy::Dynamic {
+                if self.children[i].spec.restart == Restart::Temporary
+                    || self.strategy == RestartStrategy::Dynamic
+                {
                     self.children.remove(i);
                 }
                 SupervisorReply::Done(Ok(()))
@@ -310,7 +344,10 @@ impl SupervisorServer {
                     return SupervisorReply::Started(Err(SupervisorError::NotFound(id)));
                 };
                 if let Some(pid) = self.children[i].pid {
-                    return SupervisorReply::Started(Err(SupervisorError::AlreadyStarted { id, pid }));
+                    return SupervisorReply::Started(Err(SupervisorError::AlreadyStarted {
+                        id,
+                        pid,
+                    }));
                 }
                 let r = start_spec(&self.children[i].spec, ctx)
                     .await
@@ -376,7 +413,8 @@ impl Server for SupervisorServer {
                     restarts: 0,
                 }),
                 Err(e) => {
-                    let reason = ExitReason::error(format!("failed to start child {:?}: {e}", spec.id));
+                    let reason =
+                        ExitReason::error(format!("failed to start child {:?}: {e}", spec.id));
                     self.stop_children(ctx, 0).await;
                     return Err(reason);
                 }
@@ -385,13 +423,23 @@ impl Server for SupervisorServer {
         Ok(())
     }
 
-    async fn handle_call(&mut self, req: SupervisorCall, from: ReplyTo<SupervisorReply>, ctx: &mut ServerContext<Self>) -> Flow {
+    async fn handle_call(
+        &mut self,
+        req: SupervisorCall,
+        from: ReplyTo<SupervisorReply>,
+        ctx: &mut ServerContext<Self>,
+    ) -> Flow {
         let reply = self.call(req, ctx).await;
         from.reply(reply);
         Flow::Continue
     }
 
-    async fn handle_exit(&mut self, from: Pid, reason: ExitReason, ctx: &mut ServerContext<Self>) -> Flow {
+    async fn handle_exit(
+        &mut self,
+        from: Pid,
+        reason: ExitReason,
+        ctx: &mut ServerContext<Self>,
+    ) -> Flow {
         self.child_exited(ctx, from, reason).await
     }
 

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use girder::supervisor::ChildSpec;
-use girder::{Context, Event, ExitReason, Flow, Node, Pid, ReplyTo, Server, ServerContext, ServerRef};
+use girder::{
+    Context, Event, ExitReason, Flow, Node, Pid, ReplyTo, Server, ServerContext, ServerRef,
+};
 use tokio::sync::mpsc;
 
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -73,7 +75,12 @@ impl Server for TestChild {
 /// process that ignores its supervisor's exit signals (to test shutdown timeouts).
 pub fn child(id: &'static str, log: Log, ignore_shutdown: bool) -> ChildSpec {
     if !ignore_shutdown {
-        return ChildSpec::server(id, move || TestChild { id, log: log.clone(), told_to_exit: false }).named(id);
+        return ChildSpec::server(id, move || TestChild {
+            id,
+            log: log.clone(),
+            told_to_exit: false,
+        })
+        .named(id);
     }
     ChildSpec::process(id, move |mut ctx: Context<Cmd>| {
         let log = log.clone();
@@ -96,7 +103,12 @@ pub fn child(id: &'static str, log: Log, ignore_shutdown: bool) -> ChildSpec {
 pub fn send_cmd(node: &Node, pid: Pid, cmd: Cmd) {
     match ServerRef::<TestChild>::from_pid(node, pid) {
         Ok(s) => s.cast(cmd).map_err(|_| ()).unwrap(),
-        Err(_) => node.addr::<Cmd>(pid).unwrap().send(cmd).map_err(|_| ()).unwrap(),
+        Err(_) => node
+            .addr::<Cmd>(pid)
+            .unwrap()
+            .send(cmd)
+            .map_err(|_| ())
+            .unwrap(),
     }
 }
 
@@ -104,7 +116,10 @@ pub fn send_cmd(node: &Node, pid: Pid, cmd: Cmd) {
 pub async fn wait_gone(node: &Node, pid: Pid) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while node.is_alive(pid) {
-        assert!(tokio::time::Instant::now() < deadline, "{pid} did not exit in time");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{pid} did not exit in time"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
@@ -118,7 +133,10 @@ pub async fn pid_of(node: &Node, name: &str, not: Option<Pid>) -> Pid {
                 return p;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "{name} was not (re)started in time");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} was not (re)started in time"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }

@@ -3,15 +3,25 @@
 use std::process::Command;
 
 fn girder(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_girder")).args(args).output().expect("girder runs")
+    Command::new(env!("CARGO_BIN_EXE_girder"))
+        .args(args)
+        .output()
+        .expect("girder runs")
 }
 
 #[test]
 fn bench_json_prints_one_line_per_workload_with_the_documented_keys() {
     let out = girder(&["bench", "--json", "--scale", "0.002"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
     let expect: [(&str, &[&str]); 6] = [
         ("spawn", &["spawn_ns_per_proc", "mem_bytes_per_proc"]),
         ("ring", &["hops_per_s"]),
@@ -25,7 +35,9 @@ fn bench_json_prints_one_line_per_workload_with_the_documented_keys() {
         assert_eq!(line["system"], "girder");
         assert_eq!(line["workload"], name);
         for k in keys {
-            let v = line[*k].as_f64().unwrap_or_else(|| panic!("{name} lacks {k}: {line}"));
+            let v = line[*k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{name} lacks {k}: {line}"));
             assert!(v > 0.0, "{name}.{k} = {v}");
         }
     }
@@ -36,7 +48,10 @@ fn bench_table_is_readable() {
     let out = girder(&["bench", "--scale", "0.002", "-w", "ring", "-w", "call_c1"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("hops/s") && text.contains("calls/s"), "{text}");
+    assert!(
+        text.contains("hops/s") && text.contains("calls/s"),
+        "{text}"
+    );
     assert!(!text.contains("fanin"));
 }
 
@@ -54,17 +69,29 @@ fn bench_refuses_unknown_workloads_and_bad_scales() {
 #[test]
 fn demo_survives_injected_crashes_and_stops_cleanly() {
     let out = girder(&["demo", "--duration", "3s", "--seed", "7"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("tree started"), "{text}");
-    assert!(text.contains("child exited; restarting"), "no restart seen:\n{text}");
+    assert!(
+        text.contains("child exited; restarting"),
+        "no restart seen:\n{text}"
+    );
     assert!(text.contains("is back as"), "no recovery seen:\n{text}");
-    assert!(text.contains("processes left: 0"), "tree not fully stopped:\n{text}");
+    assert!(
+        text.contains("processes left: 0"),
+        "tree not fully stopped:\n{text}"
+    );
 }
 
 #[test]
 fn demo_refuses_a_bad_duration() {
     let out = girder(&["demo", "--duration", "soon"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr).unwrap().contains("not a duration"));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("not a duration"));
 }

@@ -4,7 +4,13 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::task::Poll;
+
 use tokio::task::AbortHandle;
+use tokio::time::{Instant, Sleep};
 
 use crate::Addr;
 
@@ -74,4 +80,47 @@ pub fn send_after<M: Send + 'static>(to: &Addr<M>, msg: M, delay: Duration) -> T
         state,
         task: task.abort_handle(),
     }
+}
+
+tokio::task_local! {
+    /// One reusable timer per process, for call timeouts. tokio's timer wheel takes a lock to
+    /// register and to cancel an entry, but moving a registered deadline later is a single atomic
+    /// update; reusing one `Sleep` per process turns two locks per call into none.
+    static PROCESS_TIMER: RefCell<Option<Pin<Box<Sleep>>>>;
+}
+
+/// Runs a process's future with its reusable call timer in scope.
+pub(crate) fn with_process_timer<F: Future>(fut: F) -> impl Future<Output = F::Output> {
+    PROCESS_TIMER.scope(RefCell::new(None), fut)
+}
+
+/// Awaits `fut` for at most `limit`; `None` on timeout. Inside a process this reuses the
+/// process's timer; elsewhere it uses a fresh one.
+pub(crate) async fn timeout<F: Future>(limit: Duration, fut: F) -> Option<F::Output> {
+    let deadline = Instant::now() + limit;
+    let reused = PROCESS_TIMER
+        .try_with(|slot| slot.try_borrow_mut().ok().and_then(|mut s| s.take()))
+        .ok()
+        .flatten();
+    let mut sleep = match reused {
+        Some(mut s) => {
+            s.as_mut().reset(deadline);
+            s
+        }
+        None => Box::pin(tokio::time::sleep_until(deadline)),
+    };
+    let mut fut = pin!(fut);
+    let out = poll_fn(|cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        sleep.as_mut().poll(cx).map(|()| None)
+    })
+    .await;
+    let _ = PROCESS_TIMER.try_with(|slot| {
+        if let Ok(mut s) = slot.try_borrow_mut() {
+            s.get_or_insert(sleep);
+        }
+    });
+    out
 }

@@ -29,10 +29,14 @@ pub fn run(names: &[String], scale: f64, json: bool) -> Result<(), String> {
     if !(scale > 0.0 && scale <= 10.0) {
         return Err(format!("--scale must be in (0, 10], got {scale}"));
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Ok(n) = std::env::var("GIRDER_BENCH_THREADS") {
+        builder.worker_threads(
+            n.parse()
+                .map_err(|_| "GIRDER_BENCH_THREADS must be a number")?,
+        );
+    }
+    let rt = builder.enable_all().build().map_err(|e| e.to_string())?;
     if !json {
         println!(
             "{:<10} {:>16} {:>14} {:>10} {:>10}",

@@ -200,7 +200,7 @@ async fn calls(node: &Node, name: &'static str, callers: usize, per_caller: u64)
         results.push(rx);
         node.spawn(move |_: Context<()>| async move {
             let mut hist =
-                Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+                Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 2).expect("histogram bounds");
             for i in 0..per_caller {
                 let start = Instant::now();
                 let r = echo.call(i).await;
@@ -212,7 +212,7 @@ async fn calls(node: &Node, name: &'static str, callers: usize, per_caller: u64)
         });
     }
     let mut all =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds");
+        Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 2).expect("histogram bounds");
     for rx in results {
         all.add(rx.await.expect("caller reports"))
             .expect("same bounds");

@@ -130,7 +130,9 @@ where
     };
     let task = async move {
         let mut guard = guard;
-        let result = AssertUnwindSafe(f(ctx)).catch_unwind().await;
+        let result = AssertUnwindSafe(crate::timer::with_process_timer(f(ctx)))
+            .catch_unwind()
+            .await;
         guard.completed = Some(match result {
             Ok(reason) => reason,
             Err(panic) => ExitReason::from_panic(panic),

@@ -232,9 +232,9 @@ impl<S: Server> ServerRef<S> {
         if timeout == Duration::MAX {
             return exchange.await;
         }
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(r) => r,
-            Err(_) => Err(CallError::Timeout(timeout)),
+        match crate::timer::timeout(timeout, exchange).await {
+            Some(r) => r,
+            None => Err(CallError::Timeout(timeout)),
         }
     }
 

@@ -94,10 +94,9 @@ pub(crate) fn with_process_timer<F: Future>(fut: F) -> impl Future<Output = F::O
     PROCESS_TIMER.scope(RefCell::new(None), fut)
 }
 
-/// Awaits `fut` for at most `limit`; `None` on timeout. Inside a process this reuses the
+/// Awaits `fut` until `deadline`; `None` if it passes first. Inside a process this reuses the
 /// process's timer; elsewhere it uses a fresh one.
-pub(crate) async fn timeout<F: Future>(limit: Duration, fut: F) -> Option<F::Output> {
-    let deadline = Instant::now() + limit;
+pub(crate) async fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Option<F::Output> {
     let reused = PROCESS_TIMER
         .try_with(|slot| slot.try_borrow_mut().ok().and_then(|mut s| s.take()))
         .ok()

@@ -386,7 +386,12 @@ async fn call_timeouts_from_inside_a_process_reuse_its_timer_correctly() {
         // A long timeout first, then a short one: the reused timer must move its deadline earlier.
         let first = s.call_timeout(Req::Get, Duration::from_secs(30)).await;
         let t = std::time::Instant::now();
-        let second = s.call_timeout(Req::Sleep(Duration::from_millis(500)), Duration::from_millis(30)).await;
+        let second = s
+            .call_timeout(
+                Req::Sleep(Duration::from_millis(500)),
+                Duration::from_millis(30),
+            )
+            .await;
         let took = t.elapsed();
         // Two calls at once from one process: one reuses the timer, the other gets its own.
         let (a, b) = tokio::join!(s.call(Req::Add(1)), s.call(Req::Add(1)));
@@ -396,7 +401,10 @@ async fn call_timeouts_from_inside_a_process_reuse_its_timer_correctly() {
     let (first, second, took, a, b) = tokio::time::timeout(WAIT, rx).await.unwrap().unwrap();
     assert_eq!(first, Ok(0));
     assert_eq!(second, Err(CallError::Timeout(Duration::from_millis(30))));
-    assert!(took < Duration::from_millis(400), "the short timeout fired late: {took:?}");
+    assert!(
+        took < Duration::from_millis(400),
+        "the short timeout fired late: {took:?}"
+    );
     let mut got = [a.unwrap(), b.unwrap()];
     got.sort();
     assert_eq!(got, [1, 2]);

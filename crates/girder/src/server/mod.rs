@@ -214,27 +214,37 @@ impl<S: Server> ServerRef<S> {
         req: S::Call,
         timeout: Duration,
     ) -> Result<S::Reply, CallError> {
+        let deadline = (timeout != Duration::MAX).then(|| tokio::time::Instant::now() + timeout);
         let (from, rx) = ReplyTo::for_call();
-        let exchange = async {
-            if let Err(e) = self.addr.send_wait(ServerMsg::Call(req, from)).await {
-                drop(e);
-                return Err(self.gone());
-            }
-            match rx.await {
-                Ok(Ok(reply)) => Ok(reply),
-                // The handler panicked: the server is exiting; report its reason.
-                Ok(Err(reply::Unanswered::Panicking)) => {
-                    Err(CallError::Exited(self.addr.wait_exit().await))
+        // The common case, room in the mailbox, queues without building a waiting future.
+        match self.addr.send(ServerMsg::Call(req, from)) {
+            Ok(()) => {}
+            Err(SendError::NoProc(_)) => return Err(self.gone()),
+            Err(SendError::Full(msg)) => {
+                let queued = match deadline {
+                    Some(d) => crate::timer::timeout_at(d, self.addr.send_wait(msg))
+                        .await
+                        .ok_or(CallError::Timeout(timeout))?,
+                    None => self.addr.send_wait(msg).await,
+                };
+                if queued.is_err() {
+                    return Err(self.gone());
                 }
-                Ok(Err(reply::Unanswered::Dropped)) | Err(_) => Err(self.gone()),
             }
-        };
-        if timeout == Duration::MAX {
-            return exchange.await;
         }
-        match crate::timer::timeout(timeout, exchange).await {
-            Some(r) => r,
-            None => Err(CallError::Timeout(timeout)),
+        let answer = match deadline {
+            Some(d) => crate::timer::timeout_at(d, rx)
+                .await
+                .ok_or(CallError::Timeout(timeout))?,
+            None => rx.await,
+        };
+        match answer {
+            Ok(Ok(reply)) => Ok(reply),
+            // The handler panicked: the server is exiting; report its reason.
+            Ok(Err(reply::Unanswered::Panicking)) => {
+                Err(CallError::Exited(self.addr.wait_exit().await))
+            }
+            Ok(Err(reply::Unanswered::Dropped)) | Err(_) => Err(self.gone()),
         }
     }
 

@@ -137,10 +137,13 @@ impl Node {
         }
     }
 
-    /// True while `pid` is a live process of this node.
+    /// True while `pid` is a process of this node. A process counts as alive until its exit has
+    /// been signalled to its links and monitors, so after `is_alive` turns false every linked
+    /// and monitoring process already has the signal.
     pub fn is_alive(&self, pid: Pid) -> bool {
-        self.lookup_any(pid)
-            .is_some_and(|p| p.header().meta.lock().exit.is_none())
+        self.inner.procs.contains_key(&pid.id())
+            && pid.is_local()
+            && pid.creation() == self.inner.creation
     }
 
     /// Waits until `pid` exits and returns why (`NoProc` at once if it is not alive: a pid does

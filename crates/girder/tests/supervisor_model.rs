@@ -56,9 +56,10 @@ impl Model {
             RestartStrategy::RestForOne => i,
         };
         // Stopped by the supervisor: temporaries are forgotten, the rest start again.
+        let failed = self.children[i].id;
         let mut k = from;
         while k < self.children.len() {
-            if k != i && self.children[k].restart == Restart::Temporary {
+            if self.children[k].id != failed && self.children[k].restart == Restart::Temporary {
                 self.children.remove(k);
                 continue;
             }
@@ -174,6 +175,7 @@ async fn check(
                     "supervisor died unexpectedly ({r}); model {model:?}"
                 );
                 assert_eq!(r, ExitReason::Shutdown);
+                sup.wait_exit().await;
                 assert_eq!(node.process_count(), 0, "its children are gone with it");
                 return;
             }
@@ -185,7 +187,7 @@ async fn check(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn supervisor_follows_otp_rules(

@@ -71,7 +71,6 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
     };
     // After the reason is recorded, so a caller woken by its dropped reply handle can read it.
     proc_.close_mailbox();
-    node.remove_process(pid);
     if !matches!(reason, ExitReason::Normal) {
         tracing::debug!(%pid, %reason, "process exited");
     }
@@ -89,6 +88,8 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
             }));
         }
     }
+    // Last, so that once a pid is gone from the table its exit has reached links and monitors.
+    node.remove_process(pid);
     for w in waiters {
         let _ = w.send(reason.clone());
     }

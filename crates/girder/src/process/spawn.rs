@@ -2,7 +2,9 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context as TaskCx, Poll};
 
 use futures_util::FutureExt;
 
@@ -84,15 +86,50 @@ impl SpawnOptions {
     }
 }
 
+/// Reports the process's exit when dropped: on completion with the returned reason (or panic), or
+/// without one when the task is aborted by a kill.
 struct ExitGuard {
     node: Node,
     proc_: Arc<dyn AnyProcess>,
-    completed: Option<ExitReason>,
+}
+
+impl ExitGuard {
+    fn finish(self, reason: ExitReason) {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again; its fields are moved out exactly once.
+        let (node, proc_) = unsafe { (std::ptr::read(&this.node), std::ptr::read(&this.proc_)) };
+        signal::on_exit(&node, &*proc_, Some(reason));
+    }
 }
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        signal::on_exit(&self.node, &*self.proc_, self.completed.take());
+        signal::on_exit(&self.node, &*self.proc_, None);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future a process's tokio task runs: the user's future, panics caught, plus the guard
+    /// that reports the exit. A struct rather than an `async` block keeps the task small: an
+    /// idle process's task fits in fewer cache lines.
+    struct ProcessTask<F> {
+        #[pin]
+        inner: futures_util::future::CatchUnwind<AssertUnwindSafe<F>>,
+        guard: Option<ExitGuard>,
+    }
+}
+
+impl<F: Future<Output = ExitReason>> Future for ProcessTask<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<()> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        let reason = result.unwrap_or_else(ExitReason::from_panic);
+        if let Some(guard) = this.guard.take() {
+            guard.finish(reason);
+        }
+        Poll::Ready(())
     }
 }
 
@@ -121,22 +158,14 @@ where
         }
     }
     let ctx = Context::new(core.clone(), node.clone());
-    // Built outside the task's future so that it is dropped, and the exit reported, even when the
-    // task is aborted before its first poll.
-    let guard = ExitGuard {
-        node: node.clone(),
-        proc_: as_any,
-        completed: None,
-    };
-    let task = async move {
-        let mut guard = guard;
-        let result = AssertUnwindSafe(crate::timer::with_process_timer(f(ctx)))
-            .catch_unwind()
-            .await;
-        guard.completed = Some(match result {
-            Ok(reason) => reason,
-            Err(panic) => ExitReason::from_panic(panic),
-        });
+    // The guard exists before the first poll, so even a task aborted before it ever ran reports
+    // its exit.
+    let task = ProcessTask {
+        inner: AssertUnwindSafe(crate::timer::with_process_timer(f(ctx))).catch_unwind(),
+        guard: Some(ExitGuard {
+            node: node.clone(),
+            proc_: as_any,
+        }),
     };
     let handle = tokio::spawn(task);
     let killed_while_spawning = {

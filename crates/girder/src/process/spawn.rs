@@ -89,22 +89,22 @@ impl SpawnOptions {
 /// Reports the process's exit when dropped: on completion with the returned reason (or panic), or
 /// without one when the task is aborted by a kill.
 struct ExitGuard {
-    node: Node,
-    proc_: Arc<dyn AnyProcess>,
+    armed: Option<(Node, Arc<dyn AnyProcess>)>,
 }
 
 impl ExitGuard {
-    fn finish(self, reason: ExitReason) {
-        let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again; its fields are moved out exactly once.
-        let (node, proc_) = unsafe { (std::ptr::read(&this.node), std::ptr::read(&this.proc_)) };
-        signal::on_exit(&node, &*proc_, Some(reason));
+    fn finish(mut self, reason: ExitReason) {
+        if let Some((node, proc_)) = self.armed.take() {
+            signal::on_exit(&node, &*proc_, Some(reason));
+        }
     }
 }
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        signal::on_exit(&self.node, &*self.proc_, None);
+        if let Some((node, proc_)) = self.armed.take() {
+            signal::on_exit(&node, &*proc_, None);
+        }
     }
 }
 
@@ -163,8 +163,7 @@ where
     let task = ProcessTask {
         inner: AssertUnwindSafe(crate::timer::with_process_timer(f(ctx))).catch_unwind(),
         guard: Some(ExitGuard {
-            node: node.clone(),
-            proc_: as_any,
+            armed: Some((node.clone(), as_any)),
         }),
     };
     let handle = tokio::spawn(task);

@@ -409,3 +409,34 @@ async fn call_timeouts_from_inside_a_process_reuse_its_timer_correctly() {
     got.sort();
     assert_eq!(got, [1, 2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_overtakes_a_long_queue() {
+    let node = Node::new("t");
+    let (s, mut term) = start(&node).await;
+    // Ten seconds of queued work.
+    let s2 = s.clone();
+    let busy = tokio::spawn(async move { s2.call(Req::Sleep(Duration::from_millis(50))).await });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    for _ in 0..200 {
+        let s3 = s.clone();
+        tokio::spawn(async move {
+            s3.call_timeout(
+                Req::Sleep(Duration::from_millis(50)),
+                Duration::from_secs(60),
+            )
+            .await
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let t = std::time::Instant::now();
+    assert_eq!(s.stop(ExitReason::Shutdown).await, ExitReason::Shutdown);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "stop waited behind the queue: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(term.recv().await, Some(ExitReason::Shutdown));
+    // The call in progress finished; the queued ones fail with the reason.
+    assert_eq!(busy.await.unwrap(), Ok(0));
+}

@@ -33,6 +33,7 @@ use crate::{Down, ExitReason, Pid};
 pub(crate) enum SysMsg {
     Exit { from: Pid, reason: ExitReason },
     Down(Down),
+    Stop(ExitReason),
 }
 
 /// What the receiver got: a user message or a system message.

@@ -49,6 +49,15 @@ impl<M: Send + 'static> Addr<M> {
         self.core.mailbox.send_wait(msg).await
     }
 
+    /// Asks the process to stop gracefully with `reason`. The request travels in the system lane,
+    /// so it overtakes queued messages; the process sees [`Event::Stop`](crate::Event::Stop).
+    /// False if the process has already exited.
+    pub fn stop(&self, reason: ExitReason) -> bool {
+        self.core
+            .mailbox
+            .push_sys(crate::mailbox::SysMsg::Stop(reason))
+    }
+
     /// True while the process has not exited.
     pub fn is_alive(&self) -> bool {
         self.core.header.meta.lock().exit.is_none()

@@ -31,6 +31,9 @@ pub enum Event<M> {
     },
     /// A monitored process exited.
     Down(Down),
+    /// A request to stop gracefully with this reason ([`Addr::stop`]). Behaviours run their
+    /// `terminate` and exit with it; a plain process decides for itself.
+    Stop(ExitReason),
 }
 
 /// A reference to a monitor, returned by [`Context::monitor`]; it identifies the `Down` it fires.
@@ -155,6 +158,7 @@ impl<M: Send + 'static> Context<M> {
             Received::User(m) => Event::Message(m),
             Received::Sys(SysMsg::Exit { from, reason }) => Event::Exit { from, reason },
             Received::Sys(SysMsg::Down(d)) => Event::Down(d),
+            Received::Sys(SysMsg::Stop(reason)) => Event::Stop(reason),
         })
     }
 
@@ -212,7 +216,7 @@ impl<M: Send + 'static> Context<M> {
         };
         match got {
             SysMsg::Down(d) => Some(d),
-            SysMsg::Exit { .. } => unreachable!("filtered on Down"),
+            _ => unreachable!("filtered on Down"),
         }
     }
 

@@ -273,12 +273,11 @@ impl<S: Server> ServerRef<S> {
         })
     }
 
-    /// Asks the server to stop with `reason` (after the messages already queued), runs its
-    /// `terminate`, and waits until it has exited. Returns the reason it exited with.
+    /// Asks the server to stop with `reason`, runs its `terminate`, and waits until it has
+    /// exited. The request overtakes queued messages (it travels in the system lane); the
+    /// message being handled finishes first. Returns the reason the server exited with.
     pub async fn stop(&self, reason: ExitReason) -> ExitReason {
-        if self.addr.send_wait(ServerMsg::Stop(reason)).await.is_err() {
-            return self.addr.exit_reason().unwrap_or(ExitReason::NoProc);
-        }
+        self.addr.stop(reason);
         self.wait_exit().await
     }
 

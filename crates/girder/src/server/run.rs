@@ -18,8 +18,6 @@ pub enum ServerMsg<S: Server> {
     Cast(S::Cast),
     /// Any other message.
     Info(S::Info),
-    /// Stop with this reason after the messages queued before it.
-    Stop(ExitReason),
 }
 
 /// What a server's callbacks see: the process [`Context`] plus server helpers.
@@ -138,7 +136,7 @@ async fn run<S: Server>(
                     .catch_unwind()
                     .await
             }
-            Event::Message(ServerMsg::Stop(reason)) => break reason,
+            Event::Stop(reason) => break reason,
             Event::Exit { from, reason } if Some(from) == ctx.parent => break reason,
             Event::Exit { from, reason } => {
                 AssertUnwindSafe(server.handle_exit(from, reason, &mut ctx))

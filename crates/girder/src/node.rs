@@ -138,8 +138,8 @@ impl Node {
     }
 
     /// True while `pid` is a process of this node. A process counts as alive until its exit has
-    /// been signalled to its links and monitors, so after `is_alive` turns false every linked
-    /// and monitoring process already has the signal.
+    /// been signalled to its links, so once `is_alive` turns false every linked process already
+    /// has the exit signal (and a monitor's `Down` arrives only after `is_alive` is false).
     pub fn is_alive(&self, pid: Pid) -> bool {
         self.inner.procs.contains_key(&pid.id())
             && pid.is_local()

@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{child, drain, make_exit, pid_of, send_cmd, wait_gone, Cmd, Life, WAIT};
+use common::{
+    child, drain, make_exit, pid_of, send_cmd, wait_gone, wait_trapping, Cmd, Life, WAIT,
+};
 use girder::supervisor::{
     ChildSpec, Restart, RestartStrategy, Shutdown, Supervisor, SupervisorError,
 };
@@ -235,6 +237,7 @@ async fn shutdown_timeout_kills_a_child_that_ignores_shutdown() {
         .unwrap();
     drain(&mut rx);
     let stubborn: Addr<Cmd> = node.lookup("stubborn").unwrap();
+    wait_trapping(&node, stubborn.pid()).await;
     let started = std::time::Instant::now();
     sup.stop(ExitReason::Shutdown).await;
     assert!(started.elapsed() >= Duration::from_millis(100));
@@ -281,9 +284,7 @@ async fn infinity_waits_for_a_slow_child() {
         .await
         .unwrap();
     let pid = sup.which_children().await.unwrap()[0].pid.unwrap();
-    while !node.process_info(pid).unwrap().trap_exit {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_trapping(&node, pid).await;
     let started = std::time::Instant::now();
     sup.terminate_child("slow").await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(150));

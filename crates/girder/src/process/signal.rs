@@ -79,6 +79,9 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
             exit_signal(&*p, pid, reason.clone(), true);
         }
     }
+    // After links and before monitors: once a pid is gone from the table its links have the
+    // exit signal, and a `Down` means the pid is gone from the table.
+    node.remove_process(pid);
     for (id, watcher) in monitors {
         if let Some(w) = node.lookup_any(watcher) {
             w.push_sys(SysMsg::Down(Down {
@@ -88,8 +91,6 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
             }));
         }
     }
-    // Last, so that once a pid is gone from the table its exit has reached links and monitors.
-    node.remove_process(pid);
     for w in waiters {
         let _ = w.send(reason.clone());
     }

@@ -157,3 +157,15 @@ pub fn drain(rx: &mut mpsc::UnboundedReceiver<Life>) -> Vec<Life> {
     }
     out
 }
+
+/// Waits until the process `pid` traps exits (a plain process sets that in its body).
+pub async fn wait_trapping(node: &Node, pid: Pid) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !node.process_info(pid).is_some_and(|i| i.trap_exit) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{pid} never trapped exits"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

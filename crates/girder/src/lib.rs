@@ -60,6 +60,7 @@
 
 pub mod application;
 // pub mod event;
+pub(crate) mod behaviour;
 mod exit;
 mod introspect;
 pub mod mailbox;

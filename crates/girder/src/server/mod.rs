@@ -12,7 +12,7 @@
 //!   parent sends it an exit signal, as OTP's `gen_server` does.
 
 mod error;
-mod reply;
+pub(crate) mod reply;
 mod run;
 
 use std::future::Future;
@@ -214,45 +214,7 @@ impl<S: Server> ServerRef<S> {
         req: S::Call,
         timeout: Duration,
     ) -> Result<S::Reply, CallError> {
-        let deadline = (timeout != Duration::MAX).then(|| tokio::time::Instant::now() + timeout);
-        let (from, rx) = ReplyTo::for_call();
-        // The common case, room in the mailbox, queues without building a waiting future.
-        match self.addr.send(ServerMsg::Call(req, from)) {
-            Ok(()) => {}
-            Err(SendError::NoProc(_)) => return Err(self.gone()),
-            Err(SendError::Full(msg)) => {
-                let queued = match deadline {
-                    Some(d) => crate::timer::timeout_at(d, self.addr.send_wait(msg))
-                        .await
-                        .ok_or(CallError::Timeout(timeout))?,
-                    None => self.addr.send_wait(msg).await,
-                };
-                if queued.is_err() {
-                    return Err(self.gone());
-                }
-            }
-        }
-        let answer = match deadline {
-            Some(d) => crate::timer::timeout_at(d, rx)
-                .await
-                .ok_or(CallError::Timeout(timeout))?,
-            None => rx.await,
-        };
-        match answer {
-            Ok(Ok(reply)) => Ok(reply),
-            // The handler panicked: the server is exiting; report its reason.
-            Ok(Err(reply::Unanswered::Panicking)) => {
-                Err(CallError::Exited(self.addr.wait_exit().await))
-            }
-            Ok(Err(reply::Unanswered::Dropped)) | Err(_) => Err(self.gone()),
-        }
-    }
-
-    fn gone(&self) -> CallError {
-        match self.addr.exit_reason() {
-            Some(reason) => CallError::Exited(reason),
-            None => CallError::NoReply,
-        }
+        crate::behaviour::call(&self.addr, timeout, |from| ServerMsg::Call(req, from)).await
     }
 
     /// Sends a cast. Fails only if the server is not alive or its bounded mailbox is full.

@@ -1,13 +1,10 @@
 //! The generic server loop, written once for every [`Server`].
 
 use std::ops::{Deref, DerefMut};
-use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use tokio::sync::oneshot;
-
 use super::{Flow, ReplyTo, Server, ServerRef, StartError};
+use crate::behaviour::{self, guarded, Starter};
 use crate::{Context, Event, ExitReason, Node, Pid, SpawnOptions, TimerRef};
 
 /// The message type of a server's mailbox. Build these through [`ServerRef`]'s methods.
@@ -69,96 +66,55 @@ pub(super) async fn start<S: Server>(
     opts: SpawnOptions,
     name: Option<&str>,
 ) -> Result<ServerRef<S>, StartError> {
-    let (started_tx, started_rx) = oneshot::channel();
     let parent = opts.parent();
     let name = name.map(str::to_string);
-    // A behaviour built on Server (a supervisor) keeps its own name.
-    let opts = match opts.behaviour_name() {
-        "process" => opts.behaviour("server"),
-        _ => opts,
-    };
-    let addr = node.spawn_opts(opts, move |ctx| {
-        run(server, ServerContext { ctx, parent }, name, started_tx)
-    });
-    match started_rx.await {
-        Ok(Ok(())) => Ok(ServerRef { addr }),
-        Ok(Err(e)) => {
-            // As OTP 26's proc_lib: a failed start returns once the process is gone.
-            addr.wait_exit().await;
-            Err(e)
-        }
-        // The process ended before init reported: it was killed during init.
-        Err(_) => Err(StartError::Init(
-            addr.exit_reason().unwrap_or(ExitReason::Killed),
-        )),
-    }
+    let addr = behaviour::start(node, opts, "server", move |ctx, starter| {
+        run(server, ServerContext { ctx, parent }, name, starter)
+    })
+    .await?;
+    Ok(ServerRef { addr })
 }
 
 async fn run<S: Server>(
     mut server: S,
     mut ctx: ServerContext<S>,
     name: Option<String>,
-    started: oneshot::Sender<Result<(), StartError>>,
+    starter: Starter,
 ) -> ExitReason {
-    if let Some(name) = name {
-        if let Err(e) = ctx.register(&name) {
-            let err = match e {
-                crate::RegisterError::NameTaken { owner, .. } => StartError::AlreadyStarted(owner),
-                other => StartError::Other(other.to_string()),
-            };
-            let _ = started.send(Err(err));
-            return ExitReason::Normal;
-        }
-    }
-    let init = AssertUnwindSafe(server.init(&mut ctx)).catch_unwind().await;
-    let init = init.unwrap_or_else(|p| Err(ExitReason::from_panic(p)));
-    if let Err(reason) = init {
-        ctx.record_exit_reason(&reason);
-        let _ = started.send(Err(StartError::Init(reason.clone())));
+    let starter = match starter.register(&ctx, name.as_deref()) {
+        Ok(s) => s,
+        Err(reason) => return reason,
+    };
+    if let Err(reason) = starter.init(server.init(&mut ctx)).await {
         return reason;
     }
-    let _ = started.send(Ok(()));
 
     let reason = loop {
         let flow = match ctx.recv().await {
             Event::Message(ServerMsg::Call(req, from)) => {
-                AssertUnwindSafe(server.handle_call(req, from, &mut ctx))
-                    .catch_unwind()
-                    .await
+                guarded(server.handle_call(req, from, &mut ctx)).await
             }
             Event::Message(ServerMsg::Cast(msg)) => {
-                AssertUnwindSafe(server.handle_cast(msg, &mut ctx))
-                    .catch_unwind()
-                    .await
+                guarded(server.handle_cast(msg, &mut ctx)).await
             }
             Event::Message(ServerMsg::Info(msg)) => {
-                AssertUnwindSafe(server.handle_info(msg, &mut ctx))
-                    .catch_unwind()
-                    .await
+                guarded(server.handle_info(msg, &mut ctx)).await
             }
             Event::Stop(reason) => break reason,
             Event::Exit { from, reason } if Some(from) == ctx.parent => break reason,
             Event::Exit { from, reason } => {
-                AssertUnwindSafe(server.handle_exit(from, reason, &mut ctx))
-                    .catch_unwind()
-                    .await
+                guarded(server.handle_exit(from, reason, &mut ctx)).await
             }
-            Event::Down(down) => {
-                AssertUnwindSafe(server.handle_down(down, &mut ctx))
-                    .catch_unwind()
-                    .await
-            }
+            Event::Down(down) => guarded(server.handle_down(down, &mut ctx)).await,
         };
         match flow {
             Ok(Flow::Continue) => {}
             Ok(Flow::Stop(reason)) => break reason,
-            Err(panic) => break ExitReason::from_panic(panic),
+            Err(panic) => break panic,
         }
     };
     // Recorded before the mailbox and its pending calls are dropped, so their callers see why.
     ctx.record_exit_reason(&reason);
-    let _ = AssertUnwindSafe(server.terminate(&reason, &mut ctx))
-        .catch_unwind()
-        .await;
+    let _ = guarded(server.terminate(&reason, &mut ctx)).await;
     reason
 }

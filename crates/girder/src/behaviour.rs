@@ -1,0 +1,148 @@
+//! What every behaviour shares: the start handshake (OTP's `proc_lib` start / init_ack) and
+//! the call protocol. Written once; `server`, `statem` and `event` build on it.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::server::reply::Unanswered;
+use crate::server::{CallError, ReplyTo, StartError};
+use crate::{Addr, Context, ExitReason, Node, RegisterError, SendError, SpawnOptions};
+
+/// The new process's side of the start handshake.
+pub(crate) struct Starter {
+    tx: oneshot::Sender<Result<(), StartError>>,
+}
+
+impl Starter {
+    /// Registers the process under `name` (if any); on failure reports it and returns the exit
+    /// reason the process should end with.
+    pub(crate) fn register<M: Send + 'static>(
+        self,
+        ctx: &Context<M>,
+        name: Option<&str>,
+    ) -> Result<Self, ExitReason> {
+        let Some(name) = name else { return Ok(self) };
+        match ctx.register(name) {
+            Ok(()) => Ok(self),
+            Err(e) => {
+                let err = match e {
+                    RegisterError::NameTaken { owner, .. } => StartError::AlreadyStarted(owner),
+                    other => StartError::Other(other.to_string()),
+                };
+                let _ = self.tx.send(Err(err));
+                Err(ExitReason::Normal)
+            }
+        }
+    }
+
+    /// Runs an `init` callback with panics caught, and reports its outcome to the starter.
+    pub(crate) async fn init<T>(
+        self,
+        init: impl Future<Output = Result<T, ExitReason>>,
+    ) -> Result<T, ExitReason> {
+        let outcome = AssertUnwindSafe(init)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|p| Err(ExitReason::from_panic(p)));
+        match &outcome {
+            Ok(_) => {
+                let _ = self.tx.send(Ok(()));
+            }
+            Err(reason) => {
+                let _ = self.tx.send(Err(StartError::Init(reason.clone())));
+            }
+        }
+        outcome
+    }
+}
+
+/// Spawns a behaviour process and waits for its `init`. A failed start returns once the process
+/// is gone (as OTP 26's `proc_lib` does).
+pub(crate) async fn start<M, F, Fut>(
+    node: &Node,
+    opts: SpawnOptions,
+    behaviour: &'static str,
+    body: F,
+) -> Result<Addr<M>, StartError>
+where
+    M: Send + 'static,
+    F: FnOnce(Context<M>, Starter) -> Fut + Send + 'static,
+    Fut: Future<Output = ExitReason> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    // A behaviour built on another (a supervisor on Server) keeps its own name.
+    let opts = match opts.behaviour_name() {
+        "process" => opts.behaviour(behaviour),
+        _ => opts,
+    };
+    let addr = node.spawn_opts(opts, move |ctx| body(ctx, Starter { tx }));
+    match rx.await {
+        Ok(Ok(())) => Ok(addr),
+        Ok(Err(e)) => {
+            addr.wait_exit().await;
+            Err(e)
+        }
+        // The process ended before init reported: it was killed during init.
+        Err(_) => Err(StartError::Init(addr.wait_exit().await)),
+    }
+}
+
+/// Sends a request built by `make` and waits for its reply until `timeout` (`Duration::MAX`:
+/// forever). Ends at once with the callee's exit reason if it dies.
+pub(crate) async fn call<M, R>(
+    addr: &Addr<M>,
+    timeout: Duration,
+    make: impl FnOnce(ReplyTo<R>) -> M,
+) -> Result<R, CallError>
+where
+    M: Send + 'static,
+    R: Send + 'static,
+{
+    let deadline = (timeout != Duration::MAX).then(|| Instant::now() + timeout);
+    let (from, rx) = ReplyTo::for_call();
+    let gone = || match addr.exit_reason() {
+        Some(reason) => CallError::Exited(reason),
+        None => CallError::NoReply,
+    };
+    // The common case, room in the mailbox, queues without building a waiting future.
+    match addr.send(make(from)) {
+        Ok(()) => {}
+        Err(SendError::NoProc(_)) => return Err(gone()),
+        Err(SendError::Full(msg)) => {
+            let queued = match deadline {
+                Some(d) => crate::timer::timeout_at(d, addr.send_wait(msg))
+                    .await
+                    .ok_or(CallError::Timeout(timeout))?,
+                None => addr.send_wait(msg).await,
+            };
+            if queued.is_err() {
+                return Err(gone());
+            }
+        }
+    }
+    let answer = match deadline {
+        Some(d) => crate::timer::timeout_at(d, rx)
+            .await
+            .ok_or(CallError::Timeout(timeout))?,
+        None => rx.await,
+    };
+    match answer {
+        Ok(Ok(reply)) => Ok(reply),
+        // The handler panicked: the callee is exiting; report its reason.
+        Ok(Err(Unanswered::Panicking)) => Err(CallError::Exited(addr.wait_exit().await)),
+        Ok(Err(Unanswered::Dropped)) | Err(_) => Err(gone()),
+    }
+}
+
+/// Runs one callback with panics caught: `Err` carries the panic as an exit reason.
+pub(crate) async fn guarded<T>(callback: impl Future<Output = T>) -> Result<T, ExitReason> {
+    AssertUnwindSafe(callback)
+        .catch_unwind()
+        .await
+        .map_err(ExitReason::from_panic)
+}

@@ -69,7 +69,7 @@ mod pid;
 pub mod process;
 mod registry;
 pub mod server;
-// pub mod statem;
+pub mod statem;
 pub mod supervisor;
 pub mod timer;
 
@@ -83,6 +83,6 @@ pub use pid::Pid;
 pub use process::{Addr, Context, Down, Event, MonitorRef, SpawnOptions};
 pub use registry::RegisterError;
 pub use server::{CallError, Flow, ReplyTo, Server, ServerContext, ServerRef, StartError};
-// pub use statem::StateMachine;
+pub use statem::{StateMachine, StateMachineRef};
 pub use supervisor::{ChildSpec, RestartStrategy, Supervisor, SupervisorRef};
 pub use timer::{send_after, TimerRef};

@@ -59,8 +59,8 @@
 #![warn(missing_docs)]
 
 pub mod application;
-// pub mod event;
 pub(crate) mod behaviour;
+pub mod event;
 mod exit;
 mod introspect;
 pub mod mailbox;
@@ -74,7 +74,7 @@ pub mod supervisor;
 pub mod timer;
 
 pub use application::{Application, RunningApplication};
-// pub use event::{EventHandler, EventManager};
+pub use event::{EventHandler, EventManager};
 pub use exit::ExitReason;
 pub use introspect::ProcessInfo;
 pub use mailbox::SendError;

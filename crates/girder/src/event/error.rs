@@ -1,0 +1,29 @@
+use crate::server::CallError;
+use crate::Pid;
+
+use super::HandlerId;
+
+/// Why an event manager request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// The manager has exited.
+    #[error("event manager {0} is not running")]
+    NotRunning(Pid),
+    /// The manager's bounded mailbox is full; the event was not queued.
+    #[error("event manager mailbox is full")]
+    Full,
+    /// No handler has this id.
+    #[error("no handler with id {0:?}")]
+    UnknownHandler(HandlerId),
+    /// The handler's `init` refused.
+    #[error("handler {handler} refused to start: {reason}")]
+    InitFailed {
+        /// The handler's type name.
+        handler: &'static str,
+        /// What its init said.
+        reason: String,
+    },
+    /// The request did not complete.
+    #[error("event manager call failed: {0}")]
+    Call(CallError),
+}

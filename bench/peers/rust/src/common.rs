@@ -1,0 +1,104 @@
+//! Shared by every peer: counts, the counting allocator, latency histograms, JSON output.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+
+pub fn scaled(n: u64, scale: f64) -> u64 {
+    ((n as f64 * scale).round() as u64).max(1)
+}
+
+pub struct Counts {
+    pub spawn: u64,
+    pub ring_procs: usize,
+    pub ring_hops: u64,
+    pub pingpong: u64,
+    pub c1_calls: u64,
+    pub c100_callers: usize,
+    pub c100_calls: u64,
+    pub fanin_producers: usize,
+    pub fanin_each: u64,
+}
+
+pub fn counts(scale: f64) -> Counts {
+    Counts {
+        spawn: scaled(1_000_000, scale),
+        ring_procs: 1_000,
+        ring_hops: scaled(10_000_000, scale),
+        pingpong: scaled(2_000_000, scale),
+        c1_calls: scaled(1_000_000, scale),
+        c100_callers: 100,
+        c100_calls: scaled(10_000, scale),
+        fanin_producers: 100,
+        fanin_each: scaled(100_000, scale),
+    }
+}
+
+pub type Outcome = Vec<(&'static str, f64)>;
+
+pub fn print(system: &str, workload: &str, out: &Outcome) {
+    let mut obj = serde_json::Map::new();
+    obj.insert("system".into(), system.into());
+    obj.insert("workload".into(), workload.into());
+    for (k, v) in out {
+        let v = if v.fract() == 0.0 { serde_json::json!(*v as i64) } else { serde_json::json!((v * 100.0).round() / 100.0) };
+        obj.insert((*k).into(), v);
+    }
+    println!("{}", serde_json::Value::Object(obj));
+}
+
+pub fn histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 10_000_000_000, 2).expect("histogram bounds")
+}
+
+pub fn call_outcome(calls: u64, secs: f64, h: &hdrhistogram::Histogram<u64>) -> Outcome {
+    vec![
+        ("calls_per_s", calls as f64 / secs),
+        ("p50_us", h.value_at_quantile(0.50) as f64 / 1000.0),
+        ("p99_us", h.value_at_quantile(0.99) as f64 / 1000.0),
+    ]
+}
+
+pub struct Counting;
+
+static ON: AtomicBool = AtomicBool::new(false);
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if ON.load(Ordering::Relaxed) {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if ON.load(Ordering::Relaxed) {
+            LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        }
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if ON.load(Ordering::Relaxed) {
+            LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+pub fn count_start() {
+    LIVE.store(0, Ordering::SeqCst);
+    ON.store(true, Ordering::SeqCst);
+}
+
+pub fn count_stop() -> isize {
+    ON.store(false, Ordering::SeqCst);
+    LIVE.load(Ordering::SeqCst)
+}
+
+/// Bytes per process, less the benchmark's own vector of handles.
+pub fn per_proc(bytes: isize, handles_bytes: usize, n: u64) -> f64 {
+    ((bytes as f64 - handles_bytes as f64) / n as f64).round()
+}
+
+pub fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime")
+}

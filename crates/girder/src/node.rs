@@ -159,6 +159,7 @@ impl Node {
                 return r.clone();
             }
             let (tx, rx) = tokio::sync::oneshot::channel();
+            meta.waiters.retain(|w| !w.is_closed());
             meta.waiters.push(tx);
             rx
         };

@@ -534,3 +534,37 @@ async fn killing_a_process_during_spawn_is_not_lost() {
     }
     assert_eq!(node.process_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitors_and_waits_leave_nothing_behind() {
+    let node = Node::new("t");
+    let target = idle(&node);
+    let tp = target.pid();
+    // Many short-lived watchers, each monitoring the long-lived target and exiting.
+    for _ in 0..100 {
+        let w = node.spawn(move |ctx: Context<()>| async move {
+            ctx.monitor(tp);
+            ExitReason::Normal
+        });
+        exit_of(&w).await;
+    }
+    // A watcher that monitors and demonitors in a loop.
+    let (tx, rx) = oneshot::channel();
+    node.spawn(move |mut ctx: Context<()>| async move {
+        for _ in 0..100 {
+            let m = ctx.monitor(tp);
+            ctx.demonitor(m);
+        }
+        tx.send(()).unwrap();
+        ctx.recv().await;
+        ExitReason::Normal
+    });
+    rx.await.unwrap();
+    assert_eq!(node.process_info(tp).unwrap().monitored_by, 0);
+    // Waits that time out do not pile up either.
+    for _ in 0..100 {
+        let _ = tokio::time::timeout(Duration::from_micros(10), target.wait_exit()).await;
+    }
+    node.exit(tp, ExitReason::Kill);
+    assert_eq!(exit_of(&target).await, ExitReason::Killed);
+}

@@ -72,6 +72,8 @@ impl<M: Send + 'static> Addr<M> {
                 return r.clone();
             }
             let (tx, rx) = tokio::sync::oneshot::channel();
+            // Waiters that gave up (a timed-out wait) are dropped here, so the list stays small.
+            meta.waiters.retain(|w| !w.is_closed());
             meta.waiters.push(tx);
             rx
         };

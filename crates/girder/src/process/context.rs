@@ -196,7 +196,7 @@ impl<M: Send + 'static> Context<M> {
 
     /// Removes a monitor and drops its `Down` if it was already queued.
     pub fn demonitor(&self, mref: MonitorRef) {
-        signal::demonitor(&self.node, mref);
+        signal::demonitor(&self.node, &*self.core, mref);
         self.core
             .mailbox
             .remove_sys(|m| matches!(m, SysMsg::Down(d) if d.monitor == mref));

@@ -24,8 +24,8 @@ pub(crate) struct Header {
 /// State that changes rarely (links, monitors, names, life cycle), behind one short lock.
 pub(crate) struct Meta {
     pub(crate) links: Vec<Pid>,
-    /// Monitors *of* this process: (reference id, watcher).
-    pub(crate) monitors: Vec<(u64, Pid)>,
+    /// Both ends of this process's monitors, so either side's exit can clean up the other.
+    pub(crate) monitors: Vec<MonitorEnd>,
     /// Tasks outside any process waiting for this one to exit.
     pub(crate) waiters: Vec<oneshot::Sender<ExitReason>>,
     pub(crate) name: Option<Arc<str>>,
@@ -66,6 +66,16 @@ impl Header {
         let meta = self.meta.lock();
         meta.exit.clone().or_else(|| meta.pending_kill.clone())
     }
+}
+
+/// One end of a monitor, kept by both the watcher and the watched process.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct MonitorEnd {
+    pub(crate) id: u64,
+    /// The process at the other end.
+    pub(crate) other: Pid,
+    /// True on the watched process's side.
+    pub(crate) watched: bool,
 }
 
 /// A process as seen by code that does not know its message type.

@@ -1,6 +1,6 @@
 //! Exit signals, links and monitors: the rules of Erlang, written once.
 
-use super::core::AnyProcess;
+use super::core::{AnyProcess, MonitorEnd};
 use crate::mailbox::SysMsg;
 use crate::{Down, ExitReason, MonitorRef, Node, Pid};
 
@@ -82,10 +82,23 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
     // After links and before monitors: once a pid is gone from the table its links have the
     // exit signal, and a `Down` means the pid is gone from the table.
     node.remove_process(pid);
-    for (id, watcher) in monitors {
-        if let Some(w) = node.lookup_any(watcher) {
-            w.push_sys(SysMsg::Down(Down {
-                monitor: MonitorRef { id, target: pid },
+    for end in monitors {
+        let Some(other) = node.lookup_any(end.other) else {
+            continue;
+        };
+        // Either way the other end forgets this monitor, so neither side's list grows.
+        other
+            .header()
+            .meta
+            .lock()
+            .monitors
+            .retain(|m| m.id != end.id);
+        if end.watched {
+            other.push_sys(SysMsg::Down(Down {
+                monitor: MonitorRef {
+                    id: end.id,
+                    target: pid,
+                },
                 pid,
                 reason: reason.clone(),
             }));
@@ -132,19 +145,37 @@ pub(crate) fn unlink(node: &Node, me: &dyn AnyProcess, other: Pid) {
 }
 
 /// Sets up a monitor of `target` for `watcher`. A target that is not alive produces an
-/// immediate `Down` with `NoProc`.
+/// immediate `Down` with `NoProc`. Both ends record the monitor, so whichever exits first
+/// removes it from the other and nothing accumulates.
 pub(crate) fn monitor(node: &Node, watcher: &dyn AnyProcess, target: Pid) -> MonitorRef {
     let mref = MonitorRef {
         id: node.next_ref(),
         target,
     };
+    let me = watcher.header().pid;
+    // The watcher's end first: a target exiting from now on finds it and cleans it up.
+    watcher.header().meta.lock().monitors.push(MonitorEnd {
+        id: mref.id,
+        other: target,
+        watched: false,
+    });
     if let Some(t) = node.lookup_any(target) {
         let mut meta = t.header().meta.lock();
         if meta.exit.is_none() {
-            meta.monitors.push((mref.id, watcher.header().pid));
+            meta.monitors.push(MonitorEnd {
+                id: mref.id,
+                other: me,
+                watched: true,
+            });
             return mref;
         }
     }
+    watcher
+        .header()
+        .meta
+        .lock()
+        .monitors
+        .retain(|m| m.id != mref.id);
     watcher.push_sys(SysMsg::Down(Down {
         monitor: mref,
         pid: target,
@@ -153,13 +184,16 @@ pub(crate) fn monitor(node: &Node, watcher: &dyn AnyProcess, target: Pid) -> Mon
     mref
 }
 
-/// Removes a monitor; a `Down` for it that is already queued is dropped by the caller.
-pub(crate) fn demonitor(node: &Node, mref: MonitorRef) {
+/// Removes a monitor from both ends; a `Down` for it that is already queued is dropped by the
+/// caller.
+pub(crate) fn demonitor(node: &Node, watcher: &dyn AnyProcess, mref: MonitorRef) {
+    watcher
+        .header()
+        .meta
+        .lock()
+        .monitors
+        .retain(|m| m.id != mref.id);
     if let Some(t) = node.lookup_any(mref.target) {
-        t.header()
-            .meta
-            .lock()
-            .monitors
-            .retain(|(id, _)| *id != mref.id);
+        t.header().meta.lock().monitors.retain(|m| m.id != mref.id);
     }
 }

@@ -139,6 +139,19 @@ where
     }
 }
 
+/// Sends `msg` wrapped by `wrap`; on failure hands back the unwrapped message.
+pub(crate) fn send_as<M: Send + 'static, T>(
+    addr: &Addr<M>,
+    msg: T,
+    wrap: impl FnOnce(T) -> M,
+    unwrap: impl Fn(M) -> Option<T>,
+) -> Result<(), SendError<T>> {
+    addr.send(wrap(msg)).map_err(|e| match e {
+        SendError::Full(m) => SendError::Full(unwrap(m).expect("the message sent comes back")),
+        SendError::NoProc(m) => SendError::NoProc(unwrap(m).expect("the message sent comes back")),
+    })
+}
+
 /// Runs one callback with panics caught: `Err` carries the panic as an exit reason.
 pub(crate) async fn guarded<T>(callback: impl Future<Output = T>) -> Result<T, ExitReason> {
     AssertUnwindSafe(callback)

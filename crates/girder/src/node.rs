@@ -150,20 +150,15 @@ impl Node {
     /// not remember its reason; [`Addr::wait_exit`] does). For code outside processes; a process
     /// uses [`Context::monitor`].
     pub async fn wait_exit(&self, pid: Pid) -> ExitReason {
-        let rx = {
-            let Some(p) = self.lookup_any(pid) else {
-                return ExitReason::NoProc;
-            };
-            let mut meta = p.header().meta.lock();
-            if let Some(r) = &meta.exit {
-                return r.clone();
-            }
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            meta.waiters.retain(|w| !w.is_closed());
-            meta.waiters.push(tx);
-            rx
+        let Some(p) = self.lookup_any(pid) else {
+            return ExitReason::NoProc;
         };
-        rx.await.unwrap_or(ExitReason::NoProc)
+        let waiter = p.header().exit_or_waiter();
+        drop(p);
+        match waiter {
+            Ok(reason) => reason,
+            Err(rx) => rx.await.unwrap_or(ExitReason::NoProc),
+        }
     }
 
     /// A typed handle to a live process of this node.

@@ -66,18 +66,10 @@ impl<M: Send + 'static> Addr<M> {
     /// Waits until the process exits and returns why. Unlike [`Node::wait_exit`](crate::Node::wait_exit),
     /// this works after the process is gone too: the handle remembers the reason.
     pub async fn wait_exit(&self) -> ExitReason {
-        let rx = {
-            let mut meta = self.core.header.meta.lock();
-            if let Some(r) = &meta.exit {
-                return r.clone();
-            }
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            // Waiters that gave up (a timed-out wait) are dropped here, so the list stays small.
-            meta.waiters.retain(|w| !w.is_closed());
-            meta.waiters.push(tx);
-            rx
-        };
-        rx.await.unwrap_or(ExitReason::NoProc)
+        match self.core.header.exit_or_waiter() {
+            Ok(reason) => reason,
+            Err(rx) => rx.await.unwrap_or(ExitReason::NoProc),
+        }
     }
 
     /// The reason the process exited, or `None` while it runs.

@@ -61,6 +61,19 @@ impl Header {
         self.trap_exit.load(Ordering::Acquire)
     }
 
+    /// The exit reason if the process has exited, or a receiver that gets it when it does.
+    pub(crate) fn exit_or_waiter(&self) -> Result<ExitReason, oneshot::Receiver<ExitReason>> {
+        let mut meta = self.meta.lock();
+        if let Some(r) = &meta.exit {
+            return Ok(r.clone());
+        }
+        let (tx, rx) = oneshot::channel();
+        // Waiters that gave up (a timed-out wait) are dropped here, so the list stays small.
+        meta.waiters.retain(|w| !w.is_closed());
+        meta.waiters.push(tx);
+        Err(rx)
+    }
+
     /// The reason the process exited, or is exiting with, if any.
     pub(crate) fn exit_reason(&self) -> Option<ExitReason> {
         let meta = self.meta.lock();

@@ -219,19 +219,17 @@ impl<S: Server> ServerRef<S> {
 
     /// Sends a cast. Fails only if the server is not alive or its bounded mailbox is full.
     pub fn cast(&self, msg: S::Cast) -> Result<(), SendError<S::Cast>> {
-        self.addr.send(ServerMsg::Cast(msg)).map_err(|e| match e {
-            SendError::Full(ServerMsg::Cast(m)) => SendError::Full(m),
-            SendError::NoProc(ServerMsg::Cast(m)) => SendError::NoProc(m),
-            _ => unreachable!("a cast comes back as a cast"),
+        crate::behaviour::send_as(&self.addr, msg, ServerMsg::Cast, |m| match m {
+            ServerMsg::Cast(c) => Some(c),
+            _ => None,
         })
     }
 
     /// Sends an info message (handled by [`Server::handle_info`]).
     pub fn info(&self, msg: S::Info) -> Result<(), SendError<S::Info>> {
-        self.addr.send(ServerMsg::Info(msg)).map_err(|e| match e {
-            SendError::Full(ServerMsg::Info(m)) => SendError::Full(m),
-            SendError::NoProc(ServerMsg::Info(m)) => SendError::NoProc(m),
-            _ => unreachable!("an info comes back as an info"),
+        crate::behaviour::send_as(&self.addr, msg, ServerMsg::Info, |m| match m {
+            ServerMsg::Info(i) => Some(i),
+            _ => None,
         })
     }
 

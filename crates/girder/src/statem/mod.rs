@@ -295,24 +295,18 @@ impl<S: StateMachine> StateMachineRef<S> {
 
     /// Sends a cast.
     pub fn cast(&self, msg: S::Cast) -> Result<(), SendError<S::Cast>> {
-        self.addr
-            .send(StateMachineMsg::Cast(msg))
-            .map_err(|e| match e {
-                SendError::Full(StateMachineMsg::Cast(m)) => SendError::Full(m),
-                SendError::NoProc(StateMachineMsg::Cast(m)) => SendError::NoProc(m),
-                _ => unreachable!("a cast comes back as a cast"),
-            })
+        crate::behaviour::send_as(&self.addr, msg, StateMachineMsg::Cast, |m| match m {
+            StateMachineMsg::Cast(c) => Some(c),
+            _ => None,
+        })
     }
 
     /// Sends an info message.
     pub fn info(&self, msg: S::Info) -> Result<(), SendError<S::Info>> {
-        self.addr
-            .send(StateMachineMsg::Info(msg))
-            .map_err(|e| match e {
-                SendError::Full(StateMachineMsg::Info(m)) => SendError::Full(m),
-                SendError::NoProc(StateMachineMsg::Info(m)) => SendError::NoProc(m),
-                _ => unreachable!("an info comes back as an info"),
-            })
+        crate::behaviour::send_as(&self.addr, msg, StateMachineMsg::Info, |m| match m {
+            StateMachineMsg::Info(i) => Some(i),
+            _ => None,
+        })
     }
 
     /// Asks the machine to stop (overtaking queued events), runs `terminate`, waits for the exit.

@@ -174,32 +174,14 @@ impl SupervisorServer {
         self.restart_times.len() as u32 <= self.intensity
     }
 
-    /// Starts the stopped children from `from` on, in order. On a start failure, counts another
-    /// restart and tries again; `Err` once the intensity limit is passed.
+    /// Starts the stopped children from `from` on, in order; `Err` once the intensity limit is
+    /// passed.
     async fn restart_from(&mut self, ctx: &mut ServerContext<Self>, from: usize) -> Result<(), ()> {
-        let mut i = from;
-        while i < self.children.len() {
-            if self.children[i].pid.is_some() {
-                i += 1;
-                continue;
-            }
-            match start_spec(&self.children[i].spec, ctx).await {
-                Ok(pid) => {
-                    let child = &mut self.children[i];
-                    child.pid = Some(pid);
-                    child.restarts += 1;
-                    ctx.node().set_restarts(pid, child.restarts);
-                    i += 1;
-                }
-                Err(e) => {
-                    tracing::error!(child = %self.children[i].spec.id, error = %e, "child failed to restart");
-                    if !self.note_restart() {
-                        return Err(());
-                    }
-                }
+        for i in from..self.children.len() {
+            if self.children[i].pid.is_none() {
+                self.restart_one(ctx, i).await?;
             }
         }
-        ctx.node().set_restarts(ctx.pid(), self.total_restarts);
         Ok(())
     }
 
@@ -252,6 +234,8 @@ impl SupervisorServer {
         }
     }
 
+    /// Starts child `i` again. A start failure counts as another restart and is retried, as
+    /// OTP does; `Err` once the intensity limit is passed.
     async fn restart_one(&mut self, ctx: &mut ServerContext<Self>, i: usize) -> Result<(), ()> {
         loop {
             match start_spec(&self.children[i].spec, ctx).await {

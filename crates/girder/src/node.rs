@@ -36,7 +36,8 @@ pub(crate) struct NodeInner {
     creation: u32,
     next_id: AtomicU64,
     next_ref: AtomicU64,
-    pub(crate) procs: DashMap<u64, Arc<dyn AnyProcess>>,
+    /// Pids are sequential numbers, so a cheap hash spreads them as well as SipHash would.
+    pub(crate) procs: DashMap<u64, Arc<dyn AnyProcess>, rustc_hash::FxBuildHasher>,
     pub(crate) names: DashMap<Arc<str>, Pid>,
 }
 
@@ -87,7 +88,7 @@ impl Node {
                 creation,
                 next_id: AtomicU64::new(1),
                 next_ref: AtomicU64::new(1),
-                procs: DashMap::new(),
+                procs: DashMap::with_hasher(rustc_hash::FxBuildHasher),
                 names: DashMap::new(),
             }),
         }

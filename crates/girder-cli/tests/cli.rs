@@ -98,7 +98,7 @@ fn demo_refuses_a_bad_duration() {
 
 #[test]
 fn sigterm_stops_the_demo_tree_gracefully() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_girder"))
+    let child = Command::new(env!("CARGO_BIN_EXE_girder"))
         .args(["demo", "--duration", "60s"])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -111,7 +111,10 @@ fn sigterm_stops_the_demo_tree_gracefully() {
     assert!(status.success());
     let started = std::time::Instant::now();
     let out = child.wait_with_output().expect("girder exits");
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "did not stop promptly");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "did not stop promptly"
+    );
     assert!(out.status.success(), "exit status {:?}", out.status);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("stopping (signal)"), "{text}");

@@ -176,7 +176,12 @@ async fn check(
                 );
                 assert_eq!(r, ExitReason::Shutdown);
                 sup.wait_exit().await;
-                assert_eq!(node.process_count(), 0, "its children are gone with it");
+                assert_eq!(
+                    node.process_count(),
+                    0,
+                    "its children are gone with it: {:?}",
+                    node.processes()
+                );
                 return;
             }
             Err(e) => panic!("unexpected error {e}"),

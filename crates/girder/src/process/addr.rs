@@ -63,8 +63,9 @@ impl<M: Send + 'static> Addr<M> {
         self.core.header.meta.lock().exit.is_none()
     }
 
-    /// Waits until the process exits and returns why. Unlike [`Node::wait_exit`](crate::Node::wait_exit),
-    /// this works after the process is gone too: the handle remembers the reason.
+    /// Waits until the process has exited and its exit has reached its links and monitors, and
+    /// returns why. Unlike [`Node::wait_exit`](crate::Node::wait_exit) this works after the
+    /// process is gone too: the handle remembers the reason.
     pub async fn wait_exit(&self) -> ExitReason {
         match self.core.header.exit_or_waiter() {
             Ok(reason) => reason,

@@ -35,6 +35,8 @@ pub(crate) struct Meta {
     pub(crate) pending_kill: Option<ExitReason>,
     /// Set once the process has exited.
     pub(crate) exit: Option<ExitReason>,
+    /// Set when the exit has been fully handled (links, table, monitors).
+    pub(crate) gone: bool,
 }
 
 impl Header {
@@ -53,6 +55,7 @@ impl Header {
                 abort: None,
                 pending_kill: None,
                 exit: None,
+                gone: false,
             }),
         }
     }
@@ -61,10 +64,10 @@ impl Header {
         self.trap_exit.load(Ordering::Acquire)
     }
 
-    /// The exit reason if the process has exited, or a receiver that gets it when it does.
+    /// The exit reason once the exit has been fully handled, or a receiver that gets it then.
     pub(crate) fn exit_or_waiter(&self) -> Result<ExitReason, oneshot::Receiver<ExitReason>> {
         let mut meta = self.meta.lock();
-        if let Some(r) = &meta.exit {
+        if let (true, Some(r)) = (meta.gone, &meta.exit) {
             return Ok(r.clone());
         }
         let (tx, rx) = oneshot::channel();

@@ -44,7 +44,7 @@ pub(crate) fn terminate(target: &dyn AnyProcess, reason: ExitReason) {
 pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<ExitReason>) {
     let header = proc_.header();
     let pid = header.pid;
-    let (links, monitors, waiters, reason) = {
+    let (links, monitors, reason) = {
         let mut meta = header.meta.lock();
         if meta.exit.is_some() {
             return;
@@ -65,7 +65,6 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
         (
             std::mem::take(&mut meta.links),
             std::mem::take(&mut meta.monitors),
-            std::mem::take(&mut meta.waiters),
             reason,
         )
     };
@@ -104,6 +103,12 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
             }));
         }
     }
+    // Last: a `wait_exit` that returns sees the whole exit done (links, table, monitors).
+    let waiters = {
+        let mut meta = header.meta.lock();
+        meta.gone = true;
+        std::mem::take(&mut meta.waiters)
+    };
     for w in waiters {
         let _ = w.send(reason.clone());
     }

@@ -242,10 +242,12 @@ async fn shutdown_timeout_kills_a_child_that_ignores_shutdown() {
     sup.stop(ExitReason::Shutdown).await;
     assert!(started.elapsed() >= Duration::from_millis(100));
     assert_eq!(stubborn.wait_exit().await, ExitReason::Killed);
-    assert_eq!(
-        drain(&mut rx),
-        vec![Life::Stopped("polite", ExitReason::Shutdown)]
-    );
+    // The plain child may log its start late; only the stops matter here.
+    let stops: Vec<_> = drain(&mut rx)
+        .into_iter()
+        .filter(|l| matches!(l, Life::Stopped(..)))
+        .collect();
+    assert_eq!(stops, vec![Life::Stopped("polite", ExitReason::Shutdown)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

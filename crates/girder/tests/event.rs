@@ -195,3 +195,25 @@ async fn stopping_the_manager_terminates_every_handler() {
     );
     assert_eq!(node.process_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_whose_init_panics_is_refused_and_the_manager_lives() {
+    struct Explodes;
+    impl EventHandler<String> for Explodes {
+        async fn init(&mut self) -> Result<(), String> {
+            panic!("init blew up");
+        }
+        async fn handle_event(&mut self, _: &String) -> HandlerFlow {
+            HandlerFlow::Continue
+        }
+    }
+    let node = Node::new("t");
+    let m = EventManager::<String>::start(&node).await.unwrap();
+    let r = m.add_handler(Explodes).await;
+    assert!(
+        matches!(r, Err(EventError::InitFailed { ref reason, .. }) if reason.contains("init blew up")),
+        "{r:?}"
+    );
+    assert!(m.which_handlers().await.unwrap().is_empty());
+    m.sync_notify("still here".into()).await.unwrap();
+}

@@ -440,3 +440,58 @@ async fn stop_overtakes_a_long_queue() {
     // The call in progress finished; the queued ones fail with the reason.
     assert_eq!(busy.await.unwrap(), Ok(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_init_or_terminate_is_contained() {
+    struct Bad {
+        panic_in_init: bool,
+    }
+    impl Server for Bad {
+        type Call = ();
+        type Reply = ();
+        type Cast = ();
+        type Info = ();
+        async fn init(&mut self, _: &mut ServerContext<Self>) -> Result<(), ExitReason> {
+            if self.panic_in_init {
+                panic!("init exploded");
+            }
+            Ok(())
+        }
+        async fn handle_call(
+            &mut self,
+            _: (),
+            from: ReplyTo<()>,
+            _: &mut ServerContext<Self>,
+        ) -> Flow {
+            from.reply(());
+            Flow::Continue
+        }
+        async fn terminate(&mut self, _: &ExitReason, _: &mut ServerContext<Self>) {
+            panic!("terminate exploded");
+        }
+    }
+    let node = Node::new("t");
+    let r = server::start(
+        &node,
+        Bad {
+            panic_in_init: true,
+        },
+    )
+    .await;
+    assert_eq!(
+        r.unwrap_err(),
+        StartError::Init(ExitReason::Panic("init exploded".into()))
+    );
+    assert_eq!(node.process_count(), 0);
+    let s = server::start(
+        &node,
+        Bad {
+            panic_in_init: false,
+        },
+    )
+    .await
+    .unwrap();
+    // A panic in terminate does not change the exit reason or hurt the node.
+    assert_eq!(s.stop(ExitReason::Shutdown).await, ExitReason::Shutdown);
+    assert_eq!(node.process_count(), 0);
+}

@@ -71,17 +71,17 @@ fn snapshot(p: &dyn AnyProcess) -> Option<ProcessInfo> {
     let h = p.header();
     let mut info = {
         let meta = h.meta.lock();
-        if meta.exit.is_some() {
+        if meta.has_exited() {
             return None;
         }
         ProcessInfo {
             pid: h.pid,
-            name: meta.name.as_deref().map(str::to_string),
+            name: meta.name().map(|n| n.to_string()),
             behaviour: meta.behaviour,
             mailbox_len: 0,
             restarts: h.restarts.load(Ordering::Relaxed),
             links: meta.links.len(),
-            monitored_by: meta.monitors.iter().filter(|m| m.watched).count(),
+            monitored_by: meta.monitors().iter().filter(|m| m.watched).count(),
             trap_exit: h.traps_exits(),
         }
     };

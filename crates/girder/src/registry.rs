@@ -58,10 +58,10 @@ impl Node {
         // The process's own lock is held across the insert, so its exit cannot slip between the
         // liveness check and the insert and leave a name pointing at a dead process.
         let mut meta = p.header().meta.lock();
-        if meta.exit.is_some() {
+        if meta.has_exited() {
             return Err(RegisterError::NoProc(pid));
         }
-        if let Some(existing) = &meta.name {
+        if let Some(existing) = meta.name() {
             if &**existing == name {
                 return Ok(());
             }
@@ -78,7 +78,7 @@ impl Node {
             }),
             dashmap::Entry::Vacant(v) => {
                 v.insert(pid);
-                meta.name = Some(key);
+                meta.extra().name = Some(key);
                 Ok(())
             }
         }
@@ -91,8 +91,8 @@ impl Node {
         };
         if let Some(p) = self.lookup_any(pid) {
             let mut meta = p.header().meta.lock();
-            if meta.name.as_deref() == Some(name) {
-                meta.name = None;
+            if meta.name().map(|n| &**n) == Some(name) {
+                meta.extra().name = None;
             }
         }
         true

@@ -60,7 +60,7 @@ impl<M: Send + 'static> Addr<M> {
 
     /// True while the process has not exited.
     pub fn is_alive(&self) -> bool {
-        self.core.header.meta.lock().exit.is_none()
+        !self.core.header.meta.lock().has_exited()
     }
 
     /// Waits until the process has exited and its exit has reached its links and monitors, and

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskCx, Poll};
 use std::time::Duration;
 
-use super::core::Core;
+use super::core::{Core, Life};
 use super::signal;
 use super::spawn::{spawn_process, SpawnOptions};
 use crate::mailbox::{Received, SysMsg};
@@ -258,11 +258,9 @@ impl<M: Send + 'static> Context<M> {
     /// Records the exit reason before the process's own state is dropped, so callers woken by a
     /// dropped reply handle can read why.
     pub(crate) fn record_exit_reason(&self, reason: &ExitReason) {
-        self.core
-            .header
-            .meta
-            .lock()
-            .pending_kill
-            .get_or_insert_with(|| reason.clone());
+        let mut meta = self.core.header.meta.lock();
+        if matches!(meta.life, Life::Running) {
+            meta.life = Life::Ending(reason.clone());
+        }
     }
 }

@@ -24,19 +24,68 @@ pub(crate) struct Header {
 /// State that changes rarely (links, monitors, names, life cycle), behind one short lock.
 pub(crate) struct Meta {
     pub(crate) links: Vec<Pid>,
+    pub(crate) behaviour: &'static str,
+    pub(crate) abort: Option<AbortHandle>,
+    pub(crate) life: Life,
+    /// Rarely used parts, allocated on first use so that an idle process stays small.
+    extra: Option<Box<Extra>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Extra {
     /// Both ends of this process's monitors, so either side's exit can clean up the other.
     pub(crate) monitors: Vec<MonitorEnd>,
     /// Tasks outside any process waiting for this one to exit.
     pub(crate) waiters: Vec<oneshot::Sender<ExitReason>>,
     pub(crate) name: Option<Arc<str>>,
-    pub(crate) behaviour: &'static str,
-    pub(crate) abort: Option<AbortHandle>,
-    /// Set when an exit signal has decided this process must end, before its task is aborted.
-    pub(crate) pending_kill: Option<ExitReason>,
-    /// Set once the process has exited.
-    pub(crate) exit: Option<ExitReason>,
-    /// Set when the exit has been fully handled (links, table, monitors).
-    pub(crate) gone: bool,
+}
+
+/// Where a process is in its life.
+pub(crate) enum Life {
+    Running,
+    /// An exit was decided (a kill, or a behaviour stopping) and is not handled yet.
+    Ending(ExitReason),
+    /// The exit is being handled: links, process table, monitors.
+    Exited(ExitReason),
+    /// The exit has been fully handled.
+    Gone(ExitReason),
+}
+
+impl Meta {
+    pub(crate) fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    pub(crate) fn take_extra(&mut self) -> Extra {
+        self.extra.take().map(|e| *e).unwrap_or_default()
+    }
+
+    pub(crate) fn monitors(&self) -> &[MonitorEnd] {
+        self.extra.as_ref().map_or(&[], |e| &e.monitors)
+    }
+
+    pub(crate) fn forget_monitor(&mut self, id: u64) {
+        if let Some(e) = &mut self.extra {
+            e.monitors.retain(|m| m.id != id);
+        }
+    }
+
+    pub(crate) fn name(&self) -> Option<&Arc<str>> {
+        self.extra.as_ref().and_then(|e| e.name.as_ref())
+    }
+
+    /// True once the exit is being handled or done.
+    pub(crate) fn has_exited(&self) -> bool {
+        matches!(self.life, Life::Exited(_) | Life::Gone(_))
+    }
+
+    /// The reason the process exited, or is exiting with.
+    pub(crate) fn reason(&self) -> Option<&ExitReason> {
+        match &self.life {
+            Life::Running => None,
+            Life::Ending(r) | Life::Exited(r) | Life::Gone(r) => Some(r),
+        }
+    }
 }
 
 impl Header {
@@ -48,14 +97,10 @@ impl Header {
             local_len: AtomicUsize::new(0),
             meta: Mutex::new(Meta {
                 links: Vec::new(),
-                monitors: Vec::new(),
-                waiters: Vec::new(),
-                name: None,
                 behaviour,
                 abort: None,
-                pending_kill: None,
-                exit: None,
-                gone: false,
+                life: Life::Running,
+                extra: None,
             }),
         }
     }
@@ -67,20 +112,20 @@ impl Header {
     /// The exit reason once the exit has been fully handled, or a receiver that gets it then.
     pub(crate) fn exit_or_waiter(&self) -> Result<ExitReason, oneshot::Receiver<ExitReason>> {
         let mut meta = self.meta.lock();
-        if let (true, Some(r)) = (meta.gone, &meta.exit) {
+        if let Life::Gone(r) = &meta.life {
             return Ok(r.clone());
         }
         let (tx, rx) = oneshot::channel();
+        let waiters = &mut meta.extra().waiters;
         // Waiters that gave up (a timed-out wait) are dropped here, so the list stays small.
-        meta.waiters.retain(|w| !w.is_closed());
-        meta.waiters.push(tx);
+        waiters.retain(|w| !w.is_closed());
+        waiters.push(tx);
         Err(rx)
     }
 
     /// The reason the process exited, or is exiting with, if any.
     pub(crate) fn exit_reason(&self) -> Option<ExitReason> {
-        let meta = self.meta.lock();
-        meta.exit.clone().or_else(|| meta.pending_kill.clone())
+        self.meta.lock().reason().cloned()
     }
 }
 

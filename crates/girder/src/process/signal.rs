@@ -1,6 +1,6 @@
 //! Exit signals, links and monitors: the rules of Erlang, written once.
 
-use super::core::{AnyProcess, MonitorEnd};
+use super::core::{AnyProcess, Extra, Life, MonitorEnd};
 use crate::mailbox::SysMsg;
 use crate::{Down, ExitReason, MonitorRef, Node, Pid};
 
@@ -27,16 +27,16 @@ pub(crate) fn exit_signal(target: &dyn AnyProcess, from: Pid, reason: ExitReason
 /// handling runs when the future is dropped.
 pub(crate) fn terminate(target: &dyn AnyProcess, reason: ExitReason) {
     let mut meta = target.header().meta.lock();
-    if meta.exit.is_some() || meta.pending_kill.is_some() {
+    if !matches!(meta.life, Life::Running) {
         return;
     }
-    meta.pending_kill = Some(reason);
+    meta.life = Life::Ending(reason);
     if let Some(abort) = meta.abort.take() {
         drop(meta);
         abort.abort();
     }
     // Without an abort handle the process is still being spawned; `spawn` checks
-    // `pending_kill` right after it stores the handle.
+    // for an `Ending` life right after it stores the handle.
 }
 
 /// Runs once when a process ends: records the reason, closes the mailbox, frees the name and
@@ -44,29 +44,29 @@ pub(crate) fn terminate(target: &dyn AnyProcess, reason: ExitReason) {
 pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<ExitReason>) {
     let header = proc_.header();
     let pid = header.pid;
-    let (links, monitors, reason) = {
+    let (links, extra, reason) = {
         let mut meta = header.meta.lock();
-        if meta.exit.is_some() {
+        if meta.has_exited() {
             return;
         }
         // A future that completed wins over a kill that raced with its completion; a future
         // dropped without completing was killed (or the runtime is shutting down).
         let reason = match completed {
             Some(r) => r,
-            None => meta.pending_kill.take().unwrap_or(ExitReason::Shutdown),
+            None => match &meta.life {
+                Life::Ending(r) => r.clone(),
+                _ => ExitReason::Shutdown,
+            },
         };
-        meta.exit = Some(reason.clone());
+        meta.life = Life::Exited(reason.clone());
         meta.abort = None;
         // Freed under the process lock (the order `register` takes too), so nobody sees the
         // process dead while its name still points at it.
-        if let Some(name) = meta.name.take() {
-            node.unregister_if(&name, pid);
+        let extra = meta.take_extra();
+        if let Some(name) = &extra.name {
+            node.unregister_if(name, pid);
         }
-        (
-            std::mem::take(&mut meta.links),
-            std::mem::take(&mut meta.monitors),
-            reason,
-        )
+        (std::mem::take(&mut meta.links), extra, reason)
     };
     // After the reason is recorded, so a caller woken by its dropped reply handle can read it.
     proc_.close_mailbox();
@@ -81,17 +81,15 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
     // After links and before monitors: once a pid is gone from the table its links have the
     // exit signal, and a `Down` means the pid is gone from the table.
     node.remove_process(pid);
+    let Extra {
+        monitors, waiters, ..
+    } = extra;
     for end in monitors {
         let Some(other) = node.lookup_any(end.other) else {
             continue;
         };
         // Either way the other end forgets this monitor, so neither side's list grows.
-        other
-            .header()
-            .meta
-            .lock()
-            .monitors
-            .retain(|m| m.id != end.id);
+        other.header().meta.lock().forget_monitor(end.id);
         if end.watched {
             other.push_sys(SysMsg::Down(Down {
                 monitor: MonitorRef {
@@ -106,8 +104,11 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
     // Last: a `wait_exit` that returns sees the whole exit done (links, table, monitors).
     let waiters = {
         let mut meta = header.meta.lock();
-        meta.gone = true;
-        std::mem::take(&mut meta.waiters)
+        meta.life = Life::Gone(reason.clone());
+        // Waiters from before the exit, plus any that came while it was handled.
+        let mut waiters = waiters;
+        waiters.extend(meta.take_extra().waiters);
+        waiters
     };
     for w in waiters {
         let _ = w.send(reason.clone());
@@ -125,7 +126,7 @@ pub(crate) fn link(node: &Node, me: &dyn AnyProcess, other: Pid) -> Result<(), c
         .ok_or(crate::LinkError::NoProc(other))?;
     {
         let mut meta = target.header().meta.lock();
-        if meta.exit.is_some() {
+        if meta.has_exited() {
             return Err(crate::LinkError::NoProc(other));
         }
         if !meta.links.contains(&my_pid) {
@@ -159,15 +160,21 @@ pub(crate) fn monitor(node: &Node, watcher: &dyn AnyProcess, target: Pid) -> Mon
     };
     let me = watcher.header().pid;
     // The watcher's end first: a target exiting from now on finds it and cleans it up.
-    watcher.header().meta.lock().monitors.push(MonitorEnd {
-        id: mref.id,
-        other: target,
-        watched: false,
-    });
+    watcher
+        .header()
+        .meta
+        .lock()
+        .extra()
+        .monitors
+        .push(MonitorEnd {
+            id: mref.id,
+            other: target,
+            watched: false,
+        });
     if let Some(t) = node.lookup_any(target) {
         let mut meta = t.header().meta.lock();
-        if meta.exit.is_none() {
-            meta.monitors.push(MonitorEnd {
+        if !meta.has_exited() {
+            meta.extra().monitors.push(MonitorEnd {
                 id: mref.id,
                 other: me,
                 watched: true,
@@ -175,12 +182,7 @@ pub(crate) fn monitor(node: &Node, watcher: &dyn AnyProcess, target: Pid) -> Mon
             return mref;
         }
     }
-    watcher
-        .header()
-        .meta
-        .lock()
-        .monitors
-        .retain(|m| m.id != mref.id);
+    watcher.header().meta.lock().forget_monitor(mref.id);
     watcher.push_sys(SysMsg::Down(Down {
         monitor: mref,
         pid: target,
@@ -192,13 +194,8 @@ pub(crate) fn monitor(node: &Node, watcher: &dyn AnyProcess, target: Pid) -> Mon
 /// Removes a monitor from both ends; a `Down` for it that is already queued is dropped by the
 /// caller.
 pub(crate) fn demonitor(node: &Node, watcher: &dyn AnyProcess, mref: MonitorRef) {
-    watcher
-        .header()
-        .meta
-        .lock()
-        .monitors
-        .retain(|m| m.id != mref.id);
+    watcher.header().meta.lock().forget_monitor(mref.id);
     if let Some(t) = node.lookup_any(mref.target) {
-        t.header().meta.lock().monitors.retain(|m| m.id != mref.id);
+        t.header().meta.lock().forget_monitor(mref.id);
     }
 }

@@ -8,7 +8,7 @@ use std::task::{Context as TaskCx, Poll};
 
 use futures_util::FutureExt;
 
-use super::core::{AnyProcess, Core, Header};
+use super::core::{AnyProcess, Core, Header, Life};
 use super::signal;
 use crate::mailbox::Mailbox;
 use crate::{Addr, Context, ExitReason, Node, Pid};
@@ -154,7 +154,7 @@ where
     if let Some(parent) = opts.link {
         if signal::link(node, &*as_any, parent).is_err() {
             // The parent is already gone: the link would have delivered its exit at once.
-            core.header.meta.lock().pending_kill = Some(ExitReason::NoProc);
+            core.header.meta.lock().life = Life::Ending(ExitReason::NoProc);
         }
     }
     let ctx = Context::new(core.clone(), node.clone());
@@ -169,10 +169,10 @@ where
     let handle = tokio::spawn(task);
     let killed_while_spawning = {
         let mut meta = core.header.meta.lock();
-        if meta.pending_kill.is_none() && meta.exit.is_none() {
+        if matches!(meta.life, Life::Running) {
             meta.abort = Some(handle.abort_handle());
         }
-        meta.pending_kill.is_some()
+        matches!(meta.life, Life::Ending(_))
     };
     if killed_while_spawning {
         handle.abort();

@@ -2,6 +2,8 @@
 //! pace, every message arrives exactly once, each sender's messages in the order sent, and a
 //! bounded mailbox never holds more than its capacity.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use girder::{Context, Event, ExitReason, Node, SendError, SpawnOptions};
@@ -10,6 +12,9 @@ use proptest::prelude::*;
 async fn run_case(senders: usize, per_sender: u64, capacity: Option<usize>, slow_every: u64) {
     let node = Node::new("mailbox");
     let total = senders as u64 * per_sender;
+    // Sends completed so far; the receiver compares it with what it has taken.
+    let sent = Arc::new(AtomicU64::new(0));
+    let sent_seen = sent.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let opts = match capacity {
         Some(c) => SpawnOptions::new().capacity(c),
@@ -18,22 +23,27 @@ async fn run_case(senders: usize, per_sender: u64, capacity: Option<usize>, slow
     let receiver = node.spawn_opts(opts, move |mut ctx: Context<(usize, u64)>| async move {
         let mut got: Vec<Vec<u64>> = vec![Vec::new(); senders];
         let mut n = 0u64;
+        let mut max_in_flight = 0;
         while n < total {
             if let Event::Message((s, i)) = ctx.recv().await {
                 got[s].push(i);
                 n += 1;
+                // Every counted send finished before this load, so these are in the mailbox.
+                max_in_flight =
+                    max_in_flight.max(sent_seen.load(Ordering::SeqCst).saturating_sub(n));
                 if slow_every > 0 && n % slow_every == 0 {
                     tokio::task::yield_now().await;
                 }
             }
         }
-        tx.send(got).unwrap();
+        tx.send((got, max_in_flight)).unwrap();
         ExitReason::Normal
     });
     let pid = receiver.pid();
     let mut tasks = Vec::new();
     for s in 0..senders {
         let to = receiver.clone();
+        let sent = sent.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..per_sender {
                 // Alternate the two ways to send to a bounded mailbox.
@@ -52,28 +62,14 @@ async fn run_case(senders: usize, per_sender: u64, capacity: Option<usize>, slow
                         }
                     }
                 }
+                sent.fetch_add(1, Ordering::SeqCst);
             }
         }));
     }
-    // Sample the mailbox length while the senders run.
-    let sampler = {
-        let node = node.clone();
-        tokio::spawn(async move {
-            let mut max = 0;
-            for _ in 0..200 {
-                match node.process_info(pid) {
-                    Some(info) => max = max.max(info.mailbox_len),
-                    None => break,
-                }
-                tokio::time::sleep(Duration::from_micros(50)).await;
-            }
-            max
-        })
-    };
     for t in tasks {
         t.await.unwrap();
     }
-    let got = tokio::time::timeout(Duration::from_secs(10), rx)
+    let (got, max_in_flight) = tokio::time::timeout(Duration::from_secs(10), rx)
         .await
         .expect("all delivered")
         .unwrap();
@@ -84,10 +80,13 @@ async fn run_case(senders: usize, per_sender: u64, capacity: Option<usize>, slow
             "sender {s}: lost, duplicated or reordered"
         );
     }
-    let max_seen = sampler.await.unwrap();
     if let Some(c) = capacity {
-        assert!(max_seen <= c, "mailbox held {max_seen} > capacity {c}");
+        assert!(
+            max_in_flight as usize <= c,
+            "mailbox held {max_in_flight} > capacity {c}"
+        );
     }
+    assert_eq!(pid, receiver.pid());
 }
 
 proptest! {

@@ -174,11 +174,11 @@ async fn a_state_timeout_fires_when_staying_and_is_cancelled_by_a_state_change()
     .unwrap();
     assert_eq!(next(&mut rx).await, "state_timeout stay in A");
     m.cast(step(|_| {
-        Transition::keep().with(Action::StateTimeout(Duration::from_millis(60), "never"))
+        Transition::keep().with(Action::StateTimeout(Duration::from_millis(500), "never"))
     }))
     .unwrap();
     m.cast(step(|_| Transition::next(St::B))).unwrap();
-    nothing_within(&mut rx, Duration::from_millis(150)).await;
+    nothing_within(&mut rx, Duration::from_millis(700)).await;
     assert_eq!(m.call(()).await, Ok(St::B));
 }
 
@@ -191,37 +191,37 @@ async fn an_event_timeout_is_cancelled_by_any_event() {
     .unwrap();
     assert_eq!(next(&mut rx).await, "event_timeout idle in A");
     m.cast(step(|_| {
-        Transition::keep().with(Action::EventTimeout(Duration::from_millis(80), "idle2"))
+        Transition::keep().with(Action::EventTimeout(Duration::from_millis(500), "idle2"))
     }))
     .unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
     m.info("poke").unwrap();
     assert_eq!(next(&mut rx).await, "info poke in A");
-    nothing_within(&mut rx, Duration::from_millis(150)).await;
+    nothing_within(&mut rx, Duration::from_millis(700)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generic_timeout_survives_state_changes_and_can_be_cancelled() {
     let (_node, m, mut rx) = start(false).await;
     m.cast(step(|_| {
-        Transition::keep().with(Action::Timeout("t1", Duration::from_millis(60), "one"))
+        Transition::keep().with(Action::Timeout("t1", Duration::from_millis(300), "one"))
     }))
     .unwrap();
     m.cast(step(|_| Transition::next(St::B))).unwrap();
     m.cast(step(|_| Transition::next(St::C))).unwrap();
     assert_eq!(next(&mut rx).await, "timeout t1=one in C");
     m.cast(step(|_| {
-        Transition::keep().with(Action::Timeout("t2", Duration::from_millis(40), "two"))
+        Transition::keep().with(Action::Timeout("t2", Duration::from_millis(500), "two"))
     }))
     .unwrap();
     m.cast(step(|_| {
         Transition::keep().with(Action::CancelTimeout("t2"))
     }))
     .unwrap();
-    nothing_within(&mut rx, Duration::from_millis(120)).await;
+    nothing_within(&mut rx, Duration::from_millis(700)).await;
     // Setting a generic timeout again replaces it.
     m.cast(step(|_| {
-        Transition::keep().with(Action::Timeout("t3", Duration::from_millis(30), "first"))
+        Transition::keep().with(Action::Timeout("t3", Duration::from_millis(500), "first"))
     }))
     .unwrap();
     m.cast(step(|_| {
@@ -229,7 +229,7 @@ async fn a_generic_timeout_survives_state_changes_and_can_be_cancelled() {
     }))
     .unwrap();
     assert_eq!(next(&mut rx).await, "timeout t3=second in C");
-    nothing_within(&mut rx, Duration::from_millis(100)).await;
+    nothing_within(&mut rx, Duration::from_millis(700)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,509 @@
+//! The handshake: two nodes agree on a protocol version and capabilities and prove to each other
+//! that they hold the cluster's cookie, without ever sending it.
+//!
+//! ```text
+//! initiator                                   acceptor
+//!   Hello { versions, name, creation, caps, nonce_i } ─►
+//!                                               checks name, versions, admission
+//!   ◄─ Challenge { version, name, creation, caps, nonce_a }
+//!   Proof { HMAC(cookie, "initiator" | transcript) } ─►
+//!                                               verifies (constant time)
+//!   ◄─ Ack { HMAC(cookie, "acceptor" | transcript) }
+//! verifies
+//! ```
+//!
+//! The transcript binds both nonces, both names, both creations and the chosen version, so a
+//! proof cannot be replayed on another connection or for another node. A peer that fails any
+//! step gets nothing more: the connection is closed and the reason is logged on this side.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::Framed;
+
+use crate::frame::{Frame, FrameCodec, FrameError, FrameKind, DEFAULT_MAX_FRAME};
+use crate::identity::{Cookie, IdentityError, NodeName};
+
+/// The protocol versions this build speaks.
+pub const VERSIONS: (u16, u16) = (1, 1);
+
+/// Handshake frames are small; anything bigger is refused before it is buffered.
+pub const MAX_HANDSHAKE_FRAME: usize = 4096;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// This node's side of a handshake.
+#[derive(Clone, Debug)]
+pub struct HandshakeConfig {
+    /// This node's name.
+    pub name: NodeName,
+    /// This node's incarnation.
+    pub creation: u32,
+    /// The cluster's shared secret.
+    pub cookie: Cookie,
+    /// Capability bits this node offers; the connection gets the intersection.
+    pub capabilities: u64,
+    /// How long the whole handshake may take.
+    pub timeout: Duration,
+    /// The frame limit once the connection is up.
+    pub max_frame: usize,
+}
+
+impl HandshakeConfig {
+    /// A config with no capabilities, a 5 s timeout and 8 MiB frames.
+    pub fn new(name: NodeName, creation: u32, cookie: Cookie) -> Self {
+        HandshakeConfig {
+            name,
+            creation,
+            cookie,
+            capabilities: 0,
+            timeout: Duration::from_secs(5),
+            max_frame: DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+/// What both sides agreed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Established {
+    /// The peer's name.
+    pub peer: NodeName,
+    /// The peer's incarnation.
+    pub peer_creation: u32,
+    /// The protocol version in use.
+    pub version: u16,
+    /// Capabilities both sides offered.
+    pub capabilities: u64,
+}
+
+/// Why an acceptor's admission check turned a peer away.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A node with this name and creation is already connected.
+    #[error("a node named {0} is already connected")]
+    DuplicateName(NodeName),
+    /// The peer claims an older incarnation than one already seen.
+    #[error("{name} offered creation {offered}, older than the known {known}")]
+    StaleCreation {
+        /// The peer.
+        name: NodeName,
+        /// The creation already known.
+        known: u32,
+        /// The creation offered.
+        offered: u32,
+    },
+    /// The peer claims this node's own name.
+    #[error("peer claims this node's own name {0}")]
+    SameName(NodeName),
+}
+
+/// Why a handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The bytes were not frames (too large, unknown kind, truncated, i/o).
+    #[error("handshake frame error: {0}")]
+    Frame(#[from] FrameError),
+    /// A frame held something that is not a handshake message.
+    #[error("malformed handshake message: {0}")]
+    Malformed(String),
+    /// A message arrived out of order.
+    #[error("expected {expected}, got {got}")]
+    Unexpected {
+        /// What the protocol wanted next.
+        expected: &'static str,
+        /// What came.
+        got: &'static str,
+    },
+    /// The peer closed the connection (an acceptor closes silently on any failure).
+    #[error("peer closed the connection during the handshake")]
+    Closed,
+    /// The handshake took too long.
+    #[error("handshake did not finish within {0:?}")]
+    Timeout(Duration),
+    /// No protocol version both sides speak.
+    #[error("no common protocol version: ours {ours:?}, theirs {theirs:?}")]
+    NoCommonVersion {
+        /// Ours.
+        ours: (u16, u16),
+        /// Theirs.
+        theirs: (u16, u16),
+    },
+    /// The peer's name is not a valid node name.
+    #[error("peer name refused: {0}")]
+    BadName(#[from] IdentityError),
+    /// The peer's proof is wrong: it does not hold the cookie.
+    #[error("peer {0} failed authentication (wrong cookie)")]
+    BadProof(String),
+    /// The admission check refused the peer.
+    #[error("peer refused: {0}")]
+    Refused(#[from] Refusal),
+}
+
+#[derive(Serialize, Deserialize)]
+enum Msg {
+    Hello {
+        versions: (u16, u16),
+        name: String,
+        creation: u32,
+        capabilities: u64,
+        nonce: [u8; 32],
+    },
+    Challenge {
+        version: u16,
+        name: String,
+        creation: u32,
+        capabilities: u64,
+        nonce: [u8; 32],
+    },
+    Proof {
+        mac: Vec<u8>,
+    },
+    Ack {
+        mac: Vec<u8>,
+    },
+}
+
+impl Msg {
+    fn label(&self) -> &'static str {
+        match self {
+            Msg::Hello { .. } => "Hello",
+            Msg::Challenge { .. } => "Challenge",
+            Msg::Proof { .. } => "Proof",
+            Msg::Ack { .. } => "Ack",
+        }
+    }
+}
+
+type Conn<S> = Framed<S, FrameCodec>;
+
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    msg: &Msg,
+) -> Result<(), HandshakeError> {
+    let payload = postcard::to_stdvec(msg).map_err(|e| HandshakeError::Malformed(e.to_string()))?;
+    conn.send(Frame {
+        kind: FrameKind::Handshake,
+        payload: Bytes::from(payload),
+    })
+    .await?;
+    Ok(())
+}
+
+async fn recv<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+) -> Result<Msg, HandshakeError> {
+    let frame = conn.next().await.ok_or(HandshakeError::Closed)??;
+    if frame.kind != FrameKind::Handshake {
+        return Err(HandshakeError::Unexpected {
+            expected: "a handshake frame",
+            got: "another frame kind",
+        });
+    }
+    postcard::from_bytes(&frame.payload).map_err(|e| HandshakeError::Malformed(e.to_string()))
+}
+
+fn nonce() -> [u8; 32] {
+    let mut n = [0u8; 32];
+    getrandom::fill(&mut n).expect("the OS provides randomness");
+    n
+}
+
+struct Transcript<'a> {
+    initiator: &'a str,
+    acceptor: &'a str,
+    initiator_creation: u32,
+    acceptor_creation: u32,
+    nonce_i: &'a [u8; 32],
+    nonce_a: &'a [u8; 32],
+    version: u16,
+}
+
+impl Transcript<'_> {
+    fn mac(&self, cookie: &Cookie, role: &[u8]) -> HmacSha256 {
+        let mut mac =
+            HmacSha256::new_from_slice(cookie.key()).expect("HMAC takes keys of any size");
+        mac.update(b"girder-dist/1 ");
+        mac.update(role);
+        for part in [self.initiator.as_bytes(), self.acceptor.as_bytes()] {
+            mac.update(&(part.len() as u32).to_be_bytes());
+            mac.update(part);
+        }
+        mac.update(&self.initiator_creation.to_be_bytes());
+        mac.update(&self.acceptor_creation.to_be_bytes());
+        mac.update(self.nonce_i);
+        mac.update(self.nonce_a);
+        mac.update(&self.version.to_be_bytes());
+        mac
+    }
+
+    fn prove(&self, cookie: &Cookie, role: &[u8]) -> Vec<u8> {
+        self.mac(cookie, role).finalize().into_bytes().to_vec()
+    }
+
+    fn verify(&self, cookie: &Cookie, role: &[u8], proof: &[u8]) -> bool {
+        self.mac(cookie, role).verify_slice(proof).is_ok()
+    }
+}
+
+fn common_version(theirs: (u16, u16)) -> Result<u16, HandshakeError> {
+    let low = theirs.0.max(VERSIONS.0);
+    let high = theirs.1.min(VERSIONS.1);
+    if low > high {
+        return Err(HandshakeError::NoCommonVersion {
+            ours: VERSIONS,
+            theirs,
+        });
+    }
+    Ok(high)
+}
+
+async fn with_timeout<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<T, HandshakeError>>,
+) -> Result<T, HandshakeError> {
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| HandshakeError::Timeout(limit))?
+}
+
+fn finish<S>(mut conn: Conn<S>, max_frame: usize) -> Conn<S> {
+    *conn.codec_mut() = FrameCodec::new(max_frame);
+    conn
+}
+
+/// Runs the initiator's side on a fresh connection. On success the connection continues with the
+/// configured frame limit.
+pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    cfg: &HandshakeConfig,
+) -> Result<(Established, Conn<S>), HandshakeError> {
+    let mut conn = Framed::new(stream, FrameCodec::new(MAX_HANDSHAKE_FRAME));
+    let established = with_timeout(cfg.timeout, async {
+        let nonce_i = nonce();
+        send(
+            &mut conn,
+            &Msg::Hello {
+                versions: VERSIONS,
+                name: cfg.name.to_string(),
+                creation: cfg.creation,
+                capabilities: cfg.capabilities,
+                nonce: nonce_i,
+            },
+        )
+        .await?;
+        let (version, peer, peer_creation, capabilities, nonce_a) = match recv(&mut conn).await? {
+            Msg::Challenge {
+                version,
+                name,
+                creation,
+                capabilities,
+                nonce,
+            } => (
+                version,
+                NodeName::new(&name)?,
+                creation,
+                capabilities,
+                nonce,
+            ),
+            other => {
+                return Err(HandshakeError::Unexpected {
+                    expected: "Challenge",
+                    got: other.label(),
+                })
+            }
+        };
+        common_version((version, version))?;
+        let transcript = Transcript {
+            initiator: cfg.name.as_str(),
+            acceptor: peer.as_str(),
+            initiator_creation: cfg.creation,
+            acceptor_creation: peer_creation,
+            nonce_i: &nonce_i,
+            nonce_a: &nonce_a,
+            version,
+        };
+        send(
+            &mut conn,
+            &Msg::Proof {
+                mac: transcript.prove(&cfg.cookie, b"initiator"),
+            },
+        )
+        .await?;
+        match recv(&mut conn).await? {
+            Msg::Ack { mac } if transcript.verify(&cfg.cookie, b"acceptor", &mac) => {}
+            Msg::Ack { .. } => return Err(HandshakeError::BadProof(peer.to_string())),
+            other => {
+                return Err(HandshakeError::Unexpected {
+                    expected: "Ack",
+                    got: other.label(),
+                })
+            }
+        }
+        Ok(Established {
+            peer,
+            peer_creation,
+            version,
+            capabilities: capabilities & cfg.capabilities,
+        })
+    })
+    .await;
+    match established {
+        Ok(e) => Ok((e, finish(conn, cfg.max_frame))),
+        Err(e) => {
+            tracing::warn!(node = %cfg.name, error = %e, "outgoing handshake failed");
+            Err(e)
+        }
+    }
+}
+
+/// Runs the acceptor's side on a fresh incoming connection. `admit` decides whether a peer that
+/// names itself may connect (duplicate or stale names); it runs before any proof is exchanged.
+/// On any failure the connection is dropped without a word to the peer and the reason is logged.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    cfg: &HandshakeConfig,
+    admit: impl Fn(&NodeName, u32) -> Result<(), Refusal>,
+) -> Result<(Established, Conn<S>), HandshakeError> {
+    let mut conn = Framed::new(stream, FrameCodec::new(MAX_HANDSHAKE_FRAME));
+    let established = with_timeout(cfg.timeout, async {
+        let (versions, peer, peer_creation, capabilities, nonce_i) = match recv(&mut conn).await? {
+            Msg::Hello {
+                versions,
+                name,
+                creation,
+                capabilities,
+                nonce,
+            } => (
+                versions,
+                NodeName::new(&name)?,
+                creation,
+                capabilities,
+                nonce,
+            ),
+            other => {
+                return Err(HandshakeError::Unexpected {
+                    expected: "Hello",
+                    got: other.label(),
+                })
+            }
+        };
+        let version = common_version(versions)?;
+        if peer == cfg.name {
+            return Err(Refusal::SameName(peer).into());
+        }
+        admit(&peer, peer_creation)?;
+        let nonce_a = nonce();
+        send(
+            &mut conn,
+            &Msg::Challenge {
+                version,
+                name: cfg.name.to_string(),
+                creation: cfg.creation,
+                capabilities: cfg.capabilities,
+                nonce: nonce_a,
+            },
+        )
+        .await?;
+        let transcript = Transcript {
+            initiator: peer.as_str(),
+            acceptor: cfg.name.as_str(),
+            initiator_creation: peer_creation,
+            acceptor_creation: cfg.creation,
+            nonce_i: &nonce_i,
+            nonce_a: &nonce_a,
+            version,
+        };
+        match recv(&mut conn).await? {
+            Msg::Proof { mac } if transcript.verify(&cfg.cookie, b"initiator", &mac) => {}
+            Msg::Proof { .. } => return Err(HandshakeError::BadProof(peer.to_string())),
+            other => {
+                return Err(HandshakeError::Unexpected {
+                    expected: "Proof",
+                    got: other.label(),
+                })
+            }
+        }
+        send(
+            &mut conn,
+            &Msg::Ack {
+                mac: transcript.prove(&cfg.cookie, b"acceptor"),
+            },
+        )
+        .await?;
+        Ok(Established {
+            peer,
+            peer_creation,
+            version,
+            capabilities: capabilities & cfg.capabilities,
+        })
+    })
+    .await;
+    match established {
+        Ok(e) => Ok((e, finish(conn, cfg.max_frame))),
+        Err(e) => {
+            tracing::warn!(node = %cfg.name, error = %e, "incoming handshake refused");
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An acceptor that does not hold the cookie plays along and sends a forged Ack: the
+    /// initiator must refuse it rather than trust the connection.
+    #[tokio::test]
+    async fn a_forged_ack_is_refused_by_the_initiator() {
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let cfg = HandshakeConfig::new(
+            NodeName::new("alpha@h").unwrap(),
+            1,
+            Cookie::new("the-real-cluster-cookie").unwrap(),
+        );
+        let rogue = async move {
+            let mut conn = Framed::new(b, FrameCodec::new(MAX_HANDSHAKE_FRAME));
+            let Msg::Hello { .. } = recv(&mut conn).await.unwrap() else {
+                panic!("expected Hello")
+            };
+            send(
+                &mut conn,
+                &Msg::Challenge {
+                    version: 1,
+                    name: "mallory@h".into(),
+                    creation: 1,
+                    capabilities: 0,
+                    nonce: [0; 32],
+                },
+            )
+            .await
+            .unwrap();
+            let Msg::Proof { .. } = recv(&mut conn).await.unwrap() else {
+                panic!("expected Proof")
+            };
+            send(&mut conn, &Msg::Ack { mac: vec![0; 32] })
+                .await
+                .unwrap();
+            conn
+        };
+        let (r, _conn) = tokio::join!(initiate(a, &cfg), rogue);
+        assert!(
+            matches!(r, Err(HandshakeError::BadProof(ref who)) if who == "mallory@h"),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn versions_without_overlap_are_refused() {
+        assert_eq!(common_version((1, 3)).unwrap(), 1);
+        assert!(matches!(
+            common_version((2, 5)),
+            Err(HandshakeError::NoCommonVersion { theirs: (2, 5), .. })
+        ));
+    }
+}

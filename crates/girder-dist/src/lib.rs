@@ -1,0 +1,23 @@
+//! # girder-dist: nodes that find and trust each other
+//!
+//! The first layer of Girder's distribution: who a node is, how bytes travel between two nodes,
+//! and how two nodes prove to each other that they belong to the same cluster.
+//!
+//! | module | what it is | Erlang anchor |
+//! |---|---|---|
+//! | [`identity`] | [`NodeName`] (`name@host`), [`Cookie`] (the shared secret) | node names, the cookie |
+//! | [`frame`] | [`FrameCodec`]: length-prefixed, typed, size-limited frames | the distribution packet |
+//! | [`handshake`] | [`handshake::initiate`] / [`handshake::accept`]: versions, capabilities, mutual HMAC proof | the distribution handshake |
+//!
+//! Remote processes, membership (SWIM via `foca`), the global registry and process groups build
+//! on these; see `docs/architecture.md`.
+
+#![warn(missing_docs)]
+
+pub mod frame;
+pub mod handshake;
+pub mod identity;
+
+pub use frame::{Frame, FrameCodec, FrameError, FrameKind};
+pub use handshake::{Established, HandshakeConfig, HandshakeError};
+pub use identity::{Cookie, IdentityError, NodeName};

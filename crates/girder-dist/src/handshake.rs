@@ -271,9 +271,23 @@ async fn with_timeout<T>(
         .map_err(|_| HandshakeError::Timeout(limit))?
 }
 
-fn finish<S>(mut conn: Conn<S>, max_frame: usize) -> Conn<S> {
-    *conn.codec_mut() = FrameCodec::new(max_frame);
-    conn
+/// Logs a failure; on success switches the connection to the configured frame limit.
+fn conclude<S>(
+    result: Result<Established, HandshakeError>,
+    mut conn: Conn<S>,
+    cfg: &HandshakeConfig,
+    failure: &'static str,
+) -> Result<(Established, Conn<S>), HandshakeError> {
+    match result {
+        Ok(e) => {
+            *conn.codec_mut() = FrameCodec::new(cfg.max_frame);
+            Ok((e, conn))
+        }
+        Err(e) => {
+            tracing::warn!(node = %cfg.name, error = %e, "{failure}");
+            Err(e)
+        }
+    }
 }
 
 /// Runs the initiator's side on a fresh connection. On success the connection continues with the
@@ -352,13 +366,7 @@ pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
         })
     })
     .await;
-    match established {
-        Ok(e) => Ok((e, finish(conn, cfg.max_frame))),
-        Err(e) => {
-            tracing::warn!(node = %cfg.name, error = %e, "outgoing handshake failed");
-            Err(e)
-        }
-    }
+    conclude(established, conn, cfg, "outgoing handshake failed")
 }
 
 /// Runs the acceptor's side on a fresh incoming connection. `admit` decides whether a peer that
@@ -443,13 +451,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         })
     })
     .await;
-    match established {
-        Ok(e) => Ok((e, finish(conn, cfg.max_frame))),
-        Err(e) => {
-            tracing::warn!(node = %cfg.name, error = %e, "incoming handshake refused");
-            Err(e)
-        }
-    }
+    conclude(established, conn, cfg, "incoming handshake refused")
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! Every process owns one mailbox with two lanes:
 //!
 //! * the **user lane** holds the process's typed messages, in the order each sender sent them;
-//! * the **system lane** holds trapped exit signals and monitor `Down` notifications. The receiver
+//! * the **system lane** holds trapped exit signals, monitor `Down` notifications and stop
+//!   requests. The receiver
 //!   always looks at the system lane first, so a signal is never stuck behind a long user queue.
 //!
 //! Untrappable signals (a `kill`, or an abnormal exit reaching a process that does not trap exits)

@@ -9,8 +9,9 @@
 //! * monitors are one-way and fire one [`Event::Down`], with `NoProc` for a dead target;
 //! * a panic ends only its own process, with [`ExitReason::Panic`](crate::ExitReason::Panic).
 //!
-//! One deliberate difference: trapped exits and `Down` notifications overtake queued messages
-//! (they travel in the mailbox's system lane), so a supervisor under load still reacts at once.
+//! One deliberate difference: trapped exits, `Down` notifications and stop requests
+//! ([`Addr::stop`], seen as [`Event::Stop`]) overtake queued messages (they travel in the
+//! mailbox's system lane), so a supervisor under load still reacts at once.
 
 mod addr;
 mod context;

@@ -18,6 +18,8 @@ pub enum FrameKind {
     Tick = 2,
     /// A message for a process (used by later layers).
     Message = 3,
+    /// One chunk of a large message (see `connection`).
+    Fragment = 4,
 }
 
 impl FrameKind {
@@ -26,6 +28,7 @@ impl FrameKind {
             1 => Some(FrameKind::Handshake),
             2 => Some(FrameKind::Tick),
             3 => Some(FrameKind::Message),
+            4 => Some(FrameKind::Fragment),
             _ => None,
         }
     }

@@ -8,16 +8,19 @@
 //! | [`identity`] | [`NodeName`] (`name@host`), [`Cookie`] (the shared secret) | node names, the cookie |
 //! | [`frame`] | [`FrameCodec`]: length-prefixed, typed, size-limited frames | the distribution packet |
 //! | [`handshake`] | [`handshake::initiate`] / [`handshake::accept`]: versions, capabilities, mutual HMAC proof | the distribution handshake |
+//! | [`connection`] | batched writes, fragments that interleave, ticks and loss detection | the distribution connection |
 //!
 //! Remote processes, membership (SWIM via `foca`), the global registry and process groups build
 //! on these; see `docs/architecture.md`.
 
 #![warn(missing_docs)]
 
+pub mod connection;
 pub mod frame;
 pub mod handshake;
 pub mod identity;
 
+pub use connection::{ConnectionConfig, ConnectionHandle, Lost, Received};
 pub use frame::{Frame, FrameCodec, FrameError, FrameKind};
 pub use handshake::{Established, HandshakeConfig, HandshakeError};
 pub use identity::{Cookie, IdentityError, NodeName};

@@ -81,18 +81,30 @@ async fn messages_keep_their_order_per_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_message_does_not_hold_up_other_streams() {
+    // A pipe nobody reads yet: the writer stalls inside the large message, so the small one is
+    // surely queued while the large one is still going out.
+    let (mine, theirs) = tokio::io::duplex(64 * 1024);
     let cfg = ConnectionConfig {
         chunk: 16 * 1024,
+        dead_after: Duration::from_secs(60),
         ..ConnectionConfig::default()
     };
-    let ((a, _), (_b, mut from_a)) = connected(cfg.clone(), cfg).await;
-    let big: Bytes = (0..8 * 1024 * 1024u32)
+    let (a, _rx) = connection::start(Framed::new(mine, FrameCodec::default()), cfg);
+    let big: Bytes = (0..2 * 1024 * 1024u32)
         .map(|i| (i % 251) as u8)
         .collect::<Vec<_>>()
         .into();
     a.send(1, big.clone()).unwrap();
     a.send(2, Bytes::from_static(b"small and urgent")).unwrap();
     a.send(1, Bytes::from_static(b"after the big one")).unwrap();
+    // Now read what went out, frame by frame, with the receiving side's reassembly.
+    let (_b, mut from_a) = connection::start(
+        Framed::new(theirs, FrameCodec::default()),
+        ConnectionConfig {
+            dead_after: Duration::from_secs(60),
+            ..ConnectionConfig::default()
+        },
+    );
     let first = recv(&mut from_a).await;
     assert_eq!(
         first.stream, 2,
@@ -148,12 +160,6 @@ async fn ticks_keep_an_idle_connection_alive_and_silence_kills_it() {
         Lost::Silent(Duration::from_millis(300))
     );
     assert!(t.elapsed() < Duration::from_secs(3));
-    assert_eq!(
-        watch.send(1, Bytes::new()).err(),
-        Some(SendError::Lost)
-            .filter(|_| true)
-            .or(Some(SendError::Lost))
-    );
     drop(b);
 }
 
@@ -162,10 +168,9 @@ async fn a_peer_closing_is_seen_and_sends_then_fail() {
     let ((a, _ra), (b, rb)) =
         connected(ConnectionConfig::default(), ConnectionConfig::default()).await;
     drop((b, rb));
-    assert_eq!(
-        tokio::time::timeout(WAIT, a.lost()).await.unwrap(),
-        Lost::Closed
-    );
+    // The reader sees the end of the stream, or the writer a broken pipe first.
+    let why = tokio::time::timeout(WAIT, a.lost()).await.unwrap();
+    assert!(matches!(why, Lost::Closed | Lost::Io(_)), "{why:?}");
     let mut failed = false;
     for _ in 0..100 {
         if a.send(1, Bytes::from_static(b"x")).is_err() {

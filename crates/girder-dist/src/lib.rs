@@ -9,6 +9,7 @@
 //! | [`frame`] | [`FrameCodec`]: length-prefixed, typed, size-limited frames | the distribution packet |
 //! | [`handshake`] | [`handshake::initiate`] / [`handshake::accept`]: versions, capabilities, mutual HMAC proof | the distribution handshake |
 //! | [`connection`] | batched writes, fragments that interleave, ticks and loss detection | the distribution connection |
+//! | [`membership`] | [`Membership`]: SWIM failure detection and gossip (by `foca`), roles, graceful leave | `net_kernel` monitoring, `nodes()` |
 //!
 //! Remote processes, membership (SWIM via `foca`), the global registry and process groups build
 //! on these; see `docs/architecture.md`.
@@ -19,8 +20,10 @@ pub mod connection;
 pub mod frame;
 pub mod handshake;
 pub mod identity;
+pub mod membership;
 
 pub use connection::{ConnectionConfig, ConnectionHandle, Lost, Received};
 pub use frame::{Frame, FrameCodec, FrameError, FrameKind};
 pub use handshake::{Established, HandshakeConfig, HandshakeError};
 pub use identity::{Cookie, IdentityError, NodeName};
+pub use membership::{Member, MemberEvent, Membership, MembershipConfig};

@@ -1,0 +1,288 @@
+//! Membership and failure detection: SWIM over UDP, by the `foca` crate.
+//!
+//! Each node runs one [`Membership`]: it joins through seed addresses, gossips who is alive,
+//! probes a random member every `probe_period` (directly, then through others), and declares a
+//! member down when it stays unreachable for `suspect_to_down_after`. Subscribers get
+//! [`MemberEvent`]s; [`Membership::members`] is the current view. A graceful
+//! [`leave`](Membership::leave) tells the others at once instead of waiting for detection.
+//!
+//! Detection time is set by [`MembershipConfig`]; the defaults aim well under one second on a LAN
+//! (probe every 200 ms, 100 ms round trip, suspicion 400 ms).
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use foca::{Config, Foca, OwnedNotification, PostcardCodec, Timer};
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::identity::NodeName;
+
+/// A cluster member as gossiped: its name, where its membership socket listens, its
+/// incarnation and its roles.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Member {
+    /// The node's name.
+    pub name: NodeName,
+    /// The node's membership (UDP) address.
+    pub addr: SocketAddr,
+    /// The node's incarnation: a restarted node has a higher one and replaces the old.
+    pub creation: u32,
+    /// What the node is for (`edge`, `core`, ...), so services can be placed on node families.
+    pub roles: Vec<String>,
+}
+
+impl Member {
+    /// True if the member has `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+impl foca::Identity for Member {
+    type Addr = SocketAddr;
+
+    fn renew(&self) -> Option<Self> {
+        Some(Member {
+            creation: self.creation.wrapping_add(1),
+            ..self.clone()
+        })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        self.creation > adversary.creation
+    }
+}
+
+/// A change in the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberEvent {
+    /// A member joined (or came back).
+    Up(Member),
+    /// A member was declared down (crashed, partitioned, or left).
+    Down(Member),
+    /// A member restarted: the old incarnation is replaced by the new one.
+    Replaced {
+        /// The old incarnation.
+        old: Member,
+        /// The new one.
+        new: Member,
+    },
+}
+
+/// Failure detection timing.
+#[derive(Clone, Debug)]
+pub struct MembershipConfig {
+    /// How often a random member is probed.
+    pub probe_period: Duration,
+    /// How long a direct probe may take before indirect probes start.
+    pub probe_rtt: Duration,
+    /// How long a suspected member has to refute before it is declared down.
+    pub suspect_to_down_after: Duration,
+    /// Expected cluster size (sets how many times updates are retransmitted).
+    pub cluster_size: u32,
+    /// Events kept for a slow subscriber; past that it misses the oldest (and is told it lagged).
+    pub event_buffer: usize,
+}
+
+impl Default for MembershipConfig {
+    fn default() -> Self {
+        MembershipConfig {
+            probe_period: Duration::from_millis(200),
+            probe_rtt: Duration::from_millis(100),
+            suspect_to_down_after: Duration::from_millis(400),
+            cluster_size: 16,
+            event_buffer: 1024,
+        }
+    }
+}
+
+enum Input {
+    Data(Bytes),
+    Timer(Timer<Member>),
+    Leave(oneshot::Sender<()>),
+}
+
+/// A running membership agent. Dropping it stops the agent without telling anyone (as a crash
+/// would); call [`leave`](Self::leave) to leave gracefully.
+pub struct Membership {
+    me: Member,
+    input: mpsc::Sender<Input>,
+    events: broadcast::Sender<MemberEvent>,
+    view: watch::Receiver<Vec<Member>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Membership {
+    /// Starts the agent on `me.addr` and announces itself to `seeds` (addresses of other
+    /// members; unreachable ones are harmless).
+    /// A port of 0 in `me.addr` binds any free port; [`me`](Self::me) then has the real one.
+    pub async fn start(
+        mut me: Member,
+        seeds: &[SocketAddr],
+        cfg: MembershipConfig,
+    ) -> std::io::Result<Self> {
+        let socket = Arc::new(UdpSocket::bind(me.addr).await?);
+        me.addr = socket.local_addr()?;
+        let mut fcfg = Config::new_lan(NonZeroU32::new(cfg.cluster_size.max(1)).expect("non-zero"));
+        fcfg.probe_period = cfg.probe_period;
+        fcfg.probe_rtt = cfg.probe_rtt;
+        fcfg.suspect_to_down_after = cfg.suspect_to_down_after;
+        fcfg.num_indirect_probes = NonZeroUsize::new(3).expect("non-zero");
+        let max_packet = fcfg.max_packet_size.get();
+        let rng: StdRng = rand::make_rng();
+        let mut foca = Foca::new(me.clone(), fcfg, rng, PostcardCodec);
+
+        let (input_tx, mut input_rx) = mpsc::channel::<Input>(1024);
+        let (events, _) = broadcast::channel(cfg.event_buffer.max(1));
+        let (view_tx, view) = watch::channel(Vec::new());
+
+        let reader = {
+            let socket = socket.clone();
+            let input = input_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; max_packet.max(65_536)];
+                loop {
+                    let Ok((n, _from)) = socket.recv_from(&mut buf).await else {
+                        return;
+                    };
+                    // Full: drop the datagram, as the network may; SWIM tolerates loss.
+                    let _ = input.try_send(Input::Data(Bytes::copy_from_slice(&buf[..n])));
+                }
+            })
+        };
+
+        let agent = {
+            let events = events.clone();
+            let timers = input_tx.clone();
+            let seeds: Vec<SocketAddr> = seeds.to_vec();
+            let me = me.clone();
+            tokio::spawn(async move {
+                let mut rt = foca::AccumulatingRuntime::new();
+                for seed in seeds.into_iter().filter(|s| *s != me.addr) {
+                    let placeholder = Member {
+                        name: NodeName::new("seed@unknown").expect("valid"),
+                        addr: seed,
+                        creation: 0,
+                        roles: Vec::new(),
+                    };
+                    let _ = foca.announce(placeholder, &mut rt);
+                }
+                loop {
+                    flush(&mut rt, &socket, &timers, &events, &foca, &view_tx).await;
+                    let Some(input) = input_rx.recv().await else {
+                        return;
+                    };
+                    let result = match input {
+                        Input::Data(data) => foca.handle_data(&data, &mut rt),
+                        Input::Timer(t) => foca.handle_timer(t, &mut rt),
+                        Input::Leave(done) => {
+                            let _ = foca.leave_cluster(&mut rt);
+                            flush(&mut rt, &socket, &timers, &events, &foca, &view_tx).await;
+                            let _ = done.send(());
+                            return;
+                        }
+                    };
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "membership input ignored");
+                    }
+                }
+            })
+        };
+
+        Ok(Membership {
+            me,
+            input: input_tx,
+            events,
+            view,
+            tasks: vec![reader, agent],
+        })
+    }
+
+    /// This node as a member.
+    pub fn me(&self) -> &Member {
+        &self.me
+    }
+
+    /// The other members currently considered alive.
+    pub fn members(&self) -> Vec<Member> {
+        self.view.borrow().clone()
+    }
+
+    /// Subscribes to membership changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
+        self.events.subscribe()
+    }
+
+    /// Waits until the view changes.
+    pub async fn changed(&mut self) {
+        let _ = self.view.changed().await;
+    }
+
+    /// Leaves the cluster gracefully: the others see this node down at once.
+    pub async fn leave(mut self) {
+        let (tx, rx) = oneshot::channel();
+        if self.input.send(Input::Leave(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn flush(
+    rt: &mut foca::AccumulatingRuntime<Member>,
+    socket: &UdpSocket,
+    timers: &mpsc::Sender<Input>,
+    events: &broadcast::Sender<MemberEvent>,
+    foca: &Foca<Member, PostcardCodec, StdRng, foca::NoCustomBroadcast>,
+    view: &watch::Sender<Vec<Member>>,
+) {
+    while let Some((dst, data)) = rt.to_send() {
+        let _ = socket.send_to(&data, dst.addr).await;
+    }
+    while let Some((delay, timer)) = rt.to_schedule() {
+        let timers = timers.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = timers.send(Input::Timer(timer)).await;
+        });
+    }
+    let mut happened = Vec::new();
+    while let Some(n) = rt.to_notify() {
+        happened.push(match n {
+            OwnedNotification::MemberUp(m) => MemberEvent::Up(m),
+            OwnedNotification::MemberDown(m) => MemberEvent::Down(m),
+            OwnedNotification::Rename(old, new) => MemberEvent::Replaced { old, new },
+            _ => continue,
+        });
+    }
+    if happened.is_empty() {
+        return;
+    }
+    // The view first, so a subscriber that reacts to an event already sees it in `members`.
+    let mut members: Vec<Member> = foca.iter_members().map(|m| m.id().clone()).collect();
+    members.sort_by(|a, b| a.name.cmp(&b.name));
+    let _ = view.send(members);
+    for event in happened {
+        let _ = events.send(event);
+    }
+}

@@ -3,6 +3,7 @@
 mod alloc;
 mod bench;
 mod demo;
+mod node;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +31,27 @@ enum Command {
         /// Seed for the crash schedule (the same seed injects the same crashes).
         #[arg(long, default_value_t = 42)]
         seed: u64,
+    },
+    /// Runs a node: joins the cluster through seeds, authenticates peers, prints membership.
+    Node {
+        /// The node's name, `name@host`.
+        #[arg(long)]
+        name: String,
+        /// Address for membership (UDP) and connections (TCP).
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Address of another node to join through (repeatable).
+        #[arg(long = "seed")]
+        seeds: Vec<std::net::SocketAddr>,
+        /// A DNS name whose records are seeds, as `host:port` (a headless service).
+        #[arg(long)]
+        seed_dns: Option<String>,
+        /// File holding the cluster cookie (16+ printable characters).
+        #[arg(long)]
+        cookie_file: std::path::PathBuf,
+        /// Roles of this node, comma separated (e.g. `edge,core`).
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
     },
     /// Runs the runtime's benchmark workloads and prints a table (or JSON lines).
     Bench {
@@ -74,6 +96,21 @@ fn main() {
             json,
             scale,
         } => bench::run(&workloads, scale, json),
+        Command::Node {
+            name,
+            listen,
+            seeds,
+            seed_dns,
+            cookie_file,
+            roles,
+        } => node::run(node::NodeArgs {
+            name,
+            listen,
+            seeds,
+            seed_dns,
+            cookie_file,
+            roles,
+        }),
     };
     if let Err(e) = result {
         eprintln!("girder: {e}");

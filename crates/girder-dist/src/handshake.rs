@@ -179,7 +179,10 @@ impl Msg {
     }
 }
 
-type Conn<S> = Framed<S, FrameCodec>;
+/// A connection after the handshake: frames over the stream.
+pub type Connection<S> = Framed<S, FrameCodec>;
+
+type Conn<S> = Connection<S>;
 
 async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,

@@ -118,6 +118,8 @@ pub struct Membership {
     me: Member,
     input: mpsc::Sender<Input>,
     events: broadcast::Sender<MemberEvent>,
+    /// Subscribed before the agent started, so the first subscriber misses nothing.
+    first: std::sync::Mutex<Option<broadcast::Receiver<MemberEvent>>>,
     view: watch::Receiver<Vec<Member>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -143,7 +145,7 @@ impl Membership {
         let mut foca = Foca::new(me.clone(), fcfg, rng, PostcardCodec);
 
         let (input_tx, mut input_rx) = mpsc::channel::<Input>(1024);
-        let (events, _) = broadcast::channel(cfg.event_buffer.max(1));
+        let (events, first) = broadcast::channel(cfg.event_buffer.max(1));
         let (view_tx, view) = watch::channel(Vec::new());
 
         let reader = {
@@ -203,6 +205,7 @@ impl Membership {
             me,
             input: input_tx,
             events,
+            first: std::sync::Mutex::new(Some(first)),
             view,
             tasks: vec![reader, agent],
         })
@@ -218,9 +221,11 @@ impl Membership {
         self.view.borrow().clone()
     }
 
-    /// Subscribes to membership changes from now on.
+    /// Subscribes to membership changes. The first subscriber gets every event since the agent
+    /// started; later ones get events from the moment they subscribe.
     pub fn subscribe(&self) -> broadcast::Receiver<MemberEvent> {
-        self.events.subscribe()
+        let first = self.first.lock().expect("not poisoned").take();
+        first.unwrap_or_else(|| self.events.subscribe())
     }
 
     /// Waits until the view changes.
@@ -238,6 +243,22 @@ impl Membership {
             t.abort();
         }
     }
+}
+
+/// Resolves a DNS name to seed addresses, one per A/AAAA record (as a Kubernetes headless service
+/// gives one record per pod). `target` is `host:port`.
+///
+/// ```
+/// # #[tokio::main] async fn main() {
+/// let seeds = girder_dist::membership::discover("localhost:4370").await.unwrap();
+/// assert!(seeds.iter().all(|a| a.port() == 4370));
+/// # }
+/// ```
+pub async fn discover(target: &str) -> std::io::Result<Vec<SocketAddr>> {
+    let mut seeds: Vec<SocketAddr> = tokio::net::lookup_host(target).await?.collect();
+    seeds.sort();
+    seeds.dedup();
+    Ok(seeds)
 }
 
 impl Drop for Membership {

@@ -135,3 +135,17 @@ async fn a_restarted_member_replaces_its_old_incarnation() {
     until_members(&mut a, 1).await;
     assert_eq!(a.members()[0].creation, 2);
 }
+
+#[tokio::test]
+async fn dns_discovery_returns_one_seed_per_record() {
+    let seeds = girder_dist::membership::discover("localhost:4999")
+        .await
+        .unwrap();
+    assert!(!seeds.is_empty());
+    assert!(seeds
+        .iter()
+        .all(|a| a.port() == 4999 && a.ip().is_loopback()));
+    assert!(girder_dist::membership::discover("no-such-host.invalid:1")
+        .await
+        .is_err());
+}

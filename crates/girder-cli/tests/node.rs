@@ -1,0 +1,187 @@
+//! `girder node` as separate OS processes: two nodes find each other through a seed and
+//! authenticate; one is killed with SIGKILL and the other reports it down; a node with the wrong
+//! cookie is refused; bad arguments get clear errors.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn cookie_file(text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "girder-cookie-{}-{}",
+        std::process::id(),
+        text.len()
+    ));
+    std::fs::write(&path, format!("{text}\n")).unwrap();
+    path
+}
+
+struct NodeProc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl NodeProc {
+    fn start(args: &[&str]) -> NodeProc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_girder"))
+            .arg("node")
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("girder runs");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        NodeProc { child, lines }
+    }
+
+    /// Waits for a line containing `needle`; returns it.
+    fn expect(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("no line containing {needle:?} within {within:?}; saw {seen:#?}"),
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn nodes_join_authenticate_and_detect_a_killed_peer() {
+    let cookie = cookie_file("node-test-cluster-cookie");
+    let c = cookie.to_str().unwrap();
+    let a = NodeProc::start(&[
+        "--name",
+        "a@127.0.0.1",
+        "--listen",
+        "127.0.0.1:0",
+        "--cookie-file",
+        c,
+    ]);
+    let up = a.expect("node a@127.0.0.1 up", Duration::from_secs(10));
+    let addr = up
+        .split(" on ")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let b = NodeProc::start(&[
+        "--name",
+        "b@127.0.0.1",
+        "--listen",
+        "127.0.0.1:0",
+        "--seed",
+        &addr,
+        "--cookie-file",
+        c,
+        "--roles",
+        "edge,core",
+    ]);
+    a.expect("member up: b@127.0.0.1", Duration::from_secs(10));
+    b.expect("member up: a@127.0.0.1", Duration::from_secs(10));
+    a.expect(
+        "connected to b@127.0.0.1 (authenticated",
+        Duration::from_secs(10),
+    );
+
+    // A node with another cookie can gossip (membership is not authenticated yet) but its
+    // connection is refused.
+    let wrong = cookie_file("a-completely-different-cookie");
+    let w = wrong.to_str().unwrap();
+    let m = NodeProc::start(&[
+        "--name",
+        "m@127.0.0.1",
+        "--listen",
+        "127.0.0.1:0",
+        "--seed",
+        &addr,
+        "--cookie-file",
+        w,
+    ]);
+    // a has the smaller name, so it connects to m; each side refuses the other's proof.
+    a.expect("handshake with m@127.0.0.1 failed", Duration::from_secs(10));
+    m.expect("refused", Duration::from_secs(10));
+    drop(m);
+
+    let killed_at = Instant::now();
+    b.signal("-KILL");
+    a.expect("member down: b@127.0.0.1", Duration::from_secs(10));
+    eprintln!("SIGKILL detected after {:?}", killed_at.elapsed());
+
+    a.signal("-TERM");
+    a.expect("node a@127.0.0.1 stopped", Duration::from_secs(10));
+}
+
+#[test]
+fn bad_arguments_get_clear_errors() {
+    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
+        .args([
+            "node",
+            "--name",
+            "no-host",
+            "--listen",
+            "127.0.0.1:0",
+            "--cookie-file",
+            "/nonexistent",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid node name"));
+    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
+        .args([
+            "node",
+            "--name",
+            "a@h",
+            "--listen",
+            "127.0.0.1:0",
+            "--cookie-file",
+            "/nonexistent/cookie",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read cookie file"));
+    let short = cookie_file("short");
+    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
+        .args([
+            "node",
+            "--name",
+            "a@h",
+            "--listen",
+            "127.0.0.1:0",
+            "--cookie-file",
+            short.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid cookie"));
+}

@@ -19,6 +19,7 @@ ROWS = [
     ("call_c100", "calls_per_s", "call_c100 calls/s", True),
     ("call_c100", "p99_us", "call_c100 p99 µs", False),
     ("fanin", "msgs_per_s", "fanin msgs/s", True),
+    ("detect", "detect_s", "detect s (SIGKILL to down)", False),
 ]
 
 
@@ -27,6 +28,8 @@ def fmt(v, key):
         return f"{v / 1e6:.2f} M"
     if key.endswith("_us"):
         return f"{v:.1f}"
+    if key.endswith("_s"):
+        return f"{v:.2f}"
     return f"{v:,.0f}"
 
 

@@ -1,6 +1,7 @@
 //! `girder bench`: the runtime's standard workloads, comparable with the peer benchmarks in
 //! `bench/peers` (same names, counts and JSON keys).
 
+mod detect;
 mod workloads;
 
 use std::time::Duration;
@@ -13,7 +14,15 @@ pub struct Outcome {
     pub values: Vec<(&'static str, f64)>,
 }
 
-pub const ALL: [&str; 6] = ["spawn", "ring", "pingpong", "call_c1", "call_c100", "fanin"];
+pub const ALL: [&str; 7] = [
+    "spawn",
+    "ring",
+    "pingpong",
+    "call_c1",
+    "call_c100",
+    "fanin",
+    "detect",
+];
 
 pub fn run(names: &[String], scale: f64, json: bool) -> Result<(), String> {
     let selected: Vec<&str> = if names.is_empty() || names.iter().any(|n| n == "all") {
@@ -44,7 +53,11 @@ pub fn run(names: &[String], scale: f64, json: bool) -> Result<(), String> {
         );
     }
     for name in selected {
-        let outcome = rt.block_on(workloads::run(name, scale));
+        // `detect` runs two `girder node` OS processes; the rest run in this runtime.
+        let outcome = match name {
+            "detect" => detect::run()?,
+            _ => rt.block_on(workloads::run(name, scale)),
+        };
         report(&outcome, json);
         // Let the runtime settle between workloads.
         std::thread::sleep(Duration::from_millis(200));
@@ -74,6 +87,7 @@ fn report(o: &Outcome, json: bool) {
         "ring" => (get("hops_per_s").unwrap_or(0.0), "hops/s"),
         "pingpong" => (get("round_trips_per_s").unwrap_or(0.0), "round trips/s"),
         "fanin" => (get("msgs_per_s").unwrap_or(0.0), "msgs/s"),
+        "detect" => (get("detect_s").unwrap_or(0.0) * 1000.0, "ms to detect"),
         _ => (get("calls_per_s").unwrap_or(0.0), "calls/s"),
     };
     let p = |k| {

@@ -29,7 +29,7 @@ fn bench_json_prints_one_line_per_workload_with_the_documented_keys() {
         ("call_c1", &["calls_per_s", "p50_us", "p99_us"]),
         ("call_c100", &["calls_per_s", "p50_us", "p99_us"]),
         ("fanin", &["msgs_per_s"]),
-        ("detect", &["detect_s"]),
+        ("detect", &["detect_s", "detect_silent_s"]),
     ];
     assert_eq!(lines.len(), expect.len());
     for (line, (name, keys)) in lines.iter().zip(expect) {

@@ -36,13 +36,17 @@ impl Proc {
     }
 
     fn wait_for(&self, needle: &str, within: Duration) -> Result<String, String> {
+        self.wait_for_any(&[needle], within)
+    }
+
+    fn wait_for_any(&self, needles: &[&str], within: Duration) -> Result<String, String> {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return Ok(line),
+                Ok(line) if needles.iter().any(|n| line.contains(n)) => return Ok(line),
                 Ok(_) => {}
-                Err(_) => return Err(format!("detect: no {needle:?} within {within:?}")),
+                Err(_) => return Err(format!("detect: none of {needles:?} within {within:?}")),
             }
         }
     }
@@ -55,6 +59,11 @@ impl Drop for Proc {
     }
 }
 
+/// Two measurements, as a peer sees them:
+/// * `detect_s`: the peer is killed with SIGKILL: its kernel closes its sockets, so the
+///   connection loss is usually what reports it (Erlang sees this at once too);
+/// * `detect_silent_s`: the peer is frozen with SIGSTOP, as a hung host or a cut cable would be:
+///   nothing is closed and only failure detection can tell (Erlang's net_ticktime: 45–75 s).
 pub fn run() -> Result<Outcome, String> {
     let cookie = std::env::temp_dir().join(format!("girder-bench-cookie-{}", std::process::id()));
     std::fs::write(&cookie, "girder-bench-detect-cookie\n").map_err(|e| e.to_string())?;
@@ -74,27 +83,54 @@ pub fn run() -> Result<Outcome, String> {
         .and_then(|s| s.split(';').next())
         .ok_or("cannot read the node's address")?
         .to_string();
-    let b = Proc::start(&[
-        "--name",
-        "b@127.0.0.1",
-        "--listen",
-        "127.0.0.1:0",
-        "--seed",
-        &addr,
-        "--cookie-file",
-        c,
-    ])?;
-    a.wait_for("member up: b@127.0.0.1", Duration::from_secs(10))?;
-    // Let the pair settle into steady probing before the crash.
-    std::thread::sleep(Duration::from_millis(500));
-    let killed = Instant::now();
-    let mut b = b;
-    b.child.kill().map_err(|e| e.to_string())?;
-    a.wait_for("member down: b@127.0.0.1", Duration::from_secs(30))?;
-    let detect = killed.elapsed();
+    let killed = measure(&a, &addr, c, "b@127.0.0.1", "-KILL")?;
+    let frozen = measure(&a, &addr, c, "c@127.0.0.1", "-STOP")?;
     let _ = std::fs::remove_file(&cookie);
     Ok(Outcome {
         workload: "detect",
-        values: vec![("detect_s", (detect.as_secs_f64() * 1000.0).round() / 1000.0)],
+        values: vec![
+            ("detect_s", killed.as_secs_f64()),
+            ("detect_silent_s", frozen.as_secs_f64()),
+        ],
     })
+}
+
+/// Starts `name`, waits until `a` is connected to it, sends it `signal`, and times how long `a`
+/// takes to report it down (membership) or its connection lost.
+fn measure(
+    a: &Proc,
+    seed: &str,
+    cookie: &str,
+    name: &str,
+    signal: &str,
+) -> Result<Duration, String> {
+    let peer = Proc::start(&[
+        "--name",
+        name,
+        "--listen",
+        "127.0.0.1:0",
+        "--seed",
+        seed,
+        "--cookie-file",
+        cookie,
+    ])?;
+    a.wait_for(&format!("connected to {name}"), Duration::from_secs(10))?;
+    // Let the pair settle into steady probing before the failure.
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = peer.child.id().to_string();
+    let t0 = Instant::now();
+    Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .map_err(|e| e.to_string())?;
+    a.wait_for_any(
+        &[
+            &format!("member down: {name}"),
+            &format!("connection to {name} lost"),
+        ],
+        Duration::from_secs(30),
+    )?;
+    let took = t0.elapsed();
+    drop(peer);
+    Ok(took)
 }

@@ -71,8 +71,11 @@ fn report(o: &Outcome, json: bool) {
         obj.insert("system".into(), json!("girder"));
         obj.insert("workload".into(), json!(o.workload));
         for (k, v) in &o.values {
+            // Whole numbers stay whole; small values keep four decimals, others two.
             let v = if v.fract() == 0.0 {
                 json!(*v as i64)
+            } else if v.abs() < 1.0 {
+                json!((v * 10_000.0).round() / 10_000.0)
             } else {
                 json!((v * 100.0).round() / 100.0)
             };
@@ -87,7 +90,10 @@ fn report(o: &Outcome, json: bool) {
         "ring" => (get("hops_per_s").unwrap_or(0.0), "hops/s"),
         "pingpong" => (get("round_trips_per_s").unwrap_or(0.0), "round trips/s"),
         "fanin" => (get("msgs_per_s").unwrap_or(0.0), "msgs/s"),
-        "detect" => (get("detect_s").unwrap_or(0.0) * 1000.0, "ms to detect"),
+        "detect" => (
+            get("detect_silent_s").unwrap_or(0.0) * 1000.0,
+            "ms (silent)",
+        ),
         _ => (get("calls_per_s").unwrap_or(0.0), "calls/s"),
     };
     let p = |k| {

@@ -63,7 +63,11 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
         creation,
         roles: args.roles.clone(),
     };
-    let membership = Membership::start(me, &seeds, MembershipConfig::default())
+    let membership_cfg = MembershipConfig {
+        cookie: Some(cookie.clone()),
+        ..MembershipConfig::default()
+    };
+    let membership = Membership::start(me, &seeds, membership_cfg)
         .await
         .map_err(|e| format!("cannot start membership on {listen}: {e}"))?;
     let hs = Arc::new(HandshakeConfig::new(name.clone(), creation, cookie));

@@ -21,7 +21,32 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::identity::NodeName;
+use crate::identity::{Cookie, NodeName};
+
+/// Bytes of HMAC-SHA256 appended to each datagram when a cookie is set.
+const TAG: usize = 32;
+
+fn tag(cookie: &Cookie, data: &[u8]) -> [u8; TAG] {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(cookie.key()).expect("any key size");
+    mac.update(b"girder-membership/1 ");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// The datagram's payload if its tag is valid (or no cookie is set).
+fn verified<'a>(cookie: Option<&Cookie>, datagram: &'a [u8]) -> Option<&'a [u8]> {
+    use hmac::{KeyInit, Mac};
+    let Some(cookie) = cookie else {
+        return Some(datagram);
+    };
+    let split = datagram.len().checked_sub(TAG)?;
+    let (data, their_tag) = datagram.split_at(split);
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(cookie.key()).expect("any key size");
+    mac.update(b"girder-membership/1 ");
+    mac.update(data);
+    mac.verify_slice(their_tag).ok().map(|()| data)
+}
 
 /// A cluster member as gossiped: its name, where its membership socket listens, its
 /// incarnation and its roles.
@@ -92,6 +117,10 @@ pub struct MembershipConfig {
     pub cluster_size: u32,
     /// Events kept for a slow subscriber; past that it misses the oldest (and is told it lagged).
     pub event_buffer: usize,
+    /// The cluster cookie. When set, every datagram carries an HMAC of its bytes under the
+    /// cookie and datagrams without a valid one are dropped, so a node without the cookie can
+    /// neither join nor learn the members.
+    pub cookie: Option<Cookie>,
 }
 
 impl Default for MembershipConfig {
@@ -102,6 +131,7 @@ impl Default for MembershipConfig {
             suspect_to_down_after: Duration::from_millis(400),
             cluster_size: 16,
             event_buffer: 1024,
+            cookie: None,
         }
     }
 }
@@ -151,14 +181,19 @@ impl Membership {
         let reader = {
             let socket = socket.clone();
             let input = input_tx.clone();
+            let cookie = cfg.cookie.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; max_packet.max(65_536)];
                 loop {
-                    let Ok((n, _from)) = socket.recv_from(&mut buf).await else {
+                    let Ok((n, from)) = socket.recv_from(&mut buf).await else {
                         return;
                     };
+                    let Some(data) = verified(cookie.as_ref(), &buf[..n]) else {
+                        tracing::debug!(%from, "membership datagram without a valid cookie tag dropped");
+                        continue;
+                    };
                     // Full: drop the datagram, as the network may; SWIM tolerates loss.
-                    let _ = input.try_send(Input::Data(Bytes::copy_from_slice(&buf[..n])));
+                    let _ = input.try_send(Input::Data(Bytes::copy_from_slice(data)));
                 }
             })
         };
@@ -168,6 +203,7 @@ impl Membership {
             let timers = input_tx.clone();
             let seeds: Vec<SocketAddr> = seeds.to_vec();
             let me = me.clone();
+            let cookie = cfg.cookie.clone();
             tokio::spawn(async move {
                 let mut rt = foca::AccumulatingRuntime::new();
                 for seed in seeds.into_iter().filter(|s| *s != me.addr) {
@@ -180,7 +216,16 @@ impl Membership {
                     let _ = foca.announce(placeholder, &mut rt);
                 }
                 loop {
-                    flush(&mut rt, &socket, &timers, &events, &foca, &view_tx).await;
+                    flush(
+                        &mut rt,
+                        &socket,
+                        cookie.as_ref(),
+                        &timers,
+                        &events,
+                        &foca,
+                        &view_tx,
+                    )
+                    .await;
                     let Some(input) = input_rx.recv().await else {
                         return;
                     };
@@ -189,7 +234,16 @@ impl Membership {
                         Input::Timer(t) => foca.handle_timer(t, &mut rt),
                         Input::Leave(done) => {
                             let _ = foca.leave_cluster(&mut rt);
-                            flush(&mut rt, &socket, &timers, &events, &foca, &view_tx).await;
+                            flush(
+                                &mut rt,
+                                &socket,
+                                cookie.as_ref(),
+                                &timers,
+                                &events,
+                                &foca,
+                                &view_tx,
+                            )
+                            .await;
                             let _ = done.send(());
                             return;
                         }
@@ -272,13 +326,24 @@ impl Drop for Membership {
 async fn flush(
     rt: &mut foca::AccumulatingRuntime<Member>,
     socket: &UdpSocket,
+    cookie: Option<&Cookie>,
     timers: &mpsc::Sender<Input>,
     events: &broadcast::Sender<MemberEvent>,
     foca: &Foca<Member, PostcardCodec, StdRng, foca::NoCustomBroadcast>,
     view: &watch::Sender<Vec<Member>>,
 ) {
     while let Some((dst, data)) = rt.to_send() {
-        let _ = socket.send_to(&data, dst.addr).await;
+        match cookie {
+            Some(c) => {
+                let mut signed = Vec::with_capacity(data.len() + TAG);
+                signed.extend_from_slice(&data);
+                signed.extend_from_slice(&tag(c, &data));
+                let _ = socket.send_to(&signed, dst.addr).await;
+            }
+            None => {
+                let _ = socket.send_to(&data, dst.addr).await;
+            }
+        }
     }
     while let Some((delay, timer)) = rt.to_schedule() {
         let timers = timers.clone();

@@ -149,3 +149,48 @@ async fn dns_discovery_returns_one_seed_per_record() {
         .await
         .is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_cookie_only_members_holding_it_can_join() {
+    let cfg = |cookie: &str| MembershipConfig {
+        cookie: Some(girder_dist::Cookie::new(cookie).unwrap()),
+        ..MembershipConfig::default()
+    };
+    let mut a = Membership::start(
+        member("a@127.0.0.1", "127.0.0.1:0", 1),
+        &[],
+        cfg("the-cluster-cookie-1"),
+    )
+    .await
+    .unwrap();
+    let seed = a.me().addr;
+    let mut b = Membership::start(
+        member("b@127.0.0.1", "127.0.0.1:0", 1),
+        &[seed],
+        cfg("the-cluster-cookie-1"),
+    )
+    .await
+    .unwrap();
+    let mut intruder = Membership::start(
+        member("x@127.0.0.1", "127.0.0.1:0", 1),
+        &[seed],
+        cfg("not-the-cluster-cookie"),
+    )
+    .await
+    .unwrap();
+    let no_cookie = Membership::start(
+        member("y@127.0.0.1", "127.0.0.1:0", 1),
+        &[seed],
+        MembershipConfig::default(),
+    )
+    .await
+    .unwrap();
+    until_members(&mut a, 1).await;
+    until_members(&mut b, 1).await;
+    // Give the intruders time to try; they never get in, and learn nothing.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(a.members().len(), 1, "{:?}", a.members());
+    assert_eq!(a.members()[0].name.as_str(), "b@127.0.0.1");
+    until_members(&mut intruder, 0).await;
+    assert!(no_cookie.members().is_empty());
+}

@@ -95,7 +95,7 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     });
 
     let mut events = membership.subscribe();
-    let signal = shutdown_signal();
+    let signal = girder::application::shutdown_signal();
     tokio::pin!(signal);
     loop {
         tokio::select! {
@@ -153,19 +153,4 @@ where
     let (handle, _incoming) = connection::start(conn, ConnectionConfig::default());
     let why = handle.lost().await;
     println!("connection to {peer} lost: {why}");
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

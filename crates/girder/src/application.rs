@@ -111,7 +111,16 @@ impl RunningApplication {
     }
 }
 
-async fn shutdown_signal() {
+/// Waits for SIGTERM or Ctrl-C (Ctrl-C only where there is no SIGTERM). What a node's `main`
+/// waits on before stopping gracefully.
+///
+/// ```no_run
+/// # #[tokio::main] async fn main() {
+/// girder::application::shutdown_signal().await;
+/// println!("stopping");
+/// # }
+/// ```
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

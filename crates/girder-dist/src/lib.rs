@@ -9,6 +9,7 @@
 //! | [`frame`] | [`FrameCodec`]: length-prefixed, typed, size-limited frames | the distribution packet |
 //! | [`handshake`] | [`handshake::initiate`] / [`handshake::accept`]: versions, capabilities, mutual HMAC proof | the distribution handshake |
 //! | [`connection`] | batched writes, fragments that interleave, ticks and loss detection | the distribution connection |
+//! | [`tls`] | optional rustls under the handshake, mutual certificates | TLS distribution (`inet_tls`) |
 //! | [`membership`] | [`Membership`]: SWIM failure detection and gossip (by `foca`), roles, graceful leave | `net_kernel` monitoring, `nodes()` |
 //!
 //! Remote processes, membership (SWIM via `foca`), the global registry and process groups build
@@ -21,6 +22,7 @@ pub mod frame;
 pub mod handshake;
 pub mod identity;
 pub mod membership;
+pub mod tls;
 
 pub use connection::{ConnectionConfig, ConnectionHandle, Lost, Received};
 pub use frame::{Frame, FrameCodec, FrameError, FrameKind};

@@ -52,6 +52,15 @@ enum Command {
         /// Roles of this node, comma separated (e.g. `edge,core`).
         #[arg(long, value_delimiter = ',')]
         roles: Vec<String>,
+        /// With --tls-cert and --tls-key: run connections over mutual TLS trusting this CA (PEM).
+        #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+        tls_ca: Option<std::path::PathBuf>,
+        /// This node's certificate chain (PEM).
+        #[arg(long, requires_all = ["tls_ca", "tls_key"])]
+        tls_cert: Option<std::path::PathBuf>,
+        /// This node's private key (PEM).
+        #[arg(long, requires_all = ["tls_ca", "tls_cert"])]
+        tls_key: Option<std::path::PathBuf>,
     },
     /// Runs the runtime's benchmark workloads and prints a table (or JSON lines).
     Bench {
@@ -103,7 +112,14 @@ fn main() {
             seed_dns,
             cookie_file,
             roles,
+            tls_ca,
+            tls_cert,
+            tls_key,
         } => node::run(node::NodeArgs {
+            tls: tls_ca
+                .zip(tls_cert)
+                .zip(tls_key)
+                .map(|((a, b), c)| (a, b, c)),
             name,
             listen,
             seeds,

@@ -5,18 +5,23 @@
 //! each pair has one connection. Everything it learns is printed as it happens; SIGTERM or Ctrl-C
 //! leaves the cluster gracefully.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use girder_dist::connection::{self, ConnectionConfig};
 use girder_dist::handshake::{self, HandshakeConfig, Refusal};
 use girder_dist::membership::{self, Member, MemberEvent, Membership, MembershipConfig};
+use girder_dist::tls::{self, TlsConfig};
 use girder_dist::{Cookie, NodeName};
 use tokio::net::{TcpListener, TcpStream};
 
 pub struct NodeArgs {
+    /// CA, certificate and key PEM files; with them, connections run over mutual TLS.
+    pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     pub name: String,
     pub listen: SocketAddr,
     pub seeds: Vec<SocketAddr>,
@@ -52,6 +57,12 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
             Err(e) => eprintln!("girder node: DNS discovery of {dns} failed: {e}"),
         }
     }
+    let tls_cfg = match &args.tls {
+        Some((ca, cert, key)) => Some(Arc::new(
+            TlsConfig::from_pem_files(ca, cert, key).map_err(|e| e.to_string())?,
+        )),
+        None => None,
+    };
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -75,18 +86,27 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
 
     // Incoming connections: the cookie handshake, then a connection kept alive by ticks.
     let accept_hs = hs.clone();
+    let accept_tls = tls_cfg.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, from)) = listener.accept().await else {
                 return;
             };
             let hs = accept_hs.clone();
+            let tls_cfg = accept_tls.clone();
             tokio::spawn(async move {
                 let admit = |_: &NodeName, _: u32| Ok::<(), Refusal>(());
-                match handshake::accept(stream, &hs, admit).await {
+                let result = match &tls_cfg {
+                    Some(t) => match tls::accept(stream, t).await {
+                        Ok(s) => handshake::accept(s, &hs, admit).await.map(boxed),
+                        Err(e) => return println!("connection from {from} refused: TLS: {e}"),
+                    },
+                    None => handshake::accept(stream, &hs, admit).await.map(boxed),
+                };
+                match result {
                     Ok((est, conn)) => {
                         println!("connection from {} ({from}) authenticated", est.peer);
-                        keep(est.peer, conn).await;
+                        conn.keep(est.peer).await;
                     }
                     Err(e) => println!("connection from {from} refused: {e}"),
                 }
@@ -104,7 +124,7 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
                 Ok(MemberEvent::Up(m)) => {
                     println!("member up: {} at {} roles {:?} (+{:.2}s)", m.name, m.addr, m.roles, started.elapsed().as_secs_f64());
                     if name < m.name {
-                        tokio::spawn(connect(m, hs.clone()));
+                        tokio::spawn(connect(m, hs.clone(), tls_cfg.clone()));
                     }
                 }
                 Ok(MemberEvent::Down(m)) => {
@@ -126,23 +146,58 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     Ok(())
 }
 
-async fn connect(to: Member, hs: Arc<HandshakeConfig>) {
+async fn connect(to: Member, hs: Arc<HandshakeConfig>, tls_cfg: Option<Arc<TlsConfig>>) {
     let stream =
         match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(to.addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return println!("cannot connect to {}: {e}", to.name),
             Err(_) => return println!("cannot connect to {}: timed out", to.name),
         };
-    match handshake::initiate(stream, &hs).await {
+    let result = match &tls_cfg {
+        Some(t) => match tls::connect(stream, to.name.host(), t).await {
+            Ok(s) => handshake::initiate(s, &hs).await.map(boxed),
+            Err(e) => return println!("handshake with {} failed: TLS: {e}", to.name),
+        },
+        None => handshake::initiate(stream, &hs).await.map(boxed),
+    };
+    match result {
         Ok((est, conn)) => {
+            let how = if tls_cfg.is_some() {
+                "TLS + cookie"
+            } else {
+                "cookie"
+            };
             println!(
-                "connected to {} (authenticated, protocol v{})",
+                "connected to {} (authenticated by {how}, protocol v{})",
                 est.peer, est.version
             );
-            keep(est.peer, conn).await;
+            conn.keep(est.peer).await;
         }
         Err(e) => println!("handshake with {} failed: {e}", to.name),
     }
+}
+
+/// A connection after the handshake, over TCP or over TLS.
+trait Established: Send {
+    fn keep(self: Box<Self>, peer: NodeName) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+impl<S> Established for handshake::Connection<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    fn keep(self: Box<Self>, peer: NodeName) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(keep(peer, *self))
+    }
+}
+
+fn boxed<S>(
+    (est, conn): (girder_dist::Established, handshake::Connection<S>),
+) -> (girder_dist::Established, Box<dyn Established>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    (est, Box::new(conn))
 }
 
 /// Keeps a connection up (ticks both ways) until it is lost, and says why.

@@ -204,3 +204,119 @@ fn bad_arguments_get_clear_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid cookie"));
 }
+
+/// Writes a CA and a node certificate for `localhost` signed by it; returns (ca, cert, key) paths.
+fn pem_set(
+    tag: &str,
+    signer: &(rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>),
+) -> [std::path::PathBuf; 3] {
+    let dir = std::env::temp_dir().join(format!("girder-tls-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &signer.1).unwrap();
+    let paths = [
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    ];
+    std::fs::write(&paths[0], signer.0.pem()).unwrap();
+    std::fs::write(&paths[1], cert.pem()).unwrap();
+    std::fs::write(&paths[2], key.serialize_pem()).unwrap();
+    paths
+}
+
+fn new_ca() -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert, rcgen::Issuer::new(params, key))
+}
+
+#[test]
+fn nodes_connect_over_mutual_tls_and_a_foreign_certificate_is_refused() {
+    let cookie = cookie_file("tls-node-test-cluster-cookie");
+    let c = cookie.to_str().unwrap();
+    let cluster = new_ca();
+    let [ca, cert_a, key_a] = pem_set("a", &cluster);
+    let [_, cert_b, key_b] = pem_set("b", &cluster);
+    let tls = |cert: &std::path::Path, key: &std::path::Path, ca: &std::path::Path| {
+        vec![
+            "--tls-ca".to_string(),
+            ca.display().to_string(),
+            "--tls-cert".to_string(),
+            cert.display().to_string(),
+            "--tls-key".to_string(),
+            key.display().to_string(),
+        ]
+    };
+    let mut args_a: Vec<String> = [
+        "--name",
+        "a@localhost",
+        "--listen",
+        "127.0.0.1:0",
+        "--cookie-file",
+        c,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args_a.extend(tls(&cert_a, &key_a, &ca));
+    let a = NodeProc::start(&args_a.iter().map(String::as_str).collect::<Vec<_>>());
+    let up = a.expect("node a@localhost up", Duration::from_secs(10));
+    let addr = up
+        .split(" on ")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut args_b: Vec<String> = [
+        "--name",
+        "b@localhost",
+        "--listen",
+        "127.0.0.1:0",
+        "--seed",
+        &addr,
+        "--cookie-file",
+        c,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args_b.extend(tls(&cert_b, &key_b, &ca));
+    let _b = NodeProc::start(&args_b.iter().map(String::as_str).collect::<Vec<_>>());
+    a.expect(
+        "connected to b@localhost (authenticated by TLS + cookie",
+        Duration::from_secs(10),
+    );
+
+    // Same cookie, but a certificate from another CA: the TLS layer refuses it.
+    let rogue = new_ca();
+    let [_, cert_m, key_m] = pem_set("m", &rogue);
+    let mut args_m: Vec<String> = [
+        "--name",
+        "m@localhost",
+        "--listen",
+        "127.0.0.1:0",
+        "--seed",
+        &addr,
+        "--cookie-file",
+        c,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args_m.extend(tls(&cert_m, &key_m, &ca));
+    let _m = NodeProc::start(&args_m.iter().map(String::as_str).collect::<Vec<_>>());
+    a.expect(
+        "handshake with m@localhost failed: TLS",
+        Duration::from_secs(10),
+    );
+}

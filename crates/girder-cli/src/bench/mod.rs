@@ -2,6 +2,7 @@
 //! `bench/peers` (same names, counts and JSON keys).
 
 mod detect;
+mod link;
 mod workloads;
 
 use std::time::Duration;
@@ -14,13 +15,14 @@ pub struct Outcome {
     pub values: Vec<(&'static str, f64)>,
 }
 
-pub const ALL: [&str; 7] = [
+pub const ALL: [&str; 8] = [
     "spawn",
     "ring",
     "pingpong",
     "call_c1",
     "call_c100",
     "fanin",
+    "dist_link",
     "detect",
 ];
 
@@ -56,6 +58,9 @@ pub fn run(names: &[String], scale: f64, json: bool) -> Result<(), String> {
         // `detect` runs two `girder node` OS processes; the rest run in this runtime.
         let outcome = match name {
             "detect" => detect::run()?,
+            "dist_link" => {
+                rt.block_on(link::run(((1_000_000f64 * scale).round() as u64).max(1)))?
+            }
             _ => rt.block_on(workloads::run(name, scale)),
         };
         report(&outcome, json);
@@ -89,7 +94,7 @@ fn report(o: &Outcome, json: bool) {
         "spawn" => (get("spawn_ns_per_proc").unwrap_or(0.0), "ns/proc"),
         "ring" => (get("hops_per_s").unwrap_or(0.0), "hops/s"),
         "pingpong" => (get("round_trips_per_s").unwrap_or(0.0), "round trips/s"),
-        "fanin" => (get("msgs_per_s").unwrap_or(0.0), "msgs/s"),
+        "fanin" | "dist_link" => (get("msgs_per_s").unwrap_or(0.0), "msgs/s"),
         "detect" => (
             get("detect_silent_s").unwrap_or(0.0) * 1000.0,
             "ms (silent)",

@@ -238,36 +238,35 @@ fn new_ca() -> (rcgen::Certificate, rcgen::Issuer<'static, rcgen::KeyPair>) {
     (cert, rcgen::Issuer::new(params, key))
 }
 
+/// `girder node` arguments for `name`, joining through `seed` if given, over TLS with `pems`.
+fn tls_node(
+    name: &str,
+    seed: Option<&str>,
+    cookie: &str,
+    pems: &[std::path::PathBuf; 3],
+) -> NodeProc {
+    let mut args = vec![
+        "--name",
+        name,
+        "--listen",
+        "127.0.0.1:0",
+        "--cookie-file",
+        cookie,
+    ];
+    if let Some(seed) = seed {
+        args.extend(["--seed", seed]);
+    }
+    let [ca, cert, key] = pems.each_ref().map(|p| p.to_str().unwrap());
+    args.extend(["--tls-ca", ca, "--tls-cert", cert, "--tls-key", key]);
+    NodeProc::start(&args)
+}
+
 #[test]
 fn nodes_connect_over_mutual_tls_and_a_foreign_certificate_is_refused() {
     let cookie = cookie_file("tls-node-test-cluster-cookie");
     let c = cookie.to_str().unwrap();
     let cluster = new_ca();
-    let [ca, cert_a, key_a] = pem_set("a", &cluster);
-    let [_, cert_b, key_b] = pem_set("b", &cluster);
-    let tls = |cert: &std::path::Path, key: &std::path::Path, ca: &std::path::Path| {
-        vec![
-            "--tls-ca".to_string(),
-            ca.display().to_string(),
-            "--tls-cert".to_string(),
-            cert.display().to_string(),
-            "--tls-key".to_string(),
-            key.display().to_string(),
-        ]
-    };
-    let mut args_a: Vec<String> = [
-        "--name",
-        "a@localhost",
-        "--listen",
-        "127.0.0.1:0",
-        "--cookie-file",
-        c,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args_a.extend(tls(&cert_a, &key_a, &ca));
-    let a = NodeProc::start(&args_a.iter().map(String::as_str).collect::<Vec<_>>());
+    let a = tls_node("a@localhost", None, c, &pem_set("a", &cluster));
     let up = a.expect("node a@localhost up", Duration::from_secs(10));
     let addr = up
         .split(" on ")
@@ -277,44 +276,18 @@ fn nodes_connect_over_mutual_tls_and_a_foreign_certificate_is_refused() {
         .next()
         .unwrap()
         .to_string();
-    let mut args_b: Vec<String> = [
-        "--name",
-        "b@localhost",
-        "--listen",
-        "127.0.0.1:0",
-        "--seed",
-        &addr,
-        "--cookie-file",
-        c,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args_b.extend(tls(&cert_b, &key_b, &ca));
-    let _b = NodeProc::start(&args_b.iter().map(String::as_str).collect::<Vec<_>>());
+    let _b = tls_node("b@localhost", Some(&addr), c, &pem_set("b", &cluster));
     a.expect(
         "connected to b@localhost (authenticated by TLS + cookie",
         Duration::from_secs(10),
     );
 
-    // Same cookie, but a certificate from another CA: the TLS layer refuses it.
+    // Same cookie and the cluster CA as trust root, but its own certificate is from another CA:
+    // the TLS layer refuses it.
     let rogue = new_ca();
-    let [_, cert_m, key_m] = pem_set("m", &rogue);
-    let mut args_m: Vec<String> = [
-        "--name",
-        "m@localhost",
-        "--listen",
-        "127.0.0.1:0",
-        "--seed",
-        &addr,
-        "--cookie-file",
-        c,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args_m.extend(tls(&cert_m, &key_m, &ca));
-    let _m = NodeProc::start(&args_m.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut pems = pem_set("m", &rogue);
+    pems[0] = pem_set("m-trust", &cluster)[0].clone();
+    let _m = tls_node("m@localhost", Some(&addr), c, &pems);
     a.expect(
         "handshake with m@localhost failed: TLS",
         Duration::from_secs(10),

@@ -61,6 +61,15 @@ enum Command {
         /// This node's private key (PEM).
         #[arg(long, requires_all = ["tls_ca", "tls_cert"])]
         tls_key: Option<std::path::PathBuf>,
+        /// How often a random member is probed (failure detection).
+        #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+        probe_period: std::time::Duration,
+        /// How long a probe may take before others are asked to probe too.
+        #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+        probe_rtt: std::time::Duration,
+        /// How long a suspected member has to answer before it is declared down.
+        #[arg(long, default_value = "400ms", value_parser = parse_duration)]
+        suspect_after: std::time::Duration,
     },
     /// Runs the runtime's benchmark workloads and prints a table (or JSON lines).
     Bench {
@@ -115,7 +124,11 @@ fn main() {
             tls_ca,
             tls_cert,
             tls_key,
+            probe_period,
+            probe_rtt,
+            suspect_after,
         } => node::run(node::NodeArgs {
+            detection: (probe_period, probe_rtt, suspect_after),
             tls: tls_ca
                 .zip(tls_cert)
                 .zip(tls_key)

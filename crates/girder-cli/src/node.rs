@@ -20,6 +20,8 @@ use girder_dist::{Cookie, NodeName};
 use tokio::net::{TcpListener, TcpStream};
 
 pub struct NodeArgs {
+    /// Probe period, probe round trip, suspicion time.
+    pub detection: (Duration, Duration, Duration),
     /// CA, certificate and key PEM files; with them, connections run over mutual TLS.
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     pub name: String,
@@ -74,8 +76,12 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
         creation,
         roles: args.roles.clone(),
     };
+    let (probe_period, probe_rtt, suspect_to_down_after) = args.detection;
     let membership_cfg = MembershipConfig {
         cookie: Some(cookie.clone()),
+        probe_period,
+        probe_rtt,
+        suspect_to_down_after,
         ..MembershipConfig::default()
     };
     let membership = Membership::start(me, &seeds, membership_cfg)

@@ -188,6 +188,22 @@ fn bad_arguments_get_clear_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read cookie file"));
+    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
+        .args([
+            "node",
+            "--name",
+            "a@h",
+            "--listen",
+            "127.0.0.1:0",
+            "--cookie-file",
+            "/x",
+            "--suspect-after",
+            "soon",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
     let short = cookie_file("short");
     let out = Command::new(env!("CARGO_BIN_EXE_girder"))
         .args([

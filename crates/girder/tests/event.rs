@@ -6,7 +6,8 @@ use std::time::Duration;
 use girder::event::{
     EventError, EventHandler, EventManager, HandlerFlow, HandlerRemoved, RemoveReason,
 };
-use girder::{Context, Event, ExitReason, Node};
+use girder::{Context, Event, ExitReason, Node, SpawnOptions};
+use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -59,6 +60,28 @@ fn rec(tag: &'static str, seen: &Seen) -> Recorder {
 
 fn take(seen: &Seen) -> Vec<String> {
     std::mem::take(&mut *seen.lock().unwrap())
+}
+
+/// A subscriber process that forwards every removal report it gets.
+async fn watch(node: &Node, m: &EventManager<String>) -> mpsc::UnboundedReceiver<HandlerRemoved> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let watcher = node.spawn(move |mut ctx: Context<HandlerRemoved>| async move {
+        while let Event::Message(report) = ctx.recv().await {
+            if tx.send(report).is_err() {
+                break;
+            }
+        }
+        ExitReason::Normal
+    });
+    m.subscribe_removals(watcher).await.unwrap();
+    rx
+}
+
+async fn report(rx: &mut mpsc::UnboundedReceiver<HandlerRemoved>) -> HandlerRemoved {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("a report in time")
+        .expect("watcher alive")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,9 +187,11 @@ async fn bad_requests_get_clear_errors() {
     );
     let id = m.add_handler(rec("h", &seen)).await.unwrap();
     m.remove_handler(id).await.unwrap();
+    let err = m.remove_handler(id).await.unwrap_err();
+    assert_eq!(err, EventError::UnknownHandler(id));
     assert_eq!(
-        m.remove_handler(id).await,
-        Err(EventError::UnknownHandler(id))
+        err.to_string(),
+        format!("no handler with id {id} is installed")
     );
     assert_eq!(m.stop().await, ExitReason::Normal);
     assert_eq!(m.notify("x".into()), Err(EventError::NotRunning(m.pid())));
@@ -209,11 +234,84 @@ async fn a_handler_whose_init_panics_is_refused_and_the_manager_lives() {
     }
     let node = Node::new("t");
     let m = EventManager::<String>::start(&node).await.unwrap();
+    let mut reports = watch(&node, &m).await;
     let r = m.add_handler(Explodes).await;
     assert!(
         matches!(r, Err(EventError::InitFailed { ref reason, .. }) if reason.contains("init blew up")),
         "{r:?}"
     );
+    let got = report(&mut reports).await;
+    assert!(got.handler.ends_with("Explodes"), "{got:?}");
+    assert_eq!(
+        got.reason,
+        RemoveReason::InitFailed("panic: init blew up".into())
+    );
     assert!(m.which_handlers().await.unwrap().is_empty());
+    let seen = Seen::default();
+    m.add_handler(rec("h", &seen)).await.unwrap();
     m.sync_notify("still here".into()).await.unwrap();
+    assert_eq!(take(&seen), ["h:still here"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_way_of_leaving_is_reported_to_subscribers() {
+    let node = Node::new("t");
+    let m = EventManager::<String>::start(&node).await.unwrap();
+    let mut reports = watch(&node, &m).await;
+    let seen = Seen::default();
+
+    let refused = m
+        .add_handler(Recorder {
+            tag: "r",
+            seen: seen.clone(),
+            refuse: true,
+        })
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(
+        report(&mut reports).await.reason,
+        RemoveReason::InitFailed("not today".into())
+    );
+
+    let removed = m.add_handler(rec("removed", &seen)).await.unwrap();
+    let finished = m.add_handler(rec("finished", &seen)).await.unwrap();
+    m.remove_handler(removed).await.unwrap();
+    let got = report(&mut reports).await;
+    assert_eq!((got.id, got.reason), (removed, RemoveReason::Removed));
+    assert_eq!(got.manager, m.pid());
+
+    m.sync_notify("bye".into()).await.unwrap();
+    let got = report(&mut reports).await;
+    assert_eq!((got.id, got.reason), (finished, RemoveReason::Finished));
+
+    let last = m.add_handler(rec("last", &seen)).await.unwrap();
+    m.stop().await;
+    let got = report(&mut reports).await;
+    assert_eq!(
+        (got.id, got.reason),
+        (last, RemoveReason::ManagerStopped(ExitReason::Normal))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_manager_is_found_by_name() {
+    let node = Node::new("t");
+    let m = EventManager::<String>::start_with(&node, SpawnOptions::new(), Some("alarms"))
+        .await
+        .unwrap();
+    let found = EventManager::<String>::lookup(&node, "alarms").unwrap();
+    assert_eq!(found.pid(), m.pid());
+    assert_eq!(
+        node.process_info(m.pid()).unwrap().behaviour,
+        "event_manager"
+    );
+    let seen = Seen::default();
+    found.add_handler(rec("h", &seen)).await.unwrap();
+    m.sync_notify("via the other handle".into()).await.unwrap();
+    assert_eq!(take(&seen), ["h:via the other handle"]);
+    assert!(
+        EventManager::<String>::start_with(&node, SpawnOptions::new(), Some("alarms"))
+            .await
+            .is_err()
+    );
 }

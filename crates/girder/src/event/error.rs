@@ -4,6 +4,19 @@ use crate::Pid;
 use super::HandlerId;
 
 /// Why an event manager request failed.
+///
+/// ```
+/// use girder::event::{EventError, EventManager};
+///
+/// # #[tokio::main] async fn main() {
+/// let node = girder::Node::new("docs");
+/// let events = EventManager::<String>::start(&node).await.unwrap();
+/// events.stop().await;
+/// let err = events.sync_notify("anyone?".into()).await.unwrap_err();
+/// assert_eq!(err, EventError::NotRunning(events.pid()));
+/// assert!(err.to_string().contains("is not running"));
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
     /// The manager has exited.
@@ -13,7 +26,7 @@ pub enum EventError {
     #[error("event manager mailbox is full")]
     Full,
     /// No handler has this id.
-    #[error("no handler with id {0:?}")]
+    #[error("no handler with id {0} is installed")]
     UnknownHandler(HandlerId),
     /// The handler's `init` refused.
     #[error("handler {handler} refused to start: {reason}")]

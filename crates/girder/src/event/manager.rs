@@ -70,16 +70,53 @@ impl<E: Send + Sync + 'static> ManagerServer<E> {
     /// Runs a leaving handler's `terminate` and reports its removal.
     async fn retire(&mut self, mut gone: Installed<E>, reason: RemoveReason, manager: Pid) {
         if let RemoveReason::Panicked(msg) = &reason {
-            tracing::warn!(%manager, handler = gone.name, panic = %msg, "event handler crashed and was removed");
+            tracing::warn!(%manager, handler = gone.name, id = gone.id.0, panic = %msg, "event handler crashed and was removed");
         }
-        let _ = guarded(gone.handler.terminate(&reason)).await;
-        let report = HandlerRemoved {
+        if let Err(panic) = guarded(gone.handler.terminate(&reason)).await {
+            tracing::warn!(%manager, handler = gone.name, id = gone.id.0, %panic, "event handler terminate crashed");
+        }
+        self.report(HandlerRemoved {
             manager,
             id: gone.id,
             handler: gone.name,
             reason,
+        });
+    }
+
+    /// Installs a handler if its `init` agrees; a refusal or a panic is reported like a removal.
+    async fn add(
+        &mut self,
+        mut handler: Box<dyn DynHandler<E>>,
+        name: &'static str,
+        manager: Pid,
+    ) -> Result<HandlerId, EventError> {
+        let id = HandlerId(self.next_id);
+        self.next_id += 1;
+        let reason = match guarded(handler.init()).await {
+            Ok(Ok(())) => {
+                self.handlers.push(Installed { id, name, handler });
+                return Ok(id);
+            }
+            Ok(Err(refused)) => refused,
+            Err(panic) => {
+                tracing::warn!(%manager, handler = name, id = id.0, %panic, "event handler init crashed; not added");
+                panic.to_string()
+            }
         };
-        // A subscriber that has exited is dropped; a full one misses this report.
+        self.report(HandlerRemoved {
+            manager,
+            id,
+            handler: name,
+            reason: RemoveReason::InitFailed(reason.clone()),
+        });
+        Err(EventError::InitFailed {
+            handler: name,
+            reason,
+        })
+    }
+
+    /// Sends `report` to every subscriber. One that has exited is dropped; a full one misses it.
+    fn report(&mut self, report: HandlerRemoved) {
         self.subscribers
             .retain(|s| !matches!(s.send(report.clone()), Err(crate::SendError::NoProc(_))));
     }
@@ -102,22 +139,9 @@ impl<E: Send + Sync + 'static> Server for ManagerServer<E> {
                 self.dispatch(&event, ctx.pid()).await;
                 ManagerReply::Done(Ok(()))
             }
-            ManagerCall::Add(mut handler, name) => match guarded(handler.init()).await {
-                Ok(Ok(())) => {
-                    let id = HandlerId(self.next_id);
-                    self.next_id += 1;
-                    self.handlers.push(Installed { id, name, handler });
-                    ManagerReply::Added(Ok(id))
-                }
-                Ok(Err(reason)) => ManagerReply::Added(Err(EventError::InitFailed {
-                    handler: name,
-                    reason,
-                })),
-                Err(panic) => ManagerReply::Added(Err(EventError::InitFailed {
-                    handler: name,
-                    reason: panic.to_string(),
-                })),
-            },
+            ManagerCall::Add(handler, name) => {
+                ManagerReply::Added(self.add(handler, name, ctx.pid()).await)
+            }
             ManagerCall::Remove(id) => match self.position(id) {
                 Some(i) => {
                     let gone = self.handlers.remove(i);
@@ -136,6 +160,9 @@ impl<E: Send + Sync + 'static> Server for ManagerServer<E> {
                     .collect(),
             ),
             ManagerCall::Subscribe(addr) => {
+                // Subscribers that exited since the last report go now, so the list stays
+                // bounded by the live ones.
+                self.subscribers.retain(|s| s.is_alive());
                 self.subscribers.push(addr);
                 ManagerReply::Done(Ok(()))
             }

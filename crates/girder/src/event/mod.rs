@@ -44,6 +44,20 @@ use crate::server::{self, ServerRef, StartError};
 use crate::{Addr, ExitReason, LookupError, Node, Pid, SpawnOptions};
 
 /// What a handler tells its manager after an event.
+///
+/// ```
+/// use girder::event::{EventHandler, HandlerFlow};
+///
+/// /// Handles the first three events, then asks to be removed.
+/// struct FirstThree(u32);
+///
+/// impl EventHandler<String> for FirstThree {
+///     async fn handle_event(&mut self, _: &String) -> HandlerFlow {
+///         self.0 += 1;
+///         if self.0 < 3 { HandlerFlow::Continue } else { HandlerFlow::Remove }
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandlerFlow {
     /// Keep the handler installed.
@@ -52,7 +66,15 @@ pub enum HandlerFlow {
     Remove,
 }
 
-/// Why a handler was removed.
+/// Why a handler was removed (or never installed), as its `terminate` and [`HandlerRemoved`]
+/// reports see it.
+///
+/// ```
+/// use girder::event::RemoveReason;
+/// use girder::ExitReason;
+/// let r = RemoveReason::ManagerStopped(ExitReason::Shutdown);
+/// assert!(!matches!(r, RemoveReason::Panicked(_)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum RemoveReason {
     /// [`EventManager::remove_handler`] removed it.
@@ -61,13 +83,46 @@ pub enum RemoveReason {
     Finished,
     /// It panicked while handling an event; the text is the panic message.
     Panicked(String),
-    /// Its `init` failed.
+    /// Its `init` refused or panicked, so it was never installed (its `terminate` does not run;
+    /// only [`HandlerRemoved`] reports carry this reason).
     InitFailed(String),
     /// The manager stopped with this reason.
     ManagerStopped(ExitReason),
 }
 
-/// A report that a handler left a manager, sent to subscribers.
+/// A report that a handler left a manager (or failed to join it), sent to the processes given
+/// to [`EventManager::subscribe_removals`]: OTP's `gen_event_EXIT` message.
+///
+/// ```
+/// use girder::event::{EventHandler, EventManager, HandlerFlow, HandlerRemoved, RemoveReason};
+/// use girder::{Context, Event, ExitReason, Node};
+///
+/// struct Fragile;
+/// impl EventHandler<u32> for Fragile {
+///     async fn handle_event(&mut self, n: &u32) -> HandlerFlow {
+///         assert!(*n < 10, "too big");
+///         HandlerFlow::Continue
+///     }
+/// }
+///
+/// # #[tokio::main] async fn main() {
+/// let node = Node::new("docs");
+/// let events = EventManager::<u32>::start(&node).await.unwrap();
+/// let (tx, rx) = tokio::sync::oneshot::channel();
+/// let watcher = node.spawn(|mut ctx: Context<HandlerRemoved>| async move {
+///     if let Event::Message(report) = ctx.recv().await {
+///         let _ = tx.send(report);
+///     }
+///     ExitReason::Normal
+/// });
+/// events.subscribe_removals(watcher).await.unwrap();
+/// let id = events.add_handler(Fragile).await.unwrap();
+/// events.notify(99).unwrap();
+/// let report = rx.await.unwrap();
+/// assert_eq!(report.id, id);
+/// assert_eq!(report.reason, RemoveReason::Panicked("too big".into()));
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HandlerRemoved {
     /// The manager.
@@ -80,11 +135,55 @@ pub struct HandlerRemoved {
     pub reason: RemoveReason,
 }
 
-/// Identifies one installed handler (two instances of one type have different ids).
+/// Identifies one installed handler (two instances of one type have different ids). Ids are
+/// never reused within a manager.
+///
+/// ```
+/// use girder::event::{EventHandler, EventManager, HandlerFlow};
+///
+/// struct Log;
+/// impl EventHandler<&'static str> for Log {
+///     async fn handle_event(&mut self, _: &&'static str) -> HandlerFlow { HandlerFlow::Continue }
+/// }
+///
+/// # #[tokio::main] async fn main() {
+/// let node = girder::Node::new("docs");
+/// let events = EventManager::<&'static str>::start(&node).await.unwrap();
+/// let a = events.add_handler(Log).await.unwrap();
+/// let b = events.add_handler(Log).await.unwrap();
+/// assert_ne!(a, b);
+/// events.remove_handler(a).await.unwrap();
+/// assert_eq!(events.which_handlers().await.unwrap()[0].id, b);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct HandlerId(pub(crate) u64);
 
+impl fmt::Display for HandlerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
 /// One installed handler, as [`EventManager::which_handlers`] lists it.
+///
+/// ```
+/// use girder::event::{EventHandler, EventManager, HandlerFlow};
+///
+/// struct Audit;
+/// impl EventHandler<u8> for Audit {
+///     async fn handle_event(&mut self, _: &u8) -> HandlerFlow { HandlerFlow::Continue }
+/// }
+///
+/// # #[tokio::main] async fn main() {
+/// let node = girder::Node::new("docs");
+/// let events = EventManager::<u8>::start(&node).await.unwrap();
+/// let id = events.add_handler(Audit).await.unwrap();
+/// let installed = events.which_handlers().await.unwrap();
+/// assert_eq!(installed[0].id, id);
+/// assert!(installed[0].handler.ends_with("Audit"));
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HandlerInfo {
     /// Its id.
@@ -93,9 +192,35 @@ pub struct HandlerInfo {
     pub handler: &'static str,
 }
 
-/// An event handler: callbacks run inside its manager's process, one event at a time.
+/// An event handler: callbacks run inside its manager's process, one event at a time, so a slow
+/// handler delays the others (long work belongs in another process). A panic in any callback
+/// removes only this handler.
+///
+/// ```
+/// use girder::event::{EventHandler, HandlerFlow, RemoveReason};
+///
+/// /// Counts alarms; refuses to start with a zero limit.
+/// struct AlarmCounter { seen: u32, limit: u32 }
+///
+/// impl EventHandler<String> for AlarmCounter {
+///     async fn init(&mut self) -> Result<(), String> {
+///         if self.limit == 0 { return Err("limit must be positive".into()); }
+///         Ok(())
+///     }
+///
+///     async fn handle_event(&mut self, event: &String) -> HandlerFlow {
+///         if event.starts_with("alarm") { self.seen += 1; }
+///         if self.seen >= self.limit { HandlerFlow::Remove } else { HandlerFlow::Continue }
+///     }
+///
+///     async fn terminate(&mut self, reason: &RemoveReason) {
+///         println!("counted {} alarms, removed: {reason:?}", self.seen);
+///     }
+/// }
+/// ```
 pub trait EventHandler<E>: Send + 'static {
-    /// Runs when the handler is added; an error refuses the add.
+    /// Runs when the handler is added; an error (or a panic) refuses the add, and
+    /// [`EventManager::add_handler`] returns [`EventError::InitFailed`].
     fn init(&mut self) -> impl Future<Output = Result<(), String>> + Send {
         async { Ok(()) }
     }
@@ -103,7 +228,7 @@ pub trait EventHandler<E>: Send + 'static {
     /// Handles one event.
     fn handle_event(&mut self, event: &E) -> impl Future<Output = HandlerFlow> + Send;
 
-    /// Runs when the handler is removed, for whatever reason.
+    /// Runs when the handler is removed, for whatever reason (not when its `init` failed).
     fn terminate(&mut self, reason: &RemoveReason) -> impl Future<Output = ()> + Send {
         let _ = reason;
         async {}
@@ -133,7 +258,22 @@ impl<E: Sync + 'static, H: EventHandler<E>> DynHandler<E> for H {
     }
 }
 
-/// A handle to a running event manager for events of type `E`.
+/// A handle to a running event manager for events of type `E` (the manager is a process; this
+/// handle is cheap to clone). See the [module docs](self) for an example.
+///
+/// ```
+/// use girder::event::{EventError, EventManager};
+/// use girder::{ExitReason, Node, SpawnOptions};
+///
+/// # #[tokio::main] async fn main() {
+/// let node = Node::new("docs");
+/// EventManager::<String>::start_with(&node, SpawnOptions::new(), Some("alarms")).await.unwrap();
+/// let alarms = EventManager::<String>::lookup(&node, "alarms").unwrap();
+/// alarms.notify("no handlers yet: nobody sees this".into()).unwrap();
+/// assert_eq!(alarms.stop().await, ExitReason::Normal);
+/// assert_eq!(alarms.notify("late".into()), Err(EventError::NotRunning(alarms.pid())));
+/// # }
+/// ```
 pub struct EventManager<E: Send + Sync + 'static> {
     server: ServerRef<ManagerServer<E>>,
 }
@@ -197,11 +337,14 @@ impl<E: Send + Sync + 'static> EventManager<E> {
         }
     }
 
-    /// Adds a handler after running its `init`; returns its id.
-    pub async fn add_handler<H: EventHandler<E>>(&self, handler: H) -> Result<HandlerId, EventError>
-    where
-        E: Sync,
-    {
+    /// Adds a handler after running its `init`; returns its id. The handler sees every event
+    /// notified after this returns (and none before). A handler whose `init` refuses or panics is
+    /// not added: [`EventError::InitFailed`], and subscribers get a [`HandlerRemoved`] report
+    /// with [`RemoveReason::InitFailed`].
+    pub async fn add_handler<H: EventHandler<E>>(
+        &self,
+        handler: H,
+    ) -> Result<HandlerId, EventError> {
         let name = std::any::type_name::<H>();
         match self.call(ManagerCall::Add(Box::new(handler), name)).await? {
             ManagerReply::Added(r) => r,
@@ -209,7 +352,8 @@ impl<E: Send + Sync + 'static> EventManager<E> {
         }
     }
 
-    /// Removes a handler, running its `terminate`.
+    /// Removes a handler, running its `terminate` with [`RemoveReason::Removed`]. An id that is
+    /// not installed (never was, or already removed) is [`EventError::UnknownHandler`].
     pub async fn remove_handler(&self, id: HandlerId) -> Result<(), EventError> {
         match self.call(ManagerCall::Remove(id)).await? {
             ManagerReply::Done(r) => r,
@@ -225,8 +369,9 @@ impl<E: Send + Sync + 'static> EventManager<E> {
         }
     }
 
-    /// Sends a [`HandlerRemoved`] report to `to` whenever a handler leaves this manager. A
-    /// subscriber that has exited is dropped.
+    /// Sends a [`HandlerRemoved`] report to `to` whenever a handler leaves this manager, for any
+    /// reason, or fails its `init`. A subscriber that has exited is dropped; one whose bounded
+    /// mailbox is full misses that report.
     pub async fn subscribe_removals(&self, to: Addr<HandlerRemoved>) -> Result<(), EventError> {
         match self.call(ManagerCall::Subscribe(to)).await? {
             ManagerReply::Done(r) => r,
@@ -234,9 +379,15 @@ impl<E: Send + Sync + 'static> EventManager<E> {
         }
     }
 
-    /// Stops the manager; every handler's `terminate` runs. Returns the exit reason.
+    /// Stops the manager; every handler's `terminate` runs (with
+    /// [`RemoveReason::ManagerStopped`]). Returns the exit reason.
     pub async fn stop(&self) -> ExitReason {
         self.server.stop(ExitReason::Normal).await
+    }
+
+    /// Waits until the manager exits and returns why.
+    pub async fn wait_exit(&self) -> ExitReason {
+        self.server.wait_exit().await
     }
 
     async fn call(&self, req: ManagerCall<E>) -> Result<ManagerReply, EventError> {

@@ -2,19 +2,26 @@
 //!
 //! A [`StateMachine`] has explicit states and one event callback, `handle_event(state, event)`,
 //! that returns a [`Transition`]: stay or move to another state, plus [`Action`]s. The library
-//! owns the loop: calls and casts, state-enter calls, timeouts, postponed events, trapped exits,
-//! crash handling and `terminate`.
+//! owns the loop: calls and casts, state-enter calls, timeouts, postponed and inserted events,
+//! trapped exits, crash handling and `terminate`.
 //!
 //! * **State enter calls**: with [`StateMachine::state_enter`] on, every state change (and the
 //!   initial state) is followed by an [`StateEvent::Enter`] call in the new state. It may set
-//!   timeouts and reply, but not change the state (that stops the machine with an error, as in
-//!   OTP).
+//!   timeouts and reply, but not change the state, postpone or insert events (that stops the
+//!   machine with a [`BadTransition`] error, as in OTP).
 //! * **Timeouts**: a *state timeout* is cancelled by any state change; an *event timeout* is
 //!   cancelled by any event; a *generic timeout* has a name, survives state changes and is
-//!   cancelled only by setting it again or by [`Action::CancelTimeout`]. A cancelled timeout
-//!   never fires.
+//!   cancelled only by setting it again or by [`Action::CancelTimeout`]. Setting a timeout again
+//!   restarts it. The loop keeps the deadlines itself (no timer messages in flight), so a
+//!   cancelled or replaced timeout never fires.
 //! * **Postpone**: [`Transition::postpone`] keeps the current event and delivers it again after
-//!   the next state change, before newer events, in the original order.
+//!   the next state change, before newer events, in the original order. (OTP's `postpone` is an
+//!   action on the current event; in Rust the handler owns the event, so it hands it back.)
+//! * **Inserted events**: [`Action::NextEvent`] queues an event to be handled next, before
+//!   released postponed events and the mailbox.
+//! * A panic in a callback ends the machine with [`ExitReason::Panic`] after `terminate` runs; a
+//!   pending caller gets [`CallError::Exited`] at once. A machine started linked to a parent and
+//!   trapping exits stops (running `terminate`) on an exit signal from that parent.
 
 mod error;
 mod run;
@@ -23,12 +30,39 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::time::Duration;
 
+pub use error::BadTransition;
 pub use run::{StateMachineContext, StateMachineMsg};
 
 use crate::server::{CallError, ReplyTo, StartError, DEFAULT_CALL_TIMEOUT};
 use crate::{Addr, Down, ExitReason, LookupError, Node, Pid, SendError, SpawnOptions};
 
 /// An event handed to [`StateMachine::handle_event`].
+///
+/// ```
+/// use girder::statem::{StateEvent, Transition};
+/// # use girder::statem::{Action, StateMachine, StateMachineContext};
+/// # use girder::ExitReason;
+/// # struct Light;
+/// # impl StateMachine for Light {
+/// #     type State = bool; type Call = (); type Reply = bool; type Cast = (); type Info = &'static str; type Timeout = ();
+/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), ExitReason> { Ok((false, vec![])) }
+/// #     async fn handle_event(&mut self, on: &bool, event: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> { step(*on, event) }
+/// # }
+/// // One function of (state, event) decides everything.
+/// fn step(on: bool, event: StateEvent<Light>) -> Transition<Light> {
+///     match event {
+///         StateEvent::Call((), from) => {
+///             from.reply(on);
+///             Transition::keep()
+///         }
+///         StateEvent::Cast(()) => Transition::next(!on),
+///         StateEvent::Info("off") => Transition::next(false),
+///         // Enter calls, timeouts, trapped exits, downs and other infos: ignored here.
+///         _ => Transition::keep(),
+///     }
+/// }
+/// assert_eq!(format!("{:?}", StateEvent::<Light>::Enter { old: true }), "Enter { old: true }");
+/// ```
 pub enum StateEvent<S: StateMachine> {
     /// A call; reply through the handle (now, later, or with [`Action::Reply`]).
     Call(S::Call, ReplyTo<S::Reply>),
@@ -80,7 +114,31 @@ impl<S: StateMachine> Debug for StateEvent<S> {
     }
 }
 
-/// Something the machine does as part of a transition.
+/// Something the machine does as part of a transition (or from `init`). A timeout with
+/// `Duration::MAX` never fires (OTP's `infinity`), but still replaces one set before.
+///
+/// ```
+/// use std::time::Duration;
+/// use girder::statem::{Action, StateEvent, Transition};
+/// # use girder::statem::{StateMachine, StateMachineContext};
+/// # use girder::ExitReason;
+/// # #[derive(Clone, Debug, PartialEq)] enum Phase { Idle, Busy }
+/// # struct Job;
+/// # impl StateMachine for Job {
+/// #     type State = Phase; type Call = (); type Reply = (); type Cast = (); type Info = &'static str; type Timeout = &'static str;
+/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(Phase, Vec<Action<Self>>), ExitReason> { Ok((Phase::Idle, vec![])) }
+/// #     async fn handle_event(&mut self, _: &Phase, _: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> { Transition::keep() }
+/// # }
+/// let start_job: Transition<Job> = Transition::next(Phase::Busy)
+///     // Give up on the job if still busy after 5 s (cancelled by leaving Busy).
+///     .with(Action::StateTimeout(Duration::from_secs(5), "job took too long"))
+///     // Complain if nothing at all happens for 1 s (cancelled by any event).
+///     .with(Action::EventTimeout(Duration::from_secs(1), "idle"))
+///     // A heartbeat that keeps running whatever the state.
+///     .with(Action::Timeout("heartbeat", Duration::from_millis(500), "beat"))
+///     // Handle this before anything in the mailbox.
+///     .with(Action::NextEvent(StateEvent::Info("job started")));
+/// ```
 pub enum Action<S: StateMachine> {
     /// Sends `msg` as [`StateEvent::StateTimeout`] after the delay unless the state changes
     /// first. Setting it again replaces it.
@@ -96,6 +154,10 @@ pub enum Action<S: StateMachine> {
     CancelStateTimeout,
     /// Replies to a call.
     Reply(ReplyTo<S::Reply>, S::Reply),
+    /// Handles this event next, before postponed events and the mailbox (OTP's `next_event`).
+    /// Several are handled in the order given. Ignored when the transition stops the machine;
+    /// not allowed in a state-enter call.
+    NextEvent(StateEvent<S>),
 }
 
 /// The outcome of handling an event: the next state (or the same), actions, maybe a postponed
@@ -138,7 +200,7 @@ impl<S: StateMachine> Transition<S> {
         }
     }
 
-    /// Run `terminate` and exit with `reason`.
+    /// Run `terminate` and exit with `reason`. Replies among the actions are still sent.
     pub fn stop(reason: ExitReason) -> Self {
         Transition {
             stop: Some(reason),
@@ -152,7 +214,8 @@ impl<S: StateMachine> Transition<S> {
         self
     }
 
-    /// Keeps `event` to be delivered again after the next state change.
+    /// Keeps `event` (the one being handled) to be delivered again after the next state change.
+    /// If this transition itself changes the state, it comes back at once, in the new state.
     pub fn postpone(mut self, event: StateEvent<S>) -> Self {
         self.postponed = Some(event);
         self
@@ -205,7 +268,7 @@ impl<S: StateMachine> Transition<S> {
 /// # }
 /// ```
 pub trait StateMachine: Sized + Send + 'static {
-    /// The machine's states.
+    /// The machine's states. (`Sync` because `handle_event` borrows the state across awaits.)
     type State: Clone + PartialEq + Debug + Send + Sync + 'static;
     /// Requests that expect a reply.
     type Call: Send + 'static;
@@ -218,7 +281,9 @@ pub trait StateMachine: Sized + Send + 'static {
     /// The content of timeout events.
     type Timeout: Send + 'static;
 
-    /// The initial state and actions (timeouts to start).
+    /// Runs in the new process before [`start`] returns: the initial state and actions (timeouts
+    /// to start, events to insert). An error or a panic aborts the start: the process exits with
+    /// that reason and `start` returns [`StartError::Init`].
     fn init(
         &mut self,
         ctx: &mut StateMachineContext<Self>,
@@ -237,7 +302,9 @@ pub trait StateMachine: Sized + Send + 'static {
         ctx: &mut StateMachineContext<Self>,
     ) -> impl Future<Output = Transition<Self>> + Send;
 
-    /// Runs when the machine stops (not when it is killed outright).
+    /// Runs when the machine stops: after a [`Transition::stop`], a panic, a [`BadTransition`],
+    /// [`StateMachineRef::stop`], or an exit signal from the parent while trapping exits. It does
+    /// not run when the process is killed outright (as in OTP).
     fn terminate(
         &mut self,
         reason: &ExitReason,
@@ -250,6 +317,35 @@ pub trait StateMachine: Sized + Send + 'static {
 }
 
 /// A typed handle to a running [`StateMachine`].
+///
+/// ```
+/// # use girder::statem::{Action, StateEvent, StateMachine, StateMachineContext, Transition};
+/// # struct Toggle;
+/// # impl StateMachine for Toggle {
+/// #     type State = bool; type Call = (); type Reply = bool; type Cast = (); type Info = (); type Timeout = ();
+/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), ExitReason> { Ok((false, vec![])) }
+/// #     async fn handle_event(&mut self, on: &bool, event: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> {
+/// #         match event {
+/// #             StateEvent::Call((), from) => Transition::keep().with(Action::Reply(from, *on)),
+/// #             StateEvent::Cast(()) => Transition::next(!on),
+/// #             _ => Transition::keep(),
+/// #         }
+/// #     }
+/// # }
+/// use girder::statem::{self, StateMachineRef};
+/// use girder::{CallError, ExitReason, Node, SpawnOptions};
+///
+/// # #[tokio::main] async fn main() {
+/// let node = Node::new("docs");
+/// statem::start_with(&node, Toggle, SpawnOptions::new(), Some("toggle")).await.unwrap();
+/// let toggle = StateMachineRef::<Toggle>::lookup(&node, "toggle").unwrap();
+/// toggle.cast(()).unwrap();
+/// assert_eq!(toggle.call(()).await, Ok(true));
+/// assert_eq!(toggle.stop(ExitReason::Shutdown).await, ExitReason::Shutdown);
+/// // A call to a machine that is gone fails at once, saying why.
+/// assert_eq!(toggle.call(()).await, Err(CallError::Exited(ExitReason::Shutdown)));
+/// # }
+/// ```
 pub struct StateMachineRef<S: StateMachine> {
     addr: Addr<StateMachineMsg<S>>,
 }
@@ -274,17 +370,28 @@ impl<S: StateMachine> StateMachineRef<S> {
         self.addr.pid()
     }
 
-    /// The machine registered under `name`.
+    /// The underlying mailbox handle.
+    pub fn addr(&self) -> &Addr<StateMachineMsg<S>> {
+        &self.addr
+    }
+
+    /// The machine registered under `name` on `node`.
     pub fn lookup(node: &Node, name: &str) -> Result<Self, LookupError> {
         node.lookup(name).map(|addr| StateMachineRef { addr })
     }
 
-    /// Calls the machine, waiting up to [`DEFAULT_CALL_TIMEOUT`].
+    /// The machine with `pid` on `node`.
+    pub fn from_pid(node: &Node, pid: Pid) -> Result<Self, LookupError> {
+        node.addr(pid).map(|addr| StateMachineRef { addr })
+    }
+
+    /// Calls the machine and waits up to [`DEFAULT_CALL_TIMEOUT`] for the reply. Ends at once
+    /// with [`CallError::Exited`] if the machine is not alive or dies first.
     pub async fn call(&self, req: S::Call) -> Result<S::Reply, CallError> {
         self.call_timeout(req, DEFAULT_CALL_TIMEOUT).await
     }
 
-    /// Calls the machine, waiting up to `timeout`.
+    /// Calls the machine and waits up to `timeout` for the reply (`Duration::MAX`: forever).
     pub async fn call_timeout(
         &self,
         req: S::Call,
@@ -293,7 +400,7 @@ impl<S: StateMachine> StateMachineRef<S> {
         crate::behaviour::call(&self.addr, timeout, |from| StateMachineMsg::Call(req, from)).await
     }
 
-    /// Sends a cast.
+    /// Sends a cast. Fails only if the machine is not alive or its bounded mailbox is full.
     pub fn cast(&self, msg: S::Cast) -> Result<(), SendError<S::Cast>> {
         crate::behaviour::send_as(&self.addr, msg, StateMachineMsg::Cast, |m| match m {
             StateMachineMsg::Cast(c) => Some(c),
@@ -301,7 +408,7 @@ impl<S: StateMachine> StateMachineRef<S> {
         })
     }
 
-    /// Sends an info message.
+    /// Sends an info message (handled as [`StateEvent::Info`]).
     pub fn info(&self, msg: S::Info) -> Result<(), SendError<S::Info>> {
         crate::behaviour::send_as(&self.addr, msg, StateMachineMsg::Info, |m| match m {
             StateMachineMsg::Info(i) => Some(i),
@@ -309,10 +416,12 @@ impl<S: StateMachine> StateMachineRef<S> {
         })
     }
 
-    /// Asks the machine to stop (overtaking queued events), runs `terminate`, waits for the exit.
+    /// Asks the machine to stop with `reason` (overtaking queued events; the event being handled
+    /// finishes first), runs `terminate`, and waits until it has exited. Returns the reason the
+    /// machine exited with.
     pub async fn stop(&self, reason: ExitReason) -> ExitReason {
         self.addr.stop(reason);
-        self.addr.wait_exit().await
+        self.wait_exit().await
     }
 
     /// Waits until the machine exits and returns why.
@@ -322,6 +431,27 @@ impl<S: StateMachine> StateMachineRef<S> {
 }
 
 /// Starts `machine` in a new, unlinked process and waits for its `init`.
+///
+/// ```
+/// # use girder::statem::{Action, StateEvent, StateMachine, StateMachineContext, Transition};
+/// # use girder::ExitReason;
+/// # struct Toggle;
+/// # impl StateMachine for Toggle {
+/// #     type State = bool; type Call = (); type Reply = bool; type Cast = (); type Info = (); type Timeout = ();
+/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), ExitReason> { Ok((false, vec![])) }
+/// #     async fn handle_event(&mut self, on: &bool, event: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> {
+/// #         match event {
+/// #             StateEvent::Call((), from) => Transition::keep().with(Action::Reply(from, *on)),
+/// #             _ => Transition::keep(),
+/// #         }
+/// #     }
+/// # }
+/// # #[tokio::main] async fn main() {
+/// let node = girder::Node::new("docs");
+/// let toggle = girder::statem::start(&node, Toggle).await.unwrap();
+/// assert_eq!(toggle.call(()).await, Ok(false));
+/// # }
+/// ```
 pub async fn start<S: StateMachine>(
     node: &Node,
     machine: S,
@@ -329,7 +459,29 @@ pub async fn start<S: StateMachine>(
     start_with(node, machine, SpawnOptions::new(), None).await
 }
 
-/// Starts `machine` with spawn options and an optional registered name.
+/// Starts `machine` with spawn options (link to a parent, trap exits, mailbox bound) and, if
+/// `name` is given, registers it under that name before `init` runs (failing with
+/// [`StartError::AlreadyStarted`] if the name is taken).
+///
+/// ```
+/// # use girder::statem::{Action, StateEvent, StateMachine, StateMachineContext, Transition};
+/// # use girder::ExitReason;
+/// # struct Idle;
+/// # impl StateMachine for Idle {
+/// #     type State = (); type Call = (); type Reply = (); type Cast = (); type Info = (); type Timeout = ();
+/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<((), Vec<Action<Self>>), ExitReason> { Ok(((), vec![])) }
+/// #     async fn handle_event(&mut self, _: &(), _: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> { Transition::keep() }
+/// # }
+/// use girder::{statem, Node, SpawnOptions, StartError};
+/// # #[tokio::main] async fn main() {
+/// let node = Node::new("docs");
+/// let first = statem::start_with(&node, Idle, SpawnOptions::new().capacity(64), Some("idle"))
+///     .await
+///     .unwrap();
+/// let second = statem::start_with(&node, Idle, SpawnOptions::new(), Some("idle")).await;
+/// assert_eq!(second.unwrap_err(), StartError::AlreadyStarted(first.pid()));
+/// # }
+/// ```
 pub async fn start_with<S: StateMachine>(
     node: &Node,
     machine: S,
@@ -340,5 +492,3 @@ pub async fn start_with<S: StateMachine>(
         .await
         .map(|addr| StateMachineRef { addr })
 }
-
-pub use error::BadTransition;

@@ -5,6 +5,7 @@ use std::future::{poll_fn, Future};
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::task::Poll;
+use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
@@ -13,7 +14,33 @@ use crate::behaviour::{self, guarded, Starter};
 use crate::server::{ReplyTo, StartError};
 use crate::{Addr, Context, Event, ExitReason, Node, Pid, SpawnOptions};
 
-/// The message type of a state machine's mailbox. Build these through [`StateMachineRef`].
+/// The message type of a state machine's mailbox. Build these through [`StateMachineRef`]'s
+/// methods; the type shows in [`StateMachineRef::addr`] and [`StateMachineContext`].
+///
+/// ```
+/// use girder::statem::StateMachineMsg;
+/// # use girder::statem::{Action, StateEvent, StateMachine, StateMachineContext, Transition};
+/// # use girder::ExitReason;
+/// # struct Toggle;
+/// # impl StateMachine for Toggle {
+/// #     type State = bool; type Call = (); type Reply = bool; type Cast = (); type Info = (); type Timeout = ();
+/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), ExitReason> { Ok((false, vec![])) }
+/// #     async fn handle_event(&mut self, on: &bool, event: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> {
+/// #         match event {
+/// #             StateEvent::Call((), from) => Transition::keep().with(Action::Reply(from, *on)),
+/// #             StateEvent::Cast(()) => Transition::next(!on),
+/// #             _ => Transition::keep(),
+/// #         }
+/// #     }
+/// # }
+/// # #[tokio::main] async fn main() {
+/// let node = girder::Node::new("docs");
+/// let toggle = girder::statem::start(&node, Toggle).await.unwrap();
+/// // The same as `toggle.cast(())`.
+/// toggle.addr().send(StateMachineMsg::Cast(())).unwrap();
+/// assert_eq!(toggle.call(()).await, Ok(true));
+/// # }
+/// ```
 pub enum StateMachineMsg<S: StateMachine> {
     /// A request and where its reply goes.
     Call(S::Call, ReplyTo<S::Reply>),
@@ -23,7 +50,42 @@ pub enum StateMachineMsg<S: StateMachine> {
     Info(S::Info),
 }
 
-/// What a state machine's callbacks see: the process [`Context`] plus helpers.
+/// What a state machine's callbacks see: the process [`Context`] (through `Deref`: pid, node,
+/// links, monitors, exit trapping) plus helpers.
+///
+/// ```
+/// use girder::statem::{Action, StateEvent, StateMachine, StateMachineContext, Transition};
+/// use girder::ExitReason;
+///
+/// /// Watches a process and goes to `true` when it exits.
+/// struct Watch(girder::Pid);
+///
+/// impl StateMachine for Watch {
+///     type State = bool; type Call = (); type Reply = bool; type Cast = (); type Info = (); type Timeout = ();
+///
+///     async fn init(&mut self, ctx: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), ExitReason> {
+///         ctx.monitor(self.0);
+///         Ok((false, vec![]))
+///     }
+///
+///     async fn handle_event(&mut self, gone: &bool, event: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> {
+///         match event {
+///             StateEvent::Down(_) => Transition::next(true),
+///             StateEvent::Call((), from) => Transition::keep().with(Action::Reply(from, *gone)),
+///             _ => Transition::keep(),
+///         }
+///     }
+/// }
+///
+/// # #[tokio::main] async fn main() {
+/// let node = girder::Node::new("docs");
+/// let target = node.spawn(|_: girder::Context<()>| async { ExitReason::Normal });
+/// let watch = girder::statem::start(&node, Watch(target.pid())).await.unwrap();
+/// // The `Down` is queued before `wait_exit` returns, and overtakes the call.
+/// target.wait_exit().await;
+/// assert_eq!(watch.call(()).await, Ok(true));
+/// # }
+/// ```
 pub struct StateMachineContext<S: StateMachine> {
     ctx: Context<StateMachineMsg<S>>,
     parent: Option<Pid>,
@@ -70,6 +132,14 @@ pub(super) async fn start<S: StateMachine>(
     .await
 }
 
+/// `now + delay`; a delay too long to represent (`Duration::MAX`) means "never" (OTP's
+/// `infinity`): about 30 years away, as tokio's own far future.
+fn deadline(now: Instant, delay: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+    now.checked_add(delay.min(FAR))
+        .expect("the clock is 30 years from overflowing")
+}
+
 /// Pending timeouts. Deadlines are kept here and one reusable timer sleeps until the nearest.
 struct Timers<S: StateMachine> {
     state: Option<(Instant, S::Timeout)>,
@@ -112,7 +182,8 @@ struct Machine<S: StateMachine> {
     timers: Timers<S>,
     /// Postponed events, waiting for the next state change.
     postponed: VecDeque<StateEvent<S>>,
-    /// Events to handle before the mailbox: postponed events released by a state change.
+    /// Events to handle before the mailbox: inserted events, then postponed events released by a
+    /// state change.
     replay: VecDeque<StateEvent<S>>,
     sleep: Option<Pin<Box<Sleep>>>,
 }
@@ -182,7 +253,9 @@ impl<S: StateMachine> Machine<S> {
         }
     }
 
-    /// Waits for the next mailbox event or timeout.
+    /// Waits for the next mailbox event or timeout. When both are ready the mailbox goes first
+    /// (so an event that came in time still cancels an event timeout); the mailbox's receive
+    /// budget bounds how long a due timeout can wait behind a busy mailbox.
     async fn next_event(&mut self) -> Incoming<S> {
         loop {
             let deadline = self.timers.nearest();
@@ -229,13 +302,16 @@ impl<S: StateMachine> Machine<S> {
 
     /// Applies a transition; `Some(reason)` when the machine must stop.
     async fn transition(&mut self, t: Transition<S>) -> Option<ExitReason> {
-        if let Some(reason) = t.stop {
-            // Replies given with the stop are still sent, as in OTP.
-            self.apply_actions(t.actions);
-            return Some(reason);
-        }
+        // Kept even on a stop: dropped with the machine, after its exit reason is recorded, so
+        // a call among them ends with that reason.
         if let Some(event) = t.postponed {
             self.postponed.push_back(event);
+        }
+        if let Some(reason) = t.stop {
+            // Replies given with the stop are still sent, as in OTP; inserted events are never
+            // handled.
+            self.apply_actions(t.actions);
+            return Some(reason);
         }
         let changed = matches!(&t.next, Some(next) if *next != self.state);
         let mut old = None;
@@ -248,6 +324,7 @@ impl<S: StateMachine> Machine<S> {
                 self.replay.push_front(e);
             }
         }
+        // Inserted events go before the released postponed ones, as in OTP.
         self.apply_actions(t.actions);
         match old {
             Some(old) if S::state_enter() => self.enter(old).await,
@@ -255,7 +332,8 @@ impl<S: StateMachine> Machine<S> {
         }
     }
 
-    /// The state-enter call; it may set timeouts and reply, but not change state or postpone.
+    /// The state-enter call; it may set timeouts and reply, but not change state, postpone or
+    /// insert events.
     async fn enter(&mut self, old: S::State) -> Option<ExitReason> {
         let event = StateEvent::Enter { old };
         let t = match guarded(self.machine.handle_event(&self.state, event, &mut self.ctx)).await {
@@ -266,34 +344,47 @@ impl<S: StateMachine> Machine<S> {
             self.apply_actions(t.actions);
             return Some(reason);
         }
-        if let Some(next) = t.next.filter(|n| *n != self.state) {
-            let err = BadTransition {
-                from: format!("{:?}", self.state),
+        let state = || format!("{:?}", self.state);
+        let bad = if let Some(next) = t.next.as_ref().filter(|n| **n != self.state) {
+            Some(BadTransition::StateChange {
+                from: state(),
                 to: format!("{next:?}"),
-            };
-            return Some(ExitReason::error(err.to_string()));
-        }
-        if t.postponed.is_some() {
-            return Some(ExitReason::error("a state enter call may not postpone"));
+            })
+        } else if t.postponed.is_some() {
+            Some(BadTransition::Postpone { state: state() })
+        } else if t.actions.iter().any(|a| matches!(a, Action::NextEvent(_))) {
+            Some(BadTransition::NextEvent { state: state() })
+        } else {
+            None
+        };
+        if let Some(bad) = bad {
+            return Some(ExitReason::error(bad.to_string()));
         }
         self.apply_actions(t.actions);
         None
     }
 
+    /// Applies actions. Inserted events ([`Action::NextEvent`]) are queued to be handled next,
+    /// in the order given, before anything already queued.
     fn apply_actions(&mut self, actions: Vec<Action<S>>) {
         let now = Instant::now();
+        let mut inserted = Vec::new();
         for action in actions {
             match action {
-                Action::StateTimeout(d, msg) => self.timers.state = Some((now + d, msg)),
-                Action::EventTimeout(d, msg) => self.timers.event = Some((now + d, msg)),
+                Action::StateTimeout(d, msg) => self.timers.state = Some((deadline(now, d), msg)),
+                Action::EventTimeout(d, msg) => self.timers.event = Some((deadline(now, d), msg)),
                 Action::Timeout(name, d, msg) => {
                     self.timers.generic.retain(|(n, _, _)| *n != name);
-                    self.timers.generic.push((name, now + d, msg));
+                    self.timers.generic.push((name, deadline(now, d), msg));
                 }
                 Action::CancelTimeout(name) => self.timers.generic.retain(|(n, _, _)| *n != name),
                 Action::CancelStateTimeout => self.timers.state = None,
                 Action::Reply(to, value) => to.reply(value),
+                Action::NextEvent(event) => inserted.push(event),
             }
+        }
+        for e in inserted.into_iter().rev() {
+            self.replay.push_front(e);
         }
     }
 }

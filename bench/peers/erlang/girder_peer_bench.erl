@@ -44,17 +44,38 @@ run(call_c100, Scale) -> calls(call_c100, 100, scaled(10000, Scale));
 run(fanin, Scale) -> fanin(100, scaled(100000, Scale)).
 
 %% spawn: N idle processes each waiting for one message, then stopped.
+%% Memory: erlang:memory(processes) delta / N, less the growth of this process's own memory
+%% (it holds the list of pids, as the Rust peers hold a vector of handles).
 spawn_bench(N) ->
     erlang:garbage_collect(),
+    Count0 = erlang:system_info(process_count),
     M0 = erlang:memory(processes),
+    {memory, Self0} = erlang:process_info(self(), memory),
     T0 = now_ns(),
     Pids = spawn_idle(N, []),
     T1 = now_ns(),
+    wait_idle(Pids),
     M1 = erlang:memory(processes),
-    %% The list of pids lives in this process's heap: one cons cell (2 words) per pid.
-    PerProc = (M1 - M0) / N - 2 * erlang:system_info(wordsize),
+    {memory, Self1} = erlang:process_info(self(), memory),
+    PerProc = ((M1 - M0) - (Self1 - Self0)) / N,
     [P ! stop || P <- Pids],
+    wait_process_count(Count0),
     emit(spawn, [{spawn_ns_per_proc, (T1 - T0) / N}, {mem_bytes_per_proc, round(PerProc)}]).
+
+%% Untimed: until every spawned process has run and waits in its receive.
+wait_idle([]) -> ok;
+wait_idle([P | Rest] = Pids) ->
+    case erlang:process_info(P, status) of
+        {status, waiting} -> wait_idle(Rest);
+        _ -> timer:sleep(5), wait_idle(Pids)
+    end.
+
+%% Untimed: until the stopped processes are gone.
+wait_process_count(Count) ->
+    case erlang:system_info(process_count) > Count of
+        true -> timer:sleep(5), wait_process_count(Count);
+        false -> ok
+    end.
 
 spawn_idle(0, Acc) -> Acc;
 spawn_idle(N, Acc) -> spawn_idle(N - 1, [spawn(fun() -> receive stop -> ok end end) | Acc]).

@@ -30,11 +30,15 @@ pub fn run(workload: &str, scale: f64) -> Outcome {
 #[rtype(result = "()")]
 struct Wake;
 
+/// Counts starts, then stops: `n` once all are idle, `2 * n` once all are gone.
 struct Idle(Arc<AtomicU64>);
 
 impl Actor for Idle {
     type Context = Context<Self>;
     fn started(&mut self, _: &mut Context<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    fn stopped(&mut self, _: &mut Context<Self>) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -55,14 +59,15 @@ async fn spawn(n: u64) -> Outcome {
         addrs.push(Idle(waiting.clone()).start());
     }
     let elapsed = t0.elapsed();
-    while waiting.load(Ordering::Relaxed) < n {
-        actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    // Measure once every process is idle in its first receive.
+    common::wait_count(&waiting, n).await;
     let bytes = common::count_stop();
-    let per = common::per_proc(bytes, addrs.capacity() * std::mem::size_of::<Addr<Idle>>(), n);
+    let per = common::per_proc(bytes, n);
     for a in &addrs {
         a.do_send(Wake);
     }
+    drop(addrs);
+    common::wait_count(&waiting, 2 * n).await;
     vec![("spawn_ns_per_proc", elapsed.as_nanos() as f64 / n as f64), ("mem_bytes_per_proc", per)]
 }
 

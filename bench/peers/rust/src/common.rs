@@ -94,9 +94,26 @@ pub fn count_stop() -> isize {
     LIVE.load(Ordering::SeqCst)
 }
 
-/// Bytes per process, less the benchmark's own vector of handles.
-pub fn per_proc(bytes: isize, handles_bytes: usize, n: u64) -> f64 {
-    ((bytes as f64 - handles_bytes as f64) / n as f64).round()
+/// Bytes per process. The benchmark's own vector of handles is allocated (with its full
+/// capacity) before counting starts, so it is not in `bytes`.
+pub fn per_proc(bytes: isize, n: u64) -> f64 {
+    (bytes as f64 / n as f64).round()
+}
+
+/// Waits (untimed) until at most `target` tasks are alive on the current tokio runtime: after the
+/// spawn workload has told every idle process to stop, this waits for them to be gone.
+pub async fn wait_alive_tasks(target: usize) {
+    let handle = tokio::runtime::Handle::current();
+    while handle.metrics().num_alive_tasks() > target {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits (untimed) until `counter` reaches `target`.
+pub async fn wait_count(counter: &std::sync::atomic::AtomicU64, target: u64) {
+    while counter.load(Ordering::Relaxed) < target {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 pub fn multi_thread() -> tokio::runtime::Runtime {

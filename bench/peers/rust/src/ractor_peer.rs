@@ -57,6 +57,7 @@ impl Actor for Idle {
 async fn spawn(n: u64) -> Outcome {
     let waiting = Arc::new(AtomicU64::new(0));
     let mut refs = Vec::with_capacity(n as usize);
+    let before = tokio::runtime::Handle::current().metrics().num_alive_tasks();
     common::count_start();
     let t0 = Instant::now();
     for _ in 0..n {
@@ -64,14 +65,15 @@ async fn spawn(n: u64) -> Outcome {
         refs.push(r);
     }
     let elapsed = t0.elapsed();
-    while waiting.load(Ordering::Relaxed) < n {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    // Measure once every process is idle in its first receive.
+    common::wait_count(&waiting, n).await;
     let bytes = common::count_stop();
-    let per = common::per_proc(bytes, refs.capacity() * std::mem::size_of::<ActorRef<()>>(), n);
+    let per = common::per_proc(bytes, n);
     for r in &refs {
         let _ = r.cast(());
     }
+    drop(refs);
+    common::wait_alive_tasks(before).await;
     vec![("spawn_ns_per_proc", elapsed.as_nanos() as f64 / n as f64), ("mem_bytes_per_proc", per)]
 }
 

@@ -33,6 +33,7 @@ pub fn run(workload: &str, scale: f64) -> Outcome {
 async fn spawn(n: u64) -> Outcome {
     let mut senders = Vec::with_capacity(n as usize);
     let waiting = Arc::new(AtomicU64::new(0));
+    let before = tokio::runtime::Handle::current().metrics().num_alive_tasks();
     common::count_start();
     let t0 = Instant::now();
     for _ in 0..n {
@@ -46,14 +47,14 @@ async fn spawn(n: u64) -> Outcome {
         senders.push(tx);
     }
     let elapsed = t0.elapsed();
-    while waiting.load(Ordering::Relaxed) < n {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    // Measure once every process is idle in its first receive.
+    common::wait_count(&waiting, n).await;
     let bytes = common::count_stop();
-    let per = common::per_proc(bytes, senders.capacity() * std::mem::size_of::<mpsc::UnboundedSender<()>>(), n);
+    let per = common::per_proc(bytes, n);
     for s in &senders {
         let _ = s.send(());
     }
+    common::wait_alive_tasks(before).await;
     vec![("spawn_ns_per_proc", elapsed.as_nanos() as f64 / n as f64), ("mem_bytes_per_proc", per)]
 }
 

@@ -135,6 +135,7 @@ where
         Ok(Ok(reply)) => Ok(reply),
         // The handler panicked: the callee is exiting; report its reason.
         Ok(Err(Unanswered::Panicking)) => Err(CallError::Exited(addr.wait_exit().await)),
+        Ok(Err(Unanswered::Exited(reason))) => Err(CallError::Exited(reason)),
         Ok(Err(Unanswered::Dropped)) | Err(_) => Err(gone()),
     }
 }

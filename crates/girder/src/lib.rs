@@ -16,6 +16,7 @@
 //! | [`event`] | [`EventManager`]: pluggable handlers, crash isolation | `gen_event` |
 //! | [`supervisor`] | [`Supervisor`]: restart strategies, intensity, ordered shutdown | `supervisor` |
 //! | [`application`] | [`Application`]: a root tree started and stopped as a unit | `application` |
+//! | [`remote`] | the seam distribution plugs into: remote links, monitors, sends | `net_kernel`, `dist_util` |
 //! | introspection | [`Node::processes`], [`ProcessInfo`] | `observer`, `sys` |
 //!
 //! ## A supervised server
@@ -68,6 +69,7 @@ mod node;
 mod pid;
 pub mod process;
 mod registry;
+pub mod remote;
 pub mod server;
 pub mod statem;
 pub mod supervisor;

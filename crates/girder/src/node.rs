@@ -3,13 +3,14 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 
 use crate::process::core::{AnyProcess, Core};
 use crate::process::{signal, spawn_process};
+use crate::remote::Distribution;
 use crate::{Addr, Context, ExitReason, Pid, SpawnOptions};
 
 /// A node: a named group of processes with its own process table and name registry.
@@ -39,6 +40,8 @@ pub(crate) struct NodeInner {
     /// Pids are sequential numbers, so a cheap hash spreads them as well as SipHash would.
     pub(crate) procs: DashMap<u64, Arc<dyn AnyProcess>, rustc_hash::FxBuildHasher>,
     pub(crate) names: DashMap<Arc<str>, Pid>,
+    /// Set once when a distribution layer makes this node reachable.
+    pub(crate) dist: OnceLock<Arc<dyn Distribution>>,
 }
 
 /// Why a link could not be made.
@@ -90,6 +93,7 @@ impl Node {
                 next_ref: AtomicU64::new(1),
                 procs: DashMap::with_hasher(rustc_hash::FxBuildHasher),
                 names: DashMap::new(),
+                dist: OnceLock::new(),
             }),
         }
     }
@@ -133,7 +137,11 @@ impl Node {
     }
 
     pub(crate) fn send_exit(&self, from: Pid, to: Pid, reason: ExitReason) {
-        if let Some(p) = self.lookup_any(to) {
+        if !to.is_local() {
+            if let Some(d) = self.distribution() {
+                d.exit(from, to, reason, false);
+            }
+        } else if let Some(p) = self.lookup_any(to) {
             signal::exit_signal(&*p, from, reason, false);
         }
     }
@@ -167,7 +175,7 @@ impl Node {
         let p = self.lookup_any(pid).ok_or(LookupError::NoProc(pid))?;
         p.as_any()
             .downcast::<Core<M>>()
-            .map(|core| Addr { core })
+            .map(Addr::local)
             .map_err(|_| LookupError::WrongType {
                 pid,
                 expected: std::any::type_name::<M>(),
@@ -177,6 +185,10 @@ impl Node {
     /// How many processes are alive on this node.
     pub fn process_count(&self) -> usize {
         self.inner.procs.len()
+    }
+
+    pub(crate) fn distribution(&self) -> Option<&Arc<dyn Distribution>> {
+        self.inner.dist.get()
     }
 
     pub(crate) fn next_pid(&self) -> Pid {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The identity of a process: which node it lives on and which process it is there.
 ///
@@ -15,6 +15,10 @@ use serde::{Deserialize, Serialize};
 ///   of the old incarnation is never mistaken for a live process of the new one.
 /// * `id`: unique per node incarnation, never reused.
 ///
+/// Serialised, a pid is `(node, creation, id)`; inside a message that crosses to another node the
+/// distribution layer swaps the index for the node's name (see [`crate::remote`]), so a pid
+/// sent to another node still names the same process there.
+///
 /// ```
 /// use girder::Pid;
 /// let pid = Pid::new(0, 1, 42);
@@ -22,7 +26,7 @@ use serde::{Deserialize, Serialize};
 /// assert!(pid.is_local());
 /// assert_eq!(pid.to_string(), "<0.42.1>");
 /// ```
-#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Pid {
     node: u32,
     creation: u32,
@@ -66,5 +70,38 @@ impl fmt::Display for Pid {
 impl fmt::Debug for Pid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Pid {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match crate::remote::translation() {
+            None => (self.node, self.creation, self.id).serialize(s),
+            Some(t) => {
+                let name = t.node_name(self.node).ok_or_else(|| {
+                    serde::ser::Error::custom(format!("pid {self} names an unknown node"))
+                })?;
+                (&*name, self.creation, self.id).serialize(s)
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Pid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match crate::remote::translation() {
+            None => {
+                let (node, creation, id) = <(u32, u32, u64)>::deserialize(d)?;
+                Ok(Pid { node, creation, id })
+            }
+            Some(t) => {
+                let (name, creation, id) = <(std::borrow::Cow<'de, str>, u32, u64)>::deserialize(d)?;
+                Ok(Pid {
+                    node: t.node_index(&name),
+                    creation,
+                    id,
+                })
+            }
+        }
     }
 }

@@ -86,19 +86,40 @@ tokio::task_local! {
     /// One reusable timer per process, for call timeouts. tokio's timer wheel takes a lock to
     /// register and to cancel an entry, but moving a registered deadline later is a single atomic
     /// update; reusing one `Sleep` per process turns two locks per call into none.
-    static PROCESS_TIMER: RefCell<Option<Pin<Box<Sleep>>>>;
+    /// The process's pid rides along, so code below a process (a remote send choosing its
+    /// ordering stream) can tell which process it runs in.
+    static PROCESS_TIMER: ProcessLocal;
 }
 
-/// Runs a process's future with its reusable call timer in scope.
-pub(crate) fn with_process_timer<F: Future>(fut: F) -> impl Future<Output = F::Output> {
-    PROCESS_TIMER.scope(RefCell::new(None), fut)
+pub(crate) struct ProcessLocal {
+    pid: crate::Pid,
+    timer: RefCell<Option<Pin<Box<Sleep>>>>,
+}
+
+/// Runs a process's future with its pid and reusable call timer in scope.
+pub(crate) fn with_process_timer<F: Future>(
+    pid: crate::Pid,
+    fut: F,
+) -> impl Future<Output = F::Output> {
+    PROCESS_TIMER.scope(
+        ProcessLocal {
+            pid,
+            timer: RefCell::new(None),
+        },
+        fut,
+    )
+}
+
+/// The pid of the process whose task is running, if any.
+pub(crate) fn current_pid() -> Option<crate::Pid> {
+    PROCESS_TIMER.try_with(|p| p.pid).ok()
 }
 
 /// Awaits `fut` until `deadline`; `None` if it passes first. Inside a process this reuses the
 /// process's timer; elsewhere it uses a fresh one.
 pub(crate) async fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Option<F::Output> {
     let reused = PROCESS_TIMER
-        .try_with(|slot| slot.try_borrow_mut().ok().and_then(|mut s| s.take()))
+        .try_with(|p| p.timer.try_borrow_mut().ok().and_then(|mut s| s.take()))
         .ok()
         .flatten();
     let mut sleep = match reused {
@@ -116,8 +137,8 @@ pub(crate) async fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Option<F
         sleep.as_mut().poll(cx).map(|()| None)
     })
     .await;
-    let _ = PROCESS_TIMER.try_with(|slot| {
-        if let Ok(mut s) = slot.try_borrow_mut() {
+    let _ = PROCESS_TIMER.try_with(|p| {
+        if let Ok(mut s) = p.timer.try_borrow_mut() {
             s.get_or_insert(sleep);
         }
     });

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::core::Core;
+use crate::remote::RemoteSink;
 use crate::{ExitReason, Pid, SendError};
 
 /// A typed handle to a process's mailbox: what you send with.
@@ -27,62 +28,106 @@ use crate::{ExitReason, Pid, SendError};
 /// # }
 /// ```
 pub struct Addr<M: Send + 'static> {
-    pub(crate) core: Arc<Core<M>>,
+    pub(crate) target: Target<M>,
+}
+
+pub(crate) enum Target<M: Send + 'static> {
+    Local(Arc<Core<M>>),
+    Remote(Arc<dyn RemoteSink<M>>),
 }
 
 impl<M: Send + 'static> Addr<M> {
+    pub(crate) fn local(core: Arc<Core<M>>) -> Self {
+        Addr {
+            target: Target::Local(core),
+        }
+    }
+
+    /// A handle to a process on another node, sending through `sink`. Distribution layers build
+    /// these (see [`crate::remote`]); everything else about the handle works as for a local one.
+    pub fn remote(sink: Arc<dyn RemoteSink<M>>) -> Self {
+        Addr {
+            target: Target::Remote(sink),
+        }
+    }
+
     /// The process's pid.
     pub fn pid(&self) -> Pid {
-        self.core.header.pid
+        match &self.target {
+            Target::Local(core) => core.header.pid,
+            Target::Remote(sink) => sink.pid(),
+        }
     }
 
     /// Queues `msg` without waiting. A bounded mailbox at capacity returns [`SendError::Full`]
     /// (nothing is queued and nothing is dropped silently); an exited process returns
-    /// [`SendError::NoProc`].
+    /// [`SendError::NoProc`]. For a remote process, `Full` means the connection's send queue is
+    /// full and `NoProc` that its node is unreachable; a message to a remote process that has
+    /// exited is dropped on arrival, as in Erlang.
     pub fn send(&self, msg: M) -> Result<(), SendError<M>> {
-        self.core.mailbox.send(msg)
+        match &self.target {
+            Target::Local(core) => core.mailbox.send(msg),
+            Target::Remote(sink) => sink.send(msg),
+        }
     }
 
     /// Queues `msg`, waiting for room if the mailbox is bounded and full. Waiting senders are
     /// served in order. Fails with [`SendError::NoProc`] if the process exits meanwhile.
     pub async fn send_wait(&self, msg: M) -> Result<(), SendError<M>> {
-        self.core.mailbox.send_wait(msg).await
+        match &self.target {
+            Target::Local(core) => core.mailbox.send_wait(msg).await,
+            Target::Remote(sink) => sink.send_wait(msg).await,
+        }
     }
 
     /// Asks the process to stop gracefully with `reason`. The request travels in the system lane,
     /// so it overtakes queued messages; the process sees [`Event::Stop`](crate::Event::Stop).
     /// False if the process has already exited.
     pub fn stop(&self, reason: ExitReason) -> bool {
-        self.core
-            .mailbox
-            .push_sys(crate::mailbox::SysMsg::Stop(reason))
+        match &self.target {
+            Target::Local(core) => core.mailbox.push_sys(crate::mailbox::SysMsg::Stop(reason)),
+            Target::Remote(sink) => sink.stop(reason),
+        }
     }
 
-    /// True while the process has not exited.
+    /// True while the process has not exited (for a remote process: while its node is
+    /// reachable and no exit has been seen).
     pub fn is_alive(&self) -> bool {
-        !self.core.header.meta.lock().has_exited()
+        match &self.target {
+            Target::Local(core) => !core.header.meta.lock().has_exited(),
+            Target::Remote(sink) => sink.exit_reason().is_none(),
+        }
     }
 
     /// Waits until the process has exited and its exit has reached its links and monitors, and
     /// returns why. Unlike [`Node::wait_exit`](crate::Node::wait_exit) this works after the
     /// process is gone too: the handle remembers the reason.
     pub async fn wait_exit(&self) -> ExitReason {
-        match self.core.header.exit_or_waiter() {
-            Ok(reason) => reason,
-            Err(rx) => rx.await.unwrap_or(ExitReason::NoProc),
+        match &self.target {
+            Target::Local(core) => match core.header.exit_or_waiter() {
+                Ok(reason) => reason,
+                Err(rx) => rx.await.unwrap_or(ExitReason::NoProc),
+            },
+            Target::Remote(sink) => sink.wait_exit().await,
         }
     }
 
     /// The reason the process exited, or `None` while it runs.
     pub fn exit_reason(&self) -> Option<ExitReason> {
-        self.core.header.exit_reason()
+        match &self.target {
+            Target::Local(core) => core.header.exit_reason(),
+            Target::Remote(sink) => sink.exit_reason(),
+        }
     }
 }
 
 impl<M: Send + 'static> Clone for Addr<M> {
     fn clone(&self) -> Self {
         Addr {
-            core: self.core.clone(),
+            target: match &self.target {
+                Target::Local(core) => Target::Local(core.clone()),
+                Target::Remote(sink) => Target::Remote(sink.clone()),
+            },
         }
     }
 }

@@ -107,9 +107,7 @@ impl<M: Send + 'static> Context<M> {
 
     /// A handle others can send to this process with.
     pub fn addr(&self) -> Addr<M> {
-        Addr {
-            core: self.core.clone(),
-        }
+        Addr::local(self.core.clone())
     }
 
     /// The node this process runs on.

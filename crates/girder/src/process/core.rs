@@ -64,9 +64,16 @@ impl Meta {
         self.extra.as_ref().map_or(&[], |e| &e.monitors)
     }
 
-    pub(crate) fn forget_monitor(&mut self, id: u64) {
-        if let Some(e) = &mut self.extra {
-            e.monitors.retain(|m| m.id != id);
+    /// Forgets the monitor `id` whose other end is `other` (ids are unique per watcher's node,
+    /// so a monitor from another node is told apart by its pid).
+    pub(crate) fn forget_monitor(&mut self, id: u64, other: Pid) -> bool {
+        match &mut self.extra {
+            Some(e) => {
+                let before = e.monitors.len();
+                e.monitors.retain(|m| m.id != id || m.other != other);
+                e.monitors.len() != before
+            }
+            None => false,
         }
     }
 

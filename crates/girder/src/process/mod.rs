@@ -23,4 +23,23 @@ pub use addr::Addr;
 pub use context::{Context, Down, Event, MonitorRef};
 pub use spawn::SpawnOptions;
 
+/// The pid of the process the calling code runs in, or `None` outside any process (Erlang's
+/// `self()`, for code that has no [`Context`] at hand).
+///
+/// ```
+/// # #[tokio::main] async fn main() {
+/// use girder::{ExitReason, Node};
+/// assert_eq!(girder::process::current(), None);
+/// let node = Node::new("docs");
+/// let addr = node.spawn(|ctx: girder::Context<()>| async move {
+///     assert_eq!(girder::process::current(), Some(ctx.pid()));
+///     ExitReason::Normal
+/// });
+/// assert_eq!(addr.wait_exit().await, ExitReason::Normal);
+/// # }
+/// ```
+pub fn current() -> Option<crate::Pid> {
+    crate::timer::current_pid()
+}
+
 pub(crate) use spawn::spawn_process;

@@ -74,7 +74,11 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
         tracing::debug!(%pid, %reason, "process exited");
     }
     for linked in links {
-        if let Some(p) = node.lookup_any(linked) {
+        if !linked.is_local() {
+            if let Some(d) = node.distribution() {
+                d.exit(pid, linked, reason.clone(), true);
+            }
+        } else if let Some(p) = node.lookup_any(linked) {
             exit_signal(&*p, pid, reason.clone(), true);
         }
     }
@@ -85,11 +89,21 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
         monitors, waiters, ..
     } = extra;
     for end in monitors {
+        if !end.other.is_local() {
+            if let Some(d) = node.distribution() {
+                if end.watched {
+                    d.down(pid, end.other, end.id, reason.clone());
+                } else {
+                    d.demonitor(pid, end.other, end.id);
+                }
+            }
+            continue;
+        }
         let Some(other) = node.lookup_any(end.other) else {
             continue;
         };
         // Either way the other end forgets this monitor, so neither side's list grows.
-        other.header().meta.lock().forget_monitor(end.id);
+        other.header().meta.lock().forget_monitor(end.id, pid);
         if end.watched {
             other.push_sys(SysMsg::Down(Down {
                 monitor: MonitorRef {
@@ -121,6 +135,18 @@ pub(crate) fn link(node: &Node, me: &dyn AnyProcess, other: Pid) -> Result<(), c
     if other == my_pid {
         return Ok(());
     }
+    if !other.is_local() {
+        let d = node
+            .distribution()
+            .ok_or(crate::LinkError::NoProc(other))?;
+        let mut meta = me.header().meta.lock();
+        if !meta.links.contains(&other) {
+            meta.links.push(other);
+            drop(meta);
+            d.link(my_pid, other);
+        }
+        return Ok(());
+    }
     let target = node
         .lookup_any(other)
         .ok_or(crate::LinkError::NoProc(other))?;
@@ -145,7 +171,11 @@ pub(crate) fn link(node: &Node, me: &dyn AnyProcess, other: Pid) -> Result<(), c
 pub(crate) fn unlink(node: &Node, me: &dyn AnyProcess, other: Pid) {
     let my_pid = me.header().pid;
     me.header().meta.lock().links.retain(|p| *p != other);
-    if let Some(target) = node.lookup_any(other) {
+    if !other.is_local() {
+        if let Some(d) = node.distribution() {
+            d.unlink(my_pid, other);
+        }
+    } else if let Some(target) = node.lookup_any(other) {
         target.header().meta.lock().links.retain(|p| *p != my_pid);
     }
 }
@@ -171,7 +201,12 @@ pub(crate) fn monitor(node: &Node, watcher: &dyn AnyProcess, target: Pid) -> Mon
             other: target,
             watched: false,
         });
-    if let Some(t) = node.lookup_any(target) {
+    if !target.is_local() {
+        if let Some(d) = node.distribution() {
+            d.monitor(me, target, mref.id);
+            return mref;
+        }
+    } else if let Some(t) = node.lookup_any(target) {
         let mut meta = t.header().meta.lock();
         if !meta.has_exited() {
             meta.extra().monitors.push(MonitorEnd {
@@ -182,11 +217,16 @@ pub(crate) fn monitor(node: &Node, watcher: &dyn AnyProcess, target: Pid) -> Mon
             return mref;
         }
     }
-    watcher.header().meta.lock().forget_monitor(mref.id);
+    watcher.header().meta.lock().forget_monitor(mref.id, target);
+    let reason = if target.is_local() {
+        ExitReason::NoProc
+    } else {
+        ExitReason::NoConnection
+    };
     watcher.push_sys(SysMsg::Down(Down {
         monitor: mref,
         pid: target,
-        reason: ExitReason::NoProc,
+        reason,
     }));
     mref
 }
@@ -194,8 +234,13 @@ pub(crate) fn monitor(node: &Node, watcher: &dyn AnyProcess, target: Pid) -> Mon
 /// Removes a monitor from both ends; a `Down` for it that is already queued is dropped by the
 /// caller.
 pub(crate) fn demonitor(node: &Node, watcher: &dyn AnyProcess, mref: MonitorRef) {
-    watcher.header().meta.lock().forget_monitor(mref.id);
-    if let Some(t) = node.lookup_any(mref.target) {
-        t.header().meta.lock().forget_monitor(mref.id);
+    let me = watcher.header().pid;
+    watcher.header().meta.lock().forget_monitor(mref.id, mref.target);
+    if !mref.target.is_local() {
+        if let Some(d) = node.distribution() {
+            d.demonitor(me, mref.target, mref.id);
+        }
+    } else if let Some(t) = node.lookup_any(mref.target) {
+        t.header().meta.lock().forget_monitor(mref.id, me);
     }
 }

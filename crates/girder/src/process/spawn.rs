@@ -161,7 +161,7 @@ where
     // The guard exists before the first poll, so even a task aborted before it ever ran reports
     // its exit.
     let task = ProcessTask {
-        inner: AssertUnwindSafe(crate::timer::with_process_timer(f(ctx))).catch_unwind(),
+        inner: AssertUnwindSafe(crate::timer::with_process_timer(pid, f(ctx))).catch_unwind(),
         guard: Some(ExitGuard {
             armed: Some((node.clone(), as_any)),
         }),
@@ -177,5 +177,5 @@ where
     if killed_while_spawning {
         handle.abort();
     }
-    Addr { core }
+    Addr::local(core)
 }

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use error::{CallError, StartError};
-pub use reply::ReplyTo;
+pub use reply::{Outcome, ReplyTo};
 pub use run::{ServerContext, ServerMsg};
 
 use crate::{Addr, Down, ExitReason, LookupError, Node, Pid, SendError, SpawnOptions};
@@ -195,6 +195,12 @@ impl<S: Server> ServerRef<S> {
     /// The server registered under `name` on `node`.
     pub fn lookup(node: &Node, name: &str) -> Result<Self, LookupError> {
         node.lookup(name).map(|addr| ServerRef { addr })
+    }
+
+    /// A handle from a typed address, local or remote (the distribution layer builds remote
+    /// ones).
+    pub fn from_addr(addr: Addr<ServerMsg<S>>) -> Self {
+        ServerRef { addr }
     }
 
     /// The server with `pid` on `node`.

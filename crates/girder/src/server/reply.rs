@@ -21,15 +21,32 @@ enum Sender<R> {
     Plain(oneshot::Sender<R>),
     /// A call's reply channel also says why a handle was dropped unanswered.
     Call(oneshot::Sender<Result<R, Unanswered>>),
+    /// A proxy's handle: the outcome goes to a function (e.g. back over a connection).
+    Forward(Box<dyn FnOnce(Outcome<R>) + Send + Sync>),
+}
+
+/// How a call ended, as a forwarding reply handle ([`ReplyTo::forward`]) learns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome<R> {
+    /// The handler replied.
+    Replied(R),
+    /// The handle was dropped without a reply while the server kept running.
+    Dropped,
+    /// The handle was dropped while its handler was panicking: the server is exiting.
+    Panicking,
+    /// The call failed because the callee exited (see [`ReplyTo::fail`]).
+    Failed(crate::ExitReason),
 }
 
 /// Why a reply handle was dropped without a reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Unanswered {
     /// Dropped by the handler (the server may still be running).
     Dropped,
     /// Dropped while its handler was panicking: the server is about to exit.
     Panicking,
+    /// Failed on purpose by a proxy whose callee exited.
+    Exited(crate::ExitReason),
 }
 
 impl<R> ReplyTo<R> {
@@ -54,6 +71,24 @@ impl<R> ReplyTo<R> {
         )
     }
 
+    /// A reply handle that hands the call's outcome to `f`: how a proxy, such as the
+    /// distribution layer, answers a call that came from elsewhere.
+    ///
+    /// ```
+    /// use girder::server::{Outcome, ReplyTo};
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let from = ReplyTo::forward(move |o: Outcome<u32>| tx.send(o).unwrap());
+    /// from.reply(7);
+    /// assert_eq!(rx.recv().unwrap(), Outcome::Replied(7));
+    /// let tx2 = std::sync::mpsc::channel::<Outcome<u32>>().0;
+    /// drop(ReplyTo::forward(move |o| { let _ = tx2.send(o); }));
+    /// ```
+    pub fn forward(f: impl FnOnce(Outcome<R>) + Send + Sync + 'static) -> Self {
+        ReplyTo {
+            tx: Some(Sender::Forward(Box::new(f))),
+        }
+    }
+
     /// Sends the reply. If the caller has given up (timed out), the reply is dropped.
     pub fn reply(mut self, value: R) {
         match self.tx.take() {
@@ -63,7 +98,37 @@ impl<R> ReplyTo<R> {
             Some(Sender::Call(tx)) => {
                 let _ = tx.send(Ok(value));
             }
+            Some(Sender::Forward(f)) => f(Outcome::Replied(value)),
             None => {}
+        }
+    }
+
+    /// Ends the call with [`CallError::Exited`](crate::CallError::Exited)`(reason)`: for a proxy
+    /// whose callee exited (or whose node became unreachable) before replying.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use girder::{CallError, ExitReason, Node, ReplyTo, Server, ServerContext, Flow};
+    /// struct Proxy;
+    /// impl Server for Proxy {
+    ///     type Call = (); type Reply = (); type Cast = (); type Info = ();
+    ///     async fn handle_call(&mut self, _: (), from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
+    ///         from.fail(ExitReason::NoConnection);
+    ///         Flow::Continue
+    ///     }
+    /// }
+    /// let node = Node::new("docs");
+    /// let proxy = girder::server::start(&node, Proxy).await.unwrap();
+    /// assert_eq!(proxy.call(()).await, Err(CallError::Exited(ExitReason::NoConnection)));
+    /// # }
+    /// ```
+    pub fn fail(mut self, reason: crate::ExitReason) {
+        match self.tx.take() {
+            Some(Sender::Call(tx)) => {
+                let _ = tx.send(Err(Unanswered::Exited(reason)));
+            }
+            Some(Sender::Forward(f)) => f(Outcome::Failed(reason)),
+            Some(Sender::Plain(_)) | None => {}
         }
     }
 
@@ -72,6 +137,7 @@ impl<R> ReplyTo<R> {
         match &self.tx {
             Some(Sender::Plain(tx)) => tx.is_closed(),
             Some(Sender::Call(tx)) => tx.is_closed(),
+            Some(Sender::Forward(_)) => false,
             None => true,
         }
     }
@@ -79,13 +145,22 @@ impl<R> ReplyTo<R> {
 
 impl<R> Drop for ReplyTo<R> {
     fn drop(&mut self) {
-        if let Some(Sender::Call(tx)) = self.tx.take() {
-            let why = if std::thread::panicking() {
-                Unanswered::Panicking
+        let panicking = std::thread::panicking();
+        match self.tx.take() {
+            Some(Sender::Call(tx)) => {
+                let why = if panicking {
+                    Unanswered::Panicking
+                } else {
+                    Unanswered::Dropped
+                };
+                let _ = tx.send(Err(why));
+            }
+            Some(Sender::Forward(f)) => f(if panicking {
+                Outcome::Panicking
             } else {
-                Unanswered::Dropped
-            };
-            let _ = tx.send(Err(why));
+                Outcome::Dropped
+            }),
+            Some(Sender::Plain(_)) | None => {}
         }
     }
 }

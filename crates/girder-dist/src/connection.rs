@@ -110,6 +110,7 @@ struct Outgoing {
 pub struct ConnectionHandle {
     tx: mpsc::Sender<Outgoing>,
     lost: watch::Receiver<Option<Lost>>,
+    report: std::sync::Arc<watch::Sender<Option<Lost>>>,
 }
 
 impl ConnectionHandle {
@@ -129,6 +130,24 @@ impl ConnectionHandle {
             .send(Outgoing { stream, payload })
             .await
             .map_err(|_| SendError::Lost)
+    }
+
+    /// Closes the connection from this side: both tasks stop and [`lost`](Self::lost) says
+    /// [`Lost::Local`]. What is still queued is dropped.
+    pub fn close(&self) {
+        self.report.send_if_modified(|slot| {
+            if slot.is_none() {
+                *slot = Some(Lost::Local);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// True once the connection is lost.
+    pub fn is_lost(&self) -> bool {
+        self.lost.borrow().is_some()
     }
 
     /// Waits until the connection is lost and says why.
@@ -188,6 +207,7 @@ where
         ConnectionHandle {
             tx: out_tx,
             lost: lost_rx,
+            report: lost_tx,
         },
         in_rx,
     )

@@ -100,6 +100,10 @@ pub enum Refusal {
     /// The peer claims this node's own name.
     #[error("peer claims this node's own name {0}")]
     SameName(NodeName),
+    /// Both nodes dialled each other at once; this node's own dial goes ahead (the dial from the
+    /// node with the smaller name wins).
+    #[error("{0} and this node dialled each other at once; this node's dial wins")]
+    Simultaneous(NodeName),
 }
 
 /// Why a handshake failed.

@@ -18,14 +18,21 @@
 #![warn(missing_docs)]
 
 pub mod connection;
+mod dispatch;
 pub mod frame;
 pub mod handshake;
 pub mod identity;
 pub mod membership;
+pub mod node;
+mod peer;
+pub mod remote;
 pub mod tls;
+pub mod wire;
 
 pub use connection::{ConnectionConfig, ConnectionHandle, Lost, Received};
 pub use frame::{Frame, FrameCodec, FrameError, FrameKind};
 pub use handshake::{Established, HandshakeConfig, HandshakeError};
 pub use identity::{Cookie, IdentityError, NodeName};
 pub use membership::{Member, MemberEvent, Membership, MembershipConfig};
+pub use node::{ConnectError, DistConfig, DistNode};
+pub use wire::Wire;

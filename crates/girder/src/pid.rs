@@ -95,7 +95,8 @@ impl<'de> Deserialize<'de> for Pid {
                 Ok(Pid { node, creation, id })
             }
             Some(t) => {
-                let (name, creation, id) = <(std::borrow::Cow<'de, str>, u32, u64)>::deserialize(d)?;
+                let (name, creation, id) =
+                    <(std::borrow::Cow<'de, str>, u32, u64)>::deserialize(d)?;
                 Ok(Pid {
                     node: t.node_index(&name),
                     creation,

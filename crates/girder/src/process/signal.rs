@@ -136,9 +136,7 @@ pub(crate) fn link(node: &Node, me: &dyn AnyProcess, other: Pid) -> Result<(), c
         return Ok(());
     }
     if !other.is_local() {
-        let d = node
-            .distribution()
-            .ok_or(crate::LinkError::NoProc(other))?;
+        let d = node.distribution().ok_or(crate::LinkError::NoProc(other))?;
         let mut meta = me.header().meta.lock();
         if !meta.links.contains(&other) {
             meta.links.push(other);
@@ -235,7 +233,11 @@ pub(crate) fn monitor(node: &Node, watcher: &dyn AnyProcess, target: Pid) -> Mon
 /// caller.
 pub(crate) fn demonitor(node: &Node, watcher: &dyn AnyProcess, mref: MonitorRef) {
     let me = watcher.header().pid;
-    watcher.header().meta.lock().forget_monitor(mref.id, mref.target);
+    watcher
+        .header()
+        .meta
+        .lock()
+        .forget_monitor(mref.id, mref.target);
     if !mref.target.is_local() {
         if let Some(d) = node.distribution() {
             d.demonitor(me, mref.target, mref.id);

@@ -1,0 +1,246 @@
+//! The nodes this node knows: their numbering in local pids, their connection state, and what
+//! is waiting on each (calls, name lookups, exit waiters).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use girder::remote::PidTranslation;
+use girder::{ExitReason, Pid};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{oneshot, Notify};
+
+use crate::connection::{self, ConnectionHandle};
+use crate::NodeName;
+
+/// A call waiting for its reply from a peer.
+pub(crate) trait PendingReply: Send {
+    /// Delivers the reply (its wire name and bytes) or the failure.
+    fn complete(self: Box<Self>, outcome: Completion<'_>);
+    /// True if the caller gave up (timed out), so the entry can be dropped.
+    fn abandoned(&self) -> bool;
+    /// For taking the caller's reply handle back when the call could not be sent.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any>;
+}
+
+pub(crate) enum Completion<'a> {
+    Reply { name: &'a str, body: &'a [u8] },
+    Failed(Option<ExitReason>),
+}
+
+/// What is waiting on one peer.
+#[derive(Default)]
+pub(crate) struct Waiting {
+    pub(crate) calls: HashMap<u64, Box<dyn PendingReply>>,
+    /// Call count after the last sweep of abandoned calls.
+    swept_at: usize,
+    pub(crate) lookups: HashMap<u64, oneshot::Sender<Option<Pid>>>,
+    pub(crate) exits: HashMap<u64, oneshot::Sender<ExitReason>>,
+}
+
+impl Waiting {
+    /// Adds a call, first dropping calls whose callers gave up when the table has doubled since
+    /// the last sweep, so timed-out calls to a peer that never answers do not pile up.
+    pub(crate) fn add_call(&mut self, reff: u64, pending: Box<dyn PendingReply>) {
+        if self.calls.len() >= (2 * self.swept_at).max(64) {
+            self.calls.retain(|_, c| !c.abandoned());
+            self.swept_at = self.calls.len();
+        }
+        self.calls.insert(reff, pending);
+    }
+}
+
+pub(crate) enum State {
+    /// Not connected; the next send dials if an address is known.
+    Idle,
+    /// A dial (or an accepted handshake) is under way; sends queue here, bounded.
+    Connecting {
+        gen: u64,
+        dialing: bool,
+        queued: Vec<(u64, Bytes)>,
+    },
+    Up {
+        gen: u64,
+        handle: ConnectionHandle,
+        creation: u32,
+    },
+}
+
+/// One known node.
+pub(crate) struct Peer {
+    /// Its index in local pids.
+    pub(crate) idx: u32,
+    pub(crate) name: NodeName,
+    pub(crate) state: Mutex<State>,
+    pub(crate) waiting: Mutex<Waiting>,
+    /// Woken on every state change.
+    pub(crate) changed: Notify,
+}
+
+/// Why a packet could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unsent {
+    Full,
+    Unreachable,
+}
+
+impl Peer {
+    /// Queues a packet on a live or starting connection; never dials.
+    pub(crate) fn send_now(&self, stream: u64, bytes: Bytes, limit: usize) -> Result<(), Unsent> {
+        let mut st = self.state.lock();
+        match &mut *st {
+            State::Up { handle, .. } => handle.send(stream, bytes).map_err(|e| match e {
+                connection::SendError::Full => Unsent::Full,
+                connection::SendError::Lost => Unsent::Unreachable,
+            }),
+            State::Connecting { queued, .. } if queued.len() < limit => {
+                queued.push((stream, bytes));
+                Ok(())
+            }
+            State::Connecting { .. } => Err(Unsent::Full),
+            State::Idle => Err(Unsent::Unreachable),
+        }
+    }
+
+    /// The live connection, if any.
+    pub(crate) fn handle(&self) -> Option<ConnectionHandle> {
+        match &*self.state.lock() {
+            State::Up { handle, .. } => Some(handle.clone()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_up(&self) -> bool {
+        matches!(&*self.state.lock(), State::Up { .. })
+    }
+
+    /// Queues a packet, waiting for room: on a live connection, or for a connection under way
+    /// to come up. Gives up if the peer becomes unreachable.
+    pub(crate) async fn send_wait(
+        &self,
+        stream: u64,
+        bytes: Bytes,
+        limit: usize,
+    ) -> Result<(), Unsent> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let handle = match self.send_now(stream, bytes.clone(), limit) {
+                Err(Unsent::Full) => self.handle(),
+                other => return other,
+            };
+            match handle {
+                Some(h) => {
+                    return h
+                        .send_wait(stream, bytes)
+                        .await
+                        .map_err(|_| Unsent::Unreachable)
+                }
+                // Still connecting with a full queue: wait for the connection to come up.
+                None => changed.await,
+            }
+        }
+    }
+
+    /// Queues a packet that must not be lost while the connection lives (signals, replies): on
+    /// a full queue it is handed to a task that waits for room.
+    pub(crate) fn send_reliable(&self, stream: u64, bytes: Bytes, limit: usize) {
+        if let Err(Unsent::Full) = self.send_now(stream, bytes.clone(), limit) {
+            if let Some(handle) = self.handle() {
+                tokio::spawn(async move {
+                    let _ = handle.send_wait(stream, bytes).await;
+                });
+            }
+        }
+    }
+
+    /// Fails everything waiting on this peer: the connection is gone.
+    pub(crate) fn fail_waiting(&self) {
+        let w = std::mem::take(&mut *self.waiting.lock());
+        for (_, call) in w.calls {
+            call.complete(Completion::Failed(Some(ExitReason::NoConnection)));
+        }
+        for (_, l) in w.lookups {
+            let _ = l.send(None);
+        }
+        for (_, e) in w.exits {
+            let _ = e.send(ExitReason::NoConnection);
+        }
+    }
+}
+
+/// Every node this node knows, numbered for local pids (index 0 is this node).
+pub(crate) struct NodeTable {
+    pub(crate) me: NodeName,
+    me_str: Arc<str>,
+    by_name: RwLock<HashMap<NodeName, Arc<Peer>>>,
+    /// Peer with index `i` is at `i - 1`; indices are never reused.
+    by_idx: RwLock<Vec<Arc<Peer>>>,
+}
+
+impl NodeTable {
+    pub(crate) fn new(me: NodeName) -> Self {
+        NodeTable {
+            me_str: Arc::from(me.as_str()),
+            me,
+            by_name: RwLock::new(HashMap::new()),
+            by_idx: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// The peer called `name`, added if new.
+    pub(crate) fn peer(&self, name: &NodeName) -> Arc<Peer> {
+        if let Some(p) = self.by_name.read().get(name) {
+            return p.clone();
+        }
+        let mut by_name = self.by_name.write();
+        if let Some(p) = by_name.get(name) {
+            return p.clone();
+        }
+        let mut by_idx = self.by_idx.write();
+        let peer = Arc::new(Peer {
+            idx: by_idx.len() as u32 + 1,
+            name: name.clone(),
+            state: Mutex::new(State::Idle),
+            waiting: Mutex::new(Waiting::default()),
+            changed: Notify::new(),
+        });
+        by_idx.push(peer.clone());
+        by_name.insert(name.clone(), peer.clone());
+        peer
+    }
+
+    pub(crate) fn get(&self, name: &NodeName) -> Option<Arc<Peer>> {
+        self.by_name.read().get(name).cloned()
+    }
+
+    pub(crate) fn by_index(&self, idx: u32) -> Option<Arc<Peer>> {
+        let i = idx.checked_sub(1)? as usize;
+        self.by_idx.read().get(i).cloned()
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Peer>> {
+        self.by_idx.read().clone()
+    }
+}
+
+impl PidTranslation for NodeTable {
+    fn node_name(&self, node: u32) -> Option<Arc<str>> {
+        if node == 0 {
+            return Some(self.me_str.clone());
+        }
+        self.by_index(node).map(|p| Arc::from(p.name.as_str()))
+    }
+
+    fn node_index(&self, name: &str) -> u32 {
+        if name == self.me.as_str() {
+            return 0;
+        }
+        match NodeName::new(name) {
+            Ok(n) => self.peer(&n).idx,
+            // A malformed name cannot be dialled: such a pid stays unreachable.
+            Err(_) => u32::MAX,
+        }
+    }
+}

@@ -73,9 +73,13 @@ enum Command {
         #[arg(long, default_value = "400ms", value_parser = parse_duration)]
         suspect_after: std::time::Duration,
     },
+    /// The server node of the remote benchmarks (started by `girder bench`).
+    #[command(hide = true)]
+    BenchPeer,
     /// Runs the runtime's benchmark workloads and prints a table (or JSON lines).
     Bench {
-        /// Workloads to run: spawn, ring, pingpong, call_c1, call_c100, fanin, or all.
+        /// Workloads to run: spawn, ring, pingpong, call_c1, call_c100, fanin, dist_link,
+        /// dist_send, dist_call_c1, dist_call_c50, detect, or all.
         #[arg(long = "workload", short = 'w')]
         workloads: Vec<String>,
         /// One JSON object per line instead of a table.
@@ -111,6 +115,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { duration, seed } => demo::run(duration, seed),
+        Command::BenchPeer => bench::remote::serve(),
         Command::Bench {
             workloads,
             json,

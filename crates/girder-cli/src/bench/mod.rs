@@ -3,6 +3,7 @@
 
 mod detect;
 mod link;
+pub mod remote;
 mod workloads;
 
 use std::time::Duration;
@@ -15,7 +16,7 @@ pub struct Outcome {
     pub values: Vec<(&'static str, f64)>,
 }
 
-pub const ALL: [&str; 8] = [
+pub const ALL: [&str; 11] = [
     "spawn",
     "ring",
     "pingpong",
@@ -23,6 +24,9 @@ pub const ALL: [&str; 8] = [
     "call_c100",
     "fanin",
     "dist_link",
+    "dist_send",
+    "dist_call_c1",
+    "dist_call_c50",
     "detect",
 ];
 
@@ -58,6 +62,9 @@ pub fn run(names: &[String], scale: f64, json: bool) -> Result<(), String> {
         // `detect` runs two `girder node` OS processes; the rest run in this runtime.
         let outcome = match name {
             "detect" => detect::run()?,
+            "dist_send" => remote::run("dist_send", scale)?,
+            "dist_call_c1" => remote::run("dist_call_c1", scale)?,
+            "dist_call_c50" => remote::run("dist_call_c50", scale)?,
             "dist_link" => {
                 rt.block_on(link::run(((1_000_000f64 * scale).round() as u64).max(1)))?
             }
@@ -94,7 +101,7 @@ fn report(o: &Outcome, json: bool) {
         "spawn" => (get("spawn_ns_per_proc").unwrap_or(0.0), "ns/proc"),
         "ring" => (get("hops_per_s").unwrap_or(0.0), "hops/s"),
         "pingpong" => (get("round_trips_per_s").unwrap_or(0.0), "round trips/s"),
-        "fanin" | "dist_link" => (get("msgs_per_s").unwrap_or(0.0), "msgs/s"),
+        "fanin" | "dist_link" | "dist_send" => (get("msgs_per_s").unwrap_or(0.0), "msgs/s"),
         "detect" => (
             get("detect_silent_s").unwrap_or(0.0) * 1000.0,
             "ms (silent)",

@@ -20,12 +20,15 @@
 pub mod connection;
 mod dispatch;
 pub mod frame;
+pub mod global;
+pub mod groups;
 pub mod handshake;
 pub mod identity;
 pub mod membership;
 pub mod node;
 mod peer;
 pub mod remote;
+mod replica;
 pub mod tls;
 pub mod wire;
 
@@ -34,5 +37,5 @@ pub use frame::{Frame, FrameCodec, FrameError, FrameKind};
 pub use handshake::{Established, HandshakeConfig, HandshakeError};
 pub use identity::{Cookie, IdentityError, NodeName};
 pub use membership::{Member, MemberEvent, Membership, MembershipConfig};
-pub use node::{ConnectError, DistConfig, DistNode};
+pub use node::{ConnectError, DistConfig, DistNode, NodeEvent};
 pub use wire::Wire;

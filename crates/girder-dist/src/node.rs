@@ -78,6 +78,22 @@ pub enum ConnectError {
     Timeout(NodeName),
 }
 
+/// A change in this node's connections (Erlang's `net_kernel:monitor_nodes/1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// An address became known for a node (it can be dialled now).
+    Discovered(NodeName),
+    /// A connection to the node is up.
+    Up(NodeName),
+    /// The connection to the node is gone; links and monitors across it have fired.
+    Down {
+        /// The node.
+        node: NodeName,
+        /// Why, in words.
+        reason: String,
+    },
+}
+
 /// A girder [`Node`] reachable from other nodes.
 ///
 /// ```
@@ -127,6 +143,7 @@ pub(crate) struct Inner {
     next_ref: AtomicU64,
     next_gen: AtomicU64,
     listener: parking_lot::Mutex<Option<AbortHandle>>,
+    events: tokio::sync::broadcast::Sender<NodeEvent>,
 }
 
 impl DistNode {
@@ -147,6 +164,7 @@ impl DistNode {
             next_ref: AtomicU64::new(1),
             next_gen: AtomicU64::new(1),
             listener: parking_lot::Mutex::new(None),
+            events: tokio::sync::broadcast::channel(1024).0,
         });
         let hooks = Arc::new(Hooks(Arc::downgrade(&inner)));
         if node.set_distribution(hooks).is_err() {
@@ -178,7 +196,61 @@ impl DistNode {
 
     /// Records where `name` listens, so it can be dialled on demand.
     pub fn add_address(&self, name: NodeName, addr: SocketAddr) {
-        self.inner.addresses.insert(name, addr);
+        if name == self.inner.cfg.name {
+            return;
+        }
+        if self.inner.addresses.insert(name.clone(), addr) != Some(addr) {
+            let _ = self.inner.events.send(NodeEvent::Discovered(name));
+        }
+    }
+
+    /// The nodes with a known address (connected or not).
+    pub fn known(&self) -> Vec<NodeName> {
+        self.inner
+            .addresses
+            .iter()
+            .map(|e| e.key().clone())
+            .collect()
+    }
+
+    /// Connection events from now on. A slow subscriber that falls more than 1024 events
+    /// behind misses the oldest (and is told so by the receiver); [`connected`](Self::connected)
+    /// gives the current state.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<NodeEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Takes node addresses and failures from a membership: members' addresses become
+    /// dialable (a member's TCP listener shares its membership address), and a member that
+    /// membership declares down is disconnected at once, even if its TCP connection still looks
+    /// alive (a frozen or partitioned node). Connections stay on demand.
+    pub fn follow(&self, membership: &crate::Membership) {
+        for m in membership.members() {
+            self.add_address(m.name.clone(), m.addr);
+        }
+        let mut events = membership.subscribe();
+        let me = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let event = match events.recv().await {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                };
+                let Some(inner) = me.upgrade() else { return };
+                let dist = DistNode { inner };
+                match event {
+                    crate::MemberEvent::Up(m) => dist.add_address(m.name, m.addr),
+                    crate::MemberEvent::Down(m) => {
+                        dist.disconnect(&m.name);
+                    }
+                    crate::MemberEvent::Replaced { new, .. } => {
+                        dist.disconnect(&new.name);
+                        dist.add_address(new.name, new.addr);
+                    }
+                }
+            }
+        });
     }
 
     /// Connects to `name` now (sends connect on demand anyway), waiting until the connection is
@@ -408,6 +480,10 @@ impl Inner {
             State::Up { handle, .. } => {
                 handle.close();
                 self.unreachable(&peer);
+                let _ = self.events.send(NodeEvent::Down {
+                    node: name.clone(),
+                    reason: "the node restarted".into(),
+                });
             }
             State::Idle => {}
         }
@@ -455,6 +531,7 @@ impl Inner {
         drop(old);
         peer.changed.notify_waiters();
         tracing::info!(node = %self.cfg.name, peer = %peer.name, creation = est.peer_creation, "connected");
+        let _ = self.events.send(NodeEvent::Up(peer.name.clone()));
         tokio::spawn(crate::dispatch::run(
             Arc::downgrade(self),
             peer,
@@ -499,6 +576,10 @@ impl Inner {
             tracing::info!(node = %self.cfg.name, peer = %peer.name, %why, "connection lost");
             peer.changed.notify_waiters();
             self.unreachable(peer);
+            let _ = self.events.send(NodeEvent::Down {
+                node: peer.name.clone(),
+                reason: why.to_string(),
+            });
         }
     }
 

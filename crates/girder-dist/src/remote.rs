@@ -103,6 +103,23 @@ impl DistNode {
         }))
     }
 
+    /// A handle to the server `pid` (in this node's numbering), local or remote.
+    pub fn server<S>(&self, pid: Pid) -> ServerRef<S>
+    where
+        S: Server,
+        S::Call: Wire,
+        S::Reply: Wire,
+        S::Cast: Wire,
+    {
+        match self.node_of(pid) {
+            Some(node) => self.remote_server(&node, pid),
+            None => ServerRef::from_addr(Addr::remote(Arc::new(RemoteServer::<S> {
+                target: self.target(pid),
+                _s: PhantomData,
+            }))),
+        }
+    }
+
     /// A handle to the server `pid` on `node`; calls and casts travel under the wire names of
     /// its types.
     pub fn remote_server<S>(&self, node: &NodeName, pid: Pid) -> ServerRef<S>

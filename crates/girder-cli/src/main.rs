@@ -2,6 +2,7 @@
 
 mod alloc;
 mod bench;
+mod child;
 mod demo;
 mod node;
 
@@ -72,6 +73,9 @@ enum Command {
         /// How long a suspected member has to answer before it is declared down.
         #[arg(long, default_value = "400ms", value_parser = parse_duration)]
         suspect_after: std::time::Duration,
+        /// Runs the demo's failover service (used by `girder demo`).
+        #[arg(long, hide = true)]
+        demo_service: bool,
     },
     /// The server node of the remote benchmarks (started by `girder bench`).
     #[command(hide = true)]
@@ -134,7 +138,9 @@ fn main() {
             probe_period,
             probe_rtt,
             suspect_after,
+            demo_service,
         } => node::run(node::NodeArgs {
+            demo_service,
             detection: (probe_period, probe_rtt, suspect_after),
             tls: tls_ca
                 .zip(tls_cert)

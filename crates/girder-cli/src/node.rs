@@ -1,23 +1,23 @@
-//! `girder node`: a node that joins a cluster, authenticates its peers and reports membership.
+//! `girder node`: a node that joins a cluster, authenticates its peers and hosts processes
+//! that other nodes reach.
 //!
 //! The node listens on one address for both membership (UDP, SWIM) and connections (TCP with the
-//! cookie handshake). When a member comes up, the node with the smaller name connects to it, so
-//! each pair has one connection. Everything it learns is printed as it happens; SIGTERM or Ctrl-C
-//! leaves the cluster gracefully.
+//! cookie handshake, optionally under mutual TLS). Membership tells the node where its peers are
+//! and when one is down; connections are made on demand, and the global registry and the
+//! `default` process-group scope it runs connect to every member. Everything it learns is
+//! printed as it happens; SIGTERM or Ctrl-C leaves the cluster gracefully.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use girder_dist::connection::{self, ConnectionConfig};
-use girder_dist::handshake::{self, HandshakeConfig, Refusal};
+use girder::Node;
+use girder_dist::global::Global;
+use girder_dist::groups::Groups;
 use girder_dist::membership::{self, Member, MemberEvent, Membership, MembershipConfig};
-use girder_dist::tls::{self, TlsConfig};
-use girder_dist::{Cookie, NodeName};
-use tokio::net::{TcpListener, TcpStream};
+use girder_dist::tls::TlsConfig;
+use girder_dist::{Cookie, DistConfig, DistNode, NodeEvent, NodeName};
 
 pub struct NodeArgs {
     /// Probe period, probe round trip, suspicion time.
@@ -30,6 +30,8 @@ pub struct NodeArgs {
     pub seed_dns: Option<String>,
     pub cookie_file: PathBuf,
     pub roles: Vec<String>,
+    /// Runs the demo's failover singleton (`girder demo` starts nodes with it).
+    pub demo_service: bool,
 }
 
 pub fn run(args: NodeArgs) -> Result<(), String> {
@@ -65,11 +67,19 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
         )),
         None => None,
     };
-    let listener = TcpListener::bind(args.listen)
+    let how = if tls_cfg.is_some() {
+        "TLS + cookie"
+    } else {
+        "cookie"
+    };
+    let creation = creation();
+    let mut cfg = DistConfig::new(name.clone(), cookie.clone(), args.listen);
+    cfg.tls = tls_cfg;
+    let dist = DistNode::start(Node::with_creation(name.as_str(), creation), cfg)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let listen = listener.local_addr().map_err(|e| e.to_string())?;
-    let creation = creation();
+    let listen = dist.local_addr();
+    let mut node_events = dist.subscribe();
     let me = Member {
         name: name.clone(),
         addr: listen,
@@ -78,7 +88,7 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     };
     let (probe_period, probe_rtt, suspect_to_down_after) = args.detection;
     let membership_cfg = MembershipConfig {
-        cookie: Some(cookie.clone()),
+        cookie: Some(cookie),
         probe_period,
         probe_rtt,
         suspect_to_down_after,
@@ -87,40 +97,16 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     let membership = Membership::start(me, &seeds, membership_cfg)
         .await
         .map_err(|e| format!("cannot start membership on {listen}: {e}"))?;
-    let hs = Arc::new(HandshakeConfig::new(name.clone(), creation, cookie));
-    println!("node {name} up (creation {creation}) on {listen}; seeds {seeds:?}");
-
-    // Incoming connections: the cookie handshake, then a connection kept alive by ticks.
-    let accept_hs = hs.clone();
-    let accept_tls = tls_cfg.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, from)) = listener.accept().await else {
-                return;
-            };
-            let hs = accept_hs.clone();
-            let tls_cfg = accept_tls.clone();
-            tokio::spawn(async move {
-                let admit = |_: &NodeName, _: u32| Ok::<(), Refusal>(());
-                let result = match &tls_cfg {
-                    Some(t) => match tls::accept(stream, t).await {
-                        Ok(s) => handshake::accept(s, &hs, admit).await.map(boxed),
-                        Err(e) => return println!("connection from {from} refused: TLS: {e}"),
-                    },
-                    None => handshake::accept(stream, &hs, admit).await.map(boxed),
-                };
-                match result {
-                    Ok((est, conn)) => {
-                        println!("connection from {} ({from}) authenticated", est.peer);
-                        conn.keep(est.peer).await;
-                    }
-                    Err(e) => println!("connection from {from} refused: {e}"),
-                }
-            });
-        }
-    });
-
     let mut events = membership.subscribe();
+    dist.follow(&membership);
+    let global = Global::start(&dist).map_err(|e| e.to_string())?;
+    let _groups = Groups::start(&dist, "default").map_err(|e| e.to_string())?;
+    println!("node {name} up (creation {creation}) on {listen}; seeds {seeds:?}");
+    if args.demo_service {
+        crate::demo::cluster::singleton(&dist, &global);
+    }
+
+    let at = || format!("+{:.2}s", started.elapsed().as_secs_f64());
     let signal = girder::application::shutdown_signal();
     tokio::pin!(signal);
     loop {
@@ -128,14 +114,9 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
             _ = &mut signal => break,
             event = events.recv() => match event {
                 Ok(MemberEvent::Up(m)) => {
-                    println!("member up: {} at {} roles {:?} (+{:.2}s)", m.name, m.addr, m.roles, started.elapsed().as_secs_f64());
-                    if name < m.name {
-                        tokio::spawn(connect(m, hs.clone(), tls_cfg.clone()));
-                    }
+                    println!("member up: {} at {} roles {:?} ({})", m.name, m.addr, m.roles, at());
                 }
-                Ok(MemberEvent::Down(m)) => {
-                    println!("member down: {} (+{:.2}s)", m.name, started.elapsed().as_secs_f64());
-                }
+                Ok(MemberEvent::Down(m)) => println!("member down: {} ({})", m.name, at()),
                 Ok(MemberEvent::Replaced { old, new }) => {
                     println!("member restarted: {} creation {} -> {}", new.name, old.creation, new.creation);
                 }
@@ -144,74 +125,30 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
                 }
                 Err(_) => break,
             },
+            event = node_events.recv() => match event {
+                Ok(NodeEvent::Up(peer)) => {
+                    println!("connected to {peer} (authenticated by {how}) ({})", at());
+                }
+                Ok(NodeEvent::Down { node, reason }) => {
+                    println!("connection to {node} lost: {reason} ({})", at());
+                }
+                Ok(NodeEvent::DialFailed { node, reason }) => {
+                    println!("handshake with {node} failed: {reason}");
+                }
+                Ok(NodeEvent::Refused { from, reason }) => {
+                    println!("connection from {from} refused: {reason}");
+                }
+                Ok(NodeEvent::Discovered(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    println!("missed {n} connection events (slow output)");
+                }
+                Err(_) => break,
+            },
         }
     }
     println!("leaving the cluster");
     membership.leave().await;
+    dist.shutdown();
     println!("node {name} stopped");
     Ok(())
-}
-
-async fn connect(to: Member, hs: Arc<HandshakeConfig>, tls_cfg: Option<Arc<TlsConfig>>) {
-    let stream =
-        match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(to.addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return println!("cannot connect to {}: {e}", to.name),
-            Err(_) => return println!("cannot connect to {}: timed out", to.name),
-        };
-    let result = match &tls_cfg {
-        Some(t) => match tls::connect(stream, to.name.host(), t).await {
-            Ok(s) => handshake::initiate(s, &hs).await.map(boxed),
-            Err(e) => return println!("handshake with {} failed: TLS: {e}", to.name),
-        },
-        None => handshake::initiate(stream, &hs).await.map(boxed),
-    };
-    match result {
-        Ok((est, conn)) => {
-            let how = if tls_cfg.is_some() {
-                "TLS + cookie"
-            } else {
-                "cookie"
-            };
-            println!(
-                "connected to {} (authenticated by {how}, protocol v{})",
-                est.peer, est.version
-            );
-            conn.keep(est.peer).await;
-        }
-        Err(e) => println!("handshake with {} failed: {e}", to.name),
-    }
-}
-
-/// A connection after the handshake, over TCP or over TLS.
-trait Established: Send {
-    fn keep(self: Box<Self>, peer: NodeName) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-}
-
-impl<S> Established for handshake::Connection<S>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    fn keep(self: Box<Self>, peer: NodeName) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(keep(peer, *self))
-    }
-}
-
-fn boxed<S>(
-    (est, conn): (girder_dist::Established, handshake::Connection<S>),
-) -> (girder_dist::Established, Box<dyn Established>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    (est, Box::new(conn))
-}
-
-/// Keeps a connection up (ticks both ways) until it is lost, and says why.
-async fn keep<S>(peer: NodeName, conn: handshake::Connection<S>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (handle, _incoming) = connection::start(conn, ConnectionConfig::default());
-    let why = handle.lost().await;
-    println!("connection to {peer} lost: {why}");
 }

@@ -90,6 +90,23 @@ fn demo_survives_injected_crashes_and_stops_cleanly() {
         text.contains("processes left: 0"),
         "tree not fully stopped:\n{text}"
     );
+    // Act 2: the globally registered service moves to another OS process after a SIGKILL.
+    let owner = text
+        .lines()
+        .find_map(|l| l.split("it runs on ").nth(1))
+        .unwrap_or_else(|| panic!("no owner reported:\n{text}"))
+        .trim()
+        .to_string();
+    let again = text
+        .lines()
+        .find(|l| l.contains("answered again from"))
+        .unwrap_or_else(|| panic!("no failover seen:\n{text}"));
+    assert!(!again.contains(&format!("from {owner} ")), "{again}");
+    assert!(text.contains("== failover: detection"), "{text}");
+    assert!(
+        text.contains("remaining nodes stopped gracefully"),
+        "{text}"
+    );
 }
 
 #[test]

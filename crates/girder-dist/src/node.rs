@@ -92,6 +92,20 @@ pub enum NodeEvent {
         /// Why, in words.
         reason: String,
     },
+    /// A dial to the node failed (unreachable, TLS or handshake refused).
+    DialFailed {
+        /// The node.
+        node: NodeName,
+        /// Why, in words.
+        reason: String,
+    },
+    /// An incoming connection was refused (TLS, wrong cookie, duplicate or stale name).
+    Refused {
+        /// Where it came from.
+        from: SocketAddr,
+        /// Why, in words.
+        reason: String,
+    },
 }
 
 /// A girder [`Node`] reachable from other nodes.
@@ -242,6 +256,7 @@ impl DistNode {
                 match event {
                     crate::MemberEvent::Up(m) => dist.add_address(m.name, m.addr),
                     crate::MemberEvent::Down(m) => {
+                        dist.inner.addresses.remove(&m.name);
                         dist.disconnect(&m.name);
                     }
                     crate::MemberEvent::Replaced { new, .. } => {
@@ -431,6 +446,11 @@ impl Inner {
         }
     }
 
+    fn refused(&self, from: SocketAddr, reason: String) {
+        tracing::warn!(node = %self.cfg.name, %from, %reason, "connection refused");
+        let _ = self.events.send(NodeEvent::Refused { from, reason });
+    }
+
     /// The acceptor's admission rule: one connection per pair, the dial from the smaller name
     /// wins when both dial at once, and a restarted peer replaces its old incarnation.
     fn admit(&self, name: &NodeName, creation: u32) -> Result<u64, Refusal> {
@@ -603,7 +623,7 @@ async fn accept_loop(inner: Weak<Inner>, listener: TcpListener) {
             match tls_cfg {
                 Some(t) => match tls::accept(stream, &t).await {
                     Ok(s) => accept(inner, s, from).await,
-                    Err(e) => tracing::warn!(%from, error = %e, "TLS refused"),
+                    Err(e) => inner.refused(from, format!("TLS: {e}")),
                 },
                 None => accept(inner, stream, from).await,
             }
@@ -629,10 +649,10 @@ where
             inner.established(peer, gen, est, conn);
         }
         (Err(e), Some((name, gen))) => {
-            tracing::warn!(%from, peer = %name, error = %e, "incoming handshake failed");
+            inner.refused(from, format!("{name}: {e}"));
             inner.attempt_failed(&inner.table.peer(&name), gen);
         }
-        (Err(e), None) => tracing::warn!(%from, error = %e, "connection refused"),
+        (Err(e), None) => inner.refused(from, e.to_string()),
         (Ok(_), None) => unreachable!("a handshake completes only after admission"),
     }
 }
@@ -645,10 +665,11 @@ async fn dial(inner: Arc<Inner>, peer: Arc<Peer>, addr: SocketAddr, gen: u64) {
             Some(t) => {
                 let s = tls::connect(tcp, peer.name.host(), t)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| format!("TLS: {e}"))?;
+                // Under TLS 1.3 a refused client certificate shows up on the first read, here.
                 let (est, conn) = handshake::initiate(s, &inner.hs)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| format!("handshake over TLS: {e}"))?;
                 check_peer(&peer, &est)?;
                 inner.established(peer.clone(), gen, est, conn);
             }
@@ -681,6 +702,10 @@ async fn dial(inner: Arc<Inner>, peer: Arc<Peer>, addr: SocketAddr, gen: u64) {
         }
     }
     tracing::warn!(node = %inner.cfg.name, peer = %peer.name, %addr, %error, "dial failed");
+    let _ = inner.events.send(NodeEvent::DialFailed {
+        node: peer.name.clone(),
+        reason: error,
+    });
     inner.attempt_failed(&peer, gen);
 }
 

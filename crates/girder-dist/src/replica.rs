@@ -172,6 +172,8 @@ struct Service {
     me: Pid,
     peers: HashMap<NodeName, Addr<SyncMsg>>,
     monitors: HashMap<Pid, MonitorRef>,
+    /// Nodes that could not be reached: when to try next, and the delay after that.
+    backoff: HashMap<NodeName, (std::time::Instant, std::time::Duration)>,
 }
 
 async fn run(
@@ -190,6 +192,7 @@ async fn run(
         mode,
         peers: HashMap::new(),
         monitors: HashMap::new(),
+        backoff: HashMap::new(),
     };
     for node in s.dist.connected() {
         s.greet(node);
@@ -197,8 +200,13 @@ async fn run(
     for node in s.dist.known() {
         s.reach(node);
     }
+    // Nodes that could not be reached when they were discovered are tried again, less and less
+    // often (2 s, doubling up to a minute), so a member that refuses us is not hammered.
+    let mut retry = tokio::time::interval(std::time::Duration::from_secs(1));
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = retry.tick() => s.retry(),
             ev = ctx.recv() => match ev {
                 Event::Message(m) => s.handle(&ctx, m),
                 Event::Down(d) => s.owner_exited(d.pid),
@@ -207,8 +215,12 @@ async fn run(
             },
             ev = events.recv() => match ev {
                 Ok(NodeEvent::Discovered(node)) => s.reach(node),
-                Ok(NodeEvent::Up(node)) => s.greet(node),
+                Ok(NodeEvent::Up(node)) => {
+                    s.backoff.remove(&node);
+                    s.greet(node);
+                }
                 Ok(NodeEvent::Down { node, .. }) => s.node_down(&node),
+                Ok(NodeEvent::DialFailed { .. } | NodeEvent::Refused { .. }) => {}
                 // Missed events: greet every connected node again; Hello is idempotent.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     for node in s.dist.connected() {
@@ -228,6 +240,25 @@ impl Service {
         tokio::spawn(async move {
             let _ = dist.connect(&node).await;
         });
+    }
+
+    fn retry(&mut self) {
+        let connected = self.dist.connected();
+        let now = std::time::Instant::now();
+        for node in self.dist.known() {
+            if connected.contains(&node) {
+                continue;
+            }
+            let (next, delay) = self
+                .backoff
+                .entry(node.clone())
+                .or_insert((now, std::time::Duration::from_secs(2)));
+            if *next <= now {
+                *next = now + *delay;
+                *delay = (*delay * 2).min(std::time::Duration::from_secs(60));
+                self.reach(node);
+            }
+        }
     }
 
     /// Finds `node`'s service; once found, a `Hello` with our entries goes to it and its reply

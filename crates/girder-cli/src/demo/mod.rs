@@ -15,6 +15,7 @@
 //! ```
 
 mod chaos;
+pub mod cluster;
 mod events;
 mod services;
 
@@ -146,11 +147,14 @@ pub fn run(duration: Duration, seed: u64) -> Result<(), String> {
         println!("-- root exited: {reason}; processes left: {}", node.process_count());
         let ok = stats.ok.load(Ordering::Relaxed);
         let failed = stats.failed.load(Ordering::Relaxed);
-        let tally = tally.lock().expect("tally lock");
+        let (injected, recoveries) = {
+            let t = tally.lock().expect("tally lock");
+            (t.injected, t.recoveries.clone())
+        };
         println!("== summary after {:.1?}", started.elapsed());
-        println!("   injected crashes: {}", tally.injected);
-        if !tally.recoveries.is_empty() {
-            let mut v = tally.recoveries.clone();
+        println!("   injected crashes: {injected}");
+        if !recoveries.is_empty() {
+            let mut v = recoveries;
             v.sort();
             println!("   back under the same name after: median {:?}, worst {:?}", v[v.len() / 2], v[v.len() - 1]);
         }
@@ -159,7 +163,10 @@ pub fn run(duration: Duration, seed: u64) -> Result<(), String> {
             "   client calls to kv: {ok} answered, {failed} failed cleanly while kv was restarting ({:.1}% answered)",
             100.0 * ok as f64 / (ok + failed).max(1) as f64
         );
-        Ok(())
+        if stopped_by == "signal" {
+            return Ok(());
+        }
+        cluster::run().await
     })
 }
 

@@ -30,6 +30,7 @@ mod peer;
 pub mod remote;
 mod replica;
 pub mod tls;
+pub mod transport;
 pub mod wire;
 
 pub use connection::{ConnectionConfig, ConnectionHandle, Lost, Received};

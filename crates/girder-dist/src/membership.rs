@@ -14,11 +14,11 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::transport::{Datagrams, Network};
 use bytes::Bytes;
 use foca::{Config, Foca, OwnedNotification, PostcardCodec, Timer};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
-use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::identity::{Cookie, NodeName};
@@ -121,6 +121,15 @@ pub struct MembershipConfig {
     /// cookie and datagrams without a valid one are dropped, so a node without the cookie can
     /// neither join nor learn the members.
     pub cookie: Option<Cookie>,
+    /// Where datagrams go: real UDP by default.
+    pub network: Arc<dyn Network>,
+    /// How often this node announces itself again to its seeds and to members it saw go down,
+    /// so that both sides of a healed partition find each other again (SWIM alone never probes
+    /// a member it declared down).
+    pub rejoin_every: Duration,
+    /// Where to bind when it is not the address members reach this node at (`me.addr`), e.g.
+    /// `0.0.0.0:port` behind NAT or in a container. `None`: bind `me.addr`.
+    pub bind: Option<SocketAddr>,
 }
 
 impl Default for MembershipConfig {
@@ -132,6 +141,9 @@ impl Default for MembershipConfig {
             cluster_size: 16,
             event_buffer: 1024,
             cookie: None,
+            network: crate::transport::tokio_network(),
+            bind: None,
+            rejoin_every: Duration::from_secs(1),
         }
     }
 }
@@ -163,8 +175,15 @@ impl Membership {
         seeds: &[SocketAddr],
         cfg: MembershipConfig,
     ) -> std::io::Result<Self> {
-        let socket = Arc::new(UdpSocket::bind(me.addr).await?);
-        me.addr = socket.local_addr()?;
+        let socket = cfg
+            .network
+            .bind_datagrams(cfg.bind.unwrap_or(me.addr))
+            .await?;
+        match cfg.bind {
+            None => me.addr = socket.local_addr()?,
+            Some(_) if me.addr.port() == 0 => me.addr.set_port(socket.local_addr()?.port()),
+            Some(_) => {}
+        }
         let mut fcfg = Config::new_lan(NonZeroU32::new(cfg.cluster_size.max(1)).expect("non-zero"));
         fcfg.probe_period = cfg.probe_period;
         fcfg.probe_rtt = cfg.probe_rtt;
@@ -202,19 +221,20 @@ impl Membership {
             let events = events.clone();
             let timers = input_tx.clone();
             let seeds: Vec<SocketAddr> = seeds.to_vec();
+            let rejoin_every = cfg.rejoin_every;
             let me = me.clone();
             let cookie = cfg.cookie.clone();
             tokio::spawn(async move {
                 let mut rt = foca::AccumulatingRuntime::new();
-                for seed in seeds.into_iter().filter(|s| *s != me.addr) {
-                    let placeholder = Member {
-                        name: NodeName::new("seed@unknown").expect("valid"),
-                        addr: seed,
-                        creation: 0,
-                        roles: Vec::new(),
-                    };
-                    let _ = foca.announce(placeholder, &mut rt);
+                for seed in seeds.iter().copied().filter(|s| *s != me.addr) {
+                    let _ = foca.announce(placeholder(seed), &mut rt);
                 }
+                let mut watch_downs = events.subscribe();
+                // Members seen going down, by address, with when: announced to until they are
+                // back or an hour has passed (bounded by `MAX_LOST`).
+                let mut lost: Vec<(SocketAddr, tokio::time::Instant)> = Vec::new();
+                let mut rejoin = tokio::time::interval(rejoin_every);
+                rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     flush(
                         &mut rt,
@@ -226,7 +246,28 @@ impl Membership {
                         &view_tx,
                     )
                     .await;
-                    let Some(input) = input_rx.recv().await else {
+                    let input = tokio::select! {
+                        input = input_rx.recv() => input,
+                        _ = rejoin.tick() => {
+                            while let Ok(e) = watch_downs.try_recv() {
+                                if let MemberEvent::Down(m) = e {
+                                    lost.retain(|(a, _)| *a != m.addr);
+                                    lost.push((m.addr, tokio::time::Instant::now()));
+                                }
+                            }
+                            let live: Vec<SocketAddr> = foca.iter_members().map(|m| m.id().addr).collect();
+                            lost.retain(|(a, at)| !live.contains(a) && at.elapsed() < LOST_FOR);
+                            if lost.len() > MAX_LOST {
+                                lost.drain(..lost.len() - MAX_LOST);
+                            }
+                            let targets = seeds.iter().copied().chain(lost.iter().map(|(a, _)| *a));
+                            for addr in targets.filter(|a| *a != me.addr && !live.contains(a)) {
+                                let _ = foca.announce(placeholder(addr), &mut rt);
+                            }
+                            continue;
+                        }
+                    };
+                    let Some(input) = input else {
                         return;
                     };
                     let result = match input {
@@ -299,6 +340,20 @@ impl Membership {
     }
 }
 
+/// How long a member that went down is still announced to, and how many are.
+const LOST_FOR: Duration = Duration::from_secs(3600);
+const MAX_LOST: usize = 256;
+
+/// An identity for an address whose member is not known yet (a seed): only its address is used.
+fn placeholder(addr: SocketAddr) -> Member {
+    Member {
+        name: NodeName::new("seed@unknown").expect("valid"),
+        addr,
+        creation: 0,
+        roles: Vec::new(),
+    }
+}
+
 /// Resolves a DNS name to seed addresses, one per A/AAAA record (as a Kubernetes headless service
 /// gives one record per pod). `target` is `host:port`.
 ///
@@ -325,7 +380,7 @@ impl Drop for Membership {
 
 async fn flush(
     rt: &mut foca::AccumulatingRuntime<Member>,
-    socket: &UdpSocket,
+    socket: &Arc<dyn Datagrams>,
     cookie: Option<&Cookie>,
     timers: &mpsc::Sender<Input>,
     events: &broadcast::Sender<MemberEvent>,

@@ -15,7 +15,6 @@ use dashmap::DashMap;
 use girder::remote::{Distribution, PidTranslation};
 use girder::{ExitReason, Node, Pid};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
 use crate::connection::{self, ConnectionConfig};
@@ -41,6 +40,8 @@ pub struct DistConfig {
     pub connection: ConnectionConfig,
     /// How long a dial (TCP, TLS and handshake) may take.
     pub connect_timeout: Duration,
+    /// Where connections go: real TCP by default.
+    pub network: Arc<dyn crate::transport::Network>,
     /// How long a connection's receiver stays busy waiting for more after traffic before it
     /// sleeps (zero: never). Trades a little CPU for request-reply latency, like the BEAM's
     /// scheduler busy-wait.
@@ -57,6 +58,7 @@ impl DistConfig {
             tls: None,
             connection: ConnectionConfig::default(),
             connect_timeout: Duration::from_secs(5),
+            network: crate::transport::tokio_network(),
             // Measured on 2 cores (docs/benchmarks.md): 50 µs turns a 64 µs remote call into
             // 15 µs; longer spins steal the CPU the other side needs.
             busy_poll: Duration::from_micros(50),
@@ -163,7 +165,7 @@ pub(crate) struct Inner {
 impl DistNode {
     /// Starts listening and installs itself as `node`'s distribution layer.
     pub async fn start(node: Node, cfg: DistConfig) -> std::io::Result<DistNode> {
-        let listener = TcpListener::bind(cfg.listen).await?;
+        let listener = cfg.network.listen(cfg.listen).await?;
         let local_addr = listener.local_addr()?;
         let table = Arc::new(NodeTable::new(cfg.name.clone()));
         let inner = Arc::new(Inner {
@@ -611,12 +613,11 @@ impl Inner {
     }
 }
 
-async fn accept_loop(inner: Weak<Inner>, listener: TcpListener) {
+async fn accept_loop(inner: Weak<Inner>, mut listener: Box<dyn crate::transport::Listener>) {
     loop {
         let Ok((stream, from)) = listener.accept().await else {
             return;
         };
-        let _ = stream.set_nodelay(true);
         let Some(inner) = inner.upgrade() else { return };
         tokio::spawn(async move {
             let tls_cfg = inner.cfg.tls.clone();
@@ -659,8 +660,12 @@ where
 
 async fn dial(inner: Arc<Inner>, peer: Arc<Peer>, addr: SocketAddr, gen: u64) {
     let attempt = async {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = inner
+            .cfg
+            .network
+            .connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
         match &inner.cfg.tls {
             Some(t) => {
                 let s = tls::connect(tcp, peer.name.host(), t)

@@ -173,7 +173,7 @@ struct Service {
     peers: HashMap<NodeName, Addr<SyncMsg>>,
     monitors: HashMap<Pid, MonitorRef>,
     /// Nodes that could not be reached: when to try next, and the delay after that.
-    backoff: HashMap<NodeName, (std::time::Instant, std::time::Duration)>,
+    backoff: HashMap<NodeName, (tokio::time::Instant, std::time::Duration)>,
 }
 
 async fn run(
@@ -244,7 +244,7 @@ impl Service {
 
     fn retry(&mut self) {
         let connected = self.dist.connected();
-        let now = std::time::Instant::now();
+        let now = tokio::time::Instant::now();
         for node in self.dist.known() {
             if connected.contains(&node) {
                 continue;

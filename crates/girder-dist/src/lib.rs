@@ -20,6 +20,8 @@
 pub mod connection;
 mod dispatch;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod global;
 pub mod groups;
 pub mod handshake;

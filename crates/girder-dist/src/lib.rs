@@ -1,19 +1,25 @@
-//! # girder-dist: nodes that find and trust each other
+//! # girder-dist: nodes that find, trust and talk to each other
 //!
-//! The first layer of Girder's distribution: who a node is, how bytes travel between two nodes,
-//! and how two nodes prove to each other that they belong to the same cluster.
+//! Girder's distribution: processes on different nodes send, call, link and monitor as if they
+//! were local; nodes find each other and notice each other's death; names and groups span the
+//! cluster.
 //!
 //! | module | what it is | Erlang anchor |
 //! |---|---|---|
+//! | [`node`] | [`DistNode`]: a girder `Node` reachable from others; on-demand connections, [`NodeEvent`]s | `net_kernel` |
+//! | [`remote`] | remote `Addr`/`ServerRef` handles, exports of local processes | remote pids, `gen_server:call({Name, Node}, ..)` |
+//! | [`wire`] | [`Wire`]: a message type's stable name; the packet format | the external term format, dist protocol |
+//! | [`global`] | [`global::Global`]: cluster-wide unique names, conflicts resolved after partitions | `global` |
+//! | [`groups`] | [`groups::Groups`]: scoped process groups, local-first selection | `pg` |
+//! | [`membership`] | [`Membership`]: SWIM failure detection and gossip (by `foca`), roles, graceful leave | `net_kernel` monitoring, `nodes()` |
 //! | [`identity`] | [`NodeName`] (`name@host`), [`Cookie`] (the shared secret) | node names, the cookie |
-//! | [`frame`] | [`FrameCodec`]: length-prefixed, typed, size-limited frames | the distribution packet |
 //! | [`handshake`] | [`handshake::initiate`] / [`handshake::accept`]: versions, capabilities, mutual HMAC proof | the distribution handshake |
 //! | [`connection`] | batched writes, fragments that interleave, ticks and loss detection | the distribution connection |
+//! | [`frame`] | [`FrameCodec`]: length-prefixed, typed, size-limited frames | the distribution packet |
 //! | [`tls`] | optional rustls under the handshake, mutual certificates | TLS distribution (`inet_tls`) |
-//! | [`membership`] | [`Membership`]: SWIM failure detection and gossip (by `foca`), roles, graceful leave | `net_kernel` monitoring, `nodes()` |
+//! | [`transport`] | the network under it all: real sockets, or a simulated one in tests | the carrier (`inet_tcp`) |
 //!
-//! Remote processes, membership (SWIM via `foca`), the global registry and process groups build
-//! on these; see `docs/architecture.md`.
+//! See `docs/architecture.md` for how a message crosses nodes, and decisions 004–006.
 
 #![warn(missing_docs)]
 

@@ -2,7 +2,7 @@
 //! and their replies, and the signals (link, exit, monitor, down) that keep Erlang's semantics
 //! across nodes.
 //!
-//! A packet is a small postcard-encoded [`Packet`] header followed by the message's own bytes,
+//! A packet is a small postcard-encoded `Packet` header followed by the message's own bytes,
 //! so a message is encoded once, straight into the frame.
 //!
 //! Every message type that crosses nodes names itself with a [`Wire`] name. The receiver checks

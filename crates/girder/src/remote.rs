@@ -5,12 +5,12 @@
 //!
 //! * [`Distribution`]: what the core calls when a local process links to, monitors, or sends an
 //!   exit signal to a pid of another node, and when a local process with remote links or
-//!   monitors exits. Installed once per node with [`Node::set_distribution`].
-//! * [`RemoteSink`]: the sending half behind an [`Addr`] of a remote process, built where the
-//!   message type's wire format is known ([`Addr::remote`]).
+//!   monitors exits. Installed once per node with [`Node::set_distribution`](crate::Node::set_distribution).
+//! * [`RemoteSink`]: the sending half behind an [`Addr`](crate::Addr) of a remote process, built where the
+//!   message type's wire format is known ([`Addr::remote`](crate::Addr::remote)).
 //!
 //! In the other direction the layer hands what arrives from peers to the `Node::remote_*`
-//! methods, and calls [`Node::node_down`] when a connection is lost, which fires `NoConnection`
+//! methods, and calls [`Node::node_down`](crate::Node::node_down) when a connection is lost, which fires `NoConnection`
 //! for every link and monitor that crossed it.
 //!
 //! Pids inside messages are translated at the node boundary by a [`PidTranslation`] that the

@@ -11,6 +11,7 @@
 //! consumer stops the reader, which stops TCP, which slows the peer).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -105,12 +106,27 @@ struct Outgoing {
     payload: Bytes,
 }
 
+/// What went through a connection, counted by its reader and writer tasks (one writer per
+/// counter, so the counting never contends).
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    /// Bytes of frames written (payloads plus the 5-byte frame headers).
+    pub bytes_out: AtomicU64,
+    /// Bytes of frames read.
+    pub bytes_in: AtomicU64,
+    /// Messages written (a fragmented message counts once).
+    pub messages_out: AtomicU64,
+    /// Messages read and delivered.
+    pub messages_in: AtomicU64,
+}
+
 /// The sending side of a connection; cheap to clone.
 #[derive(Clone)]
 pub struct ConnectionHandle {
     tx: mpsc::Sender<Outgoing>,
     lost: watch::Receiver<Option<Lost>>,
     report: std::sync::Arc<watch::Sender<Option<Lost>>>,
+    stats: std::sync::Arc<ConnectionStats>,
 }
 
 impl ConnectionHandle {
@@ -143,6 +159,11 @@ impl ConnectionHandle {
                 false
             }
         });
+    }
+
+    /// What has gone through the connection so far.
+    pub fn stats(&self) -> &ConnectionStats {
+        &self.stats
     }
 
     /// True once the connection is lost.
@@ -191,16 +212,19 @@ where
             });
         }
     };
+    let stats = std::sync::Arc::new(ConnectionStats::default());
     let writer_report = report.clone();
     let writer_lost = lost_rx.clone();
     let wcfg = cfg.clone();
+    let wstats = stats.clone();
     tokio::spawn(async move {
-        let why = write_loop(sink, out_rx, wcfg, writer_lost).await;
+        let why = write_loop(sink, out_rx, wcfg, writer_lost, &wstats).await;
         writer_report(why);
     });
     let reader_lost = lost_rx.clone();
+    let rstats = stats.clone();
     tokio::spawn(async move {
-        let why = read_loop(stream, in_tx, cfg, reader_lost).await;
+        let why = read_loop(stream, in_tx, cfg, reader_lost, &rstats).await;
         report(why);
     });
     (
@@ -208,6 +232,7 @@ where
             tx: out_tx,
             lost: lost_rx,
             report: lost_tx,
+            stats,
         },
         in_rx,
     )
@@ -228,6 +253,7 @@ async fn write_loop<K>(
     mut rx: mpsc::Receiver<Outgoing>,
     cfg: ConnectionConfig,
     mut lost: watch::Receiver<Option<Lost>>,
+    stats: &ConnectionStats,
 ) -> Lost
 where
     K: futures_util::Sink<Frame, Error = FrameError> + Unpin,
@@ -278,6 +304,10 @@ where
                 if head.len() <= cfg.chunk && q.seq == 0 {
                     let payload = q.pending.pop_front().expect("head exists");
                     queued -= 1;
+                    stats.messages_out.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .bytes_out
+                        .fetch_add(payload.len() as u64 + 13, Ordering::Relaxed);
                     if let Err(e) = sink.feed(message_frame(id, payload)).await {
                         return e.into();
                     }
@@ -290,9 +320,13 @@ where
                     let chunk = head.split_to(take);
                     let last = head.is_empty();
                     let frame = fragment_frame(id, q.seq, last, chunk);
+                    stats
+                        .bytes_out
+                        .fetch_add(frame.payload.len() as u64 + 5, Ordering::Relaxed);
                     if last {
                         q.pending.pop_front();
                         queued -= 1;
+                        stats.messages_out.fetch_add(1, Ordering::Relaxed);
                         q.seq = 0;
                     } else {
                         q.seq += 1;
@@ -359,6 +393,7 @@ async fn read_loop<R>(
     tx: mpsc::Sender<Received>,
     cfg: ConnectionConfig,
     mut lost: watch::Receiver<Option<Lost>>,
+    stats: &ConnectionStats,
 ) -> Lost
 where
     R: futures_util::Stream<Item = Result<Frame, FrameError>> + Unpin,
@@ -371,7 +406,10 @@ where
                 Err(_) => return Lost::Silent(cfg.dead_after),
                 Ok(None) => return Lost::Closed,
                 Ok(Some(Err(e))) => return e.into(),
-                Ok(Some(Ok(frame))) => frame,
+                Ok(Some(Ok(frame))) => {
+                    stats.bytes_in.fetch_add(frame.payload.len() as u64 + 5, Ordering::Relaxed);
+                    frame
+                }
             },
             _ = lost.changed() => return Lost::Local,
         };
@@ -428,6 +466,7 @@ where
                 return Lost::Protocol("handshake frame after the handshake".into())
             }
         };
+        stats.messages_in.fetch_add(1, Ordering::Relaxed);
         if tx.send(delivered).await.is_err() {
             return Lost::Local;
         }

@@ -110,6 +110,27 @@ pub enum NodeEvent {
     },
 }
 
+/// A known node as [`DistNode::peers`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PeerInfo {
+    /// Its name.
+    pub name: NodeName,
+    /// True while a connection is up.
+    pub connected: bool,
+    /// Its incarnation, while connected.
+    pub creation: Option<u32>,
+    /// Where it is dialled, if known.
+    pub address: Option<SocketAddr>,
+    /// Bytes sent to it, over all connections so far.
+    pub bytes_out: u64,
+    /// Bytes received from it.
+    pub bytes_in: u64,
+    /// Messages (packets) sent to it.
+    pub messages_out: u64,
+    /// Messages received from it.
+    pub messages_in: u64,
+}
+
 /// A girder [`Node`] reachable from other nodes.
 ///
 /// ```
@@ -325,6 +346,32 @@ impl DistNode {
             .collect()
     }
 
+    /// Every node this node has known, with its connection state and traffic.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.inner
+            .table
+            .all()
+            .into_iter()
+            .map(|p| {
+                let (connected, creation) = match &*p.state.lock() {
+                    State::Up { creation, .. } => (true, Some(*creation)),
+                    _ => (false, None),
+                };
+                let [bytes_out, bytes_in, messages_out, messages_in] = p.traffic();
+                PeerInfo {
+                    name: p.name.clone(),
+                    connected,
+                    creation,
+                    address: self.inner.addresses.get(&p.name).map(|a| *a),
+                    bytes_out,
+                    bytes_in,
+                    messages_out,
+                    messages_in,
+                }
+            })
+            .collect()
+    }
+
     /// The node a pid lives on.
     pub fn node_of(&self, pid: Pid) -> Option<NodeName> {
         if pid.is_local() {
@@ -501,6 +548,7 @@ impl Inner {
             // The peer restarted: its old incarnation is gone, whatever the old connection says.
             State::Up { handle, .. } => {
                 handle.close();
+                peer.retire(&handle);
                 self.unreachable(&peer);
                 let _ = self.events.send(NodeEvent::Down {
                     node: name.clone(),
@@ -587,7 +635,8 @@ impl Inner {
         let was_up = {
             let mut st = peer.state.lock();
             match &*st {
-                State::Up { gen: g, .. } if *g == gen => {
+                State::Up { gen: g, handle, .. } if *g == gen => {
+                    peer.retire(handle);
                     *st = State::Idle;
                     true
                 }

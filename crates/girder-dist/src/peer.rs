@@ -75,6 +75,8 @@ pub(crate) struct Peer {
     pub(crate) waiting: Mutex<Waiting>,
     /// Woken on every state change.
     pub(crate) changed: Notify,
+    /// Traffic of connections that have ended: bytes out, bytes in, messages out, in.
+    pub(crate) past: [std::sync::atomic::AtomicU64; 4],
 }
 
 /// Why a packet could not be queued.
@@ -155,6 +157,38 @@ impl Peer {
         }
     }
 
+    /// Adds an ended connection's traffic to the totals.
+    pub(crate) fn retire(&self, handle: &ConnectionHandle) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = handle.stats();
+        for (i, v) in [&s.bytes_out, &s.bytes_in, &s.messages_out, &s.messages_in]
+            .into_iter()
+            .enumerate()
+        {
+            self.past[i].fetch_add(v.load(Relaxed), Relaxed);
+        }
+    }
+
+    /// Traffic so far: `[bytes out, bytes in, messages out, messages in]`, ended connections and
+    /// the live one.
+    pub(crate) fn traffic(&self) -> [u64; 4] {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut t = [0; 4];
+        for (i, v) in self.past.iter().enumerate() {
+            t[i] = v.load(Relaxed);
+        }
+        if let Some(h) = self.handle() {
+            let s = h.stats();
+            for (i, v) in [&s.bytes_out, &s.bytes_in, &s.messages_out, &s.messages_in]
+                .into_iter()
+                .enumerate()
+            {
+                t[i] += v.load(Relaxed);
+            }
+        }
+        t
+    }
+
     /// Fails everything waiting on this peer: the connection is gone.
     pub(crate) fn fail_waiting(&self) {
         let w = std::mem::take(&mut *self.waiting.lock());
@@ -205,6 +239,7 @@ impl NodeTable {
             state: Mutex::new(State::Idle),
             waiting: Mutex::new(Waiting::default()),
             changed: Notify::new(),
+            past: Default::default(),
         });
         by_idx.push(peer.clone());
         by_name.insert(name.clone(), peer.clone());

@@ -27,6 +27,8 @@ pub struct ProcessInfo {
     pub monitored_by: usize,
     /// Whether it traps exits.
     pub trap_exit: bool,
+    /// Messages ever delivered to its mailbox.
+    pub messages_in: u64,
 }
 
 impl Node {
@@ -83,9 +85,11 @@ fn snapshot(p: &dyn AnyProcess) -> Option<ProcessInfo> {
             links: meta.links.len(),
             monitored_by: meta.monitors().iter().filter(|m| m.watched).count(),
             trap_exit: h.traps_exits(),
+            messages_in: 0,
         }
     };
     // Read outside the process lock: it takes the mailbox lock.
     info.mailbox_len = p.mailbox_len();
+    info.messages_in = p.messages_in();
     Some(info)
 }

@@ -17,6 +17,7 @@
 //! | [`supervisor`] | [`Supervisor`]: restart strategies, intensity, ordered shutdown | `supervisor` |
 //! | [`application`] | [`Application`]: a root tree started and stopped as a unit | `application` |
 //! | [`remote`] | the seam distribution plugs into: remote links, monitors, sends | `net_kernel`, `dist_util` |
+//! | [`stats`] | [`Node::stats`]: processes, spawns, exits by reason, messages, mailboxes; sampled call latency | `erlang:statistics/1`, `observer` |
 //! | introspection | [`Node::processes`], [`ProcessInfo`] | `observer`, `sys` |
 //!
 //! ## A supervised server
@@ -72,6 +73,7 @@ mod registry;
 pub mod remote;
 pub mod server;
 pub mod statem;
+pub mod stats;
 pub mod supervisor;
 pub mod timer;
 

@@ -40,6 +40,7 @@ pub(crate) struct NodeInner {
     /// Pids are sequential numbers, so a cheap hash spreads them as well as SipHash would.
     pub(crate) procs: DashMap<u64, Arc<dyn AnyProcess>, rustc_hash::FxBuildHasher>,
     pub(crate) names: DashMap<Arc<str>, Pid>,
+    pub(crate) counters: crate::stats::Counters,
     /// Set once when a distribution layer makes this node reachable.
     pub(crate) dist: OnceLock<Arc<dyn Distribution>>,
 }
@@ -94,6 +95,7 @@ impl Node {
                 procs: DashMap::with_hasher(rustc_hash::FxBuildHasher),
                 names: DashMap::new(),
                 dist: OnceLock::new(),
+                counters: Default::default(),
             }),
         }
     }
@@ -185,6 +187,11 @@ impl Node {
     /// How many processes are alive on this node.
     pub fn process_count(&self) -> usize {
         self.inner.procs.len()
+    }
+
+    /// Processes ever spawned (pids are numbered from 1).
+    pub(crate) fn spawned(&self) -> u64 {
+        self.inner.next_id.load(Ordering::Relaxed) - 1
     }
 
     pub(crate) fn distribution(&self) -> Option<&Arc<dyn Distribution>> {

@@ -151,6 +151,8 @@ pub(crate) trait AnyProcess: Send + Sync + 'static {
     fn header(&self) -> &Header;
     fn push_sys(&self, msg: SysMsg) -> bool;
     fn mailbox_len(&self) -> usize;
+    /// User messages ever queued in the mailbox.
+    fn messages_in(&self) -> u64;
     /// Closes the mailbox and drops what was queued.
     fn close_mailbox(&self);
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
@@ -173,6 +175,10 @@ impl<M: Send + 'static> AnyProcess for Core<M> {
 
     fn mailbox_len(&self) -> usize {
         self.mailbox.queued() + self.header.local_len.load(Ordering::Relaxed)
+    }
+
+    fn messages_in(&self) -> u64 {
+        self.mailbox.delivered()
     }
 
     fn close_mailbox(&self) {

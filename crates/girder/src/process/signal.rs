@@ -68,6 +68,7 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
         }
         (std::mem::take(&mut meta.links), extra, reason)
     };
+    node.inner.counters.exited(&reason, proc_.messages_in());
     // After the reason is recorded, so a caller woken by its dropped reply handle can read it.
     proc_.close_mailbox();
     if !matches!(reason, ExitReason::Normal) {

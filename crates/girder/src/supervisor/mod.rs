@@ -207,6 +207,11 @@ impl SupervisorRef {
         ServerRef::lookup(node, name).map(|server| SupervisorRef { server })
     }
 
+    /// The supervisor with `pid` on `node`.
+    pub fn from_pid(node: &Node, pid: Pid) -> Result<Self, LookupError> {
+        ServerRef::from_pid(node, pid).map(|server| SupervisorRef { server })
+    }
+
     async fn call(&self, req: SupervisorCall) -> Result<SupervisorReply, SupervisorError> {
         // Starting or stopping children can take their whole shutdown time.
         self.server

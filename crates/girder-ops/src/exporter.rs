@@ -1,0 +1,82 @@
+//! Metrics on the [`metrics`] facade, rendered in the Prometheus text format.
+//!
+//! The runtime's numbers ([`girder::Node::stats`], supervisors' restart counts, distribution
+//! traffic) are read when a scrape comes and published as gauges and counters labelled with the
+//! node's name; applications record their own metrics with the `metrics` macros and they appear
+//! in the same scrape. One recorder serves the whole OS process.
+
+use std::sync::OnceLock;
+
+use girder::Node;
+use girder_dist::{DistNode, Membership};
+use metrics::{counter, gauge};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Call-latency buckets, in seconds: 1 µs to 10 s.
+const CALL_BUCKETS: &[f64] = &[
+    1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5,
+    1.0, 5.0, 10.0,
+];
+
+/// Installs the Prometheus recorder as the process's `metrics` recorder (once) and returns the
+/// handle that renders it. If another recorder was installed first, `None`.
+pub fn install() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("girder_call_duration_seconds".into()),
+                    CALL_BUCKETS,
+                )
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .clone()
+}
+
+/// Publishes a node's runtime numbers (and its distribution's, if any) into the recorder.
+pub fn collect(node: &Node, dist: Option<&DistNode>, membership: Option<&Membership>) {
+    let name = node.name().to_string();
+    let s = node.stats();
+    gauge!("girder_processes", "node" => name.clone()).set(s.processes as f64);
+    counter!("girder_spawns_total", "node" => name.clone()).absolute(s.spawned);
+    for (reason, n) in s.exits.by_reason() {
+        counter!("girder_exits_total", "node" => name.clone(), "reason" => reason).absolute(n);
+    }
+    counter!("girder_messages_in_total", "node" => name.clone()).absolute(s.messages_in);
+    counter!("girder_messages_out_total", "node" => name.clone()).absolute(s.messages_out);
+    gauge!("girder_mailbox_length_max", "node" => name.clone()).set(s.mailbox_max as f64);
+    gauge!("girder_mailbox_length_sum", "node" => name.clone()).set(s.mailbox_sum as f64);
+    for p in node.processes() {
+        if p.behaviour == "supervisor" {
+            let sup = p.name.clone().unwrap_or_else(|| p.pid.to_string());
+            counter!("girder_supervisor_restarts_total", "node" => name.clone(), "supervisor" => sup)
+                .absolute(p.restarts as u64);
+        }
+    }
+    if let Some(dist) = dist {
+        let peers = dist.peers();
+        gauge!("girder_dist_connected_nodes", "node" => name.clone())
+            .set(peers.iter().filter(|p| p.connected).count() as f64);
+        for p in peers {
+            let peer = p.name.to_string();
+            gauge!("girder_dist_connected", "node" => name.clone(), "peer" => peer.clone())
+                .set(if p.connected { 1.0 } else { 0.0 });
+            counter!("girder_dist_bytes_out_total", "node" => name.clone(), "peer" => peer.clone())
+                .absolute(p.bytes_out);
+            counter!("girder_dist_bytes_in_total", "node" => name.clone(), "peer" => peer.clone())
+                .absolute(p.bytes_in);
+            counter!("girder_dist_messages_out_total", "node" => name.clone(), "peer" => peer.clone()).absolute(p.messages_out);
+            counter!("girder_dist_messages_in_total", "node" => name.clone(), "peer" => peer)
+                .absolute(p.messages_in);
+        }
+    }
+    if let Some(m) = membership {
+        // The other members plus this node.
+        gauge!("girder_cluster_members", "node" => name).set(m.members().len() as f64 + 1.0);
+    }
+}

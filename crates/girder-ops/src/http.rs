@@ -1,0 +1,366 @@
+//! The HTTP ops API (axum): health probes, Prometheus metrics, the node's processes,
+//! supervision tree, alarms and a live event stream; admin actions behind a bearer token.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use girder::supervisor::ChildInfo;
+use girder::{ExitReason, Pid, SupervisorRef};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+use crate::alarm::{AlarmManager, Severity};
+use crate::Shared;
+
+/// An API error: a status and a message that says what was wrong.
+pub(crate) struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+type Api<T> = Result<T, ApiError>;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/nodes", get(nodes))
+        .route("/api/processes", get(processes))
+        .route("/api/processes/{pid}/kill", post(kill))
+        .route("/api/supervision", get(supervision))
+        .route("/api/alarms", get(alarms))
+        .route("/api/alarms/{id}/clear", post(clear_alarm))
+        .route("/api/events", get(events))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .with_state(shared)
+}
+
+/// Checks the bearer token: always for admin actions, for reads when so configured.
+fn authorize(shared: &Shared, headers: &HeaderMap, admin: bool) -> Api<()> {
+    if !admin && !shared.protect_reads {
+        return Ok(());
+    }
+    let Some(token) = &shared.admin_token else {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "admin actions are disabled: the node has no admin token".into(),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        None => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token (Authorization: Bearer <token>)".into(),
+        )),
+        Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "wrong bearer token".into(),
+        )),
+    }
+}
+
+/// Compares without an early exit, so timing does not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(s): State<Arc<Shared>>) -> Response {
+    let mut why = Vec::new();
+    for a in s.alarms.active() {
+        if a.severity == Severity::Critical {
+            why.push(format!("critical alarm {}: {}", a.id, a.text));
+        }
+    }
+    if let Some(m) = &s.membership {
+        if s.expect_peers && m.members().is_empty() {
+            why.push("not joined to a cluster yet (no other members)".into());
+        }
+    }
+    if why.is_empty() {
+        (StatusCode::OK, Json(json!({ "ready": true }))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "why": why })),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Api<Response> {
+    authorize(&s, &headers, false)?;
+    crate::exporter::collect(&s.node, s.dist.as_ref(), s.membership.as_deref());
+    let body = s
+        .metrics
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_else(|| "# another metrics recorder is installed in this process\n".into());
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+#[derive(Serialize)]
+struct NodeView {
+    name: String,
+    this: bool,
+    connected: bool,
+    creation: Option<u32>,
+    processes: Option<usize>,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+async fn nodes(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Api<Json<serde_json::Value>> {
+    authorize(&s, &headers, false)?;
+    let stats = s.node.stats();
+    let mut v = vec![NodeView {
+        name: s
+            .dist
+            .as_ref()
+            .map(|d| d.name().to_string())
+            .unwrap_or_else(|| s.node.name().to_string()),
+        this: true,
+        connected: true,
+        creation: Some(s.node.creation()),
+        processes: Some(stats.processes),
+        bytes_in: 0,
+        bytes_out: 0,
+    }];
+    if let Some(d) = &s.dist {
+        for p in d.peers() {
+            v.push(NodeView {
+                name: p.name.to_string(),
+                this: false,
+                connected: p.connected,
+                creation: p.creation,
+                processes: None,
+                bytes_in: p.bytes_in,
+                bytes_out: p.bytes_out,
+            });
+        }
+    }
+    let members: Vec<serde_json::Value> = s
+        .membership
+        .as_ref()
+        .map(|m| {
+            m.members()
+                .into_iter()
+                .map(|m| json!({ "name": m.name.to_string(), "addr": m.addr.to_string(), "roles": m.roles }))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Json(
+        json!({ "nodes": v, "members": members, "stats": stats }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ProcessQuery {
+    sort: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn processes(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<ProcessQuery>,
+) -> Api<Json<serde_json::Value>> {
+    authorize(&s, &headers, false)?;
+    let mut list = s.node.processes();
+    match q.sort.as_deref().unwrap_or("mailbox") {
+        "mailbox" => list.sort_by(|a, b| b.mailbox_len.cmp(&a.mailbox_len).then(a.pid.cmp(&b.pid))),
+        "restarts" => list.sort_by(|a, b| b.restarts.cmp(&a.restarts).then(a.pid.cmp(&b.pid))),
+        "messages" => {
+            list.sort_by(|a, b| b.messages_in.cmp(&a.messages_in).then(a.pid.cmp(&b.pid)))
+        }
+        "pid" => {}
+        other => {
+            return Err(bad(format!(
+                "unknown sort {other:?}: use mailbox, restarts, messages or pid"
+            )))
+        }
+    }
+    let total = list.len();
+    list.truncate(q.limit.unwrap_or(100).min(10_000));
+    Ok(Json(json!({ "total": total, "processes": list })))
+}
+
+/// Reads `<0.42.7>` or `0.42.7` (node index, id, creation, as pids print).
+fn parse_pid(text: &str) -> Api<Pid> {
+    let t = text.trim().trim_start_matches('<').trim_end_matches('>');
+    let parts: Vec<&str> = t.split('.').collect();
+    let err = || {
+        bad(format!(
+            "not a pid: {text:?} (expected <node.id.creation>, e.g. <0.42.7>)"
+        ))
+    };
+    if parts.len() != 3 {
+        return Err(err());
+    }
+    let node: u32 = parts[0].parse().map_err(|_| err())?;
+    let id: u64 = parts[1].parse().map_err(|_| err())?;
+    let creation: u32 = parts[2].parse().map_err(|_| err())?;
+    Ok(Pid::new(node, creation, id))
+}
+
+async fn kill(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(pid): Path<String>,
+) -> Api<Json<serde_json::Value>> {
+    authorize(&s, &headers, true)?;
+    let pid = parse_pid(&pid)?;
+    if !pid.is_local() || !s.node.is_alive(pid) {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no live process {pid} on this node"),
+        ));
+    }
+    s.node.exit(pid, ExitReason::Kill);
+    tracing::warn!(%pid, "process killed through the ops API");
+    Ok(Json(json!({ "killed": pid.to_string() })))
+}
+
+#[derive(Serialize)]
+struct Tree {
+    pid: Pid,
+    name: Option<String>,
+    restarts: u32,
+    children: Vec<TreeChild>,
+}
+
+#[derive(Serialize)]
+struct TreeChild {
+    #[serde(flatten)]
+    info: ChildInfo,
+    /// The child's own children, when it is a supervisor.
+    tree: Option<Tree>,
+}
+
+async fn supervision(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Api<Json<serde_json::Value>> {
+    authorize(&s, &headers, false)?;
+    let sups: Vec<_> = s
+        .node
+        .processes()
+        .into_iter()
+        .filter(|p| p.behaviour == "supervisor")
+        .collect();
+    let mut children_of = std::collections::HashMap::new();
+    for p in &sups {
+        let Ok(r) = SupervisorRef::from_pid(&s.node, p.pid) else {
+            continue;
+        };
+        // A supervisor busy restarting answers later; the tree is a snapshot, not worth waiting for.
+        if let Ok(Ok(children)) =
+            tokio::time::timeout(Duration::from_secs(2), r.which_children()).await
+        {
+            children_of.insert(p.pid, children);
+        }
+    }
+    let nested: std::collections::HashSet<Pid> = children_of
+        .values()
+        .flatten()
+        .filter_map(|c| c.pid)
+        .collect();
+    fn build(
+        pid: Pid,
+        sups: &[girder::ProcessInfo],
+        children_of: &mut std::collections::HashMap<Pid, Vec<ChildInfo>>,
+    ) -> Tree {
+        let info = sups.iter().find(|p| p.pid == pid);
+        let children = children_of.remove(&pid).unwrap_or_default();
+        Tree {
+            pid,
+            name: info.and_then(|i| i.name.clone()),
+            restarts: info.map(|i| i.restarts).unwrap_or(0),
+            children: children
+                .into_iter()
+                .map(|c| {
+                    let tree = c
+                        .pid
+                        .filter(|p| sups.iter().any(|s| s.pid == *p))
+                        .map(|p| build(p, sups, children_of));
+                    TreeChild { info: c, tree }
+                })
+                .collect(),
+        }
+    }
+    let roots: Vec<Pid> = sups
+        .iter()
+        .map(|p| p.pid)
+        .filter(|p| !nested.contains(p))
+        .collect();
+    let trees: Vec<Tree> = roots
+        .into_iter()
+        .map(|r| build(r, &sups, &mut children_of))
+        .collect();
+    Ok(Json(json!({ "roots": trees })))
+}
+
+async fn alarms(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Api<Json<serde_json::Value>> {
+    authorize(&s, &headers, false)?;
+    Ok(Json(
+        json!({ "active": s.alarms.active(), "history": s.alarms.history() }),
+    ))
+}
+
+async fn clear_alarm(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Api<Json<serde_json::Value>> {
+    authorize(&s, &headers, true)?;
+    match s.alarms.clear(&id) {
+        Ok(a) => Ok(Json(json!({ "cleared": a }))),
+        Err(e) => Err(ApiError(StatusCode::NOT_FOUND, e.to_string())),
+    }
+}
+
+async fn events(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Api<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    authorize(&s, &headers, false)?;
+    Ok(Sse::new(notice_stream(&s.alarms)).keep_alive(KeepAlive::default()))
+}
+
+fn notice_stream(alarms: &AlarmManager) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    BroadcastStream::new(alarms.subscribe()).map(|n| {
+        Ok(match n {
+            Ok(notice) => SseEvent::default()
+                .event("notice")
+                .json_data(&notice)
+                .unwrap_or_else(|_| SseEvent::default().comment("unencodable notice")),
+            // A slow reader missed some: say so rather than silently skip.
+            Err(e) => SseEvent::default().event("lagged").data(e.to_string()),
+        })
+    })
+}

@@ -1,0 +1,287 @@
+//! # girder-ops: a node's eyes and voice
+//!
+//! Metrics, alarms, notifications and an HTTP ops API for a Girder node, as a side effect of the
+//! runtime: nothing in user handlers.
+//!
+//! | module | what it is | OTP anchor |
+//! |---|---|---|
+//! | [`exporter`] | runtime and distribution numbers on the `metrics` facade, Prometheus text | `observer`, `recon` |
+//! | [`alarm`] | [`AlarmManager`]: raise/clear, no duplicates, history, thresholds with hysteresis | SASL `alarm_handler`, elarm |
+//! | [`notice`] | [`Notice`]: what subscribers hear (alarms, nodes up and down) | `error_logger` events |
+//! | [`Ops`] | all of it on one node, served over HTTP: probes, metrics, processes, supervision, alarms, live events | — |
+//!
+//! ```
+//! # #[tokio::main] async fn main() {
+//! use girder::Node;
+//! use girder_ops::{Ops, OpsConfig};
+//! let node = Node::new("docs");
+//! let ops = Ops::start(node, None, None, OpsConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+//! let url = format!("http://{}/healthz", ops.local_addr());
+//! # let _ = url;
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod alarm;
+pub mod exporter;
+mod http;
+pub mod notice;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use girder::Node;
+use girder_dist::{DistNode, Membership, NodeEvent};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+pub use alarm::{Alarm, AlarmManager, Severity, Threshold};
+pub use notice::Notice;
+
+/// How a node's ops endpoint runs.
+#[derive(Clone, Debug)]
+pub struct OpsConfig {
+    /// Where the HTTP API listens.
+    pub listen: SocketAddr,
+    /// The bearer token for admin actions (clearing alarms, killing processes). Without one,
+    /// admin actions are refused.
+    pub admin_token: Option<String>,
+    /// Also require the token for reads.
+    pub protect_reads: bool,
+    /// Raise `mailbox_long` when a mailbox holds more than this for 5 s (cleared at half).
+    pub mailbox_alarm: usize,
+    /// Raise `memory_high` when the OS process's resident memory exceeds this many bytes.
+    pub memory_alarm: Option<u64>,
+    /// Raise `restart_storm` when supervisors restart more than this many children in 10 s.
+    pub restart_alarm: u64,
+    /// `/readyz` fails while membership has no other member.
+    pub expect_peers: bool,
+}
+
+impl OpsConfig {
+    /// Defaults: no admin token, open reads, mailbox alarm at 10,000, restart storm at 20 per
+    /// 10 s, no memory alarm.
+    pub fn new(listen: SocketAddr) -> Self {
+        OpsConfig {
+            listen,
+            admin_token: None,
+            protect_reads: false,
+            mailbox_alarm: 10_000,
+            memory_alarm: None,
+            restart_alarm: 20,
+            expect_peers: false,
+        }
+    }
+}
+
+/// What the HTTP handlers share.
+pub(crate) struct Shared {
+    pub(crate) node: Node,
+    pub(crate) dist: Option<DistNode>,
+    pub(crate) membership: Option<Arc<Membership>>,
+    pub(crate) alarms: AlarmManager,
+    pub(crate) metrics: Option<PrometheusHandle>,
+    pub(crate) admin_token: Option<String>,
+    pub(crate) protect_reads: bool,
+    pub(crate) expect_peers: bool,
+}
+
+/// A node's ops endpoint: alarms, notifications and the HTTP API. Stops when dropped.
+pub struct Ops {
+    alarms: AlarmManager,
+    local_addr: SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Ops {
+    /// Starts the HTTP API on `cfg.listen`, the standard thresholds, a log of notices and, with
+    /// a [`DistNode`], node up/down notices and `node_down:<name>` alarms.
+    pub async fn start(
+        node: Node,
+        dist: Option<DistNode>,
+        membership: Option<Arc<Membership>>,
+        cfg: OpsConfig,
+    ) -> std::io::Result<Ops> {
+        let alarms = AlarmManager::new();
+        standard_thresholds(&node, &alarms, &cfg);
+        log_notices(&alarms);
+        if let Some(d) = &dist {
+            follow_nodes(d, &alarms);
+        }
+        let shared = Arc::new(Shared {
+            node,
+            dist,
+            membership,
+            alarms: alarms.clone(),
+            metrics: exporter::install(),
+            admin_token: cfg.admin_token.clone(),
+            protect_reads: cfg.protect_reads,
+            expect_peers: cfg.expect_peers,
+        });
+        let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let app = http::router(shared);
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "ops HTTP server ended");
+            }
+        });
+        Ok(Ops {
+            alarms,
+            local_addr,
+            server,
+        })
+    }
+
+    /// Where the HTTP API listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The node's alarm manager (applications raise their own alarms here).
+    pub fn alarms(&self) -> &AlarmManager {
+        &self.alarms
+    }
+}
+
+impl Drop for Ops {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Mailbox length, restart storms and memory, checked every second.
+fn standard_thresholds(node: &Node, alarms: &AlarmManager, cfg: &OpsConfig) {
+    let source = node.name().to_string();
+    let n = node.clone();
+    let limit = cfg.mailbox_alarm as f64;
+    alarms.watch(
+        Threshold::new(
+            "mailbox_long",
+            Severity::Warning,
+            format!("a mailbox holds more than {} messages", cfg.mailbox_alarm),
+            move || n.stats().mailbox_max as f64,
+        )
+        .raise_above(limit)
+        .clear_below(limit / 2.0)
+        .for_at_least(Duration::from_secs(5))
+        .source(source.clone()),
+        Duration::from_secs(1),
+    );
+    let n = node.clone();
+    let mut window: std::collections::VecDeque<(tokio::time::Instant, u64)> = Default::default();
+    alarms.watch(
+        Threshold::new(
+            "restart_storm",
+            Severity::Major,
+            format!(
+                "supervisors restarted more than {} children in 10 s",
+                cfg.restart_alarm
+            ),
+            move || {
+                // Restarts in the last 10 s: the total now minus the total 10 s ago.
+                let total: u64 = n
+                    .processes()
+                    .iter()
+                    .filter(|p| p.behaviour == "supervisor")
+                    .map(|p| p.restarts as u64)
+                    .sum();
+                let now = tokio::time::Instant::now();
+                window.push_back((now, total));
+                while window
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(10))
+                {
+                    window.pop_front();
+                }
+                total.saturating_sub(window.front().map_or(total, |(_, v)| *v)) as f64
+            },
+        )
+        .raise_above(cfg.restart_alarm as f64)
+        .clear_below(0.0)
+        .source(source.clone()),
+        Duration::from_secs(1),
+    );
+    if let Some(limit) = cfg.memory_alarm {
+        alarms.watch(
+            Threshold::new(
+                "memory_high",
+                Severity::Major,
+                format!("resident memory above {} MiB", limit >> 20),
+                || resident_bytes() as f64,
+            )
+            .raise_above(limit as f64)
+            .clear_below(limit as f64 * 0.9)
+            .for_at_least(Duration::from_secs(5))
+            .source(source),
+            Duration::from_secs(1),
+        );
+    }
+}
+
+/// The OS process's resident memory, from `/proc/self/statm` (0 where there is none).
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+/// Every notice goes to the log.
+fn log_notices(alarms: &AlarmManager) {
+    let mut rx = alarms.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(n @ Notice::AlarmRaised { .. }) | Ok(n @ Notice::NodeDown { .. }) => {
+                    tracing::warn!("{}", n.line())
+                }
+                Ok(n) => tracing::info!("{}", n.line()),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => {
+                    tracing::warn!("notice log missed {k} notices")
+                }
+                Err(_) => return,
+            }
+        }
+    });
+}
+
+/// Node up/down notices, and a `node_down:<name>` alarm while a connection is down.
+fn follow_nodes(dist: &DistNode, alarms: &AlarmManager) {
+    let mut events = dist.subscribe();
+    let alarms = alarms.clone();
+    let me = dist.name().to_string();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(NodeEvent::Up(n)) => {
+                    let _ = alarms.clear(&format!("node_down:{n}"));
+                    alarms.publish(Notice::NodeUp {
+                        node: n.to_string(),
+                    });
+                }
+                Ok(NodeEvent::Down { node, reason }) => {
+                    let _ = alarms.raise(Alarm::new(
+                        format!("node_down:{node}"),
+                        Severity::Major,
+                        me.clone(),
+                        format!("connection to {node} lost: {reason}"),
+                    ));
+                    alarms.publish(Notice::NodeDown {
+                        node: node.to_string(),
+                        reason,
+                    });
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            }
+        }
+    });
+}

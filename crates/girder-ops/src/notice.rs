@@ -1,0 +1,48 @@
+//! Notifications: what subscribers (the log, webhooks, the dashboard's live stream) hear about.
+
+use serde::Serialize;
+
+use crate::alarm::Alarm;
+
+/// Something an operator or automation may want to act on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notice {
+    /// An alarm was raised.
+    AlarmRaised {
+        /// The alarm.
+        alarm: Alarm,
+    },
+    /// An alarm was cleared.
+    AlarmCleared {
+        /// The alarm as it was.
+        alarm: Alarm,
+    },
+    /// A connection to a node came up.
+    NodeUp {
+        /// The node.
+        node: String,
+    },
+    /// A connection to a node went down.
+    NodeDown {
+        /// The node.
+        node: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Notice {
+    /// One line for a log.
+    pub fn line(&self) -> String {
+        match self {
+            Notice::AlarmRaised { alarm } => format!(
+                "alarm raised: {} [{:?}] {}: {}",
+                alarm.id, alarm.severity, alarm.source, alarm.text
+            ),
+            Notice::AlarmCleared { alarm } => format!("alarm cleared: {}", alarm.id),
+            Notice::NodeUp { node } => format!("node up: {node}"),
+            Notice::NodeDown { node, reason } => format!("node down: {node} ({reason})"),
+        }
+    }
+}

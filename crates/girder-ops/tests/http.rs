@@ -1,0 +1,417 @@
+//! The ops API end to end over real HTTP: metrics after known actions, a threshold alarm that
+//! clears with hysteresis, admin endpoints and their token, malformed requests, the live event
+//! stream, readiness and the supervision tree.
+
+use std::time::Duration;
+
+use girder::{ChildSpec, Context, Event, ExitReason, Node, Supervisor};
+use girder_ops::{Alarm, Ops, OpsConfig, Severity};
+use serde_json::Value;
+
+async fn serve(node: &Node, token: Option<&str>, protect_reads: bool) -> (Ops, String) {
+    let mut cfg = OpsConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.admin_token = token.map(String::from);
+    cfg.protect_reads = protect_reads;
+    cfg.mailbox_alarm = 20;
+    let ops = Ops::start(node.clone(), None, None, cfg).await.unwrap();
+    let base = format!("http://{}", ops.local_addr());
+    (ops, base)
+}
+
+fn sleeper(node: &Node) -> girder::Addr<u32> {
+    node.spawn(|mut ctx: Context<u32>| async move {
+        loop {
+            match ctx.recv().await {
+                Event::Message(0) => panic!("told to crash"),
+                Event::Stop(r) => return r,
+                _ => {}
+            }
+        }
+    })
+}
+
+/// The value of `metric` with exactly `labels` in a Prometheus text body.
+fn metric(body: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_show_what_the_runtime_did() {
+    let node = Node::new("metrics-test");
+    let (_ops, base) = serve(&node, None, false).await;
+    let procs: Vec<_> = (0..3).map(|_| sleeper(&node)).collect();
+    for p in &procs {
+        for i in 1..=5 {
+            p.send(i).unwrap();
+        }
+    }
+    procs[0].send(0).unwrap(); // a crash: one panic exit
+    procs[0].wait_exit().await;
+    procs[1].stop(ExitReason::Shutdown);
+    procs[1].wait_exit().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let body = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let l = r#"node="metrics-test""#;
+    assert_eq!(metric(&body, "girder_processes", l), Some(1.0), "{body}");
+    assert_eq!(metric(&body, "girder_spawns_total", l), Some(3.0));
+    assert_eq!(metric(&body, "girder_messages_in_total", l), Some(16.0));
+    assert_eq!(metric(&body, "girder_messages_out_total", l), Some(16.0));
+    assert_eq!(
+        metric(
+            &body,
+            "girder_exits_total",
+            &format!(r#"{l},reason="panic""#)
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &body,
+            "girder_exits_total",
+            &format!(r#"{l},reason="shutdown""#)
+        ),
+        Some(1.0)
+    );
+    assert_eq!(metric(&body, "girder_mailbox_length_max", l), Some(0.0));
+}
+
+#[tokio::test]
+async fn a_long_mailbox_raises_an_alarm_that_clears_when_it_drains() {
+    let node = Node::new("alarm-test");
+    let (_ops, base) = serve(&node, None, false).await;
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let slow = node.spawn(move |mut ctx: Context<u32>| async move {
+        let _ = go_rx.await;
+        while let Event::Message(_) = ctx.recv().await {}
+        ExitReason::Normal
+    });
+    for i in 1..=30 {
+        slow.send(i).unwrap();
+    }
+    let active = |v: &Value| -> Vec<String> {
+        v["active"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // Above the line (20) for 5 s: raised.
+    let mut raised = false;
+    for _ in 0..100 {
+        let v: Value = reqwest::get(format!("{base}/api/alarms"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if active(&v).contains(&"mailbox_long".to_string()) {
+            raised = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(raised, "mailbox_long never raised");
+    go_tx.send(()).unwrap();
+    let mut cleared = false;
+    for _ in 0..50 {
+        let v: Value = reqwest::get(format!("{base}/api/alarms"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !active(&v).contains(&"mailbox_long".to_string()) {
+            let history = v["history"].as_array().unwrap();
+            assert_eq!(history.len(), 2, "{v}");
+            assert_eq!(history[0]["what"], "raised");
+            assert_eq!(history[1]["what"], "cleared");
+            cleared = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cleared, "mailbox_long never cleared");
+    let _ = slow;
+}
+
+#[tokio::test]
+async fn admin_actions_need_the_token() {
+    let node = Node::new("admin-test");
+    let (ops, base) = serve(&node, Some("s3cret-token"), false).await;
+    let victim = sleeper(&node);
+    let client = reqwest::Client::new();
+    let kill = format!("{base}/api/processes/{}/kill", victim.pid());
+    let r = client.post(&kill).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let msg: Value = r.json().await.unwrap();
+    assert!(
+        msg["error"].as_str().unwrap().contains("bearer token"),
+        "{msg}"
+    );
+    let r = client
+        .post(&kill)
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(victim.is_alive());
+    let r = client
+        .post(&kill)
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(victim.wait_exit().await, ExitReason::Killed);
+    // Killing it again: not found.
+    let r = client
+        .post(&kill)
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    ops.alarms()
+        .raise(Alarm::new(
+            "manual",
+            Severity::Minor,
+            "test",
+            "raised by hand",
+        ))
+        .unwrap();
+    let clear = format!("{base}/api/alarms/manual/clear");
+    assert_eq!(client.post(&clear).send().await.unwrap().status(), 401);
+    assert!(ops.alarms().is_active("manual"));
+    assert_eq!(
+        client
+            .post(&clear)
+            .bearer_auth("s3cret-token")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(!ops.alarms().is_active("manual"));
+    assert_eq!(
+        client
+            .post(&clear)
+            .bearer_auth("s3cret-token")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // Without a configured token, admin actions are off altogether.
+    let (_ops2, base2) = serve(&node, None, false).await;
+    let r = client
+        .post(format!("{base2}/api/alarms/x/clear"))
+        .bearer_auth("anything")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn reads_can_be_protected_too() {
+    let node = Node::new("protected-test");
+    let (_ops, base) = serve(&node, Some("tok-tok-tok"), true).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{base}/api/processes"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let r = client
+        .get(format!("{base}/api/processes"))
+        .bearer_auth("tok-tok-tok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Probes stay open: orchestrators call them without credentials.
+    assert_eq!(
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_get_a_4xx_that_says_why() {
+    let node = Node::new("bad-input-test");
+    let (_ops, base) = serve(&node, Some("t0ken"), false).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{base}/api/processes?sort=colour"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown sort \"colour\""),
+        "{v}"
+    );
+    let r = client
+        .get(format!("{base}/api/processes?limit=lots"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = client
+        .post(format!("{base}/api/processes/not-a-pid/kill"))
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("not a pid"), "{v}");
+    let r = client
+        .get(format!("{base}/api/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = client
+        .get(format!("{base}/api/processes/1/kill"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    // The server is unharmed.
+    assert_eq!(
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+}
+
+#[tokio::test]
+async fn processes_sort_by_mailbox_and_the_tree_shows_supervisors() {
+    let node = Node::new("tree-test");
+    let (_ops, base) = serve(&node, None, false).await;
+    let sup = Supervisor::builder()
+        .child(ChildSpec::process(
+            "worker",
+            |mut ctx: Context<()>| async move {
+                ctx.recv().await;
+                ExitReason::Normal
+            },
+        ))
+        .start(&node)
+        .await
+        .unwrap();
+    let busy = sleeper(&node);
+    for i in 1..=7 {
+        busy.send(i).unwrap();
+    }
+    let v: Value = reqwest::get(format!("{base}/api/processes?sort=mailbox&limit=1"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["processes"].as_array().unwrap().len(), 1);
+    assert_eq!(v["total"], 3);
+    let v: Value = reqwest::get(format!("{base}/api/supervision"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let roots = v["roots"].as_array().unwrap();
+    assert_eq!(roots.len(), 1, "{v}");
+    assert_eq!(roots[0]["pid"], serde_json::to_value(sup.pid()).unwrap());
+    assert_eq!(roots[0]["children"][0]["id"], "worker");
+}
+
+#[tokio::test]
+async fn readiness_follows_critical_alarms_and_events_stream_live() {
+    let node = Node::new("ready-test");
+    let (ops, base) = serve(&node, None, false).await;
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let mut stream = reqwest::get(format!("{base}/api/events")).await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    ops.alarms()
+        .raise(Alarm::new(
+            "db_down",
+            Severity::Critical,
+            "test",
+            "the database is gone",
+        ))
+        .unwrap();
+    let r = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["why"][0].as_str().unwrap().contains("db_down"), "{v}");
+    let mut seen = String::new();
+    while !seen.contains("db_down") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        seen.contains("event: notice") && seen.contains("alarm_raised"),
+        "{seen}"
+    );
+    ops.alarms().clear("db_down").unwrap();
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

@@ -1,0 +1,201 @@
+//! Runtime statistics: what the node's processes are doing, counted as a side effect of the
+//! runtime, never by user handlers.
+//!
+//! The hot paths pay (almost) nothing: a message is counted under the mailbox lock its push
+//! takes anyway, exits and spawns are counted once each, and one call in [`call_sampling`]
+//! (default 16) is timed into the `girder_call_duration_seconds` histogram of the
+//! [`metrics`](https://docs.rs/metrics) facade. [`Node::stats`] adds the rest up when asked, which
+//! is what an exporter (`girder-ops`) does at each scrape.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::{ExitReason, Node, Pid};
+
+/// A snapshot of a node's runtime counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NodeStats {
+    /// Processes alive now.
+    pub processes: usize,
+    /// Processes ever spawned.
+    pub spawned: u64,
+    /// Processes ever exited, by reason.
+    pub exits: ExitCounts,
+    /// User messages ever delivered to mailboxes (alive and exited processes).
+    pub messages_in: u64,
+    /// User messages taken by their processes (delivered minus still queued).
+    pub messages_out: u64,
+    /// Messages queued in all mailboxes now.
+    pub mailbox_sum: u64,
+    /// The longest mailbox now, and whose it is.
+    pub mailbox_max: usize,
+    /// The process with the longest mailbox.
+    pub mailbox_max_pid: Option<Pid>,
+}
+
+/// Exits by reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ExitCounts {
+    /// `Normal`.
+    pub normal: u64,
+    /// `Shutdown`.
+    pub shutdown: u64,
+    /// `Kill` / `Killed`.
+    pub killed: u64,
+    /// `NoProc`.
+    pub noproc: u64,
+    /// `NoConnection`.
+    pub noconnection: u64,
+    /// `Error(..)`.
+    pub error: u64,
+    /// `Panic(..)`.
+    pub panic: u64,
+}
+
+impl ExitCounts {
+    /// `(label, count)` pairs, for exporters.
+    pub fn by_reason(&self) -> [(&'static str, u64); 7] {
+        [
+            ("normal", self.normal),
+            ("shutdown", self.shutdown),
+            ("killed", self.killed),
+            ("noproc", self.noproc),
+            ("noconnection", self.noconnection),
+            ("error", self.error),
+            ("panic", self.panic),
+        ]
+    }
+}
+
+/// The node's own counters (the rest is read off the processes).
+#[derive(Default)]
+pub(crate) struct Counters {
+    exits: [AtomicU64; 7],
+    /// Messages delivered to processes that have exited.
+    messages_of_exited: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn exited(&self, reason: &ExitReason, messages_in: u64) {
+        let i = match reason {
+            ExitReason::Normal => 0,
+            ExitReason::Shutdown => 1,
+            ExitReason::Kill | ExitReason::Killed => 2,
+            ExitReason::NoProc => 3,
+            ExitReason::NoConnection => 4,
+            ExitReason::Error(_) => 5,
+            ExitReason::Panic(_) => 6,
+        };
+        self.exits[i].fetch_add(1, Ordering::Relaxed);
+        if messages_in > 0 {
+            self.messages_of_exited
+                .fetch_add(messages_in, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Node {
+    /// Adds up the node's runtime counters. Walks the process table (taking each mailbox lock
+    /// briefly), so it is for scrapes and dashboards, not for hot paths.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use girder::{Event, ExitReason, Node};
+    /// let node = Node::new("docs");
+    /// let p = node.spawn(|mut ctx| async move {
+    ///     while let Event::Message(()) = ctx.recv().await {}
+    ///     ExitReason::Normal
+    /// });
+    /// p.send(()).unwrap();
+    /// p.send(()).unwrap();
+    /// assert_eq!(node.stats().messages_in, 2);
+    /// p.stop(ExitReason::Shutdown);
+    /// p.wait_exit().await;
+    /// let s = node.stats();
+    /// assert_eq!((s.spawned, s.exits.shutdown, s.processes), (1, 1, 0));
+    /// assert_eq!(s.messages_in, 2);
+    /// # }
+    /// ```
+    pub fn stats(&self) -> NodeStats {
+        let c = &self.inner.counters;
+        let e = |i: usize| c.exits[i].load(Ordering::Relaxed);
+        let mut s = NodeStats {
+            spawned: self.spawned(),
+            exits: ExitCounts {
+                normal: e(0),
+                shutdown: e(1),
+                killed: e(2),
+                noproc: e(3),
+                noconnection: e(4),
+                error: e(5),
+                panic: e(6),
+            },
+            ..NodeStats::default()
+        };
+        let procs: Vec<_> = self.inner.procs.iter().map(|e| e.value().clone()).collect();
+        s.processes = procs.len();
+        let mut delivered = c.messages_of_exited.load(Ordering::Relaxed);
+        for p in procs {
+            let len = p.mailbox_len();
+            delivered += p.messages_in();
+            s.mailbox_sum += len as u64;
+            if len > s.mailbox_max {
+                s.mailbox_max = len;
+                s.mailbox_max_pid = Some(p.header().pid);
+            }
+        }
+        s.messages_in = delivered;
+        s.messages_out = delivered.saturating_sub(s.mailbox_sum);
+        s
+    }
+}
+
+static SAMPLING: AtomicU32 = AtomicU32::new(16);
+
+/// One call in `n` is timed into the call-latency histogram; 0 turns timing off. The default
+/// is 16: a timing costs two clock reads and a histogram update, which would be measurable on
+/// every call but not on one in sixteen.
+///
+/// ```
+/// girder::stats::set_call_sampling(0); // no call timing at all
+/// assert_eq!(girder::stats::call_sampling(), 0);
+/// girder::stats::set_call_sampling(16);
+/// ```
+pub fn set_call_sampling(n: u32) {
+    SAMPLING.store(n, Ordering::Relaxed);
+}
+
+/// See [`set_call_sampling`].
+pub fn call_sampling() -> u32 {
+    SAMPLING.load(Ordering::Relaxed)
+}
+
+thread_local! {
+    static TICK: Cell<u32> = const { Cell::new(0) };
+}
+
+/// True if this call is to be timed.
+#[inline]
+pub(crate) fn sample_call() -> bool {
+    let n = SAMPLING.load(Ordering::Relaxed);
+    if n == 0 {
+        return false;
+    }
+    TICK.with(|t| {
+        let v = t.get().wrapping_add(1);
+        t.set(v);
+        v % n == 0
+    })
+}
+
+/// Records a timed call.
+pub(crate) fn record_call(took: Duration) {
+    static HISTOGRAM: OnceLock<metrics::Histogram> = OnceLock::new();
+    HISTOGRAM
+        .get_or_init(|| metrics::histogram!("girder_call_duration_seconds"))
+        .record(took.as_secs_f64());
+}

@@ -107,8 +107,11 @@ impl Node {
     /// use girder::{Event, ExitReason, Node};
     /// let node = Node::new("docs");
     /// let p = node.spawn(|mut ctx| async move {
-    ///     while let Event::Message(()) = ctx.recv().await {}
-    ///     ExitReason::Normal
+    ///     loop {
+    ///         if let Event::<()>::Stop(reason) = ctx.recv().await {
+    ///             return reason;
+    ///         }
+    ///     }
     /// });
     /// p.send(()).unwrap();
     /// p.send(()).unwrap();

@@ -73,6 +73,12 @@ enum Command {
         /// How long a suspected member has to answer before it is declared down.
         #[arg(long, default_value = "400ms", value_parser = parse_duration)]
         suspect_after: std::time::Duration,
+        /// Serves the ops API (health, metrics, processes, alarms, events) on this address.
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
+        /// File holding the bearer token for the ops API's admin actions.
+        #[arg(long, requires = "http")]
+        admin_token_file: Option<std::path::PathBuf>,
         /// Runs the demo's failover service (used by `girder demo`).
         #[arg(long, hide = true)]
         demo_service: bool,
@@ -92,6 +98,9 @@ enum Command {
         /// Multiplies every count (0.01 for a quick smoke run).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+        /// `off` turns the runtime's call timing off, to measure what visibility costs.
+        #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+        visibility: String,
     },
 }
 
@@ -124,7 +133,16 @@ fn main() {
             workloads,
             json,
             scale,
-        } => bench::run(&workloads, scale, json),
+            visibility,
+        } => {
+            if visibility == "off" {
+                girder::stats::set_call_sampling(0);
+            } else {
+                // As a node serving /metrics records: into the Prometheus recorder.
+                girder_ops::exporter::install();
+            }
+            bench::run(&workloads, scale, json)
+        }
         Command::Node {
             name,
             listen,
@@ -139,8 +157,12 @@ fn main() {
             probe_rtt,
             suspect_after,
             demo_service,
+            http,
+            admin_token_file,
         } => node::run(node::NodeArgs {
             demo_service,
+            http,
+            admin_token_file,
             detection: (probe_period, probe_rtt, suspect_after),
             tls: tls_ca
                 .zip(tls_cert)

@@ -32,16 +32,37 @@ pub struct NodeArgs {
     pub roles: Vec<String>,
     /// Runs the demo's failover singleton (`girder demo` starts nodes with it).
     pub demo_service: bool,
+    /// Where to serve the ops API.
+    pub http: Option<SocketAddr>,
+    /// The ops API's admin token file.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 pub fn run(args: NodeArgs) -> Result<(), String> {
     let name = NodeName::new(&args.name).map_err(|e| e.to_string())?;
     let cookie = Cookie::from_file(&args.cookie_file).map_err(|e| e.to_string())?;
+    if let Some(f) = &args.admin_token_file {
+        admin_token(f)?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(serve(name, cookie, args))
+}
+
+/// Reads the admin token: one line, at least 16 characters, no spaces.
+fn admin_token(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read admin token file {}: {e}", path.display()))?;
+    let token = text.trim_end_matches(['\n', '\r']).to_string();
+    if token.len() < 16 || token.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "admin token in {} must be at least 16 characters without spaces",
+            path.display()
+        ));
+    }
+    Ok(token)
 }
 
 fn creation() -> u32 {
@@ -94,13 +115,37 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
         suspect_to_down_after,
         ..MembershipConfig::default()
     };
-    let membership = Membership::start(me, &seeds, membership_cfg)
-        .await
-        .map_err(|e| format!("cannot start membership on {listen}: {e}"))?;
+    let membership = Arc::new(
+        Membership::start(me, &seeds, membership_cfg)
+            .await
+            .map_err(|e| format!("cannot start membership on {listen}: {e}"))?,
+    );
     let mut events = membership.subscribe();
     dist.follow(&membership);
     let global = Global::start(&dist).map_err(|e| e.to_string())?;
     let _groups = Groups::start(&dist, "default").map_err(|e| e.to_string())?;
+    let _ops = match args.http {
+        Some(addr) => {
+            let mut cfg = girder_ops::OpsConfig::new(addr);
+            cfg.admin_token = args
+                .admin_token_file
+                .as_deref()
+                .map(admin_token)
+                .transpose()?;
+            cfg.expect_peers = !seeds.is_empty();
+            let ops = girder_ops::Ops::start(
+                dist.node().clone(),
+                Some(dist.clone()),
+                Some(membership.clone()),
+                cfg,
+            )
+            .await
+            .map_err(|e| format!("cannot serve the ops API on {addr}: {e}"))?;
+            println!("ops API on http://{}", ops.local_addr());
+            Some(ops)
+        }
+        None => None,
+    };
     println!("node {name} up (creation {creation}) on {listen}; seeds {seeds:?}");
     if args.demo_service {
         crate::demo::cluster::singleton(&dist, &global);

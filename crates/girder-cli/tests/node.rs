@@ -310,3 +310,85 @@ fn nodes_connect_over_mutual_tls_and_a_foreign_certificate_is_refused() {
         "{refused}"
     );
 }
+
+/// A minimal HTTP/1.1 request: the status code and the body.
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text[9..12].parse().unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (code, body)
+}
+
+#[test]
+fn a_node_serves_the_ops_api_with_an_admin_token() {
+    let cookie = cookie_file("ops-api-test-cluster-cookie");
+    let token = std::env::temp_dir().join(format!("girder-token-{}", std::process::id()));
+    std::fs::write(&token, "an-admin-token-for-tests\n").unwrap();
+    let a = NodeProc::start(&[
+        "--name",
+        "ops@127.0.0.1",
+        "--listen",
+        "127.0.0.1:0",
+        "--cookie-file",
+        cookie.to_str().unwrap(),
+        "--http",
+        "127.0.0.1:0",
+        "--admin-token-file",
+        token.to_str().unwrap(),
+    ]);
+    let line = a.expect("ops API on http://", Duration::from_secs(10));
+    let addr = line
+        .trim_start_matches("ops API on http://")
+        .trim()
+        .to_string();
+    assert_eq!(http(&addr, "GET", "/healthz", None), (200, "ok".into()));
+    let (code, metrics) = http(&addr, "GET", "/metrics", None);
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("girder_processes{node=\"ops@127.0.0.1\"}"),
+        "{metrics}"
+    );
+    let (code, body) = http(&addr, "POST", "/api/alarms/none/clear", None);
+    assert_eq!(code, 401, "{body}");
+    let (code, _) = http(
+        &addr,
+        "POST",
+        "/api/alarms/none/clear",
+        Some("an-admin-token-for-tests"),
+    );
+    assert_eq!(code, 404);
+    a.signal("-TERM");
+    a.expect("node ops@127.0.0.1 stopped", Duration::from_secs(10));
+
+    // A token too short to be a secret is refused at start.
+    std::fs::write(&token, "short\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
+        .args([
+            "node",
+            "--name",
+            "ops@127.0.0.1",
+            "--listen",
+            "127.0.0.1:0",
+            "--cookie-file",
+            cookie.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+            "--admin-token-file",
+            token.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16 characters"));
+}

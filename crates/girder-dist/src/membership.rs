@@ -328,13 +328,14 @@ impl Membership {
         let _ = self.view.changed().await;
     }
 
-    /// Leaves the cluster gracefully: the others see this node down at once.
-    pub async fn leave(mut self) {
+    /// Leaves the cluster gracefully: the others see this node down at once. The agent stops;
+    /// later calls do nothing.
+    pub async fn leave(&self) {
         let (tx, rx) = oneshot::channel();
         if self.input.send(Input::Leave(tx)).await.is_ok() {
             let _ = rx.await;
         }
-        for t in self.tasks.drain(..) {
+        for t in &self.tasks {
             t.abort();
         }
     }

@@ -79,6 +79,9 @@ enum Command {
         /// File holding the bearer token for the ops API's admin actions.
         #[arg(long, requires = "http")]
         admin_token_file: Option<std::path::PathBuf>,
+        /// POST alarms and node events as JSON to this URL (retried with back-off).
+        #[arg(long, requires = "http")]
+        webhook: Option<String>,
         /// Runs the demo's failover service (used by `girder demo`).
         #[arg(long, hide = true)]
         demo_service: bool,
@@ -159,7 +162,9 @@ fn main() {
             demo_service,
             http,
             admin_token_file,
+            webhook,
         } => node::run(node::NodeArgs {
+            webhook,
             demo_service,
             http,
             admin_token_file,

@@ -36,6 +36,8 @@ pub struct NodeArgs {
     pub http: Option<SocketAddr>,
     /// The ops API's admin token file.
     pub admin_token_file: Option<PathBuf>,
+    /// Where notices are posted.
+    pub webhook: Option<String>,
 }
 
 pub fn run(args: NodeArgs) -> Result<(), String> {
@@ -133,6 +135,10 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
                 .map(admin_token)
                 .transpose()?;
             cfg.expect_peers = !seeds.is_empty();
+            cfg.webhook = args
+                .webhook
+                .clone()
+                .map(girder_ops::webhook::WebhookConfig::new);
             let ops = girder_ops::Ops::start(
                 dist.node().clone(),
                 Some(dist.clone()),

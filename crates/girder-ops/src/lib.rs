@@ -8,6 +8,7 @@
 //! | [`exporter`] | runtime and distribution numbers on the `metrics` facade, Prometheus text | `observer`, `recon` |
 //! | [`alarm`] | [`AlarmManager`]: raise/clear, no duplicates, history, thresholds with hysteresis | SASL `alarm_handler`, elarm |
 //! | [`notice`] | [`Notice`]: what subscribers hear (alarms, nodes up and down) | `error_logger` events |
+//! | [`webhook`] | [`webhook::Webhook`]: notices POSTed as JSON, retried with back-off, bounded | — |
 //! | [`Ops`] | all of it on one node, served over HTTP: probes, metrics, processes, supervision, alarms, live events | — |
 //!
 //! ```
@@ -27,6 +28,7 @@ pub mod alarm;
 pub mod exporter;
 mod http;
 pub mod notice;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +59,8 @@ pub struct OpsConfig {
     pub restart_alarm: u64,
     /// `/readyz` fails while membership has no other member.
     pub expect_peers: bool,
+    /// POST every notice to this URL (see [`webhook`]).
+    pub webhook: Option<webhook::WebhookConfig>,
 }
 
 impl OpsConfig {
@@ -71,6 +75,7 @@ impl OpsConfig {
             memory_alarm: None,
             restart_alarm: 20,
             expect_peers: false,
+            webhook: None,
         }
     }
 }
@@ -92,6 +97,7 @@ pub struct Ops {
     alarms: AlarmManager,
     local_addr: SocketAddr,
     server: tokio::task::JoinHandle<()>,
+    webhook: Option<webhook::Webhook>,
 }
 
 impl Ops {
@@ -106,6 +112,10 @@ impl Ops {
         let alarms = AlarmManager::new();
         standard_thresholds(&node, &alarms, &cfg);
         log_notices(&alarms);
+        let webhook = cfg
+            .webhook
+            .clone()
+            .map(|w| webhook::Webhook::start(&alarms, w));
         if let Some(d) = &dist {
             follow_nodes(d, &alarms);
         }
@@ -131,12 +141,18 @@ impl Ops {
             alarms,
             local_addr,
             server,
+            webhook,
         })
     }
 
     /// Where the HTTP API listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The webhook sink, if one is configured.
+    pub fn webhook(&self) -> Option<&webhook::Webhook> {
+        self.webhook.as_ref()
     }
 
     /// The node's alarm manager (applications raise their own alarms here).

@@ -103,23 +103,8 @@ where
     M: Send + 'static,
     R: Send + 'static,
 {
-    let timed = crate::stats::sample_call().then(std::time::Instant::now);
-    let result = call_inner(addr, timeout, make).await;
-    if let Some(start) = timed {
-        crate::stats::record_call(start.elapsed());
-    }
-    result
-}
-
-async fn call_inner<M, R>(
-    addr: &Addr<M>,
-    timeout: Duration,
-    make: impl FnOnce(ReplyTo<R>) -> M,
-) -> Result<R, CallError>
-where
-    M: Send + 'static,
-    R: Send + 'static,
-{
+    // Records on every way out (reply, error, timeout, or the caller being dropped).
+    let _timed = crate::stats::CallTimer::start();
     let deadline = (timeout != Duration::MAX).then(|| Instant::now() + timeout);
     let (from, rx) = ReplyTo::for_call();
     let gone = || match addr.exit_reason() {

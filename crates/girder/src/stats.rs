@@ -195,8 +195,28 @@ pub(crate) fn sample_call() -> bool {
     })
 }
 
+/// Times a sampled call: records when dropped.
+pub(crate) struct CallTimer(Option<std::time::Instant>);
+
+impl CallTimer {
+    #[inline]
+    pub(crate) fn start() -> CallTimer {
+        CallTimer(sample_call().then(std::time::Instant::now))
+    }
+}
+
+impl Drop for CallTimer {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(start) = self.0 {
+            record_call(start.elapsed());
+        }
+    }
+}
+
 /// Records a timed call.
-pub(crate) fn record_call(took: Duration) {
+#[cold]
+fn record_call(took: Duration) {
     static HISTOGRAM: OnceLock<metrics::Histogram> = OnceLock::new();
     HISTOGRAM
         .get_or_init(|| metrics::histogram!("girder_call_duration_seconds"))

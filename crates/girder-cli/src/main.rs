@@ -5,6 +5,7 @@ mod bench;
 mod child;
 mod demo;
 mod node;
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -86,6 +87,27 @@ enum Command {
         #[arg(long, hide = true)]
         demo_service: bool,
     },
+    /// A node's cluster view, alarms and busiest processes, from its ops API.
+    Status {
+        /// The node's ops API, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        node: String,
+        /// File holding the bearer token, if the node protects reads.
+        #[arg(long)]
+        token_file: Option<std::path::PathBuf>,
+    },
+    /// A live view of a node (like observer_cli): redrawn every second until Ctrl-C.
+    Top {
+        /// The node's ops API, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        node: String,
+        /// File holding the bearer token, if the node protects reads.
+        #[arg(long)]
+        token_file: Option<std::path::PathBuf>,
+        /// How often to redraw.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        every: std::time::Duration,
+    },
     /// The server node of the remote benchmarks (started by `girder bench`).
     #[command(hide = true)]
     BenchPeer,
@@ -127,11 +149,30 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
+fn target(url: String, token_file: Option<std::path::PathBuf>) -> Result<status::Target, String> {
+    let token = match token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(&f)
+                .map_err(|e| format!("cannot read token file {}: {e}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    Ok(status::Target { url, token })
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { duration, seed } => demo::run(duration, seed),
         Command::BenchPeer => bench::remote::serve(),
+        Command::Status { node, token_file } => target(node, token_file).and_then(status::status),
+        Command::Top {
+            node,
+            token_file,
+            every,
+        } => target(node, token_file).and_then(|t| status::top(t, every)),
         Command::Bench {
             workloads,
             json,

@@ -368,6 +368,58 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
         Some("an-admin-token-for-tests"),
     );
     assert_eq!(code, 404);
+
+    // `girder status` reads the same API.
+    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
+        .args(["status", "--node", &format!("http://{addr}")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for part in [
+        "node ops@127.0.0.1:",
+        "NODES",
+        "ALARMS",
+        "none active",
+        "TOP PROCESSES",
+        "girder.global",
+    ] {
+        assert!(text.contains(part), "status lacks {part:?}:\n{text}");
+    }
+    // `girder top` redraws until it is stopped.
+    let top = Command::new(env!("CARGO_BIN_EXE_girder"))
+        .args([
+            "top",
+            "--node",
+            &format!("http://{addr}"),
+            "--every",
+            "200ms",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    Command::new("kill")
+        .args(["-TERM", &top.id().to_string()])
+        .status()
+        .unwrap();
+    let out = top.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.matches("TOP PROCESSES").count() >= 2, "{text}");
+    assert!(text.contains("/s)"), "no message rate: {text}");
+    // A node that is not there: a clear error.
+    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
+        .args(["status", "--node", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+
     a.signal("-TERM");
     a.expect("node ops@127.0.0.1 stopped", Duration::from_secs(10));
 

@@ -58,7 +58,20 @@ pub fn run(names: &[String], scale: f64, json: bool) -> Result<(), String> {
             "workload", "rate", "unit", "p50 µs", "p99 µs"
         );
     }
+    // Progress on stderr, in table mode only (JSON output stays clean for pipes). indicatif
+    // draws nothing when stderr is not a terminal.
+    let progress = (!json).then(|| {
+        let bar = indicatif::ProgressBar::new(selected.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                .expect("a valid template"),
+        );
+        bar
+    });
     for name in selected {
+        if let Some(bar) = &progress {
+            bar.set_message(format!("running {name}"));
+        }
         // `detect` runs two `girder node` OS processes; the rest run in this runtime.
         let outcome = match name {
             "detect" => detect::run()?,
@@ -70,9 +83,18 @@ pub fn run(names: &[String], scale: f64, json: bool) -> Result<(), String> {
             }
             _ => rt.block_on(workloads::run(name, scale)),
         };
-        report(&outcome, json);
+        match &progress {
+            Some(bar) => bar.suspend(|| report(&outcome, json)),
+            None => report(&outcome, json),
+        }
+        if let Some(bar) = &progress {
+            bar.inc(1);
+        }
         // Let the runtime settle between workloads.
         std::thread::sleep(Duration::from_millis(200));
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
     }
     Ok(())
 }

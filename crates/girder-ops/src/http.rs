@@ -332,11 +332,30 @@ async fn supervision(
     Ok(Json(json!({ "roots": trees })))
 }
 
-async fn alarms(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Api<Json<serde_json::Value>> {
+#[derive(Deserialize)]
+struct AlarmQuery {
+    scope: Option<String>,
+}
+
+async fn alarms(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<AlarmQuery>,
+) -> Api<Json<serde_json::Value>> {
     authorize(&s, &headers, false)?;
-    Ok(Json(
-        json!({ "active": s.alarms.active(), "history": s.alarms.history() }),
-    ))
+    let cluster = match q.scope.as_deref() {
+        None | Some("node") => None,
+        Some("cluster") => Some(match &s.dist {
+            Some(d) => crate::cluster::gather(d).await,
+            None => Vec::new(),
+        }),
+        Some(other) => return Err(bad(format!("unknown scope {other:?}: use node or cluster"))),
+    };
+    Ok(Json(json!({
+        "active": s.alarms.active(),
+        "history": s.alarms.history(),
+        "cluster": cluster,
+    })))
 }
 
 async fn clear_alarm(

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`exporter`] | runtime and distribution numbers on the `metrics` facade, Prometheus text | `observer`, `recon` |
 //! | [`alarm`] | [`AlarmManager`]: raise/clear, no duplicates, history, thresholds with hysteresis | SASL `alarm_handler`, elarm |
+//! | [`cluster`] | every node's active alarms, asked for across the cluster | `alarm_handler` on each node |
 //! | [`notice`] | [`Notice`]: what subscribers hear (alarms, nodes up and down) | `error_logger` events |
 //! | [`webhook`] | [`webhook::Webhook`]: notices POSTed as JSON, retried with back-off, bounded | — |
 //! | [`Ops`] | all of it on one node, served over HTTP: probes, metrics, processes, supervision, alarms, live events | — |
@@ -25,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod alarm;
+pub mod cluster;
 pub mod exporter;
 mod http;
 pub mod notice;
@@ -112,12 +114,14 @@ impl Ops {
         let alarms = AlarmManager::new();
         standard_thresholds(&node, &alarms, &cfg);
         log_notices(&alarms);
+        follow_lifecycle(&node, &alarms);
         let webhook = cfg
             .webhook
             .clone()
             .map(|w| webhook::Webhook::start(&alarms, w));
         if let Some(d) = &dist {
             follow_nodes(d, &alarms);
+            cluster::serve(d, &alarms).await;
         }
         let shared = Arc::new(Shared {
             node,
@@ -255,15 +259,51 @@ fn log_notices(alarms: &AlarmManager) {
     tokio::spawn(async move {
         loop {
             match rx.recv().await {
-                Ok(n @ Notice::AlarmRaised { .. }) | Ok(n @ Notice::NodeDown { .. }) => {
-                    tracing::warn!("{}", n.line())
-                }
+                Ok(
+                    n @ (Notice::AlarmRaised { .. }
+                    | Notice::NodeDown { .. }
+                    | Notice::SupervisorGaveUp { .. }),
+                ) => tracing::warn!("{}", n.line()),
                 Ok(n) => tracing::info!("{}", n.line()),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => {
                     tracing::warn!("notice log missed {k} notices")
                 }
                 Err(_) => return,
             }
+        }
+    });
+}
+
+/// Supervisors' restarts and give-ups as notices.
+fn follow_lifecycle(node: &Node, alarms: &AlarmManager) {
+    use girder::lifecycle::Lifecycle;
+    let mut events = node.lifecycle();
+    let alarms = alarms.clone();
+    tokio::spawn(async move {
+        let name = |n: Option<String>, pid: girder::Pid| n.unwrap_or_else(|| pid.to_string());
+        loop {
+            let notice = match events.recv().await {
+                Ok(Lifecycle::ChildRestarting {
+                    supervisor,
+                    supervisor_name,
+                    child,
+                    reason,
+                    ..
+                }) => Notice::ProcessRestarted {
+                    supervisor: name(supervisor_name, supervisor),
+                    child,
+                    reason: reason.to_string(),
+                },
+                Ok(Lifecycle::SupervisorGaveUp {
+                    supervisor,
+                    supervisor_name,
+                }) => Notice::SupervisorGaveUp {
+                    supervisor: name(supervisor_name, supervisor),
+                },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            };
+            alarms.publish(notice);
         }
     });
 }

@@ -30,6 +30,20 @@ pub enum Notice {
         /// Why.
         reason: String,
     },
+    /// A supervisor is restarting a child that exited.
+    ProcessRestarted {
+        /// The supervisor (its name, or its pid).
+        supervisor: String,
+        /// The child's id.
+        child: String,
+        /// Why the child exited.
+        reason: String,
+    },
+    /// A supervisor passed its restart intensity and gave up (escalating to its parent).
+    SupervisorGaveUp {
+        /// The supervisor (its name, or its pid).
+        supervisor: String,
+    },
 }
 
 impl Notice {
@@ -43,6 +57,14 @@ impl Notice {
             Notice::AlarmCleared { alarm } => format!("alarm cleared: {}", alarm.id),
             Notice::NodeUp { node } => format!("node up: {node}"),
             Notice::NodeDown { node, reason } => format!("node down: {node} ({reason})"),
+            Notice::ProcessRestarted {
+                supervisor,
+                child,
+                reason,
+            } => format!("{supervisor} restarts {child} ({reason})"),
+            Notice::SupervisorGaveUp { supervisor } => {
+                format!("{supervisor} passed its restart intensity and gave up")
+            }
         }
     }
 }

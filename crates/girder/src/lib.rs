@@ -18,6 +18,7 @@
 //! | [`application`] | [`Application`]: a root tree started and stopped as a unit | `application` |
 //! | [`remote`] | the seam distribution plugs into: remote links, monitors, sends | `net_kernel`, `dist_util` |
 //! | [`stats`] | [`Node::stats`]: processes, spawns, exits by reason, messages, mailboxes; sampled call latency | `erlang:statistics/1`, `observer` |
+//! | [`lifecycle`] | [`Node::lifecycle`]: children restarted, supervisors giving up | SASL progress and supervisor reports |
 //! | introspection | [`Node::processes`], [`ProcessInfo`] | `observer`, `sys` |
 //!
 //! ## A supervised server
@@ -65,6 +66,7 @@ pub(crate) mod behaviour;
 pub mod event;
 mod exit;
 mod introspect;
+pub mod lifecycle;
 pub mod mailbox;
 mod node;
 mod pid;

@@ -41,6 +41,7 @@ pub(crate) struct NodeInner {
     pub(crate) procs: DashMap<u64, Arc<dyn AnyProcess>, rustc_hash::FxBuildHasher>,
     pub(crate) names: DashMap<Arc<str>, Pid>,
     pub(crate) counters: crate::stats::Counters,
+    pub(crate) lifecycle: tokio::sync::broadcast::Sender<crate::lifecycle::Lifecycle>,
     /// Set once when a distribution layer makes this node reachable.
     pub(crate) dist: OnceLock<Arc<dyn Distribution>>,
 }
@@ -96,6 +97,7 @@ impl Node {
                 names: DashMap::new(),
                 dist: OnceLock::new(),
                 counters: Default::default(),
+                lifecycle: tokio::sync::broadcast::channel(crate::lifecycle::BUFFER).0,
             }),
         }
     }

@@ -207,6 +207,14 @@ impl SupervisorServer {
             return Flow::Continue;
         }
         tracing::info!(supervisor = %ctx.pid(), child = %self.children[i].spec.id, %pid, %reason, "child exited; restarting");
+        ctx.node()
+            .publish_lifecycle(crate::lifecycle::Lifecycle::ChildRestarting {
+                supervisor: ctx.pid(),
+                supervisor_name: ctx.node().process_info(ctx.pid()).and_then(|i| i.name),
+                child: self.children[i].spec.id.clone(),
+                pid,
+                reason: reason.clone(),
+            });
         if !self.note_restart() {
             return self.give_up(ctx).await;
         }
@@ -264,6 +272,11 @@ impl SupervisorServer {
             period = ?self.period,
             "restart intensity reached; supervisor shutting down"
         );
+        ctx.node()
+            .publish_lifecycle(crate::lifecycle::Lifecycle::SupervisorGaveUp {
+                supervisor: ctx.pid(),
+                supervisor_name: ctx.node().process_info(ctx.pid()).and_then(|i| i.name),
+            });
         // `terminate` stops the remaining children.
         Flow::Stop(ExitReason::Shutdown)
     }

@@ -1,0 +1,142 @@
+//! Alarms and notices across nodes: another node's alarms through this node's API, a lost
+//! connection as a `node_down` alarm (cleared when it is back), supervisor restarts as notices.
+
+use std::time::{Duration, Instant};
+
+use girder::{ChildSpec, Context, ExitReason, Node, Supervisor};
+use girder_dist::{Cookie, DistConfig, DistNode, NodeName};
+use girder_ops::{Alarm, Notice, Ops, OpsConfig, Severity};
+use serde_json::Value;
+
+async fn node(name: &str) -> (DistNode, Ops, String) {
+    let cfg = DistConfig::new(
+        NodeName::new(name).unwrap(),
+        Cookie::new("a-cookie-of-decent-length").unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    let dist = DistNode::start(Node::new(name), cfg).await.unwrap();
+    let ops = Ops::start(
+        dist.node().clone(),
+        Some(dist.clone()),
+        None,
+        OpsConfig::new("127.0.0.1:0".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", ops.local_addr());
+    (dist, ops, base)
+}
+
+async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn alarms_are_visible_across_the_cluster_and_a_lost_node_is_an_alarm() {
+    let (a, _ops_a, base_a) = node("oa@localhost").await;
+    let (b, ops_b, _) = node("ob@localhost").await;
+    a.add_address(b.name().clone(), b.local_addr());
+    a.connect(b.name()).await.unwrap();
+    ops_b
+        .alarms()
+        .raise(Alarm::new(
+            "queue_full",
+            Severity::Major,
+            "ob",
+            "the ingest queue is full",
+        ))
+        .unwrap();
+    let v: Value = reqwest::get(format!("{base_a}/api/alarms?scope=cluster"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cluster = v["cluster"].as_array().unwrap();
+    assert_eq!(cluster.len(), 1, "{v}");
+    assert_eq!(cluster[0]["node"], "ob@localhost");
+    assert_eq!(cluster[0]["active"][0]["id"], "queue_full");
+    // Node scope (the default) lists only this node's.
+    let v: Value = reqwest::get(format!("{base_a}/api/alarms"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        v["cluster"].is_null() && v["active"].as_array().unwrap().is_empty(),
+        "{v}"
+    );
+    let r = reqwest::get(format!("{base_a}/api/alarms?scope=galaxy"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // The connection drops: a raises node_down for b, and clears it once b is back.
+    a.disconnect(b.name());
+    let active = |base: String| async move {
+        let v: Value = reqwest::get(format!("{base}/api/alarms"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["active"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    eventually("node_down raised", async || {
+        active(base_a.clone())
+            .await
+            .contains(&"node_down:ob@localhost".to_string())
+    })
+    .await;
+    a.connect(b.name()).await.unwrap();
+    eventually("node_down cleared", async || {
+        active(base_a.clone()).await.is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn supervisor_restarts_become_notices() {
+    let node = Node::new("restarts");
+    let ops = Ops::start(
+        node.clone(),
+        None,
+        None,
+        OpsConfig::new("127.0.0.1:0".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    let mut notices = ops.alarms().subscribe();
+    let _sup = Supervisor::builder()
+        .name("flaky_sup")
+        .intensity(1_000, Duration::from_secs(1))
+        .child(ChildSpec::process("flaky", |_: Context<()>| async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ExitReason::error("boom")
+        }))
+        .start(&node)
+        .await
+        .unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), notices.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        n,
+        Notice::ProcessRestarted {
+            supervisor: "flaky_sup".into(),
+            child: "flaky".into(),
+            reason: "error: boom".into()
+        }
+    );
+}

@@ -60,16 +60,20 @@ fn pid(v: &Value) -> String {
 
 /// Prints the cluster, the alarms and the busiest processes once.
 pub fn status(target: Target) -> Result<(), String> {
-    runtime()?.block_on(async {
-        let c = client()?;
-        let nodes = target.get(&c, "/api/nodes").await?;
-        let alarms = target.get(&c, "/api/alarms").await?;
-        let procs = target
-            .get(&c, "/api/processes?sort=mailbox&limit=10")
-            .await?;
-        print!("{}", render(&nodes, &alarms, &procs, None));
-        Ok(())
-    })
+    runtime()?
+        .block_on(snapshot(&target))
+        .map(|text| print!("{text}"))
+}
+
+/// The status view as text.
+pub async fn snapshot(target: &Target) -> Result<String, String> {
+    let c = client()?;
+    let nodes = target.get(&c, "/api/nodes").await?;
+    let alarms = target.get(&c, "/api/alarms").await?;
+    let procs = target
+        .get(&c, "/api/processes?sort=mailbox&limit=10")
+        .await?;
+    Ok(render(&nodes, &alarms, &procs, None))
 }
 
 /// Redraws the view every `every` until Ctrl-C, with message rates.
@@ -136,8 +140,8 @@ fn render(nodes: &Value, alarms: &Value, procs: &Value, rate: Option<f64>) -> St
             } else {
                 "down"
             },
-            n["bytes_in"],
-            n["bytes_out"]
+            n["bytes_in"].to_string(),
+            n["bytes_out"].to_string()
         );
     }
     let _ = writeln!(o, "\nALARMS");
@@ -157,19 +161,19 @@ fn render(nodes: &Value, alarms: &Value, procs: &Value, rate: Option<f64>) -> St
     let _ = writeln!(o, "\nTOP PROCESSES (by mailbox)");
     let _ = writeln!(
         o,
-        "  {:<22} {:<24} {:<12} {:>8} {:>8} {:>12}",
+        "  {:<22} {:<24} {:<14} {:>8} {:>8} {:>12}",
         "pid", "name", "behaviour", "mailbox", "restarts", "messages"
     );
     for p in procs["processes"].as_array().into_iter().flatten() {
         let _ = writeln!(
             o,
-            "  {:<22} {:<24} {:<12} {:>8} {:>8} {:>12}",
+            "  {:<22} {:<24} {:<14} {:>8} {:>8} {:>12}",
             pid(&p["pid"]),
             p["name"].as_str().unwrap_or("-"),
             p["behaviour"].as_str().unwrap_or("?"),
-            p["mailbox_len"],
-            p["restarts"],
-            p["messages_in"]
+            p["mailbox_len"].to_string(),
+            p["restarts"].to_string(),
+            p["messages_in"].to_string()
         );
     }
     o

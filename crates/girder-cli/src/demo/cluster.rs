@@ -142,6 +142,8 @@ async fn act(cookie_path: &str) -> Result<(), String> {
             "--cookie-file",
             cookie_path,
             "--demo-service",
+            "--http",
+            "127.0.0.1:0",
         ]
         .into_iter()
         .map(String::from)
@@ -156,14 +158,21 @@ async fn act(cookie_path: &str) -> Result<(), String> {
         NodeProcess::start(&refs)
     };
     let first = start(node_args(names[0], None))?;
+    let first_ops = first.wait_for("ops API on ", Duration::from_secs(10))?;
     let seed = first.wait_up(Duration::from_secs(10))?;
+    let mut dashboards = vec![(names[0], first_ops)];
     let mut procs = vec![(names[0], first)];
     for name in &names[1..] {
         let p = start(node_args(name, Some(&seed)))?;
+        dashboards.push((name, p.wait_for("ops API on ", Duration::from_secs(10))?));
         p.wait_up(Duration::from_secs(10))?;
         procs.push((name, p));
     }
     println!("-- 3 nodes started: {} (seed {seed})", names.join(", "));
+    for (name, line) in &dashboards {
+        let url = line.trim_start_matches("ops API on ").trim();
+        println!("   {name} dashboard: {url}/");
+    }
 
     // This process joins as a client node.
     let me = NodeName::new("client@127.0.0.1").map_err(|e| e.to_string())?;
@@ -296,6 +305,20 @@ async fn act(cookie_path: &str) -> Result<(), String> {
         ms(Some(took))
     );
 
+    // What an operator sees on a survivor: the dead node as a down connection and an alarm.
+    if let Some((name, line)) = dashboards.iter().find(|(n, _)| **n != *victim_name) {
+        let url = line.trim_start_matches("ops API on ").trim().to_string();
+        let target = crate::status::Target {
+            url: url.clone(),
+            token: None,
+        };
+        if let Ok(text) = crate::status::snapshot(&target).await {
+            println!("-- girder status --node {url}   ({name})");
+            for l in text.lines().take_while(|l| !l.starts_with("TOP PROCESSES")) {
+                println!("   {l}");
+            }
+        }
+    }
     membership.leave().await;
     dist.shutdown();
     for (name, p) in &procs {

@@ -133,6 +133,12 @@ pub fn run(duration: Duration, seed: u64) -> Result<(), String> {
             added.map_err(|e| e.to_string())?;
         }
         print_tree(&node);
+        // The node's ops API: the dashboard and `girder status` work while the demo runs.
+        let ops = girder_ops::Ops::start(node.clone(), None, None, girder_ops::OpsConfig::new("127.0.0.1:0".parse().expect("an address")))
+            .await
+            .map_err(|e| e.to_string())?;
+        let ops_url = format!("http://{}", ops.local_addr());
+        println!("-- dashboard: {ops_url}/  (or: girder status --node {ops_url})");
         let stopped_by = tokio::select! {
             _ = tokio::time::sleep(duration) => "time is up",
             exit = app.run_until_signal() => match exit {
@@ -140,6 +146,12 @@ pub fn run(duration: Duration, seed: u64) -> Result<(), String> {
                 AppExit::RootExited(_) => "root supervisor exited",
             },
         };
+        let status = crate::status::Target { url: ops_url.clone(), token: None };
+        match crate::status::snapshot(&status).await {
+            Ok(text) => println!("-- girder status --node {ops_url}\n{text}"),
+            Err(e) => println!("-- status unavailable: {e}"),
+        }
+        drop(ops);
         println!("-- stopping ({stopped_by}); the tree shuts down in reverse start order");
         let children = app.root().which_children().await.unwrap_or_default();
         let root_restarts: u32 = children.iter().map(|c| c.restarts).sum();

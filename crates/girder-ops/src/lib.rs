@@ -59,6 +59,9 @@ pub struct OpsConfig {
     pub memory_alarm: Option<u64>,
     /// Raise `restart_storm` when supervisors restart more than this many children in 10 s.
     pub restart_alarm: u64,
+    /// Raise `overload` when the runtime's scheduling lag (how late a 100 ms timer fires) stays
+    /// above this for 5 s (cleared below a quarter of it).
+    pub overload_lag: Duration,
     /// `/readyz` fails while membership has no other member.
     pub expect_peers: bool,
     /// POST every notice to this URL (see [`webhook`]).
@@ -76,6 +79,7 @@ impl OpsConfig {
             mailbox_alarm: 10_000,
             memory_alarm: None,
             restart_alarm: 20,
+            overload_lag: Duration::from_millis(200),
             expect_peers: false,
             webhook: None,
         }
@@ -223,6 +227,24 @@ fn standard_thresholds(node: &Node, alarms: &AlarmManager, cfg: &OpsConfig) {
         .source(source.clone()),
         Duration::from_secs(1),
     );
+    let lag = scheduling_lag();
+    let limit = cfg.overload_lag.as_secs_f64();
+    alarms.watch(
+        Threshold::new(
+            "overload",
+            Severity::Major,
+            format!(
+                "the runtime is overloaded: timers fire more than {} ms late",
+                cfg.overload_lag.as_millis()
+            ),
+            move || f64::from_bits(lag.load(std::sync::atomic::Ordering::Relaxed)),
+        )
+        .raise_above(limit)
+        .clear_below(limit / 4.0)
+        .for_at_least(Duration::from_secs(5))
+        .source(source.clone()),
+        Duration::from_secs(1),
+    );
     if let Some(limit) = cfg.memory_alarm {
         alarms.watch(
             Threshold::new(
@@ -238,6 +260,33 @@ fn standard_thresholds(node: &Node, alarms: &AlarmManager, cfg: &OpsConfig) {
             Duration::from_secs(1),
         );
     }
+}
+
+/// How late the runtime runs a task that asks to wake every 100 ms, in seconds (the worst of
+/// the last second): when every worker is busy, everything waits this long. The BEAM's
+/// equivalent is its run-queue length.
+fn scheduling_lag() -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let lag = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0f64.to_bits()));
+    let weak = std::sync::Arc::downgrade(&lag);
+    tokio::spawn(async move {
+        let period = Duration::from_millis(100);
+        let mut worst = 0f64;
+        let mut n = 0;
+        loop {
+            let asked = tokio::time::Instant::now();
+            tokio::time::sleep(period).await;
+            let late = (asked.elapsed().saturating_sub(period)).as_secs_f64();
+            worst = worst.max(late);
+            n += 1;
+            if n == 10 {
+                let Some(lag) = weak.upgrade() else { return };
+                lag.store(worst.to_bits(), Relaxed);
+                (worst, n) = (0.0, 0);
+            }
+        }
+    });
+    lag
 }
 
 /// The OS process's resident memory, from `/proc/self/statm` (0 where there is none).

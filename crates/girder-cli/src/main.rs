@@ -80,6 +80,9 @@ enum Command {
         /// File holding the bearer token for the ops API's admin actions.
         #[arg(long, requires = "http")]
         admin_token_file: Option<std::path::PathBuf>,
+        /// Require the admin token for reads too (dashboard: open it as URL/#token=TOKEN).
+        #[arg(long, requires = "admin_token_file")]
+        protect_reads: bool,
         /// POST alarms and node events as JSON to this URL (retried with back-off).
         #[arg(long, requires = "http")]
         webhook: Option<String>,
@@ -204,8 +207,10 @@ fn main() {
             http,
             admin_token_file,
             webhook,
+            protect_reads,
         } => node::run(node::NodeArgs {
             webhook,
+            protect_reads,
             demo_service,
             http,
             admin_token_file,

@@ -38,6 +38,8 @@ pub struct NodeArgs {
     pub admin_token_file: Option<PathBuf>,
     /// Where notices are posted.
     pub webhook: Option<String>,
+    /// Reads need the token too.
+    pub protect_reads: bool,
 }
 
 pub fn run(args: NodeArgs) -> Result<(), String> {
@@ -135,6 +137,7 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
                 .map(admin_token)
                 .transpose()?;
             cfg.expect_peers = !seeds.is_empty();
+            cfg.protect_reads = args.protect_reads;
             cfg.webhook = args
                 .webhook
                 .clone()

@@ -444,3 +444,60 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16 characters"));
 }
+
+#[test]
+fn protected_reads_need_the_token_from_curl_and_from_girder_status() {
+    let cookie = cookie_file("protected-reads-cluster-cookie");
+    let token = std::env::temp_dir().join(format!("girder-token-pr-{}", std::process::id()));
+    std::fs::write(&token, "a-token-for-protected-reads\n").unwrap();
+    let a = NodeProc::start(&[
+        "--name",
+        "pr@127.0.0.1",
+        "--listen",
+        "127.0.0.1:0",
+        "--cookie-file",
+        cookie.to_str().unwrap(),
+        "--http",
+        "127.0.0.1:0",
+        "--admin-token-file",
+        token.to_str().unwrap(),
+        "--protect-reads",
+    ]);
+    let line = a.expect("ops API on http://", Duration::from_secs(10));
+    let addr = line
+        .trim_start_matches("ops API on http://")
+        .trim()
+        .to_string();
+    assert_eq!(http(&addr, "GET", "/api/processes", None).0, 401);
+    assert_eq!(http(&addr, "GET", "/healthz", None).0, 200);
+    let (code, _) = http(
+        &addr,
+        "GET",
+        "/api/processes",
+        Some("a-token-for-protected-reads"),
+    );
+    assert_eq!(code, 200);
+    let url = format!("http://{addr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
+        .args(["status", "--node", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
+        .args([
+            "status",
+            "--node",
+            &url,
+            "--token-file",
+            token.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("node pr@127.0.0.1:"));
+}

@@ -45,8 +45,11 @@ impl Node {
     /// let node = Node::new("docs");
     /// let mut events = node.lifecycle();
     /// let _sup = Supervisor::builder()
-    ///     .child(ChildSpec::process("flaky", |_: Context<()>| async { ExitReason::error("oops") }))
-    ///     .intensity(1_000, std::time::Duration::from_secs(1))
+    ///     .child(ChildSpec::process("flaky", |_: Context<()>| async {
+    ///         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    ///         ExitReason::error("oops")
+    ///     }))
+    ///     .intensity(100, std::time::Duration::from_secs(1))
     ///     .start(&node)
     ///     .await
     ///     .unwrap();

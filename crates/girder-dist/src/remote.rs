@@ -212,7 +212,14 @@ impl Target {
         Box::pin(async move {
             let id = inner.next_ref();
             let (tx, rx) = tokio::sync::oneshot::channel();
-            peer.waiting.lock().exits.insert(id, tx);
+            {
+                let mut w = peer.waiting.lock();
+                // Waits given up (their futures dropped) go, so the table does not grow.
+                if w.exits.len() >= 64 {
+                    w.exits.retain(|_, tx| !tx.is_closed());
+                }
+                w.exits.insert(id, tx);
+            }
             let watcher = WirePid {
                 creation: inner.node.creation(),
                 id: 0,

@@ -167,6 +167,12 @@ async fn client(workload: &str, scale: f64) {
         "dist_send" => {
             let sink: ActorRef<SinkMsg> = remote("bench_sink").await;
             let n = scaled(1_000_000.0);
+            // Warm-up, as the other systems: 1% of the messages.
+            let warm = (n / 100).max(10);
+            for i in 0..warm {
+                sink.cast(SinkMsg::Data(i)).expect("cast");
+            }
+            ractor::call_t!(sink, SinkMsg::Await, 60_000, warm).expect("the sink answers");
             let t0 = Instant::now();
             for i in 0..n {
                 sink.cast(SinkMsg::Data(i)).expect("cast");
@@ -234,7 +240,12 @@ fn main() {
         i += 2;
     }
     let all = ["dist_send", "dist_call_c1", "dist_call_c50"];
-    let selected: Vec<&str> = if workload == "all" { all.to_vec() } else { vec![workload.as_str()] };
+    let selected: Vec<&str> = if workload == "all" {
+        all.to_vec()
+    } else {
+        assert!(all.contains(&workload.as_str()), "unknown workload {workload}: one of {all:?} or all");
+        vec![workload.as_str()]
+    };
     for w in selected {
         // A fresh pair of nodes per workload, as for girder and Erlang.
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();

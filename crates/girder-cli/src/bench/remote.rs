@@ -177,6 +177,33 @@ async fn send(dist: &DistNode, server: &NodeName, n: u64) -> Result<Outcome, Str
     });
     dist.export(&done);
     let notify = done.pid();
+    // Warm-up, as the other systems: 1% of the messages, acknowledged.
+    let warm = (n / 100).max(10);
+    let (warm_tx, warm_rx) = oneshot::channel();
+    let warm_done = dist.node().spawn(move |mut ctx: Context<u64>| async move {
+        if let Event::Message(n) = ctx.recv().await {
+            let _ = warm_tx.send(n);
+        }
+        ExitReason::Normal
+    });
+    dist.export(&warm_done);
+    let (w_sink, w_notify) = (sink.clone(), warm_done.pid());
+    dist.node().spawn(move |_: Context<()>| async move {
+        let _ = w_sink
+            .send_wait(SinkMsg::Expect {
+                n: warm,
+                notify: w_notify,
+            })
+            .await;
+        for i in 0..warm {
+            let _ = w_sink.send_wait(SinkMsg::Data(i)).await;
+        }
+        ExitReason::Normal
+    });
+    tokio::time::timeout(Duration::from_secs(60), warm_rx)
+        .await
+        .map_err(|_| "dist_send: warm-up not acknowledged")?
+        .map_err(|_| "dist_send: warm-up acknowledgement lost")?;
     let t0 = Instant::now();
     // One sending process: its messages share one ordered stream, as in Erlang.
     dist.node().spawn(move |_: Context<()>| async move {

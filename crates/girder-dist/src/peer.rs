@@ -77,7 +77,18 @@ pub(crate) struct Peer {
     pub(crate) changed: Notify,
     /// Traffic of connections that have ended: bytes out, bytes in, messages out, in.
     pub(crate) past: [std::sync::atomic::AtomicU64; 4],
+    /// Signals and replies that found the connection's queue full (see `send_reliable`).
+    overflow: Mutex<Overflow>,
 }
+
+#[derive(Default)]
+struct Overflow {
+    queue: std::collections::VecDeque<(u64, Bytes)>,
+    draining: bool,
+}
+
+/// Control packets that may wait for a full connection before it is taken to be stuck.
+pub(crate) const MAX_OVERFLOW: usize = 65_536;
 
 /// Why a packet could not be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,12 +158,55 @@ impl Peer {
 
     /// Queues a packet that must not be lost while the connection lives (signals, replies): on
     /// a full queue it is handed to a task that waits for room.
-    pub(crate) fn send_reliable(&self, stream: u64, bytes: Bytes, limit: usize) {
-        if let Err(Unsent::Full) = self.send_now(stream, bytes.clone(), limit) {
-            if let Some(handle) = self.handle() {
-                tokio::spawn(async move {
-                    let _ = handle.send_wait(stream, bytes).await;
-                });
+    ///
+    /// Those packets wait, in order, in one bounded overflow queue drained by one task. Past
+    /// [`MAX_OVERFLOW`] the connection is taken to be stuck and closed: its links and monitors
+    /// fire `noconnection`, which is the truth about a peer that reads nothing.
+    pub(crate) fn send_reliable(self: &Arc<Self>, stream: u64, bytes: Bytes, limit: usize) {
+        let mut overflow = self.overflow.lock();
+        // Behind packets already waiting, so signals keep their order.
+        if overflow.queue.is_empty() {
+            match self.send_now(stream, bytes.clone(), limit) {
+                Err(Unsent::Full) => {}
+                _ => return,
+            }
+        }
+        if overflow.queue.len() >= MAX_OVERFLOW {
+            drop(overflow);
+            tracing::warn!(peer = %self.name, "control packets backed up past {MAX_OVERFLOW}: closing the connection");
+            if let Some(h) = self.handle() {
+                h.close();
+            }
+            return;
+        }
+        overflow.queue.push_back((stream, bytes));
+        if !overflow.draining {
+            overflow.draining = true;
+            let me = self.clone();
+            tokio::spawn(async move { me.drain_overflow(limit).await });
+        }
+    }
+
+    async fn drain_overflow(self: Arc<Self>, limit: usize) {
+        loop {
+            let next = {
+                let mut o = self.overflow.lock();
+                match o.queue.pop_front() {
+                    Some(p) => p,
+                    None => {
+                        o.draining = false;
+                        return;
+                    }
+                }
+            };
+            // Waits for a connection under way to come up; gives up only when there is none.
+            if self.send_wait(next.0, next.1, limit).await.is_err() {
+                // The connection is gone; what waited for it goes too (its links and monitors
+                // have fired `noconnection`).
+                let mut o = self.overflow.lock();
+                o.queue.clear();
+                o.draining = false;
+                return;
             }
         }
     }
@@ -240,6 +294,7 @@ impl NodeTable {
             waiting: Mutex::new(Waiting::default()),
             changed: Notify::new(),
             past: Default::default(),
+            overflow: Default::default(),
         });
         by_idx.push(peer.clone());
         by_name.insert(name.clone(), peer.clone());

@@ -587,3 +587,58 @@ async fn both_nodes_dialling_at_once_end_with_one_working_connection() {
         assert_eq!(b.connected(), vec![a.name().clone()]);
     }
 }
+
+#[tokio::test]
+async fn exit_signals_are_not_lost_when_the_connection_queue_is_full() {
+    // A send queue of two: almost every exit signal below finds it full and waits in the
+    // overflow queue.
+    let start_small = |name: &str| {
+        let name = NodeName::new(name).unwrap();
+        let mut cfg = DistConfig::new(
+            name.clone(),
+            Cookie::new(COOKIE).unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        cfg.connection.send_queue = 2;
+        DistNode::start(Node::new(name.as_str()), cfg)
+    };
+    let (a, b) = (
+        start_small("a13@localhost").await.unwrap(),
+        start_small("b13@localhost").await.unwrap(),
+    );
+    a.add_address(b.name().clone(), b.local_addr());
+    b.add_address(a.name().clone(), a.local_addr());
+    // 300 processes on b, each linked from a process on a.
+    let mut on_b = Vec::new();
+    let mut on_a = Vec::new();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..300 {
+        let target = b
+            .node()
+            .spawn(|mut ctx: Context<()>| async move { ctx.recv().await.into_exit() });
+        let remote = a.pid_on(b.name(), target.pid());
+        let ready = ready_tx.clone();
+        let linker = a.node().spawn(move |mut ctx: Context<()>| async move {
+            ctx.link(remote).unwrap();
+            ready.send(()).unwrap();
+            ctx.recv().await;
+            ExitReason::error("going down together")
+        });
+        on_b.push(target);
+        on_a.push(linker);
+    }
+    for _ in 0..300 {
+        ready_rx.recv().await.unwrap();
+    }
+    // Let the link packets arrive, then end every linker at once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for l in &on_a {
+        l.send(()).unwrap();
+    }
+    for t in on_b {
+        assert_eq!(
+            timeout(LONG, t.wait_exit()).await.unwrap(),
+            ExitReason::error("going down together")
+        );
+    }
+}

@@ -116,6 +116,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: futures_util::future::CatchUnwind<AssertUnwindSafe<F>>,
         guard: Option<ExitGuard>,
+        // Moved into the thread's slot while the process runs (see `timer::ProcessLocal`).
+        local: Option<crate::timer::ProcessLocal>,
     }
 }
 
@@ -124,7 +126,10 @@ impl<F: Future<Output = ExitReason>> Future for ProcessTask<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<()> {
         let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
+        let outer = crate::timer::enter(this.local.take());
+        let polled = this.inner.poll(cx);
+        *this.local = crate::timer::enter(outer);
+        let result = std::task::ready!(polled);
         let reason = result.unwrap_or_else(ExitReason::from_panic);
         if let Some(guard) = this.guard.take() {
             guard.finish(reason);
@@ -161,10 +166,11 @@ where
     // The guard exists before the first poll, so even a task aborted before it ever ran reports
     // its exit.
     let task = ProcessTask {
-        inner: AssertUnwindSafe(crate::timer::with_process_timer(pid, f(ctx))).catch_unwind(),
+        inner: AssertUnwindSafe(f(ctx)).catch_unwind(),
         guard: Some(ExitGuard {
             armed: Some((node.clone(), as_any)),
         }),
+        local: Some(crate::timer::ProcessLocal::new(pid)),
     };
     let handle = tokio::spawn(task);
     let killed_while_spawning = {

@@ -6,7 +6,22 @@ use std::time::Duration;
 
 use girder::{ChildSpec, Context, Event, ExitReason, Node, Supervisor};
 use girder_ops::{Alarm, Ops, OpsConfig, Severity};
+use reqwest::Method;
 use serde_json::Value;
+
+/// One request, with a bearer token if given.
+async fn send(
+    client: &reqwest::Client,
+    method: Method,
+    url: impl AsRef<str>,
+    token: Option<&str>,
+) -> reqwest::Response {
+    let mut r = client.request(method, url.as_ref());
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    r.send().await.unwrap()
+}
 
 async fn serve(node: &Node, token: Option<&str>, protect_reads: bool) -> (Ops, String) {
     let mut cfg = OpsConfig::new("127.0.0.1:0".parse().unwrap());
@@ -150,36 +165,21 @@ async fn admin_actions_need_the_token() {
     let victim = sleeper(&node);
     let client = reqwest::Client::new();
     let kill = format!("{base}/api/processes/{}/kill", victim.pid());
-    let r = client.post(&kill).send().await.unwrap();
+    let r = send(&client, Method::POST, &kill, None).await;
     assert_eq!(r.status(), 401);
     let msg: Value = r.json().await.unwrap();
     assert!(
         msg["error"].as_str().unwrap().contains("bearer token"),
         "{msg}"
     );
-    let r = client
-        .post(&kill)
-        .bearer_auth("wrong")
-        .send()
-        .await
-        .unwrap();
+    let r = send(&client, Method::POST, &kill, Some("wrong")).await;
     assert_eq!(r.status(), 401);
     assert!(victim.is_alive());
-    let r = client
-        .post(&kill)
-        .bearer_auth("s3cret-token")
-        .send()
-        .await
-        .unwrap();
+    let r = send(&client, Method::POST, &kill, Some("s3cret-token")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(victim.wait_exit().await, ExitReason::Killed);
     // Killing it again: not found.
-    let r = client
-        .post(&kill)
-        .bearer_auth("s3cret-token")
-        .send()
-        .await
-        .unwrap();
+    let r = send(&client, Method::POST, &kill, Some("s3cret-token")).await;
     assert_eq!(r.status(), 404);
 
     ops.alarms()
@@ -191,38 +191,34 @@ async fn admin_actions_need_the_token() {
         ))
         .unwrap();
     let clear = format!("{base}/api/alarms/manual/clear");
-    assert_eq!(client.post(&clear).send().await.unwrap().status(), 401);
+    assert_eq!(
+        send(&client, Method::POST, &clear, None).await.status(),
+        401
+    );
     assert!(ops.alarms().is_active("manual"));
     assert_eq!(
-        client
-            .post(&clear)
-            .bearer_auth("s3cret-token")
-            .send()
+        send(&client, Method::POST, &clear, Some("s3cret-token"))
             .await
-            .unwrap()
             .status(),
         200
     );
     assert!(!ops.alarms().is_active("manual"));
     assert_eq!(
-        client
-            .post(&clear)
-            .bearer_auth("s3cret-token")
-            .send()
+        send(&client, Method::POST, &clear, Some("s3cret-token"))
             .await
-            .unwrap()
             .status(),
         404
     );
 
     // Without a configured token, admin actions are off altogether.
     let (_ops2, base2) = serve(&node, None, false).await;
-    let r = client
-        .post(format!("{base2}/api/alarms/x/clear"))
-        .bearer_auth("anything")
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &client,
+        Method::POST,
+        format!("{base2}/api/alarms/x/clear"),
+        Some("anything"),
+    )
+    .await;
     assert_eq!(r.status(), 403);
 }
 
@@ -232,37 +228,29 @@ async fn reads_can_be_protected_too() {
     let (_ops, base) = serve(&node, Some("tok-tok-tok"), true).await;
     let client = reqwest::Client::new();
     assert_eq!(
-        client
-            .get(format!("{base}/api/processes"))
-            .send()
+        send(&client, Method::GET, format!("{base}/api/processes"), None)
             .await
-            .unwrap()
             .status(),
         401
     );
     assert_eq!(
-        client
-            .get(format!("{base}/metrics"))
-            .send()
+        send(&client, Method::GET, format!("{base}/metrics"), None)
             .await
-            .unwrap()
             .status(),
         401
     );
-    let r = client
-        .get(format!("{base}/api/processes"))
-        .bearer_auth("tok-tok-tok")
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &client,
+        Method::GET,
+        format!("{base}/api/processes"),
+        Some("tok-tok-tok"),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     // Probes stay open: orchestrators call them without credentials.
     assert_eq!(
-        client
-            .get(format!("{base}/healthz"))
-            .send()
+        send(&client, Method::GET, format!("{base}/healthz"), None)
             .await
-            .unwrap()
             .status(),
         200
     );
@@ -273,11 +261,13 @@ async fn malformed_requests_get_a_4xx_that_says_why() {
     let node = Node::new("bad-input-test");
     let (_ops, base) = serve(&node, Some("t0ken"), false).await;
     let client = reqwest::Client::new();
-    let r = client
-        .get(format!("{base}/api/processes?sort=colour"))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &client,
+        Method::GET,
+        format!("{base}/api/processes?sort=colour"),
+        None,
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert!(
@@ -287,40 +277,44 @@ async fn malformed_requests_get_a_4xx_that_says_why() {
             .contains("unknown sort \"colour\""),
         "{v}"
     );
-    let r = client
-        .get(format!("{base}/api/processes?limit=lots"))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &client,
+        Method::GET,
+        format!("{base}/api/processes?limit=lots"),
+        None,
+    )
+    .await;
     assert_eq!(r.status(), 400);
-    let r = client
-        .post(format!("{base}/api/processes/not-a-pid/kill"))
-        .bearer_auth("t0ken")
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &client,
+        Method::POST,
+        format!("{base}/api/processes/not-a-pid/kill"),
+        Some("t0ken"),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("not a pid"), "{v}");
-    let r = client
-        .get(format!("{base}/api/nothing-here"))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &client,
+        Method::GET,
+        format!("{base}/api/nothing-here"),
+        None,
+    )
+    .await;
     assert_eq!(r.status(), 404);
-    let r = client
-        .get(format!("{base}/api/processes/1/kill"))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &client,
+        Method::GET,
+        format!("{base}/api/processes/1/kill"),
+        None,
+    )
+    .await;
     assert_eq!(r.status(), 405);
     // The server is unharmed.
     assert_eq!(
-        client
-            .get(format!("{base}/healthz"))
-            .send()
+        send(&client, Method::GET, format!("{base}/healthz"), None)
             .await
-            .unwrap()
             .text()
             .await
             .unwrap(),

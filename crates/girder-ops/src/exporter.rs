@@ -33,6 +33,16 @@ pub fn install() -> Option<PrometheusHandle> {
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            // Histogram samples wait in the recorder until folded in; fold them every 5 s so
+            // a node nobody scrapes does not grow. A thread, so this works outside a runtime.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("girder-metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                })
+                .ok()?;
             Some(handle)
         })
         .clone()

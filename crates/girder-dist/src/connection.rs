@@ -171,6 +171,12 @@ impl ConnectionHandle {
         self.lost.borrow().is_some()
     }
 
+    /// Waits until the send queue has room (or the connection is lost). Another sender may take
+    /// the room first; callers retry.
+    pub async fn ready(&self) {
+        let _ = self.tx.reserve().await;
+    }
+
     /// Waits until the connection is lost and says why.
     pub async fn lost(&self) -> Lost {
         let mut rx = self.lost.clone();

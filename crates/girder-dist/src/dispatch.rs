@@ -17,11 +17,9 @@ pub(crate) async fn run(
     inner: Weak<Inner>,
     peer: Arc<Peer>,
     gen: u64,
-    creation: u32,
     handle: ConnectionHandle,
     mut rx: mpsc::Receiver<Received>,
 ) {
-    let _ = creation;
     let spin = inner.upgrade().map(|i| i.cfg.busy_poll).unwrap_or_default();
     while let Some(msg) = next(&mut rx, spin).await {
         let Some(inner) = inner.upgrade() else {

@@ -300,12 +300,12 @@ impl DistNode {
             let changed = peer.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            match &*peer.state.lock() {
+            let idle = match &*peer.state.lock() {
                 State::Up { .. } => return Ok(()),
-                State::Connecting { .. } => {}
-                State::Idle => {}
-            }
-            if matches!(&*peer.state.lock(), State::Idle) {
+                State::Connecting { .. } => false,
+                State::Idle => true,
+            };
+            if idle {
                 if !self.inner.addresses.contains_key(name) {
                     return Err(ConnectError::NoAddress(name.clone()));
                 }
@@ -530,21 +530,21 @@ impl Inner {
             _ => {}
         }
         let gen = self.next_gen.fetch_add(1, Ordering::Relaxed);
+        // Packets queued for our own dial carry over to this connection.
+        let queued = match &mut *st {
+            State::Connecting { queued, .. } => std::mem::take(queued),
+            _ => Vec::new(),
+        };
         let previous = std::mem::replace(
             &mut *st,
             State::Connecting {
                 gen,
                 dialing: false,
-                queued: Vec::new(),
+                queued,
             },
         );
         drop(st);
         match previous {
-            State::Connecting { queued, .. } => {
-                if let State::Connecting { queued: q, .. } = &mut *peer.state.lock() {
-                    *q = queued;
-                }
-            }
             // The peer restarted: its old incarnation is gone, whatever the old connection says.
             State::Up { handle, .. } => {
                 handle.close();
@@ -555,7 +555,7 @@ impl Inner {
                     reason: "the node restarted".into(),
                 });
             }
-            State::Idle => {}
+            State::Connecting { .. } | State::Idle => {}
         }
         Ok(gen)
     }
@@ -606,7 +606,6 @@ impl Inner {
             Arc::downgrade(self),
             peer,
             gen,
-            est.peer_creation,
             handle,
             rx,
         ));

@@ -136,14 +136,11 @@ impl Peer {
         limit: usize,
     ) -> Result<(), Unsent> {
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            let handle = match self.send_now(stream, bytes.clone(), limit) {
-                Err(Unsent::Full) => self.handle(),
+            match self.send_now(stream, bytes.clone(), limit) {
+                Err(Unsent::Full) => {}
                 other => return other,
-            };
-            match handle {
+            }
+            match self.handle() {
                 Some(h) => {
                     return h
                         .send_wait(stream, bytes)
@@ -151,8 +148,25 @@ impl Peer {
                         .map_err(|_| Unsent::Unreachable)
                 }
                 // Still connecting with a full queue: wait for the connection to come up.
-                None => changed.await,
+                None => self.room().await,
             }
+        }
+    }
+
+    /// Waits until a packet could be queued: room on the live connection, or a connection under
+    /// way coming up. Returns at once when the peer is idle (a send then dials or fails).
+    pub(crate) async fn room(&self) {
+        let changed = self.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let handle = match &*self.state.lock() {
+            State::Up { handle, .. } => Some(handle.clone()),
+            State::Connecting { .. } => None,
+            State::Idle => return,
+        };
+        match handle {
+            Some(h) => h.ready().await,
+            None => changed.await,
         }
     }
 

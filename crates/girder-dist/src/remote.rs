@@ -424,10 +424,14 @@ where
             let mut msg = msg;
             loop {
                 match self.send(msg) {
-                    Err(SendError::Full(m)) => {
-                        msg = m;
-                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                    }
+                    // Full: nothing was queued and the message came back; wait for room.
+                    Err(SendError::Full(m)) => match &self.target.peer {
+                        Some(peer) => {
+                            msg = m;
+                            peer.room().await;
+                        }
+                        None => return Err(SendError::NoProc(m)),
+                    },
                     other => return other,
                 }
             }

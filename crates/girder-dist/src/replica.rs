@@ -32,7 +32,7 @@ pub(crate) struct Entry {
 }
 
 /// What services (and a node's own handles) tell a service.
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, Debug, Clone)]
 pub(crate) enum SyncMsg {
     /// A service's own entries, replacing what the receiver held for its node.
     Hello {
@@ -405,23 +405,10 @@ impl Service {
             .remove_where(|e| !e.pid.is_local() && dist.node_of(e.pid).as_ref() == Some(node));
     }
 
+    /// Tells every known peer service of an entry added or removed here.
     fn broadcast(&self, m: SyncMsg) {
-        if self.peers.is_empty() {
-            return;
-        }
-        // Encoded once per peer by the connection; entries are small.
-        let (add, e) = match &m {
-            SyncMsg::Add(e) => (true, e.clone()),
-            SyncMsg::Remove(e) => (false, e.clone()),
-            SyncMsg::Hello { .. } | SyncMsg::Greet { .. } => return,
-        };
         for peer in self.peers.values() {
-            let msg = if add {
-                SyncMsg::Add(e.clone())
-            } else {
-                SyncMsg::Remove(e.clone())
-            };
-            let _ = peer.send(msg);
+            let _ = peer.send(m.clone());
         }
     }
 }

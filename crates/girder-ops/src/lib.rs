@@ -205,12 +205,7 @@ fn standard_thresholds(node: &Node, alarms: &AlarmManager, cfg: &OpsConfig) {
             ),
             move || {
                 // Restarts in the last 10 s: the total now minus the total 10 s ago.
-                let total: u64 = n
-                    .processes()
-                    .iter()
-                    .filter(|p| p.behaviour == "supervisor")
-                    .map(|p| p.restarts as u64)
-                    .sum();
+                let total = n.restarts();
                 let now = tokio::time::Instant::now();
                 window.push_back((now, total));
                 while window

@@ -35,6 +35,8 @@ pub struct NodeStats {
     pub mailbox_max: usize,
     /// The process with the longest mailbox.
     pub mailbox_max_pid: Option<Pid>,
+    /// Restarts made by the node's supervisors, ever.
+    pub restarts: u64,
 }
 
 /// Exits by reason.
@@ -77,9 +79,14 @@ pub(crate) struct Counters {
     exits: [AtomicU64; 7],
     /// Messages delivered to processes that have exited.
     messages_of_exited: AtomicU64,
+    restarts: AtomicU64,
 }
 
 impl Counters {
+    pub(crate) fn restarted(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn exited(&self, reason: &ExitReason, messages_in: u64) {
         let i = match reason {
             ExitReason::Normal => 0,
@@ -128,6 +135,7 @@ impl Node {
         let e = |i: usize| c.exits[i].load(Ordering::Relaxed);
         let mut s = NodeStats {
             spawned: self.spawned(),
+            restarts: self.restarts(),
             exits: ExitCounts {
                 normal: e(0),
                 shutdown: e(1),
@@ -154,6 +162,17 @@ impl Node {
         s.messages_in = delivered;
         s.messages_out = delivered.saturating_sub(s.mailbox_sum);
         s
+    }
+
+    /// Restarts made by this node's supervisors, ever: one counter read, cheap enough to poll
+    /// (a restart-storm alarm) where [`stats`](Self::stats) walks every process.
+    ///
+    /// ```
+    /// let node = girder::Node::new("docs");
+    /// assert_eq!(node.restarts(), 0);
+    /// ```
+    pub fn restarts(&self) -> u64 {
+        self.inner.counters.restarts.load(Ordering::Relaxed)
     }
 }
 

@@ -160,7 +160,8 @@ impl SupervisorServer {
     }
 
     /// Records a restart; false when the intensity limit is exceeded.
-    fn note_restart(&mut self) -> bool {
+    fn note_restart(&mut self, node: &crate::Node) -> bool {
+        node.inner.counters.restarted();
         let now = Instant::now();
         self.restart_times.push_back(now);
         while let Some(first) = self.restart_times.front() {
@@ -215,7 +216,7 @@ impl SupervisorServer {
                 pid,
                 reason: reason.clone(),
             });
-        if !self.note_restart() {
+        if !self.note_restart(ctx.node()) {
             return self.give_up(ctx).await;
         }
         let from = match self.strategy {
@@ -257,7 +258,7 @@ impl SupervisorServer {
                 }
                 Err(e) => {
                     tracing::error!(child = %self.children[i].spec.id, error = %e, "child failed to restart");
-                    if !self.note_restart() {
+                    if !self.note_restart(ctx.node()) {
                         return Err(());
                     }
                 }

@@ -129,6 +129,10 @@ enum Command {
         /// `off` turns the runtime's call timing off, to measure what visibility costs.
         #[arg(long, default_value = "on", value_parser = ["on", "off"])]
         visibility: String,
+        /// Where the local workloads' processes run: `girder` (Girder's schedulers, one per
+        /// core) or `tokio` (tasks of a multi-threaded tokio runtime).
+        #[arg(long, default_value = "girder", value_parser = ["girder", "tokio"])]
+        runtime: String,
     },
 }
 
@@ -181,6 +185,7 @@ fn main() {
             json,
             scale,
             visibility,
+            runtime,
         } => {
             if visibility == "off" {
                 girder::stats::set_call_sampling(0);
@@ -188,7 +193,7 @@ fn main() {
                 // As a node serving /metrics records: into the Prometheus recorder.
                 girder_ops::exporter::install();
             }
-            bench::run(&workloads, scale, json)
+            bench::run(&workloads, scale, json, runtime == "girder")
         }
         Command::Node {
             name,

@@ -7,6 +7,7 @@
 //! | module | what it is | OTP anchor |
 //! |---|---|---|
 //! | [`Node`] | a home for processes: spawn, exit signals, process table | the runtime |
+//! | [`scheduler`] | [`Schedulers`]: a thread per core, processes homed on one, idle ones steal | the BEAM's schedulers |
 //! | [`process`] | [`Context`], [`Addr`], links, monitors, exit signals | `spawn`, `link`, `monitor` |
 //! | [`mailbox`] | the bounded/unbounded mailbox with a system lane | process mailboxes |
 //! | registry | [`Node::register`], [`Node::whereis`] | `register/2`, `whereis/1` |
@@ -73,6 +74,7 @@ mod pid;
 pub mod process;
 mod registry;
 pub mod remote;
+pub mod scheduler;
 pub mod server;
 pub mod statem;
 pub mod stats;
@@ -84,10 +86,11 @@ pub use event::{EventHandler, EventManager};
 pub use exit::ExitReason;
 pub use introspect::ProcessInfo;
 pub use mailbox::SendError;
-pub use node::{LinkError, LookupError, Node};
+pub use node::{LinkError, LookupError, Node, NodeBuilder};
 pub use pid::Pid;
 pub use process::{Addr, Context, Down, Event, MonitorRef, SpawnOptions};
 pub use registry::RegisterError;
+pub use scheduler::{SchedulerStats, Schedulers};
 pub use server::{CallError, Flow, ReplyTo, Server, ServerContext, ServerRef, StartError};
 pub use statem::{StateMachine, StateMachineRef};
 pub use supervisor::{ChildSpec, RestartStrategy, Supervisor, SupervisorRef};

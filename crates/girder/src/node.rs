@@ -44,6 +44,69 @@ pub(crate) struct NodeInner {
     pub(crate) lifecycle: tokio::sync::broadcast::Sender<crate::lifecycle::Lifecycle>,
     /// Set once when a distribution layer makes this node reachable.
     pub(crate) dist: OnceLock<Arc<dyn Distribution>>,
+    /// Girder's schedulers, if the node runs its processes on them rather than on the ambient
+    /// tokio runtime.
+    pub(crate) spawner: Option<crate::scheduler::Spawner>,
+}
+
+/// Sets up a [`Node`]: its name, creation number and where its processes run.
+///
+/// ```
+/// use girder::{Node, Schedulers};
+/// let pool = Schedulers::new(1);
+/// let node = Node::builder("built").creation(7).schedulers(pool.clone()).build();
+/// assert_eq!(node.creation(), 7);
+/// assert!(node.runs_on_schedulers());
+/// pool.shutdown();
+/// ```
+#[derive(Debug)]
+pub struct NodeBuilder {
+    name: String,
+    creation: Option<u32>,
+    schedulers: Option<crate::Schedulers>,
+}
+
+impl NodeBuilder {
+    /// An explicit creation number (the distribution layer assigns these); by default one is
+    /// derived from the clock.
+    pub fn creation(mut self, creation: u32) -> Self {
+        self.creation = Some(creation);
+        self
+    }
+
+    /// Runs the node's processes on `pool` instead of as tasks of the ambient tokio runtime.
+    pub fn schedulers(mut self, pool: crate::Schedulers) -> Self {
+        self.schedulers = Some(pool);
+        self
+    }
+
+    /// The node.
+    pub fn build(self) -> Node {
+        let creation = self.creation.unwrap_or_else(fresh_creation);
+        Node {
+            inner: Arc::new(NodeInner {
+                name: self.name,
+                creation,
+                next_id: AtomicU64::new(1),
+                next_ref: AtomicU64::new(1),
+                procs: DashMap::with_hasher(rustc_hash::FxBuildHasher),
+                names: DashMap::new(),
+                dist: OnceLock::new(),
+                counters: Default::default(),
+                lifecycle: tokio::sync::broadcast::channel(crate::lifecycle::BUFFER).0,
+                spawner: self.schedulers.as_ref().map(crate::Schedulers::spawner),
+            }),
+        }
+    }
+}
+
+fn fresh_creation() -> u32 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    // Folded so two starts within the same second still differ.
+    ((nanos >> 32) as u32 ^ nanos as u32) | 1
 }
 
 /// Why a link could not be made.
@@ -74,32 +137,29 @@ pub enum LookupError {
 }
 
 impl Node {
-    /// A new node with a fresh creation number.
+    /// A new node with a fresh creation number, whose processes run as tasks of the ambient
+    /// tokio runtime.
     pub fn new(name: impl Into<String>) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        // Folded so two starts within the same second still differ.
-        let creation = ((nanos >> 32) as u32 ^ nanos as u32) | 1;
-        Self::with_creation(name, creation)
+        Self::builder(name).build()
     }
 
     /// A node with an explicit creation number (the distribution layer assigns these).
     pub fn with_creation(name: impl Into<String>, creation: u32) -> Self {
-        Node {
-            inner: Arc::new(NodeInner {
-                name: name.into(),
-                creation,
-                next_id: AtomicU64::new(1),
-                next_ref: AtomicU64::new(1),
-                procs: DashMap::with_hasher(rustc_hash::FxBuildHasher),
-                names: DashMap::new(),
-                dist: OnceLock::new(),
-                counters: Default::default(),
-                lifecycle: tokio::sync::broadcast::channel(crate::lifecycle::BUFFER).0,
-            }),
+        Self::builder(name).creation(creation).build()
+    }
+
+    /// Sets up a node with more choices: see [`NodeBuilder`].
+    pub fn builder(name: impl Into<String>) -> NodeBuilder {
+        NodeBuilder {
+            name: name.into(),
+            creation: None,
+            schedulers: None,
         }
+    }
+
+    /// True if the node's processes run on Girder's [`Schedulers`](crate::Schedulers).
+    pub fn runs_on_schedulers(&self) -> bool {
+        self.inner.spawner.is_some()
     }
 
     /// The node's name.

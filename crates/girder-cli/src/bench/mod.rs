@@ -30,8 +30,8 @@ pub const ALL: [&str; 11] = [
     "detect",
 ];
 
-pub fn run(names: &[String], scale: f64, json: bool) -> Result<(), String> {
-    let selected: Vec<&str> = if names.is_empty() || names.iter().any(|n| n == "all") {
+pub fn run(names: &[String], scale: f64, json: bool, schedulers: bool) -> Result<(), String> {
+    let selected: Vec<&'static str> = if names.is_empty() || names.iter().any(|n| n == "all") {
         ALL.to_vec()
     } else {
         for n in names {
@@ -39,18 +39,23 @@ pub fn run(names: &[String], scale: f64, json: bool) -> Result<(), String> {
                 return Err(format!("unknown workload {n:?}; known: {}", ALL.join(", ")));
             }
         }
-        names.iter().map(String::as_str).collect()
+        // The names as `ALL` spells them: a `'static` name can move into a pool's task.
+        names
+            .iter()
+            .filter_map(|n| ALL.iter().copied().find(|a| a == n))
+            .collect()
     };
     if !(scale > 0.0 && scale <= 10.0) {
         return Err(format!("--scale must be in (0, 10], got {scale}"));
     }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Ok(n) = std::env::var("GIRDER_BENCH_THREADS") {
-        builder.worker_threads(
-            n.parse()
-                .map_err(|_| "GIRDER_BENCH_THREADS must be a number")?,
-        );
-    }
+    let workers = match std::env::var("GIRDER_BENCH_THREADS") {
+        Ok(n) => n
+            .parse()
+            .map_err(|_| "GIRDER_BENCH_THREADS must be a number")?,
+        Err(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    builder.worker_threads(workers);
     let rt = builder.enable_all().build().map_err(|e| e.to_string())?;
     if !json {
         println!(
@@ -81,7 +86,19 @@ pub fn run(names: &[String], scale: f64, json: bool) -> Result<(), String> {
             "dist_link" => {
                 rt.block_on(link::run(((1_000_000f64 * scale).round() as u64).max(1)))?
             }
-            _ => rt.block_on(workloads::run(name, scale)),
+            _ if schedulers => {
+                // One scheduler per tokio worker; the workload's driver runs on the pool, as
+                // an Erlang benchmark runs in a process, so what it spawns starts beside it.
+                let _enter = rt.enter();
+                let pool = girder::Schedulers::new(workers);
+                let node = girder::Node::builder("bench")
+                    .schedulers(pool.clone())
+                    .build();
+                let outcome = pool.block_on(workloads::run(node, name, scale));
+                pool.shutdown();
+                outcome
+            }
+            _ => rt.block_on(workloads::run(girder::Node::new("bench"), name, scale)),
         };
         match &progress {
             Some(bar) => bar.suspend(|| report(&outcome, json)),

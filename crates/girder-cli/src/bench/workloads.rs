@@ -17,8 +17,7 @@ fn scaled(n: u64, scale: f64) -> u64 {
     ((n as f64 * scale).round() as u64).max(1)
 }
 
-pub async fn run(name: &str, scale: f64) -> Outcome {
-    let node = Node::new("bench");
+pub async fn run(node: Node, name: &'static str, scale: f64) -> Outcome {
     match name {
         // Spawned from a worker thread, as a process would spawn others.
         "spawn" => {

@@ -18,14 +18,36 @@ pub(crate) struct Header {
     pub(crate) restarts: AtomicU32,
     /// Messages in the receiver's private batch (for introspection only).
     pub(crate) local_len: AtomicUsize,
+    /// Set by a kill of a process on Girder's schedulers: its task ends at its next poll.
+    pub(crate) killed: AtomicBool,
     pub(crate) meta: Mutex<Meta>,
+}
+
+/// How to end a process's task from outside it.
+pub(crate) enum Abort {
+    /// A task of the ambient tokio runtime.
+    Tokio(AbortHandle),
+    /// A task on Girder's schedulers: the header's `killed` flag is set, then the task woken.
+    Scheduled(std::task::Waker),
+}
+
+impl Abort {
+    pub(crate) fn abort(self, header: &Header) {
+        match self {
+            Abort::Tokio(h) => h.abort(),
+            Abort::Scheduled(w) => {
+                header.killed.store(true, Ordering::Release);
+                w.wake();
+            }
+        }
+    }
 }
 
 /// State that changes rarely (links, monitors, names, life cycle), behind one short lock.
 pub(crate) struct Meta {
     pub(crate) links: Vec<Pid>,
     pub(crate) behaviour: &'static str,
-    pub(crate) abort: Option<AbortHandle>,
+    pub(crate) abort: Option<Abort>,
     pub(crate) life: Life,
     /// Rarely used parts, allocated on first use so that an idle process stays small.
     extra: Option<Box<Extra>>,
@@ -102,6 +124,7 @@ impl Header {
             trap_exit: AtomicBool::new(false),
             restarts: AtomicU32::new(0),
             local_len: AtomicUsize::new(0),
+            killed: AtomicBool::new(false),
             meta: Mutex::new(Meta {
                 links: Vec::new(),
                 behaviour,

@@ -8,7 +8,7 @@ use std::task::{Context as TaskCx, Poll};
 
 use futures_util::FutureExt;
 
-use super::core::{AnyProcess, Core, Header, Life};
+use super::core::{Abort, AnyProcess, Core, Header, Life};
 use super::signal;
 use crate::mailbox::Mailbox;
 use crate::{Addr, Context, ExitReason, Node, Pid};
@@ -126,6 +126,17 @@ impl<F: Future<Output = ExitReason>> Future for ProcessTask<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<()> {
         let this = self.project();
+        if let Some((_, proc_)) = this.guard.as_ref().and_then(|g| g.armed.as_ref()) {
+            if proc_
+                .header()
+                .killed
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
+                // Killed on Girder's schedulers: the future is dropped unpolled right after
+                // this returns, and the armed guard reports the kill's reason.
+                return Poll::Ready(());
+            }
+        }
         let outer = crate::timer::enter(this.local.take());
         let polled = this.inner.poll(cx);
         *this.local = crate::timer::enter(outer);
@@ -172,16 +183,21 @@ where
         }),
         local: Some(crate::timer::ProcessLocal::new(pid)),
     };
-    let handle = tokio::spawn(task);
+    let abort = match &node.inner.spawner {
+        Some(pool) => Abort::Scheduled(pool.spawn(task)),
+        None => Abort::Tokio(tokio::spawn(task).abort_handle()),
+    };
     let killed_while_spawning = {
         let mut meta = core.header.meta.lock();
         if matches!(meta.life, Life::Running) {
-            meta.abort = Some(handle.abort_handle());
+            meta.abort = Some(abort);
+            None
+        } else {
+            matches!(meta.life, Life::Ending(_)).then_some(abort)
         }
-        matches!(meta.life, Life::Ending(_))
     };
-    if killed_while_spawning {
-        handle.abort();
+    if let Some(abort) = killed_while_spawning {
+        abort.abort(&core.header);
     }
     Addr::local(core)
 }

@@ -1,0 +1,203 @@
+//! Girder's own schedulers: one thread per core, each with a run queue of processes, like the
+//! BEAM's schedulers.
+//!
+//! A node runs its processes either as tasks of the ambient tokio runtime (the default: nothing
+//! to set up, fine for most systems) or on a [`Schedulers`] pool given to
+//! [`NodeBuilder::schedulers`](crate::NodeBuilder::schedulers). The pool exists because message
+//! passing between processes is where an actor system spends its time, and a general-purpose
+//! work-stealing runtime moves woken tasks between threads far more than an actor system wants:
+//! each hand-off is a cross-core cache miss and, often, a futex wake. The pool follows the
+//! BEAM's rules instead (see `docs/decisions/008-schedulers.md`):
+//!
+//! * **a process has a home scheduler** and is queued there when woken, so processes that talk
+//!   to each other on one scheduler stay there, and a message is a local queue push;
+//! * **spawn is local**: a process spawned by a process starts on its parent's scheduler; one
+//!   spawned from outside the pool goes to the schedulers in turn;
+//! * **idle schedulers steal**: a scheduler with nothing to run takes half of another's queue
+//!   (the stolen processes move home); a busy scheduler wakes a sleeping one only when its own
+//!   queue stays longer than it can run at once, so a lone chain of messages does not bounce
+//!   between cores;
+//! * **a process woken towards a sleeping scheduler comes to the waker's scheduler instead**:
+//!   waking a sleeping thread costs a futex call, running the process where its message came
+//!   from costs nothing.
+//!
+//! Timers and I/O stay tokio's: the pool's threads enter a tokio runtime (the one current when
+//! the pool is built, or a small one the pool starts for itself), so `tokio::time`, tokio's
+//! sockets and `tokio::spawn` work inside processes as they do anywhere else.
+//!
+//! ```
+//! use girder::{Context, ExitReason, Node, Schedulers};
+//!
+//! let pool = Schedulers::new(2);
+//! let answer = pool.block_on(async {
+//!     let node = Node::builder("pooled").schedulers(Schedulers::current().unwrap()).build();
+//!     let (tx, rx) = tokio::sync::oneshot::channel();
+//!     node.spawn(move |_ctx: Context<()>| async move {
+//!         let _ = tx.send(6 * 7);
+//!         ExitReason::Normal
+//!     });
+//!     rx.await.unwrap()
+//! });
+//! assert_eq!(answer, 42);
+//! pool.shutdown();
+//! ```
+
+mod pool;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::task::Waker;
+
+use pool::Shared;
+
+/// A pool of scheduler threads that run processes (see the [module docs](self)).
+///
+/// Cloning gives another handle to the same pool. The threads stop when [`shutdown`] is called;
+/// processes still queued then are dropped, which ends them with `Shutdown`.
+///
+/// [`shutdown`]: Schedulers::shutdown
+pub struct Schedulers {
+    shared: Arc<Shared>,
+}
+
+impl Clone for Schedulers {
+    fn clone(&self) -> Self {
+        self.shared.add_handle();
+        Schedulers {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Schedulers {
+    fn drop(&mut self) {
+        self.shared.drop_handle();
+    }
+}
+
+/// How a node reaches its pool: unlike a [`Schedulers`] handle it does not keep the pool
+/// running (processes hold their node, so a counted handle there would never let it stop).
+#[derive(Clone)]
+pub(crate) struct Spawner(Arc<Shared>);
+
+impl Spawner {
+    /// Queues `fut` on the pool; the waker it returns makes the task run once more (a killed
+    /// process's task sees its kill flag then and ends).
+    pub(crate) fn spawn<F>(&self, fut: F) -> Waker
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.0.spawn(fut)
+    }
+}
+
+impl std::fmt::Debug for Schedulers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schedulers")
+            .field("threads", &self.threads())
+            .finish()
+    }
+}
+
+/// What the pool has done so far, summed over its schedulers.
+///
+/// ```
+/// let pool = girder::Schedulers::new(1);
+/// pool.block_on(async {});
+/// assert!(pool.stats().runs >= 1);
+/// pool.shutdown();
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedulerStats {
+    /// Times a process (or a `block_on` future) was polled.
+    pub runs: u64,
+    /// Processes taken from another scheduler's queue by an idle one.
+    pub steals: u64,
+    /// Times a scheduler went to sleep with nothing to run.
+    pub parks: u64,
+    /// Wake-ups queued for another scheduler (a cross-thread hand-off).
+    pub remote_wakes: u64,
+}
+
+impl Schedulers {
+    /// A pool of `threads` schedulers (at least 1). Inside a tokio runtime the schedulers use it
+    /// for timers and I/O; outside one, the pool starts a one-thread tokio runtime of its own.
+    ///
+    /// ```
+    /// let pool = girder::Schedulers::new(2);
+    /// assert_eq!(pool.threads(), 2);
+    /// pool.shutdown();
+    /// ```
+    pub fn new(threads: usize) -> Self {
+        Schedulers {
+            shared: Shared::start(threads.max(1)),
+        }
+    }
+
+    /// One scheduler per available core.
+    ///
+    /// ```
+    /// let pool = girder::Schedulers::per_core();
+    /// assert!(pool.threads() >= 1);
+    /// pool.shutdown();
+    /// ```
+    pub fn per_core() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// The pool whose scheduler thread is running the caller, if any.
+    ///
+    /// ```
+    /// assert!(girder::Schedulers::current().is_none());
+    /// let pool = girder::Schedulers::new(1);
+    /// assert!(pool.block_on(async { girder::Schedulers::current().is_some() }));
+    /// pool.shutdown();
+    /// ```
+    pub fn current() -> Option<Schedulers> {
+        pool::current().map(|shared| Schedulers { shared })
+    }
+
+    /// How many scheduler threads the pool has.
+    pub fn threads(&self) -> usize {
+        self.shared.threads()
+    }
+
+    /// Runs `fut` on the pool and blocks the calling thread until it finishes. Processes the
+    /// future spawns start on its scheduler. Not for use on a scheduler thread (it would block
+    /// that scheduler).
+    ///
+    /// ```
+    /// let pool = girder::Schedulers::new(1);
+    /// assert_eq!(pool.block_on(async { 1 + 1 }), 2);
+    /// pool.shutdown();
+    /// ```
+    pub fn block_on<F>(&self, fut: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let _waker = self.shared.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv()
+            .expect("the pool was shut down before the future finished")
+    }
+
+    /// What the pool has done so far.
+    pub fn stats(&self) -> SchedulerStats {
+        self.shared.stats()
+    }
+
+    /// Stops the scheduler threads and waits for them to finish. Whatever they still hold is
+    /// dropped: processes end with `Shutdown`, a pending [`block_on`](Self::block_on) panics.
+    /// Calling it from a scheduler thread stops the pool without waiting for the threads. The
+    /// last handle dropped does the same.
+    pub fn shutdown(&self) {
+        self.shared.shutdown();
+    }
+
+    pub(crate) fn spawner(&self) -> Spawner {
+        Spawner(self.shared.clone())
+    }
+}

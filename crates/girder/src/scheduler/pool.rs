@@ -1,0 +1,398 @@
+//! The scheduler threads: run queues, wake-ups, stealing and sleeping.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::Waker;
+use std::thread::{JoinHandle, Thread};
+use std::time::Duration;
+
+use async_task::{Runnable, ScheduleInfo, WithInfo};
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use parking_lot::Mutex;
+
+use super::SchedulerStats;
+
+/// Per task: the scheduler whose queue it joins when woken.
+pub(super) struct TaskMeta {
+    home: AtomicUsize,
+}
+
+type Job = Runnable<TaskMeta>;
+
+/// Every this many runs a scheduler looks at its inbox before its local queue, so wake-ups from
+/// other threads are not starved by a busy local chain.
+const INBOX_EVERY: u32 = 61;
+/// A busy scheduler wakes a sleeping one when more than this many processes wait in its queue.
+const WAKE_OTHER_AT: usize = 2;
+/// Rounds an idle scheduler looks for work (its inbox, then stealing) before it sleeps.
+const IDLE_SPINS: u32 = 64;
+/// A sleeping scheduler wakes this often to steal from a scheduler stuck in a long poll.
+const PARK_AT_MOST: Duration = Duration::from_millis(10);
+
+pub(super) struct Shared {
+    shards: Box<[Shard]>,
+    /// Round-robin start for processes spawned from outside the pool.
+    next: AtomicUsize,
+    sleepers: AtomicUsize,
+    stop: AtomicBool,
+    /// User handles alive (`Schedulers`); the pool stops when the last one goes.
+    handles: AtomicUsize,
+    tokio: tokio::runtime::Handle,
+    own_runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    joins: Mutex<Vec<JoinHandle<()>>>,
+}
+
+struct Shard {
+    /// Wake-ups and spawns sent here from other threads.
+    inbox: Injector<Job>,
+    stealer: Stealer<Job>,
+    sleeping: AtomicBool,
+    thread: OnceLock<Thread>,
+    // Written by the owning thread only (plain load + store), read by `stats`.
+    runs: AtomicU64,
+    steals: AtomicU64,
+    parks: AtomicU64,
+    remote_wakes: AtomicU64,
+}
+
+/// What a scheduler thread keeps for itself; `LOCAL` points at it while the thread runs.
+struct Local {
+    shared: Arc<Shared>,
+    index: usize,
+    queue: Worker<Job>,
+}
+
+thread_local! {
+    static LOCAL: Cell<*const Local> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The running scheduler thread's state, if the caller is on one of `shared`'s threads.
+fn local_of(shared: &Shared) -> Option<&'static Local> {
+    let ptr = LOCAL.get();
+    // SAFETY: `LOCAL` is non-null only while `run_scheduler` is running on this thread, and the
+    // `Local` it points at lives in that function's frame until after it is reset to null. The
+    // `'static` does not escape this module's synchronous uses (a queue push, an index read).
+    let local = unsafe { ptr.as_ref()? };
+    std::ptr::eq(Arc::as_ptr(&local.shared), shared).then_some(local)
+}
+
+pub(super) fn current() -> Option<Arc<Shared>> {
+    let ptr = LOCAL.get();
+    // SAFETY: as in `local_of`.
+    let local = unsafe { ptr.as_ref()? };
+    local.shared.handles.fetch_add(1, Ordering::Relaxed);
+    Some(local.shared.clone())
+}
+
+fn bump(counter: &AtomicU64) {
+    // Only the owning thread writes its counters, so no read-modify-write is needed.
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+impl Shared {
+    pub(super) fn start(threads: usize) -> Arc<Shared> {
+        let (tokio, own_runtime) = match tokio::runtime::Handle::try_current() {
+            Ok(h) => (h, None),
+            Err(_) => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("girder-io")
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime for the schedulers' timers and I/O");
+                (rt.handle().clone(), Some(rt))
+            }
+        };
+        let queues: Vec<Worker<Job>> = (0..threads).map(|_| Worker::new_fifo()).collect();
+        let shared = Arc::new(Shared {
+            shards: queues
+                .iter()
+                .map(|q| Shard {
+                    inbox: Injector::new(),
+                    stealer: q.stealer(),
+                    sleeping: AtomicBool::new(false),
+                    thread: OnceLock::new(),
+                    runs: AtomicU64::new(0),
+                    steals: AtomicU64::new(0),
+                    parks: AtomicU64::new(0),
+                    remote_wakes: AtomicU64::new(0),
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+            sleepers: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            handles: AtomicUsize::new(1),
+            tokio,
+            own_runtime: Mutex::new(own_runtime),
+            joins: Mutex::new(Vec::new()),
+        });
+        let mut joins = Vec::with_capacity(threads);
+        for (index, queue) in queues.into_iter().enumerate() {
+            let theirs = shared.clone();
+            let join = std::thread::Builder::new()
+                .name(format!("girder-sched-{index}"))
+                .spawn(move || run_scheduler(theirs, index, queue))
+                .expect("a scheduler thread");
+            let _ = shared.shards[index].thread.set(join.thread().clone());
+            joins.push(join);
+        }
+        *shared.joins.lock() = joins;
+        shared
+    }
+
+    pub(super) fn threads(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub(super) fn add_handle(&self) {
+        self.handles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops a user handle; the last one stops the pool.
+    pub(super) fn drop_handle(&self) {
+        if self.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shutdown();
+        }
+    }
+
+    pub(super) fn spawn<F>(self: &Arc<Self>, fut: F) -> Waker
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let home = match local_of(self) {
+            Some(local) => local.index,
+            None => self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len(),
+        };
+        let shared = self.clone();
+        let (job, task) = async_task::Builder::new()
+            .metadata(TaskMeta {
+                home: AtomicUsize::new(home),
+            })
+            .spawn(
+                move |_| fut,
+                WithInfo(move |job, info| shared.schedule(job, info)),
+            );
+        // The task's end is reported by the future itself (a process's exit guard).
+        task.detach();
+        let waker = job.waker();
+        job.schedule();
+        waker
+    }
+
+    fn schedule(&self, job: Job, _info: ScheduleInfo) {
+        let home = job.metadata().home.load(Ordering::Relaxed);
+        if let Some(local) = local_of(self) {
+            // Woken on its home scheduler: a local push. Woken elsewhere towards a sleeping home:
+            // it moves here rather than cost a futex wake (see the module docs).
+            if local.index == home || self.shards[home].sleeping.load(Ordering::Relaxed) {
+                if local.index != home {
+                    job.metadata().home.store(local.index, Ordering::Relaxed);
+                }
+                local.queue.push(job);
+                return;
+            }
+        }
+        if self.stop.load(Ordering::Acquire) {
+            // Nobody will run it: dropping it drops the future, which ends a process as
+            // `Shutdown`.
+            drop(job);
+            return;
+        }
+        let shard = &self.shards[home];
+        shard.inbox.push(job);
+        shard.remote_wakes.fetch_add(1, Ordering::Relaxed);
+        // Pairs with the fence in `park`: either the sleeper sees the job, or we see it asleep.
+        fence(Ordering::SeqCst);
+        self.wake(home);
+    }
+
+    /// Wakes scheduler `i` if it is asleep.
+    fn wake(&self, i: usize) {
+        let shard = &self.shards[i];
+        if shard.sleeping.load(Ordering::Relaxed) && shard.sleeping.swap(false, Ordering::AcqRel) {
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+            if let Some(t) = shard.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Wakes one sleeping scheduler other than `me`, so it can steal from a long queue.
+    fn wake_other(&self, me: usize) {
+        if self.sleepers.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        for i in (0..self.shards.len()).filter(|&i| i != me) {
+            if self.shards[i].sleeping.load(Ordering::Relaxed) {
+                self.wake(i);
+                return;
+            }
+        }
+    }
+
+    pub(super) fn stats(&self) -> SchedulerStats {
+        let mut s = SchedulerStats::default();
+        for shard in self.shards.iter() {
+            s.runs += shard.runs.load(Ordering::Relaxed);
+            s.steals += shard.steals.load(Ordering::Relaxed);
+            s.parks += shard.parks.load(Ordering::Relaxed);
+            s.remote_wakes += shard.remote_wakes.load(Ordering::Relaxed);
+        }
+        s
+    }
+
+    pub(super) fn shutdown(&self) {
+        if self.stop.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for shard in self.shards.iter() {
+            shard.sleeping.store(false, Ordering::Relaxed);
+            if let Some(t) = shard.thread.get() {
+                t.unpark();
+            }
+        }
+        let on_a_scheduler = !LOCAL.get().is_null();
+        let joins = std::mem::take(&mut *self.joins.lock());
+        if !on_a_scheduler {
+            for j in joins {
+                let _ = j.join();
+            }
+            // Wake-ups that raced with the threads' last drain.
+            for shard in self.shards.iter() {
+                drain(&shard.inbox);
+            }
+        }
+        if let Some(rt) = self.own_runtime.lock().take() {
+            rt.shutdown_background();
+        }
+    }
+
+    /// The next job for scheduler `local`: its own queue, its inbox now and then first.
+    fn next_job(&self, local: &Local, tick: u32) -> Option<Job> {
+        let inbox = &self.shards[local.index].inbox;
+        if tick % INBOX_EVERY == 0 {
+            if let Some(job) = take_from(inbox, &local.queue) {
+                return Some(job);
+            }
+        }
+        local.queue.pop().or_else(|| take_from(inbox, &local.queue))
+    }
+
+    /// Takes work from other schedulers' queues and inboxes; stolen processes move here.
+    fn steal(&self, local: &Local) -> Option<Job> {
+        let n = self.shards.len();
+        for k in 1..n {
+            let other = &self.shards[(local.index + k) % n];
+            let job = take_from(&other.inbox, &local.queue).or_else(|| loop {
+                match other.stealer.steal_batch_and_pop(&local.queue) {
+                    Steal::Success(job) => break Some(job),
+                    Steal::Empty => break None,
+                    Steal::Retry => continue,
+                }
+            });
+            if let Some(job) = job {
+                bump(&self.shards[local.index].steals);
+                job.metadata().home.store(local.index, Ordering::Relaxed);
+                // The rest of the batch moved too.
+                for _ in 0..local.queue.len() {
+                    if let Some(j) = local.queue.pop() {
+                        j.metadata().home.store(local.index, Ordering::Relaxed);
+                        local.queue.push(j);
+                    }
+                }
+                return Some(job);
+            }
+        }
+        None
+    }
+
+    /// Sleeps until woken (or `PARK_AT_MOST` passes), unless work shows up first.
+    fn park(&self, local: &Local) {
+        let shard = &self.shards[local.index];
+        shard.sleeping.store(true, Ordering::Relaxed);
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        // Pairs with the fence in `schedule`.
+        fence(Ordering::SeqCst);
+        if shard.inbox.is_empty() && !self.stop.load(Ordering::Acquire) {
+            bump(&shard.parks);
+            std::thread::park_timeout(PARK_AT_MOST);
+        }
+        if shard.sleeping.swap(false, Ordering::AcqRel) {
+            self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Takes a batch from `inbox` into `queue` and returns its first job.
+fn take_from(inbox: &Injector<Job>, queue: &Worker<Job>) -> Option<Job> {
+    if inbox.is_empty() {
+        return None;
+    }
+    loop {
+        match inbox.steal_batch_and_pop(queue) {
+            Steal::Success(job) => return Some(job),
+            Steal::Empty => return None,
+            Steal::Retry => continue,
+        }
+    }
+}
+
+fn drain(inbox: &Injector<Job>) {
+    loop {
+        match inbox.steal() {
+            Steal::Success(job) => drop(job),
+            Steal::Empty => return,
+            Steal::Retry => continue,
+        }
+    }
+}
+
+fn run_job(job: Job) {
+    // A process catches its own panics; this keeps the scheduler alive if anything else
+    // (a `block_on` future, exit handling) panics.
+    let _ = catch_unwind(AssertUnwindSafe(|| job.run()));
+}
+
+fn run_scheduler(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
+    let _tokio = shared.tokio.enter();
+    let _ = shared.shards[index].thread.set(std::thread::current());
+    let local = Local {
+        shared: shared.clone(),
+        index,
+        queue,
+    };
+    LOCAL.set(&local);
+    let shard = &shared.shards[index];
+    let mut tick: u32 = 0;
+    'run: while !shared.stop.load(Ordering::Relaxed) {
+        if let Some(job) = shared.next_job(&local, tick) {
+            tick = tick.wrapping_add(1);
+            bump(&shard.runs);
+            run_job(job);
+            if local.queue.len() > WAKE_OTHER_AT {
+                shared.wake_other(index);
+            }
+            continue;
+        }
+        for _ in 0..IDLE_SPINS {
+            if let Some(job) =
+                take_from(&shard.inbox, &local.queue).or_else(|| shared.steal(&local))
+            {
+                bump(&shard.runs);
+                run_job(job);
+                continue 'run;
+            }
+            std::hint::spin_loop();
+        }
+        shared.park(&local);
+    }
+    LOCAL.set(std::ptr::null());
+    // Dropping queued jobs drops their futures: processes end as `Shutdown`.
+    while let Some(job) = local.queue.pop() {
+        drop(job);
+    }
+    drain(&shard.inbox);
+}

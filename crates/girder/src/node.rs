@@ -75,6 +75,8 @@ impl NodeBuilder {
     }
 
     /// Runs the node's processes on `pool` instead of as tasks of the ambient tokio runtime.
+    /// Without this, the node uses the shared pool that
+    /// [`GIRDER_SCHEDULERS`](crate::scheduler::SCHEDULERS_ENV) asks for, if it is set.
     pub fn schedulers(mut self, pool: crate::Schedulers) -> Self {
         self.schedulers = Some(pool);
         self
@@ -83,7 +85,7 @@ impl NodeBuilder {
     /// The node.
     pub fn build(self) -> Node {
         let creation = self.creation.unwrap_or_else(fresh_creation);
-        Node {
+        let node = Node {
             inner: Arc::new(NodeInner {
                 name: self.name,
                 creation,
@@ -94,8 +96,34 @@ impl NodeBuilder {
                 dist: OnceLock::new(),
                 counters: Default::default(),
                 lifecycle: tokio::sync::broadcast::channel(crate::lifecycle::BUFFER).0,
-                spawner: self.schedulers.as_ref().map(crate::Schedulers::spawner),
+                spawner: match &self.schedulers {
+                    Some(pool) => Some(pool.spawner()),
+                    None => crate::scheduler::from_env(),
+                },
             }),
+        };
+        if let Some(pool) = &node.inner.spawner {
+            let weak = Arc::downgrade(&node.inner);
+            pool.watch(weak);
+        }
+        node
+    }
+}
+
+impl crate::scheduler::StopWatcher for NodeInner {
+    fn pool_stopped(&self) {
+        // Wakers first, wakes after: a stopped pool drops what it is woken with, which runs
+        // the exit handling, and that must not happen while the table is being walked.
+        let wakers: Vec<std::task::Waker> = self
+            .procs
+            .iter()
+            .filter_map(|p| match &p.value().header().meta.lock().abort {
+                Some(crate::process::core::Abort::Scheduled(w)) => Some(w.clone()),
+                _ => None,
+            })
+            .collect();
+        for w in wakers {
+            w.wake();
         }
     }
 }

@@ -45,10 +45,11 @@
 mod pool;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::Waker;
 
 use pool::Shared;
+pub(crate) use pool::StopWatcher;
 
 /// A pool of scheduler threads that run processes (see the [module docs](self)).
 ///
@@ -88,6 +89,11 @@ impl Spawner {
         F: Future<Output = ()> + Send + 'static,
     {
         self.0.spawn(fut)
+    }
+
+    /// Has `w` told when the pool stops.
+    pub(crate) fn watch(&self, w: std::sync::Weak<dyn StopWatcher>) {
+        self.0.watch(w);
     }
 }
 
@@ -130,7 +136,7 @@ impl Schedulers {
     /// ```
     pub fn new(threads: usize) -> Self {
         Schedulers {
-            shared: Shared::start(threads.max(1)),
+            shared: Shared::start(threads.max(1), false),
         }
     }
 
@@ -163,8 +169,8 @@ impl Schedulers {
     }
 
     /// Runs `fut` on the pool and blocks the calling thread until it finishes. Processes the
-    /// future spawns start on its scheduler. Not for use on a scheduler thread (it would block
-    /// that scheduler).
+    /// future spawns start on its scheduler. A panic in `fut` is resumed on the caller. Not for
+    /// use on a scheduler thread (it would block that scheduler).
     ///
     /// ```
     /// let pool = girder::Schedulers::new(1);
@@ -176,12 +182,17 @@ impl Schedulers {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        use futures_util::FutureExt;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let _waker = self.shared.spawn(async move {
-            let _ = tx.send(fut.await);
+            let out = std::panic::AssertUnwindSafe(fut).catch_unwind().await;
+            let _ = tx.send(out);
         });
-        rx.recv()
-            .expect("the pool was shut down before the future finished")
+        match rx.recv() {
+            Ok(Ok(out)) => out,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => panic!("the schedulers were shut down before the future finished"),
+        }
     }
 
     /// What the pool has done so far.
@@ -200,4 +211,22 @@ impl Schedulers {
     pub(crate) fn spawner(&self) -> Spawner {
         Spawner(self.shared.clone())
     }
+}
+
+/// The variable that puts nodes built without an explicit choice on one shared pool, like the
+/// BEAM's `+S` flag: `GIRDER_SCHEDULERS=4`.
+pub const SCHEDULERS_ENV: &str = "GIRDER_SCHEDULERS";
+
+/// The pool [`SCHEDULERS_ENV`] asks for, started on first use with a tokio runtime of its own
+/// (it outlives whichever runtime was current then) and kept for the life of the OS process.
+pub(crate) fn from_env() -> Option<Spawner> {
+    static POOL: OnceLock<Option<Schedulers>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let n: usize = std::env::var(SCHEDULERS_ENV).ok()?.trim().parse().ok()?;
+        (n > 0).then(|| Schedulers {
+            shared: Shared::start(n, true),
+        })
+    })
+    .as_ref()
+    .map(Schedulers::spawner)
 }

@@ -4,7 +4,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::Waker;
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
@@ -43,6 +43,14 @@ pub(super) struct Shared {
     tokio: tokio::runtime::Handle,
     own_runtime: Mutex<Option<tokio::runtime::Runtime>>,
     joins: Mutex<Vec<JoinHandle<()>>>,
+    /// Told when the pool stops, so processes waiting for a message (in nobody's queue) end too.
+    watchers: Mutex<Vec<Weak<dyn StopWatcher>>>,
+}
+
+/// Something with tasks on the pool that must hear when it stops (a node: it wakes its idle
+/// processes, whose wake-ups the stopped pool turns into `Shutdown` exits).
+pub(crate) trait StopWatcher: Send + Sync {
+    fn pool_stopped(&self);
 }
 
 struct Shard {
@@ -93,10 +101,15 @@ fn bump(counter: &AtomicU64) {
 }
 
 impl Shared {
-    pub(super) fn start(threads: usize) -> Arc<Shared> {
-        let (tokio, own_runtime) = match tokio::runtime::Handle::try_current() {
-            Ok(h) => (h, None),
-            Err(_) => {
+    /// Starts `threads` schedulers; they use the ambient tokio runtime for timers and I/O unless
+    /// there is none or `own_runtime` asks for one of their own.
+    pub(super) fn start(threads: usize, own_runtime: bool) -> Arc<Shared> {
+        let ambient = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|_| !own_runtime);
+        let (tokio, own_runtime) = match ambient {
+            Some(h) => (h, None),
+            None => {
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(1)
                     .thread_name("girder-io")
@@ -128,6 +141,7 @@ impl Shared {
             tokio,
             own_runtime: Mutex::new(own_runtime),
             joins: Mutex::new(Vec::new()),
+            watchers: Mutex::new(Vec::new()),
         });
         let mut joins = Vec::with_capacity(threads);
         for (index, queue) in queues.into_iter().enumerate() {
@@ -141,6 +155,12 @@ impl Shared {
         }
         *shared.joins.lock() = joins;
         shared
+    }
+
+    pub(super) fn watch(&self, w: Weak<dyn StopWatcher>) {
+        let mut watchers = self.watchers.lock();
+        watchers.retain(|w| w.strong_count() > 0);
+        watchers.push(w);
     }
 
     pub(super) fn threads(&self) -> usize {
@@ -264,6 +284,10 @@ impl Shared {
             for shard in self.shards.iter() {
                 drain(&shard.inbox);
             }
+        }
+        let watchers: Vec<_> = self.watchers.lock().drain(..).collect();
+        for w in watchers.iter().filter_map(Weak::upgrade) {
+            w.pool_stopped();
         }
         if let Some(rt) = self.own_runtime.lock().take() {
             rt.shutdown_background();

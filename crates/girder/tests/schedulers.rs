@@ -1,0 +1,286 @@
+//! Girder's own schedulers: processes run on the pool's threads, a blocked scheduler's queue is
+//! stolen, busy work spreads, kills and shutdown end processes, panics do not kill a scheduler.
+//!
+//! The rest of the semantics suite runs on the pool too: `.ci/run` runs it again with
+//! `GIRDER_SCHEDULERS=2`.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use girder::{
+    send_after, CallError, Context, Event, ExitReason, Flow, Node, ReplyTo, Schedulers, Server,
+    ServerContext,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn thread_name() -> String {
+    std::thread::current().name().unwrap_or("").to_string()
+}
+
+fn pooled(pool: &Schedulers) -> Node {
+    Node::builder("pooled").schedulers(pool.clone()).build()
+}
+
+#[test]
+fn processes_run_on_the_schedulers_threads() {
+    let pool = Schedulers::new(2);
+    let node = pooled(&pool);
+    let names = pool.block_on(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for _ in 0..20 {
+            let tx = tx.clone();
+            node.spawn(move |_: Context<()>| async move {
+                let _ = tx.send(thread_name());
+                ExitReason::Normal
+            });
+        }
+        let mut names = Vec::new();
+        for _ in 0..20 {
+            names.push(rx.recv().await.unwrap());
+        }
+        names
+    });
+    assert!(
+        names.iter().all(|n| n.starts_with("girder-sched-")),
+        "{names:?}"
+    );
+    assert!(pool.stats().runs >= 20);
+    pool.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_from_outside_the_pool_processes_still_run_there() {
+    let pool = Schedulers::new(2);
+    let node = pooled(&pool);
+    assert!(node.runs_on_schedulers());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let p = node.spawn(move |_: Context<()>| async move {
+        let _ = tx.send((thread_name(), Schedulers::current().map(|s| s.threads())));
+        ExitReason::Normal
+    });
+    let (name, threads) = tokio::time::timeout(WAIT, rx).await.unwrap().unwrap();
+    assert!(name.starts_with("girder-sched-"), "{name}");
+    assert_eq!(threads, Some(2));
+    assert_eq!(p.wait_exit().await, ExitReason::Normal);
+    pool.shutdown();
+}
+
+/// A process that never yields blocks its scheduler; the processes queued behind it are taken
+/// by the other scheduler.
+#[test]
+fn a_blocked_schedulers_queue_is_stolen() {
+    let pool = Schedulers::new(2);
+    let node = pooled(&pool);
+    let release = Arc::new(AtomicBool::new(false));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (r, n) = (release.clone(), ran.clone());
+    pool.block_on(async move {
+        node.spawn(move |ctx: Context<()>| async move {
+            // Spawned from this process: all start on this scheduler, queued behind it.
+            for _ in 0..10 {
+                let n = n.clone();
+                ctx.node().spawn(move |_: Context<()>| async move {
+                    n.fetch_add(1, Ordering::Release);
+                    ExitReason::Normal
+                });
+            }
+            let t0 = Instant::now();
+            while !r.load(Ordering::Acquire) && t0.elapsed() < WAIT {
+                std::hint::spin_loop();
+            }
+            ExitReason::Normal
+        });
+    });
+    let t0 = Instant::now();
+    while ran.load(Ordering::Acquire) < 10 && t0.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let ran_while_blocked = ran.load(Ordering::Acquire);
+    release.store(true, Ordering::Release);
+    assert_eq!(
+        ran_while_blocked, 10,
+        "queued processes waited for the blocked scheduler"
+    );
+    assert!(pool.stats().steals >= 1);
+    pool.shutdown();
+}
+
+/// Busy processes spawned on one scheduler end up running on both.
+#[test]
+fn busy_work_spreads_over_the_schedulers() {
+    let pool = Schedulers::new(2);
+    let node = pooled(&pool);
+    let names = pool.block_on(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for _ in 0..200 {
+            let tx = tx.clone();
+            node.spawn(move |_: Context<()>| async move {
+                for _ in 0..4 {
+                    let t0 = Instant::now();
+                    while t0.elapsed() < Duration::from_micros(500) {
+                        std::hint::spin_loop();
+                    }
+                    let _ = tx.send(thread_name());
+                    tokio::task::yield_now().await;
+                }
+                ExitReason::Normal
+            });
+        }
+        drop(tx);
+        let mut names = HashSet::new();
+        while let Some(n) = rx.recv().await {
+            names.insert(n);
+        }
+        names
+    });
+    assert_eq!(names.len(), 2, "ran on {names:?}");
+    pool.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_ends_a_waiting_a_busy_and_a_not_yet_started_process() {
+    let pool = Schedulers::new(2);
+    let node = pooled(&pool);
+    let waiting = node.spawn(|mut ctx: Context<()>| async move {
+        ctx.recv().await;
+        ExitReason::Normal
+    });
+    let busy = node.spawn(|_: Context<()>| async move {
+        loop {
+            tokio::task::yield_now().await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    node.exit(waiting.pid(), ExitReason::Kill);
+    node.exit(busy.pid(), ExitReason::Kill);
+    assert_eq!(
+        tokio::time::timeout(WAIT, waiting.wait_exit())
+            .await
+            .unwrap(),
+        ExitReason::Killed
+    );
+    assert_eq!(
+        tokio::time::timeout(WAIT, busy.wait_exit()).await.unwrap(),
+        ExitReason::Killed
+    );
+
+    // Killed before its first poll: its code never runs.
+    let ran = Arc::new(AtomicBool::new(false));
+    for _ in 0..100 {
+        let r = ran.clone();
+        let p = node.spawn(move |_: Context<()>| async move {
+            r.store(true, Ordering::Release);
+            ExitReason::Normal
+        });
+        node.exit(p.pid(), ExitReason::Kill);
+        let reason = tokio::time::timeout(WAIT, p.wait_exit()).await.unwrap();
+        // A process may finish before the kill lands; then it ran and exited normally.
+        if reason == ExitReason::Killed {
+            continue;
+        }
+        assert_eq!(reason, ExitReason::Normal);
+    }
+    assert_eq!(node.process_count(), 0);
+    pool.shutdown();
+}
+
+struct Silent;
+
+impl Server for Silent {
+    type Call = ();
+    type Reply = ();
+    type Cast = ();
+    type Info = ();
+
+    async fn handle_call(&mut self, _: (), from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
+        // Never replies: the caller's timeout is what is being tested.
+        std::mem::forget(from);
+        Flow::Continue
+    }
+}
+
+#[test]
+fn timers_and_call_timeouts_work_on_the_schedulers() {
+    let pool = Schedulers::new(2);
+    let node = pooled(&pool);
+    let (got, call) = pool.block_on(async move {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let waiter = node.spawn(move |mut ctx: Context<u32>| async move {
+            if let Event::Message(n) = ctx.recv().await {
+                let _ = tx.send(n);
+            }
+            ExitReason::Normal
+        });
+        let _timer = send_after(&waiter, 7, Duration::from_millis(30));
+        let got = tokio::time::timeout(WAIT, rx).await.unwrap().unwrap();
+        let silent = girder::server::start(&node, Silent).await.unwrap();
+        let t0 = Instant::now();
+        let call = silent.call_timeout((), Duration::from_millis(50)).await;
+        assert!(t0.elapsed() < WAIT);
+        (got, call)
+    });
+    assert_eq!(got, 7);
+    assert!(matches!(call, Err(CallError::Timeout(_))), "{call:?}");
+    pool.shutdown();
+}
+
+#[test]
+fn a_panic_in_block_on_reaches_the_caller_and_the_pool_goes_on() {
+    let pool = Schedulers::new(1);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.block_on(async { panic!("boom") })
+    }));
+    assert!(caught.is_err());
+    assert_eq!(pool.block_on(async { 40 + 2 }), 42);
+    pool.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_processes_with_shutdown_and_later_spawns_too() {
+    let pool = Schedulers::new(2);
+    let node = pooled(&pool);
+    let waiting = node.spawn(|mut ctx: Context<()>| async move {
+        ctx.recv().await;
+        ExitReason::Normal
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    tokio::task::spawn_blocking({
+        let pool = pool.clone();
+        move || pool.shutdown()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        tokio::time::timeout(WAIT, waiting.wait_exit())
+            .await
+            .unwrap(),
+        ExitReason::Shutdown
+    );
+    let late = node.spawn(|_: Context<()>| async { ExitReason::Normal });
+    assert_eq!(
+        tokio::time::timeout(WAIT, late.wait_exit()).await.unwrap(),
+        ExitReason::Shutdown
+    );
+    assert_eq!(node.process_count(), 0);
+}
+
+#[test]
+fn the_last_handle_dropped_stops_the_pool() {
+    let pool = Schedulers::new(1);
+    let node = pooled(&pool);
+    drop(pool);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let p = node.spawn(|_: Context<()>| async { ExitReason::Normal });
+        assert_eq!(
+            tokio::time::timeout(WAIT, p.wait_exit()).await.unwrap(),
+            ExitReason::Shutdown
+        );
+    });
+}

@@ -284,3 +284,23 @@ fn the_last_handle_dropped_stops_the_pool() {
         );
     });
 }
+
+/// `GIRDER_SCHEDULERS` decides where nodes built without a choice run (`.ci/run` runs the
+/// suite both ways).
+#[tokio::test]
+async fn the_environment_variable_picks_the_shared_pool() {
+    let asked = std::env::var(girder::scheduler::SCHEDULERS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| n > 0);
+    let node = Node::new("from-env");
+    assert_eq!(node.runs_on_schedulers(), asked);
+    let p = node.spawn(|_: Context<()>| async move {
+        let on_pool = thread_name().starts_with("girder-sched-");
+        ExitReason::error(format!("on pool: {on_pool}"))
+    });
+    assert_eq!(
+        tokio::time::timeout(WAIT, p.wait_exit()).await.unwrap(),
+        ExitReason::error(format!("on pool: {asked}"))
+    );
+}

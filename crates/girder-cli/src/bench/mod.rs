@@ -95,6 +95,9 @@ pub fn run(names: &[String], scale: f64, json: bool, schedulers: bool) -> Result
                     .schedulers(pool.clone())
                     .build();
                 let outcome = pool.block_on(workloads::run(node, name, scale));
+                if std::env::var_os("GIRDER_BENCH_STATS").is_some() {
+                    eprintln!("{name}: {:?}", pool.stats());
+                }
                 pool.shutdown();
                 outcome
             }

@@ -116,8 +116,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: futures_util::future::CatchUnwind<AssertUnwindSafe<F>>,
         guard: Option<ExitGuard>,
-        // Moved into the thread's slot while the process runs (see `timer::ProcessLocal`).
-        local: Option<crate::timer::ProcessLocal>,
+        // The thread's slot points here while the process runs (see `timer::ProcessLocal`).
+        local: crate::timer::ProcessLocal,
     }
 }
 
@@ -137,9 +137,9 @@ impl<F: Future<Output = ExitReason>> Future for ProcessTask<F> {
                 return Poll::Ready(());
             }
         }
-        let outer = crate::timer::enter(this.local.take());
+        let outer = crate::timer::enter(this.local);
         let polled = this.inner.poll(cx);
-        *this.local = crate::timer::enter(outer);
+        crate::timer::leave(outer);
         let result = std::task::ready!(polled);
         let reason = result.unwrap_or_else(ExitReason::from_panic);
         if let Some(guard) = this.guard.take() {
@@ -181,7 +181,7 @@ where
         guard: Some(ExitGuard {
             armed: Some((node.clone(), as_any)),
         }),
-        local: Some(crate::timer::ProcessLocal::new(pid)),
+        local: crate::timer::ProcessLocal::new(pid),
     };
     let abort = match &node.inner.spawner {
         Some(pool) => Abort::Scheduled(pool.spawn(task)),

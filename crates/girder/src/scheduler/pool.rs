@@ -27,6 +27,11 @@ type Job = Runnable<TaskMeta>;
 const INBOX_EVERY: u32 = 61;
 /// A busy scheduler wakes a sleeping one when more than this many processes wait in its queue.
 const WAKE_OTHER_AT: usize = 2;
+/// An idle scheduler steals from a running one only when at least this many processes wait
+/// there: a single queued process is the next hop of a message chain that its scheduler is
+/// about to run, and taking it would split the chain across cores. A scheduler that made no
+/// progress while another slept is robbed of even one (see `steal_from_stalled`).
+const STEAL_AT: usize = 2;
 /// Rounds an idle scheduler looks for work (its inbox, then stealing) before it sleeps.
 const IDLE_SPINS: u32 = 64;
 /// A sleeping scheduler wakes this often to steal from a scheduler stuck in a long poll.
@@ -305,11 +310,19 @@ impl Shared {
         local.queue.pop().or_else(|| take_from(inbox, &local.queue))
     }
 
-    /// Takes work from other schedulers' queues and inboxes; stolen processes move here.
-    fn steal(&self, local: &Local) -> Option<Job> {
+    /// Takes work from another scheduler with at least `at_least` processes waiting (or, with
+    /// `stalled`, from one whose run count is still what `stalled` says); stolen processes move
+    /// here.
+    fn steal(&self, local: &Local, at_least: usize, stalled: Option<&[u64]>) -> Option<Job> {
         let n = self.shards.len();
         for k in 1..n {
-            let other = &self.shards[(local.index + k) % n];
+            let i = (local.index + k) % n;
+            let other = &self.shards[i];
+            let waiting = other.stealer.len() + other.inbox.len();
+            let stuck = stalled.is_some_and(|seen| seen[i] == other.runs.load(Ordering::Relaxed));
+            if waiting == 0 || (waiting < at_least && !stuck) {
+                continue;
+            }
             let job = take_from(&other.inbox, &local.queue).or_else(|| loop {
                 match other.stealer.steal_batch_and_pop(&local.queue) {
                     Steal::Success(job) => break Some(job),
@@ -391,6 +404,7 @@ fn run_scheduler(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
     LOCAL.set(&local);
     let shard = &shared.shards[index];
     let mut tick: u32 = 0;
+    let mut seen = vec![0u64; shared.shards.len()];
     'run: while !shared.stop.load(Ordering::Relaxed) {
         if let Some(job) = shared.next_job(&local, tick) {
             tick = tick.wrapping_add(1);
@@ -402,8 +416,8 @@ fn run_scheduler(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
             continue;
         }
         for _ in 0..IDLE_SPINS {
-            if let Some(job) =
-                take_from(&shard.inbox, &local.queue).or_else(|| shared.steal(&local))
+            if let Some(job) = take_from(&shard.inbox, &local.queue)
+                .or_else(|| shared.steal(&local, STEAL_AT, None))
             {
                 bump(&shard.runs);
                 run_job(job);
@@ -411,7 +425,16 @@ fn run_scheduler(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
             }
             std::hint::spin_loop();
         }
+        for (seen, other) in seen.iter_mut().zip(shared.shards.iter()) {
+            *seen = other.runs.load(Ordering::Relaxed);
+        }
         shared.park(&local);
+        // A scheduler that ran nothing while this one slept is stuck in a long poll: what
+        // waits behind it is taken even if it is a single process.
+        if let Some(job) = shared.steal(&local, 1, Some(&seen)) {
+            bump(&shard.runs);
+            run_job(job);
+        }
     }
     LOCAL.set(std::ptr::null());
     // Dropping queued jobs drops their futures: processes end as `Shutdown`.

@@ -92,8 +92,14 @@ where
     }
 }
 
+/// How late a call may time out: 1/64 of its timeout, at least 1 ms (the timer wheel's grain)
+/// and at most 1 s. The slack lets a caller's timer stay put across back-to-back calls.
+fn call_slack(timeout: Duration) -> Duration {
+    (timeout / 64).clamp(Duration::from_millis(1), Duration::from_secs(1))
+}
+
 /// Sends a request built by `make` and waits for its reply until `timeout` (`Duration::MAX`:
-/// forever). Ends at once with the callee's exit reason if it dies.
+/// forever; up to 1/64 later, see `call_slack`). Ends at once with the callee's exit reason if it dies.
 pub(crate) async fn call<M, R>(
     addr: &Addr<M>,
     timeout: Duration,
@@ -106,6 +112,7 @@ where
     // Records on every way out (reply, error, timeout, or the caller being dropped).
     let _timed = crate::stats::CallTimer::start();
     let deadline = (timeout != Duration::MAX).then(|| Instant::now() + timeout);
+    let slack = call_slack(timeout);
     let (from, rx) = ReplyTo::for_call();
     let gone = || match addr.exit_reason() {
         Some(reason) => CallError::Exited(reason),
@@ -117,7 +124,7 @@ where
         Err(SendError::NoProc(_)) => return Err(gone()),
         Err(SendError::Full(msg)) => {
             let queued = match deadline {
-                Some(d) => crate::timer::timeout_at(d, addr.send_wait(msg))
+                Some(d) => crate::timer::timeout_at(d, slack, addr.send_wait(msg))
                     .await
                     .ok_or(CallError::Timeout(timeout))?,
                 None => addr.send_wait(msg).await,
@@ -128,7 +135,7 @@ where
         }
     }
     let answer = match deadline {
-        Some(d) => crate::timer::timeout_at(d, rx)
+        Some(d) => crate::timer::timeout_at(d, slack, rx)
             .await
             .ok_or(CallError::Timeout(timeout))?,
         None => rx.await,

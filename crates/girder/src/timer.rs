@@ -133,13 +133,23 @@ pub(crate) fn current_pid() -> Option<crate::Pid> {
     with_current(|p| p.pid)
 }
 
-/// Awaits `fut` until `deadline`; `None` if it passes first. Inside a process this reuses the
-/// process's timer; elsewhere it uses a fresh one.
-pub(crate) async fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Option<F::Output> {
+/// Awaits `fut` until `deadline`, or up to `slack` after it; `None` if that passes first.
+/// Inside a process this reuses the process's timer and leaves it alone when it is already set
+/// within `[deadline, deadline + slack]`: back-to-back calls then do not touch the timer wheel
+/// at all (a reset is an atomic read-modify-write on the entry plus tick arithmetic, ~10% of a
+/// busy caller's time). Elsewhere it uses a fresh timer.
+pub(crate) async fn timeout_at<F: Future>(
+    deadline: Instant,
+    slack: Duration,
+    fut: F,
+) -> Option<F::Output> {
     let reused = with_current(|p| p.timer.take()).flatten();
     let mut sleep = match reused {
         Some(mut s) => {
-            s.as_mut().reset(deadline);
+            let set = s.deadline();
+            if set < deadline || set > deadline + slack || s.is_elapsed() {
+                s.as_mut().reset(deadline + slack / 2);
+            }
             s
         }
         None => Box::pin(tokio::time::sleep_until(deadline)),

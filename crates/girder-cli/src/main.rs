@@ -89,6 +89,10 @@ enum Command {
         /// Runs the demo's failover service (used by `girder demo`).
         #[arg(long, hide = true)]
         demo_service: bool,
+        /// Scheduler threads for the node's processes (Girder's schedulers, like `+S`); 0 runs
+        /// them as tasks of the tokio runtime instead. Default: one per core.
+        #[arg(long)]
+        schedulers: Option<usize>,
     },
     /// A node's cluster view, alarms and busiest processes, from its ops API.
     Status {
@@ -213,7 +217,9 @@ fn main() {
             admin_token_file,
             webhook,
             protect_reads,
+            schedulers,
         } => node::run(node::NodeArgs {
+            schedulers,
             webhook,
             protect_reads,
             demo_service,

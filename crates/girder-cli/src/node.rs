@@ -20,6 +20,8 @@ use girder_dist::tls::TlsConfig;
 use girder_dist::{Cookie, DistConfig, DistNode, NodeEvent, NodeName};
 
 pub struct NodeArgs {
+    /// Scheduler threads for processes; `Some(0)`: tokio tasks; `None`: one per core.
+    pub schedulers: Option<usize>,
     /// Probe period, probe round trip, suspicion time.
     pub detection: (Duration, Duration, Duration),
     /// CA, certificate and key PEM files; with them, connections run over mutual TLS.
@@ -100,7 +102,17 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     let creation = creation();
     let mut cfg = DistConfig::new(name.clone(), cookie.clone(), args.listen);
     cfg.tls = tls_cfg;
-    let dist = DistNode::start(Node::with_creation(name.as_str(), creation), cfg)
+    // Kept for the life of the node: the last handle dropped stops the schedulers.
+    let pool = match args.schedulers {
+        Some(0) => None,
+        Some(n) => Some(girder::Schedulers::new(n)),
+        None => Some(girder::Schedulers::per_core()),
+    };
+    let mut node = Node::builder(name.as_str()).creation(creation);
+    if let Some(pool) = &pool {
+        node = node.schedulers(pool.clone());
+    }
+    let dist = DistNode::start(node.build(), cfg)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let listen = dist.local_addr();

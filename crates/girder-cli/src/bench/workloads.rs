@@ -19,7 +19,9 @@ fn scaled(n: u64, scale: f64) -> u64 {
 
 pub async fn run(node: Node, name: &'static str, scale: f64) -> Outcome {
     match name {
-        // Spawned from a worker thread, as a process would spawn others.
+        // Spawned from a runtime thread, as a process would spawn others (on the schedulers
+        // this future already runs on one).
+        "spawn" if node.runs_on_schedulers() => spawn(&node, scaled(1_000_000, scale)).await,
         "spawn" => {
             let n = node.clone();
             tokio::spawn(async move { spawn(&n, scaled(1_000_000, scale)).await })

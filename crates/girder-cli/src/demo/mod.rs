@@ -119,7 +119,9 @@ pub fn run(duration: Duration, seed: u64) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async move {
-        let node = Node::new("demo");
+        // The demo's processes run on Girder's schedulers, one per core (kept to the end).
+        let pool = girder::Schedulers::per_core();
+        let node = Node::builder("demo").schedulers(pool.clone()).build();
         let stats = Arc::new(ClientStats::default());
         let tally = Arc::new(Mutex::new(Tally::default()));
         println!("girder demo: a supervision tree surviving injected crashes for {duration:?} (seed {seed})");

@@ -570,7 +570,11 @@ impl Inner {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (handle, rx) = connection::start(conn, self.cfg.connection.clone());
+        let node = self.node.clone();
+        let (handle, rx) =
+            connection::start_with(conn, self.cfg.connection.clone(), move |task| {
+                node.spawn_task(task)
+            });
         let old = {
             let mut st = peer.state.lock();
             let queued = match &mut *st {
@@ -602,7 +606,7 @@ impl Inner {
         peer.changed.notify_waiters();
         tracing::info!(node = %self.cfg.name, peer = %peer.name, creation = est.peer_creation, "connected");
         let _ = self.events.send(NodeEvent::Up(peer.name.clone()));
-        tokio::spawn(crate::dispatch::run(
+        self.node.spawn_task(crate::dispatch::run(
             Arc::downgrade(self),
             peer,
             gen,

@@ -185,6 +185,30 @@ impl Node {
         }
     }
 
+    /// Runs `fut` where the node's processes run: on its [`Schedulers`](crate::Schedulers) if
+    /// it has them, else as a tokio task. For plumbing that talks to processes all the time
+    /// (a distribution connection's reader, writer and dispatcher): beside them, a hand-off is
+    /// a local queue push instead of a wake-up of another thread. The task is not a process:
+    /// no pid, no links; it ends when `fut` does (or with the pool).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let node = girder::Node::new("tasks");
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// node.spawn_task(async move { let _ = tx.send(1); });
+    /// assert_eq!(rx.await.unwrap(), 1);
+    /// # }
+    /// ```
+    pub fn spawn_task<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match &self.inner.spawner {
+            Some(pool) => drop(pool.spawn(fut)),
+            None => drop(tokio::spawn(fut)),
+        }
+    }
+
     /// True if the node's processes run on Girder's [`Schedulers`](crate::Schedulers).
     pub fn runs_on_schedulers(&self) -> bool {
         self.inner.spawner.is_some()

@@ -46,6 +46,8 @@ pub(super) struct Shared {
     /// User handles alive (`Schedulers`); the pool stops when the last one goes.
     handles: AtomicUsize,
     tokio: tokio::runtime::Handle,
+    /// How long an idle scheduler keeps looking for work before it sleeps.
+    spin_for: Duration,
     own_runtime: Mutex<Option<tokio::runtime::Runtime>>,
     joins: Mutex<Vec<JoinHandle<()>>>,
     /// Told when the pool stops, so processes waiting for a message (in nobody's queue) end too.
@@ -144,6 +146,12 @@ impl Shared {
             stop: AtomicBool::new(false),
             handles: AtomicUsize::new(1),
             tokio,
+            spin_for: Duration::from_micros(
+                std::env::var("GIRDER_SPIN_US")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            ),
             own_runtime: Mutex::new(own_runtime),
             joins: Mutex::new(Vec::new()),
             watchers: Mutex::new(Vec::new()),
@@ -415,7 +423,9 @@ fn run_scheduler(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
             }
             continue;
         }
-        for _ in 0..IDLE_SPINS {
+        let idle_since = std::time::Instant::now();
+        let mut round = 0u32;
+        loop {
             if let Some(job) = take_from(&shard.inbox, &local.queue)
                 .or_else(|| shared.steal(&local, STEAL_AT, None))
             {
@@ -423,7 +433,15 @@ fn run_scheduler(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
                 run_job(job);
                 continue 'run;
             }
-            std::hint::spin_loop();
+            round += 1;
+            if round >= IDLE_SPINS && idle_since.elapsed() >= shared.spin_for {
+                break;
+            }
+            if round >= IDLE_SPINS {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
         for (seen, other) in seen.iter_mut().zip(shared.shards.iter()) {
             *seen = other.runs.load(Ordering::Relaxed);

@@ -15,7 +15,6 @@ use dashmap::DashMap;
 use girder::remote::{Distribution, PidTranslation};
 use girder::{ExitReason, Node, Pid};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::task::AbortHandle;
 
 use crate::connection::{self, ConnectionConfig};
 use crate::handshake::{self, Established, HandshakeConfig, Refusal};
@@ -179,7 +178,8 @@ pub(crate) struct Inner {
     pub(crate) exports: DashMap<u64, Arc<dyn Inbox>>,
     next_ref: AtomicU64,
     next_gen: AtomicU64,
-    listener: parking_lot::Mutex<Option<AbortHandle>>,
+    /// Dropped to stop the accept loop.
+    listener: parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     events: tokio::sync::broadcast::Sender<NodeEvent>,
 }
 
@@ -211,8 +211,10 @@ impl DistNode {
             )));
         }
         let weak = Arc::downgrade(&inner);
-        let task = tokio::spawn(accept_loop(weak, listener));
-        *inner.listener.lock() = Some(task.abort_handle());
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        *inner.listener.lock() = Some(stop);
+        // Accepted where the node's processes run, so each socket's I/O is driven there.
+        inner.node.spawn_task(accept_loop(weak, listener, stopped));
         Ok(DistNode { inner })
     }
 
@@ -421,9 +423,7 @@ impl DistNode {
     /// Stops listening and closes every connection; links and monitors across them fire with
     /// `noconnection`.
     pub fn shutdown(&self) {
-        if let Some(l) = self.inner.listener.lock().take() {
-            l.abort();
-        }
+        drop(self.inner.listener.lock().take());
         for p in self.inner.table.all() {
             if let Some(h) = p.handle() {
                 h.close();
@@ -471,7 +471,9 @@ impl Inner {
                 dialing: true,
                 queued: Vec::new(),
             };
-            tokio::spawn(dial(self.clone(), peer.clone(), addr, gen));
+            // Dialled where the node's processes run, so the socket's I/O is driven there.
+            self.node
+                .spawn_task(dial(self.clone(), peer.clone(), addr, gen));
         }
         Some(())
     }
@@ -571,10 +573,9 @@ impl Inner {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let node = self.node.clone();
-        let (handle, rx) =
-            connection::start_with(conn, self.cfg.connection.clone(), move |task| {
-                node.spawn_task(task)
-            });
+        let (handle, rx) = connection::start_with(conn, self.cfg.connection.clone(), move |task| {
+            node.spawn_task(task)
+        });
         let old = {
             let mut st = peer.state.lock();
             let queued = match &mut *st {
@@ -665,13 +666,22 @@ impl Inner {
     }
 }
 
-async fn accept_loop(inner: Weak<Inner>, mut listener: Box<dyn crate::transport::Listener>) {
+async fn accept_loop(
+    inner: Weak<Inner>,
+    mut listener: Box<dyn crate::transport::Listener>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
     loop {
-        let Ok((stream, from)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stopped => return,
+        };
+        let Ok((stream, from)) = accepted else {
             return;
         };
         let Some(inner) = inner.upgrade() else { return };
-        tokio::spawn(async move {
+        let node = inner.node.clone();
+        node.spawn_task(async move {
             let tls_cfg = inner.cfg.tls.clone();
             match tls_cfg {
                 Some(t) => match tls::accept(stream, &t).await {

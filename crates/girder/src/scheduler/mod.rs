@@ -136,7 +136,7 @@ impl Schedulers {
     /// ```
     pub fn new(threads: usize) -> Self {
         Schedulers {
-            shared: Shared::start(threads.max(1), false),
+            shared: Shared::start(threads.max(1)),
         }
     }
 
@@ -224,7 +224,7 @@ pub(crate) fn from_env() -> Option<Spawner> {
     POOL.get_or_init(|| {
         let n: usize = std::env::var(SCHEDULERS_ENV).ok()?.trim().parse().ok()?;
         (n > 0).then(|| Schedulers {
-            shared: Shared::start(n, true),
+            shared: Shared::start(n),
         })
     })
     .as_ref()

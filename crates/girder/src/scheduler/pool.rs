@@ -4,13 +4,14 @@ use std::cell::Cell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::task::Waker;
-use std::thread::{JoinHandle, Thread};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_task::{Runnable, ScheduleInfo, WithInfo};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 
 use super::SchedulerStats;
@@ -34,6 +35,8 @@ const WAKE_OTHER_AT: usize = 2;
 const STEAL_AT: usize = 2;
 /// Rounds an idle scheduler looks for work (its inbox, then stealing) before it sleeps.
 const IDLE_SPINS: u32 = 64;
+/// A busy scheduler lets its tokio runtime poll for I/O and timers every this many runs.
+const IO_EVERY: u32 = 256;
 /// A sleeping scheduler wakes this often to steal from a scheduler stuck in a long poll.
 const PARK_AT_MOST: Duration = Duration::from_millis(10);
 
@@ -45,10 +48,8 @@ pub(super) struct Shared {
     stop: AtomicBool,
     /// User handles alive (`Schedulers`); the pool stops when the last one goes.
     handles: AtomicUsize,
-    tokio: tokio::runtime::Handle,
     /// How long an idle scheduler keeps looking for work before it sleeps.
     spin_for: Duration,
-    own_runtime: Mutex<Option<tokio::runtime::Runtime>>,
     joins: Mutex<Vec<JoinHandle<()>>>,
     /// Told when the pool stops, so processes waiting for a message (in nobody's queue) end too.
     watchers: Mutex<Vec<Weak<dyn StopWatcher>>>,
@@ -65,7 +66,8 @@ struct Shard {
     inbox: Injector<Job>,
     stealer: Stealer<Job>,
     sleeping: AtomicBool,
-    thread: OnceLock<Thread>,
+    /// Wakes the scheduler's tokio runtime out of its sleep in the I/O driver.
+    waker: AtomicWaker,
     // Written by the owning thread only (plain load + store), read by `stats`.
     runs: AtomicU64,
     steals: AtomicU64,
@@ -108,24 +110,9 @@ fn bump(counter: &AtomicU64) {
 }
 
 impl Shared {
-    /// Starts `threads` schedulers; they use the ambient tokio runtime for timers and I/O unless
-    /// there is none or `own_runtime` asks for one of their own.
-    pub(super) fn start(threads: usize, own_runtime: bool) -> Arc<Shared> {
-        let ambient = tokio::runtime::Handle::try_current()
-            .ok()
-            .filter(|_| !own_runtime);
-        let (tokio, own_runtime) = match ambient {
-            Some(h) => (h, None),
-            None => {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .thread_name("girder-io")
-                    .enable_all()
-                    .build()
-                    .expect("a tokio runtime for the schedulers' timers and I/O");
-                (rt.handle().clone(), Some(rt))
-            }
-        };
+    /// Starts `threads` schedulers, each on a thread of its own that also runs a tokio
+    /// current-thread runtime for the timers and I/O of the processes it runs.
+    pub(super) fn start(threads: usize) -> Arc<Shared> {
         let queues: Vec<Worker<Job>> = (0..threads).map(|_| Worker::new_fifo()).collect();
         let shared = Arc::new(Shared {
             shards: queues
@@ -134,7 +121,7 @@ impl Shared {
                     inbox: Injector::new(),
                     stealer: q.stealer(),
                     sleeping: AtomicBool::new(false),
-                    thread: OnceLock::new(),
+                    waker: AtomicWaker::new(),
                     runs: AtomicU64::new(0),
                     steals: AtomicU64::new(0),
                     parks: AtomicU64::new(0),
@@ -145,14 +132,12 @@ impl Shared {
             sleepers: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             handles: AtomicUsize::new(1),
-            tokio,
             spin_for: Duration::from_micros(
                 std::env::var("GIRDER_SPIN_US")
                     .ok()
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0),
             ),
-            own_runtime: Mutex::new(own_runtime),
             joins: Mutex::new(Vec::new()),
             watchers: Mutex::new(Vec::new()),
         });
@@ -163,7 +148,6 @@ impl Shared {
                 .name(format!("girder-sched-{index}"))
                 .spawn(move || run_scheduler(theirs, index, queue))
                 .expect("a scheduler thread");
-            let _ = shared.shards[index].thread.set(join.thread().clone());
             joins.push(join);
         }
         *shared.joins.lock() = joins;
@@ -225,6 +209,11 @@ impl Shared {
                     job.metadata().home.store(local.index, Ordering::Relaxed);
                 }
                 local.queue.push(job);
+                // Woken by this thread's own I/O driver or timer while the scheduler sleeps
+                // in it: end the sleep.
+                if self.shards[local.index].sleeping.load(Ordering::Relaxed) {
+                    self.wake(local.index);
+                }
                 return;
             }
         }
@@ -247,9 +236,7 @@ impl Shared {
         let shard = &self.shards[i];
         if shard.sleeping.load(Ordering::Relaxed) && shard.sleeping.swap(false, Ordering::AcqRel) {
             self.sleepers.fetch_sub(1, Ordering::Relaxed);
-            if let Some(t) = shard.thread.get() {
-                t.unpark();
-            }
+            shard.waker.wake();
         }
     }
 
@@ -283,9 +270,7 @@ impl Shared {
         }
         for shard in self.shards.iter() {
             shard.sleeping.store(false, Ordering::Relaxed);
-            if let Some(t) = shard.thread.get() {
-                t.unpark();
-            }
+            shard.waker.wake();
         }
         let on_a_scheduler = !LOCAL.get().is_null();
         let joins = std::mem::take(&mut *self.joins.lock());
@@ -301,9 +286,6 @@ impl Shared {
         let watchers: Vec<_> = self.watchers.lock().drain(..).collect();
         for w in watchers.iter().filter_map(Weak::upgrade) {
             w.pool_stopped();
-        }
-        if let Some(rt) = self.own_runtime.lock().take() {
-            rt.shutdown_background();
         }
     }
 
@@ -354,16 +336,30 @@ impl Shared {
         None
     }
 
-    /// Sleeps until woken (or `PARK_AT_MOST` passes), unless work shows up first.
-    fn park(&self, local: &Local) {
+    /// Sleeps in the thread's tokio runtime (its I/O driver) until woken or `PARK_AT_MOST`
+    /// passes, unless work shows up first. I/O and timers that fire meanwhile run their
+    /// processes' wake-ups on this thread.
+    async fn park(&self, local: &Local) {
         let shard = &self.shards[local.index];
         shard.sleeping.store(true, Ordering::Relaxed);
         self.sleepers.fetch_add(1, Ordering::Relaxed);
         // Pairs with the fence in `schedule`.
         fence(Ordering::SeqCst);
-        if shard.inbox.is_empty() && !self.stop.load(Ordering::Acquire) {
+        if shard.inbox.is_empty() && local.queue.is_empty() && !self.stop.load(Ordering::Acquire) {
             bump(&shard.parks);
-            std::thread::park_timeout(PARK_AT_MOST);
+            let woken = std::future::poll_fn(|cx| {
+                shard.waker.register(cx.waker());
+                let woken = !shard.sleeping.load(Ordering::Acquire)
+                    || !local.queue.is_empty()
+                    || !shard.inbox.is_empty()
+                    || self.stop.load(Ordering::Acquire);
+                if woken {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            });
+            let _ = tokio::time::timeout(PARK_AT_MOST, woken).await;
         }
         if shard.sleeping.swap(false, Ordering::AcqRel) {
             self.sleepers.fetch_sub(1, Ordering::Relaxed);
@@ -402,8 +398,19 @@ fn run_job(job: Job) {
 }
 
 fn run_scheduler(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
-    let _tokio = shared.tokio.enter();
-    let _ = shared.shards[index].thread.set(std::thread::current());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for a scheduler's timers and I/O");
+    // Unconstrained: tokio's cooperative budget is per task, and here one task runs every
+    // process; left on, it would make a ready reply channel look pending after 128 polls.
+    // Processes get their fairness from the mailbox's receive budget instead.
+    rt.block_on(tokio::task::unconstrained(schedule_loop(
+        shared, index, queue,
+    )));
+}
+
+async fn schedule_loop(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
     let local = Local {
         shared: shared.clone(),
         index,
@@ -420,6 +427,11 @@ fn run_scheduler(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
             run_job(job);
             if local.queue.len() > WAKE_OTHER_AT {
                 shared.wake_other(index);
+            }
+            if tick % IO_EVERY == 0 {
+                // Lets the runtime poll I/O and timers (and run tasks spawned on it), which
+                // it does only while this loop is pending.
+                tokio::task::yield_now().await;
             }
             continue;
         }
@@ -446,7 +458,7 @@ fn run_scheduler(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
         for (seen, other) in seen.iter_mut().zip(shared.shards.iter()) {
             *seen = other.runs.load(Ordering::Relaxed);
         }
-        shared.park(&local);
+        shared.park(&local).await;
         // A scheduler that ran nothing while this one slept is stuck in a long poll: what
         // waits behind it is taken even if it is a single process.
         if let Some(job) = shared.steal(&local, 1, Some(&seen)) {

@@ -80,9 +80,9 @@ pub fn run(names: &[String], scale: f64, json: bool, schedulers: bool) -> Result
         // `detect` runs two `girder node` OS processes; the rest run in this runtime.
         let outcome = match name {
             "detect" => detect::run()?,
-            "dist_send" => remote::run("dist_send", scale)?,
-            "dist_call_c1" => remote::run("dist_call_c1", scale)?,
-            "dist_call_c50" => remote::run("dist_call_c50", scale)?,
+            "dist_send" | "dist_call_c1" | "dist_call_c50" => {
+                remote::run(name, scale, if schedulers { workers } else { 0 })?
+            }
             "dist_link" => {
                 rt.block_on(link::run(((1_000_000f64 * scale).round() as u64).max(1)))?
             }

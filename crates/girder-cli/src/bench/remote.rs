@@ -117,10 +117,12 @@ impl Drop for Peer {
     }
 }
 
-fn start_peer() -> Result<(Peer, std::net::SocketAddr), String> {
+fn start_peer(schedulers: usize) -> Result<(Peer, std::net::SocketAddr), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = Command::new(exe)
         .arg("bench-peer")
+        // The server node's `Node::new` takes its pool from this (0: tokio tasks).
+        .env(girder::scheduler::SCHEDULERS_ENV, schedulers.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -141,12 +143,19 @@ fn start_peer() -> Result<(Peer, std::net::SocketAddr), String> {
     Ok((peer, addr))
 }
 
-/// Runs one remote workload against a fresh server node.
-pub fn run(workload: &'static str, scale: f64) -> Result<Outcome, String> {
-    let (_peer, addr) = start_peer()?;
+/// Runs one remote workload against a fresh server node; both nodes run their processes on
+/// `schedulers` Girder schedulers (0: as tokio tasks).
+pub fn run(workload: &'static str, scale: f64, schedulers: usize) -> Result<Outcome, String> {
+    let (_peer, addr) = start_peer(schedulers)?;
     let rt = runtime()?;
+    let pool = (schedulers > 0).then(|| girder::Schedulers::new(schedulers));
+    let mut node = Node::builder("bench-client");
+    if let Some(pool) = &pool {
+        node = node.schedulers(pool.clone());
+    }
+    let node = node.build();
     rt.block_on(async move {
-        let dist = DistNode::start(Node::new("bench-client"), config("client@127.0.0.1")?)
+        let dist = DistNode::start(node, config("client@127.0.0.1")?)
             .await
             .map_err(|e| e.to_string())?;
         let server = NodeName::new("server@127.0.0.1").map_err(|e| e.to_string())?;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
 use crate::server::reply::Unanswered;
 use crate::server::{CallError, ReplyTo, StartError};
@@ -99,7 +98,8 @@ fn call_slack(timeout: Duration) -> Duration {
 }
 
 /// Sends a request built by `make` and waits for its reply until `timeout` (`Duration::MAX`:
-/// forever; up to 1/64 later, see `call_slack`). Ends at once with the callee's exit reason if it dies.
+/// forever; up to 1/64 later, see `call_slack`, and at most 10 ms more for the coarse clock a
+/// timeout of a second or more is read with, see `timer::deadline_after`). Ends at once with the callee's exit reason if it dies.
 pub(crate) async fn call<M, R>(
     addr: &Addr<M>,
     timeout: Duration,
@@ -111,7 +111,7 @@ where
 {
     // Records on every way out (reply, error, timeout, or the caller being dropped).
     let _timed = crate::stats::CallTimer::start();
-    let deadline = (timeout != Duration::MAX).then(|| Instant::now() + timeout);
+    let deadline = (timeout != Duration::MAX).then(|| crate::timer::deadline_after(timeout));
     let slack = call_slack(timeout);
     let (from, rx) = ReplyTo::for_call();
     let gone = || match addr.exit_reason() {

@@ -410,6 +410,43 @@ async fn call_timeouts_from_inside_a_process_reuse_its_timer_correctly() {
     assert_eq!(got, [1, 2]);
 }
 
+/// Timeouts of a second or more are computed from the kernel's coarse clock and left alone
+/// within a slack: never early, a little late at most.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_call_timeout_is_never_early_and_barely_late() {
+    let node = Node::new("t");
+    let (s, _) = start(&node).await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    node.spawn(move |_: girder::Context<()>| async move {
+        let mut took = Vec::new();
+        // Back-to-back calls first, so the reused timer is already set near the deadline.
+        for _ in 0..3 {
+            assert_eq!(
+                s.call_timeout(Req::Get, Duration::from_secs(1)).await,
+                Ok(0)
+            );
+        }
+        for _ in 0..2 {
+            let t = std::time::Instant::now();
+            let r = s
+                .call_timeout(
+                    Req::Sleep(Duration::from_millis(1500)),
+                    Duration::from_secs(1),
+                )
+                .await;
+            took.push((r, t.elapsed()));
+        }
+        tx.send(took).unwrap();
+        ExitReason::Normal
+    });
+    for (r, took) in tokio::time::timeout(WAIT, rx).await.unwrap().unwrap() {
+        assert_eq!(r, Err(CallError::Timeout(Duration::from_secs(1))));
+        assert!(took >= Duration::from_secs(1), "early: {took:?}");
+        // 1/64 slack (16 ms) + coarse padding (10 ms) + the timer wheel's grain, generously.
+        assert!(took < Duration::from_millis(1300), "late: {took:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_overtakes_a_long_queue() {
     let node = Node::new("t");

@@ -238,6 +238,29 @@ fn a_panic_in_block_on_reaches_the_caller_and_the_pool_goes_on() {
     pool.shutdown();
 }
 
+#[test]
+fn block_on_from_a_scheduler_thread_is_refused_clearly() {
+    let pool = Schedulers::new(1);
+    let inner = pool.clone();
+    let refused = pool.block_on(async move {
+        let message = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inner.block_on(async {});
+        }))
+        .err()
+        .and_then(|p| {
+            p.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        });
+        message
+    });
+    let message = refused.expect("block_on on a scheduler thread panics");
+    assert!(message.contains("scheduler threads"), "{message}");
+    // The pool still works.
+    assert_eq!(pool.block_on(async { 7 }), 7);
+    pool.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_processes_with_shutdown_and_later_spawns_too() {
     let pool = Schedulers::new(2);

@@ -169,8 +169,12 @@ impl Schedulers {
     }
 
     /// Runs `fut` on the pool and blocks the calling thread until it finishes. Processes the
-    /// future spawns start on its scheduler. A panic in `fut` is resumed on the caller. Not for
-    /// use on a scheduler thread (it would block that scheduler).
+    /// future spawns start on its scheduler. A panic in `fut` is resumed on the caller.
+    ///
+    /// # Panics
+    ///
+    /// On one of this pool's scheduler threads: blocking there would stall the scheduler that
+    /// has to run `fut` (a process should spawn or call instead).
     ///
     /// ```
     /// let pool = girder::Schedulers::new(1);
@@ -183,6 +187,10 @@ impl Schedulers {
         F::Output: Send + 'static,
     {
         use futures_util::FutureExt;
+        assert!(
+            !self.shared.is_own_thread(),
+            "Schedulers::block_on called on one of the pool's own scheduler threads"
+        );
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let _waker = self.shared.spawn(async move {
             let out = std::panic::AssertUnwindSafe(fut).catch_unwind().await;

@@ -160,6 +160,11 @@ impl Shared {
         watchers.push(w);
     }
 
+    /// True on one of this pool's scheduler threads.
+    pub(super) fn is_own_thread(&self) -> bool {
+        local_of(self).is_some()
+    }
+
     pub(super) fn threads(&self) -> usize {
         self.shards.len()
     }

@@ -327,3 +327,29 @@ async fn the_environment_variable_picks_the_shared_pool() {
         ExitReason::error(format!("on pool: {asked}"))
     );
 }
+
+/// A timer (or socket) registered on a scheduler's own tokio runtime fires while that scheduler
+/// sleeps in it: the wake must end the sleep at once, not when the sleep's safety timeout
+/// (10 ms) passes. 100 sleeps of 1 ms take ~0.1-0.2 s; a missed wake makes each take 10 ms+.
+#[test]
+fn a_timer_firing_while_its_scheduler_sleeps_wakes_it_at_once() {
+    let pool = Schedulers::new(1);
+    let node = pooled(&pool);
+    let took = pool.block_on(async move {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        node.spawn(move |_: Context<()>| async move {
+            let t0 = Instant::now();
+            for _ in 0..100 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let _ = tx.send(t0.elapsed());
+            ExitReason::Normal
+        });
+        rx.await.unwrap()
+    });
+    assert!(
+        took < Duration::from_millis(900),
+        "100 sleeps of 1 ms took {took:?}"
+    );
+    pool.shutdown();
+}

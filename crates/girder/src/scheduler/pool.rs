@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_task::{Runnable, ScheduleInfo, WithInfo};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use crossbeam_utils::CachePadded;
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 
@@ -41,7 +42,10 @@ const IO_EVERY: u32 = 256;
 const PARK_AT_MOST: Duration = Duration::from_millis(10);
 
 pub(super) struct Shared {
-    shards: Box<[Shard]>,
+    /// Padded so one scheduler's writes do not evict another's line.
+    shards: Box<[CachePadded<Shard>]>,
+    /// Wake-ups queued from threads outside the pool (scheduler threads count their own).
+    outside_wakes: AtomicU64,
     /// Round-robin start for processes spawned from outside the pool.
     next: AtomicUsize,
     sleepers: AtomicUsize,
@@ -68,7 +72,8 @@ struct Shard {
     sleeping: AtomicBool,
     /// Wakes the scheduler's tokio runtime out of its sleep in the I/O driver.
     waker: AtomicWaker,
-    // Written by the owning thread only (plain load + store), read by `stats`.
+    // Written by the owning thread only (plain load + store), read by `stats`; `remote_wakes`
+    // counts the wake-ups this scheduler queued on others.
     runs: AtomicU64,
     steals: AtomicU64,
     parks: AtomicU64,
@@ -117,17 +122,20 @@ impl Shared {
         let shared = Arc::new(Shared {
             shards: queues
                 .iter()
-                .map(|q| Shard {
-                    inbox: Injector::new(),
-                    stealer: q.stealer(),
-                    sleeping: AtomicBool::new(false),
-                    waker: AtomicWaker::new(),
-                    runs: AtomicU64::new(0),
-                    steals: AtomicU64::new(0),
-                    parks: AtomicU64::new(0),
-                    remote_wakes: AtomicU64::new(0),
+                .map(|q| {
+                    CachePadded::new(Shard {
+                        inbox: Injector::new(),
+                        stealer: q.stealer(),
+                        sleeping: AtomicBool::new(false),
+                        waker: AtomicWaker::new(),
+                        runs: AtomicU64::new(0),
+                        steals: AtomicU64::new(0),
+                        parks: AtomicU64::new(0),
+                        remote_wakes: AtomicU64::new(0),
+                    })
                 })
                 .collect(),
+            outside_wakes: AtomicU64::new(0),
             next: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
@@ -206,7 +214,8 @@ impl Shared {
 
     fn schedule(&self, job: Job, _info: ScheduleInfo) {
         let home = job.metadata().home.load(Ordering::Relaxed);
-        if let Some(local) = local_of(self) {
+        let here = local_of(self);
+        if let Some(local) = here {
             // Woken on its home scheduler: a local push. Woken elsewhere towards a sleeping home:
             // it moves here rather than cost a futex wake (see the module docs).
             if local.index == home || self.shards[home].sleeping.load(Ordering::Relaxed) {
@@ -230,7 +239,12 @@ impl Shared {
         }
         let shard = &self.shards[home];
         shard.inbox.push(job);
-        shard.remote_wakes.fetch_add(1, Ordering::Relaxed);
+        match here {
+            Some(local) => bump(&self.shards[local.index].remote_wakes),
+            None => {
+                self.outside_wakes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         // Pairs with the fence in `park`: either the sleeper sees the job, or we see it asleep.
         fence(Ordering::SeqCst);
         self.wake(home);
@@ -259,7 +273,10 @@ impl Shared {
     }
 
     pub(super) fn stats(&self) -> SchedulerStats {
-        let mut s = SchedulerStats::default();
+        let mut s = SchedulerStats {
+            remote_wakes: self.outside_wakes.load(Ordering::Relaxed),
+            ..SchedulerStats::default()
+        };
         for shard in self.shards.iter() {
             s.runs += shard.runs.load(Ordering::Relaxed);
             s.steals += shard.steals.load(Ordering::Relaxed);

@@ -32,7 +32,7 @@ const WAKE_OTHER_AT: usize = 2;
 /// An idle scheduler steals from a running one only when at least this many processes wait
 /// there: a single queued process is the next hop of a message chain that its scheduler is
 /// about to run, and taking it would split the chain across cores. A scheduler that made no
-/// progress while another slept is robbed of even one (see `steal_from_stalled`).
+/// progress while another slept is robbed of even one (`steal` with `stalled`).
 const STEAL_AT: usize = 2;
 /// Rounds an idle scheduler looks for work (its inbox, then stealing) before it sleeps.
 const IDLE_SPINS: u32 = 64;
@@ -94,9 +94,10 @@ thread_local! {
 /// The running scheduler thread's state, if the caller is on one of `shared`'s threads.
 fn local_of(shared: &Shared) -> Option<&'static Local> {
     let ptr = LOCAL.get();
-    // SAFETY: `LOCAL` is non-null only while `run_scheduler` is running on this thread, and the
-    // `Local` it points at lives in that function's frame until after it is reset to null. The
-    // `'static` does not escape this module's synchronous uses (a queue push, an index read).
+    // SAFETY: `LOCAL` is non-null only while `schedule_loop` runs on this thread (polled to
+    // completion by `block_on`, never moved: it is pinned there), and the `Local` it points at
+    // lives in that future's state until after it is reset to null. The `'static` does not
+    // escape this module's synchronous uses (a queue push, an index read).
     let local = unsafe { ptr.as_ref()? };
     std::ptr::eq(Arc::as_ptr(&local.shared), shared).then_some(local)
 }

@@ -68,6 +68,15 @@ pub fn collect(node: &Node, dist: Option<&DistNode>, membership: Option<&Members
                 .absolute(p.restarts as u64);
         }
     }
+    if let Some(sched) = node.scheduler_stats() {
+        gauge!("girder_schedulers", "node" => name.clone()).set(sched.threads as f64);
+        gauge!("girder_run_queue", "node" => name.clone()).set(sched.queued as f64);
+        counter!("girder_scheduler_runs_total", "node" => name.clone()).absolute(sched.runs);
+        counter!("girder_scheduler_steals_total", "node" => name.clone()).absolute(sched.steals);
+        counter!("girder_scheduler_sleeps_total", "node" => name.clone()).absolute(sched.parks);
+        counter!("girder_scheduler_remote_wakes_total", "node" => name.clone())
+            .absolute(sched.remote_wakes);
+    }
     if let Some(dist) = dist {
         let peers = dist.peers();
         gauge!("girder_dist_connected_nodes", "node" => name.clone())

@@ -98,6 +98,51 @@ async fn metrics_show_what_the_runtime_did() {
     assert_eq!(metric(&body, "girder_mailbox_length_max", l), Some(0.0));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_what_the_schedulers_did() {
+    let pool = girder::Schedulers::new(2);
+    let node = Node::builder("sched-metrics")
+        .schedulers(pool.clone())
+        .build();
+    let (_ops, base) = serve(&node, None, false).await;
+    let procs: Vec<_> = (0..4).map(|_| sleeper(&node)).collect();
+    for p in &procs {
+        for i in 1..=50 {
+            p.send(i).unwrap();
+        }
+        p.stop(ExitReason::Shutdown);
+        p.wait_exit().await;
+    }
+    let body = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let l = r#"node="sched-metrics""#;
+    assert_eq!(metric(&body, "girder_schedulers", l), Some(2.0), "{body}");
+    // Each process ran at least once to start and once to take its messages and stop.
+    let runs = metric(&body, "girder_scheduler_runs_total", l).unwrap();
+    assert!(runs >= 8.0, "runs {runs}");
+    assert!(metric(&body, "girder_run_queue", l).is_some());
+    assert!(metric(&body, "girder_scheduler_remote_wakes_total", l).is_some());
+    // A node on tokio tasks has no scheduler metrics.
+    let plain = Node::new("plain-metrics");
+    let (_ops2, base2) = serve(&plain, None, false).await;
+    let body2 = reqwest::get(format!("{base2}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let on_pool = plain.runs_on_schedulers();
+    assert_eq!(
+        metric(&body2, "girder_schedulers", r#"node="plain-metrics""#).is_some(),
+        on_pool
+    );
+    drop(pool);
+}
+
 #[tokio::test]
 async fn a_long_mailbox_raises_an_alarm_that_clears_when_it_drains() {
     let node = Node::new("alarm-test");

@@ -209,6 +209,21 @@ impl Node {
         }
     }
 
+    /// What the node's [`Schedulers`](crate::Schedulers) have done (runs, steals, sleeps,
+    /// cross-thread wake-ups, processes queued now), if it runs on them. Shared by every node
+    /// on the same pool.
+    ///
+    /// ```
+    /// let pool = girder::Schedulers::new(1);
+    /// let node = girder::Node::builder("s").schedulers(pool.clone()).build();
+    /// assert_eq!(node.scheduler_stats().unwrap().threads, 1);
+    /// assert!(girder::Node::new("t").scheduler_stats().is_none() || std::env::var_os("GIRDER_SCHEDULERS").is_some());
+    /// pool.shutdown();
+    /// ```
+    pub fn scheduler_stats(&self) -> Option<crate::SchedulerStats> {
+        self.inner.spawner.as_ref().map(|s| s.stats())
+    }
+
     /// True if the node's processes run on Girder's [`Schedulers`](crate::Schedulers).
     pub fn runs_on_schedulers(&self) -> bool {
         self.inner.spawner.is_some()

@@ -91,6 +91,11 @@ impl Spawner {
         self.0.spawn(fut)
     }
 
+    /// What the pool has done so far.
+    pub(crate) fn stats(&self) -> SchedulerStats {
+        self.0.stats()
+    }
+
     /// Has `w` told when the pool stops.
     pub(crate) fn watch(&self, w: std::sync::Weak<dyn StopWatcher>) {
         self.0.watch(w);
@@ -115,6 +120,11 @@ impl std::fmt::Debug for Schedulers {
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SchedulerStats {
+    /// Scheduler threads in the pool.
+    pub threads: usize,
+    /// Processes (and tasks) queued to run right now, over all schedulers: the run-queue
+    /// length an operator watches for overload, like `erlang:statistics(run_queue)`.
+    pub queued: usize,
     /// Times a process (or a `block_on` future) was polled.
     pub runs: u64,
     /// Processes taken from another scheduler's queue by an idle one.

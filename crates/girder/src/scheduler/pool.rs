@@ -275,10 +275,12 @@ impl Shared {
 
     pub(super) fn stats(&self) -> SchedulerStats {
         let mut s = SchedulerStats {
+            threads: self.shards.len(),
             remote_wakes: self.outside_wakes.load(Ordering::Relaxed),
             ..SchedulerStats::default()
         };
         for shard in self.shards.iter() {
+            s.queued += shard.stealer.len() + shard.inbox.len();
             s.runs += shard.runs.load(Ordering::Relaxed);
             s.steals += shard.steals.load(Ordering::Relaxed);
             s.parks += shard.parks.load(Ordering::Relaxed);

@@ -122,6 +122,14 @@ fn render(nodes: &Value, alarms: &Value, procs: &Value, rate: Option<f64>) -> St
         rate.map(|r| format!(" ({r:.0}/s)")).unwrap_or_default(),
         s["mailbox_max"]
     );
+    let sched = &nodes["schedulers"];
+    if sched.is_object() {
+        let _ = writeln!(
+            o,
+            "  on {} schedulers: run queue {}, {} steals, {} cross-thread wake-ups",
+            sched["threads"], sched["queued"], sched["steals"], sched["remote_wakes"]
+        );
+    }
     let _ = writeln!(o, "\nNODES");
     let _ = writeln!(
         o,

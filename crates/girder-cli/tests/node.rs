@@ -359,6 +359,11 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
         metrics.contains("girder_processes{node=\"ops@127.0.0.1\"}"),
         "{metrics}"
     );
+    // `girder node` runs its processes on Girder's schedulers by default.
+    assert!(
+        metrics.contains("girder_run_queue{node=\"ops@127.0.0.1\"}"),
+        "{metrics}"
+    );
     let (code, body) = http(&addr, "POST", "/api/alarms/none/clear", None);
     assert_eq!(code, 401, "{body}");
     let (code, _) = http(
@@ -382,6 +387,7 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
     );
     for part in [
         "node ops@127.0.0.1:",
+        "schedulers: run queue",
         "NODES",
         "ALARMS",
         "none active",

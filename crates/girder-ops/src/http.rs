@@ -181,9 +181,12 @@ async fn nodes(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Api<Json<ser
                 .collect()
         })
         .unwrap_or_default();
-    Ok(Json(
-        json!({ "nodes": v, "members": members, "stats": stats }),
-    ))
+    Ok(Json(json!({
+        "nodes": v,
+        "members": members,
+        "stats": stats,
+        "schedulers": s.node.scheduler_stats(),
+    })))
 }
 
 #[derive(Deserialize)]

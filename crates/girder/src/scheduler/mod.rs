@@ -118,7 +118,7 @@ impl std::fmt::Debug for Schedulers {
 /// assert!(pool.stats().runs >= 1);
 /// pool.shutdown();
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SchedulerStats {
     /// Scheduler threads in the pool.
     pub threads: usize,

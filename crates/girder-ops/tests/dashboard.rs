@@ -44,7 +44,9 @@ async fn the_dashboard_renders_live_data_in_a_browser() {
         eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium); the dashboard was not tested in a browser");
         return;
     };
-    let node = Node::new("dash-node");
+    // On Girder's schedulers, so the summary line shows them.
+    let pool = girder::Schedulers::new(2);
+    let node = Node::builder("dash-node").schedulers(pool.clone()).build();
     let _sup = Supervisor::builder()
         .child(ChildSpec::process(
             "ingest_worker",
@@ -99,6 +101,7 @@ async fn the_dashboard_renders_live_data_in_a_browser() {
         "app_sup",
         "backlogged",
         ">42<",
+        "2 schedulers, run queue",
     ] {
         assert!(
             dom.contains(expected),

@@ -121,9 +121,9 @@ async fn metrics_show_what_the_schedulers_did() {
         .unwrap();
     let l = r#"node="sched-metrics""#;
     assert_eq!(metric(&body, "girder_schedulers", l), Some(2.0), "{body}");
-    // Each process ran at least once to start and once to take its messages and stop.
+    // Each process ran at least once (its messages may all be waiting at its first run).
     let runs = metric(&body, "girder_scheduler_runs_total", l).unwrap();
-    assert!(runs >= 8.0, "runs {runs}");
+    assert!(runs >= 4.0, "runs {runs}");
     assert!(metric(&body, "girder_run_queue", l).is_some());
     assert!(metric(&body, "girder_scheduler_remote_wakes_total", l).is_some());
     // A node on tokio tasks has no scheduler metrics.

@@ -12,7 +12,9 @@ use super::Outcome;
 ///   connection loss is usually what reports it (Erlang sees this at once too);
 /// * `detect_silent_s`: the peer is frozen with SIGSTOP, as a hung host or a cut cable would be:
 ///   nothing is closed and only failure detection can tell (Erlang's net_ticktime: 45–75 s).
-pub fn run() -> Result<Outcome, String> {
+/// The nodes run their processes on `schedulers` Girder schedulers (0: tokio tasks).
+pub fn run(schedulers: usize) -> Result<Outcome, String> {
+    let sched = schedulers.to_string();
     let cookie = std::env::temp_dir().join(format!("girder-bench-cookie-{}", std::process::id()));
     std::fs::write(&cookie, "girder-bench-detect-cookie\n").map_err(|e| e.to_string())?;
     let c = cookie.to_str().ok_or("temp path is not UTF-8")?;
@@ -23,10 +25,12 @@ pub fn run() -> Result<Outcome, String> {
         "127.0.0.1:0",
         "--cookie-file",
         c,
+        "--schedulers",
+        &sched,
     ])?;
     let addr = a.wait_up(Duration::from_secs(10))?;
-    let killed = measure(&a, &addr, c, "b@127.0.0.1", "-KILL")?;
-    let frozen = measure(&a, &addr, c, "c@127.0.0.1", "-STOP")?;
+    let killed = measure(&a, &addr, c, "b@127.0.0.1", "-KILL", &sched)?;
+    let frozen = measure(&a, &addr, c, "c@127.0.0.1", "-STOP", &sched)?;
     let _ = std::fs::remove_file(&cookie);
     Ok(Outcome {
         workload: "detect",
@@ -45,6 +49,7 @@ fn measure(
     cookie: &str,
     name: &str,
     signal: &str,
+    schedulers: &str,
 ) -> Result<Duration, String> {
     let peer = Proc::start(&[
         "--name",
@@ -55,6 +60,8 @@ fn measure(
         seed,
         "--cookie-file",
         cookie,
+        "--schedulers",
+        schedulers,
     ])?;
     a.wait_for(&format!("connected to {name}"), Duration::from_secs(10))?;
     // Let the pair settle into steady probing before the failure.

@@ -79,7 +79,7 @@ pub fn run(names: &[String], scale: f64, json: bool, schedulers: bool) -> Result
         }
         // `detect` runs two `girder node` OS processes; the rest run in this runtime.
         let outcome = match name {
-            "detect" => detect::run()?,
+            "detect" => detect::run(if schedulers { workers } else { 0 })?,
             "dist_send" | "dist_call_c1" | "dist_call_c50" => {
                 remote::run(name, scale, if schedulers { workers } else { 0 })?
             }
@@ -104,8 +104,8 @@ pub fn run(names: &[String], scale: f64, json: bool, schedulers: bool) -> Result
             _ => rt.block_on(workloads::run(girder::Node::new("bench"), name, scale)),
         };
         match &progress {
-            Some(bar) => bar.suspend(|| report(&outcome, json)),
-            None => report(&outcome, json),
+            Some(bar) => bar.suspend(|| report(&outcome, json, schedulers)),
+            None => report(&outcome, json, schedulers),
         }
         if let Some(bar) = &progress {
             bar.inc(1);
@@ -119,11 +119,16 @@ pub fn run(names: &[String], scale: f64, json: bool, schedulers: bool) -> Result
     Ok(())
 }
 
-fn report(o: &Outcome, json: bool) {
+fn report(o: &Outcome, json: bool, schedulers: bool) {
     if json {
         let mut obj = serde_json::Map::new();
         obj.insert("system".into(), json!("girder"));
         obj.insert("workload".into(), json!(o.workload));
+        // Where the processes ran (`--runtime`), so result files say which placement they hold.
+        obj.insert(
+            "runtime".into(),
+            json!(if schedulers { "girder" } else { "tokio" }),
+        );
         for (k, v) in &o.values {
             // Whole numbers stay whole; small values keep four decimals, others two.
             let v = if v.fract() == 0.0 {

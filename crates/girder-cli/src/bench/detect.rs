@@ -12,6 +12,7 @@ use super::Outcome;
 ///   connection loss is usually what reports it (Erlang sees this at once too);
 /// * `detect_silent_s`: the peer is frozen with SIGSTOP, as a hung host or a cut cable would be:
 ///   nothing is closed and only failure detection can tell (Erlang's net_ticktime: 45–75 s).
+///
 /// The nodes run their processes on `schedulers` Girder schedulers (0: tokio tasks).
 pub fn run(schedulers: usize) -> Result<Outcome, String> {
     let sched = schedulers.to_string();

@@ -353,3 +353,106 @@ fn a_timer_firing_while_its_scheduler_sleeps_wakes_it_at_once() {
     );
     pool.shutdown();
 }
+
+mod delivery {
+    //! Whatever the placement, stealing and migration do, a message is delivered once and in
+    //! its sender's order.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug)]
+    enum Msg {
+        Data { from: usize, seq: u32 },
+        Done,
+    }
+
+    fn run(threads: usize, producers: usize, consumers: usize, per: u32, yields: bool) {
+        let pool = Schedulers::new(threads);
+        let node = pooled(&pool);
+        let got = pool.block_on(async move {
+            let mut results = Vec::new();
+            let mut sinks = Vec::new();
+            for _ in 0..consumers {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                results.push(rx);
+                sinks.push(node.spawn(move |mut ctx: Context<Msg>| async move {
+                    let mut next = vec![0u32; producers];
+                    let mut done = 0;
+                    let mut ok = true;
+                    while done < producers {
+                        match ctx.recv().await {
+                            Event::Message(Msg::Data { from, seq }) => {
+                                ok &= next[from] == seq;
+                                next[from] += 1;
+                            }
+                            Event::Message(Msg::Done) => done += 1,
+                            _ => {}
+                        }
+                    }
+                    let _ = tx.send((ok, next.iter().map(|&n| n as u64).sum::<u64>()));
+                    ExitReason::Normal
+                }));
+            }
+            for p in 0..producers {
+                let sinks = sinks.clone();
+                let body = move |_: Context<()>| async move {
+                    for seq in 0..per {
+                        for s in &sinks {
+                            s.send(Msg::Data { from: p, seq }).unwrap();
+                        }
+                        if yields && seq % 7 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    for s in &sinks {
+                        s.send(Msg::Done).unwrap();
+                    }
+                    ExitReason::Normal
+                };
+                // Half spawned by a process (local to its scheduler), half from here.
+                if p % 2 == 0 {
+                    node.spawn(move |ctx: Context<()>| async move {
+                        ctx.node().spawn(body);
+                        ExitReason::Normal
+                    });
+                } else {
+                    node.spawn(body);
+                }
+            }
+            let mut got = Vec::new();
+            for r in results {
+                got.push(
+                    tokio::time::timeout(WAIT, r)
+                        .await
+                        .expect("a consumer finished")
+                        .unwrap(),
+                );
+            }
+            got
+        });
+        for (ok, n) in got {
+            assert!(ok, "a sender's messages arrived out of order");
+            assert_eq!(
+                n,
+                producers as u64 * per as u64,
+                "messages lost or duplicated"
+            );
+        }
+        pool.shutdown();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn every_message_arrives_once_in_order(
+            threads in 1usize..=3,
+            producers in 1usize..=12,
+            consumers in 1usize..=4,
+            per in 1u32..=400,
+            yields in any::<bool>(),
+        ) {
+            run(threads, producers, consumers, per, yields);
+        }
+    }
+}

@@ -21,9 +21,11 @@
 //!   waking a sleeping thread costs a futex call, running the process where its message came
 //!   from costs nothing.
 //!
-//! Timers and I/O stay tokio's: the pool's threads enter a tokio runtime (the one current when
-//! the pool is built, or a small one the pool starts for itself), so `tokio::time`, tokio's
-//! sockets and `tokio::spawn` work inside processes as they do anywhere else.
+//! Timers and I/O stay tokio's: every scheduler thread runs a tokio current-thread runtime of its
+//! own and sleeps in its I/O driver, so `tokio::time`, tokio's sockets and `tokio::spawn` work
+//! inside processes as they do anywhere else, and a socket opened by a process is polled by the
+//! thread that runs it. (A `tokio::spawn` from a process starts a tokio task pinned to that
+//! thread; [`Node::spawn_task`](crate::Node::spawn_task) starts one on the pool instead.)
 //!
 //! ```
 //! use girder::{Context, ExitReason, Node, Schedulers};
@@ -136,8 +138,9 @@ pub struct SchedulerStats {
 }
 
 impl Schedulers {
-    /// A pool of `threads` schedulers (at least 1). Inside a tokio runtime the schedulers use it
-    /// for timers and I/O; outside one, the pool starts a one-thread tokio runtime of its own.
+    /// A pool of `threads` schedulers (at least 1), each a thread with its own tokio
+    /// current-thread runtime for the timers and I/O of the processes it runs. Works inside or
+    /// outside a tokio runtime.
     ///
     /// ```
     /// let pool = girder::Schedulers::new(2);
@@ -235,8 +238,9 @@ impl Schedulers {
 /// BEAM's `+S` flag: `GIRDER_SCHEDULERS=4`.
 pub const SCHEDULERS_ENV: &str = "GIRDER_SCHEDULERS";
 
-/// The pool [`SCHEDULERS_ENV`] asks for, started on first use with a tokio runtime of its own
-/// (it outlives whichever runtime was current then) and kept for the life of the OS process.
+/// The pool [`SCHEDULERS_ENV`] asks for, started on first use and kept for the life of the OS
+/// process (its threads carry their own tokio runtimes, so it outlives whichever runtime was
+/// current then).
 pub(crate) fn from_env() -> Option<Spawner> {
     static POOL: OnceLock<Option<Schedulers>> = OnceLock::new();
     POOL.get_or_init(|| {

@@ -354,6 +354,43 @@ fn a_timer_firing_while_its_scheduler_sleeps_wakes_it_at_once() {
     pool.shutdown();
 }
 
+/// Blocking work leaves the scheduler through `spawn_blocking` (the BEAM's dirty schedulers):
+/// a process on a one-thread pool keeps answering while another waits for blocking work.
+#[test]
+fn blocking_work_goes_to_spawn_blocking_and_the_scheduler_keeps_running() {
+    let pool = Schedulers::new(1);
+    let node = pooled(&pool);
+    let (answered, blocked) = pool.block_on(async move {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        node.spawn(move |_: Context<()>| async move {
+            let r = tokio::task::spawn_blocking(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                thread_name()
+            })
+            .await
+            .unwrap();
+            let _ = done_tx.send(r);
+            ExitReason::Normal
+        });
+        // Meanwhile the only scheduler still runs other processes.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let t0 = Instant::now();
+        node.spawn(move |_: Context<()>| async move {
+            let _ = tx.send(());
+            ExitReason::Normal
+        });
+        rx.await.unwrap();
+        let answered = t0.elapsed();
+        (answered, done_rx.await.unwrap())
+    });
+    assert!(
+        answered < Duration::from_millis(250),
+        "the scheduler was blocked: {answered:?}"
+    );
+    assert!(!blocked.starts_with("girder-sched-"), "ran on {blocked}");
+    pool.shutdown();
+}
+
 mod delivery {
     //! Whatever the placement, stealing and migration do, a message is delivered once and in
     //! its sender's order.

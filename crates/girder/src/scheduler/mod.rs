@@ -27,6 +27,11 @@
 //! thread that runs it. (A `tokio::spawn` from a process starts a tokio task pinned to that
 //! thread; [`Node::spawn_task`](crate::Node::spawn_task) starts one on the pool instead.)
 //!
+//! A process must not block its scheduler (a long computation or a blocking system call stalls
+//! everything queued behind it until an idle scheduler steals it, ~10 ms later). Blocking work
+//! goes to `tokio::task::spawn_blocking`, which works on the schedulers' threads: the role of
+//! the BEAM's dirty schedulers.
+//!
 //! ```
 //! use girder::{Context, ExitReason, Node, Schedulers};
 //!

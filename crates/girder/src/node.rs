@@ -112,18 +112,21 @@ impl NodeBuilder {
 
 impl crate::scheduler::StopWatcher for NodeInner {
     fn pool_stopped(&self) {
-        // Wakers first, wakes after: a stopped pool drops what it is woken with, which runs
-        // the exit handling, and that must not happen while the table is being walked.
-        let wakers: Vec<std::task::Waker> = self
+        // Taken first, cancelled after: a stopped pool drops a cancelled task's future at once,
+        // which runs the exit handling, and that must not happen while the table is walked.
+        let tasks: Vec<crate::process::core::Abort> = self
             .procs
             .iter()
-            .filter_map(|p| match &p.value().header().meta.lock().abort {
-                Some(crate::process::core::Abort::Scheduled(w)) => Some(w.clone()),
-                _ => None,
+            .filter_map(|p| {
+                let mut meta = p.value().header().meta.lock();
+                match meta.abort {
+                    Some(crate::process::core::Abort::Scheduled(_)) => meta.abort.take(),
+                    _ => None,
+                }
             })
             .collect();
-        for w in wakers {
-            w.wake();
+        for task in tasks {
+            task.abort();
         }
     }
 }
@@ -204,7 +207,7 @@ impl Node {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         match &self.inner.spawner {
-            Some(pool) => drop(pool.spawn(fut)),
+            Some(pool) => pool.spawn_detached(fut),
             None => drop(tokio::spawn(fut)),
         }
     }

@@ -18,8 +18,6 @@ pub(crate) struct Header {
     pub(crate) restarts: AtomicU32,
     /// Messages in the receiver's private batch (for introspection only).
     pub(crate) local_len: AtomicUsize,
-    /// Set by a kill of a process on Girder's schedulers: its task ends at its next poll.
-    pub(crate) killed: AtomicBool,
     pub(crate) meta: Mutex<Meta>,
 }
 
@@ -27,18 +25,17 @@ pub(crate) struct Header {
 pub(crate) enum Abort {
     /// A task of the ambient tokio runtime.
     Tokio(AbortHandle),
-    /// A task on Girder's schedulers: the header's `killed` flag is set, then the task woken.
-    Scheduled(std::task::Waker),
+    /// A task on Girder's schedulers: dropping its handle cancels it.
+    Scheduled(crate::scheduler::ScheduledTask),
 }
 
 impl Abort {
-    pub(crate) fn abort(self, header: &Header) {
+    /// Ends the task: its future is dropped without being polled again (after the poll under
+    /// way, if any), which runs the process's exit guard.
+    pub(crate) fn abort(self) {
         match self {
             Abort::Tokio(h) => h.abort(),
-            Abort::Scheduled(w) => {
-                header.killed.store(true, Ordering::Release);
-                w.wake();
-            }
+            Abort::Scheduled(task) => drop(task),
         }
     }
 }
@@ -124,7 +121,6 @@ impl Header {
             trap_exit: AtomicBool::new(false),
             restarts: AtomicU32::new(0),
             local_len: AtomicUsize::new(0),
-            killed: AtomicBool::new(false),
             meta: Mutex::new(Meta {
                 links: Vec::new(),
                 behaviour,

@@ -33,7 +33,7 @@ pub(crate) fn terminate(target: &dyn AnyProcess, reason: ExitReason) {
     meta.life = Life::Ending(reason);
     if let Some(abort) = meta.abort.take() {
         drop(meta);
-        abort.abort(target.header());
+        abort.abort();
     }
     // Without an abort handle the process is still being spawned; `spawn` checks
     // for an `Ending` life right after it stores the handle.

@@ -126,17 +126,6 @@ impl<F: Future<Output = ExitReason>> Future for ProcessTask<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<()> {
         let this = self.project();
-        if let Some((_, proc_)) = this.guard.as_ref().and_then(|g| g.armed.as_ref()) {
-            if proc_
-                .header()
-                .killed
-                .load(std::sync::atomic::Ordering::Acquire)
-            {
-                // Killed on Girder's schedulers: the future is dropped unpolled right after
-                // this returns, and the armed guard reports the kill's reason.
-                return Poll::Ready(());
-            }
-        }
         let outer = crate::timer::enter(this.local);
         let polled = this.inner.poll(cx);
         crate::timer::leave(outer);
@@ -197,7 +186,7 @@ where
         }
     };
     if let Some(abort) = killed_while_spawning {
-        abort.abort(&core.header);
+        abort.abort();
     }
     Addr::local(core)
 }

@@ -53,7 +53,6 @@ mod pool;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::task::Waker;
 
 use pool::Shared;
 pub(crate) use pool::StopWatcher;
@@ -88,14 +87,29 @@ impl Drop for Schedulers {
 #[derive(Clone)]
 pub(crate) struct Spawner(Arc<Shared>);
 
+/// A task on the pool. Dropping it cancels the task (the pool drops its future unpolled, the
+/// way tokio's abort does): how a process on the pool is killed.
+pub(crate) struct ScheduledTask {
+    _task: async_task::Task<(), pool::TaskMeta>,
+}
+
 impl Spawner {
-    /// Queues `fut` on the pool; the waker it returns makes the task run once more (a killed
-    /// process's task sees its kill flag then and ends).
-    pub(crate) fn spawn<F>(&self, fut: F) -> Waker
+    /// Queues `fut` on the pool; it runs until it ends or the returned handle is dropped.
+    pub(crate) fn spawn<F>(&self, fut: F) -> ScheduledTask
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.0.spawn(fut)
+        ScheduledTask {
+            _task: self.0.spawn(fut),
+        }
+    }
+
+    /// Queues `fut` on the pool to run to its end.
+    pub(crate) fn spawn_detached<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.0.spawn(fut).detach();
     }
 
     /// What the pool has done so far.
@@ -210,10 +224,12 @@ impl Schedulers {
             "Schedulers::block_on called on one of the pool's own scheduler threads"
         );
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let _waker = self.shared.spawn(async move {
-            let out = std::panic::AssertUnwindSafe(fut).catch_unwind().await;
-            let _ = tx.send(out);
-        });
+        self.shared
+            .spawn(async move {
+                let out = std::panic::AssertUnwindSafe(fut).catch_unwind().await;
+                let _ = tx.send(out);
+            })
+            .detach();
         match rx.recv() {
             Ok(Ok(out)) => out,
             Ok(Err(panic)) => std::panic::resume_unwind(panic),

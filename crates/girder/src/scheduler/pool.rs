@@ -5,7 +5,6 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -189,7 +188,9 @@ impl Shared {
         }
     }
 
-    pub(super) fn spawn<F>(self: &Arc<Self>, fut: F) -> Waker
+    /// Queues `fut` on the pool. Dropping the returned handle cancels the task: it is queued
+    /// once more and its future dropped unpolled (`detach` it to let it run to its end).
+    pub(super) fn spawn<F>(self: &Arc<Self>, fut: F) -> async_task::Task<(), TaskMeta>
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -206,11 +207,8 @@ impl Shared {
                 move |_| fut,
                 WithInfo(move |job, info| shared.schedule(job, info)),
             );
-        // The task's end is reported by the future itself (a process's exit guard).
-        task.detach();
-        let waker = job.waker();
         job.schedule();
-        waker
+        task
     }
 
     fn schedule(&self, job: Job, _info: ScheduleInfo) {

@@ -56,6 +56,8 @@ pub fn run(names: &[String], scale: f64, json: bool, schedulers: bool) -> Result
         Err(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     builder.worker_threads(workers);
+    // Schedulers for the workloads that start nodes of their own (0: tokio tasks).
+    let pool_threads = if schedulers { workers } else { 0 };
     let rt = builder.enable_all().build().map_err(|e| e.to_string())?;
     if !json {
         println!(
@@ -79,9 +81,9 @@ pub fn run(names: &[String], scale: f64, json: bool, schedulers: bool) -> Result
         }
         // `detect` runs two `girder node` OS processes; the rest run in this runtime.
         let outcome = match name {
-            "detect" => detect::run(if schedulers { workers } else { 0 })?,
+            "detect" => detect::run(pool_threads)?,
             "dist_send" | "dist_call_c1" | "dist_call_c50" => {
-                remote::run(name, scale, if schedulers { workers } else { 0 })?
+                remote::run(name, scale, pool_threads)?
             }
             "dist_link" => {
                 rt.block_on(link::run(((1_000_000f64 * scale).round() as u64).max(1)))?

@@ -105,7 +105,7 @@ pub(super) fn current() -> Option<Arc<Shared>> {
     let ptr = LOCAL.get();
     // SAFETY: as in `local_of`.
     let local = unsafe { ptr.as_ref()? };
-    local.shared.handles.fetch_add(1, Ordering::Relaxed);
+    local.shared.add_handle();
     Some(local.shared.clone())
 }
 

@@ -141,11 +141,11 @@ where
         None => rx.await,
     };
     match answer {
-        Ok(Ok(reply)) => Ok(reply),
+        Ok(reply) => Ok(reply),
         // The handler panicked: the callee is exiting; report its reason.
-        Ok(Err(Unanswered::Panicking)) => Err(CallError::Exited(addr.wait_exit().await)),
-        Ok(Err(Unanswered::Exited(reason))) => Err(CallError::Exited(reason)),
-        Ok(Err(Unanswered::Dropped)) | Err(_) => Err(gone()),
+        Err(Unanswered::Panicking) => Err(CallError::Exited(addr.wait_exit().await)),
+        Err(Unanswered::Exited(reason)) => Err(CallError::Exited(reason)),
+        Err(Unanswered::Dropped) => Err(gone()),
     }
 }
 

@@ -4,13 +4,14 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::cell::Cell;
 use std::future::{poll_fn, Future};
-use std::pin::{pin, Pin};
+use std::pin::pin;
 use std::task::Poll;
 
 use tokio::task::AbortHandle;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
+
+use crate::process::local::{with_current, CallTimer};
 
 use crate::Addr;
 
@@ -82,57 +83,6 @@ pub fn send_after<M: Send + 'static>(to: &Addr<M>, msg: M, delay: Duration) -> T
     }
 }
 
-/// What a process carries while its task is being polled: its pid (so code below a process,
-/// such as a remote send choosing its ordering stream, can tell which process it runs in) and one
-/// reusable timer for call timeouts (tokio's timer wheel takes a lock to register and to cancel
-/// an entry, but moving a registered deadline later is a single atomic update; reusing one
-/// `Sleep` per process turns two locks per call into none).
-///
-/// The process's task points this thread's slot at it for the length of each poll and restores
-/// the slot after (`ProcessTask::poll`): two pointer stores, cheaper than a tokio task-local
-/// scope, which measured 15-20% of a ring or ping-pong hop, or moving the value in and out.
-pub(crate) struct ProcessLocal {
-    pid: crate::Pid,
-    timer: Option<Pin<Box<Sleep>>>,
-}
-
-impl ProcessLocal {
-    pub(crate) fn new(pid: crate::Pid) -> Self {
-        ProcessLocal { pid, timer: None }
-    }
-}
-
-thread_local! {
-    static CURRENT: Cell<*mut ProcessLocal> = const { Cell::new(std::ptr::null_mut()) };
-}
-
-/// Points this thread's slot at `local` and returns what it pointed at (restore it with
-/// [`leave`] after the poll).
-#[inline]
-pub(crate) fn enter(local: *mut ProcessLocal) -> *mut ProcessLocal {
-    CURRENT.replace(local)
-}
-
-/// Restores the slot [`enter`] replaced.
-#[inline]
-pub(crate) fn leave(outer: *mut ProcessLocal) {
-    CURRENT.set(outer);
-}
-
-/// Runs `f` on the running process's slot, if a process is being polled on this thread.
-fn with_current<R>(f: impl FnOnce(&mut ProcessLocal) -> R) -> Option<R> {
-    let ptr = CURRENT.get();
-    // SAFETY: the slot is non-null only while `ProcessTask::poll` polls its process, and points
-    // at that pinned task's `ProcessLocal`, which nothing else touches during the poll. The
-    // borrow ends before `f` returns and `f` never re-enters this function.
-    unsafe { ptr.as_mut() }.map(f)
-}
-
-/// The pid of the process whose task is running, if any.
-pub(crate) fn current_pid() -> Option<crate::Pid> {
-    with_current(|p| p.pid)
-}
-
 /// Timeouts from this long on read the kernel's coarse clock (see [`deadline_after`]).
 const COARSE_FROM: Duration = Duration::from_secs(1);
 /// Added to a coarse deadline so it is never early: the coarse clock lags the precise one by
@@ -165,33 +115,66 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
 /// Inside a process this reuses the process's timer and leaves it alone when it is already set
 /// within `[deadline, deadline + slack]`: back-to-back calls then do not touch the timer wheel
 /// at all (a reset is an atomic read-modify-write on the entry plus tick arithmetic, ~10% of a
-/// busy caller's time). Elsewhere it uses a fresh timer.
+/// busy caller's time), nor poll the timer when it is still armed for the same waker (two
+/// more read-modify-writes per call). Elsewhere it uses a fresh timer.
 pub(crate) async fn timeout_at<F: Future>(
     deadline: Instant,
     slack: Duration,
     fut: F,
 ) -> Option<F::Output> {
-    let reused = with_current(|p| p.timer.take()).flatten();
-    let mut sleep = match reused {
-        Some(mut s) => {
-            let set = s.deadline();
-            if set < deadline || set > deadline + slack || s.is_elapsed() {
-                s.as_mut().reset(deadline + slack / 2);
+    let reused = with_current(|p| p.calls().timer.take()).flatten();
+    let mut timer = match reused {
+        Some(mut t) => {
+            let set = t.sleep.deadline();
+            if set < deadline || set > deadline + slack || t.sleep.is_elapsed() {
+                t.sleep.as_mut().reset(deadline + slack / 2);
+                t.armed_for = None;
             }
-            s
+            t
         }
-        None => Box::pin(tokio::time::sleep_until(deadline)),
+        None => CallTimer {
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            armed_for: None,
+        },
     };
     let mut fut = pin!(fut);
     let out = poll_fn(|cx| {
         if let Poll::Ready(v) = fut.as_mut().poll(cx) {
             return Poll::Ready(Some(v));
         }
-        sleep.as_mut().poll(cx).map(|()| None)
+        let armed = timer
+            .armed_for
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        if armed && !timer.sleep.is_elapsed() {
+            return Poll::Pending;
+        }
+        match timer.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                timer.armed_for = None;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if !armed {
+                    timer.armed_for = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
     })
     .await;
-    with_current(|p| {
-        p.timer.get_or_insert(sleep);
+    let spare = with_current(move |p| {
+        let slot = &mut p.calls().timer;
+        match slot {
+            Some(_) => Some(timer),
+            None => {
+                *slot = Some(timer);
+                None
+            }
+        }
     });
+    // A timer the process did not keep (outside a process, or a nested call's) is dropped
+    // here, after the borrow of the process's slot ended.
+    drop(spare);
     out
 }

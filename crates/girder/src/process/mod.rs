@@ -16,6 +16,7 @@
 mod addr;
 mod context;
 pub(crate) mod core;
+pub(crate) mod local;
 pub(crate) mod signal;
 mod spawn;
 
@@ -39,7 +40,7 @@ pub use spawn::SpawnOptions;
 /// # }
 /// ```
 pub fn current() -> Option<crate::Pid> {
-    crate::timer::current_pid()
+    local::current_pid()
 }
 
 pub(crate) use spawn::spawn_process;

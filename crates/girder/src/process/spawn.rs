@@ -116,8 +116,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: futures_util::future::CatchUnwind<AssertUnwindSafe<F>>,
         guard: Option<ExitGuard>,
-        // The thread's slot points here while the process runs (see `timer::ProcessLocal`).
-        local: crate::timer::ProcessLocal,
+        // The thread's slot points here while the process runs (see `process::local`).
+        local: crate::process::local::ProcessLocal,
     }
 }
 
@@ -126,9 +126,9 @@ impl<F: Future<Output = ExitReason>> Future for ProcessTask<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<()> {
         let this = self.project();
-        let outer = crate::timer::enter(this.local);
+        let outer = crate::process::local::enter(this.local);
         let polled = this.inner.poll(cx);
-        crate::timer::leave(outer);
+        crate::process::local::leave(outer);
         let result = std::task::ready!(polled);
         let reason = result.unwrap_or_else(ExitReason::from_panic);
         if let Some(guard) = this.guard.take() {
@@ -170,7 +170,7 @@ where
         guard: Some(ExitGuard {
             armed: Some((node.clone(), as_any)),
         }),
-        local: crate::timer::ProcessLocal::new(pid),
+        local: crate::process::local::ProcessLocal::new(pid),
     };
     let abort = match &node.inner.spawner {
         Some(pool) => Abort::Scheduled(pool.spawn(task)),

@@ -14,6 +14,7 @@
 mod error;
 pub(crate) mod reply;
 mod run;
+pub(crate) mod slot;
 
 use std::future::Future;
 use std::time::Duration;

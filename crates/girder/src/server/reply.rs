@@ -2,6 +2,8 @@ use std::fmt;
 
 use tokio::sync::oneshot;
 
+use super::slot::{self, SlotReceiver, SlotSender};
+
 /// Where the reply to one call goes. Reply at once, or keep it (move it to another task) and
 /// reply later: that is a deferred reply. Dropping it without replying ends the call with
 /// [`CallError::NoReply`](crate::CallError::NoReply).
@@ -19,8 +21,8 @@ pub struct ReplyTo<R> {
 
 enum Sender<R> {
     Plain(oneshot::Sender<R>),
-    /// A call's reply channel also says why a handle was dropped unanswered.
-    Call(oneshot::Sender<Result<R, Unanswered>>),
+    /// A call's reply slot also says why a handle was dropped unanswered.
+    Call(SlotSender<R>),
     /// A proxy's handle: the outcome goes to a function (e.g. back over a connection).
     Forward(Box<dyn FnOnce(Outcome<R>) + Send + Sync>),
 }
@@ -61,8 +63,13 @@ impl<R> ReplyTo<R> {
         )
     }
 
-    pub(crate) fn for_call() -> (Self, oneshot::Receiver<Result<R, Unanswered>>) {
-        let (tx, rx) = oneshot::channel();
+    /// A reply handle for a call from the running process (or from outside any process),
+    /// answered through one of its reusable reply slots (see `server::slot`).
+    pub(crate) fn for_call() -> (Self, SlotReceiver<R>)
+    where
+        R: Send + 'static,
+    {
+        let (tx, rx) = slot::open(crate::process::local::take_slot());
         (
             ReplyTo {
                 tx: Some(Sender::Call(tx)),
@@ -95,9 +102,7 @@ impl<R> ReplyTo<R> {
             Some(Sender::Plain(tx)) => {
                 let _ = tx.send(value);
             }
-            Some(Sender::Call(tx)) => {
-                let _ = tx.send(Ok(value));
-            }
+            Some(Sender::Call(tx)) => tx.send(Ok(value)),
             Some(Sender::Forward(f)) => f(Outcome::Replied(value)),
             None => {}
         }
@@ -124,9 +129,7 @@ impl<R> ReplyTo<R> {
     /// ```
     pub fn fail(mut self, reason: crate::ExitReason) {
         match self.tx.take() {
-            Some(Sender::Call(tx)) => {
-                let _ = tx.send(Err(Unanswered::Exited(reason)));
-            }
+            Some(Sender::Call(tx)) => tx.send(Err(Unanswered::Exited(reason))),
             Some(Sender::Forward(f)) => f(Outcome::Failed(reason)),
             Some(Sender::Plain(_)) | None => {}
         }
@@ -145,17 +148,18 @@ impl<R> ReplyTo<R> {
 
 impl<R> Drop for ReplyTo<R> {
     fn drop(&mut self) {
-        let panicking = std::thread::panicking();
+        // Checked only for a handle dropped unanswered: a replied one has no sender left.
+        let panicking = || std::thread::panicking();
         match self.tx.take() {
             Some(Sender::Call(tx)) => {
-                let why = if panicking {
+                let why = if panicking() {
                     Unanswered::Panicking
                 } else {
                     Unanswered::Dropped
                 };
-                let _ = tx.send(Err(why));
+                tx.send(Err(why));
             }
-            Some(Sender::Forward(f)) => f(if panicking {
+            Some(Sender::Forward(f)) => f(if panicking() {
                 Outcome::Panicking
             } else {
                 Outcome::Dropped

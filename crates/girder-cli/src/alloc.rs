@@ -47,3 +47,27 @@ pub fn stop() -> isize {
     ON.store(false, Ordering::SeqCst);
     LIVE.load(Ordering::SeqCst)
 }
+
+/// The binary's malloc policy: on glibc, every thread allocates from the main arena (as if
+/// `MALLOC_ARENA_MAX=1`), unless the user chose otherwise through `MALLOC_ARENA_MAX` or
+/// `GLIBC_TUNABLES`. Runs first thing in `main`, before any other thread exists.
+///
+/// Why (docs/decisions/009-malloc-arena.md): glibc gives each new thread an arena of its own,
+/// and a non-main arena grows one page per `mprotect` call with no padding, while the main
+/// arena grows by `brk` with 128 KiB of padding. A scheduler thread spawning a million
+/// processes made 131,540 `mprotect` calls; on the main arena the same spawns take ~25% less
+/// time, and no workload measured slower (per-thread caches still serve most small
+/// allocations without the arena's lock).
+pub fn one_arena_unless_set() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let tuned = std::env::var_os("GLIBC_TUNABLES")
+            .is_some_and(|t| t.to_string_lossy().contains("arena_max"));
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() && !tuned {
+            // SAFETY: `mallopt` only sets a malloc parameter; no other thread is running yet.
+            unsafe {
+                libc::mallopt(libc::M_ARENA_MAX, 1);
+            }
+        }
+    }
+}

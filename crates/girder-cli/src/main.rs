@@ -174,6 +174,7 @@ fn target(url: String, token_file: Option<std::path::PathBuf>) -> Result<status:
 }
 
 fn main() {
+    alloc::one_arena_unless_set();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { duration, seed } => demo::run(duration, seed),

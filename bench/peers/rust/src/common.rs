@@ -119,3 +119,21 @@ pub async fn wait_count(counter: &std::sync::atomic::AtomicU64, target: u64) {
 pub fn multi_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime")
 }
+
+/// The same malloc policy as the `girder` binary (see its `alloc::one_arena_unless_set` and
+/// docs/decisions/009-malloc-arena.md): on glibc, one arena for every thread unless the user
+/// set `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES`, so every column runs on the same allocator
+/// settings.
+pub fn one_arena_unless_set() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let tuned = std::env::var_os("GLIBC_TUNABLES")
+            .is_some_and(|t| t.to_string_lossy().contains("arena_max"));
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() && !tuned {
+            // SAFETY: `mallopt` only sets a malloc parameter; no other thread is running yet.
+            unsafe {
+                libc::mallopt(libc::M_ARENA_MAX, 1);
+            }
+        }
+    }
+}

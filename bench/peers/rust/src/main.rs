@@ -15,6 +15,7 @@ static GLOBAL: common::Counting = common::Counting;
 pub const WORKLOADS: [&str; 6] = ["spawn", "ring", "pingpong", "call_c1", "call_c100", "fanin"];
 
 fn main() {
+    common::one_arena_unless_set();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut system = None;
     let mut workload = "all".to_string();

@@ -75,7 +75,6 @@ pub(crate) fn leave(outer: *mut ProcessLocal) {
 }
 
 /// Runs `f` on the running process's slot, if a process is being polled on this thread.
-#[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&mut ProcessLocal) -> R) -> Option<R> {
     let ptr = CURRENT.get();
     // SAFETY: the slot is non-null only while `ProcessTask::poll` polls its process, and points

@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::future::Future;
+use std::pin::Pin;
 use std::task::Poll;
 
 use tokio::task::AbortHandle;
@@ -117,13 +117,8 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
 /// at all (a reset is an atomic read-modify-write on the entry plus tick arithmetic, ~10% of a
 /// busy caller's time), nor poll the timer when it is still armed for the same waker (two
 /// more read-modify-writes per call). Elsewhere it uses a fresh timer.
-pub(crate) async fn timeout_at<F: Future>(
-    deadline: Instant,
-    slack: Duration,
-    fut: F,
-) -> Option<F::Output> {
-    let reused = with_current(|p| p.calls().timer.take()).flatten();
-    let mut timer = match reused {
+pub(crate) fn timeout_at<F: Future>(deadline: Instant, slack: Duration, fut: F) -> Timeout<F> {
+    let timer = match with_current(|p| p.calls().timer.take()).flatten() {
         Some(mut t) => {
             let set = t.sleep.deadline();
             if set < deadline || set > deadline + slack || t.sleep.is_elapsed() {
@@ -137,11 +132,53 @@ pub(crate) async fn timeout_at<F: Future>(
             armed_for: None,
         },
     };
-    let mut fut = pin!(fut);
-    let out = poll_fn(|cx| {
-        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+    Timeout {
+        fut,
+        timer: Some(timer),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`timeout_at`]: a struct rather than an `async fn`, so a call's every poll
+    /// goes through one layer less. Gives the timer back to the process when dropped.
+    pub(crate) struct Timeout<F> {
+        #[pin]
+        fut: F,
+        timer: Option<CallTimer>,
+    }
+
+    impl<F> PinnedDrop for Timeout<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let Some(timer) = this.project().timer.take() else { return };
+            let spare = with_current(move |p| {
+                let slot = &mut p.calls().timer;
+                match slot {
+                    Some(_) => Some(timer),
+                    None => {
+                        *slot = Some(timer);
+                        None
+                    }
+                }
+            });
+            // A timer the process did not keep (outside a process, or a nested call's) is
+            // dropped here, after the borrow of the process's slot ended.
+            drop(spare);
+        }
+    }
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.fut.poll(cx) {
             return Poll::Ready(Some(v));
         }
+        let timer = this
+            .timer
+            .as_mut()
+            .expect("a pending timeout has its timer");
         let armed = timer
             .armed_for
             .as_ref()
@@ -161,20 +198,5 @@ pub(crate) async fn timeout_at<F: Future>(
                 Poll::Pending
             }
         }
-    })
-    .await;
-    let spare = with_current(move |p| {
-        let slot = &mut p.calls().timer;
-        match slot {
-            Some(_) => Some(timer),
-            None => {
-                *slot = Some(timer);
-                None
-            }
-        }
-    });
-    // A timer the process did not keep (outside a process, or a nested call's) is dropped
-    // here, after the borrow of the process's slot ended.
-    drop(spare);
-    out
+    }
 }

@@ -210,18 +210,23 @@ impl<S: Server> ServerRef<S> {
     }
 
     /// Calls the server and waits up to [`DEFAULT_CALL_TIMEOUT`] for the reply.
-    pub async fn call(&self, req: S::Call) -> Result<S::Reply, CallError> {
-        self.call_timeout(req, DEFAULT_CALL_TIMEOUT).await
+    pub fn call(
+        &self,
+        req: S::Call,
+    ) -> impl Future<Output = Result<S::Reply, CallError>> + Send + '_ {
+        // Returns the protocol's future itself: an `async fn` wrapper would add a layer that
+        // every poll of every call goes through.
+        self.call_timeout(req, DEFAULT_CALL_TIMEOUT)
     }
 
     /// Calls the server and waits up to `timeout` for the reply (`Duration::MAX`: forever). A
     /// bounded mailbox that is full makes the call wait for room within the same timeout.
-    pub async fn call_timeout(
+    pub fn call_timeout(
         &self,
         req: S::Call,
         timeout: Duration,
-    ) -> Result<S::Reply, CallError> {
-        crate::behaviour::call(&self.addr, timeout, |from| ServerMsg::Call(req, from)).await
+    ) -> impl Future<Output = Result<S::Reply, CallError>> + Send + '_ {
+        crate::behaviour::call(&self.addr, timeout, move |from| ServerMsg::Call(req, from))
     }
 
     /// Sends a cast. Fails only if the server is not alive or its bounded mailbox is full.

@@ -91,15 +91,9 @@ where
     }
 }
 
-/// How late a call may time out: 1/64 of its timeout, at least 1 ms (the timer wheel's grain)
-/// and at most 1 s. The slack lets a caller's timer stay put across back-to-back calls.
-fn call_slack(timeout: Duration) -> Duration {
-    (timeout / 64).clamp(Duration::from_millis(1), Duration::from_secs(1))
-}
-
 /// Sends a request built by `make` and waits for its reply until `timeout` (`Duration::MAX`:
-/// forever; up to 1/64 later, see `call_slack`, and at most 10 ms more for the coarse clock a
-/// timeout of a second or more is read with, see `timer::deadline_after`). Ends at once with the callee's exit reason if it dies.
+/// forever; up to 1/64 later, see `timer::slack`, and at most 10 ms more for the coarse clock a
+/// timeout of a second or more is read with, see `timer::Deadline::after`). Ends at once with the callee's exit reason if it dies.
 pub(crate) async fn call<M, R>(
     addr: &Addr<M>,
     timeout: Duration,
@@ -111,8 +105,8 @@ where
 {
     // Records on every way out (reply, error, timeout, or the caller being dropped).
     let _timed = crate::stats::CallTimer::start();
-    let deadline = (timeout != Duration::MAX).then(|| crate::timer::deadline_after(timeout));
-    let slack = call_slack(timeout);
+    let deadline = (timeout != Duration::MAX).then(|| crate::timer::Deadline::after(timeout));
+    let slack = crate::timer::slack(timeout);
     let (from, rx) = ReplyTo::for_call();
     let gone = || match addr.exit_reason() {
         Some(reason) => CallError::Exited(reason),

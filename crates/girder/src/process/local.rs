@@ -41,6 +41,8 @@ pub(crate) struct CallCache {
 pub(crate) struct CallTimer {
     pub(crate) sleep: Pin<Box<Sleep>>,
     pub(crate) armed_for: Option<Waker>,
+    /// When `sleep` is set to fire, as an integer that is cheap to compare.
+    pub(crate) set_at: crate::timer::Deadline,
 }
 
 /// Reply slots kept per process: a process calling more kinds of servers than this allocates

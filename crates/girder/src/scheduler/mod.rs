@@ -49,6 +49,7 @@
 //! pool.shutdown();
 //! ```
 
+mod load;
 mod pool;
 
 use std::future::Future;

@@ -14,6 +14,7 @@ use crossbeam_utils::CachePadded;
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 
+use super::load::{Load, RunClock};
 use super::SchedulerStats;
 
 /// Per task: the scheduler whose queue it joins when woken.
@@ -26,13 +27,6 @@ type Job = Runnable<TaskMeta>;
 /// Every this many runs a scheduler looks at its inbox before its local queue, so wake-ups from
 /// other threads are not starved by a busy local chain.
 const INBOX_EVERY: u32 = 61;
-/// A busy scheduler wakes a sleeping one when more than this many processes wait in its queue.
-const WAKE_OTHER_AT: usize = 2;
-/// An idle scheduler steals from a running one only when at least this many processes wait
-/// there: a single queued process is the next hop of a message chain that its scheduler is
-/// about to run, and taking it would split the chain across cores. A scheduler that made no
-/// progress while another slept is robbed of even one (`steal` with `stalled`).
-const STEAL_AT: usize = 2;
 /// Rounds an idle scheduler looks for work (its inbox, then stealing) before it sleeps.
 const IDLE_SPINS: u32 = 64;
 /// A busy scheduler lets its tokio runtime poll for I/O and timers every this many runs.
@@ -71,12 +65,20 @@ struct Shard {
     sleeping: AtomicBool,
     /// Wakes the scheduler's tokio runtime out of its sleep in the I/O driver.
     waker: AtomicWaker,
-    // Written by the owning thread only (plain load + store), read by `stats`; `remote_wakes`
-    // counts the wake-ups this scheduler queued on others.
+    /// On a line of their own: the owner writes `runs` on every run, and a thread waking this
+    /// scheduler reads `sleeping` on every wake-up; sharing a line, each such read was a miss.
+    counters: CachePadded<Counters>,
+}
+
+/// Written by the owning thread only (plain load + store), read by `stats`; `remote_wakes`
+/// counts the wake-ups this scheduler queued on others.
+#[derive(Default)]
+struct Counters {
     runs: AtomicU64,
     steals: AtomicU64,
     parks: AtomicU64,
     remote_wakes: AtomicU64,
+    load: Load,
 }
 
 /// What a scheduler thread keeps for itself; `LOCAL` points at it while the thread runs.
@@ -128,10 +130,7 @@ impl Shared {
                         stealer: q.stealer(),
                         sleeping: AtomicBool::new(false),
                         waker: AtomicWaker::new(),
-                        runs: AtomicU64::new(0),
-                        steals: AtomicU64::new(0),
-                        parks: AtomicU64::new(0),
-                        remote_wakes: AtomicU64::new(0),
+                        counters: CachePadded::default(),
                     })
                 })
                 .collect(),
@@ -215,9 +214,16 @@ impl Shared {
         let home = job.metadata().home.load(Ordering::Relaxed);
         let here = local_of(self);
         if let Some(local) = here {
-            // Woken on its home scheduler: a local push. Woken elsewhere towards a sleeping home:
-            // it moves here rather than cost a futex wake (see the module docs).
-            if local.index == home || self.shards[home].sleeping.load(Ordering::Relaxed) {
+            // Woken on its home scheduler: a local push. Woken elsewhere towards a sleeping home,
+            // or while this scheduler has little to do: it moves here rather than cost a
+            // cross-core wake-up (see the module docs and `load`).
+            if local.index == home
+                || self.shards[home].sleeping.load(Ordering::Relaxed)
+                || !self.shards[local.index]
+                    .counters
+                    .load
+                    .worth_spreading(local.queue.len() + 1)
+            {
                 if local.index != home {
                     job.metadata().home.store(local.index, Ordering::Relaxed);
                 }
@@ -239,7 +245,7 @@ impl Shared {
         let shard = &self.shards[home];
         shard.inbox.push(job);
         match here {
-            Some(local) => bump(&self.shards[local.index].remote_wakes),
+            Some(local) => bump(&self.shards[local.index].counters.remote_wakes),
             None => {
                 self.outside_wakes.fetch_add(1, Ordering::Relaxed);
             }
@@ -279,10 +285,10 @@ impl Shared {
         };
         for shard in self.shards.iter() {
             s.queued += shard.stealer.len() + shard.inbox.len();
-            s.runs += shard.runs.load(Ordering::Relaxed);
-            s.steals += shard.steals.load(Ordering::Relaxed);
-            s.parks += shard.parks.load(Ordering::Relaxed);
-            s.remote_wakes += shard.remote_wakes.load(Ordering::Relaxed);
+            s.runs += shard.counters.runs.load(Ordering::Relaxed);
+            s.steals += shard.counters.steals.load(Ordering::Relaxed);
+            s.parks += shard.counters.parks.load(Ordering::Relaxed);
+            s.remote_wakes += shard.counters.remote_wakes.load(Ordering::Relaxed);
         }
         s
     }
@@ -323,17 +329,18 @@ impl Shared {
         local.queue.pop().or_else(|| take_from(inbox, &local.queue))
     }
 
-    /// Takes work from another scheduler with at least `at_least` processes waiting (or, with
-    /// `stalled`, from one whose run count is still what `stalled` says); stolen processes move
-    /// here.
-    fn steal(&self, local: &Local, at_least: usize, stalled: Option<&[u64]>) -> Option<Job> {
+    /// Takes work from another scheduler whose queue is worth spreading (or, with `stalled`,
+    /// from one whose run count is still what `stalled` says: stuck in a long poll); stolen
+    /// processes move here.
+    fn steal(&self, local: &Local, stalled: Option<&[u64]>) -> Option<Job> {
         let n = self.shards.len();
         for k in 1..n {
             let i = (local.index + k) % n;
             let other = &self.shards[i];
             let waiting = other.stealer.len() + other.inbox.len();
-            let stuck = stalled.is_some_and(|seen| seen[i] == other.runs.load(Ordering::Relaxed));
-            if waiting == 0 || (waiting < at_least && !stuck) {
+            let stuck =
+                stalled.is_some_and(|seen| seen[i] == other.counters.runs.load(Ordering::Relaxed));
+            if waiting == 0 || (!stuck && !other.counters.load.worth_spreading(waiting)) {
                 continue;
             }
             let job = take_from(&other.inbox, &local.queue).or_else(|| loop {
@@ -344,7 +351,7 @@ impl Shared {
                 }
             });
             if let Some(job) = job {
-                bump(&self.shards[local.index].steals);
+                bump(&self.shards[local.index].counters.steals);
                 job.metadata().home.store(local.index, Ordering::Relaxed);
                 // The rest of the batch moved too.
                 for _ in 0..local.queue.len() {
@@ -369,7 +376,7 @@ impl Shared {
         // Pairs with the fence in `schedule`.
         fence(Ordering::SeqCst);
         if shard.inbox.is_empty() && local.queue.is_empty() && !self.stop.load(Ordering::Acquire) {
-            bump(&shard.parks);
+            bump(&shard.counters.parks);
             let woken = std::future::poll_fn(|cx| {
                 shard.waker.register(cx.waker());
                 let woken = !shard.sleeping.load(Ordering::Acquire)
@@ -420,6 +427,12 @@ fn run_job(job: Job) {
     let _ = catch_unwind(AssertUnwindSafe(|| job.run()));
 }
 
+fn run_timed(shard: &Shard, clock: &mut RunClock, job: Job) {
+    bump(&shard.counters.runs);
+    run_job(job);
+    clock.ran(&shard.counters.load);
+}
+
 fn run_scheduler(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -442,13 +455,15 @@ async fn schedule_loop(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
     LOCAL.set(&local);
     let shard = &shared.shards[index];
     let mut tick: u32 = 0;
+    let mut clock = RunClock::new();
     let mut seen = vec![0u64; shared.shards.len()];
     'run: while !shared.stop.load(Ordering::Relaxed) {
         if let Some(job) = shared.next_job(&local, tick) {
             tick = tick.wrapping_add(1);
-            bump(&shard.runs);
-            run_job(job);
-            if local.queue.len() > WAKE_OTHER_AT {
+            run_timed(shard, &mut clock, job);
+            let queued = local.queue.len();
+            // A sleeping scheduler is woken only for work worth taking (see `load`).
+            if queued > 0 && shard.counters.load.worth_spreading(queued) {
                 shared.wake_other(index);
             }
             if tick % IO_EVERY == 0 {
@@ -458,14 +473,14 @@ async fn schedule_loop(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
             }
             continue;
         }
+        clock.idle(&shard.counters.load);
         let idle_since = std::time::Instant::now();
         let mut round = 0u32;
         loop {
-            if let Some(job) = take_from(&shard.inbox, &local.queue)
-                .or_else(|| shared.steal(&local, STEAL_AT, None))
+            if let Some(job) =
+                take_from(&shard.inbox, &local.queue).or_else(|| shared.steal(&local, None))
             {
-                bump(&shard.runs);
-                run_job(job);
+                run_timed(shard, &mut clock, job);
                 continue 'run;
             }
             round += 1;
@@ -479,14 +494,13 @@ async fn schedule_loop(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
             }
         }
         for (seen, other) in seen.iter_mut().zip(shared.shards.iter()) {
-            *seen = other.runs.load(Ordering::Relaxed);
+            *seen = other.counters.runs.load(Ordering::Relaxed);
         }
         shared.park(&local).await;
         // A scheduler that ran nothing while this one slept is stuck in a long poll: what
         // waits behind it is taken even if it is a single process.
-        if let Some(job) = shared.steal(&local, 1, Some(&seen)) {
-            bump(&shard.runs);
-            run_job(job);
+        if let Some(job) = shared.steal(&local, Some(&seen)) {
+            run_timed(shard, &mut clock, job);
         }
     }
     LOCAL.set(std::ptr::null());

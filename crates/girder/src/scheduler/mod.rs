@@ -13,13 +13,17 @@
 //!   to each other on one scheduler stay there, and a message is a local queue push;
 //! * **spawn is local**: a process spawned by a process starts on its parent's scheduler; one
 //!   spawned from outside the pool goes to the schedulers in turn;
-//! * **idle schedulers steal**: a scheduler with nothing to run takes half of another's queue
-//!   (the stolen processes move home); a busy scheduler wakes a sleeping one only when its own
-//!   queue stays longer than it can run at once, so a lone chain of messages does not bounce
-//!   between cores;
-//! * **a process woken towards a sleeping scheduler comes to the waker's scheduler instead**:
-//!   waking a sleeping thread costs a futex call, running the process where its message came
-//!   from costs nothing.
+//! * **idle schedulers steal work worth moving**: a scheduler with nothing to run takes half of
+//!   another's queue (the stolen processes move home) when that queue holds enough work, its
+//!   length times the mean length of that scheduler's recent runs reaching 50 µs; a busy
+//!   scheduler wakes a sleeping one by the same rule. A lone chain of messages, or a server
+//!   and its callers exchanging microsecond messages, stays on one core: moved, every message
+//!   would be a cross-core wake-up costing more than the work;
+//! * **a process woken from another scheduler comes to the waker's** when its home is asleep or
+//!   the waker's scheduler has little queued: waking a sleeping thread costs a futex call and a
+//!   cross-core wake-up costs cache misses, while running the process where its message came
+//!   from costs nothing. Light load gathers on as few schedulers as it needs (the BEAM's load
+//!   compaction, in spirit); heavy load spreads over all of them.
 //!
 //! Timers and I/O stay tokio's: every scheduler thread runs a tokio current-thread runtime of its
 //! own and sleeps in its I/O driver, so `tokio::time`, tokio's sockets and `tokio::spawn` work

@@ -159,37 +159,14 @@ impl Server for Echo {
     }
 }
 
-/// Runs a server and `CALLERS` callers doing microseconds of work per call on `pool`; returns
-/// how many replies woke a caller on another scheduler, how many steals there were, and how
-/// many calls. `split` starts the processes on the schedulers in turn and keeps both
-/// schedulers awake (a process per scheduler that only yields), so callers cannot gather
-/// merely because their own scheduler went to sleep.
-fn chatty(pool: &Schedulers, split: bool) -> (u64, u64, u64) {
+/// Runs a server and its callers, doing microseconds of work per call, from a process on
+/// `pool`; returns the steals there were and the calls made.
+fn chatty(pool: &Schedulers) -> (u64, u64) {
     const CALLERS: u64 = 8;
     const CALLS: u64 = 4_000;
     let node = pooled(pool);
     let before = pool.stats();
-    let stop = Arc::new(AtomicBool::new(false));
-    let run = async move {
-        for _ in 0..if split { 2 } else { 0 } {
-            let stop = stop.clone();
-            node.spawn(move |_: Context<()>| async move {
-                while !stop.load(Ordering::Relaxed) {
-                    // Woken at once, unlike tokio's `yield_now`, which defers the wake-up
-                    // to its runtime's next turn.
-                    let mut yielded = false;
-                    std::future::poll_fn(|cx| {
-                        if std::mem::replace(&mut yielded, true) {
-                            return std::task::Poll::Ready(());
-                        }
-                        cx.waker().wake_by_ref();
-                        std::task::Poll::Pending
-                    })
-                    .await;
-                }
-                ExitReason::Normal
-            });
-        }
+    pool.block_on(async move {
         let echo = girder::server::start(&node, Echo).await.unwrap();
         let mut done = Vec::new();
         for _ in 0..CALLERS {
@@ -206,25 +183,8 @@ fn chatty(pool: &Schedulers, split: bool) -> (u64, u64, u64) {
         for rx in done {
             tokio::time::timeout(WAIT, rx).await.unwrap().unwrap();
         }
-        stop.store(true, Ordering::Relaxed);
-    };
-    if split {
-        // From outside the pool, spawns go to the schedulers in turn.
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(run);
-    } else {
-        // From a scheduler, spawns start there.
-        pool.block_on(run);
-    }
-    let after = pool.stats();
-    (
-        after.remote_wakes - before.remote_wakes,
-        after.steals - before.steals,
-        CALLERS * CALLS,
-    )
+    });
+    (pool.stats().steals - before.steals, CALLERS * CALLS)
 }
 
 /// Light work is not worth moving: an idle scheduler leaves a busy one's short queue alone
@@ -233,24 +193,10 @@ fn chatty(pool: &Schedulers, split: bool) -> (u64, u64, u64) {
 #[test]
 fn light_chatty_work_is_not_stolen() {
     let pool = Schedulers::new(2);
-    let (_, steals, calls) = chatty(&pool, false);
+    let (steals, calls) = chatty(&pool);
     assert!(
         steals * 200 < calls,
         "{steals} steals in {calls} calls: work moved back and forth"
-    );
-    pool.shutdown();
-}
-
-/// Light work started on both schedulers gathers on one: a caller woken by the server's
-/// scheduler moves there rather than cost a cross-core wake-up per reply (spread, nearly every
-/// reply crossed cores).
-#[test]
-fn light_chatty_work_gathers_on_one_scheduler() {
-    let pool = Schedulers::new(2);
-    let (remote, _, calls) = chatty(&pool, true);
-    assert!(
-        remote * 5 < calls,
-        "{remote} of {calls} calls woke a caller on another scheduler"
     );
     pool.shutdown();
 }

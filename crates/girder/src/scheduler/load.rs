@@ -9,9 +9,8 @@
 //! So the pool spreads work only when there is enough of it: each scheduler publishes the mean
 //! length of its recent runs, and its queue is worth stealing from, or waking a sleeping
 //! scheduler for, only when the queue's length times that mean reaches [`SPREAD_AT`]. Below
-//! that, work gathers on the scheduler that is already running: a process woken from another
-//! scheduler moves there instead of costing a cross-core wake-up. This is the BEAM's load
-//! compaction in spirit: light load runs on as few schedulers as it needs, heavy load on all.
+//! that, work stays on the scheduler that is already running it: light load runs on as few
+//! schedulers as it needs, heavy load on all (the BEAM's load compaction, in spirit).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;

@@ -19,11 +19,9 @@
 //!   scheduler wakes a sleeping one by the same rule. A lone chain of messages, or a server
 //!   and its callers exchanging microsecond messages, stays on one core: moved, every message
 //!   would be a cross-core wake-up costing more than the work;
-//! * **a process woken from another scheduler comes to the waker's** when its home is asleep or
-//!   the waker's scheduler has little queued: waking a sleeping thread costs a futex call and a
-//!   cross-core wake-up costs cache misses, while running the process where its message came
-//!   from costs nothing. Light load gathers on as few schedulers as it needs (the BEAM's load
-//!   compaction, in spirit); heavy load spreads over all of them.
+//! * **a process woken towards a sleeping scheduler comes to the waker's scheduler instead**:
+//!   waking a sleeping thread costs a futex call, running the process where its message came
+//!   from costs nothing.
 //!
 //! Timers and I/O stay tokio's: every scheduler thread runs a tokio current-thread runtime of its
 //! own and sleeps in its I/O driver, so `tokio::time`, tokio's sockets and `tokio::spawn` work

@@ -214,16 +214,9 @@ impl Shared {
         let home = job.metadata().home.load(Ordering::Relaxed);
         let here = local_of(self);
         if let Some(local) = here {
-            // Woken on its home scheduler: a local push. Woken elsewhere towards a sleeping home,
-            // or while this scheduler has little to do: it moves here rather than cost a
-            // cross-core wake-up (see the module docs and `load`).
-            if local.index == home
-                || self.shards[home].sleeping.load(Ordering::Relaxed)
-                || !self.shards[local.index]
-                    .counters
-                    .load
-                    .worth_spreading(local.queue.len() + 1)
-            {
+            // Woken on its home scheduler: a local push. Woken elsewhere towards a sleeping home:
+            // it moves here rather than cost a futex wake (see the module docs).
+            if local.index == home || self.shards[home].sleeping.load(Ordering::Relaxed) {
                 if local.index != home {
                     job.metadata().home.store(local.index, Ordering::Relaxed);
                 }

@@ -89,11 +89,12 @@ impl RunClock {
         self.restart(load);
     }
 
-    /// The scheduler found nothing to run: idle time is not run time, so the window ends here.
-    pub(super) fn idle(&mut self, load: &Load) {
+    /// The scheduler found nothing to run at `now`: idle time is not run time, so the window
+    /// ends here.
+    pub(super) fn idle(&mut self, load: &Load, now: Instant) {
         if let Some(start) = self.start.take() {
             if self.runs >= WINDOW_AT_LEAST {
-                load.record(start.elapsed(), self.runs);
+                load.record(now - start, self.runs);
             }
         }
         self.runs = 0;
@@ -169,7 +170,7 @@ mod tests {
         assert!(busy >= 50_000, "runs took at least 50 µs each: {busy}");
         // Idle with a short window: nothing recorded, and the idle time is not counted.
         clock.ran(&load);
-        clock.idle(&load);
+        clock.idle(&load, Instant::now());
         std::thread::sleep(Duration::from_millis(20));
         for _ in 0..WINDOW + 1 {
             clock.ran(&load);

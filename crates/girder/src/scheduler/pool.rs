@@ -456,7 +456,7 @@ async fn schedule_loop(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
             run_timed(shard, &mut clock, job);
             let queued = local.queue.len();
             // A sleeping scheduler is woken only for work worth taking (see `load`).
-            if queued > 0 && shard.counters.load.worth_spreading(queued) {
+            if shard.counters.load.worth_spreading(queued) {
                 shared.wake_other(index);
             }
             if tick % IO_EVERY == 0 {
@@ -466,8 +466,8 @@ async fn schedule_loop(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
             }
             continue;
         }
-        clock.idle(&shard.counters.load);
         let idle_since = std::time::Instant::now();
+        clock.idle(&shard.counters.load, idle_since);
         let mut round = 0u32;
         loop {
             if let Some(job) =

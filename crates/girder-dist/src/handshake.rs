@@ -104,6 +104,9 @@ pub enum Refusal {
     /// node with the smaller name wins).
     #[error("{0} and this node dialled each other at once; this node's dial wins")]
     Simultaneous(NodeName),
+    /// This node has shut its distribution down.
+    #[error("this node has shut its distribution down")]
+    ShutDown,
 }
 
 /// Why a handshake failed.

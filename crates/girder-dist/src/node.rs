@@ -6,7 +6,7 @@
 //! with `noconnection` and every call waiting on it fails at once.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -180,6 +180,8 @@ pub(crate) struct Inner {
     next_gen: AtomicU64,
     /// Dropped to stop the accept loop.
     listener: parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// Set by `shutdown`: no connection is dialled, admitted or established from then on.
+    stopped: AtomicBool,
     events: tokio::sync::broadcast::Sender<NodeEvent>,
 }
 
@@ -201,6 +203,7 @@ impl DistNode {
             next_ref: AtomicU64::new(1),
             next_gen: AtomicU64::new(1),
             listener: parking_lot::Mutex::new(None),
+            stopped: AtomicBool::new(false),
             events: tokio::sync::broadcast::channel(1024).0,
         });
         let hooks = Arc::new(Hooks(Arc::downgrade(&inner)));
@@ -420,11 +423,25 @@ impl DistNode {
         }
     }
 
-    /// Stops listening and closes every connection; links and monitors across them fire with
-    /// `noconnection`.
+    /// Stops listening and closes every connection, including those still in their handshake;
+    /// links and monitors across them fire with `noconnection`. Like Erlang's
+    /// `net_kernel:stop/0`, it is for good: the node dials and admits nobody afterwards, and
+    /// sends to other nodes fail as unreachable.
     pub fn shutdown(&self) {
+        // Before any peer is looked at: a handshake finishing from now on sees the flag under
+        // its peer's lock (see `established`), so no connection comes up behind this loop.
+        self.inner.stopped.store(true, Ordering::SeqCst);
         drop(self.inner.listener.lock().take());
         for p in self.inner.table.all() {
+            let aborted = {
+                let mut st = p.state.lock();
+                matches!(&*st, State::Connecting { .. })
+                    .then(|| std::mem::replace(&mut *st, State::Idle))
+            };
+            if aborted.is_some() {
+                p.changed.notify_waiters();
+                self.inner.unreachable(&p);
+            }
             if let Some(h) = p.handle() {
                 h.close();
             }
@@ -462,6 +479,9 @@ impl Inner {
     /// Starts a dial if the peer is idle and its address is known. `None` if it cannot be
     /// dialled.
     fn dial_if_idle(self: &Arc<Self>, peer: &Arc<Peer>) -> Option<()> {
+        if self.stopped.load(Ordering::SeqCst) {
+            return None;
+        }
         let addr = *self.addresses.get(&peer.name)?;
         let mut st = peer.state.lock();
         if matches!(&*st, State::Idle) {
@@ -507,6 +527,9 @@ impl Inner {
     fn admit(&self, name: &NodeName, creation: u32) -> Result<u64, Refusal> {
         if name == &self.cfg.name {
             return Err(Refusal::SameName(name.clone()));
+        }
+        if self.stopped.load(Ordering::SeqCst) {
+            return Err(Refusal::ShutDown);
         }
         let peer = self.table.peer(name);
         let mut st = peer.state.lock();
@@ -579,10 +602,17 @@ impl Inner {
         let old = {
             let mut st = peer.state.lock();
             let queued = match &mut *st {
-                State::Connecting { gen: g, queued, .. } if *g == gen => std::mem::take(queued),
+                State::Connecting { gen: g, queued, .. }
+                    if *g == gen && !self.stopped.load(Ordering::SeqCst) =>
+                {
+                    std::mem::take(queued)
+                }
                 _ => {
-                    // Another connection won the race, or the attempt was given up.
+                    // Another connection won the race, the attempt was given up, or the node
+                    // shut its distribution down during the handshake.
                     handle.close();
+                    drop(st);
+                    self.attempt_failed(&peer, gen);
                     return;
                 }
             };

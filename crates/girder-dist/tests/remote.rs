@@ -566,6 +566,61 @@ async fn a_restarted_node_is_a_new_incarnation_and_old_pids_are_dead() {
 }
 
 #[tokio::test]
+async fn a_node_shut_down_mid_handshake_ends_with_no_connection() {
+    // The shutdown lands at a different point of the dial in each round. Where the handshake
+    // was still under way, the old code let the connection come up afterwards (shutdown closed
+    // only connections already up), and it stayed up for good.
+    for round in 0..12u64 {
+        let (a, b) = pair(
+            &format!("a14r{round}@localhost"),
+            &format!("b14r{round}@localhost"),
+        )
+        .await;
+        let dial = {
+            let a = a.clone();
+            let name = b.name().clone();
+            tokio::spawn(async move { a.connect(&name).await })
+        };
+        tokio::time::sleep(Duration::from_micros(60 * (round / 2))).await;
+        // Even rounds: the accepting side shuts down; odd rounds: the dialling side.
+        let (gone, other) = if round % 2 == 0 { (&b, &a) } else { (&a, &b) };
+        gone.shutdown();
+        let _ = timeout(LONG, dial).await.unwrap();
+        // A handshake under way finishes (and is turned down) well within this.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let deadline = tokio::time::Instant::now() + LONG;
+        while !(a.connected().is_empty() && b.connected().is_empty()) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round}: still connected after shutdown: a {:?}, b {:?}",
+                a.connected(),
+                b.connected()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // For good: the shut-down node neither dials nor admits, and a monitor across the dead
+        // link fires at once.
+        assert!(gone.connect(other.name()).await.is_err(), "round {round}");
+        assert!(other.connect(gone.name()).await.is_err(), "round {round}");
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let target = gone.pid_on(other.name(), collector::<u64>(other, tx).pid());
+        let watcher = gone.node().spawn(move |mut ctx: Context<()>| async move {
+            let m = ctx.monitor(target);
+            match ctx.wait_down(m, Some(LONG)).await {
+                Some(d) => d.reason,
+                None => ExitReason::error("no down"),
+            }
+        });
+        assert_eq!(
+            timeout(LONG, watcher.wait_exit()).await.unwrap(),
+            ExitReason::NoConnection,
+            "round {round}"
+        );
+        assert!(a.connected().is_empty() && b.connected().is_empty());
+    }
+}
+
+#[tokio::test]
 async fn both_nodes_dialling_at_once_end_with_one_working_connection() {
     for round in 0..5 {
         let (a, b) = pair(

@@ -14,20 +14,21 @@
 //! [`Addr::send`](crate::Addr::send) returns [`SendError::Full`] and
 //! [`Addr::send_wait`](crate::Addr::send_wait) waits for room. See `docs/decisions/001-mailbox.md`
 //! for why the core is a short critical section over a `VecDeque` that the receiver drains in
-//! batches.
+//! batches, and why that section is guarded by a spin lock.
 
 mod error;
+mod lock;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context as TaskCx, Poll, Waker};
 
-use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 
 pub use error::SendError;
 
 use crate::{Down, ExitReason, Pid};
+use lock::Mutex;
 
 /// A signal that is delivered as a message: a trapped exit or a monitor notification.
 #[derive(Debug)]

@@ -17,9 +17,13 @@ use parking_lot::Mutex;
 use super::load::{Load, RunClock};
 use super::SchedulerStats;
 
-/// Per task: the scheduler whose queue it joins when woken.
+/// Per task: the scheduler whose queue it joins when woken, and the pool.
 pub(super) struct TaskMeta {
     home: AtomicUsize,
+    /// Kept here rather than captured by the schedule function, so that function is
+    /// zero-sized: async_task then wakes a task by value with one atomic operation (the waker's
+    /// reference passes to the queued job) instead of a wake by reference plus a drop.
+    pool: Arc<Shared>,
 }
 
 type Job = Runnable<TaskMeta>;
@@ -197,15 +201,12 @@ impl Shared {
             Some(local) => local.index,
             None => self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len(),
         };
-        let shared = self.clone();
         let (job, task) = async_task::Builder::new()
             .metadata(TaskMeta {
                 home: AtomicUsize::new(home),
+                pool: self.clone(),
             })
-            .spawn(
-                move |_| fut,
-                WithInfo(move |job, info| shared.schedule(job, info)),
-            );
+            .spawn(move |_| fut, WithInfo(schedule_job));
         job.schedule();
         task
     }
@@ -388,6 +389,17 @@ impl Shared {
             self.sleepers.fetch_sub(1, Ordering::Relaxed);
         }
     }
+}
+
+/// The schedule function of every task on a pool: queues the woken `job` (see
+/// `Shared::schedule`).
+fn schedule_job(job: Job, info: ScheduleInfo) {
+    let pool: *const Shared = Arc::as_ptr(&job.metadata().pool);
+    // SAFETY: the job's task holds this `Arc` until the task is freed. `schedule` either
+    // queues the job (the queue then holds the task, and the pool's threads their own handles)
+    // or drops it as its last act, touching the pool no more; so the pool outlives the call,
+    // as it did when the schedule closure held the `Arc` itself.
+    unsafe { &*pool }.schedule(job, info);
 }
 
 /// Takes a batch from `inbox` into `queue` and returns its first job.

@@ -16,10 +16,18 @@
 //!   value and wakes the caller, or the caller while it swaps in a new waker (rare: a process's
 //!   waker does not change);
 //! * `FULL`: the reply is in; only the caller moves the slot on from here.
+//!
+//! No reference count moves per call. During a call the slot's one counted reference travels
+//! with the reply handle ([`SlotSender`]) and comes back inside the slot with the answer; the
+//! caller's end holds a plain pointer, valid because the slot cannot be freed while the
+//! counted reference is either in the replier's hands or parked in the slot itself. A caller
+//! that gives up moves the slot to the next generation and lets go: the replier, finding the
+//! slot moved on, drops the reference and with it the slot.
 
 use std::cell::UnsafeCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -39,6 +47,9 @@ pub(crate) type Answer<R> = Result<R, Unanswered>;
 pub(crate) struct Slot<R> {
     state: AtomicU64,
     value: UnsafeCell<Option<Answer<R>>>,
+    /// The slot's counted reference, parked here by the replier with the answer (see the
+    /// module docs).
+    owner: UnsafeCell<Option<Arc<Slot<R>>>>,
     waker: UnsafeCell<Option<Waker>>,
 }
 
@@ -53,23 +64,22 @@ impl<R> Slot<R> {
         Slot {
             state: AtomicU64::new(EMPTY),
             value: UnsafeCell::new(None),
+            owner: UnsafeCell::new(None),
             waker: UnsafeCell::new(None),
         }
     }
 }
 
-/// Starts one call on `slot` (idle, as the cache hands it out): the replier's end and the
-/// caller's.
+/// Starts one call on `slot` (idle, as the cache hands it out): the replier's end, which takes
+/// the slot's reference, and the caller's.
 pub(crate) fn open<R: Send + 'static>(slot: Arc<Slot<R>>) -> (SlotSender<R>, SlotReceiver<R>) {
     let gen = slot.state.load(Ordering::Relaxed) & !TAG;
     debug_assert_eq!(slot.state.load(Ordering::Relaxed) & TAG, EMPTY);
+    let at = NonNull::from(&*slot);
     (
-        SlotSender {
-            slot: slot.clone(),
-            gen,
-        },
+        SlotSender { slot, gen },
         SlotReceiver {
-            slot: Some(slot),
+            slot: Some(at),
             gen,
             done: false,
         },
@@ -85,7 +95,11 @@ pub(crate) struct SlotSender<R> {
 impl<R> SlotSender<R> {
     /// Delivers the answer, unless the caller has given up on this call (then it is dropped).
     pub(crate) fn send(self, answer: Answer<R>) {
-        let slot = &*self.slot;
+        let (owner, gen) = (self.slot, self.gen);
+        // SAFETY: `owner` keeps the slot alive until it is parked in the slot below; from then
+        // on the slot holds its own reference until the caller takes it out, after FULL, which
+        // is this function's last touch of the slot.
+        let slot: &Slot<R> = unsafe { &*Arc::as_ptr(&owner) };
         let (waiting, busy) = (self.gen | EMPTY, self.gen | BUSY);
         let mut spins = 0u32;
         loop {
@@ -110,8 +124,8 @@ impl<R> SlotSender<R> {
                 Err(_) => return,
             }
         }
-        // SAFETY: BUSY gives this side the value and the waker; the caller writes the waker
-        // only while it holds BUSY itself, so nobody writes either now.
+        // SAFETY: BUSY gives this side the value, the owner and the waker; the caller writes
+        // the waker only while it holds BUSY itself, so nobody writes any of them now.
         unsafe { *slot.value.get() = Some(answer) };
         // Woken before FULL is published: once FULL, the caller may reuse the slot and swap
         // its waker, so the waker may be read only while BUSY. A caller polled in between
@@ -119,7 +133,10 @@ impl<R> SlotSender<R> {
         if let Some(w) = unsafe { &*slot.waker.get() } {
             w.wake_by_ref();
         }
-        slot.state.store(self.gen | FULL, Ordering::Release);
+        // The reference goes back with the answer; after FULL the slot is the caller's.
+        // SAFETY: still BUSY, as above.
+        unsafe { *slot.owner.get() = Some(owner) };
+        slot.state.store(gen | FULL, Ordering::Release);
     }
 
     /// True once the caller no longer waits for this call.
@@ -129,12 +146,37 @@ impl<R> SlotSender<R> {
 }
 
 /// The caller's end of one call: a future of the answer. Dropped before the answer came (a
-/// timeout), it moves the slot to the next generation so a late reply is dropped, and gives
-/// the slot back to the process for its next call.
+/// timeout), it moves the slot to the next generation so a late reply is dropped. Once the
+/// answer is in, it gives the slot back to the process for its next call.
 pub(crate) struct SlotReceiver<R: Send + 'static> {
-    slot: Option<Arc<Slot<R>>>,
+    /// Not counted: see the module docs for why the slot outlives this.
+    slot: Option<NonNull<Slot<R>>>,
     gen: u64,
     done: bool,
+}
+
+// SAFETY: the pointer is used as the `Arc<Slot<R>>` it stands for would be, and `Slot<R>` is
+// `Send + Sync` for `R: Send`.
+unsafe impl<R: Send + 'static> Send for SlotReceiver<R> {}
+// SAFETY: a shared `&SlotReceiver` gives access to nothing.
+unsafe impl<R: Send + 'static> Sync for SlotReceiver<R> {}
+
+impl<R: Send + 'static> SlotReceiver<R> {
+    /// Takes the answer and the slot's reference out of a FULL slot, moves the slot on, and
+    /// hands the reference back to the process.
+    ///
+    /// # Safety
+    ///
+    /// The slot's state is `gen | FULL`.
+    unsafe fn take_full(slot: &Slot<R>, gen: u64) -> Answer<R> {
+        // SAFETY: FULL hands the value and the owner to the caller; the replier is done.
+        let (answer, owner) = unsafe { ((*slot.value.get()).take(), (*slot.owner.get()).take()) };
+        slot.state.store((gen + NEXT) | EMPTY, Ordering::Release);
+        if let Some(owner) = owner {
+            crate::process::local::give_back_slot(owner);
+        }
+        answer.expect("a full slot")
+    }
 }
 
 impl<R: Send + 'static> Future for SlotReceiver<R> {
@@ -142,15 +184,16 @@ impl<R: Send + 'static> Future for SlotReceiver<R> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<R>> {
         let gen = self.gen;
-        let slot = self.slot.as_ref().expect("polled after completion");
+        let at = self.slot.expect("polled after completion");
+        // SAFETY: alive until this end has taken the answer or given up (module docs).
+        let slot = unsafe { at.as_ref() };
         loop {
             let now = slot.state.load(Ordering::Acquire);
             if now == gen | FULL {
-                // SAFETY: FULL hands the value to the caller; the replier is done with it.
-                let answer = unsafe { (*slot.value.get()).take() }.expect("a full slot");
-                slot.state.store((gen + NEXT) | EMPTY, Ordering::Release);
                 self.done = true;
-                return Poll::Ready(answer);
+                self.slot = None;
+                // SAFETY: checked just above; only this end moves the slot on from FULL.
+                return Poll::Ready(unsafe { Self::take_full(slot, gen) });
             }
             if now == gen | BUSY {
                 // The replier is writing: it has woken (or is about to wake) the old waker,
@@ -184,27 +227,143 @@ impl<R: Send + 'static> Future for SlotReceiver<R> {
 
 impl<R: Send + 'static> Drop for SlotReceiver<R> {
     fn drop(&mut self) {
-        let Some(slot) = self.slot.take() else { return };
-        if !self.done {
-            let gen = self.gen;
+        let Some(at) = self.slot.take() else { return };
+        if self.done {
+            return;
+        }
+        // SAFETY: alive until this end has taken the answer or given up (module docs).
+        let slot = unsafe { at.as_ref() };
+        let gen = self.gen;
+        let mut spins = 0u32;
+        loop {
             match slot.state.compare_exchange(
                 gen | EMPTY,
                 (gen + NEXT) | EMPTY,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => {}
+                // Given up: the replier will find the slot moved on and free it.
+                Ok(_) => return,
                 Err(now) if now == gen | FULL => {
-                    // SAFETY: FULL hands the value to the caller.
-                    let late = unsafe { (*slot.value.get()).take() };
-                    slot.state.store((gen + NEXT) | EMPTY, Ordering::Release);
-                    drop(late);
+                    // SAFETY: FULL, checked just above. The late answer is dropped here.
+                    drop(unsafe { Self::take_full(slot, gen) });
+                    return;
                 }
-                // A reply is being written right now: leave the slot to it rather than wait;
-                // it is freed when the replier lets go.
-                Err(_) => return,
+                // The replier is writing the answer: a few instructions, then FULL. Waiting for
+                // it is how the slot's reference gets back rather than stay parked in the slot.
+                Err(_) => {
+                    spins += 1;
+                    if spins < 64 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
             }
         }
-        crate::process::local::give_back_slot(slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The slot protocol on its own, outside any process (so a slot given back is dropped):
+    //! each test checks through a `Weak` that the slot is freed exactly when its last user is
+    //! done. Small enough for Miri: `cargo +nightly miri test -p girder --lib server::slot`.
+
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Weak;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn poll<R: Send + 'static>(rx: &mut SlotReceiver<R>, waker: &Waker) -> Poll<Answer<R>> {
+        Pin::new(rx).poll(&mut Context::from_waker(waker))
+    }
+
+    fn new_call() -> (SlotSender<u32>, SlotReceiver<u32>, Weak<Slot<u32>>) {
+        let slot = Arc::new(Slot::new());
+        let weak = Arc::downgrade(&slot);
+        let (tx, rx) = open(slot);
+        (tx, rx, weak)
+    }
+
+    #[test]
+    fn a_reply_wakes_the_waiting_caller_and_the_slot_comes_back() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let (tx, mut rx, weak) = new_call();
+        assert!(poll(&mut rx, &waker).is_pending());
+        assert!(!tx.is_closed());
+        tx.send(Ok(7));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        // Alive while the answer waits in it, parked with its own reference.
+        assert!(weak.upgrade().is_some());
+        assert!(matches!(poll(&mut rx, &waker), Poll::Ready(Ok(7))));
+        // Given back outside a process: dropped.
+        assert!(weak.upgrade().is_none());
+    }
+
+    #[test]
+    fn a_caller_that_gave_up_leaves_the_slot_to_the_replier() {
+        let (tx, rx, weak) = new_call();
+        drop(rx);
+        assert!(tx.is_closed());
+        assert!(weak.upgrade().is_some(), "the replier still holds it");
+        tx.send(Ok(1));
+        assert!(weak.upgrade().is_none(), "freed by the replier");
+    }
+
+    #[test]
+    fn an_answer_nobody_waits_for_is_dropped_with_the_slot() {
+        let answer = Arc::new(());
+        let slot = Arc::new(Slot::<Arc<()>>::new());
+        let weak = Arc::downgrade(&slot);
+        let (tx, rx) = open(slot);
+        tx.send(Ok(answer.clone()));
+        drop(rx); // gave up after the answer came, before looking
+        assert_eq!(Arc::strong_count(&answer), 1, "the late answer is dropped");
+        assert!(weak.upgrade().is_none());
+    }
+
+    #[test]
+    fn a_dropped_unanswered_handle_is_an_answer_too() {
+        let (tx, mut rx, _) = new_call();
+        tx.send(Err(Unanswered::Dropped));
+        let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        assert!(matches!(
+            poll(&mut rx, &waker),
+            Poll::Ready(Err(Unanswered::Dropped))
+        ));
+    }
+
+    #[test]
+    fn replies_racing_a_caller_giving_up_free_the_slot_once() {
+        let rounds = if cfg!(miri) { 20 } else { 2_000 };
+        let waker = Waker::from(Arc::new(Count(AtomicUsize::new(0))));
+        for round in 0..rounds {
+            let (tx, mut rx, weak) = new_call();
+            let replier = std::thread::spawn(move || tx.send(Ok(round)));
+            // Look once (sometimes the answer is in, sometimes not), then give up.
+            let answered = match poll(&mut rx, &waker) {
+                Poll::Ready(answer) => {
+                    assert_eq!(answer.ok(), Some(round));
+                    true
+                }
+                Poll::Pending => false,
+            };
+            drop(rx);
+            replier.join().unwrap();
+            assert!(
+                weak.upgrade().is_none(),
+                "round {round}, answered {answered}"
+            );
+        }
     }
 }

@@ -103,3 +103,93 @@ proptest! {
         rt.block_on(run_case(senders, per_sender, capacity, slow_every));
     }
 }
+
+/// Yields once, re-queued at once (tokio's `yield_now` defers its wake on the schedulers).
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_last_looked_with_another_waker_is_still_woken() {
+    // The mailbox lets a receiver whose batch ran out wait without locking when its waker is
+    // still the one left in the mailbox. Here the receiver's last look was `try_recv`, which
+    // leaves a no-op waker: the next `recv` must put the task's own waker back, or the next
+    // message never wakes it.
+    let node = Node::new("mailbox-wakers");
+    let (tx, mut echoes) = tokio::sync::mpsc::unbounded_channel();
+    let receiver = node.spawn(move |mut ctx: Context<u64>| async move {
+        loop {
+            let Event::Message(a) = ctx.recv().await else {
+                continue;
+            };
+            tx.send(a).unwrap();
+            // The sender now sends the next one; look for it with the no-op waker only.
+            let b = loop {
+                match ctx.try_recv() {
+                    Some(Event::Message(b)) => break b,
+                    _ => yield_once().await,
+                }
+            };
+            tx.send(b).unwrap();
+            if b == 19 {
+                return ExitReason::Normal;
+            }
+        }
+    });
+    for n in 0..20 {
+        receiver.send(n).unwrap();
+        let echo = tokio::time::timeout(Duration::from_secs(5), echoes.recv()).await;
+        assert_eq!(echo, Ok(Some(n)), "message {n} never woke the receiver");
+    }
+    assert_eq!(receiver.wait_exit().await, ExitReason::Normal);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_waited_for_a_down_under_another_waker_is_still_woken() {
+    // As above, with the other waker left by a selective receive (`wait_down`) polled inside
+    // a `FuturesUnordered` and then given up.
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let node = Node::new("mailbox-wakers-down");
+    let (tx, mut echoes) = tokio::sync::mpsc::unbounded_channel();
+    let watched = node.spawn(|mut ctx: Context<()>| async move {
+        ctx.recv().await;
+        ExitReason::Normal
+    });
+    let watched_pid = watched.pid();
+    let receiver = node.spawn(move |mut ctx: Context<u64>| async move {
+        let m = ctx.monitor(watched_pid);
+        loop {
+            let Event::Message(a) = ctx.recv().await else {
+                continue;
+            };
+            tx.send(a).unwrap();
+            {
+                let mut inner = FuturesUnordered::new();
+                inner.push(ctx.wait_down(m, None));
+                std::future::poll_fn(|cx| {
+                    assert!(inner.poll_next_unpin(cx).is_pending());
+                    std::task::Poll::Ready(())
+                })
+                .await;
+            }
+            if a == 9 {
+                return ExitReason::Normal;
+            }
+        }
+    });
+    for n in 0..10 {
+        receiver.send(n).unwrap();
+        let echo = tokio::time::timeout(Duration::from_secs(5), echoes.recv()).await;
+        assert_eq!(echo, Ok(Some(n)), "message {n} never woke the receiver");
+    }
+    assert_eq!(receiver.wait_exit().await, ExitReason::Normal);
+}

@@ -57,6 +57,11 @@ struct Inner<M> {
 pub(crate) struct Mailbox<M> {
     inner: Mutex<Inner<M>>,
     has_sys: AtomicBool,
+    /// The receiver's waker is in `inner` and nothing was queued since the receiver last
+    /// looked: a receiver that finds this set, for the waker it noted in its [`Batch`], may
+    /// wait without taking the lock. Cleared under the lock by every push and by anything else
+    /// that changes the waker.
+    armed: AtomicBool,
     /// Permits for a bounded mailbox: one per message that may still be queued.
     bound: Option<Box<Semaphore>>,
 }
@@ -72,6 +77,7 @@ impl<M> Mailbox<M> {
                 delivered: 0,
             }),
             has_sys: AtomicBool::new(false),
+            armed: AtomicBool::new(false),
             bound: capacity.map(|c| Box::new(Semaphore::new(c.max(1)))),
         }
     }
@@ -106,6 +112,7 @@ impl<M> Mailbox<M> {
         }
         inner.user.push_back(m);
         inner.delivered += 1;
+        self.armed.store(false, Ordering::Relaxed);
         let waker = inner.waker.take();
         drop(inner);
         if let Some(w) = waker {
@@ -122,6 +129,7 @@ impl<M> Mailbox<M> {
         }
         inner.sys.push_back(s);
         self.has_sys.store(true, Ordering::Release);
+        self.armed.store(false, Ordering::Relaxed);
         let waker = inner.waker.take();
         drop(inner);
         if let Some(w) = waker {
@@ -165,6 +173,8 @@ impl<M> Mailbox<M> {
             return Poll::Ready(msg);
         }
         set_waker(&mut inner.waker, cx.waker());
+        // Not the waker the receiver's batch noted.
+        self.armed.store(false, Ordering::Relaxed);
         Poll::Pending
     }
 
@@ -177,6 +187,7 @@ impl<M> Mailbox<M> {
         let mut inner = self.inner.lock();
         inner.closed = true;
         inner.waker = None;
+        self.armed.store(false, Ordering::Relaxed);
         (
             std::mem::take(&mut inner.user),
             std::mem::take(&mut inner.sys),
@@ -194,21 +205,24 @@ impl<M> Mailbox<M> {
         inner.user.len() + inner.sys.len()
     }
 
-    /// The receiver's side. `local` is the receiver's private batch: the receiver swaps the whole
-    /// shared queue into it under one lock and then takes from it without locking.
-    pub(crate) fn poll_recv(
-        &self,
-        cx: &mut TaskCx<'_>,
-        local: &mut VecDeque<M>,
-    ) -> Poll<Received<M>> {
+    /// The receiver's side. `batch` is the receiver's own: it swaps the whole shared queue into
+    /// it under one lock and then takes from it without locking. Whenever it takes the lock it
+    /// also leaves its waker, so that when the batch runs out and nothing came meanwhile
+    /// (`armed` still set) it can wait without locking again.
+    pub(crate) fn poll_recv(&self, cx: &mut TaskCx<'_>, batch: &mut Batch<M>) -> Poll<Received<M>> {
         if self.has_sys.load(Ordering::Acquire) {
             if let Some(s) = self.take_sys(|_| true) {
                 return Poll::Ready(Received::Sys(s));
             }
         }
-        if let Some(m) = local.pop_front() {
+        if let Some(m) = batch.queue.pop_front() {
             self.received(1);
             return Poll::Ready(Received::User(m));
+        }
+        // A stale `true` is harmless: the push that clears it also wakes the waker left here,
+        // which is this one.
+        if self.armed.load(Ordering::Acquire) && batch.armed_for == identity(cx.waker()) {
+            return Poll::Pending;
         }
         let mut inner = self.inner.lock();
         if let Some(s) = inner.sys.pop_front() {
@@ -217,13 +231,15 @@ impl<M> Mailbox<M> {
             }
             return Poll::Ready(Received::Sys(s));
         }
+        set_waker(&mut inner.waker, cx.waker());
+        self.armed.store(true, Ordering::Relaxed);
+        batch.armed_for = identity(cx.waker());
         if inner.user.is_empty() {
-            set_waker(&mut inner.waker, cx.waker());
             return Poll::Pending;
         }
-        std::mem::swap(&mut inner.user, local);
+        std::mem::swap(&mut inner.user, &mut batch.queue);
         drop(inner);
-        let m = local.pop_front().expect("swapped a non-empty queue");
+        let m = batch.queue.pop_front().expect("swapped a non-empty queue");
         self.received(1);
         Poll::Ready(Received::User(m))
     }
@@ -235,6 +251,34 @@ impl<M> Mailbox<M> {
             sem.add_permits(n);
         }
     }
+}
+
+/// The receiver's end of a mailbox: its private batch of messages already taken from the
+/// shared queue, and which waker it last left in the mailbox.
+pub(crate) struct Batch<M> {
+    queue: VecDeque<M>,
+    /// `identity` of that waker: two words rather than a clone, so noting it costs no atomic
+    /// reference count.
+    armed_for: (usize, usize),
+}
+
+impl<M> Batch<M> {
+    pub(crate) fn new() -> Self {
+        Batch {
+            queue: VecDeque::new(),
+            armed_for: (0, 0),
+        }
+    }
+
+    /// Messages taken from the mailbox and not yet handed out.
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// What `Waker::will_wake` compares: the data pointer and the vtable.
+fn identity(w: &Waker) -> (usize, usize) {
+    (w.data() as usize, w.vtable() as *const _ as usize)
 }
 
 fn set_waker(slot: &mut Option<Waker>, waker: &Waker) {

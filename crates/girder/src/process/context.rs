@@ -1,6 +1,5 @@
 //! What a running process sees of itself: its mailbox, links, monitors and node.
 
-use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,7 +9,7 @@ use std::time::Duration;
 use super::core::{Core, Life};
 use super::signal;
 use super::spawn::{spawn_process, SpawnOptions};
-use crate::mailbox::{Received, SysMsg};
+use crate::mailbox::{Batch, Received, SysMsg};
 use crate::timer::TimerRef;
 use crate::{Addr, ExitReason, LinkError, Node, Pid, RegisterError};
 
@@ -86,7 +85,7 @@ pub struct Down {
 pub struct Context<M: Send + 'static> {
     core: Arc<Core<M>>,
     node: Node,
-    local: VecDeque<M>,
+    batch: Batch<M>,
     budget: u32,
 }
 
@@ -95,7 +94,7 @@ impl<M: Send + 'static> Context<M> {
         Context {
             core,
             node,
-            local: VecDeque::new(),
+            batch: Batch::new(),
             budget: RECV_BUDGET,
         }
     }
@@ -142,7 +141,7 @@ impl<M: Send + 'static> Context<M> {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        let got = self.core.mailbox.poll_recv(cx, &mut self.local);
+        let got = self.core.mailbox.poll_recv(cx, &mut self.batch);
         let Poll::Ready(got) = got else {
             self.budget = RECV_BUDGET;
             return Poll::Pending;
@@ -151,7 +150,7 @@ impl<M: Send + 'static> Context<M> {
         self.core
             .header
             .local_len
-            .store(self.local.len(), Ordering::Relaxed);
+            .store(self.batch.len(), Ordering::Relaxed);
         Poll::Ready(match got {
             Received::User(m) => Event::Message(m),
             Received::Sys(SysMsg::Exit { from, reason }) => Event::Exit { from, reason },

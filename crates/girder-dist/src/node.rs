@@ -433,14 +433,14 @@ impl DistNode {
         self.inner.stopped.store(true, Ordering::SeqCst);
         drop(self.inner.listener.lock().take());
         for p in self.inner.table.all() {
-            let aborted = {
-                let mut st = p.state.lock();
-                matches!(&*st, State::Connecting { .. })
-                    .then(|| std::mem::replace(&mut *st, State::Idle))
+            // A handshake under way is given up like a failed one (it cannot come up since
+            // `stopped` is set, so its generation is still current below).
+            let connecting = match &*p.state.lock() {
+                State::Connecting { gen, .. } => Some(*gen),
+                _ => None,
             };
-            if aborted.is_some() {
-                p.changed.notify_waiters();
-                self.inner.unreachable(&p);
+            if let Some(gen) = connecting {
+                self.inner.attempt_failed(&p, gen);
             }
             if let Some(h) = p.handle() {
                 h.close();

@@ -61,6 +61,18 @@ fn collector<M: girder_dist::Wire>(
     addr
 }
 
+/// A process on `node` that monitors `target` and exits with the reason its `Down` carries
+/// ("no down" if none comes within `LONG`).
+fn down_reason(node: &DistNode, target: girder::Pid) -> girder::Addr<()> {
+    node.node().spawn(move |mut ctx: Context<()>| async move {
+        let m = ctx.monitor(target);
+        match ctx.wait_down(m, Some(LONG)).await {
+            Some(d) => d.reason,
+            None => ExitReason::error("no down"),
+        }
+    })
+}
+
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 enum KvCall {
     Get(String),
@@ -508,13 +520,7 @@ async fn a_node_with_the_wrong_cookie_is_unreachable() {
         .node()
         .spawn(|mut ctx: Context<()>| async move { ctx.recv().await.into_exit() });
     let target_remote = a.pid_on(b.name(), target.pid());
-    let watcher = a.node().spawn(move |mut ctx: Context<()>| async move {
-        let m = ctx.monitor(target_remote);
-        match ctx.wait_down(m, Some(LONG)).await {
-            Some(d) => d.reason,
-            None => ExitReason::error("no down"),
-        }
-    });
+    let watcher = down_reason(&a, target_remote);
     assert_eq!(
         timeout(LONG, watcher.wait_exit()).await.unwrap(),
         ExitReason::NoConnection
@@ -551,13 +557,7 @@ async fn a_restarted_node_is_a_new_incarnation_and_old_pids_are_dead() {
     assert_ne!(b1.node().creation(), b2.node().creation());
     a.add_address(b2.name().clone(), b2.local_addr());
     // Same id on the new node: a different process, which the old pid must not reach.
-    let watcher = a.node().spawn(move |mut ctx: Context<()>| async move {
-        let m = ctx.monitor(old_remote);
-        match ctx.wait_down(m, Some(LONG)).await {
-            Some(d) => d.reason,
-            None => ExitReason::error("no down"),
-        }
-    });
+    let watcher = down_reason(&a, old_remote);
     assert_eq!(
         timeout(LONG, watcher.wait_exit()).await.unwrap(),
         ExitReason::NoProc
@@ -604,13 +604,7 @@ async fn a_node_shut_down_mid_handshake_ends_with_no_connection() {
         assert!(other.connect(gone.name()).await.is_err(), "round {round}");
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let target = gone.pid_on(other.name(), collector::<u64>(other, tx).pid());
-        let watcher = gone.node().spawn(move |mut ctx: Context<()>| async move {
-            let m = ctx.monitor(target);
-            match ctx.wait_down(m, Some(LONG)).await {
-                Some(d) => d.reason,
-                None => ExitReason::error("no down"),
-            }
-        });
+        let watcher = down_reason(gone, target);
         assert_eq!(
             timeout(LONG, watcher.wait_exit()).await.unwrap(),
             ExitReason::NoConnection,

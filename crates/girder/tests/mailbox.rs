@@ -118,6 +118,21 @@ async fn yield_once() {
     .await
 }
 
+/// Sends `0..n` one at a time, each once the previous one's echo came back, then waits for the
+/// receiver to end normally.
+async fn send_and_expect_echoes(
+    receiver: &girder::Addr<u64>,
+    echoes: &mut tokio::sync::mpsc::UnboundedReceiver<u64>,
+    n: u64,
+) {
+    for i in 0..n {
+        receiver.send(i).unwrap();
+        let echo = tokio::time::timeout(Duration::from_secs(5), echoes.recv()).await;
+        assert_eq!(echo, Ok(Some(i)), "message {i} never woke the receiver");
+    }
+    assert_eq!(receiver.wait_exit().await, ExitReason::Normal);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_last_looked_with_another_waker_is_still_woken() {
     // The mailbox lets a receiver whose batch ran out wait without locking when its waker is
@@ -145,12 +160,7 @@ async fn a_receiver_that_last_looked_with_another_waker_is_still_woken() {
             }
         }
     });
-    for n in 0..20 {
-        receiver.send(n).unwrap();
-        let echo = tokio::time::timeout(Duration::from_secs(5), echoes.recv()).await;
-        assert_eq!(echo, Ok(Some(n)), "message {n} never woke the receiver");
-    }
-    assert_eq!(receiver.wait_exit().await, ExitReason::Normal);
+    send_and_expect_echoes(&receiver, &mut echoes, 20).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,10 +196,5 @@ async fn a_receiver_that_waited_for_a_down_under_another_waker_is_still_woken() 
             }
         }
     });
-    for n in 0..10 {
-        receiver.send(n).unwrap();
-        let echo = tokio::time::timeout(Duration::from_secs(5), echoes.recv()).await;
-        assert_eq!(echo, Ok(Some(n)), "message {n} never woke the receiver");
-    }
-    assert_eq!(receiver.wait_exit().await, ExitReason::Normal);
+    send_and_expect_echoes(&receiver, &mut echoes, 10).await;
 }

@@ -221,7 +221,8 @@ impl<M> Mailbox<M> {
         }
         // A stale `true` is harmless: the push that clears it also wakes the waker left here,
         // which is this one.
-        if self.armed.load(Ordering::Acquire) && batch.armed_for == identity(cx.waker()) {
+        let waker_id = identity(cx.waker());
+        if self.armed.load(Ordering::Acquire) && batch.armed_for == waker_id {
             return Poll::Pending;
         }
         let mut inner = self.inner.lock();
@@ -233,7 +234,7 @@ impl<M> Mailbox<M> {
         }
         set_waker(&mut inner.waker, cx.waker());
         self.armed.store(true, Ordering::Relaxed);
-        batch.armed_for = identity(cx.waker());
+        batch.armed_for = waker_id;
         if inner.user.is_empty() {
             return Poll::Pending;
         }

@@ -81,7 +81,6 @@ pub(crate) fn open<R: Send + 'static>(slot: Arc<Slot<R>>) -> (SlotSender<R>, Slo
         SlotReceiver {
             slot: Some(at),
             gen,
-            done: false,
         },
     )
 }
@@ -149,10 +148,10 @@ impl<R> SlotSender<R> {
 /// timeout), it moves the slot to the next generation so a late reply is dropped. Once the
 /// answer is in, it gives the slot back to the process for its next call.
 pub(crate) struct SlotReceiver<R: Send + 'static> {
-    /// Not counted: see the module docs for why the slot outlives this.
+    /// Not counted: see the module docs for why the slot outlives this. `None` once the
+    /// answer is taken.
     slot: Option<NonNull<Slot<R>>>,
     gen: u64,
-    done: bool,
 }
 
 // SAFETY: the pointer is used as the `Arc<Slot<R>>` it stands for would be, and `Slot<R>` is
@@ -190,7 +189,6 @@ impl<R: Send + 'static> Future for SlotReceiver<R> {
         loop {
             let now = slot.state.load(Ordering::Acquire);
             if now == gen | FULL {
-                self.done = true;
                 self.slot = None;
                 // SAFETY: checked just above; only this end moves the slot on from FULL.
                 return Poll::Ready(unsafe { Self::take_full(slot, gen) });
@@ -227,10 +225,8 @@ impl<R: Send + 'static> Future for SlotReceiver<R> {
 
 impl<R: Send + 'static> Drop for SlotReceiver<R> {
     fn drop(&mut self) {
+        // Nothing to do once the answer was taken.
         let Some(at) = self.slot.take() else { return };
-        if self.done {
-            return;
-        }
         // SAFETY: alive until this end has taken the answer or given up (module docs).
         let slot = unsafe { at.as_ref() };
         let gen = self.gen;

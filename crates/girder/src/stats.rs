@@ -197,7 +197,8 @@ pub fn call_sampling() -> u32 {
 }
 
 thread_local! {
-    static TICK: Cell<u32> = const { Cell::new(0) };
+    /// Calls on this thread until the next timed one.
+    static UNTIL_SAMPLE: Cell<u32> = const { Cell::new(0) };
 }
 
 /// True if this call is to be timed.
@@ -207,10 +208,17 @@ pub(crate) fn sample_call() -> bool {
     if n == 0 {
         return false;
     }
-    TICK.with(|t| {
-        let v = t.get().wrapping_add(1);
-        t.set(v);
-        v % n == 0
+    // A countdown rather than a counter taken modulo `n`: the division cost as much as a
+    // locked instruction on every call.
+    UNTIL_SAMPLE.with(|left| match left.get() {
+        0 | 1 => {
+            left.set(n);
+            true
+        }
+        more => {
+            left.set(more - 1);
+            false
+        }
     })
 }
 

@@ -53,6 +53,7 @@
 
 mod load;
 mod pool;
+mod task;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -93,7 +94,7 @@ pub(crate) struct Spawner(Arc<Shared>);
 /// A task on the pool. Dropping it cancels the task (the pool drops its future unpolled, the
 /// way tokio's abort does): how a process on the pool is killed.
 pub(crate) struct ScheduledTask {
-    _task: async_task::Task<(), pool::TaskMeta>,
+    _task: task::TaskHandle<pool::Pool>,
 }
 
 impl Spawner {

@@ -2,31 +2,44 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use async_task::{Runnable, ScheduleInfo, WithInfo};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::CachePadded;
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 
 use super::load::{Load, RunClock};
+use super::task::{self, Schedule, TaskHandle};
 use super::SchedulerStats;
 
 /// Per task: the scheduler whose queue it joins when woken, and the pool.
-pub(super) struct TaskMeta {
+pub(crate) struct TaskMeta {
     home: AtomicUsize,
-    /// Kept here rather than captured by the schedule function, so that function is
-    /// zero-sized: async_task then wakes a task by value with one atomic operation (the waker's
-    /// reference passes to the queued job) instead of a wake by reference plus a drop.
+    /// The pool the task's wake-ups go to.
     pool: Arc<Shared>,
 }
 
-type Job = Runnable<TaskMeta>;
+/// The pool's tasks are scheduled onto its queues.
+pub(crate) struct Pool;
+
+impl Schedule for Pool {
+    type Meta = TaskMeta;
+
+    fn schedule(job: Job) {
+        let pool: *const Shared = Arc::as_ptr(&job.metadata().pool);
+        // SAFETY: the job's task holds this `Arc` until the task is freed. `schedule` either
+        // queues the job (the queue then holds the task, and the pool's threads their own
+        // handles) or drops it as its last act, touching the pool no more; so the pool
+        // outlives the call.
+        unsafe { &*pool }.schedule(job);
+    }
+}
+
+type Job = task::Job<Pool>;
 
 /// Every this many runs a scheduler looks at its inbox before its local queue, so wake-ups from
 /// other threads are not starved by a busy local chain.
@@ -193,7 +206,7 @@ impl Shared {
 
     /// Queues `fut` on the pool. Dropping the returned handle cancels the task: it is queued
     /// once more and its future dropped unpolled (`detach` it to let it run to its end).
-    pub(super) fn spawn<F>(self: &Arc<Self>, fut: F) -> async_task::Task<(), TaskMeta>
+    pub(super) fn spawn<F>(self: &Arc<Self>, fut: F) -> TaskHandle<Pool>
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -201,17 +214,16 @@ impl Shared {
             Some(local) => local.index,
             None => self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len(),
         };
-        let (job, task) = async_task::Builder::new()
-            .metadata(TaskMeta {
-                home: AtomicUsize::new(home),
-                pool: self.clone(),
-            })
-            .spawn(move |_| fut, WithInfo(schedule_job));
-        job.schedule();
+        let meta = TaskMeta {
+            home: AtomicUsize::new(home),
+            pool: self.clone(),
+        };
+        let (job, task) = task::spawn::<_, Pool>(meta, fut);
+        Pool::schedule(job);
         task
     }
 
-    fn schedule(&self, job: Job, _info: ScheduleInfo) {
+    fn schedule(&self, job: Job) {
         let home = job.metadata().home.load(Ordering::Relaxed);
         let here = local_of(self);
         if let Some(local) = here {
@@ -391,17 +403,6 @@ impl Shared {
     }
 }
 
-/// The schedule function of every task on a pool: queues the woken `job` (see
-/// `Shared::schedule`).
-fn schedule_job(job: Job, info: ScheduleInfo) {
-    let pool: *const Shared = Arc::as_ptr(&job.metadata().pool);
-    // SAFETY: the job's task holds this `Arc` until the task is freed. `schedule` either
-    // queues the job (the queue then holds the task, and the pool's threads their own handles)
-    // or drops it as its last act, touching the pool no more; so the pool outlives the call,
-    // as it did when the schedule closure held the `Arc` itself.
-    unsafe { &*pool }.schedule(job, info);
-}
-
 /// Takes a batch from `inbox` into `queue` and returns its first job.
 fn take_from(inbox: &Injector<Job>, queue: &Worker<Job>) -> Option<Job> {
     if inbox.is_empty() {
@@ -426,15 +427,11 @@ fn drain(inbox: &Injector<Job>) {
     }
 }
 
-fn run_job(job: Job) {
-    // A process catches its own panics; this keeps the scheduler alive if anything else
-    // (a `block_on` future, exit handling) panics.
-    let _ = catch_unwind(AssertUnwindSafe(|| job.run()));
-}
-
 fn run_timed(shard: &Shard, clock: &mut RunClock, job: Job) {
     bump(&shard.counters.runs);
-    run_job(job);
+    // A panic in the task (a process catches its own; a `block_on` future, exit handling)
+    // ends the task, not the scheduler: `run` keeps it in.
+    job.run();
     clock.ran(&shard.counters.load);
 }
 

@@ -1,0 +1,483 @@
+//! The pool's task: a process's future on the heap, with one word that says whether it is
+//! queued, running or done and how many references to it are alive.
+//!
+//! Girder keeps its own task type, as tokio and the BEAM do, because a task switch is most of
+//! what a message costs on a busy scheduler, and on the machines this project measures on an
+//! atomic read-modify-write is most of what a task switch costs. A switch here is three: the
+//! wake-up that queues the task, the start of its run and the end of its run, which also drops
+//! the queued job's reference when the task goes idle (async-task, used before, spent a fourth
+//! on that drop: call_c1 +9% without it). Decision 001 has the numbers.
+//!
+//! # The state word
+//!
+//! Flags in the low bits, the reference count above them ([`REF`] is one reference).
+//! References are held by every [`Waker`], by the task's [`Job`] while one exists, and by its
+//! [`TaskHandle`] until it is dropped or detached.
+//!
+//! * `SCHEDULED`: a job exists (queued, or being handed to the queue); or, with `RUNNING`, the
+//!   task was woken during its run and goes back to the queue when the run ends. Whoever holds
+//!   the job owns the future.
+//! * `RUNNING`: a scheduler is polling the future; it owns the future and the job's reference.
+//! * `DONE`: the future is gone (finished, panicked, cancelled or dropped); wake-ups do nothing.
+//! * `CANCELLED`: the handle was dropped: the next run drops the future instead of polling it.
+//!
+//! A wake-up queues the task only if it is idle (none of the above). Whoever moves it out of
+//! idle also creates its job. A future is only ever dropped by the side that owns it, on a
+//! scheduler thread when the pool runs: even a task whose last reference goes while it is idle
+//! (nothing can wake it any more) is queued one last time, cancelled, so its process ends
+//! where processes run.
+
+use std::cell::UnsafeCell;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+
+const SCHEDULED: usize = 1 << 0;
+const RUNNING: usize = 1 << 1;
+const DONE: usize = 1 << 2;
+const CANCELLED: usize = 1 << 3;
+/// One reference.
+const REF: usize = 1 << 4;
+/// Past this many references something leaks wakers; abort rather than wrap (as `Arc` does).
+const MAX_REFS: usize = usize::MAX / REF / 2;
+
+fn refs(state: usize) -> usize {
+    state / REF
+}
+
+/// Where a woken task goes: the pool's queues, or a test's.
+pub(crate) trait Schedule: Sized + 'static {
+    /// What every task carries for the scheduler (its home scheduler, its pool).
+    type Meta: Send + Sync + 'static;
+
+    /// Queues `job` to run. Dropping it instead drops the task's future (a stopped pool).
+    fn schedule(job: Job<Self>);
+}
+
+/// The part of a task that does not depend on its future's type; a task pointer, a job and
+/// every waker point here.
+#[repr(C)]
+struct Header<S: Schedule> {
+    state: AtomicUsize,
+    vtable: &'static TaskVtable,
+    meta: S::Meta,
+}
+
+/// What needs the future's type.
+struct TaskVtable {
+    poll: unsafe fn(*const (), &mut Context<'_>) -> Poll<()>,
+    drop_future: unsafe fn(*const ()),
+    dealloc: unsafe fn(*const ()),
+}
+
+#[repr(C)]
+struct Cell<F, S: Schedule> {
+    header: Header<S>,
+    future: UnsafeCell<ManuallyDrop<F>>,
+}
+
+impl<F: Future<Output = ()> + Send + 'static, S: Schedule> Cell<F, S> {
+    const VTABLE: TaskVtable = TaskVtable {
+        poll: Self::poll,
+        drop_future: Self::drop_future,
+        dealloc: Self::dealloc,
+    };
+
+    /// # Safety
+    ///
+    /// `ptr` is this cell; the caller owns the future (module docs) and it is not dropped.
+    unsafe fn poll(ptr: *const (), cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: the future lives in a heap cell that never moves, and only its owner
+        // reaches it.
+        unsafe {
+            let cell = &*(ptr as *const Self);
+            Pin::new_unchecked(&mut **cell.future.get()).poll(cx)
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As `poll`; the future is not used again.
+    unsafe fn drop_future(ptr: *const ()) {
+        // SAFETY: see above.
+        unsafe { ManuallyDrop::drop(&mut *(*(ptr as *const Self)).future.get()) }
+    }
+
+    /// # Safety
+    ///
+    /// No references are left and the future was dropped.
+    unsafe fn dealloc(ptr: *const ()) {
+        // SAFETY: the cell came from `Box::into_raw` in `spawn`.
+        drop(unsafe { Box::from_raw(ptr as *mut Self) });
+    }
+}
+
+/// Puts `future` on the heap as a task: the job that runs it first, and its handle.
+pub(crate) fn spawn<F, S>(meta: S::Meta, future: F) -> (Job<S>, TaskHandle<S>)
+where
+    F: Future<Output = ()> + Send + 'static,
+    S: Schedule,
+{
+    let cell = Box::new(Cell::<F, S> {
+        header: Header {
+            // The job's reference and the handle's.
+            state: AtomicUsize::new(SCHEDULED | (2 * REF)),
+            vtable: &Cell::<F, S>::VTABLE,
+            meta,
+        },
+        future: UnsafeCell::new(ManuallyDrop::new(future)),
+    });
+    // SAFETY: `Box::into_raw` is never null.
+    let ptr = unsafe { NonNull::new_unchecked(Box::into_raw(cell)) }.cast::<Header<S>>();
+    (Job::at(ptr), TaskHandle { ptr })
+}
+
+/// A task's right to run once: the task is queued as its job.
+pub(crate) struct Job<S: Schedule> {
+    ptr: NonNull<Header<S>>,
+    _schedule: PhantomData<S>,
+}
+
+// SAFETY: a job owns the future (`Send`, required by `spawn`) and shares the header, whose
+// state is atomic and whose `Meta` is `Send + Sync`.
+unsafe impl<S: Schedule> Send for Job<S> {}
+
+impl<S: Schedule> Job<S> {
+    fn at(ptr: NonNull<Header<S>>) -> Self {
+        Job {
+            ptr,
+            _schedule: PhantomData,
+        }
+    }
+
+    fn header(&self) -> &Header<S> {
+        // SAFETY: the job holds a reference, so the task is alive.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// What the task carries for its scheduler.
+    pub(crate) fn metadata(&self) -> &S::Meta {
+        &self.header().meta
+    }
+
+    /// Polls the task once (or drops its future, if it was cancelled). A task woken while it
+    /// ran is queued again; one whose future finished or panicked is done. A panic does not
+    /// leave this function: the task's end is its exit.
+    pub(crate) fn run(self) {
+        let ptr = self.ptr;
+        std::mem::forget(self);
+        // SAFETY: the job's reference keeps the task alive until this function gives it up.
+        let header = unsafe { ptr.as_ref() };
+        let mut state = header.state.load(Ordering::Acquire);
+        loop {
+            debug_assert_eq!(state & (SCHEDULED | RUNNING | DONE), SCHEDULED);
+            if state & CANCELLED != 0 {
+                // SAFETY: the job owns the future and its reference.
+                unsafe { finish(ptr) };
+                return;
+            }
+            let running = (state & !SCHEDULED) | RUNNING;
+            match header.state.compare_exchange_weak(
+                state,
+                running,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    state = running;
+                    break;
+                }
+                Err(now) => state = now,
+            }
+        }
+        // Not counted: the run holds the job's reference for as long as the waker is lent.
+        // SAFETY: the vtable's functions treat the data pointer as this header.
+        let waker = ManuallyDrop::new(unsafe {
+            Waker::from_raw(RawWaker::new(
+                ptr.as_ptr() as *const (),
+                &Header::<S>::WAKER,
+            ))
+        });
+        let mut cx = Context::from_waker(&waker);
+        // SAFETY: RUNNING: this side owns the future.
+        let polled = catch_unwind(AssertUnwindSafe(|| unsafe {
+            (header.vtable.poll)(ptr.as_ptr() as *const (), &mut cx)
+        }));
+        if !matches!(polled, Ok(Poll::Pending)) {
+            // SAFETY: still RUNNING, with the job's reference.
+            unsafe { finish(ptr) };
+            return;
+        }
+        loop {
+            if state & CANCELLED != 0 {
+                // SAFETY: as above.
+                unsafe { finish(ptr) };
+                return;
+            }
+            // Woken during the run: the job goes back to the queue with its reference.
+            // Otherwise the task goes idle and the job's reference goes in the same operation.
+            let requeue = state & SCHEDULED != 0;
+            let idle = if requeue {
+                state & !RUNNING
+            } else {
+                (state & !RUNNING) - REF
+            };
+            match header.state.compare_exchange_weak(
+                state,
+                idle,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) if requeue => return S::schedule(Job::at(ptr)),
+                Ok(_) => {
+                    if refs(idle) == 0 {
+                        // Nothing can wake it any more: end it here, on the scheduler.
+                        // SAFETY: no references: this side is alone with the task.
+                        unsafe { drop_idle(ptr) };
+                    }
+                    return;
+                }
+                Err(now) => state = now,
+            }
+        }
+    }
+}
+
+impl<S: Schedule> Drop for Job<S> {
+    /// A job dropped unrun (a stopped pool) drops the task's future: its process ends.
+    fn drop(&mut self) {
+        // SAFETY: the job owns the future and its reference.
+        unsafe { finish(self.ptr) }
+    }
+}
+
+/// The task's handle: dropping it cancels the task (its future is dropped at its next run,
+/// unpolled), unless it was detached.
+pub(crate) struct TaskHandle<S: Schedule> {
+    ptr: NonNull<Header<S>>,
+}
+
+// SAFETY: the handle only touches the atomic state (and `Meta`, `Send + Sync`, when it frees).
+unsafe impl<S: Schedule> Send for TaskHandle<S> {}
+// SAFETY: a shared handle gives access to nothing.
+unsafe impl<S: Schedule> Sync for TaskHandle<S> {}
+
+impl<S: Schedule> TaskHandle<S> {
+    /// Lets the task run to its end.
+    pub(crate) fn detach(self) {
+        let ptr = self.ptr;
+        std::mem::forget(self);
+        // SAFETY: the handle's reference.
+        unsafe { release(ptr) }
+    }
+}
+
+impl<S: Schedule> Drop for TaskHandle<S> {
+    fn drop(&mut self) {
+        let ptr = self.ptr;
+        // SAFETY: the handle's reference keeps the task alive until it is given up below.
+        let header = unsafe { ptr.as_ref() };
+        let mut state = header.state.load(Ordering::Acquire);
+        loop {
+            let idle = state & (SCHEDULED | RUNNING | DONE) == 0;
+            let new = if state & DONE != 0 {
+                state - REF
+            } else if idle {
+                // The handle's reference passes to the job that drops the future.
+                state | CANCELLED | SCHEDULED
+            } else {
+                // Whoever owns the future sees the flag and drops it.
+                (state | CANCELLED) - REF
+            };
+            match header.state.compare_exchange_weak(
+                state,
+                new,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) if idle => return S::schedule(Job::at(ptr)),
+                Ok(_) => {
+                    if refs(new) == 0 {
+                        // SAFETY: DONE with no references left.
+                        unsafe { (header.vtable.dealloc)(ptr.as_ptr() as *const ()) };
+                    }
+                    return;
+                }
+                Err(now) => state = now,
+            }
+        }
+    }
+}
+
+/// Drops the future of a task whose future the caller owns (holding its job, or running it),
+/// marks it done and gives up the job's reference.
+///
+/// # Safety
+///
+/// The caller owns the future (module docs) and the job's reference, and uses neither after.
+unsafe fn finish<S: Schedule>(ptr: NonNull<Header<S>>) {
+    // SAFETY: alive while the caller's reference is.
+    let header = unsafe { ptr.as_ref() };
+    // A panicking drop is a process ending badly; it must not take the scheduler with it.
+    // SAFETY: the caller owns the future.
+    let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
+        (header.vtable.drop_future)(ptr.as_ptr() as *const ())
+    }));
+    let mut state = header.state.load(Ordering::Acquire);
+    loop {
+        // A wake-up during the run may have set SCHEDULED without a reference of its own.
+        let done = ((state & !(SCHEDULED | RUNNING)) | DONE) - REF;
+        match header
+            .state
+            .compare_exchange_weak(state, done, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => break,
+            Err(now) => state = now,
+        }
+    }
+    if refs(state) == 1 {
+        // SAFETY: that was the last reference, and the future is gone.
+        unsafe { (header.vtable.dealloc)(ptr.as_ptr() as *const ()) };
+    }
+}
+
+/// Gives up one reference (a waker's, or a detached handle's).
+///
+/// # Safety
+///
+/// The caller holds that reference and does not use it after.
+unsafe fn release<S: Schedule>(ptr: NonNull<Header<S>>) {
+    // SAFETY: alive while the caller's reference is.
+    let header = unsafe { ptr.as_ref() };
+    let old = header.state.fetch_sub(REF, Ordering::AcqRel);
+    if refs(old) != 1 {
+        return;
+    }
+    if old & DONE != 0 {
+        // SAFETY: the last reference, and the future is gone.
+        unsafe { (header.vtable.dealloc)(ptr.as_ptr() as *const ()) };
+    } else {
+        // Idle (a job or a run would hold a reference) and unreachable.
+        // SAFETY: no references: the caller is alone with the task.
+        unsafe { drop_idle(ptr) };
+    }
+}
+
+/// Ends a task that is idle and that nothing refers to any more: it can never be woken, so its
+/// future is dropped, by a last job so that this happens on a scheduler.
+///
+/// # Safety
+///
+/// The task is idle, not done, and has no references.
+unsafe fn drop_idle<S: Schedule>(ptr: NonNull<Header<S>>) {
+    // SAFETY: alive (not freed: it has not been done), and nobody else can reach it.
+    let header = unsafe { ptr.as_ref() };
+    header
+        .state
+        .store(SCHEDULED | CANCELLED | REF, Ordering::Relaxed);
+    S::schedule(Job::at(ptr));
+}
+
+impl<S: Schedule> Header<S> {
+    const WAKER: RawWakerVTable = RawWakerVTable::new(
+        Self::clone_waker,
+        Self::wake,
+        Self::wake_by_ref,
+        Self::drop_waker,
+    );
+
+    /// # Safety (all four): `ptr` is a task's header, and the waker holds a reference.
+    unsafe fn clone_waker(ptr: *const ()) -> RawWaker {
+        // SAFETY: the waker's reference keeps the task alive.
+        let header = unsafe { &*(ptr as *const Self) };
+        if refs(header.state.fetch_add(REF, Ordering::Relaxed)) > MAX_REFS {
+            std::process::abort();
+        }
+        RawWaker::new(ptr, &Self::WAKER)
+    }
+
+    unsafe fn wake_by_ref(ptr: *const ()) {
+        // SAFETY: as above.
+        let header = unsafe { &*(ptr as *const Self) };
+        let mut state = header.state.load(Ordering::Acquire);
+        loop {
+            if state & DONE != 0 {
+                return;
+            }
+            let idle = state & (SCHEDULED | RUNNING) == 0;
+            let new = if idle {
+                // A reference for the job.
+                (state | SCHEDULED) + REF
+            } else {
+                // Already queued: the write still publishes what the waker did before waking
+                // (a mailbox's flags) to the run that takes the job, which reads this word.
+                state | SCHEDULED
+            };
+            match header.state.compare_exchange_weak(
+                state,
+                new,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) if idle => {
+                    // SAFETY: not null: it is a waker's data pointer.
+                    let ptr = unsafe { NonNull::new_unchecked(ptr as *mut Self) };
+                    return S::schedule(Job::at(ptr));
+                }
+                Ok(_) => return,
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    unsafe fn wake(ptr: *const ()) {
+        // SAFETY: as above.
+        let header = unsafe { &*(ptr as *const Self) };
+        let mut state = header.state.load(Ordering::Acquire);
+        loop {
+            let idle = state & (SCHEDULED | RUNNING | DONE) == 0;
+            let new = if idle {
+                // The waker's reference passes to the job.
+                state | SCHEDULED
+            } else if state & DONE != 0 {
+                state - REF
+            } else {
+                (state | SCHEDULED) - REF
+            };
+            match header.state.compare_exchange_weak(
+                state,
+                new,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    // SAFETY: not null: it is a waker's data pointer.
+                    let ptr = unsafe { NonNull::new_unchecked(ptr as *mut Self) };
+                    if idle {
+                        S::schedule(Job::at(ptr));
+                    } else if refs(new) == 0 {
+                        // Only a done task can lose its last reference here (a queued or
+                        // running one holds its job's).
+                        // SAFETY: DONE with no references left.
+                        unsafe { (header.vtable.dealloc)(ptr.as_ptr() as *const ()) };
+                    }
+                    return;
+                }
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    unsafe fn drop_waker(ptr: *const ()) {
+        // SAFETY: the waker's reference; not null.
+        unsafe { release(NonNull::new_unchecked(ptr as *mut Self)) }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -173,27 +173,16 @@ impl<S: Schedule> Job<S> {
         std::mem::forget(self);
         // SAFETY: the job's reference keeps the task alive until this function gives it up.
         let header = unsafe { ptr.as_ref() };
-        let mut state = header.state.load(Ordering::Acquire);
-        loop {
-            debug_assert_eq!(state & (SCHEDULED | RUNNING | DONE), SCHEDULED);
-            if state & CANCELLED != 0 {
-                // SAFETY: the job owns the future and its reference.
-                unsafe { finish(ptr) };
-                return;
-            }
-            let running = (state & !SCHEDULED) | RUNNING;
-            match header.state.compare_exchange_weak(
-                state,
-                running,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    state = running;
-                    break;
-                }
-                Err(now) => state = now,
-            }
+        // SCHEDULED -> RUNNING. A job exists only while SCHEDULED is set and RUNNING is not,
+        // so adding the difference flips both: one `lock xadd`, where a compare-and-swap needs
+        // a load first and may retry.
+        const _: () = assert!(RUNNING - SCHEDULED == SCHEDULED);
+        let before = header.state.fetch_add(RUNNING - SCHEDULED, Ordering::AcqRel);
+        debug_assert_eq!(before & (SCHEDULED | RUNNING | DONE), SCHEDULED);
+        if before & CANCELLED != 0 {
+            // SAFETY: RUNNING: this side owns the future, with the job's reference.
+            unsafe { finish(ptr) };
+            return;
         }
         // Not counted: the run holds the job's reference for as long as the waker is lent.
         // SAFETY: the vtable's functions treat the data pointer as this header.
@@ -213,6 +202,8 @@ impl<S: Schedule> Job<S> {
             unsafe { finish(ptr) };
             return;
         }
+        // Read afresh: the poll has likely changed the reference count (a waker cloned).
+        let mut state = header.state.load(Ordering::Acquire);
         loop {
             if state & CANCELLED != 0 {
                 // SAFETY: as above.

@@ -3,29 +3,32 @@
 //!
 //! Girder keeps its own task type, as tokio and the BEAM do, because a task switch is most of
 //! what a message costs on a busy scheduler, and on the machines this project measures on an
-//! atomic read-modify-write is most of what a task switch costs. A switch here is three: the
-//! wake-up that queues the task, the start of its run and the end of its run, which also drops
-//! the queued job's reference when the task goes idle (async-task, used before, spent a fourth
-//! on that drop: call_c1 +9% without it). Decision 001 has the numbers.
+//! atomic read-modify-write is most of what a task switch costs (5-9 ns each). A switch here is
+//! three: the wake-up that queues the task (a compare-and-swap), and the start and the end of
+//! its run (one `lock xadd` each). async-task, used before, spent four or five. Decision 008's
+//! amendment has the numbers.
 //!
 //! # The state word
 //!
-//! Flags in the low bits, the reference count above them ([`REF`] is one reference).
-//! References are held by every [`Waker`], by the task's [`Job`] while one exists, and by its
-//! [`TaskHandle`] until it is dropped or detached.
+//! Flags in the low bits, the count of references above them ([`REF`] is one reference).
+//! Counted references are held by every [`Waker`] and by the [`TaskHandle`] until it is dropped
+//! or detached. The task's [`Job`] holds one that is not counted but implied by the flags: a job
+//! exists exactly while `SCHEDULED` or `RUNNING` is set, so queueing and running a task move no
+//! count.
 //!
-//! * `SCHEDULED`: a job exists (queued, or being handed to the queue); or, with `RUNNING`, the
-//!   task was woken during its run and goes back to the queue when the run ends. Whoever holds
-//!   the job owns the future.
-//! * `RUNNING`: a scheduler is polling the future; it owns the future and the job's reference.
-//! * `DONE`: the future is gone (finished, panicked, cancelled or dropped); wake-ups do nothing.
+//! * `SCHEDULED`: a job exists (queued, or being handed to the queue). With `RUNNING`: the task
+//!   was woken during its run and is queued again when the run ends.
+//! * `RUNNING`: a scheduler is polling the future.
+//! * `DONE`: the future is gone (finished, panicked, cancelled or dropped); wake-ups do nothing,
+//!   and the last reference to go frees the task.
 //! * `CANCELLED`: the handle was dropped: the next run drops the future instead of polling it.
+//!   A cancel also sets `SCHEDULED`, as a wake-up does, so a run under way always sees it.
 //!
-//! A wake-up queues the task only if it is idle (none of the above). Whoever moves it out of
-//! idle also creates its job. A future is only ever dropped by the side that owns it, on a
-//! scheduler thread when the pool runs: even a task whose last reference goes while it is idle
-//! (nothing can wake it any more) is queued one last time, cancelled, so its process ends
-//! where processes run.
+//! Whoever holds the job (or runs it) owns the future. A wake-up creates a job only if the task
+//! is idle (none of the flags). A future is only ever dropped by its owner, on a scheduler
+//! thread while the pool runs: even a task whose last reference goes while it is idle (nothing
+//! can wake it any more) is queued once more, cancelled, so its process ends where processes
+//! run.
 
 use std::cell::UnsafeCell;
 use std::future::Future;
@@ -125,8 +128,8 @@ where
 {
     let cell = Box::new(Cell::<F, S> {
         header: Header {
-            // The job's reference and the handle's.
-            state: AtomicUsize::new(SCHEDULED | (2 * REF)),
+            // The handle's reference; the job's is implied by SCHEDULED.
+            state: AtomicUsize::new(SCHEDULED | REF),
             vtable: &Cell::<F, S>::VTABLE,
             meta,
         },
@@ -171,20 +174,22 @@ impl<S: Schedule> Job<S> {
     pub(crate) fn run(self) {
         let ptr = self.ptr;
         std::mem::forget(self);
-        // SAFETY: the job's reference keeps the task alive until this function gives it up.
+        // SAFETY: the job keeps the task alive until this function gives it up.
         let header = unsafe { ptr.as_ref() };
-        // SCHEDULED -> RUNNING. A job exists only while SCHEDULED is set and RUNNING is not,
-        // so adding the difference flips both: one `lock xadd`, where a compare-and-swap needs
+        // SCHEDULED -> RUNNING. A job waiting to run has SCHEDULED set and RUNNING clear, so
+        // adding the difference flips both: one `lock xadd`, where a compare-and-swap needs
         // a load first and may retry.
         const _: () = assert!(RUNNING - SCHEDULED == SCHEDULED);
-        let before = header.state.fetch_add(RUNNING - SCHEDULED, Ordering::AcqRel);
+        let before = header
+            .state
+            .fetch_add(RUNNING - SCHEDULED, Ordering::AcqRel);
         debug_assert_eq!(before & (SCHEDULED | RUNNING | DONE), SCHEDULED);
         if before & CANCELLED != 0 {
-            // SAFETY: RUNNING: this side owns the future, with the job's reference.
+            // SAFETY: RUNNING: this side owns the future.
             unsafe { finish(ptr) };
             return;
         }
-        // Not counted: the run holds the job's reference for as long as the waker is lent.
+        // Not counted: the run keeps the task alive for as long as the waker is lent.
         // SAFETY: the vtable's functions treat the data pointer as this header.
         let waker = ManuallyDrop::new(unsafe {
             Waker::from_raw(RawWaker::new(
@@ -198,43 +203,18 @@ impl<S: Schedule> Job<S> {
             (header.vtable.poll)(ptr.as_ptr() as *const (), &mut cx)
         }));
         if !matches!(polled, Ok(Poll::Pending)) {
-            // SAFETY: still RUNNING, with the job's reference.
+            // SAFETY: still RUNNING.
             unsafe { finish(ptr) };
             return;
         }
-        // Read afresh: the poll has likely changed the reference count (a waker cloned).
-        let mut state = header.state.load(Ordering::Acquire);
-        loop {
-            if state & CANCELLED != 0 {
-                // SAFETY: as above.
-                unsafe { finish(ptr) };
-                return;
-            }
-            // Woken during the run: the job goes back to the queue with its reference.
-            // Otherwise the task goes idle and the job's reference goes in the same operation.
-            let requeue = state & SCHEDULED != 0;
-            let idle = if requeue {
-                state & !RUNNING
-            } else {
-                (state & !RUNNING) - REF
-            };
-            match header.state.compare_exchange_weak(
-                state,
-                idle,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) if requeue => return S::schedule(Job::at(ptr)),
-                Ok(_) => {
-                    if refs(idle) == 0 {
-                        // Nothing can wake it any more: end it here, on the scheduler.
-                        // SAFETY: no references: this side is alone with the task.
-                        unsafe { drop_idle(ptr) };
-                    }
-                    return;
-                }
-                Err(now) => state = now,
-            }
+        // RUNNING -> idle, or back to the queue if woken (or cancelled) during the run.
+        let before = header.state.fetch_sub(RUNNING, Ordering::AcqRel);
+        if before & SCHEDULED != 0 {
+            S::schedule(Job::at(ptr));
+        } else if refs(before) == 0 {
+            // Idle, and nothing can wake it any more: end it here, on the scheduler.
+            // SAFETY: no references and no job: this side is alone with the task.
+            unsafe { drop_idle(ptr) };
         }
     }
 }
@@ -242,7 +222,7 @@ impl<S: Schedule> Job<S> {
 impl<S: Schedule> Drop for Job<S> {
     /// A job dropped unrun (a stopped pool) drops the task's future: its process ends.
     fn drop(&mut self) {
-        // SAFETY: the job owns the future and its reference.
+        // SAFETY: the job owns the future.
         unsafe { finish(self.ptr) }
     }
 }
@@ -275,15 +255,13 @@ impl<S: Schedule> Drop for TaskHandle<S> {
         let header = unsafe { ptr.as_ref() };
         let mut state = header.state.load(Ordering::Acquire);
         loop {
-            let idle = state & (SCHEDULED | RUNNING | DONE) == 0;
             let new = if state & DONE != 0 {
                 state - REF
-            } else if idle {
-                // The handle's reference passes to the job that drops the future.
-                state | CANCELLED | SCHEDULED
             } else {
-                // Whoever owns the future sees the flag and drops it.
-                (state | CANCELLED) - REF
+                // Marked as woken too, so the job's owner looks at it: a queued job runs and
+                // drops the future, a run under way queues the job again, an idle task gets a
+                // job here.
+                (state | CANCELLED | SCHEDULED) - REF
             };
             match header.state.compare_exchange_weak(
                 state,
@@ -291,10 +269,11 @@ impl<S: Schedule> Drop for TaskHandle<S> {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) if idle => return S::schedule(Job::at(ptr)),
                 Ok(_) => {
-                    if refs(new) == 0 {
-                        // SAFETY: DONE with no references left.
+                    if state & (SCHEDULED | RUNNING | DONE) == 0 {
+                        S::schedule(Job::at(ptr));
+                    } else if state & DONE != 0 && refs(new) == 0 {
+                        // SAFETY: done, and that was the last reference.
                         unsafe { (header.vtable.dealloc)(ptr.as_ptr() as *const ()) };
                     }
                     return;
@@ -305,14 +284,14 @@ impl<S: Schedule> Drop for TaskHandle<S> {
     }
 }
 
-/// Drops the future of a task whose future the caller owns (holding its job, or running it),
-/// marks it done and gives up the job's reference.
+/// Drops the future of a task whose job the caller holds or runs, and marks it done: the job
+/// ends.
 ///
 /// # Safety
 ///
-/// The caller owns the future (module docs) and the job's reference, and uses neither after.
+/// The caller owns the future (module docs) and uses neither it nor the job after.
 unsafe fn finish<S: Schedule>(ptr: NonNull<Header<S>>) {
-    // SAFETY: alive while the caller's reference is.
+    // SAFETY: alive while the job is.
     let header = unsafe { ptr.as_ref() };
     // A panicking drop is a process ending badly; it must not take the scheduler with it.
     // SAFETY: the caller owns the future.
@@ -321,8 +300,7 @@ unsafe fn finish<S: Schedule>(ptr: NonNull<Header<S>>) {
     }));
     let mut state = header.state.load(Ordering::Acquire);
     loop {
-        // A wake-up during the run may have set SCHEDULED without a reference of its own.
-        let done = ((state & !(SCHEDULED | RUNNING)) | DONE) - REF;
+        let done = (state & !(SCHEDULED | RUNNING)) | DONE;
         match header
             .state
             .compare_exchange_weak(state, done, Ordering::AcqRel, Ordering::Acquire)
@@ -331,8 +309,8 @@ unsafe fn finish<S: Schedule>(ptr: NonNull<Header<S>>) {
             Err(now) => state = now,
         }
     }
-    if refs(state) == 1 {
-        // SAFETY: that was the last reference, and the future is gone.
+    if refs(state) == 0 {
+        // SAFETY: no references, and the job was the last thing keeping it.
         unsafe { (header.vtable.dealloc)(ptr.as_ptr() as *const ()) };
     }
 }
@@ -352,11 +330,12 @@ unsafe fn release<S: Schedule>(ptr: NonNull<Header<S>>) {
     if old & DONE != 0 {
         // SAFETY: the last reference, and the future is gone.
         unsafe { (header.vtable.dealloc)(ptr.as_ptr() as *const ()) };
-    } else {
-        // Idle (a job or a run would hold a reference) and unreachable.
-        // SAFETY: no references: the caller is alone with the task.
+    } else if old & (SCHEDULED | RUNNING) == 0 {
+        // Idle and unreachable.
+        // SAFETY: no references and no job: the caller is alone with the task.
         unsafe { drop_idle(ptr) };
     }
+    // Otherwise the job deals with the end.
 }
 
 /// Ends a task that is idle and that nothing refers to any more: it can never be woken, so its
@@ -368,9 +347,7 @@ unsafe fn release<S: Schedule>(ptr: NonNull<Header<S>>) {
 unsafe fn drop_idle<S: Schedule>(ptr: NonNull<Header<S>>) {
     // SAFETY: alive (not freed: it has not been done), and nobody else can reach it.
     let header = unsafe { ptr.as_ref() };
-    header
-        .state
-        .store(SCHEDULED | CANCELLED | REF, Ordering::Relaxed);
+    header.state.store(SCHEDULED | CANCELLED, Ordering::Relaxed);
     S::schedule(Job::at(ptr));
 }
 
@@ -395,34 +372,14 @@ impl<S: Schedule> Header<S> {
     unsafe fn wake_by_ref(ptr: *const ()) {
         // SAFETY: as above.
         let header = unsafe { &*(ptr as *const Self) };
-        let mut state = header.state.load(Ordering::Acquire);
-        loop {
-            if state & DONE != 0 {
-                return;
-            }
-            let idle = state & (SCHEDULED | RUNNING) == 0;
-            let new = if idle {
-                // A reference for the job.
-                (state | SCHEDULED) + REF
-            } else {
-                // Already queued: the write still publishes what the waker did before waking
-                // (a mailbox's flags) to the run that takes the job, which reads this word.
-                state | SCHEDULED
-            };
-            match header.state.compare_exchange_weak(
-                state,
-                new,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) if idle => {
-                    // SAFETY: not null: it is a waker's data pointer.
-                    let ptr = unsafe { NonNull::new_unchecked(ptr as *mut Self) };
-                    return S::schedule(Job::at(ptr));
-                }
-                Ok(_) => return,
-                Err(now) => state = now,
-            }
+        // Also written when already set: the write publishes what the waker did before waking
+        // (a mailbox's flags) to the run that takes the job, which reads this word. A stray
+        // SCHEDULED on a done task means nothing.
+        let before = header.state.fetch_or(SCHEDULED, Ordering::AcqRel);
+        if before & (SCHEDULED | RUNNING | DONE) == 0 {
+            // SAFETY: not null: it is a waker's data pointer.
+            let ptr = unsafe { NonNull::new_unchecked(ptr as *mut Self) };
+            S::schedule(Job::at(ptr));
         }
     }
 
@@ -431,11 +388,7 @@ impl<S: Schedule> Header<S> {
         let header = unsafe { &*(ptr as *const Self) };
         let mut state = header.state.load(Ordering::Acquire);
         loop {
-            let idle = state & (SCHEDULED | RUNNING | DONE) == 0;
-            let new = if idle {
-                // The waker's reference passes to the job.
-                state | SCHEDULED
-            } else if state & DONE != 0 {
+            let new = if state & DONE != 0 {
                 state - REF
             } else {
                 (state | SCHEDULED) - REF
@@ -449,12 +402,11 @@ impl<S: Schedule> Header<S> {
                 Ok(_) => {
                     // SAFETY: not null: it is a waker's data pointer.
                     let ptr = unsafe { NonNull::new_unchecked(ptr as *mut Self) };
-                    if idle {
+                    if state & (SCHEDULED | RUNNING | DONE) == 0 {
+                        // Idle: the job created here keeps it, whatever the count.
                         S::schedule(Job::at(ptr));
-                    } else if refs(new) == 0 {
-                        // Only a done task can lose its last reference here (a queued or
-                        // running one holds its job's).
-                        // SAFETY: DONE with no references left.
+                    } else if state & DONE != 0 && refs(new) == 0 {
+                        // SAFETY: done, and that was the last reference.
                         unsafe { (header.vtable.dealloc)(ptr.as_ptr() as *const ()) };
                     }
                     return;

@@ -229,10 +229,13 @@ fn dropping_the_handle_of_a_queued_task_drops_its_future_unpolled() {
     assert!(probe.dropped.load(Ordering::SeqCst));
 }
 
-/// Drops its own task's handle (taken from a shared place) during its poll.
+/// Drops its own task's handle (taken from a shared place) during its poll, and maybe wakes
+/// itself too.
 struct CancelsItself {
     handle: Arc<Mutex<Option<TaskHandle<Manual>>>>,
     polls: Arc<AtomicUsize>,
+    dropped: Arc<AtomicBool>,
+    wakes: bool,
 }
 
 impl Future for CancelsItself {
@@ -241,25 +244,49 @@ impl Future for CancelsItself {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.polls.fetch_add(1, Ordering::SeqCst);
         drop(self.handle.lock().unwrap().take());
-        cx.waker().wake_by_ref();
+        if self.wakes {
+            cx.waker().wake_by_ref();
+        }
         Poll::Pending
     }
 }
 
+impl Drop for CancelsItself {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
 #[test]
-fn a_task_cancelled_while_it_runs_is_dropped_when_the_run_ends() {
-    let queue = Arc::new(Queue::default());
-    let shared = Arc::new(Mutex::new(None));
-    let polls = Arc::new(AtomicUsize::new(0));
-    let fut = CancelsItself {
-        handle: shared.clone(),
-        polls: polls.clone(),
-    };
-    let (job, handle) = spawn::<_, Manual>(queue.clone(), fut);
-    *shared.lock().unwrap() = Some(handle);
-    job.run();
-    assert_eq!(polls.load(Ordering::SeqCst), 1);
-    assert_eq!(queue.len(), 0, "not queued again, though it woke itself");
+fn a_task_cancelled_while_it_runs_is_dropped_after_the_run_unpolled() {
+    for wakes in [false, true] {
+        let queue = Arc::new(Queue::default());
+        let shared = Arc::new(Mutex::new(None));
+        let polls = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicBool::new(false));
+        let fut = CancelsItself {
+            handle: shared.clone(),
+            polls: polls.clone(),
+            dropped: dropped.clone(),
+            wakes,
+        };
+        let (job, handle) = spawn::<_, Manual>(queue.clone(), fut);
+        *shared.lock().unwrap() = Some(handle);
+        job.run();
+        assert!(
+            !dropped.load(Ordering::SeqCst),
+            "not dropped inside its own poll"
+        );
+        // The cancel counts as a wake-up, so the run queued the job once more.
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue.run_all(), 1);
+        assert!(dropped.load(Ordering::SeqCst));
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            1,
+            "not polled after the cancel"
+        );
+    }
 }
 
 #[test]

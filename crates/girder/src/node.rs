@@ -38,7 +38,7 @@ pub(crate) struct NodeInner {
     next_id: AtomicU64,
     next_ref: AtomicU64,
     /// Pids are sequential numbers, so a cheap hash spreads them as well as SipHash would.
-    pub(crate) procs: DashMap<u64, Arc<dyn AnyProcess>, rustc_hash::FxBuildHasher>,
+    pub(crate) procs: crate::process::table::ProcessTable,
     pub(crate) names: DashMap<Arc<str>, Pid>,
     pub(crate) counters: crate::stats::Counters,
     pub(crate) lifecycle: tokio::sync::broadcast::Sender<crate::lifecycle::Lifecycle>,
@@ -91,7 +91,7 @@ impl NodeBuilder {
                 creation,
                 next_id: AtomicU64::new(1),
                 next_ref: AtomicU64::new(1),
-                procs: DashMap::with_hasher(rustc_hash::FxBuildHasher),
+                procs: crate::process::table::new_table(),
                 names: DashMap::new(),
                 dist: OnceLock::new(),
                 counters: Default::default(),

@@ -19,6 +19,7 @@ pub(crate) mod core;
 pub(crate) mod local;
 pub(crate) mod signal;
 mod spawn;
+pub(crate) mod table;
 
 pub use addr::Addr;
 pub use context::{Context, Down, Event, MonitorRef};

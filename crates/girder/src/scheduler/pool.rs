@@ -31,11 +31,13 @@ impl Schedule for Pool {
 
     fn schedule(job: Job) {
         let pool: *const Shared = Arc::as_ptr(&job.metadata().pool);
-        // SAFETY: the job's task holds this `Arc` until the task is freed. `schedule` either
-        // queues the job (the queue then holds the task, and the pool's threads their own
-        // handles) or drops it as its last act, touching the pool no more; so the pool
-        // outlives the call.
-        unsafe { &*pool }.schedule(job);
+        // SAFETY: the job's task holds this `Arc` while the job exists. `Shared::schedule`
+        // either queues the job (the queue then keeps the task, and with it the pool) or hands
+        // it back refused.
+        let refused = unsafe { &*pool }.schedule(job);
+        // Dropped after the borrow of the pool has ended: dropping the job may free its task,
+        // and that may drop the last reference to the pool.
+        drop(refused);
     }
 }
 
@@ -223,7 +225,10 @@ impl Shared {
         task
     }
 
-    fn schedule(&self, job: Job) {
+    /// Queues `job`; hands it back if the pool has stopped (nobody will run it: the caller
+    /// drops it, which drops the future and ends a process as `Shutdown`).
+    #[must_use = "a refused job is dropped by the caller, after its borrow of the pool"]
+    fn schedule(&self, job: Job) -> Option<Job> {
         let home = job.metadata().home.load(Ordering::Relaxed);
         let here = local_of(self);
         if let Some(local) = here {
@@ -239,14 +244,11 @@ impl Shared {
                 if self.shards[local.index].sleeping.load(Ordering::Relaxed) {
                     self.wake(local.index);
                 }
-                return;
+                return None;
             }
         }
         if self.stop.load(Ordering::Acquire) {
-            // Nobody will run it: dropping it drops the future, which ends a process as
-            // `Shutdown`.
-            drop(job);
-            return;
+            return Some(job);
         }
         let shard = &self.shards[home];
         shard.inbox.push(job);
@@ -259,6 +261,7 @@ impl Shared {
         // Pairs with the fence in `park`: either the sleeper sees the job, or we see it asleep.
         fence(Ordering::SeqCst);
         self.wake(home);
+        None
     }
 
     /// Wakes scheduler `i` if it is asleep.

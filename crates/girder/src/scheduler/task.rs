@@ -4,31 +4,35 @@
 //! Girder keeps its own task type, as tokio and the BEAM do, because a task switch is most of
 //! what a message costs on a busy scheduler, and on the machines this project measures on an
 //! atomic read-modify-write is most of what a task switch costs (5-9 ns each). A switch here is
-//! three: the wake-up that queues the task (a compare-and-swap), and the start and the end of
-//! its run (one `lock xadd` each). async-task, used before, spent four or five. Decision 008's
+//! three: the wake-up that queues the task (a compare-and-swap; `fetch_or` compiles to one on
+//! x86), and the start and the end of its run (one `lock xadd` each). async-task, used before, spent four or five. Decision 008's
 //! amendment has the numbers.
 //!
 //! # The state word
 //!
 //! Flags in the low bits, the count of references above them ([`REF`] is one reference).
-//! Counted references are held by every [`Waker`] and by the [`TaskHandle`] until it is dropped
-//! or detached. The task's [`Job`] holds one that is not counted but implied by the flags: a job
-//! exists exactly while `SCHEDULED` or `RUNNING` is set, so queueing and running a task move no
-//! count.
+//! Counted references are held by every [`Waker`] made by cloning (the one lent to a poll is
+//! not counted) and by the [`TaskHandle`] until it is dropped or detached. The task's [`Job`]
+//! holds one that is not counted but implied by the flags: until the task is done, a job exists
+//! exactly while `SCHEDULED` or `RUNNING` is set, so queueing and running a task move no count.
+//! The task is freed by whoever leaves it done with no references: the job's end, or the last
+//! reference to go.
 //!
 //! * `SCHEDULED`: a job exists (queued, or being handed to the queue). With `RUNNING`: the task
 //!   was woken during its run and is queued again when the run ends.
 //! * `RUNNING`: a scheduler is polling the future.
-//! * `DONE`: the future is gone (finished, panicked, cancelled or dropped); wake-ups do nothing,
-//!   and the last reference to go frees the task.
-//! * `CANCELLED`: the handle was dropped: the next run drops the future instead of polling it.
-//!   A cancel also sets `SCHEDULED`, as a wake-up does, so a run under way always sees it.
+//! * `DONE`: the future is gone (finished, panicked, cancelled or dropped); wake-ups do nothing
+//!   (`wake_by_ref` may leave a stray `SCHEDULED` beside it, which nothing reads).
+//! * `CANCELLED`: the handle was dropped, or nothing refers to the idle task any more: the next
+//!   run drops the future instead of polling it. A cancel also sets `SCHEDULED`, as a wake-up
+//!   does, so a run under way always sees it.
 //!
 //! Whoever holds the job (or runs it) owns the future. A wake-up creates a job only if the task
 //! is idle (none of the flags). A future is only ever dropped by its owner, on a scheduler
 //! thread while the pool runs: even a task whose last reference goes while it is idle (nothing
 //! can wake it any more) is queued once more, cancelled, so its process ends where processes
-//! run.
+//! run. Once the pool has stopped, a refused job is dropped by the thread that woke the task
+//! or let go of it last.
 
 use std::cell::UnsafeCell;
 use std::future::Future;
@@ -205,6 +209,9 @@ impl<S: Schedule> Job<S> {
         if !matches!(polled, Ok(Poll::Pending)) {
             // SAFETY: still RUNNING.
             unsafe { finish(ptr) };
+            if let Err(panic) = polled {
+                drop_payload(panic);
+            }
             return;
         }
         // RUNNING -> idle, or back to the queue if woken (or cancelled) during the run.
@@ -295,7 +302,7 @@ unsafe fn finish<S: Schedule>(ptr: NonNull<Header<S>>) {
     let header = unsafe { ptr.as_ref() };
     // A panicking drop is a process ending badly; it must not take the scheduler with it.
     // SAFETY: the caller owns the future.
-    let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
+    let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
         (header.vtable.drop_future)(ptr.as_ptr() as *const ())
     }));
     let mut state = header.state.load(Ordering::Acquire);
@@ -313,6 +320,22 @@ unsafe fn finish<S: Schedule>(ptr: NonNull<Header<S>>) {
         // SAFETY: no references, and the job was the last thing keeping it.
         unsafe { (header.vtable.dealloc)(ptr.as_ptr() as *const ()) };
     }
+    if let Err(panic) = dropped {
+        drop_payload(panic);
+    }
+}
+
+/// Drops a caught panic's payload, whose own drop may panic too (`panic_any` of a value that
+/// panics when dropped): that must not unwind out of the scheduler either. The new panic's
+/// payload is dropped the same way; a chain that never ends is cut and leaked.
+fn drop_payload(mut payload: Box<dyn std::any::Any + Send>) {
+    for _ in 0..8 {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(again) => payload = again,
+        }
+    }
+    std::mem::forget(payload);
 }
 
 /// Gives up one reference (a waker's, or a detached handle's).

@@ -439,3 +439,36 @@ fn a_task_cancelled_while_other_threads_wake_it_is_dropped_once() {
         probe.waker.lock().unwrap().take();
     }
 }
+
+/// A panic payload that panics again when dropped.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("the payload's drop panics too");
+    }
+}
+
+#[test]
+fn a_panic_whose_payload_panics_when_dropped_stays_inside_the_run() {
+    struct PanicsWithBomb(Arc<AtomicBool>);
+    impl Future for PanicsWithBomb {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            std::panic::panic_any(Bomb)
+        }
+    }
+    impl Drop for PanicsWithBomb {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let queue = Arc::new(Queue::default());
+    let dropped = Arc::new(AtomicBool::new(false));
+    let (job, handle) = spawn::<_, Manual>(queue.clone(), PanicsWithBomb(dropped.clone()));
+    handle.detach();
+    job.run();
+    assert!(dropped.load(Ordering::SeqCst), "the future was dropped");
+    assert_eq!(queue.len(), 0);
+    // Miri checks the task was freed.
+}

@@ -37,7 +37,7 @@ pub(crate) struct NodeInner {
     creation: u32,
     next_id: AtomicU64,
     next_ref: AtomicU64,
-    /// Pids are sequential numbers, so a cheap hash spreads them as well as SipHash would.
+    /// Local processes by pid number, hashed for locality (`process::table`).
     pub(crate) procs: crate::process::table::ProcessTable,
     pub(crate) names: DashMap<Arc<str>, Pid>,
     pub(crate) counters: crate::stats::Counters,

@@ -24,6 +24,20 @@ fn pooled(pool: &Schedulers) -> Node {
     Node::builder("pooled").schedulers(pool.clone()).build()
 }
 
+/// Spawns a process that sleeps 1 ms on a timer `times` times; the answer is how long that took.
+fn sleeper(node: &Node, times: u32) -> tokio::sync::oneshot::Receiver<Duration> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    node.spawn(move |_: Context<()>| async move {
+        let t0 = Instant::now();
+        for _ in 0..times {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let _ = tx.send(t0.elapsed());
+        ExitReason::Normal
+    });
+    rx
+}
+
 #[test]
 fn processes_run_on_the_schedulers_threads() {
     let pool = Schedulers::new(2);
@@ -396,18 +410,7 @@ async fn the_environment_variable_picks_the_shared_pool() {
 fn a_timer_firing_while_its_scheduler_sleeps_wakes_it_at_once() {
     let pool = Schedulers::new(1);
     let node = pooled(&pool);
-    let took = pool.block_on(async move {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        node.spawn(move |_: Context<()>| async move {
-            let t0 = Instant::now();
-            for _ in 0..100 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            let _ = tx.send(t0.elapsed());
-            ExitReason::Normal
-        });
-        rx.await.unwrap()
-    });
+    let took = pool.block_on(async move { sleeper(&node, 100).await.unwrap() });
     assert!(
         took < Duration::from_millis(900),
         "100 sleeps of 1 ms took {took:?}"
@@ -451,16 +454,7 @@ fn timers_fire_on_a_scheduler_busy_with_long_runs() {
             let b = node.spawn(player(stop.clone()));
             let _ = a.send(Ball::To(b.clone()));
             let _ = b.send(Ball::To(a.clone()));
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            node.spawn(move |_: Context<()>| async move {
-                let t0 = Instant::now();
-                for _ in 0..5 {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                let _ = tx.send(t0.elapsed());
-                ExitReason::Normal
-            });
-            let took = rx.await.unwrap();
+            let took = sleeper(&node, 5).await.unwrap();
             stop.store(true, Ordering::Relaxed);
             took
         }

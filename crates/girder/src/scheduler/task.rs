@@ -257,38 +257,52 @@ impl<S: Schedule> TaskHandle<S> {
 
 impl<S: Schedule> Drop for TaskHandle<S> {
     fn drop(&mut self) {
-        let ptr = self.ptr;
-        // SAFETY: the handle's reference keeps the task alive until it is given up below.
-        let header = unsafe { ptr.as_ref() };
-        let mut state = header.state.load(Ordering::Acquire);
-        loop {
-            let new = if state & DONE != 0 {
-                state - REF
-            } else {
-                // Marked as woken too, so the job's owner looks at it: a queued job runs and
-                // drops the future, a run under way queues the job again, an idle task gets a
-                // job here.
-                (state | CANCELLED | SCHEDULED) - REF
-            };
-            match header.state.compare_exchange_weak(
-                state,
-                new,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    if state & (SCHEDULED | RUNNING | DONE) == 0 {
-                        S::schedule(Job::at(ptr));
-                    } else if state & DONE != 0 && refs(new) == 0 {
-                        // SAFETY: done, and that was the last reference.
-                        unsafe { (header.vtable.dealloc)(ptr.as_ptr() as *const ()) };
-                    }
-                    return;
-                }
-                Err(now) => state = now,
-            }
-        }
+        // Marked as woken too, so the job's owner looks at it: a queued job runs and drops the
+        // future, a run under way queues the job again, an idle task gets a job here.
+        // SAFETY: the handle's reference, given up here.
+        unsafe { wake_and_release(self.ptr, CANCELLED) }
     }
+}
+
+/// Gives up one reference and wakes the task, setting `flags` too (a waker woken by value, or
+/// a dropped handle with `CANCELLED`): one atomic step. A done task is only let go of.
+///
+/// # Safety
+///
+/// The caller holds that reference and does not use it after.
+unsafe fn wake_and_release<S: Schedule>(ptr: NonNull<Header<S>>, flags: usize) {
+    // SAFETY: alive while the caller's reference is.
+    let header = unsafe { ptr.as_ref() };
+    let update = |state: usize| {
+        Some(if state & DONE != 0 {
+            state - REF
+        } else {
+            (state | SCHEDULED | flags) - REF
+        })
+    };
+    let Ok(before) = header
+        .state
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, update)
+    else {
+        unreachable!("the update always applies")
+    };
+    if before & (SCHEDULED | RUNNING | DONE) == 0 {
+        // Idle: the job created here keeps it, whatever the count.
+        S::schedule(Job::at(ptr));
+    } else if before & DONE != 0 && refs(before) == 1 {
+        // SAFETY: done, and that was the last reference.
+        unsafe { dealloc(ptr) };
+    }
+}
+
+/// Frees the task.
+///
+/// # Safety
+///
+/// The task is done and nothing refers to it.
+unsafe fn dealloc<S: Schedule>(ptr: NonNull<Header<S>>) {
+    // SAFETY: the vtable is the cell's own; the caller is the last to touch it.
+    unsafe { (ptr.as_ref().vtable.dealloc)(ptr.as_ptr() as *const ()) }
 }
 
 /// Drops the future of a task whose job the caller holds or runs, and marks it done: the job
@@ -305,20 +319,17 @@ unsafe fn finish<S: Schedule>(ptr: NonNull<Header<S>>) {
     let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
         (header.vtable.drop_future)(ptr.as_ptr() as *const ())
     }));
-    let mut state = header.state.load(Ordering::Acquire);
-    loop {
-        let done = (state & !(SCHEDULED | RUNNING)) | DONE;
-        match header
-            .state
-            .compare_exchange_weak(state, done, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => break,
-            Err(now) => state = now,
-        }
-    }
-    if refs(state) == 0 {
+    // A wake-up during the run may have set SCHEDULED without a reference of its own.
+    let done = |state: usize| Some((state & !(SCHEDULED | RUNNING)) | DONE);
+    let Ok(before) = header
+        .state
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, done)
+    else {
+        unreachable!("the update always applies")
+    };
+    if refs(before) == 0 {
         // SAFETY: no references, and the job was the last thing keeping it.
-        unsafe { (header.vtable.dealloc)(ptr.as_ptr() as *const ()) };
+        unsafe { dealloc(ptr) };
     }
     if let Err(panic) = dropped {
         drop_payload(panic);
@@ -352,7 +363,7 @@ unsafe fn release<S: Schedule>(ptr: NonNull<Header<S>>) {
     }
     if old & DONE != 0 {
         // SAFETY: the last reference, and the future is gone.
-        unsafe { (header.vtable.dealloc)(ptr.as_ptr() as *const ()) };
+        unsafe { dealloc(ptr) };
     } else if old & (SCHEDULED | RUNNING) == 0 {
         // Idle and unreachable.
         // SAFETY: no references and no job: the caller is alone with the task.
@@ -407,36 +418,8 @@ impl<S: Schedule> Header<S> {
     }
 
     unsafe fn wake(ptr: *const ()) {
-        // SAFETY: as above.
-        let header = unsafe { &*(ptr as *const Self) };
-        let mut state = header.state.load(Ordering::Acquire);
-        loop {
-            let new = if state & DONE != 0 {
-                state - REF
-            } else {
-                (state | SCHEDULED) - REF
-            };
-            match header.state.compare_exchange_weak(
-                state,
-                new,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    // SAFETY: not null: it is a waker's data pointer.
-                    let ptr = unsafe { NonNull::new_unchecked(ptr as *mut Self) };
-                    if state & (SCHEDULED | RUNNING | DONE) == 0 {
-                        // Idle: the job created here keeps it, whatever the count.
-                        S::schedule(Job::at(ptr));
-                    } else if state & DONE != 0 && refs(new) == 0 {
-                        // SAFETY: done, and that was the last reference.
-                        unsafe { (header.vtable.dealloc)(ptr.as_ptr() as *const ()) };
-                    }
-                    return;
-                }
-                Err(now) => state = now,
-            }
-        }
+        // SAFETY: the waker's reference, given up here; not null.
+        unsafe { wake_and_release(NonNull::new_unchecked(ptr as *mut Self), 0) }
     }
 
     unsafe fn drop_waker(ptr: *const ()) {

@@ -136,6 +136,11 @@ fn last_waker(probe: &Probe) -> Waker {
         .expect("polled at least once")
 }
 
+/// Drops the waker the probe kept from the future's last poll (its reference to the task).
+fn drop_kept_waker(probe: &Probe) {
+    probe.waker.lock().unwrap().take();
+}
+
 #[test]
 fn a_task_runs_to_its_end_and_is_freed() {
     let (queue, probe, handle) = start(1);
@@ -146,7 +151,7 @@ fn a_task_runs_to_its_end_and_is_freed() {
     // A waker outliving the task does nothing, and its drop frees the task (Miri checks).
     last_waker(&probe).wake_by_ref();
     assert_eq!(queue.len(), 0);
-    probe.waker.lock().unwrap().take();
+    drop_kept_waker(&probe);
 }
 
 #[test]
@@ -163,7 +168,7 @@ fn a_woken_task_is_queued_once_however_often_it_is_woken() {
     assert_eq!(queue.run_all(), 1);
     assert!(probe.finished.load(Ordering::SeqCst));
     drop(waker);
-    probe.waker.lock().unwrap().take();
+    drop_kept_waker(&probe);
 }
 
 /// Wakes itself while it runs, then is pending: the run queues it again.
@@ -217,7 +222,7 @@ fn dropping_the_handle_of_an_idle_task_drops_its_future_unpolled() {
     // Its waker can still be used, and freed.
     last_waker(&probe).wake();
     assert_eq!(queue.len(), 0);
-    probe.waker.lock().unwrap().take();
+    drop_kept_waker(&probe);
 }
 
 #[test]
@@ -313,7 +318,7 @@ fn waking_a_task_on_a_stopped_scheduler_drops_its_future() {
     queue.stopped.store(true, Ordering::Relaxed);
     last_waker(&probe).wake_by_ref();
     assert!(probe.dropped.load(Ordering::SeqCst));
-    probe.waker.lock().unwrap().take();
+    drop_kept_waker(&probe);
 }
 
 #[test]
@@ -322,7 +327,7 @@ fn a_task_nothing_can_wake_is_dropped_on_its_scheduler() {
     handle.detach();
     queue.run_all();
     // The last waker goes: the task can never run again, so it is queued to be dropped.
-    probe.waker.lock().unwrap().take();
+    drop_kept_waker(&probe);
     assert!(!probe.dropped.load(Ordering::SeqCst));
     assert_eq!(queue.len(), 1);
     assert_eq!(queue.run_all(), 1);
@@ -357,7 +362,7 @@ fn a_panicking_poll_ends_the_task_and_not_the_scheduler() {
     last_waker(&probe).wake_by_ref();
     assert_eq!(queue.len(), 0, "a task that panicked is done");
     drop(handle);
-    probe.waker.lock().unwrap().take();
+    drop_kept_waker(&probe);
 }
 
 #[test]
@@ -400,7 +405,7 @@ fn wakers_from_many_threads_never_run_a_task_twice_at_once() {
     assert!(!probe.dropped.load(Ordering::SeqCst));
     // Let it go: the last waker queues it to be dropped.
     drop(waker);
-    probe.waker.lock().unwrap().take();
+    drop_kept_waker(&probe);
     queue.run_all();
     assert!(probe.dropped.load(Ordering::SeqCst));
 }
@@ -436,7 +441,7 @@ fn a_task_cancelled_while_other_threads_wake_it_is_dropped_once() {
         waker.wake_by_ref();
         assert_eq!(queue.len(), 0, "a cancelled task is done");
         drop(waker);
-        probe.waker.lock().unwrap().take();
+        drop_kept_waker(&probe);
     }
 }
 

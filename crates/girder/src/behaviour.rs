@@ -9,7 +9,7 @@ use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
 use crate::server::reply::Unanswered;
-use crate::server::{CallError, ReplyTo, StartError};
+use crate::server::{CallError, InitError, ReplyTo, StartError};
 use crate::{Addr, Context, ExitReason, Node, RegisterError, SendError, SpawnOptions};
 
 /// The new process's side of the start handshake.
@@ -40,23 +40,29 @@ impl Starter {
     }
 
     /// Runs an `init` callback with panics caught, and reports its outcome to the starter.
+    /// `Err` is the reason the process exits with (`Normal` for an `ignore`).
     pub(crate) async fn init<T>(
         self,
-        init: impl Future<Output = Result<T, ExitReason>>,
+        init: impl Future<Output = Result<T, InitError>>,
     ) -> Result<T, ExitReason> {
         let outcome = AssertUnwindSafe(init)
             .catch_unwind()
             .await
-            .unwrap_or_else(|p| Err(ExitReason::from_panic(p)));
-        match &outcome {
-            Ok(_) => {
+            .unwrap_or_else(|p| Err(InitError::Stop(ExitReason::from_panic(p))));
+        match outcome {
+            Ok(state) => {
                 let _ = self.tx.send(Ok(()));
+                Ok(state)
             }
-            Err(reason) => {
+            Err(InitError::Stop(reason)) => {
                 let _ = self.tx.send(Err(StartError::Init(reason.clone())));
+                Err(reason)
+            }
+            Err(InitError::Ignore) => {
+                let _ = self.tx.send(Err(StartError::Ignored));
+                Err(ExitReason::Normal)
             }
         }
-        outcome
     }
 }
 

@@ -83,7 +83,7 @@ fn snapshot(p: &dyn AnyProcess) -> Option<ProcessInfo> {
             mailbox_len: 0,
             restarts: h.restarts.load(Ordering::Relaxed),
             links: meta.links.len(),
-            monitored_by: meta.monitors().iter().filter(|m| m.watched).count(),
+            monitored_by: meta.monitors().filter(|m| m.watched).count(),
             trap_exit: h.traps_exits(),
             messages_in: 0,
         }

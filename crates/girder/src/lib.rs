@@ -91,7 +91,9 @@ pub use pid::Pid;
 pub use process::{Addr, Context, Down, Event, MonitorRef, SpawnOptions};
 pub use registry::RegisterError;
 pub use scheduler::{SchedulerStats, Schedulers};
-pub use server::{CallError, Flow, ReplyTo, Server, ServerContext, ServerRef, StartError};
+pub use server::{
+    CallError, Flow, InitError, ReplyTo, Server, ServerContext, ServerRef, StartError,
+};
 pub use statem::{StateMachine, StateMachineRef};
 pub use supervisor::{ChildSpec, RestartStrategy, Supervisor, SupervisorRef};
 pub use timer::{send_after, TimerRef};

@@ -147,16 +147,14 @@ impl crate::Node {
         if meta.has_exited() {
             return false;
         }
-        if !meta.links.contains(&remote) {
-            meta.links.push(remote);
-        }
+        meta.links.insert(remote, ());
         true
     }
 
     /// `remote` removed its link to `local`.
     pub fn remote_unlink(&self, remote: Pid, local: Pid) {
         if let Some(p) = self.lookup_any(local) {
-            p.header().meta.lock().links.retain(|l| *l != remote);
+            p.header().meta.lock().links.remove(&remote);
         }
     }
 
@@ -166,7 +164,7 @@ impl crate::Node {
         let Some(p) = self.lookup_any(local) else {
             return;
         };
-        if via_link && !p.header().meta.lock().links.contains(&remote) {
+        if via_link && !p.header().meta.lock().links.contains_key(&remote) {
             return;
         }
         crate::process::signal::exit_signal(&*p, remote, reason, via_link);
@@ -182,7 +180,7 @@ impl crate::Node {
         if meta.has_exited() {
             return false;
         }
-        meta.extra().monitors.push(MonitorEnd {
+        meta.add_monitor(MonitorEnd {
             id,
             other: watcher,
             watched: true,
@@ -242,18 +240,18 @@ impl crate::Node {
                 }
                 let links: Vec<Pid> = meta
                     .links
-                    .iter()
+                    .keys()
                     .copied()
                     .filter(|l| l.node() == node)
                     .collect();
                 let mut downs = Vec::new();
-                if meta.monitors().iter().any(|m| m.other.node() == node) {
-                    meta.extra().monitors.retain(|m| {
+                if meta.monitors().any(|m| m.other.node() == node) {
+                    meta.retain_monitors(|m| {
                         if m.other.node() != node {
                             return true;
                         }
                         if !m.watched {
-                            downs.push(*m);
+                            downs.push(m);
                         }
                         false
                     });

@@ -34,9 +34,9 @@ impl Server for Counter {
     type Cast = i64;
     type Info = &'static str;
 
-    async fn init(&mut self, _: &mut ServerContext<Self>) -> Result<(), ExitReason> {
+    async fn init(&mut self, _: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
         if self.fail_init {
-            return Err(ExitReason::error("bad config"));
+            return Err(ExitReason::error("bad config").into());
         }
         Ok(())
     }
@@ -326,7 +326,7 @@ async fn a_server_sees_monitor_downs() {
         type Reply = ();
         type Cast = ();
         type Info = ();
-        async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), ExitReason> {
+        async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
             ctx.monitor(self.0);
             Ok(())
         }
@@ -488,7 +488,7 @@ async fn a_panicking_init_or_terminate_is_contained() {
         type Reply = ();
         type Cast = ();
         type Info = ();
-        async fn init(&mut self, _: &mut ServerContext<Self>) -> Result<(), ExitReason> {
+        async fn init(&mut self, _: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
             if self.panic_in_init {
                 panic!("init exploded");
             }

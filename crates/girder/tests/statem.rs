@@ -65,7 +65,7 @@ impl StateMachine for Probe {
     async fn init(
         &mut self,
         _: &mut StateMachineContext<Self>,
-    ) -> Result<(St, Vec<Action<Self>>), ExitReason> {
+    ) -> Result<(St, Vec<Action<Self>>), girder::InitError> {
         Ok((St::A, vec![]))
     }
 
@@ -537,8 +537,8 @@ async fn a_named_machine_is_found_and_a_failing_init_aborts_the_start() {
         async fn init(
             &mut self,
             _: &mut StateMachineContext<Self>,
-        ) -> Result<((), Vec<Action<Self>>), ExitReason> {
-            Err(ExitReason::error("bad config"))
+        ) -> Result<((), Vec<Action<Self>>), girder::InitError> {
+            Err(ExitReason::error("bad config").into())
         }
         async fn handle_event(
             &mut self,

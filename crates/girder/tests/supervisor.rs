@@ -309,9 +309,13 @@ async fn dynamic_children_and_bad_requests() {
     }
     let counts = sup.count_children().await.unwrap();
     assert_eq!((counts.specs, counts.active, counts.workers), (3, 3, 3));
+    // Ids may repeat in a dynamic supervisor; this one fails on its registered name.
     assert!(matches!(
         sup.start_child(child("d1", tx.clone(), false)).await,
-        Err(SupervisorError::AlreadyStarted { .. })
+        Err(SupervisorError::StartFailed {
+            error: girder::StartError::AlreadyStarted(_),
+            ..
+        })
     ));
     assert_eq!(
         sup.terminate_child("nope").await,
@@ -346,8 +350,11 @@ async fn a_child_failing_to_start_fails_the_supervisor_start_and_stops_the_other
         type Reply = ();
         type Cast = ();
         type Info = ();
-        async fn init(&mut self, _: &mut girder::ServerContext<Self>) -> Result<(), ExitReason> {
-            Err(ExitReason::error("no database"))
+        async fn init(
+            &mut self,
+            _: &mut girder::ServerContext<Self>,
+        ) -> Result<(), girder::InitError> {
+            Err(ExitReason::error("no database").into())
         }
         async fn handle_call(
             &mut self,

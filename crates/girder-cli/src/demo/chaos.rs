@@ -120,7 +120,7 @@ impl StateMachine for Chaos {
     async fn init(
         &mut self,
         ctx: &mut StateMachineContext<Self>,
-    ) -> Result<(Phase, Vec<Action<Self>>), ExitReason> {
+    ) -> Result<(Phase, Vec<Action<Self>>), girder::InitError> {
         self.events = EventManager::lookup(ctx.node(), "events").ok();
         Ok((
             Phase::Calm,

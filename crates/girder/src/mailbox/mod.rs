@@ -178,6 +178,39 @@ impl<M> Mailbox<M> {
         Poll::Pending
     }
 
+    /// Moves every queued system message matching `pred` into `out`, in one pass; when none
+    /// matches, registers the receiver's waker and returns `Pending` (a selective receive of
+    /// many at once, for a supervisor waiting on many children).
+    pub(crate) fn poll_sys_batch(
+        &self,
+        cx: &mut TaskCx<'_>,
+        pred: impl Fn(&SysMsg) -> bool,
+        out: &mut Vec<SysMsg>,
+    ) -> Poll<()> {
+        let mut inner = self.inner.lock();
+        let before = out.len();
+        // One pass that keeps the order of what stays; `VecDeque::retain` cannot hand the
+        // matches out.
+        let mut kept = VecDeque::with_capacity(inner.sys.len());
+        while let Some(m) = inner.sys.pop_front() {
+            if pred(&m) {
+                out.push(m);
+            } else {
+                kept.push_back(m);
+            }
+        }
+        inner.sys = kept;
+        if inner.sys.is_empty() {
+            self.has_sys.store(false, Ordering::Release);
+        }
+        if out.len() > before {
+            return Poll::Ready(());
+        }
+        set_waker(&mut inner.waker, cx.waker());
+        self.armed.store(false, Ordering::Relaxed);
+        Poll::Pending
+    }
+
     /// Closes the mailbox: later sends fail with `NoProc`. Returns what was queued, so the caller
     /// drops it outside the lock (dropping a pending call's reply handle wakes its caller).
     pub(crate) fn close(&self) -> (VecDeque<M>, VecDeque<SysMsg>) {

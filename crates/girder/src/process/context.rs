@@ -185,6 +185,35 @@ impl<M: Send + 'static> Context<M> {
             .remove_sys(|m| matches!(m, SysMsg::Exit { from, .. } if *from == pid));
     }
 
+    /// Removes the link with `pid` without looking for an exit signal from it already queued
+    /// (the caller drops those itself, for many pids in one pass).
+    pub(crate) fn unlink_quiet(&self, pid: Pid) {
+        signal::unlink(&self.node, &*self.core, pid);
+    }
+
+    /// Drops every queued system message matching `pred`.
+    pub(crate) fn remove_sys(&self, pred: impl Fn(&SysMsg) -> bool) {
+        self.core.mailbox.remove_sys(pred);
+    }
+
+    /// Waits until at least one queued system message matches `pred` and moves every match
+    /// into `out`, leaving the rest queued. False if `timeout` passed first.
+    pub(crate) async fn take_sys_batch(
+        &mut self,
+        pred: impl Fn(&SysMsg) -> bool,
+        out: &mut Vec<SysMsg>,
+        timeout: Option<Duration>,
+    ) -> bool {
+        let wait = poll_fn(|cx| self.core.mailbox.poll_sys_batch(cx, &pred, out));
+        match timeout {
+            Some(t) => tokio::time::timeout(t, wait).await.is_ok(),
+            None => {
+                wait.await;
+                true
+            }
+        }
+    }
+
     /// Monitors `pid`: one [`Event::Down`] arrives when it exits (`NoProc` at once if it is not
     /// alive).
     pub fn monitor(&self, pid: Pid) -> MonitorRef {

@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
+use super::small_map::SmallMap;
 use crate::mailbox::{Mailbox, SysMsg};
 use crate::{ExitReason, Pid};
 
@@ -20,6 +21,9 @@ pub(crate) struct Header {
     pub(crate) local_len: AtomicUsize,
     pub(crate) meta: Mutex<Meta>,
 }
+
+/// The processes a process is linked to (a set: a supervisor may have a hundred thousand).
+pub(crate) type Links = SmallMap<Pid, ()>;
 
 /// How to end a process's task from outside it.
 pub(crate) enum Abort {
@@ -42,7 +46,7 @@ impl Abort {
 
 /// State that changes rarely (links, monitors, names, life cycle), behind one short lock.
 pub(crate) struct Meta {
-    pub(crate) links: Vec<Pid>,
+    pub(crate) links: Links,
     pub(crate) behaviour: &'static str,
     pub(crate) abort: Option<Abort>,
     pub(crate) life: Life,
@@ -52,8 +56,9 @@ pub(crate) struct Meta {
 
 #[derive(Default)]
 pub(crate) struct Extra {
-    /// Both ends of this process's monitors, so either side's exit can clean up the other.
-    pub(crate) monitors: Vec<MonitorEnd>,
+    /// Both ends of this process's monitors, so either side's exit can clean up the other:
+    /// `(id, other end)` → whether this process is the watched end.
+    monitors: SmallMap<(u64, Pid), bool>,
     /// Tasks outside any process waiting for this one to exit.
     pub(crate) waiters: Vec<oneshot::Sender<ExitReason>>,
     pub(crate) name: Option<Arc<str>>,
@@ -70,6 +75,14 @@ pub(crate) enum Life {
     Gone(ExitReason),
 }
 
+impl Extra {
+    pub(crate) fn monitor_ends(&self) -> impl Iterator<Item = MonitorEnd> + '_ {
+        self.monitors
+            .iter()
+            .map(|(&(id, other), &watched)| MonitorEnd { id, other, watched })
+    }
+}
+
 impl Meta {
     pub(crate) fn extra(&mut self) -> &mut Extra {
         self.extra.get_or_insert_with(Default::default)
@@ -79,20 +92,32 @@ impl Meta {
         self.extra.take().map(|e| *e).unwrap_or_default()
     }
 
-    pub(crate) fn monitors(&self) -> &[MonitorEnd] {
-        self.extra.as_ref().map_or(&[], |e| &e.monitors)
+    /// Both ends of this process's monitors.
+    pub(crate) fn monitors(&self) -> impl Iterator<Item = MonitorEnd> + '_ {
+        self.extra.iter().flat_map(|e| e.monitor_ends())
+    }
+
+    /// Records one end of a monitor.
+    pub(crate) fn add_monitor(&mut self, end: MonitorEnd) {
+        self.extra()
+            .monitors
+            .insert((end.id, end.other), end.watched);
     }
 
     /// Forgets the monitor `id` whose other end is `other` (ids are unique per watcher's node,
     /// so a monitor from another node is told apart by its pid).
     pub(crate) fn forget_monitor(&mut self, id: u64, other: Pid) -> bool {
         match &mut self.extra {
-            Some(e) => {
-                let before = e.monitors.len();
-                e.monitors.retain(|m| m.id != id || m.other != other);
-                e.monitors.len() != before
-            }
+            Some(e) => e.monitors.remove(&(id, other)).is_some(),
             None => false,
+        }
+    }
+
+    /// Forgets the monitors for which `f` is false.
+    pub(crate) fn retain_monitors(&mut self, mut f: impl FnMut(MonitorEnd) -> bool) {
+        if let Some(e) = &mut self.extra {
+            e.monitors
+                .retain(|&(id, other), &watched| f(MonitorEnd { id, other, watched }));
         }
     }
 
@@ -122,7 +147,7 @@ impl Header {
             restarts: AtomicU32::new(0),
             local_len: AtomicUsize::new(0),
             meta: Mutex::new(Meta {
-                links: Vec::new(),
+                links: Links::new(),
                 behaviour,
                 abort: None,
                 life: Life::Running,

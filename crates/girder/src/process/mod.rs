@@ -18,6 +18,7 @@ mod context;
 pub(crate) mod core;
 pub(crate) mod local;
 pub(crate) mod signal;
+mod small_map;
 mod spawn;
 pub(crate) mod table;
 

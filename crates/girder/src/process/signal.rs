@@ -12,7 +12,7 @@ use crate::{Down, ExitReason, MonitorRef, Node, Pid};
 pub(crate) fn exit_signal(target: &dyn AnyProcess, from: Pid, reason: ExitReason, via_link: bool) {
     let header = target.header();
     if via_link {
-        header.meta.lock().links.retain(|p| *p != from);
+        header.meta.lock().links.remove(&from);
     }
     if reason == ExitReason::Kill && !via_link {
         terminate(target, ExitReason::Killed);
@@ -66,7 +66,7 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
         if let Some(name) = &extra.name {
             node.unregister_if(name, pid);
         }
-        (std::mem::take(&mut meta.links), extra, reason)
+        (meta.links.take(), extra, reason)
     };
     node.inner.counters.exited(&reason, proc_.messages_in());
     // After the reason is recorded, so a caller woken by its dropped reply handle can read it.
@@ -74,7 +74,7 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
     if !matches!(reason, ExitReason::Normal) {
         tracing::debug!(%pid, %reason, "process exited");
     }
-    for linked in links {
+    for (linked, ()) in links {
         if !linked.is_local() {
             if let Some(d) = node.distribution() {
                 d.exit(pid, linked, reason.clone(), true);
@@ -86,10 +86,9 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
     // After links and before monitors: once a pid is gone from the table its links have the
     // exit signal, and a `Down` means the pid is gone from the table.
     node.remove_process(pid);
-    let Extra {
-        monitors, waiters, ..
-    } = extra;
-    for end in monitors {
+    let ends: Vec<MonitorEnd> = extra.monitor_ends().collect();
+    let Extra { waiters, .. } = extra;
+    for end in ends {
         if !end.other.is_local() {
             if let Some(d) = node.distribution() {
                 if end.watched {
@@ -138,10 +137,8 @@ pub(crate) fn link(node: &Node, me: &dyn AnyProcess, other: Pid) -> Result<(), c
     }
     if !other.is_local() {
         let d = node.distribution().ok_or(crate::LinkError::NoProc(other))?;
-        let mut meta = me.header().meta.lock();
-        if !meta.links.contains(&other) {
-            meta.links.push(other);
-            drop(meta);
+        let added = me.header().meta.lock().links.insert(other, ());
+        if added {
             d.link(my_pid, other);
         }
         return Ok(());
@@ -154,14 +151,9 @@ pub(crate) fn link(node: &Node, me: &dyn AnyProcess, other: Pid) -> Result<(), c
         if meta.has_exited() {
             return Err(crate::LinkError::NoProc(other));
         }
-        if !meta.links.contains(&my_pid) {
-            meta.links.push(my_pid);
-        }
+        meta.links.insert(my_pid, ());
     }
-    let mut meta = me.header().meta.lock();
-    if !meta.links.contains(&other) {
-        meta.links.push(other);
-    }
+    me.header().meta.lock().links.insert(other, ());
     Ok(())
 }
 
@@ -169,13 +161,13 @@ pub(crate) fn link(node: &Node, me: &dyn AnyProcess, other: Pid) -> Result<(), c
 /// queued, so no exit from `other` is seen after `unlink` returns.
 pub(crate) fn unlink(node: &Node, me: &dyn AnyProcess, other: Pid) {
     let my_pid = me.header().pid;
-    me.header().meta.lock().links.retain(|p| *p != other);
+    me.header().meta.lock().links.remove(&other);
     if !other.is_local() {
         if let Some(d) = node.distribution() {
             d.unlink(my_pid, other);
         }
     } else if let Some(target) = node.lookup_any(other) {
-        target.header().meta.lock().links.retain(|p| *p != my_pid);
+        target.header().meta.lock().links.remove(&my_pid);
     }
 }
 
@@ -189,17 +181,11 @@ pub(crate) fn monitor(node: &Node, watcher: &dyn AnyProcess, target: Pid) -> Mon
     };
     let me = watcher.header().pid;
     // The watcher's end first: a target exiting from now on finds it and cleans it up.
-    watcher
-        .header()
-        .meta
-        .lock()
-        .extra()
-        .monitors
-        .push(MonitorEnd {
-            id: mref.id,
-            other: target,
-            watched: false,
-        });
+    watcher.header().meta.lock().add_monitor(MonitorEnd {
+        id: mref.id,
+        other: target,
+        watched: false,
+    });
     if !target.is_local() {
         if let Some(d) = node.distribution() {
             d.monitor(me, target, mref.id);
@@ -208,7 +194,7 @@ pub(crate) fn monitor(node: &Node, watcher: &dyn AnyProcess, target: Pid) -> Mon
     } else if let Some(t) = node.lookup_any(target) {
         let mut meta = t.header().meta.lock();
         if !meta.has_exited() {
-            meta.extra().monitors.push(MonitorEnd {
+            meta.add_monitor(MonitorEnd {
                 id: mref.id,
                 other: me,
                 watched: true,

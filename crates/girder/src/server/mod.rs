@@ -19,7 +19,7 @@ pub(crate) mod slot;
 use std::future::Future;
 use std::time::Duration;
 
-pub use error::{CallError, StartError};
+pub use error::{CallError, InitError, StartError};
 pub use reply::{Outcome, ReplyTo};
 pub use run::{ServerContext, ServerMsg};
 
@@ -82,12 +82,15 @@ pub trait Server: Sized + Send + 'static {
     /// Other messages (timers, notifications from other processes).
     type Info: Send + 'static;
 
-    /// Runs in the new process before [`start`] returns. An error aborts the start: the process
-    /// exits with that reason and `start` returns [`StartError::Init`].
+    /// Runs in the new process before [`start`] returns. [`InitError::Stop`] (or an
+    /// [`ExitReason`], through `?` or `.into()`) aborts the start: the process exits with that
+    /// reason and `start` returns [`StartError::Init`]. [`InitError::Ignore`] declines to start
+    /// (OTP's `ignore`): `start` returns [`StartError::Ignored`], and a supervisor lists the
+    /// child without a pid.
     fn init(
         &mut self,
         ctx: &mut ServerContext<Self>,
-    ) -> impl Future<Output = Result<(), ExitReason>> + Send {
+    ) -> impl Future<Output = Result<(), InitError>> + Send {
         let _ = ctx;
         async { Ok(()) }
     }

@@ -33,7 +33,7 @@ use std::time::Duration;
 pub use error::BadTransition;
 pub use run::{StateMachineContext, StateMachineMsg};
 
-use crate::server::{CallError, ReplyTo, StartError, DEFAULT_CALL_TIMEOUT};
+use crate::server::{CallError, InitError, ReplyTo, StartError, DEFAULT_CALL_TIMEOUT};
 use crate::{Addr, Down, ExitReason, LookupError, Node, Pid, SendError, SpawnOptions};
 
 /// An event handed to [`StateMachine::handle_event`].
@@ -45,7 +45,7 @@ use crate::{Addr, Down, ExitReason, LookupError, Node, Pid, SendError, SpawnOpti
 /// # struct Light;
 /// # impl StateMachine for Light {
 /// #     type State = bool; type Call = (); type Reply = bool; type Cast = (); type Info = &'static str; type Timeout = ();
-/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), ExitReason> { Ok((false, vec![])) }
+/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), girder::InitError> { Ok((false, vec![])) }
 /// #     async fn handle_event(&mut self, on: &bool, event: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> { step(*on, event) }
 /// # }
 /// // One function of (state, event) decides everything.
@@ -126,7 +126,7 @@ impl<S: StateMachine> Debug for StateEvent<S> {
 /// # struct Job;
 /// # impl StateMachine for Job {
 /// #     type State = Phase; type Call = (); type Reply = (); type Cast = (); type Info = &'static str; type Timeout = &'static str;
-/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(Phase, Vec<Action<Self>>), ExitReason> { Ok((Phase::Idle, vec![])) }
+/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(Phase, Vec<Action<Self>>), girder::InitError> { Ok((Phase::Idle, vec![])) }
 /// #     async fn handle_event(&mut self, _: &Phase, _: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> { Transition::keep() }
 /// # }
 /// let start_job: Transition<Job> = Transition::next(Phase::Busy)
@@ -169,7 +169,7 @@ pub enum Action<S: StateMachine> {
 /// # struct M;
 /// # impl StateMachine for M {
 /// #     type State = u8; type Call = (); type Reply = (); type Cast = (); type Info = (); type Timeout = ();
-/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(u8, Vec<Action<Self>>), girder::ExitReason> { Ok((0, vec![])) }
+/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(u8, Vec<Action<Self>>), girder::InitError> { Ok((0, vec![])) }
 /// #     async fn handle_event(&mut self, _: &u8, _: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> { Transition::keep() }
 /// # }
 /// let t: Transition<M> = Transition::next(1).with(Action::StateTimeout(std::time::Duration::from_secs(1), ()));
@@ -242,7 +242,7 @@ impl<S: StateMachine> Transition<S> {
 ///     type Info = ();
 ///     type Timeout = ();
 ///
-///     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(Door, Vec<Action<Self>>), ExitReason> {
+///     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(Door, Vec<Action<Self>>), girder::InitError> {
 ///         Ok((Door::Locked, vec![]))
 ///     }
 ///
@@ -282,12 +282,13 @@ pub trait StateMachine: Sized + Send + 'static {
     type Timeout: Send + 'static;
 
     /// Runs in the new process before [`start`] returns: the initial state and actions (timeouts
-    /// to start, events to insert). An error or a panic aborts the start: the process exits with
-    /// that reason and `start` returns [`StartError::Init`].
+    /// to start, events to insert). [`InitError::Stop`] or a panic aborts the start: the
+    /// process exits with that reason and `start` returns [`StartError::Init`];
+    /// [`InitError::Ignore`] declines to start (`start` returns [`StartError::Ignored`]).
     fn init(
         &mut self,
         ctx: &mut StateMachineContext<Self>,
-    ) -> impl Future<Output = Result<(Self::State, Vec<Action<Self>>), ExitReason>> + Send;
+    ) -> impl Future<Output = Result<(Self::State, Vec<Action<Self>>), InitError>> + Send;
 
     /// Whether state-enter calls are made. Default: no.
     fn state_enter() -> bool {
@@ -323,7 +324,7 @@ pub trait StateMachine: Sized + Send + 'static {
 /// # struct Toggle;
 /// # impl StateMachine for Toggle {
 /// #     type State = bool; type Call = (); type Reply = bool; type Cast = (); type Info = (); type Timeout = ();
-/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), ExitReason> { Ok((false, vec![])) }
+/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), girder::InitError> { Ok((false, vec![])) }
 /// #     async fn handle_event(&mut self, on: &bool, event: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> {
 /// #         match event {
 /// #             StateEvent::Call((), from) => Transition::keep().with(Action::Reply(from, *on)),
@@ -445,7 +446,7 @@ impl<S: StateMachine> StateMachineRef<S> {
 /// # struct Toggle;
 /// # impl StateMachine for Toggle {
 /// #     type State = bool; type Call = (); type Reply = bool; type Cast = (); type Info = (); type Timeout = ();
-/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), ExitReason> { Ok((false, vec![])) }
+/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), girder::InitError> { Ok((false, vec![])) }
 /// #     async fn handle_event(&mut self, on: &bool, event: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> {
 /// #         match event {
 /// #             StateEvent::Call((), from) => Transition::keep().with(Action::Reply(from, *on)),
@@ -476,7 +477,7 @@ pub async fn start<S: StateMachine>(
 /// # struct Idle;
 /// # impl StateMachine for Idle {
 /// #     type State = (); type Call = (); type Reply = (); type Cast = (); type Info = (); type Timeout = ();
-/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<((), Vec<Action<Self>>), ExitReason> { Ok(((), vec![])) }
+/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<((), Vec<Action<Self>>), girder::InitError> { Ok(((), vec![])) }
 /// #     async fn handle_event(&mut self, _: &(), _: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> { Transition::keep() }
 /// # }
 /// use girder::{statem, Node, SpawnOptions, StartError};

@@ -24,7 +24,7 @@ use crate::{Addr, Context, Event, ExitReason, Node, Pid, SpawnOptions};
 /// # struct Toggle;
 /// # impl StateMachine for Toggle {
 /// #     type State = bool; type Call = (); type Reply = bool; type Cast = (); type Info = (); type Timeout = ();
-/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), ExitReason> { Ok((false, vec![])) }
+/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), girder::InitError> { Ok((false, vec![])) }
 /// #     async fn handle_event(&mut self, on: &bool, event: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> {
 /// #         match event {
 /// #             StateEvent::Call((), from) => Transition::keep().with(Action::Reply(from, *on)),
@@ -63,7 +63,7 @@ pub enum StateMachineMsg<S: StateMachine> {
 /// impl StateMachine for Watch {
 ///     type State = bool; type Call = (); type Reply = bool; type Cast = (); type Info = (); type Timeout = ();
 ///
-///     async fn init(&mut self, ctx: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), ExitReason> {
+///     async fn init(&mut self, ctx: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), girder::InitError> {
 ///         ctx.monitor(self.0);
 ///         Ok((false, vec![]))
 ///     }

@@ -34,7 +34,19 @@ pub enum SupervisorError {
         /// Why.
         error: StartError,
     },
-    /// The supervisor could not be reached.
+    /// The child's start declined (its `init` returned [`InitError::Ignore`](crate::InitError::Ignore)).
+    #[error("child {0:?} declined to start (ignore)")]
+    Ignored(String),
+    /// A restart of the child failed and another attempt is queued.
+    #[error("child {0:?} is restarting")]
+    Restarting(String),
+    /// Several children of a dynamic supervisor have this id: name one by its pid.
+    #[error("several children have id {0:?}; name one by pid")]
+    Ambiguous(String),
+    /// The child spec is refused (the builder refuses it too).
+    #[error("bad child spec: {0}")]
+    BadSpec(String),
+    /// The supervisor could not be reached, or did not answer within the handle's timeout.
     #[error("supervisor call failed: {0}")]
     Call(CallError),
 }

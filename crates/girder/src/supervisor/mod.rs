@@ -42,16 +42,18 @@
 //! # }
 //! ```
 
+mod children;
 mod error;
 mod run;
 mod spec;
+mod stop;
 
 use std::time::Duration;
 
 pub use error::SupervisorError;
 pub use spec::{ChildKind, ChildSpec, ChildStart, Restart, Shutdown, DEFAULT_WORKER_SHUTDOWN};
 
-use run::{SupervisorCall, SupervisorReply, SupervisorServer};
+use run::{ChildRef, SupervisorCall, SupervisorReply, SupervisorServer};
 
 use crate::server::{self, CallError, ServerRef, StartError};
 use crate::{ExitReason, LookupError, Node, Pid, SpawnOptions};
@@ -66,8 +68,10 @@ pub enum RestartStrategy {
     /// The child that exited and every child started after it (`rest_for_one`).
     RestForOne,
     /// Like `OneForOne` for children added at run time with [`SupervisorRef::start_child`],
-    /// often many instances of one spec; they are stopped all at once, not in order
-    /// (`simple_one_for_one`).
+    /// often many instances of one spec (ids need not be unique; instances are told apart by
+    /// pid). They are stopped all at once, not in order, and forgotten once they stop
+    /// (`simple_one_for_one`, Elixir's `DynamicSupervisor`). Every operation costs the same
+    /// whatever the number of children.
     Dynamic,
 }
 
@@ -78,6 +82,8 @@ pub struct ChildInfo {
     pub id: String,
     /// Its pid while running.
     pub pid: Option<Pid>,
+    /// A restart failed and another attempt is queued (OTP's `restarting`).
+    pub restarting: bool,
     /// Worker or supervisor.
     pub kind: ChildKind,
     /// Its restart type.
@@ -151,13 +157,13 @@ impl SupervisorBuilder {
         self
     }
 
+    /// The builder refuses what `start_child` refuses, plus duplicate ids where ids must be
+    /// unique (every strategy but `Dynamic`).
     fn validate(&self) -> Result<(), StartError> {
         let mut seen = std::collections::HashSet::new();
         for c in &self.children {
-            if c.id.is_empty() {
-                return Err(StartError::Other("a child spec has an empty id".into()));
-            }
-            if !seen.insert(c.id.as_str()) {
+            c.check().map_err(StartError::Other)?;
+            if self.strategy != RestartStrategy::Dynamic && !seen.insert(c.id.as_str()) {
                 return Err(StartError::Other(format!("duplicate child id {:?}", c.id)));
             }
         }
@@ -186,17 +192,45 @@ impl SupervisorBuilder {
             SupervisorServer::new(self.strategy, self.intensity, self.period, self.children);
         let opts = opts.trap_exit(true).behaviour("supervisor");
         let server = server::start_with(node, state, opts, self.name.as_deref()).await?;
-        Ok(SupervisorRef { server })
+        Ok(SupervisorRef::new(server))
     }
 }
 
-/// A handle to a running supervisor.
+/// A handle to a running supervisor. Every request waits at most its timeout
+/// ([`DEFAULT_CALL_TIMEOUT`](crate::server::DEFAULT_CALL_TIMEOUT) unless set with
+/// [`with_timeout`](Self::with_timeout)) and then fails with [`CallError::Timeout`] inside
+/// [`SupervisorError::Call`]; the supervisor still finishes what it was asked to do.
 #[derive(Clone, Debug)]
 pub struct SupervisorRef {
     server: ServerRef<SupervisorServer>,
+    timeout: Duration,
 }
 
 impl SupervisorRef {
+    fn new(server: ServerRef<SupervisorServer>) -> Self {
+        SupervisorRef {
+            server,
+            timeout: server::DEFAULT_CALL_TIMEOUT,
+        }
+    }
+
+    /// The same handle with requests that wait up to `timeout` (for a child whose start or
+    /// shutdown takes longer than the default).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use std::time::Duration;
+    /// let node = girder::Node::new("docs");
+    /// let sup = girder::Supervisor::builder().start(&node).await.unwrap();
+    /// let patient = sup.clone().with_timeout(Duration::from_secs(60));
+    /// assert!(patient.which_children().await.unwrap().is_empty());
+    /// # }
+    /// ```
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
     /// The supervisor's pid.
     pub fn pid(&self) -> Pid {
         self.server.pid()
@@ -204,23 +238,25 @@ impl SupervisorRef {
 
     /// The supervisor registered under `name`.
     pub fn lookup(node: &Node, name: &str) -> Result<Self, LookupError> {
-        ServerRef::lookup(node, name).map(|server| SupervisorRef { server })
+        ServerRef::lookup(node, name).map(SupervisorRef::new)
     }
 
     /// The supervisor with `pid` on `node`.
     pub fn from_pid(node: &Node, pid: Pid) -> Result<Self, LookupError> {
-        ServerRef::from_pid(node, pid).map(|server| SupervisorRef { server })
+        ServerRef::from_pid(node, pid).map(SupervisorRef::new)
     }
 
     async fn call(&self, req: SupervisorCall) -> Result<SupervisorReply, SupervisorError> {
-        // Starting or stopping children can take their whole shutdown time.
         self.server
-            .call_timeout(req, Duration::MAX)
+            .call_timeout(req, self.timeout)
             .await
             .map_err(SupervisorError::Call)
     }
 
-    /// Adds and starts a child at run time.
+    /// Adds and starts a child at run time. The spec is checked as the builder checks it; in a
+    /// dynamic supervisor any number of instances of one spec may run. A child whose `init`
+    /// declines (OTP's `ignore`) gives [`SupervisorError::Ignored`]; its spec is kept (without
+    /// a pid) by a static supervisor unless it is temporary.
     pub async fn start_child(&self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
         match self.call(SupervisorCall::StartChild(spec)).await? {
             SupervisorReply::Started(r) => r,
@@ -229,9 +265,21 @@ impl SupervisorRef {
     }
 
     /// Stops a child by its shutdown policy. Its spec is kept (except temporary and dynamic
-    /// children) so it can be restarted with [`restart_child`](Self::restart_child).
+    /// children) so it can be restarted with [`restart_child`](Self::restart_child). In a
+    /// dynamic supervisor whose instances share an id this fails with
+    /// [`SupervisorError::Ambiguous`]: use [`terminate_pid`](Self::terminate_pid).
     pub async fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
-        match self.call(SupervisorCall::TerminateChild(id.into())).await? {
+        self.terminate(ChildRef::Id(id.into())).await
+    }
+
+    /// Stops the child running as `pid` by its shutdown policy (as
+    /// [`terminate_child`](Self::terminate_child)).
+    pub async fn terminate_pid(&self, pid: Pid) -> Result<(), SupervisorError> {
+        self.terminate(ChildRef::Pid(pid)).await
+    }
+
+    async fn terminate(&self, which: ChildRef) -> Result<(), SupervisorError> {
+        match self.call(SupervisorCall::TerminateChild(which)).await? {
             SupervisorReply::Done(r) => r,
             _ => unreachable!("terminate_child replies Done"),
         }

@@ -1,23 +1,36 @@
 //! The supervisor itself: a [`Server`] that traps exits and applies OTP's restart rules.
+//!
+//! A restart that fails is not retried in a loop inside the exit handler: the next attempt is
+//! queued as a message to the supervisor itself (as OTP does since OTP-9549), so calls,
+//! stop requests and other children's exits are served between attempts, and a child whose
+//! restart keeps failing slowly never makes its supervisor unresponsive.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::spec::{ChildSpec, ChildStart, Restart, Shutdown};
+use super::children::{Children, Key};
+use super::spec::{ChildSpec, ChildStart, Restart};
+use super::stop::{stop_all, stop_one};
 use super::{ChildCounts, ChildInfo, RestartStrategy, SupervisorError};
-use crate::server::{Flow, ReplyTo, Server, ServerContext};
+use crate::lifecycle::Lifecycle;
+use crate::server::{Flow, InitError, ReplyTo, Server, ServerContext, StartError};
 use crate::{ExitReason, Pid};
 
-pub(super) struct Child {
-    pub(super) spec: ChildSpec,
-    pub(super) pid: Option<Pid>,
-    pub(super) restarts: u32,
+type Ctx = ServerContext<SupervisorServer>;
+
+/// Which child a request is about.
+#[derive(Debug, Clone)]
+pub enum ChildRef {
+    /// By its id.
+    Id(String),
+    /// By its pid (the only way to name one instance among a dynamic supervisor's).
+    Pid(Pid),
 }
 
 /// Requests a [`SupervisorRef`](super::SupervisorRef) makes.
 pub enum SupervisorCall {
     StartChild(ChildSpec),
-    TerminateChild(String),
+    TerminateChild(ChildRef),
     RestartChild(String),
     DeleteChild(String),
     WhichChildren,
@@ -32,12 +45,18 @@ pub enum SupervisorReply {
     Counts(ChildCounts),
 }
 
+/// What a supervisor sends itself.
+pub enum SupervisorInfo {
+    /// Try again to restart after a failed attempt at starting child `Key`.
+    Retry(Key),
+}
+
 pub struct SupervisorServer {
-    pub(super) strategy: RestartStrategy,
-    pub(super) intensity: u32,
-    pub(super) period: Duration,
-    pub(super) initial: Vec<ChildSpec>,
-    pub(super) children: Vec<Child>,
+    strategy: RestartStrategy,
+    intensity: u32,
+    period: Duration,
+    initial: Vec<ChildSpec>,
+    children: Children,
     restart_times: VecDeque<Instant>,
     total_restarts: u32,
 }
@@ -54,107 +73,68 @@ impl SupervisorServer {
             intensity,
             period,
             initial,
-            children: Vec::new(),
+            children: Children::new(strategy != RestartStrategy::Dynamic),
             restart_times: VecDeque::new(),
             total_restarts: 0,
         }
     }
 }
 
-async fn start_spec(
-    spec: &ChildSpec,
-    ctx: &ServerContext<SupervisorServer>,
-) -> Result<Pid, crate::StartError> {
-    (spec.start)(ChildStart {
-        node: ctx.node().clone(),
-        parent: ctx.pid(),
-        name: spec.name.clone(),
-    })
-    .await
-}
-
-/// Stops one child as its spec says and returns the reason it exited with.
-async fn stop_child(
-    ctx: &mut ServerContext<SupervisorServer>,
-    pid: Pid,
-    shutdown: Shutdown,
-) -> ExitReason {
-    // Monitor first, then unlink: the exit is then seen exactly once, as a Down.
-    let mref = ctx.monitor(pid);
-    ctx.unlink(pid);
-    let first = match shutdown {
-        Shutdown::BrutalKill => ExitReason::Kill,
-        Shutdown::Timeout(_) | Shutdown::Infinity => ExitReason::Shutdown,
-    };
-    ctx.exit(pid, first);
-    let wait = match shutdown {
-        Shutdown::Timeout(t) => Some(t),
-        _ => None,
-    };
-    if let Some(down) = ctx.wait_down(mref, wait).await {
-        return down.reason;
-    }
-    tracing::warn!(%pid, "child did not stop within its shutdown time; killing it");
-    ctx.exit(pid, ExitReason::Kill);
-    ctx.wait_down(mref, None)
+/// Runs a child's start function (panics caught: a panicking start is a failed start).
+async fn start_spec(spec: &ChildSpec, ctx: &Ctx) -> Result<Pid, StartError> {
+    spec.start
+        .run(ChildStart {
+            node: ctx.node().clone(),
+            parent: ctx.pid(),
+            name: spec.name.clone(),
+            trap_exit: spec.trap_exit,
+        })
         .await
-        .map(|d| d.reason)
-        .unwrap_or(ExitReason::Killed)
 }
 
 impl SupervisorServer {
-    fn position(&self, id: &str) -> Option<usize> {
-        self.children.iter().position(|c| c.spec.id == id)
+    fn dynamic(&self) -> bool {
+        self.strategy == RestartStrategy::Dynamic
     }
 
-    /// Stops the running children in `range`, last started first (all at once for `Dynamic`).
-    async fn stop_children(&mut self, ctx: &mut ServerContext<Self>, from: usize) {
-        if self.strategy == RestartStrategy::Dynamic {
-            let running: Vec<(Pid, Shutdown)> = self.children[from..]
+    /// Whether a child that is not running stays listed: temporary children and every child of
+    /// a dynamic supervisor are forgotten once they stop (as OTP does).
+    fn keeps_stopped(&self, restart: Restart) -> bool {
+        restart != Restart::Temporary && !self.dynamic()
+    }
+
+    /// Stops the running children from `from` on (all with `None`): in reverse start order,
+    /// or all at once for `Dynamic`. Temporary children stopped this way are forgotten.
+    async fn stop_children(&mut self, ctx: &mut Ctx, from: Option<Key>) {
+        let keys = self.children.keys_from(from);
+        if self.dynamic() {
+            let running: Vec<(Pid, super::Shutdown)> = keys
                 .iter()
-                .filter_map(|c| c.pid.map(|p| (p, c.spec.shutdown)))
+                .filter_map(|k| self.children.get(*k))
+                .filter_map(|c| c.pid().map(|p| (p, c.spec.shutdown)))
                 .collect();
-            let mut waits = Vec::new();
-            for (pid, shutdown) in &running {
-                let mref = ctx.monitor(*pid);
-                ctx.unlink(*pid);
-                let first = if *shutdown == Shutdown::BrutalKill {
-                    ExitReason::Kill
-                } else {
-                    ExitReason::Shutdown
-                };
-                ctx.exit(*pid, first);
-                waits.push((mref, *pid, *shutdown));
-            }
-            let started = Instant::now();
-            for (mref, pid, shutdown) in waits {
-                let left = match shutdown {
-                    Shutdown::Timeout(t) => Some(t.saturating_sub(started.elapsed())),
-                    _ => None,
-                };
-                if ctx.wait_down(mref, left).await.is_none() {
-                    ctx.exit(pid, ExitReason::Kill);
-                    ctx.wait_down(mref, None).await;
-                }
-            }
-            for c in &mut self.children[from..] {
-                c.pid = None;
+            stop_all(ctx, running).await;
+            for k in &keys {
+                self.children.set_pid(*k, None);
             }
         } else {
-            for i in (from..self.children.len()).rev() {
-                if let Some(pid) = self.children[i].pid.take() {
-                    stop_child(ctx, pid, self.children[i].spec.shutdown).await;
+            for &k in keys.iter().rev() {
+                let Some(child) = self.children.get(k) else {
+                    continue;
+                };
+                if let Some(pid) = child.pid() {
+                    let shutdown = child.spec.shutdown;
+                    self.children.set_pid(k, None);
+                    stop_one(ctx, pid, shutdown).await;
                 }
             }
         }
-        // Temporary children stopped by their supervisor are forgotten, as in OTP.
-        let mut i = from;
-        while i < self.children.len() {
-            if self.children[i].pid.is_none() && self.children[i].spec.restart == Restart::Temporary
-            {
-                self.children.remove(i);
-            } else {
-                i += 1;
+        for k in keys {
+            let forget = self.children.get(k).is_some_and(|c| {
+                c.pid().is_none() && !c.restarting && !self.keeps_stopped(c.spec.restart)
+            });
+            if forget {
+                self.children.remove(k);
             }
         }
     }
@@ -175,222 +155,254 @@ impl SupervisorServer {
         self.restart_times.len() as u32 <= self.intensity
     }
 
-    /// Starts the stopped children from `from` on, in order; `Err` once the intensity limit is
-    /// passed.
-    async fn restart_from(&mut self, ctx: &mut ServerContext<Self>, from: usize) -> Result<(), ()> {
-        for i in from..self.children.len() {
-            if self.children[i].pid.is_none() {
-                self.restart_one(ctx, i).await?;
+    /// Child `key` exited (or a restart of it failed): restarts what the strategy says, counted
+    /// against the intensity. A child that fails to start is marked restarting and another
+    /// attempt is queued behind whatever the supervisor has to do meanwhile.
+    async fn restart(&mut self, ctx: &mut Ctx, key: Key) -> Flow {
+        if !self.note_restart(ctx.node()) {
+            return self.give_up(ctx);
+        }
+        let keys = match self.strategy {
+            RestartStrategy::OneForOne | RestartStrategy::Dynamic => vec![key],
+            RestartStrategy::OneForAll => {
+                self.stop_children(ctx, None).await;
+                self.children.keys_from(None)
+            }
+            RestartStrategy::RestForOne => {
+                let after = self.children.keys_from(Some(key)).get(1).copied();
+                if after.is_some() {
+                    self.stop_children(ctx, after).await;
+                }
+                self.children.keys_from(Some(key))
+            }
+        };
+        for k in keys {
+            let Some(child) = self.children.get_mut(k) else {
+                continue;
+            };
+            if child.pid().is_some() {
+                continue;
+            }
+            child.restarting = false;
+            let spec = child.spec.clone();
+            match start_spec(&spec, ctx).await {
+                Ok(pid) => {
+                    self.children.set_pid(k, Some(pid));
+                    let child = self.children.get_mut(k).expect("the child is listed");
+                    child.restarts += 1;
+                    ctx.node().set_restarts(pid, child.restarts);
+                    ctx.node().set_restarts(ctx.pid(), self.total_restarts);
+                }
+                Err(StartError::Ignored) => {
+                    if !self.keeps_stopped(spec.restart) {
+                        self.children.remove(k);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(supervisor = %ctx.pid(), child = %spec.id, error = %e, "child failed to restart; trying again");
+                    if let Some(child) = self.children.get_mut(k) {
+                        child.restarting = true;
+                    }
+                    let _ = ctx.me().info(SupervisorInfo::Retry(k));
+                    return Flow::Continue;
+                }
             }
         }
-        Ok(())
+        Flow::Continue
     }
 
-    async fn child_exited(
-        &mut self,
-        ctx: &mut ServerContext<Self>,
-        pid: Pid,
-        reason: ExitReason,
-    ) -> Flow {
-        let Some(i) = self.children.iter().position(|c| c.pid == Some(pid)) else {
+    /// A queued restart attempt, unless the child was terminated, restarted or deleted since.
+    async fn retry(&mut self, ctx: &mut Ctx, key: Key) -> Flow {
+        match self.children.get(key) {
+            Some(c) if c.restarting && c.pid().is_none() => self.restart(ctx, key).await,
+            _ => Flow::Continue,
+        }
+    }
+
+    async fn child_exited(&mut self, ctx: &mut Ctx, pid: Pid, reason: ExitReason) -> Flow {
+        let Some(key) = self.children.by_pid(pid) else {
             return Flow::Continue;
         };
-        self.children[i].pid = None;
-        let restart = match self.children[i].spec.restart {
+        self.children.set_pid(key, None);
+        let spec = &self.children.get(key).expect("found by pid").spec;
+        let restart = match spec.restart {
             Restart::Permanent => true,
             Restart::Transient => !reason.is_clean(),
             Restart::Temporary => false,
         };
         if !restart {
-            if self.children[i].spec.restart == Restart::Temporary {
-                self.children.remove(i);
+            if !self.keeps_stopped(spec.restart) {
+                self.children.remove(key);
             }
             return Flow::Continue;
         }
-        tracing::info!(supervisor = %ctx.pid(), child = %self.children[i].spec.id, %pid, %reason, "child exited; restarting");
-        ctx.node()
-            .publish_lifecycle(crate::lifecycle::Lifecycle::ChildRestarting {
-                supervisor: ctx.pid(),
-                supervisor_name: ctx.node().process_info(ctx.pid()).and_then(|i| i.name),
-                child: self.children[i].spec.id.clone(),
-                pid,
-                reason: reason.clone(),
-            });
-        if !self.note_restart(ctx.node()) {
-            return self.give_up(ctx).await;
-        }
-        let from = match self.strategy {
-            RestartStrategy::OneForOne | RestartStrategy::Dynamic => i,
-            RestartStrategy::OneForAll => {
-                self.stop_children(ctx, 0).await;
-                0
-            }
-            RestartStrategy::RestForOne => {
-                self.stop_children(ctx, i + 1).await;
-                i
-            }
-        };
-        let result = if self.strategy == RestartStrategy::OneForOne
-            || self.strategy == RestartStrategy::Dynamic
-        {
-            self.restart_one(ctx, i).await
-        } else {
-            self.restart_from(ctx, from).await
-        };
-        match result {
-            Ok(()) => Flow::Continue,
-            Err(()) => self.give_up(ctx).await,
-        }
+        let child = spec.id.clone();
+        tracing::info!(supervisor = %ctx.pid(), %child, %pid, %reason, "child exited; restarting");
+        ctx.node().publish_lifecycle(Lifecycle::ChildRestarting {
+            supervisor: ctx.pid(),
+            supervisor_name: ctx.node().process_info(ctx.pid()).and_then(|i| i.name),
+            child,
+            pid,
+            reason,
+        });
+        self.restart(ctx, key).await
     }
 
-    /// Starts child `i` again. A start failure counts as another restart and is retried, as
-    /// OTP does; `Err` once the intensity limit is passed.
-    async fn restart_one(&mut self, ctx: &mut ServerContext<Self>, i: usize) -> Result<(), ()> {
-        loop {
-            match start_spec(&self.children[i].spec, ctx).await {
-                Ok(pid) => {
-                    let child = &mut self.children[i];
-                    child.pid = Some(pid);
-                    child.restarts += 1;
-                    ctx.node().set_restarts(pid, child.restarts);
-                    ctx.node().set_restarts(ctx.pid(), self.total_restarts);
-                    return Ok(());
-                }
-                Err(e) => {
-                    tracing::error!(child = %self.children[i].spec.id, error = %e, "child failed to restart");
-                    if !self.note_restart(ctx.node()) {
-                        return Err(());
-                    }
-                }
-            }
-        }
-    }
-
-    async fn give_up(&mut self, ctx: &mut ServerContext<Self>) -> Flow {
+    fn give_up(&mut self, ctx: &mut Ctx) -> Flow {
         tracing::error!(
             supervisor = %ctx.pid(),
             intensity = self.intensity,
             period = ?self.period,
             "restart intensity reached; supervisor shutting down"
         );
-        ctx.node()
-            .publish_lifecycle(crate::lifecycle::Lifecycle::SupervisorGaveUp {
-                supervisor: ctx.pid(),
-                supervisor_name: ctx.node().process_info(ctx.pid()).and_then(|i| i.name),
-            });
+        ctx.node().publish_lifecycle(Lifecycle::SupervisorGaveUp {
+            supervisor: ctx.pid(),
+            supervisor_name: ctx.node().process_info(ctx.pid()).and_then(|i| i.name),
+        });
         // `terminate` stops the remaining children.
         Flow::Stop(ExitReason::Shutdown)
     }
 
     async fn start_child(
         &mut self,
-        ctx: &mut ServerContext<Self>,
-        mut spec: ChildSpec,
+        ctx: &mut Ctx,
+        spec: ChildSpec,
     ) -> Result<Pid, SupervisorError> {
-        if self.strategy == RestartStrategy::Dynamic && spec.id.is_empty() {
-            spec.id = format!(
-                "{}#{}",
-                "child",
-                self.total_restarts as usize + self.children.len()
-            );
+        spec.check().map_err(SupervisorError::BadSpec)?;
+        if !self.dynamic() {
+            if let Ok(k) = self.children.by_id(&spec.id) {
+                let c = self.children.get(k).expect("indexed");
+                return Err(match c.pid() {
+                    Some(pid) => SupervisorError::AlreadyStarted { id: spec.id, pid },
+                    None => SupervisorError::AlreadyPresent(spec.id),
+                });
+            }
         }
-        if let Some(c) = self.position(&spec.id).map(|i| &self.children[i]) {
-            return Err(match c.pid {
-                Some(pid) => SupervisorError::AlreadyStarted { id: spec.id, pid },
-                None => SupervisorError::AlreadyPresent(spec.id),
-            });
+        match start_spec(&spec, ctx).await {
+            Ok(pid) => {
+                self.children.push(spec, Some(pid));
+                Ok(pid)
+            }
+            Err(StartError::Ignored) => {
+                let id = spec.id.clone();
+                if self.keeps_stopped(spec.restart) {
+                    self.children.push(spec, None);
+                }
+                Err(SupervisorError::Ignored(id))
+            }
+            Err(error) => Err(SupervisorError::StartFailed { id: spec.id, error }),
         }
-        let pid = start_spec(&spec, ctx)
-            .await
-            .map_err(|e| SupervisorError::StartFailed {
-                id: spec.id.clone(),
-                error: e,
-            })?;
-        self.children.push(Child {
-            spec,
-            pid: Some(pid),
-            restarts: 0,
-        });
-        Ok(pid)
     }
 
-    async fn call(
+    fn find(&self, which: &ChildRef) -> Result<Key, SupervisorError> {
+        match which {
+            ChildRef::Pid(pid) => self
+                .children
+                .by_pid(*pid)
+                .ok_or_else(|| SupervisorError::NotFound(pid.to_string())),
+            ChildRef::Id(id) => self.children.by_id(id).map_err(|n| match n {
+                0 => SupervisorError::NotFound(id.clone()),
+                _ => SupervisorError::Ambiguous(id.clone()),
+            }),
+        }
+    }
+
+    async fn terminate_child(
         &mut self,
-        req: SupervisorCall,
-        ctx: &mut ServerContext<Self>,
-    ) -> SupervisorReply {
+        ctx: &mut Ctx,
+        which: ChildRef,
+    ) -> Result<(), SupervisorError> {
+        let key = self.find(&which)?;
+        let child = self.children.get_mut(key).expect("found");
+        // A queued restart attempt is dropped: the child was asked to stop.
+        child.restarting = false;
+        let (pid, shutdown, restart) = (child.pid(), child.spec.shutdown, child.spec.restart);
+        if let Some(pid) = pid {
+            self.children.set_pid(key, None);
+            stop_one(ctx, pid, shutdown).await;
+        }
+        if !self.keeps_stopped(restart) {
+            self.children.remove(key);
+        }
+        Ok(())
+    }
+
+    async fn restart_child(&mut self, ctx: &mut Ctx, id: String) -> Result<Pid, SupervisorError> {
+        let key = self.find(&ChildRef::Id(id.clone()))?;
+        let child = self.children.get(key).expect("found");
+        if let Some(pid) = child.pid() {
+            return Err(SupervisorError::AlreadyStarted { id, pid });
+        }
+        if child.restarting {
+            return Err(SupervisorError::Restarting(id));
+        }
+        let spec = child.spec.clone();
+        match start_spec(&spec, ctx).await {
+            Ok(pid) => {
+                self.children.set_pid(key, Some(pid));
+                Ok(pid)
+            }
+            Err(StartError::Ignored) => Err(SupervisorError::Ignored(id)),
+            Err(error) => Err(SupervisorError::StartFailed { id, error }),
+        }
+    }
+
+    fn delete_child(&mut self, id: String) -> Result<(), SupervisorError> {
+        let key = self.find(&ChildRef::Id(id.clone()))?;
+        let child = self.children.get(key).expect("found");
+        if let Some(pid) = child.pid() {
+            return Err(SupervisorError::Running { id, pid });
+        }
+        if child.restarting {
+            return Err(SupervisorError::Restarting(id));
+        }
+        self.children.remove(key);
+        Ok(())
+    }
+
+    fn which_children(&self) -> Vec<ChildInfo> {
+        self.children
+            .iter()
+            .map(|(_, c)| ChildInfo {
+                id: c.spec.id.clone(),
+                pid: c.pid(),
+                restarting: c.restarting,
+                kind: c.spec.kind,
+                restart: c.spec.restart,
+                restarts: c.restarts,
+            })
+            .collect()
+    }
+
+    fn count_children(&self) -> ChildCounts {
+        let mut counts = ChildCounts {
+            specs: self.children.len(),
+            active: self.children.running(),
+            ..ChildCounts::default()
+        };
+        for (_, c) in self.children.iter() {
+            match c.spec.kind {
+                super::ChildKind::Worker => counts.workers += 1,
+                super::ChildKind::Supervisor => counts.supervisors += 1,
+            }
+        }
+        counts
+    }
+
+    async fn call(&mut self, req: SupervisorCall, ctx: &mut Ctx) -> SupervisorReply {
         match req {
             SupervisorCall::StartChild(spec) => {
                 SupervisorReply::Started(self.start_child(ctx, spec).await)
             }
-            SupervisorCall::TerminateChild(id) => {
-                let Some(i) = self.position(&id) else {
-                    return SupervisorReply::Done(Err(SupervisorError::NotFound(id)));
-                };
-                if let Some(pid) = self.children[i].pid.take() {
-                    stop_child(ctx, pid, self.children[i].spec.shutdown).await;
-                }
-                if self.children[i].spec.restart == Restart::Temporary
-                    || self.strategy == RestartStrategy::Dynamic
-                {
-                    self.children.remove(i);
-                }
-                SupervisorReply::Done(Ok(()))
+            SupervisorCall::TerminateChild(which) => {
+                SupervisorReply::Done(self.terminate_child(ctx, which).await)
             }
             SupervisorCall::RestartChild(id) => {
-                let Some(i) = self.position(&id) else {
-                    return SupervisorReply::Started(Err(SupervisorError::NotFound(id)));
-                };
-                if let Some(pid) = self.children[i].pid {
-                    return SupervisorReply::Started(Err(SupervisorError::AlreadyStarted {
-                        id,
-                        pid,
-                    }));
-                }
-                let r = start_spec(&self.children[i].spec, ctx)
-                    .await
-                    .map_err(|error| SupervisorError::StartFailed { id, error });
-                if let Ok(pid) = r {
-                    self.children[i].pid = Some(pid);
-                }
-                SupervisorReply::Started(r)
+                SupervisorReply::Started(self.restart_child(ctx, id).await)
             }
-            SupervisorCall::DeleteChild(id) => {
-                let Some(i) = self.position(&id) else {
-                    return SupervisorReply::Done(Err(SupervisorError::NotFound(id)));
-                };
-                if let Some(pid) = self.children[i].pid {
-                    return SupervisorReply::Done(Err(SupervisorError::Running { id, pid }));
-                }
-                self.children.remove(i);
-                SupervisorReply::Done(Ok(()))
-            }
-            SupervisorCall::WhichChildren => SupervisorReply::Children(
-                self.children
-                    .iter()
-                    .map(|c| ChildInfo {
-                        id: c.spec.id.clone(),
-                        pid: c.pid,
-                        kind: c.spec.kind,
-                        restart: c.spec.restart,
-                        restarts: c.restarts,
-                    })
-                    .collect(),
-            ),
-            SupervisorCall::CountChildren => {
-                let mut counts = ChildCounts::default();
-                for c in &self.children {
-                    counts.specs += 1;
-                    if c.pid.is_some() {
-                        counts.active += 1;
-                    }
-                    match c.spec.kind {
-                        super::ChildKind::Worker => counts.workers += 1,
-                        super::ChildKind::Supervisor => counts.supervisors += 1,
-                    }
-                }
-                SupervisorReply::Counts(counts)
-            }
+            SupervisorCall::DeleteChild(id) => SupervisorReply::Done(self.delete_child(id)),
+            SupervisorCall::WhichChildren => SupervisorReply::Children(self.which_children()),
+            SupervisorCall::CountChildren => SupervisorReply::Counts(self.count_children()),
         }
     }
 }
@@ -399,22 +411,25 @@ impl Server for SupervisorServer {
     type Call = SupervisorCall;
     type Reply = SupervisorReply;
     type Cast = ();
-    type Info = ();
+    type Info = SupervisorInfo;
 
-    async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), ExitReason> {
+    async fn init(&mut self, ctx: &mut Ctx) -> Result<(), InitError> {
         ctx.trap_exit(true);
         for spec in std::mem::take(&mut self.initial) {
             match start_spec(&spec, ctx).await {
-                Ok(pid) => self.children.push(Child {
-                    spec,
-                    pid: Some(pid),
-                    restarts: 0,
-                }),
+                Ok(pid) => {
+                    self.children.push(spec, Some(pid));
+                }
+                Err(StartError::Ignored) => {
+                    if self.keeps_stopped(spec.restart) {
+                        self.children.push(spec, None);
+                    }
+                }
                 Err(e) => {
                     let reason =
                         ExitReason::error(format!("failed to start child {:?}: {e}", spec.id));
-                    self.stop_children(ctx, 0).await;
-                    return Err(reason);
+                    self.stop_children(ctx, None).await;
+                    return Err(reason.into());
                 }
             }
         }
@@ -425,23 +440,24 @@ impl Server for SupervisorServer {
         &mut self,
         req: SupervisorCall,
         from: ReplyTo<SupervisorReply>,
-        ctx: &mut ServerContext<Self>,
+        ctx: &mut Ctx,
     ) -> Flow {
         let reply = self.call(req, ctx).await;
         from.reply(reply);
         Flow::Continue
     }
 
-    async fn handle_exit(
-        &mut self,
-        from: Pid,
-        reason: ExitReason,
-        ctx: &mut ServerContext<Self>,
-    ) -> Flow {
+    async fn handle_info(&mut self, msg: SupervisorInfo, ctx: &mut Ctx) -> Flow {
+        match msg {
+            SupervisorInfo::Retry(key) => self.retry(ctx, key).await,
+        }
+    }
+
+    async fn handle_exit(&mut self, from: Pid, reason: ExitReason, ctx: &mut Ctx) -> Flow {
         self.child_exited(ctx, from, reason).await
     }
 
-    async fn terminate(&mut self, _reason: &ExitReason, ctx: &mut ServerContext<Self>) {
-        self.stop_children(ctx, 0).await;
+    async fn terminate(&mut self, _reason: &ExitReason, ctx: &mut Ctx) {
+        self.stop_children(ctx, None).await;
     }
 }

@@ -2,11 +2,16 @@
 
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use parking_lot::Mutex;
+
 use crate::server::{self, StartError};
+use crate::statem::{self, StateMachine};
 use crate::{Context, ExitReason, Node, Pid, Server, SpawnOptions};
 
 use super::SupervisorBuilder;
@@ -51,20 +56,60 @@ pub struct ChildStart {
     pub parent: Pid,
     /// The name the child should register under, if its spec has one.
     pub name: Option<String>,
+    /// Whether the child should start trapping exits (see [`ChildSpec::trap_exit`]).
+    pub trap_exit: bool,
 }
 
 impl ChildStart {
-    /// Spawn options that link the child to its supervisor before it runs.
+    /// Spawn options that link the child to its supervisor before it runs (and make it trap
+    /// exits if its spec says so).
     pub fn spawn_options(&self) -> SpawnOptions {
-        SpawnOptions::new().link(self.parent)
+        SpawnOptions::new()
+            .link(self.parent)
+            .trap_exit(self.trap_exit)
     }
 }
 
 type StartFuture = Pin<Box<dyn Future<Output = Result<Pid, StartError>> + Send>>;
-type StartFn = Arc<dyn Fn(ChildStart) -> StartFuture + Send + Sync>;
+type OnceFn = Box<dyn FnOnce(ChildStart) -> StartFuture + Send>;
+
+/// How a spec starts its child.
+#[derive(Clone)]
+pub(crate) enum StartFn {
+    /// As often as needed: every restart runs it again.
+    Repeat(Arc<dyn Fn(ChildStart) -> StartFuture + Send + Sync>),
+    /// Once: it owns what it starts the child with (an accepted socket, say).
+    Once(Arc<Mutex<Option<OnceFn>>>),
+}
+
+impl StartFn {
+    /// Runs the start function with panics caught: a start function that panics is a failed
+    /// start, never a crash of the supervisor that runs it.
+    pub(crate) async fn run(&self, s: ChildStart) -> Result<Pid, StartError> {
+        let this = self.clone();
+        AssertUnwindSafe(async move {
+            let start = match this {
+                StartFn::Repeat(f) => f(s),
+                StartFn::Once(cell) => match cell.lock().take() {
+                    Some(f) => f(s),
+                    None => {
+                        return Err(StartError::Other(
+                            "a child spec made with `once` can start only once".into(),
+                        ))
+                    }
+                },
+            };
+            start.await
+        })
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(StartError::Init(ExitReason::from_panic(panic))))
+    }
+}
 
 /// A child specification: an id, a start function, and restart and shutdown policies. Specs are
-/// data: cloning one gives another instance of the same child (for dynamic supervisors).
+/// data: cloning one gives another instance of the same child (a dynamic supervisor runs any
+/// number of instances of one spec).
 ///
 /// ```
 /// use std::time::Duration;
@@ -88,27 +133,76 @@ pub struct ChildSpec {
     pub(crate) shutdown: Shutdown,
     pub(crate) kind: ChildKind,
     pub(crate) name: Option<String>,
+    pub(crate) trap_exit: bool,
 }
 
 /// The default shutdown time for workers, as in OTP.
 pub const DEFAULT_WORKER_SHUTDOWN: Duration = Duration::from_secs(5);
 
 impl ChildSpec {
+    fn with_start(id: impl Into<String>, start: StartFn) -> Self {
+        ChildSpec {
+            id: id.into(),
+            start,
+            restart: Restart::Permanent,
+            shutdown: Shutdown::Timeout(DEFAULT_WORKER_SHUTDOWN),
+            kind: ChildKind::Worker,
+            name: None,
+            trap_exit: false,
+        }
+    }
+
     /// A child started by `start`, which must start a process linked to `ChildStart::parent`
-    /// and return its pid once it is ready.
+    /// and return its pid once it is ready ([`StartError::Ignored`] to decline, as OTP's
+    /// `ignore`).
     pub fn new<F, Fut>(id: impl Into<String>, start: F) -> Self
     where
         F: Fn(ChildStart) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Pid, StartError>> + Send + 'static,
     {
-        ChildSpec {
-            id: id.into(),
-            start: Arc::new(move |s| Box::pin(start(s))),
-            restart: Restart::Permanent,
-            shutdown: Shutdown::Timeout(DEFAULT_WORKER_SHUTDOWN),
-            kind: ChildKind::Worker,
-            name: None,
-        }
+        Self::with_start(id, StartFn::Repeat(Arc::new(move |s| Box::pin(start(s)))))
+    }
+
+    /// A child that can start only once, because `start` owns what the child is started with
+    /// (an accepted socket moved into a connection's process, say). It is
+    /// [`Restart::Temporary`], and supervisors refuse it with any other restart type: there is
+    /// nothing to restart it from.
+    ///
+    /// ```
+    /// use girder::supervisor::{ChildSpec, RestartStrategy, Supervisor};
+    /// use girder::{Event, ExitReason, Node};
+    ///
+    /// # #[tokio::main] async fn main() {
+    /// let node = Node::new("docs");
+    /// let conns = Supervisor::builder()
+    ///     .strategy(RestartStrategy::Dynamic)
+    ///     .start(&node)
+    ///     .await
+    ///     .unwrap();
+    /// for greeting in ["hello".to_string(), "bonjour".to_string()] {
+    ///     // Not `Clone` in general: moved into the one process that owns it.
+    ///     let spec = ChildSpec::once("conn", move |s| async move {
+    ///         let addr = s.node.spawn_opts(s.spawn_options(), move |mut ctx: girder::Context<()>| async move {
+    ///             let _mine = greeting;
+    ///             ctx.recv().await;
+    ///             ExitReason::Normal
+    ///         });
+    ///         Ok(addr.pid())
+    ///     });
+    ///     conns.start_child(spec).await.unwrap();
+    /// }
+    /// assert_eq!(conns.count_children().await.unwrap().active, 2);
+    /// # }
+    /// ```
+    pub fn once<F, Fut>(id: impl Into<String>, start: F) -> Self
+    where
+        F: FnOnce(ChildStart) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Pid, StartError>> + Send + 'static,
+    {
+        let start: OnceFn = Box::new(move |s| Box::pin(start(s)));
+        let mut spec = Self::with_start(id, StartFn::Once(Arc::new(Mutex::new(Some(start)))));
+        spec.restart = Restart::Temporary;
+        spec
     }
 
     /// A [`Server`] child; `make` builds a fresh server state for every (re)start.
@@ -117,11 +211,26 @@ impl ChildSpec {
         S: Server,
         F: Fn() -> S + Send + Sync + 'static,
     {
+        Self::new(id, move |s: ChildStart| start_server(s, make()))
+    }
+
+    /// A [`Server`] child started once from `state` (see [`ChildSpec::once`]): one instance
+    /// of a dynamic supervisor's children with its own arguments.
+    pub fn server_once<S: Server>(id: impl Into<String>, state: S) -> Self {
+        Self::once(id, move |s: ChildStart| start_server(s, state))
+    }
+
+    /// A [`StateMachine`] child; `make` builds a fresh machine for every (re)start.
+    pub fn state_machine<S, F>(id: impl Into<String>, make: F) -> Self
+    where
+        S: StateMachine,
+        F: Fn() -> S + Send + Sync + 'static,
+    {
         Self::new(id, move |s: ChildStart| {
-            let state = make();
+            let machine = make();
             async move {
                 let opts = s.spawn_options();
-                server::start_with(&s.node, state, opts, s.name.as_deref())
+                statem::start_with(&s.node, machine, opts, s.name.as_deref())
                     .await
                     .map(|r| r.pid())
             }
@@ -143,9 +252,18 @@ impl ChildSpec {
                     .node
                     .spawn_opts(s.spawn_options(), move |ctx| (*body)(ctx));
                 if let Some(name) = &s.name {
-                    s.node
-                        .register(name, addr.pid())
-                        .map_err(|e| StartError::Other(e.to_string()))?;
+                    if let Err(e) = s.node.register(name, addr.pid()) {
+                        // Not started, so not left running: it would be linked to a supervisor
+                        // that does not know it.
+                        s.node.exit(addr.pid(), ExitReason::Kill);
+                        addr.wait_exit().await;
+                        return Err(match e {
+                            crate::RegisterError::NameTaken { owner, .. } => {
+                                StartError::AlreadyStarted(owner)
+                            }
+                            other => StartError::Other(other.to_string()),
+                        });
+                    }
                 }
                 Ok(addr.pid())
             }
@@ -166,12 +284,14 @@ impl ChildSpec {
         spec
     }
 
-    /// The child's id, unique within its supervisor.
+    /// The child's id, unique within its supervisor (except in a dynamic one, where instances
+    /// of one spec share it).
     pub fn id(&self) -> &str {
         &self.id
     }
 
-    /// Sets when the child is restarted (default `Permanent`).
+    /// Sets when the child is restarted (default `Permanent`; `Temporary` for [`once`](Self::once)
+    /// specs, which can be nothing else).
     pub fn restart(mut self, restart: Restart) -> Self {
         self.restart = restart;
         self
@@ -195,6 +315,65 @@ impl ChildSpec {
         self.kind = kind;
         self
     }
+
+    /// Starts the child trapping exits. A behaviour child that traps exits treats its
+    /// supervisor's shutdown signal as a stop request: it runs its `terminate` callback (closing
+    /// files, flushing buffers) before it exits, within the spec's [`Shutdown`] time. Without
+    /// it the shutdown signal ends the child at once, as in OTP.
+    ///
+    /// ```
+    /// use girder::supervisor::{ChildSpec, Supervisor};
+    /// use girder::{ExitReason, Flow, Node, Server, ServerContext};
+    ///
+    /// struct Journal(tokio::sync::mpsc::UnboundedSender<&'static str>);
+    /// impl Server for Journal {
+    ///     type Call = (); type Reply = (); type Cast = (); type Info = ();
+    ///     async fn handle_call(&mut self, _: (), from: girder::ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
+    ///         from.reply(());
+    ///         Flow::Continue
+    ///     }
+    ///     async fn terminate(&mut self, _: &ExitReason, _: &mut ServerContext<Self>) {
+    ///         let _ = self.0.send("flushed");
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main] async fn main() {
+    /// let node = Node::new("docs");
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// let sup = Supervisor::builder()
+    ///     .child(ChildSpec::server("journal", move || Journal(tx.clone())).trap_exit(true))
+    ///     .start(&node)
+    ///     .await
+    ///     .unwrap();
+    /// sup.stop(ExitReason::Shutdown).await;
+    /// assert_eq!(rx.recv().await, Some("flushed"));
+    /// # }
+    /// ```
+    pub fn trap_exit(mut self, on: bool) -> Self {
+        self.trap_exit = on;
+        self
+    }
+
+    /// What a supervisor refuses, at build time and in `start_child` alike.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.id.is_empty() {
+            return Err("a child spec has an empty id".into());
+        }
+        if matches!(self.start, StartFn::Once(_)) && self.restart != Restart::Temporary {
+            return Err(format!(
+                "child {:?} can start only once (`ChildSpec::once`), so it must be temporary, not {:?}",
+                self.id, self.restart
+            ));
+        }
+        Ok(())
+    }
+}
+
+async fn start_server<S: Server>(s: ChildStart, state: S) -> Result<Pid, StartError> {
+    let opts = s.spawn_options();
+    server::start_with(&s.node, state, opts, s.name.as_deref())
+        .await
+        .map(|r| r.pid())
 }
 
 impl fmt::Debug for ChildSpec {
@@ -205,6 +384,7 @@ impl fmt::Debug for ChildSpec {
             .field("shutdown", &self.shutdown)
             .field("kind", &self.kind)
             .field("name", &self.name)
+            .field("trap_exit", &self.trap_exit)
             .finish()
     }
 }

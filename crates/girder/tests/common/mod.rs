@@ -45,7 +45,7 @@ impl Server for TestChild {
     type Cast = Cmd;
     type Info = ();
 
-    async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), ExitReason> {
+    async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
         ctx.trap_exit(true);
         let _ = self.log.send(Life::Started(self.id));
         Ok(())

@@ -5,13 +5,13 @@
 -behaviour(gen_server).
 
 -export([main/1]).
--export([init/1, handle_call/3, handle_cast/2]).
+-export([init/1, handle_call/3, handle_cast/2, start_idle/0]).
 
 main([ScaleStr]) ->
     main([ScaleStr, "all"]);
 main([ScaleStr, Which]) ->
     Scale = to_float(ScaleStr),
-    All = [spawn, ring, pingpong, call_c1, call_c100, fanin],
+    All = [spawn, ring, pingpong, call_c1, call_c100, fanin, supervisor_churn, timers],
     Selected = case Which of
                    "all" -> All;
                    W -> [list_to_atom(W)]
@@ -41,7 +41,9 @@ run(ring, Scale) -> ring(1000, scaled(10000000, Scale));
 run(pingpong, Scale) -> pingpong(scaled(2000000, Scale));
 run(call_c1, Scale) -> calls(call_c1, 1, scaled(1000000, Scale));
 run(call_c100, Scale) -> calls(call_c100, 100, scaled(10000, Scale));
-run(fanin, Scale) -> fanin(100, scaled(100000, Scale)).
+run(fanin, Scale) -> fanin(100, scaled(100000, Scale));
+run(supervisor_churn, Scale) -> supervisor_churn(scaled(100000, Scale));
+run(timers, Scale) -> timers(scaled(1000000, Scale)).
 
 %% spawn: N idle processes each waiting for one message, then stopped.
 %% Memory: erlang:memory(processes) delta / N, less the growth of this process's own memory
@@ -129,6 +131,11 @@ ping(Pong) ->
     end.
 
 %% call: a gen_server with a trivial handle_call; Callers processes make PerCaller calls each.
+%% (init/1 also serves supervisor_churn's simple_one_for_one supervisor.)
+init(churn_sup) ->
+    {ok, {#{strategy => simple_one_for_one, intensity => 1, period => 5},
+          [#{id => conn, start => {?MODULE, start_idle, []}, restart => temporary,
+             shutdown => 5000}]}};
 init([]) -> {ok, nostate}.
 handle_call(N, _From, S) -> {reply, N + 1, S}.
 handle_cast(_, S) -> {noreply, S}.
@@ -176,3 +183,60 @@ sink(Parent, Left) -> receive _ -> sink(Parent, Left - 1) end.
 
 produce(_, 0) -> ok;
 produce(Sink, N) -> Sink ! N, produce(Sink, N - 1).
+
+%% supervisor_churn: a simple_one_for_one supervisor; the median of 7 rounds of 1,000
+%% start_child + terminate_child pairs alone, then beside N idle children; then the time to
+%% shut the supervisor down with its N children.
+start_idle() -> {ok, spawn_link(fun idle/0)}.
+
+idle() -> receive _ -> idle() end.
+
+supervisor_churn(N) ->
+    {ok, Sup} = supervisor:start_link(?MODULE, churn_sup),
+    unlink(Sup),
+    Alone = churn_median(Sup),
+    [{ok, _} = supervisor:start_child(Sup, []) || _ <- lists:seq(1, N)],
+    Beside = churn_median(Sup),
+    Ref = monitor(process, Sup),
+    T0 = now_ns(),
+    exit(Sup, shutdown),
+    receive {'DOWN', Ref, process, Sup, _} -> ok end,
+    T1 = now_ns(),
+    emit(supervisor_churn, [{idle_children, N},
+                            {pair_us_alone, Alone / 1000 / 1000.0},
+                            {pair_us_beside, Beside / 1000 / 1000.0},
+                            {churn_ratio, Beside / Alone},
+                            {shutdown_s, (T1 - T0) / 1.0e9}]).
+
+churn_median(Sup) ->
+    Rounds = lists:sort([churn_round(Sup) || _ <- lists:seq(1, 7)]),
+    lists:nth(4, Rounds).
+
+churn_round(Sup) ->
+    T0 = now_ns(),
+    lists:foreach(fun(_) ->
+                          {ok, P} = supervisor:start_child(Sup, []),
+                          ok = supervisor:terminate_child(Sup, P)
+                  end, lists:seq(1, 1000)),
+    now_ns() - T0.
+
+%% timers: N timers armed far in the future with erlang:send_after, then cancelled with
+%% erlang:cancel_timer. Memory: erlang:memory(total) delta while armed / N.
+timers(N) ->
+    erlang:garbage_collect(),
+    M0 = erlang:memory(total),
+    T0 = now_ns(),
+    Refs = arm(N, []),
+    T1 = now_ns(),
+    M1 = erlang:memory(total),
+    T2 = now_ns(),
+    lists:foreach(fun(R) -> erlang:cancel_timer(R) end, Refs),
+    T3 = now_ns(),
+    %% The list of references is the caller's, as a Rust caller holds a vector of handles.
+    ListBytes = N * 2 * erlang:system_info(wordsize) + N * 5 * erlang:system_info(wordsize),
+    emit(timers, [{arm_ns, (T1 - T0) / N},
+                  {cancel_ns, (T3 - T2) / N},
+                  {bytes_per_timer, round(((M1 - M0) - ListBytes) / N)}]).
+
+arm(0, Acc) -> Acc;
+arm(N, Acc) -> arm(N - 1, [erlang:send_after(3600000, self(), tick) | Acc]).

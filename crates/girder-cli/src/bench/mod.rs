@@ -4,6 +4,7 @@
 mod detect;
 mod link;
 pub mod remote;
+mod supervision;
 mod workloads;
 
 use std::time::Duration;
@@ -16,13 +17,14 @@ pub struct Outcome {
     pub values: Vec<(&'static str, f64)>,
 }
 
-pub const ALL: [&str; 11] = [
+pub const ALL: [&str; 12] = [
     "spawn",
     "ring",
     "pingpong",
     "call_c1",
     "call_c100",
     "fanin",
+    "supervisor_churn",
     "dist_link",
     "dist_send",
     "dist_call_c1",
@@ -155,6 +157,7 @@ fn report(o: &Outcome, json: bool, schedulers: bool) {
             get("detect_silent_s").unwrap_or(0.0) * 1000.0,
             "ms (silent)",
         ),
+        "supervisor_churn" => (get("pair_us_beside").unwrap_or(0.0), "µs/pair"),
         _ => (get("calls_per_s").unwrap_or(0.0), "calls/s"),
     };
     let p = |k| {
@@ -172,5 +175,9 @@ fn report(o: &Outcome, json: bool, schedulers: bool) {
     );
     if let Some(m) = get("mem_bytes_per_proc") {
         println!("{:<10} {:>16.0} {:>14}", "", m, "bytes/proc");
+    }
+    if let (Some(r), Some(s)) = (get("churn_ratio"), get("shutdown_s")) {
+        println!("{:<10} {:>16.2} {:>14}", "", r, "× alone");
+        println!("{:<10} {:>16.2} {:>14}", "", s, "s shutdown");
     }
 }

@@ -33,6 +33,9 @@ pub async fn run(node: Node, name: &'static str, scale: f64) -> Outcome {
         "call_c1" => calls(&node, "call_c1", 1, scaled(1_000_000, scale)).await,
         "call_c100" => calls(&node, "call_c100", 100, scaled(10_000, scale)).await,
         "fanin" => fanin(&node, 100, scaled(100_000, scale)).await,
+        "supervisor_churn" => {
+            super::supervision::supervisor_churn(&node, scaled(100_000, scale)).await
+        }
         other => unreachable!("unknown workload {other}"),
     }
 }

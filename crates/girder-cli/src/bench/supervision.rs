@@ -1,0 +1,68 @@
+//! `supervisor_churn`: what one process per client connection asks of a dynamic supervisor.
+//! Starting and stopping a child must cost the same beside a hundred thousand idle siblings as
+//! alone, and stopping the whole supervisor must take seconds, not minutes.
+
+use std::time::{Duration, Instant};
+
+use girder::supervisor::{ChildSpec, Restart, RestartStrategy, Supervisor};
+use girder::{Context, Event, ExitReason, Node, SupervisorRef};
+
+use super::Outcome;
+
+/// Start+stop pairs per timed round, and rounds per measurement (the median is kept).
+const PAIRS: usize = 1_000;
+const ROUNDS: usize = 7;
+
+/// An idle child: waits, and stops when asked.
+fn idle() -> ChildSpec {
+    ChildSpec::process("conn", |mut ctx: Context<()>| async move {
+        loop {
+            if let Event::Stop(r) = ctx.recv().await {
+                return r;
+            }
+        }
+    })
+    .restart(Restart::Temporary)
+}
+
+/// The median time of `ROUNDS` rounds of `PAIRS` start+stop pairs.
+async fn churn(sup: &SupervisorRef) -> Duration {
+    let mut rounds = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        let t0 = Instant::now();
+        for _ in 0..PAIRS {
+            let pid = sup.start_child(idle()).await.expect("child starts");
+            sup.terminate_pid(pid).await.expect("child stops");
+        }
+        rounds.push(t0.elapsed());
+    }
+    rounds.sort();
+    rounds[ROUNDS / 2]
+}
+
+pub async fn supervisor_churn(node: &Node, idle_children: u64) -> Outcome {
+    let sup = Supervisor::builder()
+        .strategy(RestartStrategy::Dynamic)
+        .start(node)
+        .await
+        .expect("supervisor starts")
+        .with_timeout(Duration::from_secs(600));
+    let alone = churn(&sup).await;
+    for _ in 0..idle_children {
+        sup.start_child(idle()).await.expect("child starts");
+    }
+    let beside = churn(&sup).await;
+    let t0 = Instant::now();
+    sup.stop(ExitReason::Shutdown).await;
+    let shutdown = t0.elapsed();
+    Outcome {
+        workload: "supervisor_churn",
+        values: vec![
+            ("idle_children", idle_children as f64),
+            ("pair_us_alone", alone.as_secs_f64() * 1e6 / PAIRS as f64),
+            ("pair_us_beside", beside.as_secs_f64() * 1e6 / PAIRS as f64),
+            ("churn_ratio", beside.as_secs_f64() / alone.as_secs_f64()),
+            ("shutdown_s", shutdown.as_secs_f64()),
+        ],
+    }
+}

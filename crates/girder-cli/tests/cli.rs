@@ -22,13 +22,22 @@ fn bench_json_prints_one_line_per_workload_with_the_documented_keys() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
-    let expect: [(&str, &[&str]); 11] = [
+    let expect: [(&str, &[&str]); 12] = [
         ("spawn", &["spawn_ns_per_proc", "mem_bytes_per_proc"]),
         ("ring", &["hops_per_s"]),
         ("pingpong", &["round_trips_per_s"]),
         ("call_c1", &["calls_per_s", "p50_us", "p99_us"]),
         ("call_c100", &["calls_per_s", "p50_us", "p99_us"]),
         ("fanin", &["msgs_per_s"]),
+        (
+            "supervisor_churn",
+            &[
+                "pair_us_alone",
+                "pair_us_beside",
+                "churn_ratio",
+                "shutdown_s",
+            ],
+        ),
         ("dist_link", &["msgs_per_s"]),
         ("dist_send", &["msgs_per_s"]),
         ("dist_call_c1", &["calls_per_s", "p50_us", "p99_us"]),

@@ -38,6 +38,11 @@ pub(crate) trait Inbox: Send + Sync + 'static {
         body: &[u8],
         how: Inbound,
     ) -> Result<Delivery, String>;
+
+    /// The exported process has exited with `reason`.
+    fn exited(&self, reason: &ExitReason) {
+        let _ = reason;
+    }
 }
 
 impl DistNode {
@@ -63,7 +68,11 @@ impl DistNode {
         let addr = server.addr().clone();
         self.add_export(
             server.pid(),
-            Arc::new(ExportedServer::<S> { addr: addr.clone() }),
+            Arc::new(ExportedServer::<S> {
+                addr: addr.clone(),
+                inflight: Arc::default(),
+                limit: self.inner.cfg.connection.send_queue,
+            }),
             addr,
         );
     }
@@ -75,9 +84,11 @@ impl DistNode {
         self.inner.exports.insert(pid.id(), inbox);
         let inner = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
-            addr.wait_exit().await;
+            let reason = addr.wait_exit().await;
             if let Some(inner) = inner.upgrade() {
-                inner.exports.remove(&pid.id());
+                if let Some((_, inbox)) = inner.exports.remove(&pid.id()) {
+                    inbox.exited(&reason);
+                }
             }
         });
     }
@@ -497,7 +508,16 @@ fn push<M: Send + 'static>(addr: &Addr<M>, msg: M) -> Delivery {
 /// An exported server.
 struct ExportedServer<S: Server> {
     addr: Addr<ServerMsg<S>>,
+    /// Calls from other nodes not answered yet: when the server exits, the ones whose reply
+    /// handle is held elsewhere (handed to a worker, say) fail with its exit reason, as a
+    /// local caller's would (a remote caller's own node cannot watch the callee's exit).
+    inflight: Arc<Inflight>,
+    /// The connection's send queue limit, for the failures sent at exit.
+    limit: usize,
 }
+
+/// Remote calls under way, by (peer, reference): where each one's failure goes.
+type Inflight = parking_lot::Mutex<std::collections::HashMap<(usize, u64), (Arc<Peer>, u64)>>;
 
 impl<S> Inbox for ExportedServer<S>
 where
@@ -521,9 +541,23 @@ where
             }
             Inbound::Call { reff, stream } => {
                 let req = wire::decode::<S::Call>(name, body, &inner.translation)?;
-                let from = forward_reply::<S>(inner, peer, &self.addr, reff, stream);
+                let key = (Arc::as_ptr(peer) as usize, reff);
+                self.inflight.lock().insert(key, (peer.clone(), stream));
+                let from =
+                    forward_reply::<S>(inner, peer, &self.addr, reff, stream, &self.inflight);
                 Ok(push(&self.addr, ServerMsg::Call(req, from)))
             }
+        }
+    }
+
+    fn exited(&self, reason: &ExitReason) {
+        let left: Vec<_> = self.inflight.lock().drain().collect();
+        for ((_, reff), (peer, stream)) in left {
+            let failed = wire::packet(&Packet::CallFailed {
+                reff,
+                reason: Some(reason.clone()),
+            });
+            peer.send_reliable(stream, failed, self.limit);
         }
     }
 }
@@ -535,6 +569,7 @@ fn forward_reply<S>(
     server: &Addr<ServerMsg<S>>,
     reff: u64,
     stream: u64,
+    inflight: &Arc<Inflight>,
 ) -> ReplyTo<S::Reply>
 where
     S: Server,
@@ -544,7 +579,17 @@ where
     let translation = inner.translation.clone();
     let limit = inner.cfg.connection.send_queue;
     let server = server.clone();
+    let inflight = Arc::downgrade(inflight);
     ReplyTo::forward(move |outcome| {
+        // Already failed when the server exited (or the export is gone): nothing to send.
+        let key = (Arc::as_ptr(&peer) as usize, reff);
+        if inflight
+            .upgrade()
+            .and_then(|f| f.lock().remove(&key))
+            .is_none()
+        {
+            return;
+        }
         let failed =
             move |reason: Option<ExitReason>| wire::packet(&Packet::CallFailed { reff, reason });
         let bytes = match outcome {

@@ -80,6 +80,8 @@ enum KvCall {
     Crash,
     Hang,
     Drop,
+    /// Hands the reply handle to another process, which never answers.
+    HandOff,
 }
 
 impl girder_dist::Wire for KvCall {
@@ -98,6 +100,7 @@ struct Kv {
     map: std::collections::HashMap<String, u64>,
     casts: Vec<String>,
     held: Vec<ReplyTo<Got>>,
+    keeper: Option<girder::Addr<ReplyTo<Got>>>,
 }
 
 impl Server for Kv {
@@ -123,6 +126,9 @@ impl Server for Kv {
             // Keeps the request unanswered until the server exits.
             KvCall::Hang => self.held.push(from),
             KvCall::Drop => drop(from),
+            KvCall::HandOff => {
+                let _ = self.keeper.as_ref().expect("a keeper").send(from);
+            }
         }
         Flow::Continue
     }
@@ -217,6 +223,39 @@ async fn a_callee_dying_mid_call_ends_the_call_with_its_reason() {
     b.node().exit(kv.pid(), ExitReason::error("boom"));
     let got = timeout(LONG, call).await.unwrap().unwrap();
     assert_eq!(got, Err(CallError::Exited(ExitReason::error("boom"))));
+}
+
+#[tokio::test]
+async fn a_callee_dying_after_handing_its_reply_handle_on_ends_the_call() {
+    let (a, b) = pair("a3h@localhost", "b3h@localhost").await;
+    let keeper = b.node().spawn(|mut ctx: Context<ReplyTo<Got>>| async move {
+        let mut kept = Vec::new();
+        while let Event::Message(from) = ctx.recv().await {
+            kept.push(from);
+        }
+        ExitReason::Normal
+    });
+    let kv = girder::server::start(
+        b.node(),
+        Kv {
+            keeper: Some(keeper.clone()),
+            ..Kv::default()
+        },
+    )
+    .await
+    .unwrap();
+    b.export_server(&kv);
+    let remote = a.remote_server::<Kv>(b.name(), kv.pid());
+    let call = tokio::spawn(async move {
+        remote
+            .call_timeout(KvCall::HandOff, Duration::from_secs(3600))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.node().exit(kv.pid(), ExitReason::error("boom"));
+    let got = timeout(LONG, call).await.expect("the call hung").unwrap();
+    assert_eq!(got, Err(CallError::Exited(ExitReason::error("boom"))));
+    assert!(keeper.is_alive(), "the handle's holder is untouched");
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@
 //! | [`mailbox`] | the bounded/unbounded mailbox with a system lane | process mailboxes |
 //! | registry | [`Node::register`], [`Node::whereis`] | `register/2`, `whereis/1` |
 //! | [`timer`] | [`send_after`], [`TimerRef::cancel`] | `erlang:send_after/3` |
+//! | [`call`] | the call protocol every behaviour shares: [`ReplyTo`], [`CallError`], timeouts, a caller that never hangs | `gen:call` |
 //! | [`server`] | [`Server`]: call / cast / info with deferred replies | `gen_server` |
 //! | [`statem`] | [`StateMachine`]: states, enter actions, timeouts, postpone | `gen_statem` |
 //! | [`event`] | [`EventManager`]: pluggable handlers, crash isolation | `gen_event` |
@@ -64,6 +65,7 @@
 
 pub mod application;
 pub(crate) mod behaviour;
+pub mod call;
 pub mod event;
 mod exit;
 mod introspect;
@@ -82,6 +84,8 @@ pub mod supervisor;
 pub mod timer;
 
 pub use application::{Application, RunningApplication};
+pub use behaviour::{InitError, StartError};
+pub use call::{CallError, ReplyTo};
 pub use event::{EventHandler, EventManager};
 pub use exit::ExitReason;
 pub use introspect::ProcessInfo;
@@ -91,9 +95,7 @@ pub use pid::Pid;
 pub use process::{Addr, Context, Down, Event, MonitorRef, SpawnOptions};
 pub use registry::RegisterError;
 pub use scheduler::{SchedulerStats, Schedulers};
-pub use server::{
-    CallError, Flow, InitError, ReplyTo, Server, ServerContext, ServerRef, StartError,
-};
+pub use server::{Flow, Server, ServerContext, ServerRef};
 pub use statem::{StateMachine, StateMachineRef};
 pub use supervisor::{ChildSpec, RestartStrategy, Supervisor, SupervisorRef};
 pub use timer::{send_after, TimerRef};

@@ -9,8 +9,7 @@ use girder::{Context, Event, ExitReason, Node, SupervisorRef};
 
 use super::Outcome;
 
-/// Start+stop pairs per timed round, and rounds per measurement (the median is kept).
-const PAIRS: usize = 1_000;
+/// Rounds per measurement (the median is kept).
 const ROUNDS: usize = 7;
 
 /// An idle child: waits, and stops when asked.
@@ -25,12 +24,12 @@ fn idle() -> ChildSpec {
     .restart(Restart::Temporary)
 }
 
-/// The median time of `ROUNDS` rounds of `PAIRS` start+stop pairs.
-async fn churn(sup: &SupervisorRef) -> Duration {
+/// The median time of `ROUNDS` rounds of `pairs` start+stop pairs.
+async fn churn(sup: &SupervisorRef, pairs: u64) -> Duration {
     let mut rounds = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
         let t0 = Instant::now();
-        for _ in 0..PAIRS {
+        for _ in 0..pairs {
             let pid = sup.start_child(idle()).await.expect("child starts");
             sup.terminate_pid(pid).await.expect("child stops");
         }
@@ -40,18 +39,19 @@ async fn churn(sup: &SupervisorRef) -> Duration {
     rounds[ROUNDS / 2]
 }
 
-pub async fn supervisor_churn(node: &Node, idle_children: u64) -> Outcome {
+/// `pairs` start+stop pairs (1,000 at scale 1) timed alone and beside `idle_children`.
+pub async fn supervisor_churn(node: &Node, idle_children: u64, pairs: u64) -> Outcome {
     let sup = Supervisor::builder()
         .strategy(RestartStrategy::Dynamic)
         .start(node)
         .await
         .expect("supervisor starts")
         .with_timeout(Duration::from_secs(600));
-    let alone = churn(&sup).await;
+    let alone = churn(&sup, pairs).await;
     for _ in 0..idle_children {
         sup.start_child(idle()).await.expect("child starts");
     }
-    let beside = churn(&sup).await;
+    let beside = churn(&sup, pairs).await;
     let t0 = Instant::now();
     sup.stop(ExitReason::Shutdown).await;
     let shutdown = t0.elapsed();
@@ -59,8 +59,8 @@ pub async fn supervisor_churn(node: &Node, idle_children: u64) -> Outcome {
         workload: "supervisor_churn",
         values: vec![
             ("idle_children", idle_children as f64),
-            ("pair_us_alone", alone.as_secs_f64() * 1e6 / PAIRS as f64),
-            ("pair_us_beside", beside.as_secs_f64() * 1e6 / PAIRS as f64),
+            ("pair_us_alone", alone.as_secs_f64() * 1e6 / pairs as f64),
+            ("pair_us_beside", beside.as_secs_f64() * 1e6 / pairs as f64),
             ("churn_ratio", beside.as_secs_f64() / alone.as_secs_f64()),
             ("shutdown_s", shutdown.as_secs_f64()),
         ],

@@ -34,7 +34,8 @@ pub async fn run(node: Node, name: &'static str, scale: f64) -> Outcome {
         "call_c100" => calls(&node, "call_c100", 100, scaled(10_000, scale)).await,
         "fanin" => fanin(&node, 100, scaled(100_000, scale)).await,
         "supervisor_churn" => {
-            super::supervision::supervisor_churn(&node, scaled(100_000, scale)).await
+            let (idle, pairs) = (scaled(100_000, scale), scaled(1_000, scale));
+            super::supervision::supervisor_churn(&node, idle, pairs).await
         }
         other => unreachable!("unknown workload {other}"),
     }

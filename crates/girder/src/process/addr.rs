@@ -112,6 +112,17 @@ impl<M: Send + 'static> Addr<M> {
         }
     }
 
+    /// For a local process: its exit reason once its exit is fully handled, or a receiver that
+    /// gets it then. `None` for a remote process.
+    pub(crate) fn exit_waiter(
+        &self,
+    ) -> Option<Result<ExitReason, tokio::sync::oneshot::Receiver<ExitReason>>> {
+        match &self.target {
+            Target::Local(core) => Some(core.header.exit_or_waiter()),
+            Target::Remote(_) => None,
+        }
+    }
+
     /// The reason the process exited, or `None` while it runs.
     pub fn exit_reason(&self) -> Option<ExitReason> {
         match &self.target {

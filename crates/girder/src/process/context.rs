@@ -162,7 +162,7 @@ impl<M: Send + 'static> Context<M> {
     /// Turns exit trapping on or off. A trapping process receives exit signals as
     /// [`Event::Exit`] instead of dying from them (except `Kill`).
     pub fn trap_exit(&self, on: bool) {
-        self.core.header.trap_exit.store(on, Ordering::Release);
+        self.core.header.set_trap_exit(on);
     }
 
     /// Whether this process traps exits.

@@ -62,6 +62,10 @@ pub(crate) struct Extra {
     /// Tasks outside any process waiting for this one to exit.
     pub(crate) waiters: Vec<oneshot::Sender<ExitReason>>,
     pub(crate) name: Option<Arc<str>>,
+    /// The process's task waker, once it has made a call: what a callee wakes it with.
+    pub(crate) task_waker: Option<std::task::Waker>,
+    /// Calls of this process whose reply handle escaped their callee's handler.
+    pub(crate) escapes: Vec<crate::call::watch::Escape>,
 }
 
 /// Where a process is in its life.
@@ -158,6 +162,10 @@ impl Header {
 
     pub(crate) fn traps_exits(&self) -> bool {
         self.trap_exit.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_trap_exit(&self, on: bool) {
+        self.trap_exit.store(on, Ordering::Release);
     }
 
     /// The exit reason once the exit has been fully handled, or a receiver that gets it then.

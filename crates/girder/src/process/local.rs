@@ -13,15 +13,22 @@ use std::task::Waker;
 
 use tokio::time::Sleep;
 
-use crate::server::slot::Slot;
+use std::ptr::NonNull;
 
-/// A process's own state for code that runs inside it: its pid (so code below a process, such
-/// as a remote send choosing its ordering stream, can tell which process it runs in) and what
-/// its calls reuse.
+use crate::call::slot::Slot;
+use crate::process::core::Header;
+
+/// A process's own state for code that runs inside it: its record (so code below a process,
+/// such as a remote send choosing its ordering stream, can tell which process it runs in),
+/// what its calls reuse, and the call its behaviour is handling.
 pub(crate) struct ProcessLocal {
-    pid: crate::Pid,
+    /// The process's record: alive while its task is, which holds it.
+    header: NonNull<Header>,
     /// Allocated at the first call, so a process that never calls stays small.
     calls: Option<Box<CallCache>>,
+    /// The reply slot of the call whose handler runs now (0: none), to tell a reply handle
+    /// that escaped its handler from one answered in it (see `call::watch`).
+    pub(crate) replying: usize,
 }
 
 /// What a process's calls reuse from one call to the next.
@@ -31,8 +38,11 @@ pub(crate) struct CallCache {
     /// an entry, but moving a registered deadline later is a single atomic update, so reusing
     /// one `Sleep` per process turns two locks per call into none.
     pub(crate) timer: Option<CallTimer>,
-    /// Reply slots, at most one per reply type (see `server::slot`).
+    /// Reply slots, at most one per reply type (see `call::slot`).
     slots: Vec<(TypeId, Arc<dyn Any + Send + Sync>)>,
+    /// The waker the process's calls wait with, also left in the process's record for callees
+    /// to wake it with (see `call::watch`).
+    published: Option<Waker>,
 }
 
 /// A reusable call timer and the waker it was last polled with while still armed: a timer
@@ -49,13 +59,59 @@ pub(crate) struct CallTimer {
 /// a slot per call for the rest, as before slots existed.
 const SLOTS_KEPT: usize = 4;
 
+// SAFETY: the record pointed at is `Sync` and outlives the task that carries this; nothing
+// here is tied to a thread.
+unsafe impl Send for ProcessLocal {}
+
 impl ProcessLocal {
-    pub(crate) fn new(pid: crate::Pid) -> Self {
-        ProcessLocal { pid, calls: None }
+    pub(crate) fn new(header: &Header) -> Self {
+        ProcessLocal {
+            header: NonNull::from(header),
+            calls: None,
+            replying: 0,
+        }
     }
 
     pub(crate) fn calls(&mut self) -> &mut CallCache {
         self.calls.get_or_insert_with(Default::default)
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the record is alive while the process's task is, and this is only reached
+        // while the task is being polled.
+        unsafe { self.header.as_ref() }
+    }
+
+    /// Whether `header` is this process's record.
+    pub(crate) fn is(&self, header: NonNull<Header>) -> bool {
+        self.header == header
+    }
+
+    /// Starts watching a call of this process for escapes.
+    #[inline]
+    fn watch_calls(&mut self) -> crate::call::watch::Caller {
+        crate::call::watch::Caller::inside(self.header)
+    }
+
+    /// Whether a callee that wakes this process's published waker wakes `waker`'s future
+    /// (see `call::watch`). The first call publishes its waker: the process's task waker when
+    /// the call is awaited in the process's own future, as it nearly always is.
+    #[inline]
+    pub(crate) fn wakes(&mut self, waker: &Waker) -> bool {
+        let calls = self.calls();
+        match &calls.published {
+            Some(w) => w.will_wake(waker),
+            None => {
+                self.publish(waker);
+                true
+            }
+        }
+    }
+
+    #[cold]
+    fn publish(&mut self, waker: &Waker) {
+        self.calls().published = Some(waker.clone());
+        self.header().meta.lock().extra().task_waker = Some(waker.clone());
     }
 }
 
@@ -76,7 +132,15 @@ pub(crate) fn leave(outer: *mut ProcessLocal) {
     CURRENT.set(outer);
 }
 
+/// The running process's slot (null outside any process), for code that keeps using it
+/// through the raw pointer within the process's own task (see `call::watch::Handling`).
+#[inline]
+pub(crate) fn current_ptr() -> *mut ProcessLocal {
+    CURRENT.get()
+}
+
 /// Runs `f` on the running process's slot, if a process is being polled on this thread.
+#[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&mut ProcessLocal) -> R) -> Option<R> {
     let ptr = CURRENT.get();
     // SAFETY: the slot is non-null only while `ProcessTask::poll` polls its process, and points
@@ -88,22 +152,31 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&mut ProcessLocal) -> R) -> Option<
 
 /// The pid of the process whose task is running, if any.
 pub(crate) fn current_pid() -> Option<crate::Pid> {
-    with_current(|p| p.pid)
+    with_current(|p| p.header().pid)
 }
 
 /// An idle reply slot for a call: the running process's own, or a new one.
-pub(crate) fn take_slot<R: Send + 'static>() -> Arc<Slot<R>> {
-    let kept = with_current(|p| {
+/// An idle reply slot for a call: the running process's own, or a new one; and, inside a
+/// process, what its call watches for escapes with (see `call::watch`).
+pub(crate) fn take_slot<R: Send + 'static>() -> (Arc<Slot<R>>, crate::call::watch::Caller) {
+    let taken = with_current(|p| {
+        let watch = p.watch_calls();
         let slots = &mut p.calls().slots;
-        let at = slots
+        let kept = slots
             .iter()
-            .position(|(t, _)| *t == TypeId::of::<Slot<R>>())?;
-        Some(slots.swap_remove(at).1)
-    })
-    .flatten();
-    match kept.map(|s| s.downcast::<Slot<R>>()) {
-        Some(Ok(slot)) => slot,
-        _ => Arc::new(Slot::new()),
+            .position(|(t, _)| *t == TypeId::of::<Slot<R>>())
+            .map(|at| slots.swap_remove(at).1);
+        (kept, watch)
+    });
+    match taken {
+        Some((kept, watch)) => match kept.map(|s| s.downcast::<Slot<R>>()) {
+            Some(Ok(slot)) => (slot, watch),
+            _ => (Arc::new(Slot::new(current_pid())), watch),
+        },
+        None => (
+            Arc::new(Slot::new(None)),
+            crate::call::watch::Caller::outside(),
+        ),
     }
 }
 

@@ -150,9 +150,7 @@ where
         mailbox: Mailbox::new(opts.capacity),
     });
     if opts.trap_exit {
-        core.header
-            .trap_exit
-            .store(true, std::sync::atomic::Ordering::Release);
+        core.header.set_trap_exit(true);
     }
     let as_any: Arc<dyn AnyProcess> = core.clone();
     node.insert_process(pid, as_any.clone());
@@ -170,7 +168,7 @@ where
         guard: Some(ExitGuard {
             armed: Some((node.clone(), as_any)),
         }),
-        local: crate::process::local::ProcessLocal::new(pid),
+        local: crate::process::local::ProcessLocal::new(&core.header),
     };
     let abort = match &node.inner.spawner {
         Some(pool) => Abort::Scheduled(pool.spawn(task)),

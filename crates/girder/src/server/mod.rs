@@ -11,22 +11,16 @@
 //! * A server started by a supervisor that traps exits stops (running `terminate`) when its
 //!   parent sends it an exit signal, as OTP's `gen_server` does.
 
-mod error;
-pub(crate) mod reply;
 mod run;
-pub(crate) mod slot;
 
 use std::future::Future;
 use std::time::Duration;
 
-pub use error::{CallError, InitError, StartError};
-pub use reply::{Outcome, ReplyTo};
+pub use crate::behaviour::{InitError, StartError};
+pub use crate::call::{CallError, Outcome, ReplyTo, DEFAULT_CALL_TIMEOUT};
 pub use run::{ServerContext, ServerMsg};
 
 use crate::{Addr, Down, ExitReason, LookupError, Node, Pid, SendError, SpawnOptions};
-
-/// The default time a [`ServerRef::call`] waits for its reply, as in OTP.
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a callback tells the server loop to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,7 +223,7 @@ impl<S: Server> ServerRef<S> {
         req: S::Call,
         timeout: Duration,
     ) -> impl Future<Output = Result<S::Reply, CallError>> + Send + '_ {
-        crate::behaviour::call(&self.addr, timeout, move |from| ServerMsg::Call(req, from))
+        crate::call::call(&self.addr, timeout, move |from| ServerMsg::Call(req, from))
     }
 
     /// Sends a cast. Fails only if the server is not alive or its bounded mailbox is full.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{Flow, ReplyTo, Server, ServerRef, StartError};
 use crate::behaviour::{self, guarded, Starter};
+use crate::call::watch;
 use crate::{Context, Event, ExitReason, Node, Pid, SpawnOptions, TimerRef};
 
 /// The message type of a server's mailbox. Build these through [`ServerRef`]'s methods.
@@ -92,7 +93,10 @@ async fn run<S: Server>(
     let reason = loop {
         let flow = match ctx.recv().await {
             Event::Message(ServerMsg::Call(req, from)) => {
-                guarded(server.handle_call(req, from, &mut ctx)).await
+                let noted = watch::begin(from.identity());
+                let flow = guarded(server.handle_call(req, from, &mut ctx)).await;
+                watch::end(noted, ctx.node(), ctx.pid());
+                flow
             }
             Event::Message(ServerMsg::Cast(msg)) => {
                 guarded(server.handle_cast(msg, &mut ctx)).await

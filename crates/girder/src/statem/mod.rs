@@ -403,7 +403,7 @@ impl<S: StateMachine> StateMachineRef<S> {
         req: S::Call,
         timeout: Duration,
     ) -> impl Future<Output = Result<S::Reply, CallError>> + Send + '_ {
-        crate::behaviour::call(&self.addr, timeout, move |from| {
+        crate::call::call(&self.addr, timeout, move |from| {
             StateMachineMsg::Call(req, from)
         })
     }

@@ -11,8 +11,9 @@ use tokio::time::{Instant, Sleep};
 
 use super::{Action, BadTransition, StateEvent, StateMachine, StateMachineRef, Transition};
 use crate::behaviour::{self, guarded, Starter};
-use crate::server::{ReplyTo, StartError};
+use crate::call::watch;
 use crate::{Addr, Context, Event, ExitReason, Node, Pid, SpawnOptions};
+use crate::{ReplyTo, StartError};
 
 /// The message type of a state machine's mailbox. Build these through [`StateMachineRef`]'s
 /// methods; the type shows in [`StateMachineRef::addr`] and [`StateMachineContext`].
@@ -242,12 +243,18 @@ impl<S: StateMachine> Machine<S> {
             };
             // Any event cancels the event timeout (one that fired was taken already).
             self.timers.event = None;
-            let t =
-                match guarded(self.machine.handle_event(&self.state, event, &mut self.ctx)).await {
-                    Ok(t) => t,
-                    Err(panic) => return panic,
-                };
-            if let Some(reason) = self.transition(t).await {
+            let noted = match &event {
+                StateEvent::Call(_, from) => watch::begin(from.identity()),
+                _ => None,
+            };
+            let handled = guarded(self.machine.handle_event(&self.state, event, &mut self.ctx));
+            let stop = match handled.await {
+                Ok(t) => self.transition(t).await,
+                Err(panic) => Some(panic),
+            };
+            // After the transition's actions, which may reply to the call.
+            watch::end(noted, self.ctx.node(), self.ctx.pid());
+            if let Some(reason) = stop {
                 return reason;
             }
         }

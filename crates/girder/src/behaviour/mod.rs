@@ -1,15 +1,17 @@
-//! What every behaviour shares: the start handshake (OTP's `proc_lib` start / init_ack) and
-//! the call protocol. Written once; `server`, `statem` and `event` build on it.
+//! What every behaviour shares: the start handshake (OTP's `proc_lib` start / init_ack), the
+//! errors of a start, and running callbacks with panics caught. Written once; `server`,
+//! `statem`, `event` and `supervisor` build on it (the call protocol is [`crate::call`]).
+
+mod error;
+
+pub use error::{InitError, StartError};
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
-use crate::server::reply::Unanswered;
-use crate::server::{CallError, InitError, ReplyTo, StartError};
 use crate::{Addr, Context, ExitReason, Node, RegisterError, SendError, SpawnOptions};
 
 /// The new process's side of the start handshake.
@@ -94,58 +96,6 @@ where
         }
         // The process ended before init reported: it was killed during init.
         Err(_) => Err(StartError::Init(addr.wait_exit().await)),
-    }
-}
-
-/// Sends a request built by `make` and waits for its reply until `timeout` (`Duration::MAX`:
-/// forever; up to 1/64 later, see `timer::slack`, and at most 10 ms more for the coarse clock a
-/// timeout of a second or more is read with, see `timer::Deadline::after`). Ends at once with the callee's exit reason if it dies.
-pub(crate) async fn call<M, R>(
-    addr: &Addr<M>,
-    timeout: Duration,
-    make: impl FnOnce(ReplyTo<R>) -> M,
-) -> Result<R, CallError>
-where
-    M: Send + 'static,
-    R: Send + 'static,
-{
-    // Records on every way out (reply, error, timeout, or the caller being dropped).
-    let _timed = crate::stats::CallTimer::start();
-    let deadline = (timeout != Duration::MAX).then(|| crate::timer::Deadline::after(timeout));
-    let slack = crate::timer::slack(timeout);
-    let (from, rx) = ReplyTo::for_call();
-    let gone = || match addr.exit_reason() {
-        Some(reason) => CallError::Exited(reason),
-        None => CallError::NoReply,
-    };
-    // The common case, room in the mailbox, queues without building a waiting future.
-    match addr.send(make(from)) {
-        Ok(()) => {}
-        Err(SendError::NoProc(_)) => return Err(gone()),
-        Err(SendError::Full(msg)) => {
-            let queued = match deadline {
-                Some(d) => crate::timer::timeout_at(d, slack, addr.send_wait(msg))
-                    .await
-                    .ok_or(CallError::Timeout(timeout))?,
-                None => addr.send_wait(msg).await,
-            };
-            if queued.is_err() {
-                return Err(gone());
-            }
-        }
-    }
-    let answer = match deadline {
-        Some(d) => crate::timer::timeout_at(d, slack, rx)
-            .await
-            .ok_or(CallError::Timeout(timeout))?,
-        None => rx.await,
-    };
-    match answer {
-        Ok(reply) => Ok(reply),
-        // The handler panicked: the callee is exiting; report its reason.
-        Err(Unanswered::Panicking) => Err(CallError::Exited(addr.wait_exit().await)),
-        Err(Unanswered::Exited(reason)) => Err(CallError::Exited(reason)),
-        Err(Unanswered::Dropped) => Err(gone()),
     }
 }
 

@@ -28,7 +28,7 @@ use std::cell::UnsafeCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -46,11 +46,18 @@ pub(crate) type Answer<R> = Result<R, Unanswered>;
 
 pub(crate) struct Slot<R> {
     state: AtomicU64,
+    /// The id of the local process whose calls use this slot (0 outside any process): whom a
+    /// callee tells when a reply handle escapes (see `call::watch`).
+    caller: u64,
     value: UnsafeCell<Option<Answer<R>>>,
     /// The slot's counted reference, parked here by the replier with the answer (see the
     /// module docs).
     owner: UnsafeCell<Option<Arc<Slot<R>>>>,
     waker: UnsafeCell<Option<Waker>>,
+    /// Whether `waker` is the one the calling process published for callees to wake it with
+    /// (see `call::watch`): worked out when the waker changes, so a call whose waker did not
+    /// change (nearly every call) pays nothing to know it. The caller's alone.
+    told: AtomicBool,
 }
 
 // SAFETY: `value` and `waker` are only touched by the side that holds the slot (see the state
@@ -60,12 +67,14 @@ unsafe impl<R: Send> Send for Slot<R> {}
 unsafe impl<R: Send> Sync for Slot<R> {}
 
 impl<R> Slot<R> {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(caller: Option<crate::Pid>) -> Self {
         Slot {
             state: AtomicU64::new(EMPTY),
+            caller: caller.map_or(0, |p| p.id()),
             value: UnsafeCell::new(None),
             owner: UnsafeCell::new(None),
             waker: UnsafeCell::new(None),
+            told: AtomicBool::new(false),
         }
     }
 }
@@ -138,6 +147,18 @@ impl<R> SlotSender<R> {
         slot.state.store(gen | FULL, Ordering::Release);
     }
 
+    /// The call's identity (the slot's address and the generation) and its caller's local
+    /// process id (0 outside any process).
+    #[inline]
+    pub(crate) fn identity(&self) -> (usize, u64, u64) {
+        (Arc::as_ptr(&self.slot) as usize, self.gen, self.slot.caller)
+    }
+
+    /// The call's slot address, as `identity` gives it.
+    pub(crate) fn slot_id(&self) -> usize {
+        Arc::as_ptr(&self.slot) as usize
+    }
+
     /// True once the caller no longer waits for this call.
     pub(crate) fn is_closed(&self) -> bool {
         self.slot.state.load(Ordering::Acquire) & !TAG != self.gen
@@ -161,12 +182,19 @@ unsafe impl<R: Send + 'static> Send for SlotReceiver<R> {}
 unsafe impl<R: Send + 'static> Sync for SlotReceiver<R> {}
 
 impl<R: Send + 'static> SlotReceiver<R> {
+    /// The call's identity, as [`SlotSender::identity`] gives it (while the answer is not
+    /// taken).
+    pub(crate) fn identity(&self) -> (usize, u64) {
+        (self.slot.map_or(0, |s| s.as_ptr() as usize), self.gen)
+    }
+
     /// Takes the answer and the slot's reference out of a FULL slot, moves the slot on, and
     /// hands the reference back to the process.
     ///
     /// # Safety
     ///
     /// The slot's state is `gen | FULL`.
+    #[inline]
     unsafe fn take_full(slot: &Slot<R>, gen: u64) -> Answer<R> {
         // SAFETY: FULL hands the value and the owner to the caller; the replier is done.
         let (answer, owner) = unsafe { ((*slot.value.get()).take(), (*slot.owner.get()).take()) };
@@ -178,14 +206,21 @@ impl<R: Send + 'static> SlotReceiver<R> {
     }
 }
 
-impl<R: Send + 'static> Future for SlotReceiver<R> {
-    type Output = Answer<R>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<R>> {
+impl<R: Send + 'static> SlotReceiver<R> {
+    /// Polls for the answer. When the waker differs from the one the slot holds (rare: a
+    /// process's waker does not change), the new one is stored and `told(waker)` says whether
+    /// callees wake it (see [`told`](Self::told)).
+    #[inline]
+    pub(crate) fn poll_answer(
+        &mut self,
+        cx: &mut Context<'_>,
+        told: impl FnOnce(&Waker) -> bool,
+    ) -> Poll<Answer<R>> {
         let gen = self.gen;
         let at = self.slot.expect("polled after completion");
         // SAFETY: alive until this end has taken the answer or given up (module docs).
         let slot = unsafe { at.as_ref() };
+        let mut told = Some(told);
         loop {
             let now = slot.state.load(Ordering::Acquire);
             if now == gen | FULL {
@@ -218,8 +253,27 @@ impl<R: Send + 'static> Future for SlotReceiver<R> {
             // SAFETY: BUSY held by the caller.
             unsafe { *slot.waker.get() = Some(cx.waker().clone()) };
             slot.state.store(gen | EMPTY, Ordering::Release);
+            if let Some(told) = told.take() {
+                slot.told.store(told(cx.waker()), Ordering::Relaxed);
+            }
             return Poll::Pending;
         }
+    }
+
+    /// Whether the waker the slot holds is the one callees wake (as `told` last said).
+    #[inline]
+    pub(crate) fn told(&self) -> bool {
+        // SAFETY: alive until this end has taken the answer or given up (module docs).
+        self.slot
+            .is_some_and(|at| unsafe { at.as_ref() }.told.load(Ordering::Relaxed))
+    }
+}
+
+impl<R: Send + 'static> Future for SlotReceiver<R> {
+    type Output = Answer<R>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<R>> {
+        self.poll_answer(cx, |_| false)
     }
 }
 
@@ -284,7 +338,7 @@ mod tests {
     }
 
     fn new_call() -> (SlotSender<u32>, SlotReceiver<u32>, Weak<Slot<u32>>) {
-        let slot = Arc::new(Slot::new());
+        let slot = Arc::new(Slot::new(None));
         let weak = Arc::downgrade(&slot);
         let (tx, rx) = open(slot);
         (tx, rx, weak)
@@ -319,7 +373,7 @@ mod tests {
     #[test]
     fn an_answer_nobody_waits_for_is_dropped_with_the_slot() {
         let answer = Arc::new(());
-        let slot = Arc::new(Slot::<Arc<()>>::new());
+        let slot = Arc::new(Slot::<Arc<()>>::new(None));
         let weak = Arc::downgrade(&slot);
         let (tx, rx) = open(slot);
         tx.send(Ok(answer.clone()));

@@ -65,16 +65,18 @@ impl<R> ReplyTo<R> {
 
     /// A reply handle for a call from the running process (or from outside any process),
     /// answered through one of its reusable reply slots (see `server::slot`).
-    pub(crate) fn for_call() -> (Self, SlotReceiver<R>)
+    pub(crate) fn for_call() -> (Self, SlotReceiver<R>, super::watch::Caller)
     where
         R: Send + 'static,
     {
-        let (tx, rx) = slot::open(crate::process::local::take_slot());
+        let (slot, watch) = crate::process::local::take_slot();
+        let (tx, rx) = slot::open(slot);
         (
             ReplyTo {
                 tx: Some(Sender::Call(tx)),
             },
             rx,
+            watch,
         )
     }
 
@@ -96,13 +98,26 @@ impl<R> ReplyTo<R> {
         }
     }
 
+    /// The call this handle answers: its slot's address, generation and caller (for a call's
+    /// own handle; `None` for the others).
+    #[inline]
+    pub(crate) fn identity(&self) -> Option<(usize, u64, u64)> {
+        match &self.tx {
+            Some(Sender::Call(tx)) => Some(tx.identity()),
+            _ => None,
+        }
+    }
+
     /// Sends the reply. If the caller has given up (timed out), the reply is dropped.
     pub fn reply(mut self, value: R) {
         match self.tx.take() {
             Some(Sender::Plain(tx)) => {
                 let _ = tx.send(value);
             }
-            Some(Sender::Call(tx)) => tx.send(Ok(value)),
+            Some(Sender::Call(tx)) => {
+                super::watch::answered(tx.slot_id());
+                tx.send(Ok(value))
+            }
             Some(Sender::Forward(f)) => f(Outcome::Replied(value)),
             None => {}
         }
@@ -129,7 +144,10 @@ impl<R> ReplyTo<R> {
     /// ```
     pub fn fail(mut self, reason: crate::ExitReason) {
         match self.tx.take() {
-            Some(Sender::Call(tx)) => tx.send(Err(Unanswered::Exited(reason))),
+            Some(Sender::Call(tx)) => {
+                super::watch::answered(tx.slot_id());
+                tx.send(Err(Unanswered::Exited(reason)))
+            }
             Some(Sender::Forward(f)) => f(Outcome::Failed(reason)),
             Some(Sender::Plain(_)) | None => {}
         }
@@ -152,6 +170,7 @@ impl<R> Drop for ReplyTo<R> {
         let panicking = || std::thread::panicking();
         match self.tx.take() {
             Some(Sender::Call(tx)) => {
+                super::watch::answered(tx.slot_id());
                 let why = if panicking() {
                     Unanswered::Panicking
                 } else {

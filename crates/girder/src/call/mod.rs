@@ -1,0 +1,126 @@
+//! The call protocol every behaviour shares: a request that expects a reply, a reply handle
+//! ([`ReplyTo`]) that may be answered at once or later from anywhere, and a caller that never
+//! hangs (OTP's `gen:call`).
+//!
+//! * A call waits at most its timeout ([`DEFAULT_CALL_TIMEOUT`], 5 s, as in OTP) and then ends
+//!   with [`CallError::Timeout`]; a reply that comes later is dropped.
+//! * A callee that is not alive, or dies before replying, ends the call at once with
+//!   [`CallError::Exited`] and its exit reason: whether the reply handle was still queued, in
+//!   the handler's hands, or handed on to another process or task that outlives the callee (as
+//!   `gen:call` learns it from a monitor).
+//! * A handle dropped unanswered while the callee lives ends the call with
+//!   [`CallError::NoReply`].
+//!
+//! How, cheaply (docs/decisions/010-call-protocol.md): the reply lands in a slot the calling
+//! process reuses call after call (`slot`); a handle queued in a mailbox that closes is dropped
+//! and says why; and a handle that leaves its handler unanswered (`watch`) makes the callee tell
+//! its caller, who then watches the callee's exit for the rest of that call. A call whose handle
+//! is answered in its handler, the common case, pays for none of that.
+
+mod error;
+pub(crate) mod reply;
+pub(crate) mod slot;
+pub(crate) mod watch;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+pub use error::CallError;
+pub use reply::{Outcome, ReplyTo};
+
+use crate::{Addr, SendError};
+use reply::Unanswered;
+use slot::{Answer, SlotReceiver};
+
+/// The default time a call waits for its reply, as in OTP.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends a request built by `make` and waits for its reply until `timeout` (`Duration::MAX`:
+/// forever; up to 1/64 later, see `timer::slack`, and at most 10 ms more for the coarse clock a
+/// timeout of a second or more is read with, see `timer::Deadline::after`). Ends at once with
+/// the callee's exit reason if it dies, whoever holds the reply handle.
+pub(crate) async fn call<M, R>(
+    addr: &Addr<M>,
+    timeout: Duration,
+    make: impl FnOnce(ReplyTo<R>) -> M,
+) -> Result<R, CallError>
+where
+    M: Send + 'static,
+    R: Send + 'static,
+{
+    // Records on every way out (reply, error, timeout, or the caller being dropped).
+    let _timed = crate::stats::CallTimer::start();
+    let deadline = (timeout != Duration::MAX).then(|| crate::timer::Deadline::after(timeout));
+    let slack = crate::timer::slack(timeout);
+    let (from, rx, watch) = ReplyTo::for_call();
+    let gone = || match addr.exit_reason() {
+        Some(reason) => CallError::Exited(reason),
+        None => CallError::NoReply,
+    };
+    // The common case, room in the mailbox, queues without building a waiting future.
+    match addr.send(make(from)) {
+        Ok(()) => {}
+        Err(SendError::NoProc(_)) => return Err(gone()),
+        Err(SendError::Full(msg)) => {
+            let queued = match deadline {
+                Some(d) => crate::timer::timeout_at(d, slack, addr.send_wait(msg))
+                    .await
+                    .ok_or(CallError::Timeout(timeout))?,
+                None => addr.send_wait(msg).await,
+            };
+            if queued.is_err() {
+                return Err(gone());
+            }
+        }
+    }
+    let wait = Wait {
+        rx,
+        watch,
+        callee: addr,
+    };
+    let answer = match deadline {
+        Some(d) => crate::timer::timeout_at(d, slack, wait)
+            .await
+            .ok_or(CallError::Timeout(timeout))?,
+        None => wait.await,
+    };
+    match answer {
+        Ok(reply) => Ok(reply),
+        // The handler panicked: the callee is exiting; report its reason.
+        Err(Unanswered::Panicking) => Err(CallError::Exited(addr.wait_exit().await)),
+        Err(Unanswered::Exited(reason)) => Err(CallError::Exited(reason)),
+        Err(Unanswered::Dropped) => Err(gone()),
+    }
+}
+
+/// Waits for the answer in the reply slot, or for the callee's exit once the callee said the
+/// reply handle left its hands.
+struct Wait<'a, M: Send + 'static, R: Send + 'static> {
+    rx: SlotReceiver<R>,
+    watch: watch::Caller,
+    callee: &'a Addr<M>,
+}
+
+impl<M: Send + 'static, R: Send + 'static> Future for Wait<'_, M, R> {
+    type Output = Answer<R>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<R>> {
+        // Every field is `Unpin` (the receiver holds a pointer, the watch a receiver).
+        let this = self.get_mut();
+        let told = |w: &std::task::Waker| watch::wakes(w);
+        if let Poll::Ready(answer) = this.rx.poll_answer(cx, told) {
+            return Poll::Ready(answer);
+        }
+        if this.watch.quiet(this.rx.told()) {
+            return Poll::Pending;
+        }
+        let (slot, gen) = this.rx.identity();
+        match this.watch.poll_exit(cx, this.callee, slot, gen) {
+            Poll::Ready(reason) => Poll::Ready(Err(Unanswered::Exited(reason))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

@@ -15,6 +15,11 @@ use girder::{Addr, Pid, Server, ServerRef};
 use crate::replica::{now_stamp, Entry, Mode, Replica};
 use crate::{DistNode, Wire};
 
+/// A local process known to be exiting or gone.
+fn dead(node: &girder::Node, pid: Pid) -> bool {
+    !node.is_alive(pid) || node.is_exiting(pid)
+}
+
 /// The registered name of the registry's service process on every node.
 pub const SERVICE: &str = "girder.global";
 
@@ -76,11 +81,17 @@ impl Global {
     /// Registers `pid` (a live process of this node) as `name` across the cluster. Fails if the
     /// name is held as far as this node knows; a conflict this node cannot see yet (a
     /// partition) is resolved when the nodes meet.
+    ///
+    /// A holder of this node known to be exiting is no holder: its entry goes (everywhere,
+    /// before the new one is announced) and the name is registered. So a supervised server
+    /// that registers its name in `init` restarts cleanly, though its old incarnation's exit
+    /// may not have reached the registry yet.
     pub fn register(&self, name: &str, pid: Pid) -> Result<(), GlobalError> {
+        let node = self.replica.dist.node();
         if !pid.is_local() {
             return Err(GlobalError::NotLocal(pid));
         }
-        if !self.replica.dist.node().is_alive(pid) {
+        if !node.is_alive(pid) {
             return Err(GlobalError::NoProc(pid));
         }
         let entry = Entry {
@@ -88,18 +99,121 @@ impl Global {
             pid,
             stamp: now_stamp(),
         };
-        {
+        let stale = {
             let mut t = self.replica.table.write();
-            if let Some(owner) = t.by_key.get(name).and_then(|v| v.first()) {
-                return Err(GlobalError::NameTaken {
-                    name: name.to_string(),
-                    owner: owner.pid,
-                });
+            let stale = match t.by_key.get(name).and_then(|v| v.first()) {
+                Some(owner) if owner.pid.is_local() && dead(node, owner.pid) => Some(owner.clone()),
+                Some(owner) => {
+                    return Err(GlobalError::NameTaken {
+                        name: name.to_string(),
+                        owner: owner.pid,
+                    })
+                }
+                None => None,
+            };
+            if let Some(old) = &stale {
+                t.remove(name, old.pid);
             }
             t.by_key.insert(name.to_string(), vec![entry.clone()]);
+            stale
+        };
+        // In this order from one sender, so every node drops the old holder before it hears of
+        // the new one.
+        if let Some(old) = stale {
+            self.replica.remove_local(old);
         }
         self.replica.add_local(entry);
+        self.replica.changed();
         Ok(())
+    }
+
+    /// Makes a local server reachable from other nodes ([`DistNode::export_server`]) and
+    /// registers it as `name` across the cluster, in one step: what a server does in its `init`
+    /// to become a cluster-wide singleton.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use girder::{Flow, Node, ReplyTo, Server, ServerContext};
+    /// use girder_dist::{global::Global, Cookie, DistConfig, DistNode, NodeName};
+    ///
+    /// struct Clock;
+    /// impl Server for Clock {
+    ///     type Call = (); type Reply = u64; type Cast = (); type Info = ();
+    ///     async fn handle_call(&mut self, _: (), from: ReplyTo<u64>, _: &mut ServerContext<Self>) -> Flow {
+    ///         from.reply(42);
+    ///         Flow::Continue
+    ///     }
+    /// }
+    ///
+    /// let cfg = DistConfig::new(
+    ///     NodeName::new("a@localhost").unwrap(),
+    ///     Cookie::new("a-cookie-of-decent-length").unwrap(),
+    ///     "127.0.0.1:0".parse().unwrap(),
+    /// );
+    /// let dist = DistNode::start(Node::new("a"), cfg).await.unwrap();
+    /// let global = Global::start(&dist).unwrap();
+    /// let clock = girder::server::start(dist.node(), Clock).await.unwrap();
+    /// global.register_server("clock", &clock).unwrap();
+    /// let found = global.server::<Clock>("clock").unwrap();
+    /// assert_eq!(found.call(()).await, Ok(42));
+    /// # }
+    /// ```
+    pub fn register_server<S>(&self, name: &str, server: &ServerRef<S>) -> Result<(), GlobalError>
+    where
+        S: Server,
+        S::Call: Wire,
+        S::Reply: Wire,
+        S::Cast: Wire,
+    {
+        if server.pid().is_local() {
+            self.replica.dist.export_server(server);
+        }
+        self.register(name, server.pid())
+    }
+
+    /// Waits up to `timeout` for `name` to have a holder and returns it (at once if it has
+    /// one): for a client that starts before the service it needs.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use std::time::Duration;
+    /// use girder::Node;
+    /// use girder_dist::{global::Global, Cookie, DistConfig, DistNode, NodeName};
+    /// let cfg = DistConfig::new(
+    ///     NodeName::new("a@localhost").unwrap(),
+    ///     Cookie::new("a-cookie-of-decent-length").unwrap(),
+    ///     "127.0.0.1:0".parse().unwrap(),
+    /// );
+    /// let dist = DistNode::start(Node::new("a"), cfg).await.unwrap();
+    /// let global = Global::start(&dist).unwrap();
+    /// assert_eq!(global.wait_for("late", Duration::from_millis(20)).await, None);
+    /// let worker = dist.node().spawn(|mut ctx: girder::Context<()>| async move {
+    ///     ctx.recv().await;
+    ///     girder::ExitReason::Normal
+    /// });
+    /// let g = global.clone();
+    /// let pid = worker.pid();
+    /// tokio::spawn(async move {
+    ///     tokio::time::sleep(Duration::from_millis(20)).await;
+    ///     g.register("late", pid).unwrap();
+    /// });
+    /// assert_eq!(global.wait_for("late", Duration::from_secs(5)).await, Some(worker.pid()));
+    /// # }
+    /// ```
+    pub async fn wait_for(&self, name: &str, timeout: std::time::Duration) -> Option<Pid> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.replica.changes.notified();
+            tokio::pin!(changed);
+            // Registered before looking, so a change between the look and the wait wakes it.
+            changed.as_mut().enable();
+            if let Some(pid) = self.whereis(name) {
+                return Some(pid);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.whereis(name);
+            }
+        }
     }
 
     /// Removes `name` if a process of this node holds it. True if it did.

@@ -128,6 +128,8 @@ pub(crate) struct Replica {
     pub(crate) dist: DistNode,
     pub(crate) table: Arc<RwLock<Table>>,
     pub(crate) service: Addr<SyncMsg>,
+    /// Woken whenever the table may have changed (for waits on a key).
+    pub(crate) changes: Arc<tokio::sync::Notify>,
 }
 
 impl Replica {
@@ -138,10 +140,16 @@ impl Replica {
         mode: Mode,
     ) -> Result<Replica, girder::RegisterError> {
         let table = Arc::new(RwLock::new(Table::default()));
-        let (d, t, n) = (dist.clone(), table.clone(), name.to_string());
+        let changes = Arc::new(tokio::sync::Notify::new());
+        let (d, t, n, c) = (
+            dist.clone(),
+            table.clone(),
+            name.to_string(),
+            changes.clone(),
+        );
         let service = dist
             .node()
-            .spawn(move |ctx: Context<SyncMsg>| run(ctx, d, t, n, mode));
+            .spawn(move |ctx: Context<SyncMsg>| run(ctx, d, t, n, mode, c));
         if let Err(e) = dist.node().register(name, service.pid()) {
             service.stop(ExitReason::Normal);
             return Err(e);
@@ -151,7 +159,13 @@ impl Replica {
             dist: dist.clone(),
             table,
             service,
+            changes,
         })
+    }
+
+    /// Wakes the waits on the table after a change made outside the service.
+    pub(crate) fn changed(&self) {
+        self.changes.notify_waiters();
     }
 
     /// Adds an entry for a local process (already checked by the caller) and announces it.
@@ -182,6 +196,7 @@ async fn run(
     table: Arc<RwLock<Table>>,
     name: String,
     mode: Mode,
+    changes: Arc<tokio::sync::Notify>,
 ) -> ExitReason {
     let mut events = dist.subscribe();
     let mut s = Service {
@@ -230,6 +245,7 @@ async fn run(
                 Err(_) => return ExitReason::Shutdown,
             },
         }
+        changes.notify_waiters();
     }
 }
 
@@ -360,7 +376,10 @@ impl Service {
         if existing.pid == e.pid {
             return;
         }
-        if self.rank(&e) < self.rank(&existing) {
+        // A node speaks for its own processes: a new holder it announces replaces the old one
+        // (which it has dropped, whether or not that news came first).
+        let same_node = self.dist.node_of(existing.pid) == self.dist.node_of(e.pid);
+        if same_node || self.rank(&e) < self.rank(&existing) {
             let mut t = self.table.write();
             t.remove(&existing.key, existing.pid);
             t.insert(e.clone());

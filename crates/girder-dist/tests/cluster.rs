@@ -233,3 +233,78 @@ async fn process_groups_replicate_prefer_local_members_and_converge() {
     assert_eq!(pa.groups(), vec!["pool".to_string()]);
     assert!(pa.pick("none").is_none());
 }
+
+/// A server that makes itself the cluster's `"svc"` in `init`, counting failed attempts.
+struct Singleton {
+    global: Global,
+    refused: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Server for Singleton {
+    type Call = u64;
+    type Reply = u64;
+    type Cast = ();
+    type Info = ();
+
+    async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
+        if let Err(e) = self.global.register_server("svc", &ctx.me()) {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(ExitReason::error(e.to_string()).into());
+        }
+        Ok(())
+    }
+
+    async fn handle_call(
+        &mut self,
+        n: u64,
+        from: ReplyTo<u64>,
+        _: &mut ServerContext<Self>,
+    ) -> Flow {
+        from.reply(n);
+        Flow::Continue
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervised_global_singleton_restarts_cleanly_a_thousand_times() {
+    use girder::supervisor::{ChildSpec, Supervisor};
+    let (a, b) = (start("gsa@localhost").await, start("gsb@localhost").await);
+    let (ga, gb) = (Global::start(&a).unwrap(), Global::start(&b).unwrap());
+    introduce(&[&a, &b]);
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let (g, r) = (gb.clone(), refused.clone());
+    let sup = Supervisor::builder()
+        .intensity(10_000, Duration::from_secs(3600))
+        .child(ChildSpec::server("svc", move || Singleton {
+            global: g.clone(),
+            refused: r.clone(),
+        }))
+        .start(b.node())
+        .await
+        .unwrap();
+    let mut holder = gb.wait_for("svc", Duration::from_secs(5)).await.unwrap();
+    for round in 0..1_000 {
+        b.node().exit(holder, ExitReason::error("crash"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        holder = loop {
+            match gb.whereis("svc") {
+                Some(p) if p != holder && b.node().is_alive(p) => break p,
+                _ => {
+                    assert!(Instant::now() < deadline, "round {round}: no new holder");
+                    tokio::task::yield_now().await;
+                }
+            }
+        };
+    }
+    assert_eq!(
+        refused.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "every restart registered at its first attempt"
+    );
+    let c = sup.which_children().await.unwrap();
+    assert_eq!((c[0].pid, c[0].restarts), (Some(holder), 1_000));
+    // The other node follows: it sees the last holder and can call it.
+    eventually("a sees the last holder", || same(ga.whereis("svc"), holder)).await;
+    assert_eq!(ga.server::<Singleton>("svc").unwrap().call(7).await, Ok(7));
+}

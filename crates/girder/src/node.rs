@@ -289,6 +289,31 @@ impl Node {
             && pid.creation() == self.inner.creation
     }
 
+    /// True once `pid`, a process of this node, has begun to exit: its exit reason is decided
+    /// (it may still be running a behaviour's `terminate`, or its exit may not have reached its
+    /// links yet, so [`is_alive`](Self::is_alive) can still be true). A registry asks this to
+    /// treat a holder known dead as no holder (a restarted child re-registering its name before
+    /// its old incarnation's exit was seen everywhere).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use girder::{ExitReason, Node};
+    /// let node = Node::new("docs");
+    /// let p = node.spawn(|mut ctx: girder::Context<()>| async move {
+    ///     ctx.recv().await;
+    ///     ExitReason::Normal
+    /// });
+    /// assert!(!node.is_exiting(p.pid()));
+    /// node.exit(p.pid(), ExitReason::Kill);
+    /// // Exiting, or already gone from the table.
+    /// assert!(node.is_exiting(p.pid()) || !node.is_alive(p.pid()));
+    /// # }
+    /// ```
+    pub fn is_exiting(&self, pid: Pid) -> bool {
+        self.lookup_any(pid)
+            .is_some_and(|p| p.header().meta.lock().reason().is_some())
+    }
+
     /// Waits until `pid` exits and returns why (`NoProc` at once if it is not alive: a pid does
     /// not remember its reason; [`Addr::wait_exit`] does). For code outside processes; a process
     /// uses [`Context::monitor`].

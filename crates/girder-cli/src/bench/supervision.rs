@@ -39,8 +39,19 @@ async fn churn(sup: &SupervisorRef, pairs: u64) -> Duration {
     rounds[ROUNDS / 2]
 }
 
-/// `pairs` start+stop pairs (1,000 at scale 1) timed alone and beside `idle_children`.
+/// `pairs` start+stop pairs (1,000 at scale 1) timed alone and beside `idle_children`, driven
+/// from a process (as a listener starting a process per connection would), in either runtime.
 pub async fn supervisor_churn(node: &Node, idle_children: u64, pairs: u64) -> Outcome {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let n = node.clone();
+    node.spawn(move |_: Context<()>| async move {
+        let _ = tx.send(drive(&n, idle_children, pairs).await);
+        ExitReason::Normal
+    });
+    rx.await.expect("the driver reports")
+}
+
+async fn drive(node: &Node, idle_children: u64, pairs: u64) -> Outcome {
     let sup = Supervisor::builder()
         .strategy(RestartStrategy::Dynamic)
         .start(node)

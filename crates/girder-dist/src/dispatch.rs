@@ -103,10 +103,10 @@ async fn handle_packet(inner: &Arc<Inner>, peer: &Arc<Peer>, stream: u64, bytes:
                 peer.send_reliable(stream, wire::packet(&p), limit);
             }
         },
-        Packet::Reply { reff, name } => {
+        Packet::Reply { reff, .. } => {
             let call = peer.waiting.lock().calls.remove(&reff);
             if let Some(call) = call {
-                call.complete(Completion::Reply { name, body });
+                call.complete(Completion::Reply { body });
             }
         }
         Packet::CallFailed { reff, reason } => {

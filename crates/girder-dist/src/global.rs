@@ -134,12 +134,18 @@ impl Global {
     /// ```
     /// # #[tokio::main] async fn main() {
     /// use girder::{Flow, Node, ReplyTo, Server, ServerContext};
-    /// use girder_dist::{global::Global, Cookie, DistConfig, DistNode, NodeName};
+    /// use girder_dist::{global::Global, Cookie, DistConfig, DistNode, NodeName, Wire};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct Now(ReplyTo<u64>);
+    /// impl Wire for Now {
+    ///     const NAME: &'static str = "clock.now.v1";
+    /// }
     ///
     /// struct Clock;
     /// impl Server for Clock {
-    ///     type Call = (); type Reply = u64; type Cast = (); type Info = ();
-    ///     async fn handle_call(&mut self, _: (), from: ReplyTo<u64>, _: &mut ServerContext<Self>) -> Flow {
+    ///     type Call = Now; type Cast = (); type Info = ();
+    ///     async fn handle_call(&mut self, Now(from): Now, _: &mut ServerContext<Self>) -> Flow {
     ///         from.reply(42);
     ///         Flow::Continue
     ///     }
@@ -155,14 +161,13 @@ impl Global {
     /// let clock = girder::server::start(dist.node(), Clock).await.unwrap();
     /// global.register_server("clock", &clock).unwrap();
     /// let found = global.server::<Clock>("clock").unwrap();
-    /// assert_eq!(found.call(()).await, Ok(42));
+    /// assert_eq!(found.call(Now).await, Ok(42));
     /// # }
     /// ```
     pub fn register_server<S>(&self, name: &str, server: &ServerRef<S>) -> Result<(), GlobalError>
     where
         S: Server,
         S::Call: Wire,
-        S::Reply: Wire,
         S::Cast: Wire,
     {
         if server.pid().is_local() {
@@ -250,7 +255,6 @@ impl Global {
     where
         S: Server,
         S::Call: Wire,
-        S::Reply: Wire,
         S::Cast: Wire,
     {
         self.whereis(name).map(|pid| self.replica.dist.server(pid))

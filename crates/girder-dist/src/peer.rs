@@ -24,7 +24,7 @@ pub(crate) trait PendingReply: Send {
 }
 
 pub(crate) enum Completion<'a> {
-    Reply { name: &'a str, body: &'a [u8] },
+    Reply { body: &'a [u8] },
     Failed(Option<ExitReason>),
 }
 
@@ -119,6 +119,15 @@ impl Peer {
     pub(crate) fn handle(&self) -> Option<ConnectionHandle> {
         match &*self.state.lock() {
             State::Up { handle, .. } => Some(handle.clone()),
+            _ => None,
+        }
+    }
+
+    /// The generation of the live connection, if any: what a reply sent later checks, so it
+    /// never goes out on a newer connection (a restarted peer reuses call references).
+    pub(crate) fn connection_gen(&self) -> Option<u64> {
+        match &*self.state.lock() {
+            State::Up { gen, .. } => Some(*gen),
             _ => None,
         }
     }

@@ -55,6 +55,22 @@ wire_builtin! {
     Pid => "pid",
 }
 
+/// A request paired with its reply handle (a server's `type Call = (Req, ReplyTo<Reply>)`, the
+/// shape for one kind of reply) travels under the request's own name.
+impl<T, R> Wire for (T, girder::ReplyTo<R>)
+where
+    T: Wire,
+    R: Serialize + DeserializeOwned + Send + 'static,
+{
+    const NAME: &'static str = T::NAME;
+}
+
+/// An event manager's requests that cross nodes (`sync_notify`; see
+/// [`DistNode::export_event_manager`](crate::DistNode::export_event_manager)).
+impl<E: Wire + Sync> Wire for girder::event::ManagerCall<E> {
+    const NAME: &'static str = "girder.event_manager.call.v1";
+}
+
 /// A pid of the sending or the receiving node: which one is implied by the field it is in, so
 /// the node need not be named.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,11 +193,21 @@ pub(crate) fn packet_with<T: Wire>(
     body: &T,
     t: &Arc<dyn PidTranslation>,
 ) -> Result<Bytes, EncodeError> {
+    packet_with_named(p, body, T::NAME, t)
+}
+
+/// Encodes a header and `body` (of any serializable type, named `name` in errors).
+pub(crate) fn packet_with_named<T: Serialize + ?Sized>(
+    p: &Packet<'_>,
+    body: &T,
+    name: &'static str,
+    t: &Arc<dyn PidTranslation>,
+) -> Result<Bytes, EncodeError> {
     let buf = postcard::to_extend(p, Vec::with_capacity(64)).expect("packet headers encode");
     with_pid_translation(t, || postcard::to_extend(body, buf))
         .map(Bytes::from)
         .map_err(|e| EncodeError {
-            name: T::NAME,
+            name,
             reason: e.to_string(),
         })
 }

@@ -56,14 +56,12 @@ fn same(a: Option<Pid>, b: Pid) -> bool {
 struct Counter(u64);
 
 impl Server for Counter {
-    type Call = u64;
-    type Reply = u64;
+    type Call = (u64, ReplyTo<u64>);
     type Cast = ();
     type Info = ();
     async fn handle_call(
         &mut self,
-        n: u64,
-        from: ReplyTo<u64>,
+        (n, from): (u64, ReplyTo<u64>),
         _: &mut ServerContext<Self>,
     ) -> Flow {
         self.0 += n;
@@ -104,9 +102,12 @@ async fn a_global_name_is_seen_everywhere_and_goes_when_its_owner_exits() {
     );
     // Callable through the name from any node.
     let remote = gc.server::<Counter>("counter").unwrap();
-    assert_eq!(remote.call(5).await, Ok(5));
+    assert_eq!(remote.call(|r| (5, r)).await, Ok(5));
     assert_eq!(
-        ga.server::<Counter>("counter").unwrap().call(1).await,
+        ga.server::<Counter>("counter")
+            .unwrap()
+            .call(|r| (1, r))
+            .await,
         Ok(6)
     );
     // The owner exits: the name is gone on every node, and free again.
@@ -241,8 +242,7 @@ struct Singleton {
 }
 
 impl Server for Singleton {
-    type Call = u64;
-    type Reply = u64;
+    type Call = (u64, ReplyTo<u64>);
     type Cast = ();
     type Info = ();
 
@@ -257,8 +257,7 @@ impl Server for Singleton {
 
     async fn handle_call(
         &mut self,
-        n: u64,
-        from: ReplyTo<u64>,
+        (n, from): (u64, ReplyTo<u64>),
         _: &mut ServerContext<Self>,
     ) -> Flow {
         from.reply(n);
@@ -306,5 +305,11 @@ async fn a_supervised_global_singleton_restarts_cleanly_a_thousand_times() {
     assert_eq!((c[0].pid, c[0].restarts), (Some(holder), 1_000));
     // The other node follows: it sees the last holder and can call it.
     eventually("a sees the last holder", || same(ga.whereis("svc"), holder)).await;
-    assert_eq!(ga.server::<Singleton>("svc").unwrap().call(7).await, Ok(7));
+    assert_eq!(
+        ga.server::<Singleton>("svc")
+            .unwrap()
+            .call(|r| (7, r))
+            .await,
+        Ok(7)
+    );
 }

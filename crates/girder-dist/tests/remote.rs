@@ -104,15 +104,13 @@ struct Kv {
 }
 
 impl Server for Kv {
-    type Call = KvCall;
-    type Reply = Got;
+    type Call = (KvCall, ReplyTo<Got>);
     type Cast = KvCast;
     type Info = ();
 
     async fn handle_call(
         &mut self,
-        req: KvCall,
-        from: ReplyTo<Got>,
+        (req, from): (KvCall, ReplyTo<Got>),
         _: &mut ServerContext<Self>,
     ) -> Flow {
         match req {
@@ -180,31 +178,40 @@ async fn remote_calls_reply_and_fail_cleanly() {
         .unwrap();
     b.export_server(&kv);
     let remote = a.remote_server::<Kv>(b.name(), kv.pid());
-    assert_eq!(remote.call(KvCall::Put("x".into(), 7)).await, Ok(Got(None)));
-    assert_eq!(remote.call(KvCall::Get("x".into())).await, Ok(Got(Some(7))));
+    assert_eq!(
+        remote.call(|r| (KvCall::Put("x".into(), 7), r)).await,
+        Ok(Got(None))
+    );
+    assert_eq!(
+        remote.call(|r| (KvCall::Get("x".into()), r)).await,
+        Ok(Got(Some(7)))
+    );
     remote.cast(KvCast("hello".into())).unwrap();
     assert_eq!(
-        remote.call(KvCall::Get("casts".into())).await,
+        remote.call(|r| (KvCall::Get("casts".into()), r)).await,
         Ok(Got(Some(1)))
     );
     // A dropped request ends the call with NoReply, the server carries on.
-    assert_eq!(remote.call(KvCall::Drop).await, Err(CallError::NoReply));
+    assert_eq!(
+        remote.call(|r| (KvCall::Drop, r)).await,
+        Err(CallError::NoReply)
+    );
     // A request that is never answered times out on the caller's side.
     assert_eq!(
         remote
-            .call_timeout(KvCall::Hang, Duration::from_millis(200))
+            .call_timeout(|r| (KvCall::Hang, r), Duration::from_millis(200))
             .await,
         Err(CallError::Timeout(Duration::from_millis(200)))
     );
     // A handler that panics ends the call with the server's exit reason.
-    match remote.call(KvCall::Crash).await {
+    match remote.call(|r| (KvCall::Crash, r)).await {
         Err(CallError::Exited(ExitReason::Panic(p))) => assert!(p.contains("asked to crash")),
         other => panic!("unexpected {other:?}"),
     }
     // The server is gone: calls fail at once with NoProc.
     let started = std::time::Instant::now();
     assert_eq!(
-        remote.call(KvCall::Get("x".into())).await,
+        remote.call(|r| (KvCall::Get("x".into()), r)).await,
         Err(CallError::Exited(ExitReason::NoProc))
     );
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -218,7 +225,7 @@ async fn a_callee_dying_mid_call_ends_the_call_with_its_reason() {
         .unwrap();
     b.export_server(&kv);
     let remote = a.remote_server::<Kv>(b.name(), kv.pid());
-    let call = tokio::spawn(async move { remote.call(KvCall::Hang).await });
+    let call = tokio::spawn(async move { remote.call(|r| (KvCall::Hang, r)).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     b.node().exit(kv.pid(), ExitReason::error("boom"));
     let got = timeout(LONG, call).await.unwrap().unwrap();
@@ -248,7 +255,7 @@ async fn a_callee_dying_after_handing_its_reply_handle_on_ends_the_call() {
     let remote = a.remote_server::<Kv>(b.name(), kv.pid());
     let call = tokio::spawn(async move {
         remote
-            .call_timeout(KvCall::HandOff, Duration::from_secs(3600))
+            .call_timeout(|r| (KvCall::HandOff, r), Duration::from_secs(3600))
             .await
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -410,7 +417,7 @@ async fn losing_the_connection_fires_noconnection_everywhere_at_once() {
         ExitReason::error(seen.join(", "))
     });
     rx.recv().await.unwrap();
-    let hanging = tokio::spawn(async move { remote.call(KvCall::Hang).await });
+    let hanging = tokio::spawn(async move { remote.call(|r| (KvCall::Hang, r)).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = std::time::Instant::now();
     assert!(a.disconnect(b.name()));
@@ -438,7 +445,10 @@ async fn losing_the_connection_fires_noconnection_everywhere_at_once() {
         .unwrap();
     b.export_server(&kv2);
     let again = a.remote_server::<Kv>(b.name(), kv2.pid());
-    assert_eq!(again.call(KvCall::Get("none".into())).await, Ok(Got(None)));
+    assert_eq!(
+        again.call(|r| (KvCall::Get("none".into()), r)).await,
+        Ok(Got(None))
+    );
     assert_eq!(a.connected(), vec![b.name().clone()]);
 }
 
@@ -502,7 +512,10 @@ async fn names_are_looked_up_on_the_remote_node() {
     assert_eq!(a.node_of(pid), Some(b.name().clone()));
     assert_eq!(a.whereis(b.name(), "nothing").await, Ok(None));
     let remote = a.remote_server::<Kv>(b.name(), pid);
-    assert_eq!(remote.call(KvCall::Get("y".into())).await, Ok(Got(None)));
+    assert_eq!(
+        remote.call(|r| (KvCall::Get("y".into()), r)).await,
+        Ok(Got(None))
+    );
 }
 
 #[tokio::test]
@@ -520,7 +533,7 @@ async fn a_message_of_the_wrong_wire_name_is_refused_and_harms_nothing() {
         .unwrap();
     b.export_server(&kv);
     let wrong = a.remote_server::<Wrong>(b.name(), kv.pid());
-    match wrong.call(5).await {
+    match wrong.call(|r| (5, r)).await {
         Err(CallError::Exited(ExitReason::Error(e))) => {
             assert!(e.contains("test.kv.call.v1"), "{e}")
         }
@@ -529,7 +542,7 @@ async fn a_message_of_the_wrong_wire_name_is_refused_and_harms_nothing() {
     // A call to a plain process is refused too.
     let as_server = a.remote_server::<Kv>(b.name(), sink.pid());
     assert!(matches!(
-        as_server.call(KvCall::Get("x".into())).await,
+        as_server.call(|r| (KvCall::Get("x".into()), r)).await,
         Err(CallError::Exited(ExitReason::Error(_)))
     ));
     // Both nodes and processes still work.
@@ -541,11 +554,14 @@ async fn a_message_of_the_wrong_wire_name_is_refused_and_harms_nothing() {
 struct Wrong;
 
 impl Server for Wrong {
-    type Call = u32;
-    type Reply = u32;
+    type Call = (u32, ReplyTo<u32>);
     type Cast = ();
     type Info = ();
-    async fn handle_call(&mut self, _: u32, _: ReplyTo<u32>, _: &mut ServerContext<Self>) -> Flow {
+    async fn handle_call(
+        &mut self,
+        (_, _): (u32, ReplyTo<u32>),
+        _: &mut ServerContext<Self>,
+    ) -> Flow {
         Flow::Continue
     }
 }

@@ -114,14 +114,12 @@ fn sim(seconds: u64) -> turmoil::Sim<'static> {
 struct Kv(u64);
 
 impl Server for Kv {
-    type Call = u64;
-    type Reply = u64;
+    type Call = (u64, ReplyTo<u64>);
     type Cast = ();
     type Info = ();
     async fn handle_call(
         &mut self,
-        n: u64,
-        from: ReplyTo<u64>,
+        (n, from): (u64, ReplyTo<u64>),
         _: &mut ServerContext<Self>,
     ) -> Flow {
         self.0 += n;
@@ -161,13 +159,13 @@ fn a_partition_fires_monitors_and_fails_calls_cleanly_then_heals() {
         let a = node("a", &["b"]).await;
         let pid = a.whereis(&name("b"), "kv").await?.expect("kv on b");
         let kv = a.remote_server::<Kv>(&name("b"), pid);
-        assert_eq!(kv.call(1).await, Ok(1));
+        assert_eq!(kv.call(|r| (1, r)).await, Ok(1));
         let down = watch(&a, pid);
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         turmoil::partition("a", "b");
         let started = tokio::time::Instant::now();
-        let r = kv.call_timeout(2, Duration::from_secs(30)).await;
+        let r = kv.call_timeout(|r| (2, r), Duration::from_secs(30)).await;
         assert_eq!(r, Err(CallError::Exited(ExitReason::NoConnection)));
         assert_eq!(down.await?, ExitReason::NoConnection);
         // Loss is noticed by silence: a second or so (dead_after), not the call's 30 s.
@@ -179,13 +177,13 @@ fn a_partition_fires_monitors_and_fails_calls_cleanly_then_heals() {
 
         turmoil::repair("a", "b");
         // The next call dials again; the server kept its state.
-        let mut answer = kv.call(3).await;
+        let mut answer = kv.call(|r| (3, r)).await;
         for _ in 0..20 {
             if answer.is_ok() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-            answer = kv.call(3).await;
+            answer = kv.call(|r| (3, r)).await;
         }
         assert_eq!(answer, Ok(4));
         Ok(())
@@ -202,7 +200,12 @@ fn a_crashed_node_comes_back_as_a_new_incarnation() {
     sim.client("a", async move {
         let a = node("a", &["b"]).await;
         let old = a.whereis(&name("b"), "kv").await?.expect("kv on b");
-        assert_eq!(a.remote_server::<Kv>(&name("b"), old).call(5).await, Ok(5));
+        assert_eq!(
+            a.remote_server::<Kv>(&name("b"), old)
+                .call(|r| (5, r))
+                .await,
+            Ok(5)
+        );
         let down = watch(&a, old);
         *p.lock().unwrap() = 1; // the driver restarts b now
         assert_eq!(down.await?, ExitReason::NoConnection);
@@ -221,12 +224,17 @@ fn a_crashed_node_comes_back_as_a_new_incarnation() {
             old.creation(),
             "a restarted node is a new incarnation"
         );
-        assert_eq!(a.remote_server::<Kv>(&name("b"), new).call(1).await, Ok(1));
+        assert_eq!(
+            a.remote_server::<Kv>(&name("b"), new)
+                .call(|r| (1, r))
+                .await,
+            Ok(1)
+        );
         // A pid of the old incarnation is dead for good: its monitor fires noproc.
         assert_eq!(watch(&a, old).await?, ExitReason::NoProc);
         let stale = a.remote_server::<Kv>(&name("b"), old);
         assert_eq!(
-            stale.call(1).await,
+            stale.call(|r| (1, r)).await,
             Err(CallError::Exited(ExitReason::NoProc))
         );
         Ok(())
@@ -293,7 +301,7 @@ fn delayed_messages_keep_their_order_and_calls_still_work() {
         let kv = a.whereis(&name("b"), "kv").await?.expect("kv");
         let kv = a.remote_server::<Kv>(&name("b"), kv);
         for i in 1..=20 {
-            assert_eq!(kv.call(1).await, Ok(i));
+            assert_eq!(kv.call(|r| (1, r)).await, Ok(i));
         }
         while g.lock().unwrap().len() < 1000 {
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -13,35 +13,30 @@ use crate::{Alarm, AlarmManager};
 /// The registered name of every node's alarm service.
 pub const SERVICE: &str = "girder.alarms";
 
-/// Asks a node for its active alarms.
+/// Asks a node for its active alarms; the reply is its [`AlarmList`].
 #[derive(Serialize, Deserialize)]
-pub struct ActiveAlarms;
+pub struct ActiveAlarms(pub ReplyTo<AlarmList>);
 
 impl Wire for ActiveAlarms {
-    const NAME: &'static str = "girder.alarms.active.v1";
+    // v2: the request carries its reply handle.
+    const NAME: &'static str = "girder.alarms.active.v2";
 }
 
 /// A node's active alarms.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct AlarmList(pub Vec<Alarm>);
 
-impl Wire for AlarmList {
-    const NAME: &'static str = "girder.alarms.list.v1";
-}
-
 /// The server answering [`ActiveAlarms`] from this node's manager.
 pub struct AlarmService(pub AlarmManager);
 
 impl Server for AlarmService {
     type Call = ActiveAlarms;
-    type Reply = AlarmList;
     type Cast = ();
     type Info = ();
 
     async fn handle_call(
         &mut self,
-        _: ActiveAlarms,
-        from: ReplyTo<AlarmList>,
+        ActiveAlarms(from): ActiveAlarms,
         _: &mut ServerContext<Self>,
     ) -> Flow {
         from.reply(AlarmList(self.0.active()));

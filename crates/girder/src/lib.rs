@@ -12,6 +12,7 @@
 //! | [`mailbox`] | the bounded/unbounded mailbox with a system lane | process mailboxes |
 //! | registry | [`Node::register`], [`Node::whereis`] | `register/2`, `whereis/1` |
 //! | [`timer`] | [`send_after`], [`TimerRef::cancel`] | `erlang:send_after/3` |
+//! | [`behaviour`] | what every behaviour shares: [`behaviour::Msg`], [`behaviour::Handle`], start errors | `proc_lib`, `gen` |
 //! | [`call`] | the call protocol every behaviour shares: [`ReplyTo`], [`CallError`], timeouts, a caller that never hangs | `gen:call` |
 //! | [`server`] | [`Server`]: call / cast / info with deferred replies | `gen_server` |
 //! | [`statem`] | [`StateMachine`]: states, enter actions, timeouts, postpone | `gen_statem` |
@@ -30,13 +31,15 @@
 //!
 //! struct Counter(u64);
 //!
+//! /// The one request: the count, replied as a `u64`.
+//! struct Get(ReplyTo<u64>);
+//!
 //! impl Server for Counter {
-//!     type Call = ();
-//!     type Reply = u64;
+//!     type Call = Get;
 //!     type Cast = u64;
 //!     type Info = ();
 //!
-//!     async fn handle_call(&mut self, _: (), from: ReplyTo<u64>, _: &mut ServerContext<Self>) -> Flow {
+//!     async fn handle_call(&mut self, Get(from): Get, _: &mut ServerContext<Self>) -> Flow {
 //!         from.reply(self.0);
 //!         Flow::Continue
 //!     }
@@ -56,7 +59,7 @@
 //!     .unwrap();
 //! let counter = girder::ServerRef::<Counter>::lookup(&node, "counter").unwrap();
 //! counter.cast(5).unwrap();
-//! assert_eq!(counter.call(()).await.unwrap(), 5);
+//! assert_eq!(counter.call(Get).await.unwrap(), 5);
 //! sup.stop(ExitReason::Shutdown).await;
 //! # }
 //! ```
@@ -64,7 +67,7 @@
 #![warn(missing_docs)]
 
 pub mod application;
-pub(crate) mod behaviour;
+pub mod behaviour;
 pub mod call;
 pub mod event;
 mod exit;

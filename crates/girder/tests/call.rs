@@ -35,17 +35,11 @@ struct Handover {
 }
 
 impl Server for Handover {
-    type Call = ();
-    type Reply = u32;
+    type Call = ReplyTo<u32>;
     type Cast = Cmd;
     type Info = ();
 
-    async fn handle_call(
-        &mut self,
-        _: (),
-        from: ReplyTo<u32>,
-        _: &mut ServerContext<Self>,
-    ) -> Flow {
+    async fn handle_call(&mut self, from: ReplyTo<u32>, _: &mut ServerContext<Self>) -> Flow {
         self.keeper.send(from).unwrap();
         Flow::Continue
     }
@@ -68,7 +62,7 @@ fn call_from(
     let (tx, rx) = oneshot::channel();
     let call = async move {
         let t0 = Instant::now();
-        let r = server.call_timeout((), Duration::MAX).await;
+        let r = server.call_timeout(|r| r, Duration::MAX).await;
         let _ = tx.send((r, t0.elapsed()));
     };
     if outside {
@@ -152,7 +146,7 @@ async fn a_handed_over_reply_still_arrives_while_the_callee_lives() {
     let s = server.clone();
     let done = node.spawn(move |_: Context<()>| async move {
         for _ in 0..20 {
-            assert_eq!(s.call(()).await, Ok(42));
+            assert_eq!(s.call(|r| r).await, Ok(42));
         }
         ExitReason::Normal
     });
@@ -163,16 +157,10 @@ async fn a_handed_over_reply_still_arrives_while_the_callee_lives() {
 async fn a_handle_moved_into_a_task_is_covered_too() {
     struct ToTask;
     impl Server for ToTask {
-        type Call = ();
-        type Reply = u32;
+        type Call = ReplyTo<u32>;
         type Cast = ();
         type Info = ();
-        async fn handle_call(
-            &mut self,
-            _: (),
-            from: ReplyTo<u32>,
-            _: &mut ServerContext<Self>,
-        ) -> Flow {
+        async fn handle_call(&mut self, from: ReplyTo<u32>, _: &mut ServerContext<Self>) -> Flow {
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 from.reply(1);
@@ -184,7 +172,7 @@ async fn a_handle_moved_into_a_task_is_covered_too() {
     let server = girder::server::start(&node, ToTask).await.unwrap();
     let (tx, rx) = oneshot::channel();
     node.spawn(move |_: Context<()>| async move {
-        let _ = tx.send(server.call_timeout((), Duration::MAX).await);
+        let _ = tx.send(server.call_timeout(|r| r, Duration::MAX).await);
         ExitReason::Normal
     });
     let r = tokio::time::timeout(Duration::from_secs(5), rx)
@@ -201,8 +189,7 @@ struct Forwarder {
 
 impl StateMachine for Forwarder {
     type State = ();
-    type Call = ();
-    type Reply = u32;
+    type Call = ((), ReplyTo<u32>);
     type Cast = ();
     type Info = ();
     type Timeout = ();
@@ -221,7 +208,7 @@ impl StateMachine for Forwarder {
         _: &mut StateMachineContext<Self>,
     ) -> Transition<Self> {
         match event {
-            StateEvent::Call((), from) => {
+            StateEvent::Call(((), from)) => {
                 self.keeper.send(from).unwrap();
                 Transition::keep()
             }
@@ -246,7 +233,7 @@ async fn a_state_machine_caller_learns_of_the_exit_too() {
     let (tx, rx) = oneshot::channel();
     let m = machine.clone();
     node.spawn(move |_: Context<()>| async move {
-        let _ = tx.send(m.call_timeout((), Duration::MAX).await);
+        let _ = tx.send(m.call_timeout(|r| ((), r), Duration::MAX).await);
         ExitReason::Normal
     });
     until_queued(&keeper, &node, 1).await;

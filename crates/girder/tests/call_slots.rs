@@ -23,29 +23,23 @@ struct Delayed {
 }
 
 enum Req {
-    After(u64, Duration),
+    After(u64, Duration, ReplyTo<u64>),
     /// Keep the reply handle without answering.
-    Keep,
+    Keep(ReplyTo<u64>),
     /// Is the kept handle's caller still waiting?
-    KeptIsClosed,
+    KeptIsClosed(ReplyTo<u64>),
 }
 
 impl Server for Delayed {
     type Call = Req;
-    type Reply = u64;
     type Cast = ();
     type Info = ();
 
-    async fn handle_call(
-        &mut self,
-        req: Req,
-        from: ReplyTo<u64>,
-        _: &mut ServerContext<Self>,
-    ) -> Flow {
+    async fn handle_call(&mut self, req: Req, _: &mut ServerContext<Self>) -> Flow {
         match req {
-            Req::After(tag, delay) => self.replier.send((from, tag, delay)).unwrap(),
-            Req::Keep => self.kept = Some(from),
-            Req::KeptIsClosed => {
+            Req::After(tag, delay, from) => self.replier.send((from, tag, delay)).unwrap(),
+            Req::Keep(from) => self.kept = Some(from),
+            Req::KeptIsClosed(from) => {
                 let closed = self.kept.as_ref().map_or(2, |k| u64::from(k.is_closed()));
                 from.reply(closed);
             }
@@ -125,10 +119,12 @@ fn a_late_reply_never_answers_the_next_call() {
     let (first, second, third) = in_process(&node, rt.handle(), move || async move {
         let ms = Duration::from_millis;
         // Answered at ~100 ms, long after this call gave up at 20 ms...
-        let first = s.call_timeout(Req::After(1, ms(100)), ms(20)).await;
+        let first = s.call_timeout(|r| Req::After(1, ms(100), r), ms(20)).await;
         // ...and while this one, on the same slot, waits for its own answer.
-        let second = s.call_timeout(Req::After(2, ms(300)), ms(5_000)).await;
-        let third = s.call_timeout(Req::After(3, ms(0)), ms(5_000)).await;
+        let second = s
+            .call_timeout(|r| Req::After(2, ms(300), r), ms(5_000))
+            .await;
+        let third = s.call_timeout(|r| Req::After(3, ms(0), r), ms(5_000)).await;
         (first, second, third)
     });
     assert_eq!(first, Err(CallError::Timeout(Duration::from_millis(20))));
@@ -162,10 +158,10 @@ fn calls_polled_under_other_wakers_complete() {
     let s2 = s.clone();
     let got = in_process(&node, rt.handle(), move || async move {
         // A first call leaves the slot holding the process's own waker.
-        let mut got = vec![s.call(Req::After(0, Duration::ZERO)).await.unwrap()];
+        let mut got = vec![s.call(|r| Req::After(0, Duration::ZERO, r)).await.unwrap()];
         // Each of these is polled with a waker of FuturesUnordered's, not the process's.
         let mut calls: FuturesUnordered<_> = (1..=3u64)
-            .map(|i| s.call(Req::After(i, Duration::from_millis(10 * i))))
+            .map(|i| s.call(move |r| Req::After(i, Duration::from_millis(10 * i), r)))
             .collect();
         while let Some(r) = calls.next().await {
             got.push(r.unwrap());
@@ -173,7 +169,7 @@ fn calls_polled_under_other_wakers_complete() {
         drop(calls);
         // Back under the process's waker, with a select around it.
         tokio::select! {
-            r = s.call(Req::After(4, Duration::from_millis(5))) => got.push(r.unwrap()),
+            r = s.call(|rt| Req::After(4, Duration::from_millis(5), rt)) => got.push(r.unwrap()),
             _ = tokio::time::sleep(WAIT) => {}
         }
         got
@@ -182,7 +178,7 @@ fn calls_polled_under_other_wakers_complete() {
     // Outside any process: a slot per call, same answers.
     rt.block_on(async {
         for i in 0..100u64 {
-            assert_eq!(s2.call(Req::After(i, Duration::ZERO)).await, Ok(i));
+            assert_eq!(s2.call(|r| Req::After(i, Duration::ZERO, r)).await, Ok(i));
         }
     });
 }
@@ -206,7 +202,7 @@ fn replies_racing_timeouts_never_cross() {
                     let tag = c << 32 | i;
                     let delay = Duration::from_micros((i * 7919 + c * 31) % 4_000);
                     match s
-                        .call_timeout(Req::After(tag, delay), Duration::from_millis(1))
+                        .call_timeout(|r| Req::After(tag, delay, r), Duration::from_millis(1))
                         .await
                     {
                         Ok(v) => {

@@ -193,7 +193,7 @@ async fn bad_requests_get_clear_errors() {
         err.to_string(),
         format!("no handler with id {id} is installed")
     );
-    assert_eq!(m.stop().await, ExitReason::Normal);
+    assert_eq!(m.stop(ExitReason::Normal).await, ExitReason::Normal);
     assert_eq!(m.notify("x".into()), Err(EventError::NotRunning(m.pid())));
     assert_eq!(
         m.sync_notify("x".into()).await,
@@ -208,7 +208,7 @@ async fn stopping_the_manager_terminates_every_handler() {
     let seen = Seen::default();
     m.add_handler(rec("a", &seen)).await.unwrap();
     m.add_handler(rec("b", &seen)).await.unwrap();
-    m.stop().await;
+    m.stop(ExitReason::Normal).await;
     let mut got = take(&seen);
     got.sort();
     assert_eq!(
@@ -285,7 +285,7 @@ async fn every_way_of_leaving_is_reported_to_subscribers() {
     assert_eq!((got.id, got.reason), (finished, RemoveReason::Finished));
 
     let last = m.add_handler(rec("last", &seen)).await.unwrap();
-    m.stop().await;
+    m.stop(ExitReason::Normal).await;
     let got = report(&mut reports).await;
     assert_eq!(
         (got.id, got.reason),

@@ -157,15 +157,13 @@ fn busy_work_spreads_over_the_schedulers() {
 struct Echo;
 
 impl Server for Echo {
-    type Call = u64;
-    type Reply = u64;
+    type Call = (u64, ReplyTo<u64>);
     type Cast = ();
     type Info = ();
 
     async fn handle_call(
         &mut self,
-        n: u64,
-        from: ReplyTo<u64>,
+        (n, from): (u64, ReplyTo<u64>),
         _: &mut ServerContext<Self>,
     ) -> Flow {
         from.reply(n + 1);
@@ -188,7 +186,7 @@ fn chatty(pool: &Schedulers) -> (u64, u64) {
             done.push(rx);
             node.spawn(move |_: Context<()>| async move {
                 for i in 0..CALLS {
-                    assert_eq!(echo.call(i).await, Ok(i + 1));
+                    assert_eq!(echo.call(|r| (i, r)).await, Ok(i + 1));
                 }
                 let _ = tx.send(());
                 ExitReason::Normal
@@ -265,12 +263,11 @@ async fn kill_ends_a_waiting_a_busy_and_a_not_yet_started_process() {
 struct Silent;
 
 impl Server for Silent {
-    type Call = ();
-    type Reply = ();
+    type Call = ReplyTo<()>;
     type Cast = ();
     type Info = ();
 
-    async fn handle_call(&mut self, _: (), from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
+    async fn handle_call(&mut self, from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
         // Never replies: the caller's timeout is what is being tested.
         std::mem::forget(from);
         Flow::Continue
@@ -293,7 +290,7 @@ fn timers_and_call_timeouts_work_on_the_schedulers() {
         let got = tokio::time::timeout(WAIT, rx).await.unwrap().unwrap();
         let silent = girder::server::start(&node, Silent).await.unwrap();
         let t0 = Instant::now();
-        let call = silent.call_timeout((), Duration::from_millis(50)).await;
+        let call = silent.call_timeout(|r| r, Duration::from_millis(50)).await;
         assert!(t0.elapsed() < WAIT);
         (got, call)
     });

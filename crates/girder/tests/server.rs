@@ -29,8 +29,7 @@ struct Counter {
 }
 
 impl Server for Counter {
-    type Call = Req;
-    type Reply = i64;
+    type Call = (Req, ReplyTo<i64>);
     type Cast = i64;
     type Info = &'static str;
 
@@ -43,8 +42,7 @@ impl Server for Counter {
 
     async fn handle_call(
         &mut self,
-        req: Req,
-        from: ReplyTo<i64>,
+        (req, from): (Req, ReplyTo<i64>),
         _: &mut ServerContext<Self>,
     ) -> Flow {
         match req {
@@ -111,15 +109,15 @@ async fn start(node: &Node) -> (ServerRef<Counter>, mpsc::UnboundedReceiver<Exit
 async fn call_cast_and_info() {
     let node = Node::new("t");
     let (s, _) = start(&node).await;
-    assert_eq!(s.call(Req::Add(2)).await, Ok(2));
+    assert_eq!(s.call(|r| (Req::Add(2), r)).await, Ok(2));
     s.cast(5).unwrap();
     assert_eq!(
-        s.call(Req::Get).await,
+        s.call(|r| (Req::Get, r)).await,
         Ok(7),
         "a cast sent before a call is handled before it"
     );
     s.info("reset").unwrap();
-    assert_eq!(s.call(Req::Get).await, Ok(0));
+    assert_eq!(s.call(|r| (Req::Get, r)).await, Ok(0));
     assert_eq!(node.process_info(s.pid()).unwrap().behaviour, "server");
 }
 
@@ -134,13 +132,13 @@ async fn a_call_times_out_and_the_late_reply_is_dropped() {
     let (s, _) = start(&node).await;
     let r = s
         .call_timeout(
-            Req::Sleep(Duration::from_millis(200)),
+            |r| (Req::Sleep(Duration::from_millis(200)), r),
             Duration::from_millis(20),
         )
         .await;
     assert_eq!(r, Err(CallError::Timeout(Duration::from_millis(20))));
     // The server is fine and the late reply went nowhere.
-    assert_eq!(s.call(Req::Add(1)).await, Ok(1));
+    assert_eq!(s.call(|r| (Req::Add(1), r)).await, Ok(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,11 +146,12 @@ async fn a_callee_dying_mid_call_ends_the_call_at_once_with_the_reason() {
     let node = Node::new("t");
     let (s, _) = start(&node).await;
     let s2 = s.clone();
-    let slow = tokio::spawn(async move { s2.call(Req::Sleep(Duration::from_secs(60))).await });
+    let slow =
+        tokio::spawn(async move { s2.call(|r| (Req::Sleep(Duration::from_secs(60)), r)).await });
     tokio::time::sleep(Duration::from_millis(30)).await;
     // A second call queued behind the first one.
     let s3 = s.clone();
-    let queued = tokio::spawn(async move { s3.call(Req::Get).await });
+    let queued = tokio::spawn(async move { s3.call(|r| (Req::Get, r)).await });
     tokio::time::sleep(Duration::from_millis(30)).await;
     let started = std::time::Instant::now();
     node.exit(s.pid(), ExitReason::error("pulled the plug"));
@@ -179,7 +178,7 @@ async fn a_call_to_a_dead_server_fails_at_once() {
     assert_eq!(s.stop(ExitReason::Normal).await, ExitReason::Normal);
     let started = std::time::Instant::now();
     assert_eq!(
-        s.call(Req::Get).await,
+        s.call(|r| (Req::Get, r)).await,
         Err(CallError::Exited(ExitReason::Normal))
     );
     assert!(started.elapsed() < Duration::from_secs(1));
@@ -191,7 +190,7 @@ async fn a_call_to_a_dead_server_fails_at_once() {
 async fn a_panicking_handler_ends_the_server_with_a_panic_reason_after_terminate() {
     let node = Node::new("t");
     let (s, mut term) = start(&node).await;
-    let r = s.call(Req::Panic).await;
+    let r = s.call(|r| (Req::Panic, r)).await;
     assert_eq!(
         r,
         Err(CallError::Exited(ExitReason::Panic(
@@ -212,11 +211,11 @@ async fn a_panicking_handler_ends_the_server_with_a_panic_reason_after_terminate
 async fn deferred_reply_from_another_task() {
     let node = Node::new("t");
     let (s, _) = start(&node).await;
-    s.call(Req::Add(3)).await.unwrap();
+    s.call(|r| (Req::Add(3), r)).await.unwrap();
     // While the deferred reply is pending the server keeps serving.
     let s2 = s.clone();
-    let deferred = tokio::spawn(async move { s2.call(Req::Defer).await });
-    assert_eq!(s.call(Req::Get).await, Ok(3));
+    let deferred = tokio::spawn(async move { s2.call(|r| (Req::Defer, r)).await });
+    assert_eq!(s.call(|r| (Req::Get, r)).await, Ok(3));
     assert_eq!(deferred.await.unwrap(), Ok(300));
 }
 
@@ -224,7 +223,7 @@ async fn deferred_reply_from_another_task() {
 async fn dropping_the_reply_handle_ends_the_call_with_no_reply() {
     let node = Node::new("t");
     let (s, _) = start(&node).await;
-    assert_eq!(s.call(Req::Drop).await, Err(CallError::NoReply));
+    assert_eq!(s.call(|r| (Req::Drop, r)).await, Err(CallError::NoReply));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +231,8 @@ async fn stop_with_a_reason_runs_terminate() {
     let node = Node::new("t");
     let (s, mut term) = start(&node).await;
     assert_eq!(
-        s.call(Req::StopWith(ExitReason::error("done"))).await,
+        s.call(|r| (Req::StopWith(ExitReason::error("done")), r))
+            .await,
         Ok(-1)
     );
     assert_eq!(term.recv().await, Some(ExitReason::error("done")));
@@ -279,7 +279,7 @@ async fn a_name_is_taken_once() {
     .await;
     assert_eq!(b.unwrap_err(), StartError::AlreadyStarted(a.pid()));
     let found = ServerRef::<Counter>::lookup(&node, "counter").unwrap();
-    assert_eq!(found.call(Req::Add(1)).await, Ok(1));
+    assert_eq!(found.call(|r| (Req::Add(1), r)).await, Ok(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,20 +322,14 @@ async fn a_server_sees_monitor_downs() {
     let tp = target.pid();
     struct Watch(Pid, mpsc::UnboundedSender<Down>);
     impl Server for Watch {
-        type Call = ();
-        type Reply = ();
+        type Call = ReplyTo<()>;
         type Cast = ();
         type Info = ();
         async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
             ctx.monitor(self.0);
             Ok(())
         }
-        async fn handle_call(
-            &mut self,
-            _: (),
-            from: ReplyTo<()>,
-            _: &mut ServerContext<Self>,
-        ) -> Flow {
+        async fn handle_call(&mut self, from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
             from.reply(());
             Flow::Continue
         }
@@ -353,7 +347,7 @@ async fn a_server_sees_monitor_downs() {
         .unwrap();
     assert_eq!(down.pid, tp);
     assert_eq!(down.reason, ExitReason::error("target done"));
-    w.call(()).await.unwrap();
+    w.call(|r| r).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,13 +362,16 @@ async fn a_bounded_server_mailbox_refuses_casts_when_full() {
     .await
     .unwrap();
     let s2 = s.clone();
-    let busy = tokio::spawn(async move { s2.call(Req::Sleep(Duration::from_millis(100))).await });
+    let busy = tokio::spawn(async move {
+        s2.call(|r| (Req::Sleep(Duration::from_millis(100)), r))
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(20)).await;
     s.cast(1).unwrap();
     assert_eq!(s.cast(2), Err(SendError::Full(2)));
     busy.await.unwrap().unwrap();
     // A call waits for room instead of failing.
-    assert_eq!(s.call(Req::Get).await, Ok(1));
+    assert_eq!(s.call(|r| (Req::Get, r)).await, Ok(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,17 +381,19 @@ async fn call_timeouts_from_inside_a_process_reuse_its_timer_correctly() {
     let (tx, rx) = tokio::sync::oneshot::channel();
     node.spawn(move |_: girder::Context<()>| async move {
         // A long timeout first, then a short one: the reused timer must move its deadline earlier.
-        let first = s.call_timeout(Req::Get, Duration::from_secs(30)).await;
+        let first = s
+            .call_timeout(|r| (Req::Get, r), Duration::from_secs(30))
+            .await;
         let t = std::time::Instant::now();
         let second = s
             .call_timeout(
-                Req::Sleep(Duration::from_millis(500)),
+                |r| (Req::Sleep(Duration::from_millis(500)), r),
                 Duration::from_millis(30),
             )
             .await;
         let took = t.elapsed();
         // Two calls at once from one process: one reuses the timer, the other gets its own.
-        let (a, b) = tokio::join!(s.call(Req::Add(1)), s.call(Req::Add(1)));
+        let (a, b) = tokio::join!(s.call(|r| (Req::Add(1), r)), s.call(|r| (Req::Add(1), r)));
         tx.send((first, second, took, a, b)).unwrap();
         ExitReason::Normal
     });
@@ -422,7 +421,8 @@ async fn a_long_call_timeout_is_never_early_and_barely_late() {
         // Back-to-back calls first, so the reused timer is already set near the deadline.
         for _ in 0..3 {
             assert_eq!(
-                s.call_timeout(Req::Get, Duration::from_secs(1)).await,
+                s.call_timeout(|r| (Req::Get, r), Duration::from_secs(1))
+                    .await,
                 Ok(0)
             );
         }
@@ -430,7 +430,7 @@ async fn a_long_call_timeout_is_never_early_and_barely_late() {
             let t = std::time::Instant::now();
             let r = s
                 .call_timeout(
-                    Req::Sleep(Duration::from_millis(1500)),
+                    |r| (Req::Sleep(Duration::from_millis(1500)), r),
                     Duration::from_secs(1),
                 )
                 .await;
@@ -453,13 +453,16 @@ async fn stop_overtakes_a_long_queue() {
     let (s, mut term) = start(&node).await;
     // Ten seconds of queued work.
     let s2 = s.clone();
-    let busy = tokio::spawn(async move { s2.call(Req::Sleep(Duration::from_millis(50))).await });
+    let busy = tokio::spawn(async move {
+        s2.call(|r| (Req::Sleep(Duration::from_millis(50)), r))
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(10)).await;
     for _ in 0..200 {
         let s3 = s.clone();
         tokio::spawn(async move {
             s3.call_timeout(
-                Req::Sleep(Duration::from_millis(50)),
+                |r| (Req::Sleep(Duration::from_millis(50)), r),
                 Duration::from_secs(60),
             )
             .await
@@ -484,8 +487,7 @@ async fn a_panicking_init_or_terminate_is_contained() {
         panic_in_init: bool,
     }
     impl Server for Bad {
-        type Call = ();
-        type Reply = ();
+        type Call = ReplyTo<()>;
         type Cast = ();
         type Info = ();
         async fn init(&mut self, _: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
@@ -494,12 +496,7 @@ async fn a_panicking_init_or_terminate_is_contained() {
             }
             Ok(())
         }
-        async fn handle_call(
-            &mut self,
-            _: (),
-            from: ReplyTo<()>,
-            _: &mut ServerContext<Self>,
-        ) -> Flow {
+        async fn handle_call(&mut self, from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
             from.reply(());
             Flow::Continue
         }

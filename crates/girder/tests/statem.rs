@@ -5,7 +5,7 @@ use std::time::Duration;
 use girder::statem::{
     self, Action, StateEvent, StateMachine, StateMachineContext, StateMachineRef, Transition,
 };
-use girder::{CallError, Context, ExitReason, Node, SpawnOptions, StartError};
+use girder::{CallError, Context, ExitReason, Node, ReplyTo, SpawnOptions, StartError};
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -56,8 +56,7 @@ impl Probe {
 
 impl StateMachine for Probe {
     type State = St;
-    type Call = Ask;
-    type Reply = St;
+    type Call = (Ask, ReplyTo<St>);
     type Cast = Step;
     type Info = &'static str;
     type Timeout = &'static str;
@@ -96,14 +95,14 @@ impl StateMachine for Probe {
                 }
             }
             StateEvent::Cast(step) => step(state),
-            StateEvent::Call(Ask::State, from) => {
+            StateEvent::Call((Ask::State, from)) => {
                 from.reply(state.clone());
                 Transition::keep()
             }
-            StateEvent::Call(Ask::StateByAction, from) => {
-                Transition::keep().with(Action::Reply(from, state.clone()))
+            StateEvent::Call((Ask::StateByAction, from)) => {
+                Transition::keep().with(Action::reply(from, state.clone()))
             }
-            StateEvent::Call(Ask::Panic, _) => panic!("call blew up"),
+            StateEvent::Call((Ask::Panic, _)) => panic!("call blew up"),
             StateEvent::Info(tag) if *state == St::A && tag.starts_with("p:") => {
                 log(format!("postponing {tag}"));
                 Transition::keep().postpone(StateEvent::Info(tag))
@@ -184,13 +183,13 @@ async fn state_changes_calls_and_enter_calls() {
         "enter A from A",
         "the initial state gets an enter call"
     );
-    assert_eq!(m.call(Ask::State).await, Ok(St::A));
+    assert_eq!(m.call(|r| (Ask::State, r)).await, Ok(St::A));
     m.cast(step(|_| Transition::next(St::B))).unwrap();
     assert_eq!(next(&mut rx).await, "enter B from A");
-    assert_eq!(m.call(Ask::State).await, Ok(St::B));
+    assert_eq!(m.call(|r| (Ask::State, r)).await, Ok(St::B));
     // A transition to the same state is not a state change: no enter call.
     m.cast(step(|_| Transition::next(St::B))).unwrap();
-    assert_eq!(m.call(Ask::State).await, Ok(St::B));
+    assert_eq!(m.call(|r| (Ask::State, r)).await, Ok(St::B));
     nothing_within(&mut rx, SHORT).await;
     assert_eq!(node.process_info(m.pid()).unwrap().behaviour, "statem");
 }
@@ -209,7 +208,7 @@ async fn a_state_timeout_fires_when_staying_and_is_cancelled_by_a_state_change()
     .unwrap();
     m.cast(step(|_| Transition::next(St::B))).unwrap();
     nothing_within(&mut rx, Duration::from_millis(700)).await;
-    assert_eq!(m.call(Ask::State).await, Ok(St::B));
+    assert_eq!(m.call(|r| (Ask::State, r)).await, Ok(St::B));
     // Setting it again restarts it with the new content; an explicit cancel also works.
     m.cast(step(|_| {
         Transition::keep().with(Action::StateTimeout(Duration::from_millis(500), "old"))
@@ -357,11 +356,11 @@ async fn inserted_events_come_first_in_order_then_released_postponed_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_are_answered_directly_or_by_a_reply_action() {
     let (_node, m, _rx) = start(false).await;
-    assert_eq!(m.call(Ask::State).await, Ok(St::A));
+    assert_eq!(m.call(|r| (Ask::State, r)).await, Ok(St::A));
     m.cast(step(|_| Transition::next(St::C))).unwrap();
-    assert_eq!(m.call(Ask::StateByAction).await, Ok(St::C));
+    assert_eq!(m.call(|r| (Ask::StateByAction, r)).await, Ok(St::C));
     assert_eq!(
-        m.call_timeout(Ask::StateByAction, Duration::from_secs(1))
+        m.call_timeout(|r| (Ask::StateByAction, r), Duration::from_secs(1))
             .await,
         Ok(St::C)
     );
@@ -373,7 +372,7 @@ async fn a_call_to_a_dead_machine_errors_at_once() {
     assert_eq!(m.stop(ExitReason::Normal).await, ExitReason::Normal);
     let t = std::time::Instant::now();
     assert_eq!(
-        m.call(Ask::State).await,
+        m.call(|r| (Ask::State, r)).await,
         Err(CallError::Exited(ExitReason::Normal))
     );
     assert!(m.cast(step(|_| Transition::keep())).is_err());
@@ -383,7 +382,7 @@ async fn a_call_to_a_dead_machine_errors_at_once() {
     let (_node, m, mut rx) = start(false).await;
     let t = std::time::Instant::now();
     assert_eq!(
-        m.call(Ask::Panic).await,
+        m.call(|r| (Ask::Panic, r)).await,
         Err(CallError::Exited(ExitReason::Panic("call blew up".into())))
     );
     assert!(t.elapsed() < Duration::from_secs(1));
@@ -502,7 +501,7 @@ async fn a_machine_linked_to_a_trapping_parent_stops_with_terminate_on_parent_ex
         next(&mut rx).await,
         format!("other Exit({}, error: other failed)", other.pid())
     );
-    assert_eq!(m.call(Ask::State).await, Ok(St::A));
+    assert_eq!(m.call(|r| (Ask::State, r)).await, Ok(St::A));
 
     parent.send(()).unwrap();
     assert_eq!(next(&mut rx).await, "terminate error: parent failed in A");
@@ -524,13 +523,12 @@ async fn a_named_machine_is_found_and_a_failing_init_aborts_the_start() {
     let again = statem::start_with(&node, Probe::new(tx), SpawnOptions::new(), Some("probe")).await;
     assert_eq!(again.unwrap_err(), StartError::AlreadyStarted(m.pid()));
     let found = StateMachineRef::<Probe>::lookup(&node, "probe").unwrap();
-    assert_eq!(found.call(Ask::State).await, Ok(St::A));
+    assert_eq!(found.call(|r| (Ask::State, r)).await, Ok(St::A));
 
     struct Refuses;
     impl StateMachine for Refuses {
         type State = ();
-        type Call = ();
-        type Reply = ();
+        type Call = ((), ReplyTo<()>);
         type Cast = ();
         type Info = ();
         type Timeout = ();
@@ -561,7 +559,7 @@ async fn a_named_machine_is_found_and_a_failing_init_aborts_the_start() {
 async fn stop_runs_terminate_with_the_state() {
     let (_node, m, mut rx) = start(false).await;
     m.cast(step(|_| Transition::next(St::B))).unwrap();
-    assert_eq!(m.call(Ask::State).await, Ok(St::B));
+    assert_eq!(m.call(|r| (Ask::State, r)).await, Ok(St::B));
     assert_eq!(m.stop(ExitReason::Shutdown).await, ExitReason::Shutdown);
     assert_eq!(next(&mut rx).await, "terminate shutdown in B");
 }
@@ -571,7 +569,7 @@ async fn a_transition_can_stop_with_a_reply() {
     let (_node, m, mut rx) = start(false).await;
     let (from, reply) = girder::ReplyTo::pair();
     m.cast(step(move |_| {
-        Transition::stop(ExitReason::error("done")).with(Action::Reply(from, St::C))
+        Transition::stop(ExitReason::error("done")).with(Action::reply(from, St::C))
     }))
     .unwrap();
     assert_eq!(reply.await.unwrap(), St::C);

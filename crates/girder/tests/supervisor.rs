@@ -347,7 +347,6 @@ async fn a_child_failing_to_start_fails_the_supervisor_start_and_stops_the_other
     struct Broken;
     impl girder::Server for Broken {
         type Call = ();
-        type Reply = ();
         type Cast = ();
         type Info = ();
         async fn init(
@@ -355,15 +354,6 @@ async fn a_child_failing_to_start_fails_the_supervisor_start_and_stops_the_other
             _: &mut girder::ServerContext<Self>,
         ) -> Result<(), girder::InitError> {
             Err(ExitReason::error("no database").into())
-        }
-        async fn handle_call(
-            &mut self,
-            _: (),
-            from: girder::ReplyTo<()>,
-            _: &mut girder::ServerContext<Self>,
-        ) -> girder::Flow {
-            from.reply(());
-            girder::Flow::Continue
         }
     }
     let r = Supervisor::builder()

@@ -285,14 +285,12 @@ async fn a_start_function_that_panics_at_restart_is_retried_and_escalates() {
 struct Echo;
 
 impl Server for Echo {
-    type Call = ();
-    type Reply = girder::Pid;
+    type Call = ReplyTo<girder::Pid>;
     type Cast = ();
     type Info = ();
 
     async fn handle_call(
         &mut self,
-        _: (),
         from: ReplyTo<girder::Pid>,
         ctx: &mut ServerContext<Self>,
     ) -> Flow {
@@ -326,7 +324,7 @@ async fn a_dynamic_supervisor_runs_many_instances_of_one_spec() {
     assert_eq!(sup.count_children().await.unwrap().active, 50);
     for pid in &pids {
         let w = girder::ServerRef::<Echo>::from_pid(&node, *pid).unwrap();
-        assert_eq!(w.call(()).await.unwrap(), *pid);
+        assert_eq!(w.call(|r| r).await.unwrap(), *pid);
     }
     // Ids are shared: naming one instance takes its pid.
     assert_eq!(
@@ -382,8 +380,7 @@ struct Conn {
 }
 
 impl Server for Conn {
-    type Call = ();
-    type Reply = ();
+    type Call = ReplyTo<()>;
     type Cast = ();
     type Info = ();
 
@@ -397,7 +394,7 @@ impl Server for Conn {
         Ok(())
     }
 
-    async fn handle_call(&mut self, _: (), from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
+    async fn handle_call(&mut self, from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
         from.reply(());
         Flow::Continue
     }
@@ -480,8 +477,7 @@ async fn start_child_refuses_what_the_builder_refuses() {
 struct Declines;
 
 impl Server for Declines {
-    type Call = ();
-    type Reply = ();
+    type Call = ReplyTo<()>;
     type Cast = ();
     type Info = ();
 
@@ -489,7 +485,7 @@ impl Server for Declines {
         Err(InitError::Ignore)
     }
 
-    async fn handle_call(&mut self, _: (), from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
+    async fn handle_call(&mut self, from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
         from.reply(());
         Flow::Continue
     }
@@ -547,18 +543,8 @@ async fn a_child_that_traps_exits_runs_terminate_on_shutdown() {
     struct Flushes(mpsc::UnboundedSender<ExitReason>);
     impl Server for Flushes {
         type Call = ();
-        type Reply = ();
         type Cast = ();
         type Info = ();
-        async fn handle_call(
-            &mut self,
-            _: (),
-            f: ReplyTo<()>,
-            _: &mut ServerContext<Self>,
-        ) -> Flow {
-            f.reply(());
-            Flow::Continue
-        }
         async fn terminate(&mut self, reason: &ExitReason, _: &mut ServerContext<Self>) {
             let _ = self.0.send(reason.clone());
         }

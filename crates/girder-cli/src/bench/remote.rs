@@ -31,15 +31,13 @@ impl Wire for SinkMsg {
 pub struct Echo;
 
 impl Server for Echo {
-    type Call = u64;
-    type Reply = u64;
+    type Call = (u64, ReplyTo<u64>);
     type Cast = ();
     type Info = ();
 
     async fn handle_call(
         &mut self,
-        n: u64,
-        from: ReplyTo<u64>,
+        (n, from): (u64, ReplyTo<u64>),
         _: &mut ServerContext<Self>,
     ) -> Flow {
         from.reply(n);
@@ -253,7 +251,7 @@ async fn calls(
     let echo = dist.remote_server::<Echo>(server, echo_pid);
     // Warm-up: the connection and both ends' caches.
     for i in 0..(per_caller / 100).max(10) {
-        echo.call(i).await.map_err(|e| e.to_string())?;
+        echo.call(|r| (i, r)).await.map_err(|e| e.to_string())?;
     }
     let mut results = Vec::with_capacity(callers);
     let t0 = Instant::now();
@@ -266,7 +264,7 @@ async fn calls(
                 Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 2).expect("histogram bounds");
             for i in 0..per_caller {
                 let start = Instant::now();
-                let r = echo.call(i).await;
+                let r = echo.call(|r| (i, r)).await;
                 hist.saturating_record(start.elapsed().as_nanos() as u64);
                 if r != Ok(i) {
                     let _ = tx.send(Err(format!("call {i} returned {r:?}")));

@@ -183,15 +183,13 @@ async fn pingpong(node: &Node, n: u64) -> Outcome {
 struct Echo;
 
 impl Server for Echo {
-    type Call = u64;
-    type Reply = u64;
+    type Call = (u64, ReplyTo<u64>);
     type Cast = ();
     type Info = ();
 
     async fn handle_call(
         &mut self,
-        n: u64,
-        from: ReplyTo<u64>,
+        (n, from): (u64, ReplyTo<u64>),
         _: &mut ServerContext<Self>,
     ) -> Flow {
         from.reply(n + 1);
@@ -213,7 +211,7 @@ async fn calls(node: &Node, name: &'static str, callers: usize, per_caller: u64)
                 Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 2).expect("histogram bounds");
             for i in 0..per_caller {
                 let start = Instant::now();
-                let r = echo.call(i).await;
+                let r = echo.call(|r| (i, r)).await;
                 hist.saturating_record(start.elapsed().as_nanos() as u64);
                 debug_assert_eq!(r, Ok(i + 1));
             }

@@ -112,7 +112,6 @@ impl Chaos {
 impl StateMachine for Chaos {
     type State = Phase;
     type Call = ();
-    type Reply = ();
     type Cast = ();
     type Info = ();
     type Timeout = Tick;

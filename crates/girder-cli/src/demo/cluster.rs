@@ -21,10 +21,10 @@ pub const SERVICE: &str = "demo.counter";
 const COOKIE: &str = "girder-demo-cluster-cookie";
 
 #[derive(Serialize, Deserialize)]
-pub struct Increment;
+pub struct Increment(pub ReplyTo<Count>);
 
 impl Wire for Increment {
-    const NAME: &'static str = "demo.counter.increment.v1";
+    const NAME: &'static str = "demo.counter.increment.v2";
 }
 
 /// Which node answered, and the count there.
@@ -34,10 +34,6 @@ pub struct Count {
     pub count: u64,
 }
 
-impl Wire for Count {
-    const NAME: &'static str = "demo.counter.count.v1";
-}
-
 pub struct Counter {
     node: String,
     count: u64,
@@ -45,14 +41,12 @@ pub struct Counter {
 
 impl Server for Counter {
     type Call = Increment;
-    type Reply = Count;
     type Cast = ();
     type Info = ();
 
     async fn handle_call(
         &mut self,
-        _: Increment,
-        from: ReplyTo<Count>,
+        Increment(from): Increment,
         _: &mut ServerContext<Self>,
     ) -> Flow {
         self.count += 1;

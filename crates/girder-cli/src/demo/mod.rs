@@ -63,7 +63,7 @@ fn tree(stats: Arc<ClientStats>, seed: u64, storm_after: Duration) -> Applicatio
                 // Looked up each time: after a restart the name points at the new kv.
                 let answer = match ServerRef::<Kv>::lookup(ctx.node(), "kv") {
                     Ok(kv) => kv
-                        .call(KvCall::Put("visits".into(), visits))
+                        .call(|r| (KvCall::Put("visits".into(), visits), r))
                         .await
                         .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),

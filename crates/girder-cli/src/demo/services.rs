@@ -17,15 +17,13 @@ pub enum KvCall {
 }
 
 impl Server for Kv {
-    type Call = KvCall;
-    type Reply = Option<u64>;
+    type Call = (KvCall, ReplyTo<Option<u64>>);
     type Cast = Fault;
     type Info = ();
 
     async fn handle_call(
         &mut self,
-        req: KvCall,
-        from: ReplyTo<Option<u64>>,
+        (req, from): (KvCall, ReplyTo<Option<u64>>),
         _: &mut ServerContext<Self>,
     ) -> Flow {
         match req {
@@ -43,15 +41,13 @@ impl Server for Kv {
 pub struct Worker;
 
 impl Server for Worker {
-    type Call = u64;
-    type Reply = u64;
+    type Call = (u64, ReplyTo<u64>);
     type Cast = Fault;
     type Info = ();
 
     async fn handle_call(
         &mut self,
-        n: u64,
-        from: ReplyTo<u64>,
+        (n, from): (u64, ReplyTo<u64>),
         _: &mut ServerContext<Self>,
     ) -> Flow {
         from.reply(n * 2);

@@ -23,21 +23,17 @@ pub enum StartError {
 /// fail with one.
 ///
 /// ```
-/// use girder::{ExitReason, Flow, InitError, Node, ReplyTo, Server, ServerContext, StartError};
+/// use girder::{InitError, Node, Server, ServerContext, StartError};
 ///
 /// struct Optional { enabled: bool }
 ///
 /// impl Server for Optional {
-///     type Call = (); type Reply = (); type Cast = (); type Info = ();
+///     type Call = (); type Cast = (); type Info = ();
 ///     async fn init(&mut self, _: &mut ServerContext<Self>) -> Result<(), InitError> {
 ///         if !self.enabled {
 ///             return Err(InitError::Ignore);
 ///         }
 ///         Ok(())
-///     }
-///     async fn handle_call(&mut self, _: (), from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
-///         from.reply(());
-///         Flow::Continue
 ///     }
 /// }
 ///

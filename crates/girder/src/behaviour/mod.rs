@@ -1,10 +1,14 @@
-//! What every behaviour shares: the start handshake (OTP's `proc_lib` start / init_ack), the
-//! errors of a start, and running callbacks with panics caught. Written once; `server`,
-//! `statem`, `event` and `supervisor` build on it (the call protocol is [`crate::call`]).
+//! What every behaviour shares: one mailbox message ([`Msg`]) and one handle shape
+//! ([`Handle`]), the start handshake (OTP's `proc_lib` start / init_ack) and its errors, and
+//! running callbacks with panics caught. Written once; `server`, `statem`, `event` and
+//! `supervisor` build on it (the call protocol is [`crate::call`]).
 
 mod error;
+mod handle;
 
 pub use error::{InitError, StartError};
+pub(crate) use handle::{call, cast, handle, info};
+pub use handle::{Handle, Msg};
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -21,6 +21,7 @@ mod error;
 pub(crate) mod reply;
 pub(crate) mod slot;
 pub(crate) mod watch;
+pub mod wire;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,14 +38,63 @@ use slot::{Answer, SlotReceiver};
 /// The default time a call waits for its reply, as in OTP.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Sends a request built by `make` and waits for its reply until `timeout` (`Duration::MAX`:
-/// forever; up to 1/64 later, see `timer::slack`, and at most 10 ms more for the coarse clock a
-/// timeout of a second or more is read with, see `timer::Deadline::after`). Ends at once with
-/// the callee's exit reason if it dies, whoever holds the reply handle.
-pub(crate) async fn call<M, R>(
+/// A request on its way to a behaviour, as its mailbox carries it: the request itself (which
+/// holds the [`ReplyTo`] its reply goes to) and what the callee needs to know of the call it
+/// belongs to. Handles build these; a distribution layer builds them with [`Request::new`] for
+/// requests that came from other nodes.
+///
+/// ```
+/// use girder::call::Request;
+/// let r = Request::new("ping");
+/// assert_eq!(*r.body(), "ping");
+/// assert_eq!(r.into_body(), "ping");
+/// ```
+pub struct Request<Q> {
+    body: Q,
+    /// The call's identity (reply slot, generation, caller), if a local process is waiting on
+    /// it (see `watch`).
+    tag: Option<(usize, u64, u64)>,
+}
+
+impl<Q> Request<Q> {
+    /// A request with no local caller to tell about its reply handle (one decoded from another
+    /// node, whose node watches for it, or one built by hand).
+    pub fn new(body: Q) -> Self {
+        Request { body, tag: None }
+    }
+
+    /// The request.
+    pub fn body(&self) -> &Q {
+        &self.body
+    }
+
+    /// The request, without its envelope.
+    pub fn into_body(self) -> Q {
+        self.body
+    }
+
+    /// The request and the identity of its call, for the callee's loop.
+    pub(crate) fn into_parts(self) -> (Q, Option<(usize, u64, u64)>) {
+        (self.body, self.tag)
+    }
+}
+
+impl<Q: std::fmt::Debug> std::fmt::Debug for Request<Q> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.body.fmt(f)
+    }
+}
+
+/// Sends the request `make` builds around a fresh reply handle, wrapped for the callee's
+/// mailbox by `wrap`, and waits for its reply until `timeout` (`Duration::MAX`: forever; up to
+/// 1/64 later, see `timer::slack`, and at most 10 ms more for the coarse clock a timeout of a
+/// second or more is read with, see `timer::Deadline::after`). Ends at once with the callee's
+/// exit reason if it dies, whoever holds the reply handle.
+pub(crate) async fn call<M, Q, R>(
     addr: &Addr<M>,
     timeout: Duration,
-    make: impl FnOnce(ReplyTo<R>) -> M,
+    wrap: impl FnOnce(Request<Q>) -> M,
+    make: impl FnOnce(ReplyTo<R>) -> Q,
 ) -> Result<R, CallError>
 where
     M: Send + 'static,
@@ -59,8 +109,13 @@ where
         Some(reason) => CallError::Exited(reason),
         None => CallError::NoReply,
     };
+    let tag = from.identity();
+    let request = Request {
+        body: make(from),
+        tag,
+    };
     // The common case, room in the mailbox, queues without building a waiting future.
-    match addr.send(make(from)) {
+    match addr.send(wrap(request)) {
         Ok(()) => {}
         Err(SendError::NoProc(_)) => return Err(gone()),
         Err(SendError::Full(msg)) => {

@@ -63,6 +63,11 @@ impl<R> ReplyTo<R> {
         )
     }
 
+    /// A handle that answers nothing (what is left where a handle was taken out).
+    pub(crate) fn none() -> Self {
+        ReplyTo { tx: None }
+    }
+
     /// A reply handle for a call from the running process (or from outside any process),
     /// answered through one of its reusable reply slots (see `server::slot`).
     pub(crate) fn for_call() -> (Self, SlotReceiver<R>, super::watch::Caller)
@@ -131,15 +136,15 @@ impl<R> ReplyTo<R> {
     /// use girder::{CallError, ExitReason, Node, ReplyTo, Server, ServerContext, Flow};
     /// struct Proxy;
     /// impl Server for Proxy {
-    ///     type Call = (); type Reply = (); type Cast = (); type Info = ();
-    ///     async fn handle_call(&mut self, _: (), from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
+    ///     type Call = ReplyTo<()>; type Cast = (); type Info = ();
+    ///     async fn handle_call(&mut self, from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
     ///         from.fail(ExitReason::NoConnection);
     ///         Flow::Continue
     ///     }
     /// }
     /// let node = Node::new("docs");
     /// let proxy = girder::server::start(&node, Proxy).await.unwrap();
-    /// assert_eq!(proxy.call(()).await, Err(CallError::Exited(ExitReason::NoConnection)));
+    /// assert_eq!(proxy.call(|r| r).await, Err(CallError::Exited(ExitReason::NoConnection)));
     /// # }
     /// ```
     pub fn fail(mut self, reason: crate::ExitReason) {

@@ -11,7 +11,7 @@ use super::HandlerId;
 /// # #[tokio::main] async fn main() {
 /// let node = girder::Node::new("docs");
 /// let events = EventManager::<String>::start(&node).await.unwrap();
-/// events.stop().await;
+/// events.stop(girder::ExitReason::Normal).await;
 /// let err = events.sync_notify("anyone?".into()).await.unwrap_err();
 /// assert_eq!(err, EventError::NotRunning(events.pid()));
 /// assert!(err.to_string().contains("is not running"));

@@ -7,18 +7,61 @@ use crate::behaviour::guarded;
 use crate::server::{Flow, ReplyTo, Server, ServerContext};
 use crate::{Addr, ExitReason, Pid};
 
-pub(crate) enum ManagerCall<E> {
-    SyncNotify(E),
-    Add(Box<dyn DynHandler<E>>, &'static str),
-    Remove(HandlerId),
-    Which,
-    Subscribe(Addr<HandlerRemoved>),
+/// The requests an [`EventManager`](super::EventManager) makes (through its methods), each with
+/// its typed reply.
+pub struct ManagerCall<E>(pub(crate) Request<E>);
+
+pub(crate) enum Request<E> {
+    SyncNotify(E, ReplyTo<()>),
+    Add(
+        Box<dyn DynHandler<E>>,
+        &'static str,
+        ReplyTo<Result<HandlerId, EventError>>,
+    ),
+    Remove(HandlerId, ReplyTo<Result<(), EventError>>),
+    Which(ReplyTo<Vec<HandlerInfo>>),
+    Subscribe(Addr<HandlerRemoved>, ReplyTo<()>),
 }
 
-pub(crate) enum ManagerReply {
-    Done(Result<(), EventError>),
-    Added(Result<HandlerId, EventError>),
-    Handlers(Vec<HandlerInfo>),
+/// What crosses nodes of an event manager's requests: a synchronous notify. Handlers (code),
+/// subscribers (local addresses) and the rest are managed on the manager's node.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum WireRequest<E> {
+    SyncNotify(E, ReplyTo<()>),
+}
+
+impl<E> serde::Serialize for ManagerCall<E>
+where
+    E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        // Serialized field by field, in the shape of `WireRequest`: the reply handles must be
+        // serialized where they are (see `call::wire`).
+        use serde::ser::SerializeTupleVariant;
+        match &self.0 {
+            Request::SyncNotify(e, r) => {
+                let mut v = s.serialize_tuple_variant("WireRequest", 0, "SyncNotify", 2)?;
+                v.serialize_field(e)?;
+                v.serialize_field(r)?;
+                v.end()
+            }
+            _ => Err(S::Error::custom(
+                "only sync_notify crosses nodes: manage an event manager's handlers on its node",
+            )),
+        }
+    }
+}
+
+impl<'de, E> serde::Deserialize<'de> for ManagerCall<E>
+where
+    E: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(ManagerCall(match WireRequest::<E>::deserialize(d)? {
+            WireRequest::SyncNotify(e, r) => Request::SyncNotify(e, r),
+        }))
+    }
 }
 
 struct Installed<E> {
@@ -27,7 +70,9 @@ struct Installed<E> {
     handler: Box<dyn DynHandler<E>>,
 }
 
-pub(crate) struct ManagerServer<E> {
+/// An event manager's process state; its requests are [`EventManager`](super::EventManager)'s
+/// methods.
+pub struct ManagerServer<E> {
     handlers: Vec<Installed<E>>,
     subscribers: Vec<Addr<HandlerRemoved>>,
     next_id: u64,
@@ -124,33 +169,27 @@ impl<E: Send + Sync + 'static> ManagerServer<E> {
 
 impl<E: Send + Sync + 'static> Server for ManagerServer<E> {
     type Call = ManagerCall<E>;
-    type Reply = ManagerReply;
     type Cast = E;
     type Info = ();
 
-    async fn handle_call(
-        &mut self,
-        req: ManagerCall<E>,
-        from: ReplyTo<ManagerReply>,
-        ctx: &mut ServerContext<Self>,
-    ) -> Flow {
-        let reply = match req {
-            ManagerCall::SyncNotify(event) => {
+    async fn handle_call(&mut self, req: ManagerCall<E>, ctx: &mut ServerContext<Self>) -> Flow {
+        match req.0 {
+            Request::SyncNotify(event, from) => {
                 self.dispatch(&event, ctx.pid()).await;
-                ManagerReply::Done(Ok(()))
+                from.reply(());
             }
-            ManagerCall::Add(handler, name) => {
-                ManagerReply::Added(self.add(handler, name, ctx.pid()).await)
+            Request::Add(handler, name, from) => {
+                from.reply(self.add(handler, name, ctx.pid()).await);
             }
-            ManagerCall::Remove(id) => match self.position(id) {
+            Request::Remove(id, from) => match self.position(id) {
                 Some(i) => {
                     let gone = self.handlers.remove(i);
                     self.retire(gone, RemoveReason::Removed, ctx.pid()).await;
-                    ManagerReply::Done(Ok(()))
+                    from.reply(Ok(()));
                 }
-                None => ManagerReply::Done(Err(EventError::UnknownHandler(id))),
+                None => from.reply(Err(EventError::UnknownHandler(id))),
             },
-            ManagerCall::Which => ManagerReply::Handlers(
+            Request::Which(from) => from.reply(
                 self.handlers
                     .iter()
                     .map(|h| HandlerInfo {
@@ -159,15 +198,14 @@ impl<E: Send + Sync + 'static> Server for ManagerServer<E> {
                     })
                     .collect(),
             ),
-            ManagerCall::Subscribe(addr) => {
+            Request::Subscribe(addr, from) => {
                 // Subscribers that exited since the last report go now, so the list stays
                 // bounded by the live ones.
                 self.subscribers.retain(|s| s.is_alive());
                 self.subscribers.push(addr);
-                ManagerReply::Done(Ok(()))
+                from.reply(());
             }
-        };
-        from.reply(reply);
+        }
         Flow::Continue
     }
 

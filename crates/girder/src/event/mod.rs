@@ -38,10 +38,11 @@ use std::pin::Pin;
 
 pub use error::EventError;
 
-use manager::{ManagerCall, ManagerReply, ManagerServer};
+use manager::Request;
+pub use manager::{ManagerCall, ManagerServer};
 
-use crate::server::{self, ServerRef, StartError};
-use crate::{Addr, ExitReason, LookupError, Node, Pid, SpawnOptions};
+use crate::server::{self, ServerMsg, StartError};
+use crate::{Addr, ExitReason, Node, Pid, ReplyTo, SpawnOptions};
 
 /// What a handler tells its manager after an event.
 ///
@@ -270,27 +271,22 @@ impl<E: Sync + 'static, H: EventHandler<E>> DynHandler<E> for H {
 /// EventManager::<String>::start_with(&node, SpawnOptions::new(), Some("alarms")).await.unwrap();
 /// let alarms = EventManager::<String>::lookup(&node, "alarms").unwrap();
 /// alarms.notify("no handlers yet: nobody sees this".into()).unwrap();
-/// assert_eq!(alarms.stop().await, ExitReason::Normal);
+/// assert_eq!(alarms.stop(ExitReason::Normal).await, ExitReason::Normal);
 /// assert_eq!(alarms.notify("late".into()), Err(EventError::NotRunning(alarms.pid())));
 /// # }
 /// ```
 pub struct EventManager<E: Send + Sync + 'static> {
-    server: ServerRef<ManagerServer<E>>,
+    addr: Addr<EventManagerMsg<E>>,
 }
 
-impl<E: Send + Sync + 'static> Clone for EventManager<E> {
-    fn clone(&self) -> Self {
-        EventManager {
-            server: self.server.clone(),
-        }
-    }
-}
+/// The message type of an event manager's mailbox (what [`EventManager::addr`] addresses): its
+/// casts are the events; its requests are [`EventManager`]'s methods.
+pub type EventManagerMsg<E> = ServerMsg<ManagerServer<E>>;
 
-impl<E: Send + Sync + 'static> fmt::Debug for EventManager<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EventManager({})", self.pid())
-    }
-}
+crate::behaviour::handle!(
+    EventManager [E: Send + Sync + 'static] [E],
+    EventManagerMsg<E>
+);
 
 impl<E: Send + Sync + 'static> EventManager<E> {
     /// Starts an event manager with no handlers.
@@ -307,23 +303,13 @@ impl<E: Send + Sync + 'static> EventManager<E> {
     ) -> Result<Self, StartError> {
         let opts = opts.behaviour("event_manager");
         let server = server::start_with(node, ManagerServer::new(), opts, name).await?;
-        Ok(EventManager { server })
-    }
-
-    /// The manager registered under `name`.
-    pub fn lookup(node: &Node, name: &str) -> Result<Self, LookupError> {
-        ServerRef::lookup(node, name).map(|server| EventManager { server })
-    }
-
-    /// The manager's pid.
-    pub fn pid(&self) -> Pid {
-        self.server.pid()
+        Ok(EventManager::from_addr(server.addr().clone()))
     }
 
     /// Hands `event` to every handler, without waiting. Fails only if the manager is gone or its
     /// bounded mailbox is full.
     pub fn notify(&self, event: E) -> Result<(), EventError> {
-        self.server.cast(event).map_err(|e| match e {
+        crate::behaviour::cast(&self.addr, event).map_err(|e| match e {
             crate::SendError::Full(_) => EventError::Full,
             crate::SendError::NoProc(_) => EventError::NotRunning(self.pid()),
         })
@@ -331,10 +317,8 @@ impl<E: Send + Sync + 'static> EventManager<E> {
 
     /// Hands `event` to every handler and returns once all have handled it.
     pub async fn sync_notify(&self, event: E) -> Result<(), EventError> {
-        match self.call(ManagerCall::SyncNotify(event)).await? {
-            ManagerReply::Done(r) => r,
-            _ => unreachable!("sync_notify replies Done"),
-        }
+        self.call(|r| ManagerCall(Request::SyncNotify(event, r)))
+            .await
     }
 
     /// Adds a handler after running its `init`; returns its id. The handler sees every event
@@ -346,54 +330,38 @@ impl<E: Send + Sync + 'static> EventManager<E> {
         handler: H,
     ) -> Result<HandlerId, EventError> {
         let name = std::any::type_name::<H>();
-        match self.call(ManagerCall::Add(Box::new(handler), name)).await? {
-            ManagerReply::Added(r) => r,
-            _ => unreachable!("add_handler replies Added"),
-        }
+        let handler: Box<dyn DynHandler<E>> = Box::new(handler);
+        self.call(|r| ManagerCall(Request::Add(handler, name, r)))
+            .await?
     }
 
     /// Removes a handler, running its `terminate` with [`RemoveReason::Removed`]. An id that is
     /// not installed (never was, or already removed) is [`EventError::UnknownHandler`].
     pub async fn remove_handler(&self, id: HandlerId) -> Result<(), EventError> {
-        match self.call(ManagerCall::Remove(id)).await? {
-            ManagerReply::Done(r) => r,
-            _ => unreachable!("remove_handler replies Done"),
-        }
+        self.call(|r| ManagerCall(Request::Remove(id, r))).await?
     }
 
     /// The installed handlers, in the order they receive events.
     pub async fn which_handlers(&self) -> Result<Vec<HandlerInfo>, EventError> {
-        match self.call(ManagerCall::Which).await? {
-            ManagerReply::Handlers(h) => Ok(h),
-            _ => unreachable!("which_handlers replies Handlers"),
-        }
+        self.call(|r| ManagerCall(Request::Which(r))).await
     }
 
     /// Sends a [`HandlerRemoved`] report to `to` whenever a handler leaves this manager, for any
     /// reason, or fails its `init`. A subscriber that has exited is dropped; one whose bounded
     /// mailbox is full misses that report.
     pub async fn subscribe_removals(&self, to: Addr<HandlerRemoved>) -> Result<(), EventError> {
-        match self.call(ManagerCall::Subscribe(to)).await? {
-            ManagerReply::Done(r) => r,
-            _ => unreachable!("subscribe replies Done"),
-        }
+        self.call(|r| ManagerCall(Request::Subscribe(to, r))).await
     }
 
-    /// Stops the manager; every handler's `terminate` runs (with
-    /// [`RemoveReason::ManagerStopped`]). Returns the exit reason.
-    pub async fn stop(&self) -> ExitReason {
-        self.server.stop(ExitReason::Normal).await
-    }
-
-    /// Waits until the manager exits and returns why.
-    pub async fn wait_exit(&self) -> ExitReason {
-        self.server.wait_exit().await
-    }
-
-    async fn call(&self, req: ManagerCall<E>) -> Result<ManagerReply, EventError> {
-        self.server.call(req).await.map_err(|e| match e {
-            crate::CallError::Exited(_) => EventError::NotRunning(self.pid()),
-            other => EventError::Call(other),
-        })
+    async fn call<R: Send + 'static>(
+        &self,
+        make: impl FnOnce(ReplyTo<R>) -> ManagerCall<E> + Send,
+    ) -> Result<R, EventError> {
+        crate::behaviour::call(&self.addr, make, crate::call::DEFAULT_CALL_TIMEOUT)
+            .await
+            .map_err(|e| match e {
+                crate::CallError::Exited(_) => EventError::NotRunning(self.pid()),
+                other => EventError::Call(other),
+            })
     }
 }

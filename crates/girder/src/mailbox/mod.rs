@@ -20,7 +20,7 @@ mod error;
 mod lock;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context as TaskCx, Poll, Waker};
 
 use tokio::sync::Semaphore;
@@ -64,6 +64,9 @@ pub(crate) struct Mailbox<M> {
     armed: AtomicBool,
     /// Permits for a bounded mailbox: one per message that may still be queued.
     bound: Option<Box<Semaphore>>,
+    /// The shared user queue's length, stored (not counted: a plain store under the lock the
+    /// push or swap holds anyway) so it can be read without the lock.
+    shared_len: AtomicUsize,
 }
 
 impl<M> Mailbox<M> {
@@ -79,6 +82,7 @@ impl<M> Mailbox<M> {
             has_sys: AtomicBool::new(false),
             armed: AtomicBool::new(false),
             bound: capacity.map(|c| Box::new(Semaphore::new(c.max(1)))),
+            shared_len: AtomicUsize::new(0),
         }
     }
 
@@ -112,6 +116,7 @@ impl<M> Mailbox<M> {
         }
         inner.user.push_back(m);
         inner.delivered += 1;
+        self.shared_len.store(inner.user.len(), Ordering::Relaxed);
         self.armed.store(false, Ordering::Relaxed);
         let waker = inner.waker.take();
         drop(inner);
@@ -232,6 +237,12 @@ impl<M> Mailbox<M> {
         self.inner.lock().delivered
     }
 
+    /// User messages in the shared queue, read without the lock (a moment old at most).
+    #[inline]
+    pub(crate) fn shared_len(&self) -> usize {
+        self.shared_len.load(Ordering::Relaxed)
+    }
+
     /// Messages queued and not yet taken by the receiver.
     pub(crate) fn queued(&self) -> usize {
         let inner = self.inner.lock();
@@ -272,6 +283,7 @@ impl<M> Mailbox<M> {
             return Poll::Pending;
         }
         std::mem::swap(&mut inner.user, &mut batch.queue);
+        self.shared_len.store(0, Ordering::Relaxed);
         drop(inner);
         let m = batch.queue.pop_front().expect("swapped a non-empty queue");
         self.received(1);

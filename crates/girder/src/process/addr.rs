@@ -123,6 +123,39 @@ impl<M: Send + 'static> Addr<M> {
         }
     }
 
+    /// Messages waiting in the process's mailbox: those queued plus those its receiver has taken
+    /// in and not handled yet, read without locking (so a moment old while it runs). 0 for a
+    /// remote process.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use girder::{ExitReason, Node};
+    /// let node = Node::new("docs");
+    /// let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    /// let p = node.spawn(|mut ctx: girder::Context<u32>| async move {
+    ///     let _ = rx.await; // busy elsewhere: messages wait
+    ///     ctx.recv().await;
+    ///     ExitReason::Normal
+    /// });
+    /// p.send(1).unwrap();
+    /// p.send(2).unwrap();
+    /// assert_eq!(p.mailbox_len(), 2);
+    /// tx.send(()).unwrap();
+    /// # }
+    /// ```
+    pub fn mailbox_len(&self) -> usize {
+        match &self.target {
+            Target::Local(core) => {
+                core.mailbox.shared_len()
+                    + core
+                        .header
+                        .local_len
+                        .load(std::sync::atomic::Ordering::Relaxed)
+            }
+            Target::Remote(_) => 0,
+        }
+    }
+
     /// The reason the process exited, or `None` while it runs.
     pub fn exit_reason(&self) -> Option<ExitReason> {
         match &self.target {

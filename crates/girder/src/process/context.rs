@@ -114,6 +114,12 @@ impl<M: Send + 'static> Context<M> {
         &self.node
     }
 
+    /// Messages waiting in this process's mailbox, queued or taken in and not handled yet
+    /// (what a process checks before taking on more work, say).
+    pub fn mailbox_len(&self) -> usize {
+        self.core.mailbox.shared_len() + self.batch.len()
+    }
+
     /// Waits for the next event. Trapped exits and monitor notifications come before queued
     /// messages; messages from one sender come in the order sent.
     pub async fn recv(&mut self) -> Event<M> {

@@ -4,9 +4,11 @@
 //! calls with timeouts, casts, trapped exits and monitors, crash handling and `terminate`.
 //!
 //! * [`ServerRef::call`] sends a request and waits for the reply, 5 s by default. If the server
-//!   is not alive, or dies before replying, the call ends at once with a [`CallError`] saying why;
-//!   a reply that comes after the caller gave up is dropped.
-//! * A handler may keep the [`ReplyTo`] and answer later, from another task (a deferred reply).
+//!   is not alive, or dies before replying, the call ends at once with a [`CallError`] saying why
+//!   (also when the reply handle was handed to another process); a reply that comes after the
+//!   caller gave up is dropped.
+//! * A request carries the [`ReplyTo`] its reply goes to, so its type names the reply's type.
+//!   A handler may keep the handle and answer later, from another task (a deferred reply).
 //! * A panic in a callback ends the server with [`ExitReason::Panic`], after `terminate` runs.
 //! * A server started by a supervisor that traps exits stops (running `terminate`) when its
 //!   parent sends it an exit signal, as OTP's `gen_server` does.
@@ -20,7 +22,7 @@ pub use crate::behaviour::{InitError, StartError};
 pub use crate::call::{CallError, Outcome, ReplyTo, DEFAULT_CALL_TIMEOUT};
 pub use run::{ServerContext, ServerMsg};
 
-use crate::{Addr, Down, ExitReason, LookupError, Node, Pid, SendError, SpawnOptions};
+use crate::{Addr, Down, ExitReason, Node, Pid, SendError, SpawnOptions};
 
 /// What a callback tells the server loop to do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,27 +35,36 @@ pub enum Flow {
 
 /// The `gen_server` behaviour: a process that serves calls, casts and other messages.
 ///
-/// Only `handle_call` is required; every other callback has a default. Callbacks are async, so a
-/// handler may await (for example a call to another server), but the server handles one message at
-/// a time: long work belongs in another process, answered later through [`ReplyTo`].
+/// Every callback has a default; a server implements the ones it needs. Callbacks are async,
+/// so a handler may await (for example a call to another server), but the server handles one
+/// message at a time: long work belongs in another process, answered later through the
+/// request's [`ReplyTo`].
+///
+/// A request names its reply's type by the reply handle it carries (as Akka Typed's requests
+/// carry their `replyTo`): one server answers many kinds of request, each with its own typed
+/// reply, and a wrong reply does not compile.
 ///
 /// ```
 /// use girder::{Flow, Node, ReplyTo, Server, ServerContext};
 ///
 /// struct Kv(std::collections::HashMap<String, String>);
 ///
-/// enum Req { Get(String), Put(String, String) }
+/// enum Req {
+///     Get(String, ReplyTo<Option<String>>),
+///     Put(String, String, ReplyTo<Option<String>>),
+///     Len(ReplyTo<usize>),
+/// }
 ///
 /// impl Server for Kv {
 ///     type Call = Req;
-///     type Reply = Option<String>;
 ///     type Cast = ();
 ///     type Info = ();
 ///
-///     async fn handle_call(&mut self, req: Req, from: ReplyTo<Option<String>>, _: &mut ServerContext<Self>) -> Flow {
+///     async fn handle_call(&mut self, req: Req, _: &mut ServerContext<Self>) -> Flow {
 ///         match req {
-///             Req::Get(k) => from.reply(self.0.get(&k).cloned()),
-///             Req::Put(k, v) => from.reply(self.0.insert(k, v)),
+///             Req::Get(k, from) => from.reply(self.0.get(&k).cloned()),
+///             Req::Put(k, v, from) => from.reply(self.0.insert(k, v)),
+///             Req::Len(from) => from.reply(self.0.len()),
 ///         }
 ///         Flow::Continue
 ///     }
@@ -62,15 +73,15 @@ pub enum Flow {
 /// # #[tokio::main] async fn main() {
 /// let node = Node::new("docs");
 /// let kv = girder::server::start(&node, Kv(Default::default())).await.unwrap();
-/// kv.call(Req::Put("a".into(), "1".into())).await.unwrap();
-/// assert_eq!(kv.call(Req::Get("a".into())).await.unwrap(), Some("1".into()));
+/// kv.call(|r| Req::Put("a".into(), "1".into(), r)).await.unwrap();
+/// assert_eq!(kv.call(|r| Req::Get("a".into(), r)).await.unwrap(), Some("1".into()));
+/// assert_eq!(kv.call(Req::Len).await.unwrap(), 1);
 /// # }
 /// ```
 pub trait Server: Sized + Send + 'static {
-    /// Requests that expect a reply.
+    /// Requests that expect a reply. Each carries the [`ReplyTo`] its reply goes to, whose
+    /// type is the reply's (usually an enum with one variant per kind of request).
     type Call: Send + 'static;
-    /// The reply to a call.
-    type Reply: Send + 'static;
     /// Fire-and-forget requests.
     type Cast: Send + 'static;
     /// Other messages (timers, notifications from other processes).
@@ -89,14 +100,17 @@ pub trait Server: Sized + Send + 'static {
         async { Ok(()) }
     }
 
-    /// Handles a call. Reply through `from`, now or later; dropping it unanswered ends the call
-    /// with [`CallError::NoReply`].
+    /// Handles a call. Reply through the request's [`ReplyTo`], now or later (keep it, or hand
+    /// it to another process: its caller still learns if this server dies first); dropping it
+    /// unanswered ends the call with [`CallError::NoReply`]. The default drops the request.
     fn handle_call(
         &mut self,
         req: Self::Call,
-        from: ReplyTo<Self::Reply>,
         ctx: &mut ServerContext<Self>,
-    ) -> impl Future<Output = Flow> + Send;
+    ) -> impl Future<Output = Flow> + Send {
+        let _ = (req, ctx);
+        async { Flow::Continue }
+    }
 
     /// Handles a cast. The default ignores it.
     fn handle_cast(
@@ -160,99 +174,48 @@ pub trait Server: Sized + Send + 'static {
     }
 }
 
-/// A typed handle to a running [`Server`].
+/// A typed handle to a running [`Server`], local or on another node. Cloning is cheap; a
+/// handle never keeps its server alive. It has the methods every behaviour handle has
+/// ([`Handle`](crate::behaviour::Handle): `pid`, `addr`, `from_addr`, `lookup`, `from_pid`,
+/// `stop`, `wait_exit`, `is_alive`, `mailbox_len`) and the server's own `call`, `cast` and
+/// `info`.
 pub struct ServerRef<S: Server> {
     addr: Addr<ServerMsg<S>>,
 }
 
-impl<S: Server> Clone for ServerRef<S> {
-    fn clone(&self) -> Self {
-        ServerRef {
-            addr: self.addr.clone(),
-        }
-    }
-}
-
-impl<S: Server> std::fmt::Debug for ServerRef<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ServerRef({})", self.pid())
-    }
-}
+crate::behaviour::handle!(ServerRef [S: Server] [S], ServerMsg<S>);
 
 impl<S: Server> ServerRef<S> {
-    /// The server's pid.
-    pub fn pid(&self) -> Pid {
-        self.addr.pid()
-    }
-
-    /// The underlying mailbox handle.
-    pub fn addr(&self) -> &Addr<ServerMsg<S>> {
-        &self.addr
-    }
-
-    /// The server registered under `name` on `node`.
-    pub fn lookup(node: &Node, name: &str) -> Result<Self, LookupError> {
-        node.lookup(name).map(|addr| ServerRef { addr })
-    }
-
-    /// A handle from a typed address, local or remote (the distribution layer builds remote
-    /// ones).
-    pub fn from_addr(addr: Addr<ServerMsg<S>>) -> Self {
-        ServerRef { addr }
-    }
-
-    /// The server with `pid` on `node`.
-    pub fn from_pid(node: &Node, pid: Pid) -> Result<Self, LookupError> {
-        node.addr(pid).map(|addr| ServerRef { addr })
-    }
-
-    /// Calls the server and waits up to [`DEFAULT_CALL_TIMEOUT`] for the reply.
-    pub fn call(
-        &self,
-        req: S::Call,
-    ) -> impl Future<Output = Result<S::Reply, CallError>> + Send + '_ {
+    /// Calls the server with the request `make` builds around its reply handle, and waits up
+    /// to [`DEFAULT_CALL_TIMEOUT`] for the reply. A request type whose only field is the
+    /// handle is its own `make` (`server.call(Req::Len)`).
+    pub fn call<'a, R: Send + 'static>(
+        &'a self,
+        make: impl FnOnce(ReplyTo<R>) -> S::Call + Send + 'a,
+    ) -> impl Future<Output = Result<R, CallError>> + Send + 'a {
         // Returns the protocol's future itself: an `async fn` wrapper would add a layer that
         // every poll of every call goes through.
-        self.call_timeout(req, DEFAULT_CALL_TIMEOUT)
+        crate::behaviour::call(&self.addr, make, DEFAULT_CALL_TIMEOUT)
     }
 
     /// Calls the server and waits up to `timeout` for the reply (`Duration::MAX`: forever). A
     /// bounded mailbox that is full makes the call wait for room within the same timeout.
-    pub fn call_timeout(
-        &self,
-        req: S::Call,
+    pub fn call_timeout<'a, R: Send + 'static>(
+        &'a self,
+        make: impl FnOnce(ReplyTo<R>) -> S::Call + Send + 'a,
         timeout: Duration,
-    ) -> impl Future<Output = Result<S::Reply, CallError>> + Send + '_ {
-        crate::call::call(&self.addr, timeout, move |from| ServerMsg::Call(req, from))
+    ) -> impl Future<Output = Result<R, CallError>> + Send + 'a {
+        crate::behaviour::call(&self.addr, make, timeout)
     }
 
     /// Sends a cast. Fails only if the server is not alive or its bounded mailbox is full.
     pub fn cast(&self, msg: S::Cast) -> Result<(), SendError<S::Cast>> {
-        crate::behaviour::send_as(&self.addr, msg, ServerMsg::Cast, |m| match m {
-            ServerMsg::Cast(c) => Some(c),
-            _ => None,
-        })
+        crate::behaviour::cast(&self.addr, msg)
     }
 
     /// Sends an info message (handled by [`Server::handle_info`]).
     pub fn info(&self, msg: S::Info) -> Result<(), SendError<S::Info>> {
-        crate::behaviour::send_as(&self.addr, msg, ServerMsg::Info, |m| match m {
-            ServerMsg::Info(i) => Some(i),
-            _ => None,
-        })
-    }
-
-    /// Asks the server to stop with `reason`, runs its `terminate`, and waits until it has
-    /// exited. The request overtakes queued messages (it travels in the system lane); the
-    /// message being handled finishes first. Returns the reason the server exited with.
-    pub async fn stop(&self, reason: ExitReason) -> ExitReason {
-        self.addr.stop(reason);
-        self.wait_exit().await
-    }
-
-    /// Waits until the server exits and returns why.
-    pub async fn wait_exit(&self) -> ExitReason {
-        self.addr.wait_exit().await
+        crate::behaviour::info(&self.addr, msg)
     }
 }
 

@@ -3,20 +3,14 @@
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use super::{Flow, ReplyTo, Server, ServerRef, StartError};
-use crate::behaviour::{self, guarded, Starter};
+use super::{Flow, Server, ServerRef, StartError};
+use crate::behaviour::{self, guarded, Msg, Starter};
 use crate::call::watch;
 use crate::{Context, Event, ExitReason, Node, Pid, SpawnOptions, TimerRef};
 
-/// The message type of a server's mailbox. Build these through [`ServerRef`]'s methods.
-pub enum ServerMsg<S: Server> {
-    /// A request and where its reply goes.
-    Call(S::Call, ReplyTo<S::Reply>),
-    /// A fire-and-forget request.
-    Cast(S::Cast),
-    /// Any other message.
-    Info(S::Info),
-}
+/// The message type of a server's mailbox: the [`Msg`] every behaviour takes. Build these
+/// through [`ServerRef`]'s methods.
+pub type ServerMsg<S> = Msg<<S as Server>::Call, <S as Server>::Cast, <S as Server>::Info>;
 
 /// What a server's callbacks see: the process [`Context`] plus server helpers.
 pub struct ServerContext<S: Server> {
@@ -39,12 +33,12 @@ impl<S: Server> ServerContext<S> {
 
     /// Sends `msg` to this server's `handle_info` after `delay`.
     pub fn info_after(&self, msg: S::Info, delay: Duration) -> TimerRef {
-        self.ctx.send_after(ServerMsg::Info(msg), delay)
+        self.ctx.send_after(Msg::Info(msg), delay)
     }
 
     /// Sends `msg` to this server's `handle_cast` after `delay`.
     pub fn cast_after(&self, msg: S::Cast, delay: Duration) -> TimerRef {
-        self.ctx.send_after(ServerMsg::Cast(msg), delay)
+        self.ctx.send_after(Msg::Cast(msg), delay)
     }
 }
 
@@ -92,18 +86,15 @@ async fn run<S: Server>(
 
     let reason = loop {
         let flow = match ctx.recv().await {
-            Event::Message(ServerMsg::Call(req, from)) => {
-                let noted = watch::begin(from.identity());
-                let flow = guarded(server.handle_call(req, from, &mut ctx)).await;
+            Event::Message(Msg::Call(request)) => {
+                let (req, tag) = request.into_parts();
+                let noted = watch::begin(tag);
+                let flow = guarded(server.handle_call(req, &mut ctx)).await;
                 watch::end(noted, ctx.node(), ctx.pid());
                 flow
             }
-            Event::Message(ServerMsg::Cast(msg)) => {
-                guarded(server.handle_cast(msg, &mut ctx)).await
-            }
-            Event::Message(ServerMsg::Info(msg)) => {
-                guarded(server.handle_info(msg, &mut ctx)).await
-            }
+            Event::Message(Msg::Cast(msg)) => guarded(server.handle_cast(msg, &mut ctx)).await,
+            Event::Message(Msg::Info(msg)) => guarded(server.handle_info(msg, &mut ctx)).await,
             Event::Stop(reason) => break reason,
             Event::Exit { from, reason } if Some(from) == ctx.parent => break reason,
             Event::Exit { from, reason } => {

@@ -34,7 +34,7 @@ pub use error::BadTransition;
 pub use run::{StateMachineContext, StateMachineMsg};
 
 use crate::server::{CallError, InitError, ReplyTo, StartError, DEFAULT_CALL_TIMEOUT};
-use crate::{Addr, Down, ExitReason, LookupError, Node, Pid, SendError, SpawnOptions};
+use crate::{Addr, Down, ExitReason, Node, Pid, SendError, SpawnOptions};
 
 /// An event handed to [`StateMachine::handle_event`].
 ///
@@ -44,14 +44,14 @@ use crate::{Addr, Down, ExitReason, LookupError, Node, Pid, SendError, SpawnOpti
 /// # use girder::ExitReason;
 /// # struct Light;
 /// # impl StateMachine for Light {
-/// #     type State = bool; type Call = (); type Reply = bool; type Cast = (); type Info = &'static str; type Timeout = ();
+/// #     type State = bool; type Call = girder::ReplyTo<bool>; type Cast = (); type Info = &'static str; type Timeout = ();
 /// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), girder::InitError> { Ok((false, vec![])) }
 /// #     async fn handle_event(&mut self, on: &bool, event: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> { step(*on, event) }
 /// # }
 /// // One function of (state, event) decides everything.
 /// fn step(on: bool, event: StateEvent<Light>) -> Transition<Light> {
 ///     match event {
-///         StateEvent::Call((), from) => {
+///         StateEvent::Call(from) => {
 ///             from.reply(on);
 ///             Transition::keep()
 ///         }
@@ -64,8 +64,9 @@ use crate::{Addr, Down, ExitReason, LookupError, Node, Pid, SendError, SpawnOpti
 /// assert_eq!(format!("{:?}", StateEvent::<Light>::Enter { old: true }), "Enter { old: true }");
 /// ```
 pub enum StateEvent<S: StateMachine> {
-    /// A call; reply through the handle (now, later, or with [`Action::Reply`]).
-    Call(S::Call, ReplyTo<S::Reply>),
+    /// A call: its request carries the [`ReplyTo`] to answer through (now, later, or with
+    /// [`Action::reply`]).
+    Call(S::Call),
     /// A cast.
     Cast(S::Cast),
     /// Any other message.
@@ -125,7 +126,7 @@ impl<S: StateMachine> Debug for StateEvent<S> {
 /// # #[derive(Clone, Debug, PartialEq)] enum Phase { Idle, Busy }
 /// # struct Job;
 /// # impl StateMachine for Job {
-/// #     type State = Phase; type Call = (); type Reply = (); type Cast = (); type Info = &'static str; type Timeout = &'static str;
+/// #     type State = Phase; type Call = (); type Cast = (); type Info = &'static str; type Timeout = &'static str;
 /// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(Phase, Vec<Action<Self>>), girder::InitError> { Ok((Phase::Idle, vec![])) }
 /// #     async fn handle_event(&mut self, _: &Phase, _: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> { Transition::keep() }
 /// # }
@@ -152,12 +153,31 @@ pub enum Action<S: StateMachine> {
     CancelTimeout(&'static str),
     /// Cancels the state timeout, if set.
     CancelStateTimeout,
-    /// Replies to a call.
-    Reply(ReplyTo<S::Reply>, S::Reply),
+    /// Replies to a call once the transition is applied (OTP's `{reply, From, Reply}`); build
+    /// it with [`Action::reply`].
+    Reply(Reply),
     /// Handles this event next, before postponed events and the mailbox (OTP's `next_event`).
     /// Several are handled in the order given. Ignored when the transition stops the machine;
     /// not allowed in a state-enter call.
     NextEvent(StateEvent<S>),
+}
+
+/// A reply ready to send once a transition is applied ([`Action::reply`]).
+pub struct Reply(Box<dyn FnOnce() + Send>);
+
+impl Reply {
+    pub(crate) fn send(self) {
+        (self.0)()
+    }
+}
+
+impl<S: StateMachine> Action<S> {
+    /// Replies `value` through `from` when the transition is applied: after the state change,
+    /// before the next event (OTP's `{reply, From, Reply}` action). Replying through `from`
+    /// directly in the handler works as well.
+    pub fn reply<T: Send + 'static>(from: ReplyTo<T>, value: T) -> Self {
+        Action::Reply(Reply(Box::new(move || from.reply(value))))
+    }
 }
 
 /// The outcome of handling an event: the next state (or the same), actions, maybe a postponed
@@ -168,7 +188,7 @@ pub enum Action<S: StateMachine> {
 /// # use girder::statem::{StateEvent, StateMachineContext};
 /// # struct M;
 /// # impl StateMachine for M {
-/// #     type State = u8; type Call = (); type Reply = (); type Cast = (); type Info = (); type Timeout = ();
+/// #     type State = u8; type Call = (); type Cast = (); type Info = (); type Timeout = ();
 /// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(u8, Vec<Action<Self>>), girder::InitError> { Ok((0, vec![])) }
 /// #     async fn handle_event(&mut self, _: &u8, _: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> { Transition::keep() }
 /// # }
@@ -227,7 +247,7 @@ impl<S: StateMachine> Transition<S> {
 /// ```
 /// use std::time::Duration;
 /// use girder::statem::{self, Action, StateEvent, StateMachine, StateMachineContext, Transition};
-/// use girder::{ExitReason, Node};
+/// use girder::{ExitReason, Node, ReplyTo};
 ///
 /// #[derive(Clone, Debug, PartialEq)]
 /// enum Door { Locked, Open }
@@ -236,8 +256,7 @@ impl<S: StateMachine> Transition<S> {
 ///
 /// impl StateMachine for Lock {
 ///     type State = Door;
-///     type Call = u32;          // try a code
-///     type Reply = bool;
+///     type Call = (u32, ReplyTo<bool>); // try a code; is it right?
 ///     type Cast = ();
 ///     type Info = ();
 ///     type Timeout = ();
@@ -248,12 +267,12 @@ impl<S: StateMachine> Transition<S> {
 ///
 ///     async fn handle_event(&mut self, state: &Door, event: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> {
 ///         match (state, event) {
-///             (Door::Locked, StateEvent::Call(code, from)) if code == self.code => {
+///             (Door::Locked, StateEvent::Call((code, from))) if code == self.code => {
 ///                 from.reply(true);
 ///                 // Lock again after a while unless something else happens to the state.
 ///                 Transition::next(Door::Open).with(Action::StateTimeout(Duration::from_millis(20), ()))
 ///             }
-///             (_, StateEvent::Call(_, from)) => { from.reply(false); Transition::keep() }
+///             (_, StateEvent::Call((_, from))) => { from.reply(false); Transition::keep() }
 ///             (Door::Open, StateEvent::StateTimeout(())) => Transition::next(Door::Locked),
 ///             _ => Transition::keep(),
 ///         }
@@ -263,17 +282,16 @@ impl<S: StateMachine> Transition<S> {
 /// # #[tokio::main] async fn main() {
 /// let node = Node::new("docs");
 /// let door = statem::start(&node, Lock { code: 1234 }).await.unwrap();
-/// assert!(!door.call(1).await.unwrap());
-/// assert!(door.call(1234).await.unwrap());
+/// assert!(!door.call(|r| (1, r)).await.unwrap());
+/// assert!(door.call(|r| (1234, r)).await.unwrap());
 /// # }
 /// ```
 pub trait StateMachine: Sized + Send + 'static {
     /// The machine's states. (`Sync` because `handle_event` borrows the state across awaits.)
     type State: Clone + PartialEq + Debug + Send + Sync + 'static;
-    /// Requests that expect a reply.
+    /// Requests that expect a reply, each carrying the [`ReplyTo`] its reply goes to (as a
+    /// [`Server`](crate::Server)'s do).
     type Call: Send + 'static;
-    /// The reply to a call.
-    type Reply: Send + 'static;
     /// Fire-and-forget requests.
     type Cast: Send + 'static;
     /// Other messages.
@@ -323,11 +341,11 @@ pub trait StateMachine: Sized + Send + 'static {
 /// # use girder::statem::{Action, StateEvent, StateMachine, StateMachineContext, Transition};
 /// # struct Toggle;
 /// # impl StateMachine for Toggle {
-/// #     type State = bool; type Call = (); type Reply = bool; type Cast = (); type Info = (); type Timeout = ();
+/// #     type State = bool; type Call = girder::ReplyTo<bool>; type Cast = (); type Info = (); type Timeout = ();
 /// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), girder::InitError> { Ok((false, vec![])) }
 /// #     async fn handle_event(&mut self, on: &bool, event: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> {
 /// #         match event {
-/// #             StateEvent::Call((), from) => Transition::keep().with(Action::Reply(from, *on)),
+/// #             StateEvent::Call(from) => Transition::keep().with(Action::reply(from, *on)),
 /// #             StateEvent::Cast(()) => Transition::next(!on),
 /// #             _ => Transition::keep(),
 /// #         }
@@ -341,100 +359,46 @@ pub trait StateMachine: Sized + Send + 'static {
 /// statem::start_with(&node, Toggle, SpawnOptions::new(), Some("toggle")).await.unwrap();
 /// let toggle = StateMachineRef::<Toggle>::lookup(&node, "toggle").unwrap();
 /// toggle.cast(()).unwrap();
-/// assert_eq!(toggle.call(()).await, Ok(true));
+/// assert_eq!(toggle.call(|r| r).await, Ok(true));
 /// assert_eq!(toggle.stop(ExitReason::Shutdown).await, ExitReason::Shutdown);
 /// // A call to a machine that is gone fails at once, saying why.
-/// assert_eq!(toggle.call(()).await, Err(CallError::Exited(ExitReason::Shutdown)));
+/// assert_eq!(toggle.call(|r| r).await, Err(CallError::Exited(ExitReason::Shutdown)));
 /// # }
 /// ```
 pub struct StateMachineRef<S: StateMachine> {
     addr: Addr<StateMachineMsg<S>>,
 }
 
-impl<S: StateMachine> Clone for StateMachineRef<S> {
-    fn clone(&self) -> Self {
-        StateMachineRef {
-            addr: self.addr.clone(),
-        }
-    }
-}
-
-impl<S: StateMachine> Debug for StateMachineRef<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "StateMachineRef({})", self.pid())
-    }
-}
+crate::behaviour::handle!(StateMachineRef [S: StateMachine] [S], StateMachineMsg<S>);
 
 impl<S: StateMachine> StateMachineRef<S> {
-    /// The machine's pid.
-    pub fn pid(&self) -> Pid {
-        self.addr.pid()
-    }
-
-    /// The underlying mailbox handle.
-    pub fn addr(&self) -> &Addr<StateMachineMsg<S>> {
-        &self.addr
-    }
-
-    /// The machine registered under `name` on `node`.
-    pub fn lookup(node: &Node, name: &str) -> Result<Self, LookupError> {
-        node.lookup(name).map(|addr| StateMachineRef { addr })
-    }
-
-    /// The machine with `pid` on `node`.
-    pub fn from_pid(node: &Node, pid: Pid) -> Result<Self, LookupError> {
-        node.addr(pid).map(|addr| StateMachineRef { addr })
-    }
-
-    /// Calls the machine and waits up to [`DEFAULT_CALL_TIMEOUT`] for the reply. Ends at once
-    /// with [`CallError::Exited`] if the machine is not alive or dies first.
-    pub fn call(
-        &self,
-        req: S::Call,
-    ) -> impl Future<Output = Result<S::Reply, CallError>> + Send + '_ {
-        // Returns the protocol's future itself: an `async fn` wrapper would add a layer that
-        // every poll of every call goes through.
-        self.call_timeout(req, DEFAULT_CALL_TIMEOUT)
+    /// Calls the machine with the request `make` builds around its reply handle, and waits up
+    /// to [`DEFAULT_CALL_TIMEOUT`] for the reply. Ends at once with [`CallError::Exited`] if
+    /// the machine is not alive or dies first.
+    pub fn call<'a, R: Send + 'static>(
+        &'a self,
+        make: impl FnOnce(ReplyTo<R>) -> S::Call + Send + 'a,
+    ) -> impl Future<Output = Result<R, CallError>> + Send + 'a {
+        crate::behaviour::call(&self.addr, make, DEFAULT_CALL_TIMEOUT)
     }
 
     /// Calls the machine and waits up to `timeout` for the reply (`Duration::MAX`: forever).
-    pub fn call_timeout(
-        &self,
-        req: S::Call,
+    pub fn call_timeout<'a, R: Send + 'static>(
+        &'a self,
+        make: impl FnOnce(ReplyTo<R>) -> S::Call + Send + 'a,
         timeout: Duration,
-    ) -> impl Future<Output = Result<S::Reply, CallError>> + Send + '_ {
-        crate::call::call(&self.addr, timeout, move |from| {
-            StateMachineMsg::Call(req, from)
-        })
+    ) -> impl Future<Output = Result<R, CallError>> + Send + 'a {
+        crate::behaviour::call(&self.addr, make, timeout)
     }
 
     /// Sends a cast. Fails only if the machine is not alive or its bounded mailbox is full.
     pub fn cast(&self, msg: S::Cast) -> Result<(), SendError<S::Cast>> {
-        crate::behaviour::send_as(&self.addr, msg, StateMachineMsg::Cast, |m| match m {
-            StateMachineMsg::Cast(c) => Some(c),
-            _ => None,
-        })
+        crate::behaviour::cast(&self.addr, msg)
     }
 
     /// Sends an info message (handled as [`StateEvent::Info`]).
     pub fn info(&self, msg: S::Info) -> Result<(), SendError<S::Info>> {
-        crate::behaviour::send_as(&self.addr, msg, StateMachineMsg::Info, |m| match m {
-            StateMachineMsg::Info(i) => Some(i),
-            _ => None,
-        })
-    }
-
-    /// Asks the machine to stop with `reason` (overtaking queued events; the event being handled
-    /// finishes first), runs `terminate`, and waits until it has exited. Returns the reason the
-    /// machine exited with.
-    pub async fn stop(&self, reason: ExitReason) -> ExitReason {
-        self.addr.stop(reason);
-        self.wait_exit().await
-    }
-
-    /// Waits until the machine exits and returns why.
-    pub async fn wait_exit(&self) -> ExitReason {
-        self.addr.wait_exit().await
+        crate::behaviour::info(&self.addr, msg)
     }
 }
 
@@ -445,11 +409,11 @@ impl<S: StateMachine> StateMachineRef<S> {
 /// # use girder::ExitReason;
 /// # struct Toggle;
 /// # impl StateMachine for Toggle {
-/// #     type State = bool; type Call = (); type Reply = bool; type Cast = (); type Info = (); type Timeout = ();
+/// #     type State = bool; type Call = girder::ReplyTo<bool>; type Cast = (); type Info = (); type Timeout = ();
 /// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), girder::InitError> { Ok((false, vec![])) }
 /// #     async fn handle_event(&mut self, on: &bool, event: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> {
 /// #         match event {
-/// #             StateEvent::Call((), from) => Transition::keep().with(Action::Reply(from, *on)),
+/// #             StateEvent::Call(from) => Transition::keep().with(Action::reply(from, *on)),
 /// #             _ => Transition::keep(),
 /// #         }
 /// #     }
@@ -457,7 +421,7 @@ impl<S: StateMachine> StateMachineRef<S> {
 /// # #[tokio::main] async fn main() {
 /// let node = girder::Node::new("docs");
 /// let toggle = girder::statem::start(&node, Toggle).await.unwrap();
-/// assert_eq!(toggle.call(()).await, Ok(false));
+/// assert_eq!(toggle.call(|r| r).await, Ok(false));
 /// # }
 /// ```
 pub async fn start<S: StateMachine>(
@@ -476,7 +440,7 @@ pub async fn start<S: StateMachine>(
 /// # use girder::ExitReason;
 /// # struct Idle;
 /// # impl StateMachine for Idle {
-/// #     type State = (); type Call = (); type Reply = (); type Cast = (); type Info = (); type Timeout = ();
+/// #     type State = (); type Call = (); type Cast = (); type Info = (); type Timeout = ();
 /// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<((), Vec<Action<Self>>), girder::InitError> { Ok(((), vec![])) }
 /// #     async fn handle_event(&mut self, _: &(), _: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> { Transition::keep() }
 /// # }

@@ -10,46 +10,16 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use super::{Action, BadTransition, StateEvent, StateMachine, StateMachineRef, Transition};
-use crate::behaviour::{self, guarded, Starter};
+use crate::behaviour::{self, guarded, Msg, Starter};
 use crate::call::watch;
+use crate::StartError;
 use crate::{Addr, Context, Event, ExitReason, Node, Pid, SpawnOptions};
-use crate::{ReplyTo, StartError};
 
-/// The message type of a state machine's mailbox. Build these through [`StateMachineRef`]'s
-/// methods; the type shows in [`StateMachineRef::addr`] and [`StateMachineContext`].
-///
-/// ```
-/// use girder::statem::StateMachineMsg;
-/// # use girder::statem::{Action, StateEvent, StateMachine, StateMachineContext, Transition};
-/// # use girder::ExitReason;
-/// # struct Toggle;
-/// # impl StateMachine for Toggle {
-/// #     type State = bool; type Call = (); type Reply = bool; type Cast = (); type Info = (); type Timeout = ();
-/// #     async fn init(&mut self, _: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), girder::InitError> { Ok((false, vec![])) }
-/// #     async fn handle_event(&mut self, on: &bool, event: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> {
-/// #         match event {
-/// #             StateEvent::Call((), from) => Transition::keep().with(Action::Reply(from, *on)),
-/// #             StateEvent::Cast(()) => Transition::next(!on),
-/// #             _ => Transition::keep(),
-/// #         }
-/// #     }
-/// # }
-/// # #[tokio::main] async fn main() {
-/// let node = girder::Node::new("docs");
-/// let toggle = girder::statem::start(&node, Toggle).await.unwrap();
-/// // The same as `toggle.cast(())`.
-/// toggle.addr().send(StateMachineMsg::Cast(())).unwrap();
-/// assert_eq!(toggle.call(()).await, Ok(true));
-/// # }
-/// ```
-pub enum StateMachineMsg<S: StateMachine> {
-    /// A request and where its reply goes.
-    Call(S::Call, ReplyTo<S::Reply>),
-    /// A fire-and-forget request.
-    Cast(S::Cast),
-    /// Any other message.
-    Info(S::Info),
-}
+/// The message type of a state machine's mailbox: the [`Msg`] every behaviour takes. Build
+/// these through [`StateMachineRef`]'s methods; the type shows in [`StateMachineRef::addr`] and
+/// [`StateMachineContext`].
+pub type StateMachineMsg<S> =
+    Msg<<S as StateMachine>::Call, <S as StateMachine>::Cast, <S as StateMachine>::Info>;
 
 /// What a state machine's callbacks see: the process [`Context`] (through `Deref`: pid, node,
 /// links, monitors, exit trapping) plus helpers.
@@ -62,7 +32,7 @@ pub enum StateMachineMsg<S: StateMachine> {
 /// struct Watch(girder::Pid);
 ///
 /// impl StateMachine for Watch {
-///     type State = bool; type Call = (); type Reply = bool; type Cast = (); type Info = (); type Timeout = ();
+///     type State = bool; type Call = girder::ReplyTo<bool>; type Cast = (); type Info = (); type Timeout = ();
 ///
 ///     async fn init(&mut self, ctx: &mut StateMachineContext<Self>) -> Result<(bool, Vec<Action<Self>>), girder::InitError> {
 ///         ctx.monitor(self.0);
@@ -72,7 +42,7 @@ pub enum StateMachineMsg<S: StateMachine> {
 ///     async fn handle_event(&mut self, gone: &bool, event: StateEvent<Self>, _: &mut StateMachineContext<Self>) -> Transition<Self> {
 ///         match event {
 ///             StateEvent::Down(_) => Transition::next(true),
-///             StateEvent::Call((), from) => Transition::keep().with(Action::Reply(from, *gone)),
+///             StateEvent::Call(from) => Transition::keep().with(Action::reply(from, *gone)),
 ///             _ => Transition::keep(),
 ///         }
 ///     }
@@ -84,7 +54,7 @@ pub enum StateMachineMsg<S: StateMachine> {
 /// let watch = girder::statem::start(&node, Watch(target.pid())).await.unwrap();
 /// // The `Down` is queued before `wait_exit` returns, and overtakes the call.
 /// target.wait_exit().await;
-/// assert_eq!(watch.call(()).await, Ok(true));
+/// assert_eq!(watch.call(|r| r).await, Ok(true));
 /// # }
 /// ```
 pub struct StateMachineContext<S: StateMachine> {
@@ -172,7 +142,8 @@ impl<S: StateMachine> Timers<S> {
 }
 
 enum Incoming<S: StateMachine> {
-    Event(StateEvent<S>),
+    /// An event, and the identity of its call if it is one (see `call::watch`).
+    Event(StateEvent<S>, Option<(usize, u64, u64)>),
     Stop(ExitReason),
 }
 
@@ -234,19 +205,16 @@ async fn run<S: StateMachine>(
 impl<S: StateMachine> Machine<S> {
     async fn serve(&mut self) -> ExitReason {
         loop {
-            let event = match self.replay.pop_front() {
-                Some(e) => e,
+            let (event, tag) = match self.replay.pop_front() {
+                Some(e) => (e, None),
                 None => match self.next_event().await {
-                    Incoming::Event(e) => e,
+                    Incoming::Event(e, tag) => (e, tag),
                     Incoming::Stop(reason) => return reason,
                 },
             };
             // Any event cancels the event timeout (one that fired was taken already).
             self.timers.event = None;
-            let noted = match &event {
-                StateEvent::Call(_, from) => watch::begin(from.identity()),
-                _ => None,
-            };
+            let noted = watch::begin(tag);
             let handled = guarded(self.machine.handle_event(&self.state, event, &mut self.ctx));
             let stop = match handled.await {
                 Ok(t) => self.transition(t).await,
@@ -286,16 +254,19 @@ impl<S: StateMachine> Machine<S> {
                 Poll::Pending
             })
             .await;
+            let mut tag = None;
             let event = match got {
                 None => match self.timers.take_due(Instant::now()) {
                     Some(e) => e,
                     None => continue,
                 },
-                Some(Event::Message(StateMachineMsg::Call(req, from))) => {
-                    StateEvent::Call(req, from)
+                Some(Event::Message(Msg::Call(request))) => {
+                    let (req, t) = request.into_parts();
+                    tag = t;
+                    StateEvent::Call(req)
                 }
-                Some(Event::Message(StateMachineMsg::Cast(msg))) => StateEvent::Cast(msg),
-                Some(Event::Message(StateMachineMsg::Info(msg))) => StateEvent::Info(msg),
+                Some(Event::Message(Msg::Cast(msg))) => StateEvent::Cast(msg),
+                Some(Event::Message(Msg::Info(msg))) => StateEvent::Info(msg),
                 Some(Event::Stop(reason)) => return Incoming::Stop(reason),
                 Some(Event::Exit { from, reason }) if Some(from) == self.ctx.parent => {
                     return Incoming::Stop(reason)
@@ -303,7 +274,7 @@ impl<S: StateMachine> Machine<S> {
                 Some(Event::Exit { from, reason }) => StateEvent::Exit { from, reason },
                 Some(Event::Down(d)) => StateEvent::Down(d),
             };
-            return Incoming::Event(event);
+            return Incoming::Event(event, tag);
         }
     }
 
@@ -386,7 +357,7 @@ impl<S: StateMachine> Machine<S> {
                 }
                 Action::CancelTimeout(name) => self.timers.generic.retain(|(n, _, _)| *n != name),
                 Action::CancelStateTimeout => self.timers.state = None,
-                Action::Reply(to, value) => to.reply(value),
+                Action::Reply(reply) => reply.send(),
                 Action::NextEvent(event) => inserted.push(event),
             }
         }

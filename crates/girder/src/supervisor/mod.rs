@@ -53,10 +53,11 @@ use std::time::Duration;
 pub use error::SupervisorError;
 pub use spec::{ChildKind, ChildSpec, ChildStart, Restart, Shutdown, DEFAULT_WORKER_SHUTDOWN};
 
-use run::{ChildRef, SupervisorCall, SupervisorReply, SupervisorServer};
+use run::{ChildRef, Request};
+pub use run::{SupervisorCall, SupervisorServer};
 
-use crate::server::{self, CallError, ServerRef, StartError};
-use crate::{ExitReason, LookupError, Node, Pid, SpawnOptions};
+use crate::server::{self, CallError, ServerMsg, StartError};
+use crate::{Addr, Node, Pid, ReplyTo, SpawnOptions};
 
 /// Which children a supervisor restarts when one of them exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -192,28 +193,33 @@ impl SupervisorBuilder {
             SupervisorServer::new(self.strategy, self.intensity, self.period, self.children);
         let opts = opts.trap_exit(true).behaviour("supervisor");
         let server = server::start_with(node, state, opts, self.name.as_deref()).await?;
-        Ok(SupervisorRef::new(server))
+        Ok(SupervisorRef::from_addr(server.addr().clone()))
     }
 }
 
 /// A handle to a running supervisor. Every request waits at most its timeout
-/// ([`DEFAULT_CALL_TIMEOUT`](crate::server::DEFAULT_CALL_TIMEOUT) unless set with
+/// ([`DEFAULT_CALL_TIMEOUT`](crate::call::DEFAULT_CALL_TIMEOUT) unless set with
 /// [`with_timeout`](Self::with_timeout)) and then fails with [`CallError::Timeout`] inside
-/// [`SupervisorError::Call`]; the supervisor still finishes what it was asked to do.
-#[derive(Clone, Debug)]
+/// [`SupervisorError::Call`]; the supervisor still finishes what it was asked to do. Besides its
+/// own requests it has the methods every behaviour handle has
+/// ([`Handle`](crate::behaviour::Handle)); its `stop` stops the children in reverse start
+/// order, then the supervisor.
 pub struct SupervisorRef {
-    server: ServerRef<SupervisorServer>,
+    addr: Addr<SupervisorMsg>,
     timeout: Duration,
 }
 
-impl SupervisorRef {
-    fn new(server: ServerRef<SupervisorServer>) -> Self {
-        SupervisorRef {
-            server,
-            timeout: server::DEFAULT_CALL_TIMEOUT,
-        }
-    }
+/// The message type of a supervisor's mailbox (what [`SupervisorRef::addr`] addresses); its
+/// requests are [`SupervisorRef`]'s methods.
+pub type SupervisorMsg = ServerMsg<SupervisorServer>;
 
+crate::behaviour::handle!(
+    SupervisorRef [] [],
+    SupervisorMsg,
+    timeout = crate::call::DEFAULT_CALL_TIMEOUT
+);
+
+impl SupervisorRef {
     /// The same handle with requests that wait up to `timeout` (for a child whose start or
     /// shutdown takes longer than the default).
     ///
@@ -231,24 +237,11 @@ impl SupervisorRef {
         self
     }
 
-    /// The supervisor's pid.
-    pub fn pid(&self) -> Pid {
-        self.server.pid()
-    }
-
-    /// The supervisor registered under `name`.
-    pub fn lookup(node: &Node, name: &str) -> Result<Self, LookupError> {
-        ServerRef::lookup(node, name).map(SupervisorRef::new)
-    }
-
-    /// The supervisor with `pid` on `node`.
-    pub fn from_pid(node: &Node, pid: Pid) -> Result<Self, LookupError> {
-        ServerRef::from_pid(node, pid).map(SupervisorRef::new)
-    }
-
-    async fn call(&self, req: SupervisorCall) -> Result<SupervisorReply, SupervisorError> {
-        self.server
-            .call_timeout(req, self.timeout)
+    async fn call<R: Send + 'static>(
+        &self,
+        make: impl FnOnce(ReplyTo<R>) -> SupervisorCall + Send,
+    ) -> Result<R, SupervisorError> {
+        crate::behaviour::call(&self.addr, make, self.timeout)
             .await
             .map_err(SupervisorError::Call)
     }
@@ -258,10 +251,8 @@ impl SupervisorRef {
     /// declines (OTP's `ignore`) gives [`SupervisorError::Ignored`]; its spec is kept (without
     /// a pid) by a static supervisor unless it is temporary.
     pub async fn start_child(&self, spec: ChildSpec) -> Result<Pid, SupervisorError> {
-        match self.call(SupervisorCall::StartChild(spec)).await? {
-            SupervisorReply::Started(r) => r,
-            _ => unreachable!("start_child replies Started"),
-        }
+        self.call(|r| SupervisorCall(Request::StartChild(spec, r)))
+            .await?
     }
 
     /// Stops a child by its shutdown policy. Its spec is kept (except temporary and dynamic
@@ -269,63 +260,42 @@ impl SupervisorRef {
     /// dynamic supervisor whose instances share an id this fails with
     /// [`SupervisorError::Ambiguous`]: use [`terminate_pid`](Self::terminate_pid).
     pub async fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
-        self.terminate(ChildRef::Id(id.into())).await
+        let which = ChildRef::Id(id.into());
+        self.call(|r| SupervisorCall(Request::TerminateChild(which, r)))
+            .await?
     }
 
     /// Stops the child running as `pid` by its shutdown policy (as
     /// [`terminate_child`](Self::terminate_child)).
     pub async fn terminate_pid(&self, pid: Pid) -> Result<(), SupervisorError> {
-        self.terminate(ChildRef::Pid(pid)).await
-    }
-
-    async fn terminate(&self, which: ChildRef) -> Result<(), SupervisorError> {
-        match self.call(SupervisorCall::TerminateChild(which)).await? {
-            SupervisorReply::Done(r) => r,
-            _ => unreachable!("terminate_child replies Done"),
-        }
+        self.call(|r| SupervisorCall(Request::TerminateChild(ChildRef::Pid(pid), r)))
+            .await?
     }
 
     /// Starts a stopped child again.
     pub async fn restart_child(&self, id: &str) -> Result<Pid, SupervisorError> {
-        match self.call(SupervisorCall::RestartChild(id.into())).await? {
-            SupervisorReply::Started(r) => r,
-            _ => unreachable!("restart_child replies Started"),
-        }
+        let id = id.to_string();
+        self.call(|r| SupervisorCall(Request::RestartChild(id, r)))
+            .await?
     }
 
     /// Forgets a stopped child's spec.
     pub async fn delete_child(&self, id: &str) -> Result<(), SupervisorError> {
-        match self.call(SupervisorCall::DeleteChild(id.into())).await? {
-            SupervisorReply::Done(r) => r,
-            _ => unreachable!("delete_child replies Done"),
-        }
+        let id = id.to_string();
+        self.call(|r| SupervisorCall(Request::DeleteChild(id, r)))
+            .await?
     }
 
     /// The children, in start order.
     pub async fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
-        match self.call(SupervisorCall::WhichChildren).await? {
-            SupervisorReply::Children(c) => Ok(c),
-            _ => unreachable!("which_children replies Children"),
-        }
+        self.call(|r| SupervisorCall(Request::WhichChildren(r)))
+            .await
     }
 
     /// Counts of the children.
     pub async fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
-        match self.call(SupervisorCall::CountChildren).await? {
-            SupervisorReply::Counts(c) => Ok(c),
-            _ => unreachable!("count_children replies Counts"),
-        }
-    }
-
-    /// Stops the supervisor: its children are stopped in reverse start order, then it exits.
-    /// Returns the reason it exited with.
-    pub async fn stop(&self, reason: ExitReason) -> ExitReason {
-        self.server.stop(reason).await
-    }
-
-    /// Waits until the supervisor exits (for example after reaching its restart intensity).
-    pub async fn wait_exit(&self) -> ExitReason {
-        self.server.wait_exit().await
+        self.call(|r| SupervisorCall(Request::CountChildren(r)))
+            .await
     }
 }
 

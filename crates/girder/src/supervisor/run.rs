@@ -20,37 +20,36 @@ type Ctx = ServerContext<SupervisorServer>;
 
 /// Which child a request is about.
 #[derive(Debug, Clone)]
-pub enum ChildRef {
+pub(crate) enum ChildRef {
     /// By its id.
     Id(String),
     /// By its pid (the only way to name one instance among a dynamic supervisor's).
     Pid(Pid),
 }
 
-/// Requests a [`SupervisorRef`](super::SupervisorRef) makes.
-pub enum SupervisorCall {
-    StartChild(ChildSpec),
-    TerminateChild(ChildRef),
-    RestartChild(String),
-    DeleteChild(String),
-    WhichChildren,
-    CountChildren,
-}
+/// The requests a [`SupervisorRef`](super::SupervisorRef) makes (through its methods), each
+/// with its typed reply.
+pub struct SupervisorCall(pub(crate) Request);
 
-/// Replies to [`SupervisorCall`]s.
-pub enum SupervisorReply {
-    Started(Result<Pid, SupervisorError>),
-    Done(Result<(), SupervisorError>),
-    Children(Vec<ChildInfo>),
-    Counts(ChildCounts),
+pub(crate) enum Request {
+    StartChild(ChildSpec, ReplyTo<Result<Pid, SupervisorError>>),
+    TerminateChild(ChildRef, ReplyTo<Result<(), SupervisorError>>),
+    RestartChild(String, ReplyTo<Result<Pid, SupervisorError>>),
+    DeleteChild(String, ReplyTo<Result<(), SupervisorError>>),
+    WhichChildren(ReplyTo<Vec<ChildInfo>>),
+    CountChildren(ReplyTo<ChildCounts>),
 }
 
 /// What a supervisor sends itself.
-pub enum SupervisorInfo {
+pub struct SupervisorInfo(Retry);
+
+enum Retry {
     /// Try again to restart after a failed attempt at starting child `Key`.
     Retry(Key),
 }
 
+/// A supervisor's process state (see [`Supervisor`](super::Supervisor)); its requests are
+/// [`SupervisorRef`](super::SupervisorRef)'s methods.
 pub struct SupervisorServer {
     strategy: RestartStrategy,
     intensity: u32,
@@ -203,7 +202,7 @@ impl SupervisorServer {
                     if let Some(child) = self.children.get_mut(k) {
                         child.restarting = true;
                     }
-                    let _ = ctx.me().info(SupervisorInfo::Retry(k));
+                    let _ = ctx.me().info(SupervisorInfo(Retry::Retry(k)));
                     return Flow::Continue;
                 }
             }
@@ -389,27 +388,20 @@ impl SupervisorServer {
         counts
     }
 
-    async fn call(&mut self, req: SupervisorCall, ctx: &mut Ctx) -> SupervisorReply {
+    async fn call(&mut self, req: Request, ctx: &mut Ctx) {
         match req {
-            SupervisorCall::StartChild(spec) => {
-                SupervisorReply::Started(self.start_child(ctx, spec).await)
-            }
-            SupervisorCall::TerminateChild(which) => {
-                SupervisorReply::Done(self.terminate_child(ctx, which).await)
-            }
-            SupervisorCall::RestartChild(id) => {
-                SupervisorReply::Started(self.restart_child(ctx, id).await)
-            }
-            SupervisorCall::DeleteChild(id) => SupervisorReply::Done(self.delete_child(id)),
-            SupervisorCall::WhichChildren => SupervisorReply::Children(self.which_children()),
-            SupervisorCall::CountChildren => SupervisorReply::Counts(self.count_children()),
+            Request::StartChild(spec, r) => r.reply(self.start_child(ctx, spec).await),
+            Request::TerminateChild(which, r) => r.reply(self.terminate_child(ctx, which).await),
+            Request::RestartChild(id, r) => r.reply(self.restart_child(ctx, id).await),
+            Request::DeleteChild(id, r) => r.reply(self.delete_child(id)),
+            Request::WhichChildren(r) => r.reply(self.which_children()),
+            Request::CountChildren(r) => r.reply(self.count_children()),
         }
     }
 }
 
 impl Server for SupervisorServer {
     type Call = SupervisorCall;
-    type Reply = SupervisorReply;
     type Cast = ();
     type Info = SupervisorInfo;
 
@@ -436,20 +428,14 @@ impl Server for SupervisorServer {
         Ok(())
     }
 
-    async fn handle_call(
-        &mut self,
-        req: SupervisorCall,
-        from: ReplyTo<SupervisorReply>,
-        ctx: &mut Ctx,
-    ) -> Flow {
-        let reply = self.call(req, ctx).await;
-        from.reply(reply);
+    async fn handle_call(&mut self, req: SupervisorCall, ctx: &mut Ctx) -> Flow {
+        self.call(req.0, ctx).await;
         Flow::Continue
     }
 
     async fn handle_info(&mut self, msg: SupervisorInfo, ctx: &mut Ctx) -> Flow {
-        match msg {
-            SupervisorInfo::Retry(key) => self.retry(ctx, key).await,
+        match msg.0 {
+            Retry::Retry(key) => self.retry(ctx, key).await,
         }
     }
 

@@ -323,15 +323,11 @@ impl ChildSpec {
     ///
     /// ```
     /// use girder::supervisor::{ChildSpec, Supervisor};
-    /// use girder::{ExitReason, Flow, Node, Server, ServerContext};
+    /// use girder::{ExitReason, Node, Server, ServerContext};
     ///
     /// struct Journal(tokio::sync::mpsc::UnboundedSender<&'static str>);
     /// impl Server for Journal {
-    ///     type Call = (); type Reply = (); type Cast = (); type Info = ();
-    ///     async fn handle_call(&mut self, _: (), from: girder::ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
-    ///         from.reply(());
-    ///         Flow::Continue
-    ///     }
+    ///     type Call = (); type Cast = (); type Info = ();
     ///     async fn terminate(&mut self, _: &ExitReason, _: &mut ServerContext<Self>) {
     ///         let _ = self.0.send("flushed");
     ///     }

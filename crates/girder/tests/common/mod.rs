@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use girder::supervisor::ChildSpec;
-use girder::{
-    Context, Event, ExitReason, Flow, Node, Pid, ReplyTo, Server, ServerContext, ServerRef,
-};
+use girder::{Context, Event, ExitReason, Flow, Node, Pid, Server, ServerContext, ServerRef};
 use tokio::sync::mpsc;
 
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -41,7 +39,6 @@ pub struct TestChild {
 
 impl Server for TestChild {
     type Call = ();
-    type Reply = ();
     type Cast = Cmd;
     type Info = ();
 
@@ -49,11 +46,6 @@ impl Server for TestChild {
         ctx.trap_exit(true);
         let _ = self.log.send(Life::Started(self.id));
         Ok(())
-    }
-
-    async fn handle_call(&mut self, _: (), from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
-        from.reply(());
-        Flow::Continue
     }
 
     async fn handle_cast(&mut self, cmd: Cmd, _: &mut ServerContext<Self>) -> Flow {

@@ -1,6 +1,7 @@
 //! The call protocol: a caller learns of its callee's exit whoever holds the reply handle, as
 //! `gen:call` does with its monitor.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use girder::statem::{self, StateEvent, StateMachine, StateMachineContext, Transition};
@@ -246,4 +247,140 @@ async fn a_state_machine_caller_learns_of_the_exit_too() {
         r,
         Err(CallError::Exited(ExitReason::error("machine crash")))
     );
+}
+
+/// A server that hands the handle on and then waits in its handler until killed.
+struct HandsOnThenWaits {
+    keeper: Addr<ReplyTo<u32>>,
+}
+
+impl Server for HandsOnThenWaits {
+    type Call = ReplyTo<u32>;
+    type Cast = ();
+    type Info = ();
+
+    async fn handle_call(&mut self, from: ReplyTo<u32>, _: &mut ServerContext<Self>) -> Flow {
+        self.keeper.send(from).unwrap();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Flow::Continue
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callee_killed_inside_its_handler_after_handing_the_handle_on_ends_the_call() {
+    let node = Node::new("t");
+    let keeper = keeper(&node);
+    let server = girder::server::start(
+        &node,
+        HandsOnThenWaits {
+            keeper: keeper.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let s = server.clone();
+    let (tx, rx) = oneshot::channel();
+    node.spawn(move |_: Context<()>| async move {
+        let _ = tx.send(s.call_timeout(|r| r, Duration::MAX).await);
+        ExitReason::Normal
+    });
+    until_queued(&keeper, &node, 1).await;
+    node.exit(server.pid(), ExitReason::Kill);
+    let r = tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .expect("the call hung")
+        .unwrap();
+    assert_eq!(r, Err(CallError::Exited(ExitReason::Killed)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_call_whose_handle_escapes_at_once_still_learns_of_the_exit() {
+    // A fresh process's first call: the escape may be told before the caller ever waited.
+    for _ in 0..30 {
+        let node = Node::new("t");
+        let keeper = keeper(&node);
+        let server = girder::server::start(
+            &node,
+            Handover {
+                keeper: keeper.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        let waiting = call_from(&node, server.clone(), false);
+        until_queued(&keeper, &node, 1).await;
+        server.cast(Cmd::Crash).map_err(|_| ()).unwrap();
+        let (r, _) = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the call hung")
+            .unwrap();
+        assert_eq!(r, Err(CallError::Exited(ExitReason::error("crash"))));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_moved_into_a_combinator_after_its_first_wait_still_learns_of_the_exit() {
+    use futures_util::stream::{FuturesUnordered, StreamExt};
+    let node = Node::new("t");
+    let keeper = keeper(&node);
+    let server = girder::server::start(
+        &node,
+        Handover {
+            keeper: keeper.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let s = server.clone();
+    let (tx, rx) = oneshot::channel();
+    node.spawn(move |_: Context<()>| async move {
+        let mut call = Box::pin(s.call_timeout(|r| r, Duration::MAX));
+        // One wait with the process's own waker...
+        let once =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx).is_pending()));
+        assert!(once.await);
+        // ... then the rest inside a combinator, which polls with wakers of its own.
+        let mut all = FuturesUnordered::new();
+        all.push(call);
+        let _ = tx.send(all.next().await.unwrap());
+        ExitReason::Normal
+    });
+    until_queued(&keeper, &node, 1).await;
+    server.cast(Cmd::Crash).map_err(|_| ()).unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .expect("the call hung")
+        .unwrap();
+    assert_eq!(r, Err(CallError::Exited(ExitReason::error("crash"))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_escaped_calls_than_a_process_keeps_escapes_of_all_learn_of_the_exit() {
+    let node = Node::new("t");
+    let keeper = keeper(&node);
+    let server = girder::server::start(
+        &node,
+        Handover {
+            keeper: keeper.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    let s = server.clone();
+    let (tx, rx) = oneshot::channel();
+    node.spawn(move |_: Context<()>| async move {
+        let calls = (0..24).map(|_| s.call_timeout(|r| r, Duration::MAX));
+        let _ = tx.send(futures_util::future::join_all(calls).await);
+        ExitReason::Normal
+    });
+    until_queued(&keeper, &node, 24).await;
+    server.cast(Cmd::Crash).map_err(|_| ()).unwrap();
+    let all = tokio::time::timeout(Duration::from_secs(5), rx)
+        .await
+        .expect("a call hung")
+        .unwrap();
+    assert_eq!(all.len(), 24);
+    for r in all {
+        assert_eq!(r, Err(CallError::Exited(ExitReason::error("crash"))));
+    }
 }

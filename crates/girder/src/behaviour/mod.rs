@@ -117,9 +117,13 @@ pub(crate) fn send_as<M: Send + 'static, T>(
 }
 
 /// Runs one callback with panics caught: `Err` carries the panic as an exit reason.
-pub(crate) async fn guarded<T>(callback: impl Future<Output = T>) -> Result<T, ExitReason> {
+/// A plain combinator rather than an `async fn`, so every callback of every behaviour loop goes
+/// through no extra layer.
+#[inline]
+pub(crate) fn guarded<T>(
+    callback: impl Future<Output = T>,
+) -> impl Future<Output = Result<T, ExitReason>> {
     AssertUnwindSafe(callback)
         .catch_unwind()
-        .await
-        .map_err(ExitReason::from_panic)
+        .map(|r| r.map_err(ExitReason::from_panic))
 }

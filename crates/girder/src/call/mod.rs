@@ -53,7 +53,7 @@ pub struct Request<Q> {
     body: Q,
     /// The call's identity (reply slot, generation, caller), if a local process is waiting on
     /// it (see `watch`).
-    tag: Option<(usize, u64, u64)>,
+    tag: Option<watch::CallId>,
 }
 
 impl<Q> Request<Q> {
@@ -74,7 +74,7 @@ impl<Q> Request<Q> {
     }
 
     /// The request and the identity of its call, for the callee's loop.
-    pub(crate) fn into_parts(self) -> (Q, Option<(usize, u64, u64)>) {
+    pub(crate) fn into_parts(self) -> (Q, Option<watch::CallId>) {
         (self.body, self.tag)
     }
 }
@@ -134,6 +134,7 @@ where
         rx,
         watch,
         callee: addr,
+        exited: None,
     };
     let answer = match deadline {
         Some(d) => crate::timer::timeout_at(d, slack, wait)
@@ -156,6 +157,9 @@ struct Wait<'a, M: Send + 'static, R: Send + 'static> {
     rx: SlotReceiver<R>,
     watch: watch::Caller,
     callee: &'a Addr<M>,
+    /// The callee's exit reason, kept while an answer is still being written (boxed: rare, and
+    /// every call's future carries the field).
+    exited: Option<Box<crate::ExitReason>>,
 }
 
 impl<M: Send + 'static, R: Send + 'static> Future for Wait<'_, M, R> {
@@ -165,17 +169,31 @@ impl<M: Send + 'static, R: Send + 'static> Future for Wait<'_, M, R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer<R>> {
         // Every field is `Unpin` (the receiver holds a pointer, the watch a receiver).
         let this = self.get_mut();
-        let told = |w: &std::task::Waker| watch::wakes(w);
+        let own = this.watch.own();
+        let told = |w: &std::task::Waker| watch::wakes(w, own);
         if let Poll::Ready(answer) = this.rx.poll_answer(cx, told) {
             return Poll::Ready(answer);
         }
-        if this.watch.quiet(this.rx.told()) {
+        let told = this.rx.told();
+        if this.watch.quiet(told) {
             return Poll::Pending;
         }
-        let (slot, gen) = this.rx.identity();
-        match this.watch.poll_exit(cx, this.callee, slot, gen) {
-            Poll::Ready(reason) => Poll::Ready(Err(Unanswered::Exited(reason))),
-            Poll::Pending => Poll::Pending,
+        let reason = match this.exited.take() {
+            Some(reason) => *reason,
+            None => {
+                let (slot, _) = this.rx.identity();
+                match this.watch.poll_exit(cx, this.callee, slot, told) {
+                    Poll::Ready(reason) => reason,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        };
+        // An answer being written wins over the exit: it is in at once.
+        if this.rx.writing() {
+            this.exited = Some(Box::new(reason));
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
+        Poll::Ready(Err(Unanswered::Exited(reason)))
     }
 }

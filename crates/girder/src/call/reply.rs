@@ -106,9 +106,9 @@ impl<R> ReplyTo<R> {
     /// The call this handle answers: its slot's address, generation and caller (for a call's
     /// own handle; `None` for the others).
     #[inline]
-    pub(crate) fn identity(&self) -> Option<(usize, u64, u64)> {
+    pub(crate) fn identity(&self) -> Option<super::watch::CallId> {
         match &self.tx {
-            Some(Sender::Call(tx)) => Some(tx.identity()),
+            Some(Sender::Call(tx)) => tx.identity(),
             _ => None,
         }
     }

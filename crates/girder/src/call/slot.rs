@@ -46,9 +46,12 @@ pub(crate) type Answer<R> = Result<R, Unanswered>;
 
 pub(crate) struct Slot<R> {
     state: AtomicU64,
-    /// The id of the local process whose calls use this slot (0 outside any process): whom a
-    /// callee tells when a reply handle escapes (see `call::watch`).
-    caller: u64,
+    /// The process whose calls use this slot (`None` outside any process): whom a callee tells
+    /// when a reply handle escapes (see `call::watch`).
+    caller: Option<crate::Pid>,
+    /// That process's record's address: what the process compares with its own, cheaply, to
+    /// keep only its own slots.
+    home: usize,
     value: UnsafeCell<Option<Answer<R>>>,
     /// The slot's counted reference, parked here by the replier with the answer (see the
     /// module docs).
@@ -67,10 +70,17 @@ unsafe impl<R: Send> Send for Slot<R> {}
 unsafe impl<R: Send> Sync for Slot<R> {}
 
 impl<R> Slot<R> {
-    pub(crate) fn new(caller: Option<crate::Pid>) -> Self {
+    /// The address of the record of the process whose calls use this slot (0: none).
+    #[inline]
+    pub(crate) fn home(&self) -> usize {
+        self.home
+    }
+
+    pub(crate) fn new(caller: Option<crate::Pid>, home: usize) -> Self {
         Slot {
             state: AtomicU64::new(EMPTY),
-            caller: caller.map_or(0, |p| p.id()),
+            caller,
+            home,
             value: UnsafeCell::new(None),
             owner: UnsafeCell::new(None),
             waker: UnsafeCell::new(None),
@@ -147,11 +157,15 @@ impl<R> SlotSender<R> {
         slot.state.store(gen | FULL, Ordering::Release);
     }
 
-    /// The call's identity (the slot's address and the generation) and its caller's local
-    /// process id (0 outside any process).
+    /// The call's identity: the slot's address and the calling process (`None` outside any
+    /// process).
     #[inline]
-    pub(crate) fn identity(&self) -> (usize, u64, u64) {
-        (Arc::as_ptr(&self.slot) as usize, self.gen, self.slot.caller)
+    pub(crate) fn identity(&self) -> Option<crate::call::watch::CallId> {
+        let caller = self.slot.caller?;
+        Some(crate::call::watch::CallId {
+            slot: std::num::NonZeroUsize::new(Arc::as_ptr(&self.slot) as usize)?,
+            caller: caller.id(),
+        })
     }
 
     /// The call's slot address, as `identity` gives it.
@@ -260,6 +274,14 @@ impl<R: Send + 'static> SlotReceiver<R> {
         }
     }
 
+    /// True while the replier is writing the answer (it will be in at once).
+    pub(crate) fn writing(&self) -> bool {
+        // SAFETY: alive until this end has taken the answer or given up (module docs).
+        self.slot.is_some_and(|at| {
+            unsafe { at.as_ref() }.state.load(Ordering::Acquire) == self.gen | BUSY
+        })
+    }
+
     /// Whether the waker the slot holds is the one callees wake (as `told` last said).
     #[inline]
     pub(crate) fn told(&self) -> bool {
@@ -338,7 +360,7 @@ mod tests {
     }
 
     fn new_call() -> (SlotSender<u32>, SlotReceiver<u32>, Weak<Slot<u32>>) {
-        let slot = Arc::new(Slot::new(None));
+        let slot = Arc::new(Slot::new(None, 0));
         let weak = Arc::downgrade(&slot);
         let (tx, rx) = open(slot);
         (tx, rx, weak)
@@ -373,7 +395,7 @@ mod tests {
     #[test]
     fn an_answer_nobody_waits_for_is_dropped_with_the_slot() {
         let answer = Arc::new(());
-        let slot = Arc::new(Slot::<Arc<()>>::new(None));
+        let slot = Arc::new(Slot::<Arc<()>>::new(None, 0));
         let weak = Arc::downgrade(&slot);
         let (tx, rx) = open(slot);
         tx.send(Ok(answer.clone()));

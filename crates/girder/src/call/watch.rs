@@ -22,54 +22,61 @@ use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 
 use crate::process::core::Header;
-use crate::process::local::{current_ptr, with_current, ProcessLocal};
+use crate::process::local::{current_ptr, with_current};
 use crate::{Addr, ExitReason, Node, Pid};
 
 /// Escapes a process keeps until its calls look at them; older ones are dropped (a process
 /// has one call under way, or a few in a combinator).
 const ESCAPES_KEPT: usize = 16;
 
-/// A reply handle of a call from this process that left its callee's handler unanswered.
+/// A reply handle of a call from this process that left its callee's handler unanswered: the
+/// callee and the caller's reply slot. (No generation: a stale escape matching a later call of
+/// the same slot to the same callee only makes that call watch its callee too.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Escape {
     pub(crate) callee: Pid,
     pub(crate) slot: usize,
-    pub(crate) gen: u64,
+}
+
+/// A call's identity, as its request carries it (small: every call message carries it): the
+/// caller's reply slot and the calling process's id on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CallId {
+    pub(crate) slot: std::num::NonZeroUsize,
+    pub(crate) caller: u64,
 }
 
 /// What a behaviour notes before running a handler with a call's reply handle.
 pub(crate) struct Handling {
-    /// The running process's own slot, reached without the thread-local again: the behaviour
-    /// runs inside that process's task, which owns it.
-    local: NonNull<ProcessLocal>,
     slot: usize,
-    gen: u64,
-    /// The caller's id among this node's processes.
     caller: u64,
+    /// The callee's record, alive while its task is (whose future holds this): where an
+    /// interrupted handler leaves its tell.
+    callee: NonNull<Header>,
 }
 
-// SAFETY: `local` points into the process's own task, which is pinned and moves between threads
-// with the future holding this; it is only used while that task is polled.
+// SAFETY: `callee` points at the record of the process whose future holds this, kept alive by
+// that process's task; only used under the record's own lock.
 unsafe impl Send for Handling {}
 
 /// Notes the call whose reply handle a handler is about to get. `None` for handles with nobody
 /// to tell (a caller outside any process watches the callee itself; a remote caller's node
 /// watches for it).
 #[inline]
-pub(crate) fn begin(identity: Option<(usize, u64, u64)>) -> Option<Handling> {
-    let (slot, gen, caller) = identity?;
-    if caller == 0 {
-        return None;
-    }
+pub(crate) fn begin(id: Option<CallId>) -> Option<Handling> {
+    let CallId { slot, caller } = id?;
+    let slot = slot.get();
     let local = NonNull::new(current_ptr())?;
-    // SAFETY: the running process's slot (see `Handling::local`); written through the raw
-    // pointer, as `with_current` reads it, so no reference outlives this line.
-    unsafe { std::ptr::addr_of_mut!((*local.as_ptr()).replying).write(slot) };
+    // SAFETY: the running process's slot, read fresh from the thread-local (as `with_current`
+    // does), written through the raw pointer so no reference outlives this line.
+    let callee = unsafe {
+        std::ptr::addr_of_mut!((*local.as_ptr()).replying).write(slot);
+        (*local.as_ptr()).header_ptr()
+    };
     Some(Handling {
-        local,
         slot,
-        gen,
         caller,
+        callee,
     })
 }
 
@@ -89,18 +96,50 @@ pub(crate) fn answered(slot: usize) {
 #[inline]
 pub(crate) fn end(handling: Option<Handling>, node: &Node, callee: Pid) {
     let Some(h) = handling else { return };
-    // SAFETY: as in `begin`: `end` runs in the same process's task as `begin` did.
-    let noted = unsafe { std::ptr::addr_of_mut!((*h.local.as_ptr()).replying).replace(0) };
-    if noted == h.slot {
-        tell(node, callee, h);
+    let noted = with_current(|p| std::mem::replace(&mut p.replying, 0));
+    let (slot, caller) = (h.slot, h.caller);
+    // Ended normally: nothing for the drop to do.
+    std::mem::forget(h);
+    if noted == Some(slot) {
+        tell(node, callee, caller, slot);
+    }
+}
+
+impl Drop for Handling {
+    /// The handler never finished (its process was killed while it awaited): the handle may
+    /// have escaped, so the caller is told once the process's exit is handled (`on_exit`
+    /// reads what is left here). A handle answered already makes this a stale tell, which the
+    /// caller ignores.
+    fn drop(&mut self) {
+        // SAFETY: see `Handling::callee`.
+        let header = unsafe { self.callee.as_ref() };
+        header.meta.lock().extra().pending_tells.push(Pending {
+            caller: self.caller,
+            slot: self.slot,
+        });
+    }
+}
+
+/// A tell left by an interrupted handler, sent when its process's exit is handled.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pending {
+    caller: u64,
+    slot: usize,
+}
+
+/// Sends the tells an exiting process's interrupted handlers left.
+pub(crate) fn tell_pending(node: &Node, callee: Pid, pending: Vec<Pending>) {
+    for p in pending {
+        tell(node, callee, p.caller, p.slot);
     }
 }
 
 /// Leaves the escape in the caller's record and wakes the caller.
 #[cold]
-fn tell(node: &Node, callee: Pid, h: Handling) {
-    let caller = Pid::new(0, node.creation(), h.caller);
-    let Some(caller) = node.lookup_any(caller) else {
+fn tell(node: &Node, callee: Pid, caller: u64, slot: usize) {
+    // The caller is a process of this node (a call between two node objects of one OS process
+    // goes through the distribution layer, which watches for it).
+    let Some(caller) = node.lookup_any(Pid::new(0, node.creation(), caller)) else {
         return;
     };
     let header = caller.header();
@@ -111,13 +150,11 @@ fn tell(node: &Node, callee: Pid, h: Handling) {
         }
         let extra = meta.extra();
         if extra.escapes.len() >= ESCAPES_KEPT {
+            // Waits that find no escape of theirs now watch their callee, to be safe.
             extra.escapes.remove(0);
+            extra.escapes_dropped = true;
         }
-        extra.escapes.push(Escape {
-            callee,
-            slot: h.slot,
-            gen: h.gen,
-        });
+        extra.escapes.push(Escape { callee, slot });
         extra.task_waker.clone()
     };
     if let Some(w) = waker {
@@ -125,10 +162,11 @@ fn tell(node: &Node, callee: Pid, h: Handling) {
     }
 }
 
-/// Whether callees of the running process wake `waker` (publishing it if the process has
-/// published none): false outside any process.
-pub(crate) fn wakes(waker: &std::task::Waker) -> bool {
-    with_current(|p| p.wakes(waker)).unwrap_or(false)
+/// Whether callees of the calling process (`own`) wake `waker` (publishing it if the process
+/// has published none): false outside any process, or once the call moved out of its process.
+pub(crate) fn wakes(waker: &std::task::Waker, own: Option<NonNull<Header>>) -> bool {
+    let Some(own) = own else { return false };
+    with_current(|p| p.is(own) && p.wakes(waker)).unwrap_or(false)
 }
 
 /// The caller's side of one call.
@@ -148,6 +186,11 @@ unsafe impl Send for Caller {}
 unsafe impl Sync for Caller {}
 
 impl Caller {
+    /// The calling process's record, if any.
+    pub(crate) fn own(&self) -> Option<NonNull<Header>> {
+        self.own
+    }
+
     /// A call from inside a process, whose record is `own`.
     pub(crate) fn inside(own: NonNull<Header>) -> Caller {
         Caller {
@@ -185,17 +228,14 @@ impl Caller {
         cx: &mut Context<'_>,
         callee: &Addr<M>,
         slot: usize,
-        gen: u64,
+        told: bool,
     ) -> Poll<ExitReason> {
         if self.exit.is_none() {
-            let watch_now = if !self.checked {
-                // The first wait, with a waker callees would not wake (a combinator's), or
-                // nobody to tell: watch from the start.
-                self.checked = true;
-                true
-            } else {
-                self.escaped_here(callee.pid(), slot, gen)
-            };
+            // The first wait, with a waker callees would not wake (a combinator's), or nobody
+            // to tell; or a later wait with such a waker (the call moved into a combinator):
+            // watch from now on. Otherwise, watch if the callee said the handle escaped.
+            let watch_now = !self.checked || !told || self.escaped_here(callee.pid(), slot);
+            self.checked = true;
             if !watch_now {
                 return Poll::Pending;
             }
@@ -228,21 +268,26 @@ impl Caller {
 
     /// Whether the callee told this call its handle escaped. A call that can no longer be
     /// told (moved out of its process) is answered `true`: it watches the callee itself.
-    fn escaped_here(&mut self, callee: Pid, slot: usize, gen: u64) -> bool {
+    fn escaped_here(&mut self, callee: Pid, slot: usize) -> bool {
         let Some(header) = Self::header(self.own) else {
             return true;
         };
         // Only a wake without the answer gets here (rare): the lock is affordable.
-        let wanted = Escape { callee, slot, gen };
+        let wanted = Escape { callee, slot };
         let mut meta = header.meta.lock();
-        let escapes = &mut meta.extra().escapes;
-        match escapes.iter().position(|e| *e == wanted) {
+        let extra = meta.extra();
+        let found = match extra.escapes.iter().position(|e| *e == wanted) {
             Some(i) => {
-                escapes.remove(i);
+                extra.escapes.remove(i);
                 true
             }
-            None => false,
+            // Escapes were dropped for room: this call's may have been one.
+            None => extra.escapes_dropped,
+        };
+        if extra.escapes.is_empty() {
+            extra.escapes_dropped = false;
         }
+        found
     }
 }
 

@@ -20,7 +20,7 @@ mod error;
 mod lock;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context as TaskCx, Poll, Waker};
 
 use tokio::sync::Semaphore;
@@ -49,9 +49,6 @@ struct Inner<M> {
     sys: VecDeque<SysMsg>,
     waker: Option<Waker>,
     closed: bool,
-    /// User messages ever queued here: counted under the lock the push takes anyway, so the
-    /// runtime's message metrics cost nothing on the hot path.
-    delivered: u64,
 }
 
 pub(crate) struct Mailbox<M> {
@@ -64,9 +61,11 @@ pub(crate) struct Mailbox<M> {
     armed: AtomicBool,
     /// Permits for a bounded mailbox: one per message that may still be queued.
     bound: Option<Box<Semaphore>>,
-    /// The shared user queue's length, stored (not counted: a plain store under the lock the
-    /// push or swap holds anyway) so it can be read without the lock.
-    shared_len: AtomicUsize,
+    /// User messages ever queued here, and ever moved to the receiver's batch: written only
+    /// under the lock (plain loads and stores, no read-modify-write), read without it, so the
+    /// runtime's message metrics and the mailbox's length cost nothing on the hot path.
+    delivered: AtomicU64,
+    swapped: AtomicU64,
 }
 
 impl<M> Mailbox<M> {
@@ -77,12 +76,12 @@ impl<M> Mailbox<M> {
                 sys: VecDeque::new(),
                 waker: None,
                 closed: false,
-                delivered: 0,
             }),
             has_sys: AtomicBool::new(false),
             armed: AtomicBool::new(false),
             bound: capacity.map(|c| Box::new(Semaphore::new(c.max(1)))),
-            shared_len: AtomicUsize::new(0),
+            delivered: AtomicU64::new(0),
+            swapped: AtomicU64::new(0),
         }
     }
 
@@ -115,8 +114,9 @@ impl<M> Mailbox<M> {
             return Err(SendError::NoProc(m));
         }
         inner.user.push_back(m);
-        inner.delivered += 1;
-        self.shared_len.store(inner.user.len(), Ordering::Relaxed);
+        // Only ever written under the lock: a plain increment.
+        let delivered = self.delivered.load(Ordering::Relaxed) + 1;
+        self.delivered.store(delivered, Ordering::Relaxed);
         self.armed.store(false, Ordering::Relaxed);
         let waker = inner.waker.take();
         drop(inner);
@@ -234,13 +234,17 @@ impl<M> Mailbox<M> {
 
     /// User messages ever queued here.
     pub(crate) fn delivered(&self) -> u64 {
-        self.inner.lock().delivered
+        self.delivered.load(Ordering::Relaxed)
     }
 
     /// User messages in the shared queue, read without the lock (a moment old at most).
     #[inline]
     pub(crate) fn shared_len(&self) -> usize {
-        self.shared_len.load(Ordering::Relaxed)
+        // Read swapped first: a push between the two loads only makes this larger, never wrap.
+        let swapped = self.swapped.load(Ordering::Relaxed);
+        self.delivered
+            .load(Ordering::Relaxed)
+            .saturating_sub(swapped) as usize
     }
 
     /// Messages queued and not yet taken by the receiver.
@@ -283,7 +287,9 @@ impl<M> Mailbox<M> {
             return Poll::Pending;
         }
         std::mem::swap(&mut inner.user, &mut batch.queue);
-        self.shared_len.store(0, Ordering::Relaxed);
+        // Everything delivered so far is now in the batch.
+        self.swapped
+            .store(self.delivered.load(Ordering::Relaxed), Ordering::Relaxed);
         drop(inner);
         let m = batch.queue.pop_front().expect("swapped a non-empty queue");
         self.received(1);

@@ -122,8 +122,10 @@ impl<M: Send + 'static> Context<M> {
 
     /// Waits for the next event. Trapped exits and monitor notifications come before queued
     /// messages; messages from one sender come in the order sent.
-    pub async fn recv(&mut self) -> Event<M> {
-        poll_fn(|cx| self.poll_recv(cx)).await
+    pub fn recv(&mut self) -> impl Future<Output = Event<M>> + Send + '_ {
+        // A plain `poll_fn`, not an `async fn`: one layer less for every message every
+        // behaviour takes.
+        poll_fn(|cx| self.poll_recv(cx))
     }
 
     /// Like [`recv`](Self::recv), giving up after `timeout`.
@@ -141,6 +143,7 @@ impl<M: Send + 'static> Context<M> {
     }
 
     /// The poll form of [`recv`](Self::recv), for behaviours that select over several sources.
+    #[inline]
     pub fn poll_recv(&mut self, cx: &mut TaskCx<'_>) -> Poll<Event<M>> {
         if self.budget == 0 {
             self.budget = RECV_BUDGET;

@@ -66,6 +66,10 @@ pub(crate) struct Extra {
     pub(crate) task_waker: Option<std::task::Waker>,
     /// Calls of this process whose reply handle escaped their callee's handler.
     pub(crate) escapes: Vec<crate::call::watch::Escape>,
+    /// Escapes were dropped to keep `escapes` bounded (cleared when it empties).
+    pub(crate) escapes_dropped: bool,
+    /// Tells left by handlers of this process that were interrupted, sent at its exit.
+    pub(crate) pending_tells: Vec<crate::call::watch::Pending>,
 }
 
 /// Where a process is in its life.
@@ -176,8 +180,11 @@ impl Header {
         }
         let (tx, rx) = oneshot::channel();
         let waiters = &mut meta.extra().waiters;
-        // Waiters that gave up (a timed-out wait) are dropped here, so the list stays small.
-        waiters.retain(|w| !w.is_closed());
+        // Waiters that gave up (a timed-out wait) are dropped when the list doubles, so it stays
+        // small at a constant cost per wait.
+        if waiters.len() >= 8 && waiters.len().is_power_of_two() {
+            waiters.retain(|w| !w.is_closed());
+        }
         waiters.push(tx);
         Err(rx)
     }

@@ -82,6 +82,11 @@ impl ProcessLocal {
         unsafe { self.header.as_ref() }
     }
 
+    /// This process's record.
+    pub(crate) fn header_ptr(&self) -> NonNull<Header> {
+        self.header
+    }
+
     /// Whether `header` is this process's record.
     pub(crate) fn is(&self, header: NonNull<Header>) -> bool {
         self.header == header
@@ -101,17 +106,19 @@ impl ProcessLocal {
         let calls = self.calls();
         match &calls.published {
             Some(w) => w.will_wake(waker),
-            None => {
-                self.publish(waker);
-                true
-            }
+            None => self.publish(waker),
         }
     }
 
+    /// Publishes `waker`; false if an escape came before it could be woken (this first call
+    /// then watches its callee itself).
     #[cold]
-    fn publish(&mut self, waker: &Waker) {
+    fn publish(&mut self, waker: &Waker) -> bool {
         self.calls().published = Some(waker.clone());
-        self.header().meta.lock().extra().task_waker = Some(waker.clone());
+        let mut meta = self.header().meta.lock();
+        let extra = meta.extra();
+        extra.task_waker = Some(waker.clone());
+        extra.escapes.is_empty()
     }
 }
 
@@ -171,10 +178,13 @@ pub(crate) fn take_slot<R: Send + 'static>() -> (Arc<Slot<R>>, crate::call::watc
     match taken {
         Some((kept, watch)) => match kept.map(|s| s.downcast::<Slot<R>>()) {
             Some(Ok(slot)) => (slot, watch),
-            _ => (Arc::new(Slot::new(current_pid())), watch),
+            _ => {
+                let home = with_current(|p| p.header.as_ptr() as usize).unwrap_or(0);
+                (Arc::new(Slot::new(current_pid(), home)), watch)
+            }
         },
         None => (
-            Arc::new(Slot::new(None)),
+            Arc::new(Slot::new(None, 0)),
             crate::call::watch::Caller::outside(),
         ),
     }
@@ -184,6 +194,11 @@ pub(crate) fn take_slot<R: Send + 'static>() -> (Arc<Slot<R>>, crate::call::watc
 /// or if the process already keeps one of its type or as many as it may).
 pub(crate) fn give_back_slot<R: Send + 'static>(slot: Arc<Slot<R>>) {
     let refused = with_current(move |p| {
+        // Another process's slot (a call future moved between processes) would tell the wrong
+        // process of escapes: not kept.
+        if slot.home() != p.header.as_ptr() as usize {
+            return Some(slot);
+        }
         let slots = &mut p.calls().slots;
         let kind = TypeId::of::<Slot<R>>();
         if slots.len() >= SLOTS_KEPT || slots.iter().any(|(t, _)| *t == kind) {

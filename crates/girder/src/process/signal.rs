@@ -87,7 +87,11 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
     // exit signal, and a `Down` means the pid is gone from the table.
     node.remove_process(pid);
     let ends: Vec<MonitorEnd> = extra.monitor_ends().collect();
-    let Extra { waiters, .. } = extra;
+    let Extra {
+        waiters,
+        pending_tells,
+        ..
+    } = extra;
     for end in ends {
         if !end.other.is_local() {
             if let Some(d) = node.distribution() {
@@ -126,6 +130,10 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
     };
     for w in waiters {
         let _ = w.send(reason.clone());
+    }
+    // After the exit is handled, so a told caller that watches this process finds it gone.
+    if !pending_tells.is_empty() {
+        crate::call::watch::tell_pending(node, pid, pending_tells);
     }
 }
 

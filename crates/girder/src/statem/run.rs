@@ -143,7 +143,7 @@ impl<S: StateMachine> Timers<S> {
 
 enum Incoming<S: StateMachine> {
     /// An event, and the identity of its call if it is one (see `call::watch`).
-    Event(StateEvent<S>, Option<(usize, u64, u64)>),
+    Event(StateEvent<S>, Option<crate::call::watch::CallId>),
     Stop(ExitReason),
 }
 

@@ -96,8 +96,9 @@ enum Command {
     },
     /// A node's cluster view, alarms and busiest processes, from its ops API.
     Status {
-        /// The node's ops API, e.g. http://127.0.0.1:8080
-        #[arg(long)]
+        /// The node's ops API: host:port (plain HTTP, e.g. 127.0.0.1:8080) or a URL
+        /// (http://... or https://...).
+        #[arg(long, value_parser = status::parse_node)]
         node: String,
         /// File holding the bearer token, if the node protects reads.
         #[arg(long)]
@@ -105,8 +106,9 @@ enum Command {
     },
     /// A live view of a node (like observer_cli): redrawn every second until Ctrl-C.
     Top {
-        /// The node's ops API, e.g. http://127.0.0.1:8080
-        #[arg(long)]
+        /// The node's ops API: host:port (plain HTTP, e.g. 127.0.0.1:8080) or a URL
+        /// (http://... or https://...).
+        #[arg(long, value_parser = status::parse_node)]
         node: String,
         /// File holding the bearer token, if the node protects reads.
         #[arg(long)]

@@ -1,9 +1,46 @@
-//! `girder status --node URL` and `girder top --node URL`: a node's ops API, read from the
+//! `girder status --node ADDR` and `girder top --node ADDR`: a node's ops API, read from the
 //! terminal (observer_cli's job).
 
 use std::time::Duration;
 
 use serde_json::Value;
+
+/// Reads `--node`: `host:port` (plain HTTP, as `girder node --http` serves it) or an
+/// `http://` / `https://` URL (a path is kept, for an API behind a reverse proxy). Returns the
+/// URL to ask, without a trailing `/`.
+pub fn parse_node(text: &str) -> Result<String, String> {
+    const EXPECTED: &str =
+        "expected the ops API's address as host:port (e.g. 127.0.0.1:8080) or an http:// or https:// URL";
+    let t = text.trim();
+    let has_scheme = t.contains("://");
+    let url = if has_scheme {
+        t.to_string()
+    } else {
+        format!("http://{t}")
+    };
+    let parsed = reqwest::Url::parse(&url).map_err(|e| format!("{e}: {EXPECTED}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "unsupported scheme {:?}: {EXPECTED}",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("no host: {EXPECTED}"));
+    }
+    if !has_scheme {
+        // Without a scheme there is no default port to fall back on: ask for it.
+        let authority = t.split(['/', '?', '#']).next().unwrap_or_default();
+        let port = authority.rsplit_once(':').map(|(_, p)| p);
+        if port.is_none_or(|p| p.parse::<u16>().is_err()) {
+            return Err(format!("no port in {authority:?}: {EXPECTED}"));
+        }
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("a query or fragment has no place here: {EXPECTED}"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
 
 /// Where to ask, and with what token.
 pub struct Target {
@@ -185,4 +222,45 @@ fn render(nodes: &Value, alarms: &Value, procs: &Value, rate: Option<f64>) -> St
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_node;
+
+    #[test]
+    fn node_addresses_without_a_scheme_are_plain_http() {
+        for (given, url) in [
+            ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("localhost:80", "http://localhost:80"),
+            ("[::1]:8080", "http://[::1]:8080"),
+            (
+                " ops.example:9000/girder/ ",
+                "http://ops.example:9000/girder",
+            ),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+            ("https://ops.example/girder", "https://ops.example/girder"),
+            ("http://ops.example", "http://ops.example"),
+        ] {
+            assert_eq!(parse_node(given).as_deref(), Ok(url), "{given:?}");
+        }
+    }
+
+    #[test]
+    fn bad_node_addresses_say_what_was_expected() {
+        for (given, why) in [
+            ("", "empty host"),
+            ("localhost", "no port"),
+            ("localhost:", "no port"),
+            ("10.0.0.5:99999", "invalid port number"),
+            ("ftp://10.0.0.5:21", "unsupported scheme \"ftp\""),
+            ("http://", "empty host"),
+            ("http://10.0.0.5:8080/?x=1", "query"),
+        ] {
+            let e = parse_node(given).unwrap_err();
+            assert!(e.contains(why), "{given:?}: {e}");
+            assert!(e.contains("expected"), "{given:?}: {e}");
+            assert!(e.contains("host:port"), "{given:?}: {e}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
-//! The `girder` binary end to end: bench output format, the demo, and bad input.
+//! The `girder` binary end to end: bench output format, the demo, `status` and `top` against a
+//! node's ops API, and bad input.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 fn girder(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_girder"))
@@ -150,4 +152,75 @@ fn sigterm_stops_the_demo_tree_gracefully() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("stopping (signal)"), "{text}");
     assert!(text.contains("processes left: 0"), "{text}");
+}
+
+/// A node and its ops API, served from this test process (the runtime must outlive the checks):
+/// the API's address as `host:port`.
+fn ops_node(
+    name: &str,
+) -> (
+    tokio::runtime::Runtime,
+    girder::Node,
+    girder_ops::Ops,
+    String,
+) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let node = girder::Node::new(name);
+    let cfg = girder_ops::OpsConfig::new("127.0.0.1:0".parse().unwrap());
+    let ops = rt
+        .block_on(girder_ops::Ops::start(node.clone(), None, None, cfg))
+        .unwrap();
+    let addr = ops.local_addr().to_string();
+    (rt, node, ops, addr)
+}
+
+#[test]
+fn status_and_top_take_an_address_without_a_scheme() {
+    let (_rt, _node, _ops, addr) = ops_node("schemeless");
+    let out = girder(&["status", "--node", &addr]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("node schemeless:"), "{text}");
+    let top = Command::new(env!("CARGO_BIN_EXE_girder"))
+        .args(["top", "--node", &addr, "--every", "200ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    Command::new("kill")
+        .args(["-TERM", &top.id().to_string()])
+        .status()
+        .unwrap();
+    let out = top.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("node schemeless:"), "{text}");
+}
+
+#[test]
+fn a_bad_node_address_is_refused_saying_what_was_expected() {
+    for bad in ["localhost", "ftp://127.0.0.1:21", "", "127.0.0.1:8080?x"] {
+        for cmd in ["status", "top"] {
+            let out = girder(&[cmd, "--node", bad]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd} --node {bad:?}: {err}");
+            assert!(
+                err.contains("--node") && err.contains("expected") && err.contains("host:port"),
+                "{cmd} --node {bad:?}: {err}"
+            );
+        }
+    }
 }

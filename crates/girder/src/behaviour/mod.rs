@@ -5,10 +5,13 @@
 
 mod error;
 mod handle;
+mod source;
 
 pub use error::{InitError, StartError};
 pub(crate) use handle::{call, cast, handle, info};
 pub use handle::{Handle, Msg};
+pub use source::SourceId;
+pub(crate) use source::Sources;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

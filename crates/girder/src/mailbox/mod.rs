@@ -237,6 +237,12 @@ impl<M> Mailbox<M> {
         self.delivered.load(Ordering::Relaxed)
     }
 
+    /// Whether a system message is queued (read without the lock).
+    #[inline]
+    pub(crate) fn has_sys(&self) -> bool {
+        self.has_sys.load(Ordering::Acquire)
+    }
+
     /// User messages in the shared queue, read without the lock (a moment old at most).
     #[inline]
     pub(crate) fn shared_len(&self) -> usize {

@@ -114,6 +114,12 @@ impl<M: Send + 'static> Context<M> {
         &self.node
     }
 
+    /// Whether a system message (exit signal, monitor notification, stop request) is queued.
+    #[inline]
+    pub(crate) fn has_sys(&self) -> bool {
+        self.core.mailbox.has_sys()
+    }
+
     /// Messages waiting in this process's mailbox, queued or taken in and not handled yet
     /// (what a process checks before taking on more work, say).
     pub fn mailbox_len(&self) -> usize {

@@ -1,10 +1,12 @@
 //! The generic server loop, written once for every [`Server`].
 
+use std::future::poll_fn;
 use std::ops::{Deref, DerefMut};
+use std::task::Poll;
 use std::time::Duration;
 
 use super::{Flow, Server, ServerRef, StartError};
-use crate::behaviour::{self, guarded, Msg, Starter};
+use crate::behaviour::{self, guarded, Msg, SourceId, Sources, Starter};
 use crate::call::watch;
 use crate::{Context, Event, ExitReason, Node, Pid, SpawnOptions, TimerRef};
 
@@ -16,6 +18,7 @@ pub type ServerMsg<S> = Msg<<S as Server>::Call, <S as Server>::Cast, <S as Serv
 pub struct ServerContext<S: Server> {
     ctx: Context<ServerMsg<S>>,
     parent: Option<Pid>,
+    sources: Sources<S::Info>,
 }
 
 impl<S: Server> ServerContext<S> {
@@ -40,6 +43,93 @@ impl<S: Server> ServerContext<S> {
     pub fn cast_after(&self, msg: S::Cast, delay: Duration) -> TimerRef {
         self.ctx.send_after(Msg::Cast(msg), delay)
     }
+
+    /// Adds an event source: every item of `stream` arrives at `handle_info` as `wrap(Some(item))`,
+    /// and its end once as `wrap(None)` (then the source is gone). The server's own task polls
+    /// it, beside the mailbox, taking an item only when it is about to handle it: no helper
+    /// process, and no item taken and lost if the server stops. A socket's read half framed
+    /// into packets (`tokio_util::codec::FramedRead`), a channel's receiver or any other
+    /// [`Stream`](futures_util::Stream) will do.
+    ///
+    /// ```
+    /// use girder::{Flow, Node, Server, ServerContext};
+    /// use girder::behaviour::Handle;
+    ///
+    /// /// Sums the numbers a stream yields; replies with the sum when it ends.
+    /// struct Sum { total: u64, done: Option<tokio::sync::oneshot::Sender<u64>> }
+    ///
+    /// enum Info { Number(u64), End }
+    ///
+    /// impl Server for Sum {
+    ///     type Call = (); type Cast = (); type Info = Info;
+    ///
+    ///     async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
+    ///         let numbers = futures_util::stream::iter([1, 2, 3, 4]);
+    ///         ctx.add_source(numbers, |n| n.map_or(Info::End, Info::Number));
+    ///         Ok(())
+    ///     }
+    ///
+    ///     async fn handle_info(&mut self, info: Info, _: &mut ServerContext<Self>) -> Flow {
+    ///         match info {
+    ///             Info::Number(n) => self.total += n,
+    ///             Info::End => {
+    ///                 let _ = self.done.take().unwrap().send(self.total);
+    ///             }
+    ///         }
+    ///         Flow::Continue
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main] async fn main() {
+    /// let node = Node::new("docs");
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// let sum = girder::server::start(&node, Sum { total: 0, done: Some(tx) }).await.unwrap();
+    /// assert_eq!(rx.await.unwrap(), 10);
+    /// assert_eq!(sum.mailbox_len(), 0); // no item went through the mailbox
+    /// # }
+    /// ```
+    pub fn add_source<St, F>(&mut self, stream: St, wrap: F) -> SourceId
+    where
+        St: futures_util::Stream + Send + 'static,
+        F: FnMut(Option<St::Item>) -> S::Info + Send + 'static,
+    {
+        self.sources.add(stream, wrap)
+    }
+
+    /// Removes an event source, dropping its stream (and what it still holds). False if it had
+    /// ended or was removed already.
+    pub fn remove_source(&mut self, id: SourceId) -> bool {
+        self.sources.remove(id)
+    }
+
+    /// How many event sources the server has.
+    pub fn sources(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// The next event: from the mailbox (its system lane first, always) or from a source, taking
+    /// turns.
+    fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Next<S>> {
+        if self.sources.is_empty() {
+            return self.ctx.poll_recv(cx).map(Next::Event);
+        }
+        if !self.ctx.has_sys() && self.sources.take_turn() {
+            if let Poll::Ready(info) = self.sources.poll_next(cx) {
+                return Poll::Ready(Next::Source(info));
+            }
+            return self.ctx.poll_recv(cx).map(Next::Event);
+        }
+        if let Poll::Ready(e) = self.ctx.poll_recv(cx) {
+            return Poll::Ready(Next::Event(e));
+        }
+        self.sources.poll_next(cx).map(Next::Source)
+    }
+}
+
+/// What the server loop handles next.
+enum Next<S: Server> {
+    Event(Event<ServerMsg<S>>),
+    Source(S::Info),
 }
 
 impl<S: Server> Deref for ServerContext<S> {
@@ -64,7 +154,16 @@ pub(super) async fn start<S: Server>(
     let parent = opts.parent();
     let name = name.map(str::to_string);
     let addr = behaviour::start(node, opts, "server", move |ctx, starter| {
-        run(server, ServerContext { ctx, parent }, name, starter)
+        run(
+            server,
+            ServerContext {
+                ctx,
+                parent,
+                sources: Sources::new(),
+            },
+            name,
+            starter,
+        )
     })
     .await?;
     Ok(ServerRef { addr })
@@ -85,7 +184,15 @@ async fn run<S: Server>(
     }
 
     let reason = loop {
-        let flow = match ctx.recv().await {
+        let event = match poll_fn(|cx| ctx.poll_next(cx)).await {
+            Next::Event(e) => e,
+            Next::Source(info) => match guarded(server.handle_info(info, &mut ctx)).await {
+                Ok(Flow::Continue) => continue,
+                Ok(Flow::Stop(reason)) => break reason,
+                Err(panic) => break panic,
+            },
+        };
+        let flow = match event {
             Event::Message(Msg::Call(request)) => {
                 let (req, tag) = request.into_parts();
                 let noted = watch::begin(tag);

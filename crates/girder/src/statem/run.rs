@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use super::{Action, BadTransition, StateEvent, StateMachine, StateMachineRef, Transition};
-use crate::behaviour::{self, guarded, Msg, Starter};
+use crate::behaviour::{self, guarded, Msg, SourceId, Sources, Starter};
 use crate::call::watch;
 use crate::StartError;
 use crate::{Addr, Context, Event, ExitReason, Node, Pid, SpawnOptions};
@@ -60,9 +60,55 @@ pub type StateMachineMsg<S> =
 pub struct StateMachineContext<S: StateMachine> {
     ctx: Context<StateMachineMsg<S>>,
     parent: Option<Pid>,
+    sources: Sources<S::Info>,
+}
+
+/// What the machine's loop takes next: a mailbox event or a source's item.
+enum Next<S: StateMachine> {
+    Event(Event<StateMachineMsg<S>>),
+    Source(S::Info),
 }
 
 impl<S: StateMachine> StateMachineContext<S> {
+    /// Adds an event source: every item of `stream` arrives as [`StateEvent::Info`]`(wrap(Some(item)))`,
+    /// and its end once as `wrap(None)`; polled by the machine's own task, beside its mailbox,
+    /// an item taken only when it is about to be handled (see
+    /// [`ServerContext::add_source`](crate::ServerContext::add_source)).
+    pub fn add_source<St, F>(&mut self, stream: St, wrap: F) -> SourceId
+    where
+        St: futures_util::Stream + Send + 'static,
+        F: FnMut(Option<St::Item>) -> S::Info + Send + 'static,
+    {
+        self.sources.add(stream, wrap)
+    }
+
+    /// Removes an event source, dropping its stream. False if it had ended or was removed.
+    pub fn remove_source(&mut self, id: SourceId) -> bool {
+        self.sources.remove(id)
+    }
+
+    /// How many event sources the machine has.
+    pub fn sources(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// The next mailbox event (system lane first, always) or source item, taking turns.
+    fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Next<S>> {
+        if self.sources.is_empty() {
+            return self.ctx.poll_recv(cx).map(Next::Event);
+        }
+        if !self.ctx.has_sys() && self.sources.take_turn() {
+            if let Poll::Ready(info) = self.sources.poll_next(cx) {
+                return Poll::Ready(Next::Source(info));
+            }
+            return self.ctx.poll_recv(cx).map(Next::Event);
+        }
+        if let Poll::Ready(e) = self.ctx.poll_recv(cx) {
+            return Poll::Ready(Next::Event(e));
+        }
+        self.sources.poll_next(cx).map(Next::Source)
+    }
+
     /// A handle to this machine.
     pub fn me(&self) -> StateMachineRef<S> {
         StateMachineRef {
@@ -98,7 +144,12 @@ pub(super) async fn start<S: StateMachine>(
     let parent = opts.parent();
     let name = name.map(str::to_string);
     behaviour::start(node, opts, "statem", move |ctx, starter| {
-        run(machine, StateMachineContext { ctx, parent }, name, starter)
+        let ctx = StateMachineContext {
+            ctx,
+            parent,
+            sources: Sources::new(),
+        };
+        run(machine, ctx, name, starter)
     })
     .await
 }
@@ -243,7 +294,7 @@ impl<S: StateMachine> Machine<S> {
             let ctx = &mut self.ctx;
             let sleep = &mut self.sleep;
             let got = poll_fn(|cx| {
-                if let Poll::Ready(e) = ctx.poll_recv(cx) {
+                if let Poll::Ready(e) = ctx.poll_next(cx) {
                     return Poll::Ready(Some(e));
                 }
                 if let (Some(_), Some(s)) = (deadline, sleep.as_mut()) {
@@ -255,6 +306,11 @@ impl<S: StateMachine> Machine<S> {
             })
             .await;
             let mut tag = None;
+            let got = match got {
+                Some(Next::Source(info)) => return Incoming::Event(StateEvent::Info(info), None),
+                Some(Next::Event(e)) => Some(e),
+                None => None,
+            };
             let event = match got {
                 None => match self.timers.take_due(Instant::now()) {
                     Some(e) => e,

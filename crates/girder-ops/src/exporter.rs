@@ -4,12 +4,15 @@
 //! traffic) are read when a scrape comes and published as gauges and counters labelled with the
 //! node's name; applications record their own metrics with the `metrics` macros and they appear
 //! in the same scrape. One recorder serves the whole OS process.
+//!
+//! Every metric published here is described (`# HELP` and `# TYPE` in the scrape); an
+//! application describes its own with `metrics::describe_counter!` and the like.
 
 use std::sync::OnceLock;
 
 use girder::Node;
 use girder_dist::{DistNode, Membership};
-use metrics::{counter, gauge};
+use metrics::{counter, gauge, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Call-latency buckets, in seconds: 1 µs to 10 s.
@@ -17,6 +20,162 @@ const CALL_BUCKETS: &[f64] = &[
     1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5,
     1.0, 5.0, 10.0,
 ];
+
+/// What kind of metric a name is.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric this module publishes, and the core's call-latency histogram: name, kind, unit,
+/// help text. Described once, when the recorder is installed.
+const DESCRIBED: &[(&str, Kind, Unit, &str)] = &[
+    (
+        "girder_processes",
+        Kind::Gauge,
+        Unit::Count,
+        "Processes alive now.",
+    ),
+    (
+        "girder_spawns_total",
+        Kind::Counter,
+        Unit::Count,
+        "Processes ever spawned.",
+    ),
+    (
+        "girder_exits_total",
+        Kind::Counter,
+        Unit::Count,
+        "Processes ever exited, by exit reason.",
+    ),
+    (
+        "girder_messages_in_total",
+        Kind::Counter,
+        Unit::Count,
+        "User messages ever delivered to mailboxes.",
+    ),
+    (
+        "girder_messages_out_total",
+        Kind::Counter,
+        Unit::Count,
+        "User messages taken from mailboxes by their processes.",
+    ),
+    (
+        "girder_mailbox_length_max",
+        Kind::Gauge,
+        Unit::Count,
+        "The longest mailbox now, in messages.",
+    ),
+    (
+        "girder_mailbox_length_sum",
+        Kind::Gauge,
+        Unit::Count,
+        "Messages queued in all mailboxes now.",
+    ),
+    (
+        "girder_supervisor_restarts_total",
+        Kind::Counter,
+        Unit::Count,
+        "Children restarted by a supervisor (named, or by pid).",
+    ),
+    (
+        "girder_schedulers",
+        Kind::Gauge,
+        Unit::Count,
+        "Scheduler threads running the node's processes.",
+    ),
+    (
+        "girder_run_queue",
+        Kind::Gauge,
+        Unit::Count,
+        "Processes waiting to run, summed over the schedulers.",
+    ),
+    (
+        "girder_scheduler_runs_total",
+        Kind::Counter,
+        Unit::Count,
+        "Times a scheduler ran a process.",
+    ),
+    (
+        "girder_scheduler_steals_total",
+        Kind::Counter,
+        Unit::Count,
+        "Processes taken from another scheduler's queue by an idle one.",
+    ),
+    (
+        "girder_scheduler_sleeps_total",
+        Kind::Counter,
+        Unit::Count,
+        "Times a scheduler went to sleep with nothing to run.",
+    ),
+    (
+        "girder_scheduler_remote_wakes_total",
+        Kind::Counter,
+        Unit::Count,
+        "Wake-ups handed to another scheduler thread.",
+    ),
+    (
+        "girder_dist_connected_nodes",
+        Kind::Gauge,
+        Unit::Count,
+        "Nodes this node has a connection to now.",
+    ),
+    (
+        "girder_dist_connected",
+        Kind::Gauge,
+        Unit::Count,
+        "1 while the connection to the peer is up, 0 while it is down.",
+    ),
+    (
+        "girder_dist_bytes_out_total",
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes sent to the peer.",
+    ),
+    (
+        "girder_dist_bytes_in_total",
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes received from the peer.",
+    ),
+    (
+        "girder_dist_messages_out_total",
+        Kind::Counter,
+        Unit::Count,
+        "Messages sent to the peer.",
+    ),
+    (
+        "girder_dist_messages_in_total",
+        Kind::Counter,
+        Unit::Count,
+        "Messages received from the peer.",
+    ),
+    (
+        "girder_cluster_members",
+        Kind::Gauge,
+        Unit::Count,
+        "Cluster members this node knows of, itself included.",
+    ),
+    (
+        "girder_call_duration_seconds",
+        Kind::Histogram,
+        Unit::Seconds,
+        "How long calls took, from request to reply (one call in 16 is timed).",
+    ),
+];
+
+/// Gives every metric in [`DESCRIBED`] its help text.
+fn describe() {
+    for &(name, kind, unit, help) in DESCRIBED {
+        match kind {
+            Kind::Counter => metrics::describe_counter!(name, unit, help),
+            Kind::Gauge => metrics::describe_gauge!(name, unit, help),
+            Kind::Histogram => metrics::describe_histogram!(name, unit, help),
+        }
+    }
+}
 
 /// Installs the Prometheus recorder as the process's `metrics` recorder (once) and returns the
 /// handle that renders it. If another recorder was installed first, `None`.
@@ -33,6 +192,7 @@ pub fn install() -> Option<PrometheusHandle> {
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            describe();
             // Histogram samples wait in the recorder until folded in; fold them every 5 s so
             // a node nobody scrapes does not grow. A thread, so this works outside a runtime.
             let upkeep = handle.clone();
@@ -97,5 +257,30 @@ pub fn collect(node: &Node, dist: Option<&DistNode>, membership: Option<&Members
     if let Some(m) = membership {
         // The other members plus this node.
         gauge!("girder_cluster_members", "node" => name).set(m.members().len() as f64 + 1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DESCRIBED;
+
+    /// A metric added to `collect` without a description would have no `# HELP` line.
+    #[test]
+    fn every_metric_published_here_is_described() {
+        let source = include_str!("exporter.rs");
+        let mut published = Vec::new();
+        for macro_call in ["counter!(\"", "gauge!(\""] {
+            for (i, _) in source.match_indices(macro_call) {
+                let rest = &source[i + macro_call.len()..];
+                published.push(&rest[..rest.find('"').unwrap()]);
+            }
+        }
+        assert!(published.len() >= 20, "{published:?}");
+        for name in published {
+            assert!(
+                DESCRIBED.iter().any(|(n, ..)| *n == name),
+                "{name} is published without a description"
+            );
+        }
     }
 }

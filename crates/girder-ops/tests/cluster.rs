@@ -1,12 +1,15 @@
 //! Alarms and notices across nodes: another node's alarms through this node's API, a lost
-//! connection as a `node_down` alarm (cleared when it is back), supervisor restarts as notices.
+//! connection as a `node_down` alarm (cleared when it is back), supervisor restarts as notices,
+//! the distribution's metrics described like the rest.
 
 use std::time::{Duration, Instant};
 
 use girder::{ChildSpec, Context, ExitReason, Node, Supervisor};
-use girder_dist::{Cookie, DistConfig, DistNode, NodeName};
+use girder_dist::{Cookie, DistConfig, DistNode, Member, Membership, MembershipConfig, NodeName};
 use girder_ops::{Alarm, Notice, Ops, OpsConfig, Severity};
 use serde_json::Value;
+
+mod prometheus;
 
 async fn node(name: &str) -> (DistNode, Ops, String) {
     let cfg = DistConfig::new(
@@ -138,5 +141,63 @@ async fn supervisor_restarts_become_notices() {
             child: "flaky".into(),
             reason: "error: boom".into()
         }
+    );
+}
+
+#[tokio::test]
+async fn distribution_metrics_have_help_and_type_lines() {
+    let (b, _ops_b, _) = node("mb@localhost").await;
+    let cfg = DistConfig::new(
+        NodeName::new("ma@localhost").unwrap(),
+        Cookie::new("a-cookie-of-decent-length").unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    let a = DistNode::start(Node::new("ma@localhost"), cfg)
+        .await
+        .unwrap();
+    let membership = Membership::start(
+        Member {
+            name: a.name().clone(),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            creation: 1,
+            roles: vec![],
+        },
+        &[],
+        MembershipConfig::default(),
+    )
+    .await
+    .unwrap();
+    let ops = Ops::start(
+        a.node().clone(),
+        Some(a.clone()),
+        Some(std::sync::Arc::new(membership)),
+        OpsConfig::new("127.0.0.1:0".parse().unwrap()),
+    )
+    .await
+    .unwrap();
+    a.add_address(b.name().clone(), b.local_addr());
+    a.connect(b.name()).await.unwrap();
+    let body = reqwest::get(format!("http://{}/metrics", ops.local_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "girder_dist_connected_nodes",
+        "girder_dist_connected",
+        "girder_dist_bytes_out_total",
+        "girder_dist_messages_in_total",
+        "girder_cluster_members",
+    ] {
+        assert!(
+            body.contains(&format!("{name}{{node=\"ma@localhost\"")),
+            "{name} not published:\n{body}"
+        );
+    }
+    let (missing, _) = prometheus::undocumented(&body);
+    assert!(
+        missing.is_empty(),
+        "without HELP or TYPE: {missing:?}\n{body}"
     );
 }

@@ -9,6 +9,8 @@ use girder_ops::{Alarm, Ops, OpsConfig, Severity};
 use reqwest::Method;
 use serde_json::Value;
 
+mod prometheus;
+
 /// One request, with a bearer token if given.
 async fn send(
     client: &reqwest::Client,
@@ -139,6 +141,55 @@ async fn metrics_show_what_the_schedulers_did() {
     assert_eq!(
         metric(&body2, "girder_schedulers", r#"node="plain-metrics""#).is_some(),
         on_pool
+    );
+    drop(pool);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_has_help_and_type_lines() {
+    let pool = girder::Schedulers::new(1);
+    let node = Node::builder("help-metrics")
+        .schedulers(pool.clone())
+        .build();
+    let (_ops, base) = serve(&node, None, false).await;
+    let sup = Supervisor::builder()
+        .child(ChildSpec::process(
+            "worker",
+            |mut ctx: Context<()>| async move {
+                ctx.recv().await;
+                ExitReason::Normal
+            },
+        ))
+        .start(&node)
+        .await
+        .unwrap();
+    // Calls, so the call-latency histogram has samples (one call in 16 is timed).
+    for _ in 0..32 {
+        sup.which_children().await.unwrap();
+    }
+    let p = sleeper(&node);
+    p.send(0).unwrap();
+    p.wait_exit().await;
+    let body = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "girder_processes",
+        "girder_exits_total",
+        "girder_supervisor_restarts_total",
+        "girder_run_queue",
+        "girder_call_duration_seconds_bucket",
+    ] {
+        assert!(body.contains(name), "{name} not published:\n{body}");
+    }
+    let (missing, families) = prometheus::undocumented(&body);
+    assert!(families >= 15, "{families} families:\n{body}");
+    assert!(
+        missing.is_empty(),
+        "without HELP or TYPE: {missing:?}\n{body}"
     );
     drop(pool);
 }

@@ -88,9 +88,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A pid as it prints everywhere (`<0.42.1>`): the API writes it so; a node from before that
+/// wrote `[node, creation, id]`.
 fn pid(v: &Value) -> String {
-    match v.as_array().map(|a| a.as_slice()) {
-        Some([node, creation, id]) => format!("<{node}.{id}.{creation}>"),
+    match (v.as_str(), v.as_array().map(|a| a.as_slice())) {
+        (Some(text), _) => text.to_string(),
+        (_, Some([node, creation, id])) => format!("<{node}.{id}.{creation}>"),
         _ => v.to_string(),
     }
 }
@@ -226,7 +229,14 @@ fn render(nodes: &Value, alarms: &Value, procs: &Value, rate: Option<f64>) -> St
 
 #[cfg(test)]
 mod tests {
-    use super::parse_node;
+    use super::{parse_node, pid};
+
+    #[test]
+    fn pids_print_as_the_runtime_prints_them() {
+        let p = girder::Pid::new(0, 3, 42);
+        assert_eq!(pid(&serde_json::json!(p.to_string())), p.to_string());
+        assert_eq!(pid(&serde_json::json!([0, 3, 42])), p.to_string());
+    }
 
     #[test]
     fn node_addresses_without_a_scheme_are_plain_http() {

@@ -224,3 +224,34 @@ fn a_bad_node_address_is_refused_saying_what_was_expected() {
         }
     }
 }
+
+#[test]
+fn status_prints_pids_as_the_runtime_prints_them() {
+    let (rt, node, _ops, addr) = ops_node("pids");
+    // Holds its messages: the top process by mailbox.
+    let holder = rt.block_on(async {
+        node.spawn(|_: girder::Context<u32>| async move {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            girder::ExitReason::Normal
+        })
+    });
+    for i in 0..5 {
+        holder.send(i).unwrap();
+    }
+    let out = girder(&["status", "--node", &addr]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .skip_while(|l| !l.starts_with("TOP PROCESSES"))
+        .nth(2)
+        .unwrap_or_else(|| panic!("no process listed:\n{text}"));
+    assert!(
+        line.trim_start().starts_with(&holder.pid().to_string()),
+        "{line:?} in\n{text}"
+    );
+}

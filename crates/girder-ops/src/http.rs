@@ -1,5 +1,6 @@
 //! The HTTP ops API (axum): health probes, Prometheus metrics, the node's processes,
 //! supervision tree, alarms and a live event stream; admin actions behind a bearer token.
+//! Pids are written as they print (`<0.42.1>`) everywhere (see [`crate::view`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
 use crate::alarm::{AlarmManager, Severity};
+use crate::view::{pid_text, ChildView, ProcessView, StatsView};
 use crate::Shared;
 
 /// An API error: a status and a message that says what was wrong.
@@ -184,7 +186,7 @@ async fn nodes(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Api<Json<ser
     Ok(Json(json!({
         "nodes": v,
         "members": members,
-        "stats": stats,
+        "stats": StatsView::from(stats),
         "schedulers": s.node.scheduler_stats(),
     })))
 }
@@ -217,6 +219,7 @@ async fn processes(
     }
     let total = list.len();
     list.truncate(q.limit.unwrap_or(100).min(10_000));
+    let list: Vec<ProcessView> = list.into_iter().map(ProcessView::from).collect();
     Ok(Json(json!({ "total": total, "processes": list })))
 }
 
@@ -258,6 +261,7 @@ async fn kill(
 
 #[derive(Serialize)]
 struct Tree {
+    #[serde(serialize_with = "pid_text")]
     pid: Pid,
     name: Option<String>,
     restarts: u32,
@@ -267,7 +271,7 @@ struct Tree {
 #[derive(Serialize)]
 struct TreeChild {
     #[serde(flatten)]
-    info: ChildInfo,
+    info: ChildView,
     /// The child's own children, when it is a supervisor.
     tree: Option<Tree>,
 }
@@ -318,7 +322,10 @@ async fn supervision(
                         .pid
                         .filter(|p| sups.iter().any(|s| s.pid == *p))
                         .map(|p| build(p, sups, children_of));
-                    TreeChild { info: c, tree }
+                    TreeChild {
+                        info: c.into(),
+                        tree,
+                    }
                 })
                 .collect(),
         }

@@ -30,6 +30,7 @@ pub mod cluster;
 pub mod exporter;
 mod http;
 pub mod notice;
+mod view;
 pub mod webhook;
 
 use std::net::SocketAddr;

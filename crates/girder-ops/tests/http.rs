@@ -1,6 +1,6 @@
 //! The ops API end to end over real HTTP: metrics after known actions, a threshold alarm that
 //! clears with hysteresis, admin endpoints and their token, malformed requests, the live event
-//! stream, readiness and the supervision tree.
+//! stream, readiness, the supervision tree and pids written as they print.
 
 use std::time::Duration;
 
@@ -453,8 +453,103 @@ async fn processes_sort_by_mailbox_and_the_tree_shows_supervisors() {
         .unwrap();
     let roots = v["roots"].as_array().unwrap();
     assert_eq!(roots.len(), 1, "{v}");
-    assert_eq!(roots[0]["pid"], serde_json::to_value(sup.pid()).unwrap());
+    assert_eq!(roots[0]["pid"], sup.pid().to_string());
     assert_eq!(roots[0]["children"][0]["id"], "worker");
+}
+
+/// Every value under a key `pid` or ending in `_pid`, anywhere in `v`.
+fn pids_in(v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == "pid" || k.ends_with("_pid") {
+                    out.push(x.clone());
+                }
+                pids_in(x, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| pids_in(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn pids_are_written_as_they_print_in_every_response() {
+    let node = Node::new("pid-test");
+    let token = "a-token-for-the-pid-test";
+    let (_ops, base) = serve(&node, Some(token), false).await;
+    let sup = Supervisor::builder()
+        .child(ChildSpec::process(
+            "worker",
+            |mut ctx: Context<()>| async move {
+                ctx.recv().await;
+                ExitReason::Normal
+            },
+        ))
+        .start(&node)
+        .await
+        .unwrap();
+    let worker = sup.which_children().await.unwrap()[0].pid.unwrap();
+    // Holds its messages: the longest mailbox.
+    let busy = node.spawn(|_: Context<u32>| async move {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        ExitReason::Normal
+    });
+    for i in 1..=3 {
+        busy.send(i).unwrap();
+    }
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        async move {
+            reqwest::get(url)
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let procs = get("/api/processes?sort=mailbox").await;
+    assert_eq!(
+        procs["processes"][0]["pid"],
+        busy.pid().to_string(),
+        "{procs}"
+    );
+    let nodes = get("/api/nodes").await;
+    assert_eq!(
+        nodes["stats"]["mailbox_max_pid"],
+        busy.pid().to_string(),
+        "{nodes}"
+    );
+    let tree = get("/api/supervision").await;
+    assert_eq!(tree["roots"][0]["pid"], sup.pid().to_string(), "{tree}");
+    assert_eq!(
+        tree["roots"][0]["children"][0]["pid"],
+        worker.to_string(),
+        "{tree}"
+    );
+    let mut pids = Vec::new();
+    for v in [&procs, &nodes, &tree] {
+        pids_in(v, &mut pids);
+    }
+    assert!(pids.len() >= 6, "{pids:?}");
+    for p in &pids {
+        let text = p.as_str().unwrap_or_else(|| panic!("a pid written as {p}"));
+        assert!(text.starts_with('<') && text.ends_with('>'), "{text}");
+    }
+    // A pid copied from the JSON is what the kill endpoint takes, and what it answers.
+    let copied = procs["processes"][0]["pid"].as_str().unwrap();
+    let r = send(
+        &reqwest::Client::new(),
+        Method::POST,
+        format!("{base}/api/processes/{copied}/kill"),
+        Some(token),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["killed"], copied);
+    busy.wait_exit().await;
 }
 
 #[tokio::test]

@@ -1,0 +1,174 @@
+//! What the ops API shows: the core's snapshots as JSON, with every pid written as it prints
+//! (`<0.42.1>`), the form the log, the notices, `girder status` and the kill endpoint use.
+//!
+//! A pid's own `Serialize` is the wire form (`[node, creation, id]`, in another order than it
+//! prints); an operator copying a pid from the JSON into `POST /api/processes/<pid>/kill` or a
+//! log search needs the printed form. Each view lists its core struct's fields without `..`, so
+//! a field added in the core is a compile error here until the API decides how to show it.
+
+use girder::stats::{ExitCounts, NodeStats};
+use girder::supervisor::ChildInfo;
+use girder::{Pid, ProcessInfo};
+use serde::{Serialize, Serializer};
+
+/// Serializes a pid as its `Display` form.
+pub(crate) fn pid_text<S: Serializer>(pid: &Pid, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(pid)
+}
+
+/// Serializes an optional pid as its `Display` form, or `null`.
+pub(crate) fn opt_pid_text<S: Serializer>(pid: &Option<Pid>, s: S) -> Result<S::Ok, S::Error> {
+    match pid {
+        Some(p) => s.collect_str(p),
+        None => s.serialize_none(),
+    }
+}
+
+/// [`ProcessInfo`] for the API.
+#[derive(Serialize)]
+pub(crate) struct ProcessView {
+    #[serde(serialize_with = "pid_text")]
+    pid: Pid,
+    name: Option<String>,
+    behaviour: &'static str,
+    mailbox_len: usize,
+    restarts: u32,
+    links: usize,
+    monitored_by: usize,
+    trap_exit: bool,
+    messages_in: u64,
+}
+
+impl From<ProcessInfo> for ProcessView {
+    fn from(p: ProcessInfo) -> Self {
+        let ProcessInfo {
+            pid,
+            name,
+            behaviour,
+            mailbox_len,
+            restarts,
+            links,
+            monitored_by,
+            trap_exit,
+            messages_in,
+        } = p;
+        ProcessView {
+            pid,
+            name,
+            behaviour,
+            mailbox_len,
+            restarts,
+            links,
+            monitored_by,
+            trap_exit,
+            messages_in,
+        }
+    }
+}
+
+/// [`NodeStats`] for the API.
+#[derive(Serialize)]
+pub(crate) struct StatsView {
+    processes: usize,
+    spawned: u64,
+    exits: ExitCounts,
+    messages_in: u64,
+    messages_out: u64,
+    mailbox_sum: u64,
+    mailbox_max: usize,
+    #[serde(serialize_with = "opt_pid_text")]
+    mailbox_max_pid: Option<Pid>,
+    restarts: u64,
+}
+
+impl From<NodeStats> for StatsView {
+    fn from(s: NodeStats) -> Self {
+        let NodeStats {
+            processes,
+            spawned,
+            exits,
+            messages_in,
+            messages_out,
+            mailbox_sum,
+            mailbox_max,
+            mailbox_max_pid,
+            restarts,
+        } = s;
+        StatsView {
+            processes,
+            spawned,
+            exits,
+            messages_in,
+            messages_out,
+            mailbox_sum,
+            mailbox_max,
+            mailbox_max_pid,
+            restarts,
+        }
+    }
+}
+
+/// [`ChildInfo`] for the API.
+#[derive(Serialize)]
+pub(crate) struct ChildView {
+    id: String,
+    #[serde(serialize_with = "opt_pid_text")]
+    pub(crate) pid: Option<Pid>,
+    restarting: bool,
+    kind: girder::supervisor::ChildKind,
+    restart: girder::supervisor::Restart,
+    restarts: u32,
+}
+
+impl From<ChildInfo> for ChildView {
+    fn from(c: ChildInfo) -> Self {
+        let ChildInfo {
+            id,
+            pid,
+            restarting,
+            kind,
+            restart,
+            restarts,
+        } = c;
+        ChildView {
+            id,
+            pid,
+            restarting,
+            kind,
+            restart,
+            restarts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pids_are_written_as_they_print() {
+        let pid = Pid::new(0, 3, 42);
+        let info = ProcessInfo {
+            pid,
+            name: None,
+            behaviour: "process",
+            mailbox_len: 0,
+            restarts: 0,
+            links: 0,
+            monitored_by: 0,
+            trap_exit: false,
+            messages_in: 0,
+        };
+        let v = serde_json::to_value(ProcessView::from(info)).unwrap();
+        assert_eq!(v["pid"], "<0.42.3>");
+        assert_eq!(v["pid"], pid.to_string());
+        let stats = NodeStats {
+            mailbox_max_pid: Some(pid),
+            ..NodeStats::default()
+        };
+        let v = serde_json::to_value(StatsView::from(stats)).unwrap();
+        assert_eq!(v["mailbox_max_pid"], "<0.42.3>");
+        let v = serde_json::to_value(StatsView::from(NodeStats::default())).unwrap();
+        assert!(v["mailbox_max_pid"].is_null());
+    }
+}

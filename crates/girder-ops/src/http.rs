@@ -380,12 +380,18 @@ async fn clear_alarm(
     }
 }
 
+/// How long `/api/events` stays silent before it sends a keep-alive comment (`:`), so proxies
+/// and load balancers that cut idle connections (often after 30 or 60 s) keep the stream open.
+pub(crate) const EVENTS_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 async fn events(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
 ) -> Api<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
     authorize(&s, &headers, false)?;
-    Ok(Sse::new(notice_stream(&s.alarms)).keep_alive(KeepAlive::default()))
+    // An empty comment line (`:`), sent after each `events_keep_alive` without an event.
+    let keep_alive = KeepAlive::new().interval(s.events_keep_alive);
+    Ok(Sse::new(notice_stream(&s.alarms)).keep_alive(keep_alive))
 }
 
 fn notice_stream(alarms: &AlarmManager) -> impl Stream<Item = Result<SseEvent, Infallible>> {

@@ -97,6 +97,23 @@ pub(crate) struct Shared {
     pub(crate) admin_token: Option<String>,
     pub(crate) protect_reads: bool,
     pub(crate) expect_peers: bool,
+    /// Silence on `/api/events` before a keep-alive comment.
+    pub(crate) events_keep_alive: Duration,
+}
+
+/// Settings an operator has no reason to change, which tests shorten.
+#[derive(Clone, Copy, Debug)]
+struct Tuning {
+    /// See [`http::EVENTS_KEEP_ALIVE`].
+    events_keep_alive: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            events_keep_alive: http::EVENTS_KEEP_ALIVE,
+        }
+    }
 }
 
 /// A node's ops endpoint: alarms, notifications and the HTTP API. Stops when dropped.
@@ -115,6 +132,16 @@ impl Ops {
         dist: Option<DistNode>,
         membership: Option<Arc<Membership>>,
         cfg: OpsConfig,
+    ) -> std::io::Result<Ops> {
+        Self::launch(node, dist, membership, cfg, Tuning::default()).await
+    }
+
+    async fn launch(
+        node: Node,
+        dist: Option<DistNode>,
+        membership: Option<Arc<Membership>>,
+        cfg: OpsConfig,
+        tuning: Tuning,
     ) -> std::io::Result<Ops> {
         let alarms = AlarmManager::new();
         standard_thresholds(&node, &alarms, &cfg);
@@ -137,6 +164,7 @@ impl Ops {
             admin_token: cfg.admin_token.clone(),
             protect_reads: cfg.protect_reads,
             expect_peers: cfg.expect_peers,
+            events_keep_alive: tuning.events_keep_alive,
         });
         let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
         let local_addr = listener.local_addr()?;
@@ -385,4 +413,36 @@ fn follow_nodes(dist: &DistNode, alarms: &AlarmManager) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_idle_event_stream_gets_keep_alive_comments() {
+        let node = Node::new("keep-alive");
+        let cfg = OpsConfig::new("127.0.0.1:0".parse().unwrap());
+        let tuning = Tuning {
+            events_keep_alive: Duration::from_millis(100),
+        };
+        let ops = Ops::launch(node, None, None, cfg, tuning).await.unwrap();
+        let mut stream = reqwest::get(format!("http://{}/api/events", ops.local_addr()))
+            .await
+            .unwrap();
+        // Nothing happens on the node: all the stream carries is keep-alive comments.
+        let mut seen = String::new();
+        while seen.lines().filter(|l| l.starts_with(':')).count() < 2 {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), stream.chunk())
+                .await
+                .expect("a keep-alive within 5 s")
+                .unwrap()
+                .expect("the stream stays open");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        assert!(
+            seen.lines().all(|l| l.is_empty() || l.starts_with(':')),
+            "{seen:?}"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Metrics on the [`metrics`] facade, rendered in the Prometheus text format.
 //!
-//! The runtime's numbers ([`girder::Node::stats`], supervisors' restart counts, distribution
-//! traffic) are read when a scrape comes and published as gauges and counters labelled with the
+//! The runtime's numbers ([`girder::Node::stats`], supervisors' restart counts and, with the
+//! `dist` feature, distribution traffic) are read when a scrape comes and published as gauges and counters labelled with the
 //! node's name; applications record their own metrics with the `metrics` macros and they appear
 //! in the same scrape. One recorder serves the whole OS process.
 //!
@@ -11,6 +11,7 @@
 use std::sync::OnceLock;
 
 use girder::Node;
+#[cfg(feature = "dist")]
 use girder_dist::{DistNode, Membership};
 use metrics::{counter, gauge, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -208,8 +209,9 @@ pub fn install() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Publishes a node's runtime numbers (and its distribution's, if any) into the recorder.
-pub fn collect(node: &Node, dist: Option<&DistNode>, membership: Option<&Membership>) {
+/// Publishes a node's runtime numbers into the recorder: processes, exits, messages, mailboxes,
+/// supervisors' restarts and, on Girder's schedulers, theirs.
+pub fn collect_node(node: &Node) {
     let name = node.name().to_string();
     let s = node.stats();
     gauge!("girder_processes", "node" => name.clone()).set(s.processes as f64);
@@ -234,9 +236,17 @@ pub fn collect(node: &Node, dist: Option<&DistNode>, membership: Option<&Members
         counter!("girder_scheduler_runs_total", "node" => name.clone()).absolute(sched.runs);
         counter!("girder_scheduler_steals_total", "node" => name.clone()).absolute(sched.steals);
         counter!("girder_scheduler_sleeps_total", "node" => name.clone()).absolute(sched.parks);
-        counter!("girder_scheduler_remote_wakes_total", "node" => name.clone())
+        counter!("girder_scheduler_remote_wakes_total", "node" => name)
             .absolute(sched.remote_wakes);
     }
+}
+
+/// Publishes a node's runtime numbers ([`collect_node`]) and its distribution's (traffic per
+/// peer, membership size), if it has one, into the recorder.
+#[cfg(feature = "dist")]
+pub fn collect(node: &Node, dist: Option<&DistNode>, membership: Option<&Membership>) {
+    collect_node(node);
+    let name = node.name().to_string();
     if let Some(dist) = dist {
         let peers = dist.peers();
         gauge!("girder_dist_connected_nodes", "node" => name.clone())

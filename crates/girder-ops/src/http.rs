@@ -106,7 +106,8 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
             why.push(format!("critical alarm {}: {}", a.id, a.text));
         }
     }
-    if let Some(m) = &s.membership {
+    #[cfg(feature = "dist")]
+    if let Some(m) = &s.cluster.membership {
         if s.expect_peers && m.members().is_empty() {
             why.push("not joined to a cluster yet (no other members)".into());
         }
@@ -124,7 +125,14 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
 
 async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Api<Response> {
     authorize(&s, &headers, false)?;
-    crate::exporter::collect(&s.node, s.dist.as_ref(), s.membership.as_deref());
+    #[cfg(feature = "dist")]
+    crate::exporter::collect(
+        &s.node,
+        s.cluster.dist.as_ref(),
+        s.cluster.membership.as_deref(),
+    );
+    #[cfg(not(feature = "dist"))]
+    crate::exporter::collect_node(&s.node);
     let body = s
         .metrics
         .as_ref()
@@ -144,15 +152,21 @@ struct NodeView {
     bytes_out: u64,
 }
 
+/// The name this node goes by: its distribution's, else the core node's.
+fn this_node_name(s: &Shared) -> String {
+    #[cfg(feature = "dist")]
+    if let Some(d) = &s.cluster.dist {
+        return d.name().to_string();
+    }
+    s.node.name().to_string()
+}
+
 async fn nodes(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Api<Json<serde_json::Value>> {
     authorize(&s, &headers, false)?;
     let stats = s.node.stats();
+    #[allow(unused_mut)] // only the distribution adds to it
     let mut v = vec![NodeView {
-        name: s
-            .dist
-            .as_ref()
-            .map(|d| d.name().to_string())
-            .unwrap_or_else(|| s.node.name().to_string()),
+        name: this_node_name(&s),
         this: true,
         connected: true,
         creation: Some(s.node.creation()),
@@ -160,7 +174,8 @@ async fn nodes(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Api<Json<ser
         bytes_in: 0,
         bytes_out: 0,
     }];
-    if let Some(d) = &s.dist {
+    #[cfg(feature = "dist")]
+    if let Some(d) = &s.cluster.dist {
         for p in d.peers() {
             v.push(NodeView {
                 name: p.name.to_string(),
@@ -173,7 +188,9 @@ async fn nodes(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Api<Json<ser
             });
         }
     }
+    #[cfg(feature = "dist")]
     let members: Vec<serde_json::Value> = s
+        .cluster
         .membership
         .as_ref()
         .map(|m| {
@@ -183,6 +200,8 @@ async fn nodes(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Api<Json<ser
                 .collect()
         })
         .unwrap_or_default();
+    #[cfg(not(feature = "dist"))]
+    let members: Vec<serde_json::Value> = Vec::new();
     Ok(Json(json!({
         "nodes": v,
         "members": members,
@@ -355,10 +374,14 @@ async fn alarms(
     authorize(&s, &headers, false)?;
     let cluster = match q.scope.as_deref() {
         None | Some("node") => None,
-        Some("cluster") => Some(match &s.dist {
+        #[cfg(feature = "dist")]
+        Some("cluster") => Some(match &s.cluster.dist {
             Some(d) => crate::cluster::gather(d).await,
             None => Vec::new(),
         }),
+        // A node without distribution is a cluster of one: no other node's alarms.
+        #[cfg(not(feature = "dist"))]
+        Some("cluster") => Some(Vec::<serde_json::Value>::new()),
         Some(other) => return Err(bad(format!("unknown scope {other:?}: use node or cluster"))),
     };
     Ok(Json(json!({

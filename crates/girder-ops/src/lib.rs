@@ -5,9 +5,9 @@
 //!
 //! | module | what it is | OTP anchor |
 //! |---|---|---|
-//! | [`exporter`] | runtime and distribution numbers on the `metrics` facade, Prometheus text | `observer`, `recon` |
+//! | [`exporter`] | runtime and (with `dist`) distribution numbers on the `metrics` facade, Prometheus text | `observer`, `recon` |
 //! | [`alarm`] | [`AlarmManager`]: raise/clear, no duplicates, history, thresholds with hysteresis | SASL `alarm_handler`, elarm |
-//! | [`cluster`] | every node's active alarms, asked for across the cluster | `alarm_handler` on each node |
+//! | `cluster` (feature `dist`) | every node's active alarms, asked for across the cluster | `alarm_handler` on each node |
 //! | [`notice`] | [`Notice`]: what subscribers hear (alarms, nodes up and down) | `error_logger` events |
 //! | [`webhook`] | [`webhook::Webhook`]: notices POSTed as JSON, retried with back-off, bounded | — |
 //! | [`Ops`] | all of it on one node, served over HTTP: probes, metrics, processes, supervision, alarms, live events | — |
@@ -17,15 +17,25 @@
 //! use girder::Node;
 //! use girder_ops::{Ops, OpsConfig};
 //! let node = Node::new("docs");
-//! let ops = Ops::start(node, None, None, OpsConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+//! let ops = Ops::start_local(node, OpsConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
 //! let url = format!("http://{}/healthz", ops.local_addr());
 //! # let _ = url;
 //! # }
 //! ```
+//!
+//! ## Features
+//!
+//! - `dist` (on by default): the cluster, from `girder-dist`. `Ops::start` takes the node's
+//!   `DistNode` and membership: node up/down notices and `node_down:<name>` alarms, other
+//!   nodes' alarms (`/api/alarms?scope=cluster`), peers and members in `/api/nodes`, traffic
+//!   and membership metrics, readiness that waits for peers. Without it the crate depends on
+//!   the core alone and serves the single-node ops API ([`Ops::start_local`]): metrics, alarms,
+//!   processes, the supervision tree, health probes, live events and the dashboard.
 
 #![warn(missing_docs)]
 
 pub mod alarm;
+#[cfg(feature = "dist")]
 pub mod cluster;
 pub mod exporter;
 mod http;
@@ -38,6 +48,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use girder::Node;
+#[cfg(feature = "dist")]
 use girder_dist::{DistNode, Membership, NodeEvent};
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -63,7 +74,8 @@ pub struct OpsConfig {
     /// Raise `overload` when the runtime's scheduling lag (how late a 100 ms timer fires) stays
     /// above this for 5 s (cleared below a quarter of it).
     pub overload_lag: Duration,
-    /// `/readyz` fails while membership has no other member.
+    /// `/readyz` fails while membership has no other member (with the `dist` feature and a
+    /// membership given to `Ops::start`).
     pub expect_peers: bool,
     /// POST every notice to this URL (see [`webhook`]).
     pub webhook: Option<webhook::WebhookConfig>,
@@ -90,15 +102,26 @@ impl OpsConfig {
 /// What the HTTP handlers share.
 pub(crate) struct Shared {
     pub(crate) node: Node,
-    pub(crate) dist: Option<DistNode>,
-    pub(crate) membership: Option<Arc<Membership>>,
+    // Empty without the `dist` feature.
+    #[cfg_attr(not(feature = "dist"), allow(dead_code))]
+    pub(crate) cluster: Cluster,
     pub(crate) alarms: AlarmManager,
     pub(crate) metrics: Option<PrometheusHandle>,
     pub(crate) admin_token: Option<String>,
     pub(crate) protect_reads: bool,
+    #[cfg(feature = "dist")]
     pub(crate) expect_peers: bool,
     /// Silence on `/api/events` before a keep-alive comment.
     pub(crate) events_keep_alive: Duration,
+}
+
+/// The node's distribution, when it has one (always none without the `dist` feature).
+#[derive(Default)]
+pub(crate) struct Cluster {
+    #[cfg(feature = "dist")]
+    pub(crate) dist: Option<DistNode>,
+    #[cfg(feature = "dist")]
+    pub(crate) membership: Option<Arc<Membership>>,
 }
 
 /// Settings an operator has no reason to change, which tests shorten.
@@ -126,20 +149,31 @@ pub struct Ops {
 
 impl Ops {
     /// Starts the HTTP API on `cfg.listen`, the standard thresholds, a log of notices and, with
-    /// a [`DistNode`], node up/down notices and `node_down:<name>` alarms.
+    /// a [`DistNode`], node up/down notices and `node_down:<name>` alarms, this node's alarms
+    /// served to the others and theirs asked for; with a [`Membership`], the members in
+    /// `/api/nodes` and the metrics, and readiness that waits for peers
+    /// ([`OpsConfig::expect_peers`]).
+    #[cfg(feature = "dist")]
     pub async fn start(
         node: Node,
         dist: Option<DistNode>,
         membership: Option<Arc<Membership>>,
         cfg: OpsConfig,
     ) -> std::io::Result<Ops> {
-        Self::launch(node, dist, membership, cfg, Tuning::default()).await
+        let cluster = Cluster { dist, membership };
+        Self::launch(node, cluster, cfg, Tuning::default()).await
+    }
+
+    /// Starts the single-node ops API on `cfg.listen` (metrics, alarms, processes, supervision
+    /// tree, health probes, live events, dashboard), the standard thresholds and a log of
+    /// notices. With the `dist` feature, the same as `Ops::start` without a `DistNode`.
+    pub async fn start_local(node: Node, cfg: OpsConfig) -> std::io::Result<Ops> {
+        Self::launch(node, Cluster::default(), cfg, Tuning::default()).await
     }
 
     async fn launch(
         node: Node,
-        dist: Option<DistNode>,
-        membership: Option<Arc<Membership>>,
+        cluster: Cluster,
         cfg: OpsConfig,
         tuning: Tuning,
     ) -> std::io::Result<Ops> {
@@ -151,18 +185,19 @@ impl Ops {
             .webhook
             .clone()
             .map(|w| webhook::Webhook::start(&alarms, w));
-        if let Some(d) = &dist {
+        #[cfg(feature = "dist")]
+        if let Some(d) = &cluster.dist {
             follow_nodes(d, &alarms);
-            cluster::serve(d, &alarms).await;
+            crate::cluster::serve(d, &alarms).await;
         }
         let shared = Arc::new(Shared {
             node,
-            dist,
-            membership,
+            cluster,
             alarms: alarms.clone(),
             metrics: exporter::install(),
             admin_token: cfg.admin_token.clone(),
             protect_reads: cfg.protect_reads,
+            #[cfg(feature = "dist")]
             expect_peers: cfg.expect_peers,
             events_keep_alive: tuning.events_keep_alive,
         });
@@ -382,6 +417,7 @@ fn follow_lifecycle(node: &Node, alarms: &AlarmManager) {
 }
 
 /// Node up/down notices, and a `node_down:<name>` alarm while a connection is down.
+#[cfg(feature = "dist")]
 fn follow_nodes(dist: &DistNode, alarms: &AlarmManager) {
     let mut events = dist.subscribe();
     let alarms = alarms.clone();
@@ -426,7 +462,9 @@ mod tests {
         let tuning = Tuning {
             events_keep_alive: Duration::from_millis(100),
         };
-        let ops = Ops::launch(node, None, None, cfg, tuning).await.unwrap();
+        let ops = Ops::launch(node, Cluster::default(), cfg, tuning)
+            .await
+            .unwrap();
         let mut stream = reqwest::get(format!("http://{}/api/events", ops.local_addr()))
             .await
             .unwrap();

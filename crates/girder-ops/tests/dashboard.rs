@@ -68,14 +68,9 @@ async fn the_dashboard_renders_live_data_in_a_browser() {
     for i in 0..42 {
         backlog.send(i).unwrap();
     }
-    let ops = Ops::start(
-        node.clone(),
-        None,
-        None,
-        OpsConfig::new("127.0.0.1:0".parse().unwrap()),
-    )
-    .await
-    .unwrap();
+    let ops = Ops::start_local(node.clone(), OpsConfig::new("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
     ops.alarms()
         .raise(Alarm::new(
             "disk_nearly_full",

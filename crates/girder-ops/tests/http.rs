@@ -30,7 +30,7 @@ async fn serve(node: &Node, token: Option<&str>, protect_reads: bool) -> (Ops, S
     cfg.admin_token = token.map(String::from);
     cfg.protect_reads = protect_reads;
     cfg.mailbox_alarm = 20;
-    let ops = Ops::start(node.clone(), None, None, cfg).await.unwrap();
+    let ops = Ops::start_local(node.clone(), cfg).await.unwrap();
     let base = format!("http://{}", ops.local_addr());
     (ops, base)
 }

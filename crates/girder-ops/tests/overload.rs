@@ -13,7 +13,7 @@ async fn a_busy_runtime_raises_overload_and_clears_it_when_idle() {
     let node = Node::new("overload");
     let mut cfg = OpsConfig::new("127.0.0.1:0".parse().unwrap());
     cfg.overload_lag = Duration::from_millis(20);
-    let ops = Ops::start(node, None, None, cfg).await.unwrap();
+    let ops = Ops::start_local(node, cfg).await.unwrap();
     // A task that hogs the only worker in 60 ms slices (as a CPU-bound handler would).
     let hogging = Arc::new(AtomicBool::new(true));
     let h = hogging.clone();

@@ -24,7 +24,7 @@ fn bench_json_prints_one_line_per_workload_with_the_documented_keys() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
-    let expect: [(&str, &[&str]); 12] = [
+    let expect: [(&str, &[&str]); 13] = [
         ("spawn", &["spawn_ns_per_proc", "mem_bytes_per_proc"]),
         ("ring", &["hops_per_s"]),
         ("pingpong", &["round_trips_per_s"]),
@@ -40,6 +40,7 @@ fn bench_json_prints_one_line_per_workload_with_the_documented_keys() {
                 "shutdown_s",
             ],
         ),
+        ("timers", &["arm_ns", "cancel_ns", "bytes_per_timer"]),
         ("dist_link", &["msgs_per_s"]),
         ("dist_send", &["msgs_per_s"]),
         ("dist_call_c1", &["calls_per_s", "p50_us", "p99_us"]),

@@ -5,6 +5,7 @@ mod detect;
 mod link;
 pub mod remote;
 mod supervision;
+mod timers;
 mod workloads;
 
 use std::time::Duration;
@@ -17,7 +18,7 @@ pub struct Outcome {
     pub values: Vec<(&'static str, f64)>,
 }
 
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     "spawn",
     "ring",
     "pingpong",
@@ -25,6 +26,7 @@ pub const ALL: [&str; 12] = [
     "call_c100",
     "fanin",
     "supervisor_churn",
+    "timers",
     "dist_link",
     "dist_send",
     "dist_call_c1",
@@ -158,6 +160,7 @@ fn report(o: &Outcome, json: bool, schedulers: bool) {
             "ms (silent)",
         ),
         "supervisor_churn" => (get("pair_us_beside").unwrap_or(0.0), "µs/pair"),
+        "timers" => (get("arm_ns").unwrap_or(0.0), "ns/arm"),
         _ => (get("calls_per_s").unwrap_or(0.0), "calls/s"),
     };
     let p = |k| {

@@ -37,6 +37,7 @@ pub async fn run(node: Node, name: &'static str, scale: f64) -> Outcome {
             let (idle, pairs) = (scaled(100_000, scale), scaled(1_000, scale));
             super::supervision::supervisor_churn(&node, idle, pairs).await
         }
+        "timers" => super::timers::timers(&node, scaled(1_000_000, scale)).await,
         other => unreachable!("unknown workload {other}"),
     }
 }

@@ -70,6 +70,8 @@ pub(crate) struct Extra {
     pub(crate) escapes_dropped: bool,
     /// Tells left by handlers of this process that were interrupted, sent at its exit.
     pub(crate) pending_tells: Vec<crate::call::watch::Pending>,
+    /// Timers armed for this process, cancelled at its exit.
+    pub(crate) timers: crate::timer::Owned,
 }
 
 /// Where a process is in its life.

@@ -13,7 +13,7 @@
 //! ([`Addr::stop`], seen as [`Event::Stop`]) overtake queued messages (they travel in the
 //! mailbox's system lane), so a supervisor under load still reacts at once.
 
-mod addr;
+pub(crate) mod addr;
 mod context;
 pub(crate) mod core;
 pub(crate) mod local;

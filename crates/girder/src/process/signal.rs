@@ -90,8 +90,10 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
     let Extra {
         waiters,
         pending_tells,
+        timers,
         ..
     } = extra;
+    timers.cancel_all();
     for end in ends {
         if !end.other.is_local() {
             if let Some(d) = node.distribution() {

@@ -11,7 +11,7 @@
 //! | [`process`] | [`Context`], [`Addr`], links, monitors, exit signals | `spawn`, `link`, `monitor` |
 //! | [`mailbox`] | the bounded/unbounded mailbox with a system lane | process mailboxes |
 //! | registry | [`Node::register`], [`Node::whereis`] | `register/2`, `whereis/1` |
-//! | [`timer`] | [`send_after`], [`TimerRef::cancel`] | `erlang:send_after/3` |
+//! | [`timer`] | [`send_after`], [`TimerRef::cancel`]: a timer wheel per scheduler | `erlang:send_after/3`, the BEAM's timer wheels |
 //! | [`behaviour`] | what every behaviour shares: [`behaviour::Msg`], [`behaviour::Handle`], start errors | `proc_lib`, `gen` |
 //! | [`call`] | the call protocol every behaviour shares: [`ReplyTo`], [`CallError`], timeouts, a caller that never hangs | `gen:call` |
 //! | [`server`] | [`Server`]: call / cast / info with deferred replies | `gen_server` |
@@ -22,7 +22,8 @@
 //! | [`remote`] | the seam distribution plugs into: remote links, monitors, sends | `net_kernel`, `dist_util` |
 //! | [`stats`] | [`Node::stats`]: processes, spawns, exits by reason, messages, mailboxes; sampled call latency | `erlang:statistics/1`, `observer` |
 //! | [`lifecycle`] | [`Node::lifecycle`]: children restarted, supervisors giving up | SASL progress and supervisor reports |
-//! | introspection | [`Node::processes`], [`ProcessInfo`] | `observer`, `sys` |
+//! | [`sys`] | any behaviour's state, suspend and resume, traces, without stopping it | `sys` |
+//! | introspection | [`Node::processes`], [`ProcessInfo`] | `observer` |
 //!
 //! ## A supervised server
 //!
@@ -84,6 +85,7 @@ pub mod server;
 pub mod statem;
 pub mod stats;
 pub mod supervisor;
+pub mod sys;
 pub mod timer;
 
 pub use application::{Application, RunningApplication};

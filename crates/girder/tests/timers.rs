@@ -299,10 +299,14 @@ async fn a_million_timers_arm_and_cancel() {
     let (p, mut rx) = forwarder::<u32>(&node);
     let n = 1_000_000u32;
     let timers: Vec<TimerRef> = (0..n)
-        .map(|i| send_after(&p, i, Duration::from_millis(500 + u64::from(i % 1_000))))
+        .map(|i| send_after(&p, i, Duration::from_secs(3_600 + u64::from(i % 1_000))))
         .collect();
     assert!(timers.iter().all(|t| t.cancel()), "every timer was armed");
-    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert!(timers.iter().all(|t| !t.cancel() && t.remaining().is_none()));
+    // The wheel goes on: a short timer is the first (and only) message.
+    send_after(&p, n, Duration::from_millis(5));
+    assert_eq!(rx.recv().await, Some(n));
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(rx.try_recv().is_err());
 }
 

@@ -4,6 +4,7 @@
 use std::future::Future;
 
 use crate::call::{CallError, ReplyTo, Request};
+use crate::sys::{SysError, SysState, Trace};
 use crate::{Addr, ExitReason, LookupError, Node, Pid, SendError};
 
 /// What a behaviour's mailbox carries: a call (its request holds the [`ReplyTo`] its reply goes
@@ -106,6 +107,38 @@ pub trait Handle: Clone + Send + Sync + Sized + 'static {
     fn mailbox_len(&self) -> usize {
         self.addr().mailbox_len()
     }
+
+    /// Its state as it chooses to show it, without stopping it ([`sys::get_state`]).
+    ///
+    /// [`sys::get_state`]: crate::sys::get_state
+    fn get_state(&self) -> impl Future<Output = Result<SysState, SysError>> + Send {
+        let addr = self.addr().clone();
+        async move { crate::sys::get_state_of(&addr).await }
+    }
+
+    /// Suspends it until [`resume`](Handle::resume)d ([`sys::suspend`]).
+    ///
+    /// [`sys::suspend`]: crate::sys::suspend
+    fn suspend(&self) -> impl Future<Output = Result<(), SysError>> + Send {
+        let addr = self.addr().clone();
+        async move { crate::sys::suspend_of(&addr).await }
+    }
+
+    /// Resumes it ([`sys::resume`]).
+    ///
+    /// [`sys::resume`]: crate::sys::resume
+    fn resume(&self) -> impl Future<Output = Result<(), SysError>> + Send {
+        let addr = self.addr().clone();
+        async move { crate::sys::resume_of(&addr).await }
+    }
+
+    /// Traces what it handles from now on ([`sys::trace`]).
+    ///
+    /// [`sys::trace`]: crate::sys::trace
+    fn trace(&self) -> impl Future<Output = Result<Trace, SysError>> + Send {
+        let addr = self.addr().clone();
+        async move { crate::sys::trace_of(&addr).await }
+    }
 }
 
 /// Implements [`Handle`] and the same methods inherently (so no trait import is needed) for a
@@ -182,6 +215,27 @@ macro_rules! handle {
             /// Messages waiting in its mailbox (0 for a remote one).
             pub fn mailbox_len(&self) -> usize {
                 self.addr.mailbox_len()
+            }
+
+            /// Its state as it chooses to show it, without stopping it
+            /// ([`sys::get_state`](crate::sys::get_state)).
+            pub async fn get_state(&self) -> Result<$crate::sys::SysState, $crate::sys::SysError> {
+                $crate::sys::get_state_of(&self.addr).await
+            }
+
+            /// Suspends it until resumed ([`sys::suspend`](crate::sys::suspend)).
+            pub async fn suspend(&self) -> Result<(), $crate::sys::SysError> {
+                $crate::sys::suspend_of(&self.addr).await
+            }
+
+            /// Resumes it ([`sys::resume`](crate::sys::resume)).
+            pub async fn resume(&self) -> Result<(), $crate::sys::SysError> {
+                $crate::sys::resume_of(&self.addr).await
+            }
+
+            /// Traces what it handles from now on ([`sys::trace`](crate::sys::trace)).
+            pub async fn trace(&self) -> Result<$crate::sys::Trace, $crate::sys::SysError> {
+                $crate::sys::trace_of(&self.addr).await
             }
         }
     };

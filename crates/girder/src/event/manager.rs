@@ -5,6 +5,7 @@ use super::{
 };
 use crate::behaviour::guarded;
 use crate::server::{Flow, ReplyTo, Server, ServerContext};
+use crate::sys::StateView;
 use crate::{Addr, ExitReason, Pid};
 
 /// The requests an [`EventManager`](super::EventManager) makes (through its methods), each with
@@ -160,6 +161,16 @@ impl<E: Send + Sync + 'static> ManagerServer<E> {
         })
     }
 
+    fn which(&self) -> Vec<HandlerInfo> {
+        self.handlers
+            .iter()
+            .map(|h| HandlerInfo {
+                id: h.id,
+                handler: h.name,
+            })
+            .collect()
+    }
+
     /// Sends `report` to every subscriber. One that has exited is dropped; a full one misses it.
     fn report(&mut self, report: HandlerRemoved) {
         self.subscribers
@@ -171,6 +182,14 @@ impl<E: Send + Sync + 'static> Server for ManagerServer<E> {
     type Call = ManagerCall<E>;
     type Cast = E;
     type Info = ();
+
+    /// Its handlers and subscribers.
+    fn state_view(&self) -> StateView {
+        StateView::Json(serde_json::json!({
+            "handlers": self.which(),
+            "subscribers": self.subscribers.len(),
+        }))
+    }
 
     async fn handle_call(&mut self, req: ManagerCall<E>, ctx: &mut ServerContext<Self>) -> Flow {
         match req.0 {
@@ -189,15 +208,7 @@ impl<E: Send + Sync + 'static> Server for ManagerServer<E> {
                 }
                 None => from.reply(Err(EventError::UnknownHandler(id))),
             },
-            Request::Which(from) => from.reply(
-                self.handlers
-                    .iter()
-                    .map(|h| HandlerInfo {
-                        id: h.id,
-                        handler: h.name,
-                    })
-                    .collect(),
-            ),
+            Request::Which(from) => from.reply(self.which()),
             Request::Subscribe(addr, from) => {
                 // Subscribers that exited since the last report go now, so the list stays
                 // bounded by the live ones.

@@ -33,9 +33,14 @@ use lock::Mutex;
 /// A signal that is delivered as a message: a trapped exit or a monitor notification.
 #[derive(Debug)]
 pub(crate) enum SysMsg {
-    Exit { from: Pid, reason: ExitReason },
+    Exit {
+        from: Pid,
+        reason: ExitReason,
+    },
     Down(Down),
     Stop(ExitReason),
+    /// A `sys` request (boxed: rare, and it keeps the lane's entries small).
+    Sys(Box<crate::sys::SysRequest>),
 }
 
 /// What the receiver got: a user message or a system message.

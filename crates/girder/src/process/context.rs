@@ -10,6 +10,7 @@ use super::core::{Core, Life};
 use super::signal;
 use super::spawn::{spawn_process, SpawnOptions};
 use crate::mailbox::{Batch, Received, SysMsg};
+use crate::sys::{SysError, SysRequest};
 use crate::timer::TimerRef;
 use crate::{Addr, ExitReason, LinkError, Node, Pid, RegisterError};
 
@@ -120,6 +121,11 @@ impl<M: Send + 'static> Context<M> {
         self.core.mailbox.has_sys()
     }
 
+    /// The behaviour this process runs (`process` for a plain one), as introspection shows it.
+    pub(crate) fn behaviour_name(&self) -> &'static str {
+        self.core.header.meta.lock().behaviour
+    }
+
     /// Messages waiting in this process's mailbox, queued or taken in and not handled yet
     /// (what a process checks before taking on more work, say).
     pub fn mailbox_len(&self) -> usize {
@@ -151,6 +157,20 @@ impl<M: Send + 'static> Context<M> {
     /// The poll form of [`recv`](Self::recv), for behaviours that select over several sources.
     #[inline]
     pub fn poll_recv(&mut self, cx: &mut TaskCx<'_>) -> Poll<Event<M>> {
+        loop {
+            match self.poll_event(cx) {
+                Poll::Ready(Ok(e)) => return Poll::Ready(e),
+                // A plain process has no `sys` loop.
+                Poll::Ready(Err(req)) => req.refuse(SysError::NotABehaviour(self.pid())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Like [`poll_recv`](Self::poll_recv), handing `sys` requests out (`Err`) for a
+    /// behaviour's loop to answer.
+    #[inline]
+    pub(crate) fn poll_event(&mut self, cx: &mut TaskCx<'_>) -> Poll<Result<Event<M>, SysRequest>> {
         if self.budget == 0 {
             self.budget = RECV_BUDGET;
             cx.waker().wake_by_ref();
@@ -166,11 +186,32 @@ impl<M: Send + 'static> Context<M> {
             .header
             .local_len
             .store(self.batch.len(), Ordering::Relaxed);
-        Poll::Ready(match got {
+        Poll::Ready(Ok(match got {
             Received::User(m) => Event::Message(m),
             Received::Sys(SysMsg::Exit { from, reason }) => Event::Exit { from, reason },
             Received::Sys(SysMsg::Down(d)) => Event::Down(d),
             Received::Sys(SysMsg::Stop(reason)) => Event::Stop(reason),
+            Received::Sys(SysMsg::Sys(req)) => return Poll::Ready(Err(*req)),
+        }))
+    }
+
+    /// What a suspended behaviour waits for: `sys` requests (`Err`), a stop, and an exit
+    /// signal from `parent`; everything else stays queued.
+    pub(crate) fn poll_suspended(
+        &mut self,
+        cx: &mut TaskCx<'_>,
+        parent: Option<Pid>,
+    ) -> Poll<Result<Event<M>, SysRequest>> {
+        let got = self.core.mailbox.poll_sys(cx, |m| match m {
+            SysMsg::Sys(_) | SysMsg::Stop(_) => true,
+            SysMsg::Exit { from, .. } => Some(*from) == parent,
+            SysMsg::Down(_) => false,
+        });
+        got.map(|m| match m {
+            SysMsg::Sys(req) => Err(*req),
+            SysMsg::Stop(reason) => Ok(Event::Stop(reason)),
+            SysMsg::Exit { from, reason } => Ok(Event::Exit { from, reason }),
+            SysMsg::Down(d) => Ok(Event::Down(d)),
         })
     }
 

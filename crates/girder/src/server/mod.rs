@@ -22,6 +22,7 @@ pub use crate::behaviour::{InitError, StartError};
 pub use crate::call::{CallError, Outcome, ReplyTo, DEFAULT_CALL_TIMEOUT};
 pub use run::{ServerContext, ServerMsg};
 
+use crate::sys::StateView;
 use crate::{Addr, Down, ExitReason, Node, Pid, SendError, SpawnOptions};
 
 /// What a callback tells the server loop to do next.
@@ -161,6 +162,35 @@ pub trait Server: Sized + Send + 'static {
         async { Flow::Continue }
     }
 
+    /// What [`sys::get_state`](crate::sys::get_state) shows of this server's state (OTP's
+    /// `format_status`). Hidden unless you opt in, say with `StateView::debug(self)` or
+    /// `StateView::json(&self.some_part)`: a state may hold secrets or be huge.
+    fn state_view(&self) -> StateView {
+        StateView::Hidden
+    }
+
+    /// How a [`sys::trace`](crate::sys::trace) shows a message this server gets; `None` (the
+    /// default) shows its kind only. Opt in with `Some(format!("{msg:?}"))` when the message
+    /// types are `Debug`.
+    ///
+    /// ```
+    /// use girder::server::TraceMsg;
+    /// use girder::{Server, ServerContext, Flow};
+    /// struct Echo;
+    /// impl Server for Echo {
+    ///     type Call = (); type Cast = String; type Info = ();
+    ///     fn trace_view(msg: TraceMsg<'_, Self>) -> Option<String> {
+    ///         Some(format!("{msg:?}"))
+    ///     }
+    /// }
+    /// let cast = "hi".to_string();
+    /// assert_eq!(Echo::trace_view(TraceMsg::Cast(&cast)).unwrap(), r#"Cast("hi")"#);
+    /// ```
+    fn trace_view(msg: TraceMsg<'_, Self>) -> Option<String> {
+        let _ = msg;
+        None
+    }
+
     /// Runs when the server stops: after a callback returns [`Flow::Stop`] or panics, after
     /// [`ServerRef::stop`], or on an exit signal from the parent while trapping exits. It does not
     /// run when the process is killed outright (as in OTP).
@@ -171,6 +201,31 @@ pub trait Server: Sized + Send + 'static {
     ) -> impl Future<Output = ()> + Send {
         let _ = (reason, ctx);
         async {}
+    }
+}
+
+/// A message as [`Server::trace_view`] sees it, before the server handles it.
+pub enum TraceMsg<'a, S: Server> {
+    /// A call's request.
+    Call(&'a S::Call),
+    /// A cast.
+    Cast(&'a S::Cast),
+    /// An info message (or an event source's item).
+    Info(&'a S::Info),
+}
+
+impl<S: Server> std::fmt::Debug for TraceMsg<'_, S>
+where
+    S::Call: std::fmt::Debug,
+    S::Cast: std::fmt::Debug,
+    S::Info: std::fmt::Debug,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TraceMsg::Call(m) => f.debug_tuple("Call").field(m).finish(),
+            TraceMsg::Cast(m) => f.debug_tuple("Cast").field(m).finish(),
+            TraceMsg::Info(m) => f.debug_tuple("Info").field(m).finish(),
+        }
     }
 }
 

@@ -5,9 +5,10 @@ use std::ops::{Deref, DerefMut};
 use std::task::Poll;
 use std::time::Duration;
 
-use super::{Flow, Server, ServerRef, StartError};
+use super::{Flow, Server, ServerRef, StartError, TraceMsg};
 use crate::behaviour::{self, guarded, Msg, SourceId, Sources, Starter};
 use crate::call::watch;
+use crate::sys::{Sys, SysRequest, Traced};
 use crate::{Context, Event, ExitReason, Node, Pid, SpawnOptions, TimerRef};
 
 /// The message type of a server's mailbox: the [`Msg`] every behaviour takes. Build these
@@ -19,6 +20,7 @@ pub struct ServerContext<S: Server> {
     ctx: Context<ServerMsg<S>>,
     parent: Option<Pid>,
     sources: Sources<S::Info>,
+    sys: Sys,
 }
 
 impl<S: Server> ServerContext<S> {
@@ -108,21 +110,30 @@ impl<S: Server> ServerContext<S> {
     }
 
     /// The next event: from the mailbox (its system lane first, always) or from a source, taking
-    /// turns.
+    /// turns; while suspended, only `sys` requests and stops.
     fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Next<S>> {
+        if self.sys.is_suspended() {
+            return self.ctx.poll_suspended(cx, self.parent).map(Next::from);
+        }
         if self.sources.is_empty() {
-            return self.ctx.poll_recv(cx).map(Next::Event);
+            return self.ctx.poll_event(cx).map(Next::from);
         }
         if !self.ctx.has_sys() && self.sources.take_turn() {
             if let Poll::Ready(info) = self.sources.poll_next(cx) {
                 return Poll::Ready(Next::Source(info));
             }
-            return self.ctx.poll_recv(cx).map(Next::Event);
+            return self.ctx.poll_event(cx).map(Next::from);
         }
-        if let Poll::Ready(e) = self.ctx.poll_recv(cx) {
-            return Poll::Ready(Next::Event(e));
+        if let Poll::Ready(e) = self.ctx.poll_event(cx) {
+            return Poll::Ready(e.into());
         }
         self.sources.poll_next(cx).map(Next::Source)
+    }
+
+    /// Records an event about to be handled to the attached traces.
+    fn trace(&mut self, event: Traced, detail: Option<String>) {
+        let pid = self.ctx.pid();
+        self.sys.trace(pid, event, detail);
     }
 }
 
@@ -130,6 +141,42 @@ impl<S: Server> ServerContext<S> {
 enum Next<S: Server> {
     Event(Event<ServerMsg<S>>),
     Source(S::Info),
+    Sys(SysRequest),
+}
+
+impl<S: Server> From<Result<Event<ServerMsg<S>>, SysRequest>> for Next<S> {
+    #[inline]
+    fn from(r: Result<Event<ServerMsg<S>>, SysRequest>) -> Self {
+        match r {
+            Ok(e) => Next::Event(e),
+            Err(req) => Next::Sys(req),
+        }
+    }
+}
+
+/// How a trace shows an event.
+fn traced<S: Server>(event: &Event<ServerMsg<S>>) -> Option<(Traced, Option<String>)> {
+    Some(match event {
+        Event::Message(Msg::Call(r)) => (Traced::Call, S::trace_view(TraceMsg::Call(r.body()))),
+        Event::Message(Msg::Cast(m)) => (Traced::Cast, S::trace_view(TraceMsg::Cast(m))),
+        Event::Message(Msg::Info(m)) => (Traced::Info, S::trace_view(TraceMsg::Info(m))),
+        Event::Exit { from, reason } => (
+            Traced::Exit {
+                from: *from,
+                reason: reason.to_string(),
+            },
+            None,
+        ),
+        Event::Down(d) => (
+            Traced::Down {
+                pid: d.pid,
+                reason: d.reason.to_string(),
+            },
+            None,
+        ),
+        // Traced as `Stopping`, with the reason the server ends with.
+        Event::Stop(_) => return None,
+    })
 }
 
 impl<S: Server> Deref for ServerContext<S> {
@@ -160,6 +207,7 @@ pub(super) async fn start<S: Server>(
                 ctx,
                 parent,
                 sources: Sources::new(),
+                sys: Sys::default(),
             },
             name,
             starter,
@@ -186,12 +234,29 @@ async fn run<S: Server>(
     let reason = loop {
         let event = match poll_fn(|cx| ctx.poll_next(cx)).await {
             Next::Event(e) => e,
-            Next::Source(info) => match guarded(server.handle_info(info, &mut ctx)).await {
-                Ok(Flow::Continue) => continue,
-                Ok(Flow::Stop(reason)) => break reason,
-                Err(panic) => break panic,
-            },
+            Next::Source(info) => {
+                if ctx.sys.tracing() {
+                    let detail = S::trace_view(TraceMsg::Info(&info));
+                    ctx.trace(Traced::Info, detail);
+                }
+                match guarded(server.handle_info(info, &mut ctx)).await {
+                    Ok(Flow::Continue) => continue,
+                    Ok(Flow::Stop(reason)) => break reason,
+                    Err(panic) => break panic,
+                }
+            }
+            Next::Sys(req) => {
+                let (pid, name) = (ctx.pid(), ctx.behaviour_name());
+                ctx.sys
+                    .handle(pid, name, req, || (None, server.state_view()));
+                continue;
+            }
         };
+        if ctx.sys.tracing() {
+            if let Some((kind, detail)) = traced::<S>(&event) {
+                ctx.trace(kind, detail);
+            }
+        }
         let flow = match event {
             Event::Message(Msg::Call(request)) => {
                 let (req, tag) = request.into_parts();
@@ -217,6 +282,12 @@ async fn run<S: Server>(
     };
     // Recorded before the mailbox and its pending calls are dropped, so their callers see why.
     ctx.record_exit_reason(&reason);
+    ctx.trace(
+        Traced::Stopping {
+            reason: reason.to_string(),
+        },
+        None,
+    );
     let _ = guarded(server.terminate(&reason, &mut ctx)).await;
     reason
 }

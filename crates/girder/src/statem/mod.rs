@@ -34,6 +34,7 @@ pub use error::BadTransition;
 pub use run::{StateMachineContext, StateMachineMsg};
 
 use crate::server::{CallError, InitError, ReplyTo, StartError, DEFAULT_CALL_TIMEOUT};
+use crate::sys::StateView;
 use crate::{Addr, Down, ExitReason, Node, Pid, SendError, SpawnOptions};
 
 /// An event handed to [`StateMachine::handle_event`].
@@ -320,6 +321,20 @@ pub trait StateMachine: Sized + Send + 'static {
         event: StateEvent<Self>,
         ctx: &mut StateMachineContext<Self>,
     ) -> impl Future<Output = Transition<Self>> + Send;
+
+    /// What [`sys::get_state`](crate::sys::get_state) shows of the machine's data (its
+    /// current state is always shown, through `Debug`). Hidden unless you opt in, with
+    /// `StateView::debug(self)` or `StateView::json(..)`.
+    fn state_view(&self) -> StateView {
+        StateView::Hidden
+    }
+
+    /// How a [`sys::trace`](crate::sys::trace) shows an event; `None` (the default) shows its
+    /// kind only. Opt in with `Some(format!("{event:?}"))` when the message types are `Debug`.
+    fn trace_view(event: &StateEvent<Self>) -> Option<String> {
+        let _ = event;
+        None
+    }
 
     /// Runs when the machine stops: after a [`Transition::stop`], a panic, a [`BadTransition`],
     /// [`StateMachineRef::stop`], or an exit signal from the parent while trapping exits. It does

@@ -12,6 +12,7 @@ use tokio::time::{Instant, Sleep};
 use super::{Action, BadTransition, StateEvent, StateMachine, StateMachineRef, Transition};
 use crate::behaviour::{self, guarded, Msg, SourceId, Sources, Starter};
 use crate::call::watch;
+use crate::sys::{Sys, SysRequest, Traced};
 use crate::StartError;
 use crate::{Addr, Context, Event, ExitReason, Node, Pid, SpawnOptions};
 
@@ -61,12 +62,24 @@ pub struct StateMachineContext<S: StateMachine> {
     ctx: Context<StateMachineMsg<S>>,
     parent: Option<Pid>,
     sources: Sources<S::Info>,
+    sys: Sys,
 }
 
 /// What the machine's loop takes next: a mailbox event or a source's item.
 enum Next<S: StateMachine> {
     Event(Event<StateMachineMsg<S>>),
     Source(S::Info),
+    Sys(SysRequest),
+}
+
+impl<S: StateMachine> From<Result<Event<StateMachineMsg<S>>, SysRequest>> for Next<S> {
+    #[inline]
+    fn from(r: Result<Event<StateMachineMsg<S>>, SysRequest>) -> Self {
+        match r {
+            Ok(e) => Next::Event(e),
+            Err(req) => Next::Sys(req),
+        }
+    }
 }
 
 impl<S: StateMachine> StateMachineContext<S> {
@@ -94,19 +107,28 @@ impl<S: StateMachine> StateMachineContext<S> {
 
     /// The next mailbox event (system lane first, always) or source item, taking turns.
     fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Next<S>> {
+        if self.sys.is_suspended() {
+            return self.ctx.poll_suspended(cx, self.parent).map(Next::from);
+        }
         if self.sources.is_empty() {
-            return self.ctx.poll_recv(cx).map(Next::Event);
+            return self.ctx.poll_event(cx).map(Next::from);
         }
         if !self.ctx.has_sys() && self.sources.take_turn() {
             if let Poll::Ready(info) = self.sources.poll_next(cx) {
                 return Poll::Ready(Next::Source(info));
             }
-            return self.ctx.poll_recv(cx).map(Next::Event);
+            return self.ctx.poll_event(cx).map(Next::from);
         }
-        if let Poll::Ready(e) = self.ctx.poll_recv(cx) {
-            return Poll::Ready(Next::Event(e));
+        if let Poll::Ready(e) = self.ctx.poll_event(cx) {
+            return Poll::Ready(e.into());
         }
         self.sources.poll_next(cx).map(Next::Source)
+    }
+
+    /// Records an event to the attached traces.
+    fn trace(&mut self, event: Traced, detail: Option<String>) {
+        let pid = self.ctx.pid();
+        self.sys.trace(pid, event, detail);
     }
 
     /// A handle to this machine.
@@ -148,6 +170,7 @@ pub(super) async fn start<S: StateMachine>(
             ctx,
             parent,
             sources: Sources::new(),
+            sys: Sys::default(),
         };
         run(machine, ctx, name, starter)
     })
@@ -196,6 +219,29 @@ enum Incoming<S: StateMachine> {
     /// An event, and the identity of its call if it is one (see `call::watch`).
     Event(StateEvent<S>, Option<crate::call::watch::CallId>),
     Stop(ExitReason),
+    /// Resumed from a suspension: look at the replay queue again.
+    Resumed,
+}
+
+/// How a trace shows an event (a state change is traced where it happens).
+fn traced<S: StateMachine>(event: &StateEvent<S>) -> Option<Traced> {
+    Some(match event {
+        StateEvent::Call(_) => Traced::Call,
+        StateEvent::Cast(_) => Traced::Cast,
+        StateEvent::Info(_) => Traced::Info,
+        StateEvent::Exit { from, reason } => Traced::Exit {
+            from: *from,
+            reason: reason.to_string(),
+        },
+        StateEvent::Down(d) => Traced::Down {
+            pid: d.pid,
+            reason: d.reason.to_string(),
+        },
+        StateEvent::StateTimeout(_) | StateEvent::EventTimeout(_) | StateEvent::Timeout { .. } => {
+            Traced::Timeout
+        }
+        StateEvent::Enter { .. } => return None,
+    })
 }
 
 struct Machine<S: StateMachine> {
@@ -249,6 +295,12 @@ async fn run<S: StateMachine>(
         None => m.serve().await,
     };
     m.ctx.record_exit_reason(&reason);
+    m.ctx.trace(
+        Traced::Stopping {
+            reason: reason.to_string(),
+        },
+        None,
+    );
     let _ = guarded(m.machine.terminate(&reason, &m.state, &mut m.ctx)).await;
     reason
 }
@@ -256,13 +308,25 @@ async fn run<S: StateMachine>(
 impl<S: StateMachine> Machine<S> {
     async fn serve(&mut self) -> ExitReason {
         loop {
-            let (event, tag) = match self.replay.pop_front() {
+            // Inserted and postponed events wait too while the machine is suspended.
+            let replayed = match self.ctx.sys.is_suspended() {
+                false => self.replay.pop_front(),
+                true => None,
+            };
+            let (event, tag) = match replayed {
                 Some(e) => (e, None),
                 None => match self.next_event().await {
                     Incoming::Event(e, tag) => (e, tag),
                     Incoming::Stop(reason) => return reason,
+                    Incoming::Resumed => continue,
                 },
             };
+            if self.ctx.sys.tracing() {
+                if let Some(kind) = traced(&event) {
+                    let detail = S::trace_view(&event);
+                    self.ctx.trace(kind, detail);
+                }
+            }
             // Any event cancels the event timeout (one that fired was taken already).
             self.timers.event = None;
             let noted = watch::begin(tag);
@@ -297,6 +361,10 @@ impl<S: StateMachine> Machine<S> {
                 if let Poll::Ready(e) = ctx.poll_next(cx) {
                     return Poll::Ready(Some(e));
                 }
+                // A suspended machine's timeouts fire once it is resumed.
+                if ctx.sys.is_suspended() {
+                    return Poll::Pending;
+                }
                 if let (Some(_), Some(s)) = (deadline, sleep.as_mut()) {
                     if s.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(None);
@@ -309,6 +377,19 @@ impl<S: StateMachine> Machine<S> {
             let got = match got {
                 Some(Next::Source(info)) => return Incoming::Event(StateEvent::Info(info), None),
                 Some(Next::Event(e)) => Some(e),
+                Some(Next::Sys(req)) => {
+                    let was_suspended = self.ctx.sys.is_suspended();
+                    let (pid, name) = (self.ctx.pid(), self.ctx.behaviour_name());
+                    let (state, machine) = (&self.state, &self.machine);
+                    self.ctx.sys.handle(pid, name, req, || {
+                        (Some(format!("{state:?}")), machine.state_view())
+                    });
+                    if was_suspended && !self.ctx.sys.is_suspended() {
+                        // Replayed events go before the mailbox again.
+                        return Incoming::Resumed;
+                    }
+                    continue;
+                }
                 None => None,
             };
             let event = match got {
@@ -351,6 +432,10 @@ impl<S: StateMachine> Machine<S> {
         let mut old = None;
         if changed {
             let next = t.next.expect("a change has a next state");
+            if self.ctx.sys.tracing() {
+                let (from, to) = (format!("{:?}", self.state), format!("{next:?}"));
+                self.ctx.trace(Traced::StateChange { from, to }, None);
+            }
             old = Some(std::mem::replace(&mut self.state, next));
             self.timers.state = None;
             // Postponed events come back first, in their original order.

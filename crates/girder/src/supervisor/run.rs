@@ -14,6 +14,7 @@ use super::stop::{stop_all, stop_one};
 use super::{ChildCounts, ChildInfo, RestartStrategy, SupervisorError};
 use crate::lifecycle::Lifecycle;
 use crate::server::{Flow, InitError, ReplyTo, Server, ServerContext, StartError};
+use crate::sys::StateView;
 use crate::{ExitReason, Pid};
 
 type Ctx = ServerContext<SupervisorServer>;
@@ -426,6 +427,22 @@ impl Server for SupervisorServer {
             }
         }
         Ok(())
+    }
+
+    /// Its strategy, restart intensity and children (the first thousand: a dynamic supervisor
+    /// may have a million).
+    fn state_view(&self) -> StateView {
+        const SHOWN: usize = 1_000;
+        let children: Vec<ChildInfo> = self.which_children().into_iter().take(SHOWN).collect();
+        StateView::Json(serde_json::json!({
+            "strategy": self.strategy,
+            "intensity": self.intensity,
+            "period_ms": self.period.as_millis() as u64,
+            "restarts_in_period": self.restart_times.len(),
+            "total_restarts": self.total_restarts,
+            "counts": self.count_children(),
+            "children": children,
+        }))
     }
 
     async fn handle_call(&mut self, req: SupervisorCall, ctx: &mut Ctx) -> Flow {

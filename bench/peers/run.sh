@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the girder bench workloads on every system, in one go, on this machine:
-#   girder, raw tokio, actix, ractor, kameo, Erlang/OTP.
+#   girder, raw tokio, actix, ractor, kameo, Erlang/OTP (supervisor_churn: girder and Erlang).
 # Prints one JSON line per system, workload and run (with "run": N) on stdout.
 #
 #   bench/peers/run.sh [--scale F] [--runs N] [--girder CMD] > results.jsonl
@@ -40,9 +40,14 @@ tag() { sed "s/}\$/,\"run\":$1}/"; }
 
 for run in $(seq 1 "$runs"); do
   echo "run $run of $runs" >&2
-  for w in spawn ring pingpong call_c1 call_c100 fanin; do
+  for w in spawn ring pingpong call_c1 call_c100 fanin supervisor_churn timers; do
     $girder --scale "$scale" -w "$w" | tag "$run"
-    for s in tokio actix ractor kameo; do
+    # The Rust peers have no supervisor: supervisor_churn is Girder and Erlang only.
+    case "$w" in
+      supervisor_churn) rust_peers="" ;;
+      *) rust_peers="tokio actix ractor kameo" ;;
+    esac
+    for s in $rust_peers; do
       "$peers" --system "$s" --workload "$w" --scale "$scale" | tag "$run"
     done
     if [ -n "$beam" ]; then

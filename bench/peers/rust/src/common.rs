@@ -2,6 +2,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
 
 pub fn scaled(n: u64, scale: f64) -> u64 {
     ((n as f64 * scale).round() as u64).max(1)
@@ -17,6 +18,7 @@ pub struct Counts {
     pub c100_calls: u64,
     pub fanin_producers: usize,
     pub fanin_each: u64,
+    pub timers: u64,
 }
 
 pub fn counts(scale: f64) -> Counts {
@@ -30,6 +32,7 @@ pub fn counts(scale: f64) -> Counts {
         c100_calls: scaled(10_000, scale),
         fanin_producers: 100,
         fanin_each: scaled(100_000, scale),
+        timers: scaled(1_000_000, scale),
     }
 }
 
@@ -94,6 +97,11 @@ pub fn count_stop() -> isize {
     LIVE.load(Ordering::SeqCst)
 }
 
+/// The net bytes counted so far, counting on.
+pub fn count_peek() -> isize {
+    LIVE.load(Ordering::SeqCst)
+}
+
 /// Bytes per process. The benchmark's own vector of handles is allocated (with its full
 /// capacity) before counting starts, so it is not in `bytes`.
 pub fn per_proc(bytes: isize, n: u64) -> f64 {
@@ -136,4 +144,84 @@ pub fn one_arena_unless_set() {
             }
         }
     }
+}
+
+/// `timers`: rounds of arm-all then cancel-all (the median of each is kept), as `girder bench`.
+pub const TIMER_ROUNDS: usize = 5;
+/// Far enough that no timer fires while measured.
+pub const TIMER_DELAY: Duration = Duration::from_secs(3600);
+
+/// The median of `rounds`, in ns per timer.
+pub fn median_ns(mut rounds: Vec<Duration>, n: u64) -> f64 {
+    rounds.sort();
+    rounds[rounds.len() / 2].as_secs_f64() * 1e9 / n as f64
+}
+
+/// Waits until the runtime's global queue is empty (checked every millisecond): what was just
+/// spawned has run but for the few tasks still in the workers' local queues (256 each at most).
+pub async fn drained() {
+    let handle = tokio::runtime::Handle::current();
+    while handle.metrics().global_queue_depth() > 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// `timers` for the APIs whose timer is a tokio task (`tokio::spawn` of a sleep, ractor's and
+/// kameo's `send_after`), run by the process that arms them: `arm` arms one timer that would
+/// send the caller a message after [`TIMER_DELAY`] and returns its handle, `cancel` cancels one.
+///
+/// As `girder bench`: the handles go into a vector allocated before counting starts;
+/// `bytes_per_timer` is the net heap growth while the first round arms; `arm_ns` and
+/// `cancel_ns` time the calls. Both calls leave work to the runtime's workers, which `girder
+/// bench` (and Erlang) do in the call: a tokio timer enters the time wheel at its task's first
+/// poll, and `abort()` only marks the task and schedules it, to be dropped (leaving the wheel)
+/// when a worker polls it. So `arm_done_ns` times from the first call until the runtime's global
+/// queue is empty (every new task polled but for a few hundred, 1 ms resolution), and
+/// `cancel_done_ns` until every cancelled task is gone (handles dropped too, 1 ms resolution);
+/// `retained_bytes_per_timer` is what the first round still holds then (0: all freed). Between
+/// the arm and cancel phases, 20 ms more for the tasks in the workers' local queues.
+pub async fn task_timers<H>(n: u64, mut arm: impl FnMut() -> H, mut cancel: impl FnMut(&H)) -> Outcome {
+    let handle = tokio::runtime::Handle::current();
+    let mut handles: Vec<H> = Vec::with_capacity(n as usize);
+    let before = handle.metrics().num_alive_tasks();
+    let (mut arms, mut armed, mut cancels, mut dones) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut bytes, mut retained) = (0, 0);
+    for round in 0..TIMER_ROUNDS {
+        if round == 0 {
+            count_start();
+        }
+        let t0 = Instant::now();
+        for _ in 0..n {
+            handles.push(arm());
+        }
+        arms.push(t0.elapsed());
+        if round == 0 {
+            bytes = count_peek();
+        }
+        drained().await;
+        armed.push(t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let t0 = Instant::now();
+        for h in &handles {
+            cancel(h);
+        }
+        cancels.push(t0.elapsed());
+        handles.clear();
+        while handle.metrics().num_alive_tasks() > before {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        dones.push(t0.elapsed());
+        if round == 0 {
+            retained = count_stop();
+        }
+    }
+    vec![
+        ("timers", n as f64),
+        ("arm_ns", median_ns(arms, n)),
+        ("cancel_ns", median_ns(cancels, n)),
+        ("bytes_per_timer", per_proc(bytes, n)),
+        ("arm_done_ns", median_ns(armed, n)),
+        ("cancel_done_ns", median_ns(dones, n)),
+        ("retained_bytes_per_timer", per_proc(retained, n)),
+    ]
 }

@@ -26,6 +26,7 @@ pub fn run(workload: &str, scale: f64) -> Outcome {
                 "call_c1" => calls(1, c.c1_calls).await,
                 "call_c100" => calls(c.c100_callers, c.c100_calls).await,
                 "fanin" => fanin(c.fanin_producers, c.fanin_each).await,
+                "timers" => timers(c.timers).await,
                 _ => unreachable!(),
             }
         })
@@ -279,4 +280,48 @@ async fn fanin(producers: usize, each: u64) -> Outcome {
     }
     rx.await.unwrap();
     vec![("msgs_per_s", total as f64 / t0.elapsed().as_secs_f64())]
+}
+
+/// Arms its timers for itself with kameo's delayed send, `actor_ref.tell(msg).send_after(d)`
+/// (a tokio task that sleeps, then sends), and cancels them with `abort()` on the returned
+/// `JoinHandle`: the rounds of `common::task_timers`, in its handler.
+struct TimerActor {
+    n: u64,
+}
+
+impl Actor for TimerActor {
+    type Args = u64;
+    type Error = Infallible;
+    async fn on_start(n: u64, _: ActorRef<Self>) -> Result<Self, Self::Error> {
+        Ok(TimerActor { n })
+    }
+}
+
+struct StartTimers(oneshot::Sender<Outcome>);
+struct Tick;
+
+impl Message<StartTimers> for TimerActor {
+    type Reply = ();
+    async fn handle(&mut self, StartTimers(reply): StartTimers, ctx: &mut Context<Self, ()>) {
+        let me = ctx.actor_ref();
+        let out = common::task_timers(self.n, || me.tell(Tick).send_after(common::TIMER_DELAY), |h| h.abort()).await;
+        let _ = reply.send(out);
+    }
+}
+
+impl Message<Tick> for TimerActor {
+    type Reply = ();
+    async fn handle(&mut self, _: Tick, _: &mut Context<Self, ()>) {
+        unreachable!("no timer fires within the hour");
+    }
+}
+
+async fn timers(n: u64) -> Outcome {
+    let actor = unbounded::<TimerActor>(n);
+    let (tx, rx) = oneshot::channel();
+    actor.tell(StartTimers(tx)).try_send().unwrap();
+    let out = rx.await.unwrap();
+    let _ = actor.stop_gracefully().await;
+    actor.wait_for_shutdown().await;
+    out
 }

@@ -12,7 +12,7 @@ mod tokio_peer;
 #[global_allocator]
 static GLOBAL: common::Counting = common::Counting;
 
-pub const WORKLOADS: [&str; 6] = ["spawn", "ring", "pingpong", "call_c1", "call_c100", "fanin"];
+pub const WORKLOADS: [&str; 7] = ["spawn", "ring", "pingpong", "call_c1", "call_c100", "fanin", "timers"];
 
 fn main() {
     common::one_arena_unless_set();

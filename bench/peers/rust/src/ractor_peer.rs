@@ -22,6 +22,7 @@ pub fn run(workload: &str, scale: f64) -> Outcome {
                 "call_c1" => calls(1, c.c1_calls).await,
                 "call_c100" => calls(c.c100_callers, c.c100_calls).await,
                 "fanin" => fanin(c.fanin_producers, c.fanin_each).await,
+                "timers" => timers(c.timers).await,
                 _ => unreachable!(),
             }
         })
@@ -242,4 +243,49 @@ async fn fanin(producers: usize, each: u64) -> Outcome {
     }
     rx.await.unwrap();
     vec![("msgs_per_s", total as f64 / t0.elapsed().as_secs_f64())]
+}
+
+enum TimerMsg {
+    Start(oneshot::Sender<Outcome>),
+    Tick,
+}
+
+/// Arms its timers for itself with ractor's timer API, `ActorRef::send_after` (a tokio task
+/// that sleeps, then sends; `ractor::time::send_after` underneath), and cancels them with
+/// `abort()` on the returned `JoinHandle`: the rounds of `common::task_timers`, in its handler.
+struct TimerActor;
+
+impl Actor for TimerActor {
+    type Msg = TimerMsg;
+    type State = u64;
+    type Arguments = u64;
+    async fn pre_start(&self, _: ActorRef<TimerMsg>, n: u64) -> Result<u64, ActorProcessingErr> {
+        Ok(n)
+    }
+    async fn handle(&self, myself: ActorRef<TimerMsg>, msg: TimerMsg, n: &mut u64) -> Result<(), ActorProcessingErr> {
+        match msg {
+            TimerMsg::Start(reply) => {
+                let n = *n;
+                let out = common::task_timers(
+                    n,
+                    || myself.send_after(common::TIMER_DELAY, || TimerMsg::Tick),
+                    |h| h.abort(),
+                )
+                .await;
+                let _ = reply.send(out);
+            }
+            TimerMsg::Tick => unreachable!("no timer fires within the hour"),
+        }
+        Ok(())
+    }
+}
+
+async fn timers(n: u64) -> Outcome {
+    let (actor, join) = Actor::spawn(None, TimerActor, n).await.unwrap();
+    let (tx, rx) = oneshot::channel();
+    actor.cast(TimerMsg::Start(tx)).unwrap();
+    let out = rx.await.unwrap();
+    actor.stop(None);
+    join.await.unwrap();
+    out
 }

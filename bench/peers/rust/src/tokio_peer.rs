@@ -1,11 +1,13 @@
 //! Raw tokio, the floor: each process is a task with an unbounded mpsc receiver; a call is
-//! mpsc + oneshot.
+//! mpsc + oneshot; a timer is a task that sleeps, then sends (and tokio-util's `DelayQueue`
+//! beside it).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::time::DelayQueue;
 
 use crate::common::{self, Outcome};
 
@@ -22,6 +24,7 @@ pub fn run(workload: &str, scale: f64) -> Outcome {
                 "call_c1" => calls(1, c.c1_calls).await,
                 "call_c100" => calls(c.c100_callers, c.c100_calls).await,
                 "fanin" => fanin(c.fanin_producers, c.fanin_each).await,
+                "timers" => timers(c.timers).await,
                 _ => unreachable!(),
             }
         })
@@ -172,4 +175,65 @@ async fn fanin(producers: usize, each: u64) -> Outcome {
     }
     done_rx.await.unwrap();
     vec![("msgs_per_s", total as f64 / t0.elapsed().as_secs_f64())]
+}
+
+/// `timers`, as a tokio user sends a message later: a task that sleeps, then sends to the
+/// arming process's mailbox; cancelled with `abort()` on its `JoinHandle` (see
+/// `common::task_timers`). Then the same with a `tokio_util::time::DelayQueue` owned by the
+/// arming task (`insert`, `remove` by key): the `dq_` keys.
+async fn timers(n: u64) -> Outcome {
+    let (tx, _mailbox) = mpsc::unbounded_channel::<()>();
+    let mut out = common::task_timers(
+        n,
+        || {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(common::TIMER_DELAY).await;
+                let _ = tx.send(());
+            })
+        },
+        |h| h.abort(),
+    )
+    .await;
+    out.extend(delay_queue(n));
+    out
+}
+
+/// One `DelayQueue` for every round (reused, as Girder's per-thread wheel is: only the first
+/// round grows its slab). `remove` takes the entry out at once; the slab keeps its capacity
+/// until the queue is dropped or shrunk: `dq_retained_bytes_per_timer`.
+fn delay_queue(n: u64) -> Outcome {
+    let mut dq: DelayQueue<()> = DelayQueue::new();
+    let mut keys = Vec::with_capacity(n as usize);
+    let (mut arms, mut cancels) = (Vec::new(), Vec::new());
+    let (mut bytes, mut retained) = (0, 0);
+    for round in 0..common::TIMER_ROUNDS {
+        if round == 0 {
+            common::count_start();
+        }
+        let t0 = Instant::now();
+        for _ in 0..n {
+            keys.push(dq.insert((), common::TIMER_DELAY));
+        }
+        arms.push(t0.elapsed());
+        if round == 0 {
+            bytes = common::count_peek();
+        }
+        let t0 = Instant::now();
+        for k in &keys {
+            dq.remove(k);
+        }
+        cancels.push(t0.elapsed());
+        keys.clear();
+        if round == 0 {
+            retained = common::count_stop();
+        }
+    }
+    assert!(dq.is_empty());
+    vec![
+        ("dq_arm_ns", common::median_ns(arms, n)),
+        ("dq_cancel_ns", common::median_ns(cancels, n)),
+        ("dq_bytes_per_timer", common::per_proc(bytes, n)),
+        ("dq_retained_bytes_per_timer", common::per_proc(retained, n)),
+    ]
 }

@@ -132,7 +132,7 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
         ..MembershipConfig::default()
     };
     let membership = Arc::new(
-        Membership::start(me, &seeds, membership_cfg)
+        Membership::start(dist.node(), me, &seeds, membership_cfg)
             .await
             .map_err(|e| format!("cannot start membership on {listen}: {e}"))?,
     );

@@ -191,25 +191,14 @@ impl ConnectionHandle {
     }
 }
 
-/// Starts the reader and writer of an established connection as tokio tasks. Returns the
+/// Starts the reader and writer of an established connection as tasks of `node`
+/// ([`spawn_task`](girder::Node::spawn_task): beside the node's processes). Returns the
 /// sending handle and the receiver of delivered messages. Dropping every handle closes the
 /// connection.
 pub fn start<S>(
+    node: &girder::Node,
     conn: Framed<S, FrameCodec>,
     cfg: ConnectionConfig,
-) -> (ConnectionHandle, mpsc::Receiver<Received>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    start_with(conn, cfg, |task| drop(tokio::spawn(task)))
-}
-
-/// Like [`start`], with the reader and writer started by `spawn` (a node's
-/// [`spawn_task`](girder::Node::spawn_task), so they run beside the node's processes).
-pub fn start_with<S>(
-    conn: Framed<S, FrameCodec>,
-    cfg: ConnectionConfig,
-    spawn: impl Fn(futures_util::future::BoxFuture<'static, ()>),
 ) -> (ConnectionHandle, mpsc::Receiver<Received>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -237,16 +226,16 @@ where
     let writer_lost = lost_rx.clone();
     let wcfg = cfg.clone();
     let wstats = stats.clone();
-    spawn(Box::pin(async move {
+    node.spawn_task(async move {
         let why = write_loop(sink, out_rx, wcfg, writer_lost, &wstats).await;
         writer_report(why);
-    }));
+    });
     let reader_lost = lost_rx.clone();
     let rstats = stats.clone();
-    spawn(Box::pin(async move {
+    node.spawn_task(async move {
         let why = read_loop(stream, in_tx, cfg, reader_lost, &rstats).await;
         report(why);
-    }));
+    });
     (
         ConnectionHandle {
             tx: out_tx,

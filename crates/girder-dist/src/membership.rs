@@ -163,7 +163,8 @@ pub struct Membership {
     /// Subscribed before the agent started, so the first subscriber misses nothing.
     first: std::sync::Mutex<Option<broadcast::Receiver<MemberEvent>>>,
     view: watch::Receiver<Vec<Member>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The reader and the agent, run by the node's tasks and ended with the membership.
+    tasks: std::sync::Mutex<Vec<girder::OwnedTask>>,
 }
 
 impl Membership {
@@ -171,6 +172,7 @@ impl Membership {
     /// members; unreachable ones are harmless).
     /// A port of 0 in `me.addr` binds any free port; [`me`](Self::me) then has the real one.
     pub async fn start(
+        node: &girder::Node,
         mut me: Member,
         seeds: &[SocketAddr],
         cfg: MembershipConfig,
@@ -201,7 +203,7 @@ impl Membership {
             let socket = socket.clone();
             let input = input_tx.clone();
             let cookie = cfg.cookie.clone();
-            tokio::spawn(async move {
+            node.spawn_owned(async move {
                 let mut buf = vec![0u8; max_packet.max(65_536)];
                 loop {
                     let Ok((n, from)) = socket.recv_from(&mut buf).await else {
@@ -219,12 +221,15 @@ impl Membership {
 
         let agent = {
             let events = events.clone();
-            let timers = input_tx.clone();
+            let timers = Timers {
+                node: node.clone(),
+                input: input_tx.clone(),
+            };
             let seeds: Vec<SocketAddr> = seeds.to_vec();
             let rejoin_every = cfg.rejoin_every;
             let me = me.clone();
             let cookie = cfg.cookie.clone();
-            tokio::spawn(async move {
+            node.spawn_owned(async move {
                 let mut rt = foca::AccumulatingRuntime::new();
                 for seed in seeds.iter().copied().filter(|s| *s != me.addr) {
                     let _ = foca.announce(placeholder(seed), &mut rt);
@@ -302,7 +307,7 @@ impl Membership {
             events,
             first: std::sync::Mutex::new(Some(first)),
             view,
-            tasks: vec![reader, agent],
+            tasks: std::sync::Mutex::new(vec![reader, agent]),
         })
     }
 
@@ -335,9 +340,7 @@ impl Membership {
         if self.input.send(Input::Leave(tx)).await.is_ok() {
             let _ = rx.await;
         }
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.tasks.lock().expect("not poisoned").clear();
     }
 }
 
@@ -371,19 +374,17 @@ pub async fn discover(target: &str) -> std::io::Result<Vec<SocketAddr>> {
     Ok(seeds)
 }
 
-impl Drop for Membership {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
+/// Where the protocol's timers go: a task of the node each, sleeping then sending to the agent.
+struct Timers {
+    node: girder::Node,
+    input: mpsc::Sender<Input>,
 }
 
 async fn flush(
     rt: &mut foca::AccumulatingRuntime<Member>,
     socket: &Arc<dyn Datagrams>,
     cookie: Option<&Cookie>,
-    timers: &mpsc::Sender<Input>,
+    timers: &Timers,
     events: &broadcast::Sender<MemberEvent>,
     foca: &Foca<Member, PostcardCodec, StdRng, foca::NoCustomBroadcast>,
     view: &watch::Sender<Vec<Member>>,
@@ -402,10 +403,10 @@ async fn flush(
         }
     }
     while let Some((delay, timer)) = rt.to_schedule() {
-        let timers = timers.clone();
-        tokio::spawn(async move {
+        let input = timers.input.clone();
+        timers.node.spawn_task(async move {
             tokio::time::sleep(delay).await;
-            let _ = timers.send(Input::Timer(timer)).await;
+            let _ = input.send(Input::Timer(timer)).await;
         });
     }
     let mut happened = Vec::new();

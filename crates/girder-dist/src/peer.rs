@@ -79,6 +79,8 @@ pub(crate) struct Peer {
     pub(crate) past: [std::sync::atomic::AtomicU64; 4],
     /// Signals and replies that found the connection's queue full (see `send_reliable`).
     overflow: Mutex<Overflow>,
+    /// The local node, whose tasks drain `overflow`.
+    node: girder::Node,
 }
 
 #[derive(Default)]
@@ -98,6 +100,11 @@ pub(crate) enum Unsent {
 }
 
 impl Peer {
+    /// The local node.
+    pub(crate) fn node(&self) -> &girder::Node {
+        &self.node
+    }
+
     /// Queues a packet on a live or starting connection; never dials.
     pub(crate) fn send_now(&self, stream: u64, bytes: Bytes, limit: usize) -> Result<(), Unsent> {
         let mut st = self.state.lock();
@@ -206,7 +213,8 @@ impl Peer {
         if !overflow.draining {
             overflow.draining = true;
             let me = self.clone();
-            tokio::spawn(async move { me.drain_overflow(limit).await });
+            self.node
+                .spawn_task(async move { me.drain_overflow(limit).await });
         }
     }
 
@@ -284,6 +292,7 @@ impl Peer {
 /// Every node this node knows, numbered for local pids (index 0 is this node).
 pub(crate) struct NodeTable {
     pub(crate) me: NodeName,
+    node: girder::Node,
     me_str: Arc<str>,
     by_name: RwLock<HashMap<NodeName, Arc<Peer>>>,
     /// Peer with index `i` is at `i - 1`; indices are never reused.
@@ -291,10 +300,11 @@ pub(crate) struct NodeTable {
 }
 
 impl NodeTable {
-    pub(crate) fn new(me: NodeName) -> Self {
+    pub(crate) fn new(me: NodeName, node: girder::Node) -> Self {
         NodeTable {
             me_str: Arc::from(me.as_str()),
             me,
+            node,
             by_name: RwLock::new(HashMap::new()),
             by_idx: RwLock::new(Vec::new()),
         }
@@ -318,6 +328,7 @@ impl NodeTable {
             changed: Notify::new(),
             past: Default::default(),
             overflow: Default::default(),
+            node: self.node.clone(),
         });
         by_idx.push(peer.clone());
         by_name.insert(name.clone(), peer.clone());

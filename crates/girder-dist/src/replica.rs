@@ -253,7 +253,7 @@ impl Service {
     /// The services need a connection to every node that runs them.
     fn reach(&self, node: NodeName) {
         let dist = self.dist.clone();
-        tokio::spawn(async move {
+        self.dist.node().spawn_task(async move {
             let _ = dist.connect(&node).await;
         });
     }
@@ -281,7 +281,7 @@ impl Service {
     /// brings its own.
     fn greet(&self, node: NodeName) {
         let (dist, name, me) = (self.dist.clone(), self.name.clone(), self.me);
-        tokio::spawn(async move {
+        self.dist.node().spawn_task(async move {
             if let Ok(Some(service)) = dist.whereis(&node, &name).await {
                 let _ = dist.addr::<SyncMsg>(me).send(SyncMsg::Greet { service });
             }

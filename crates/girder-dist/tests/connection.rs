@@ -42,8 +42,8 @@ async fn connected(
         handshake::accept(sb.unwrap().0, &hb, |_: &NodeName, _| Ok::<(), Refusal>(()))
     );
     (
-        connection::start(ra.unwrap().1, a),
-        connection::start(rb.unwrap().1, b),
+        connection::start(&girder::Node::new("c"), ra.unwrap().1, a),
+        connection::start(&girder::Node::new("c"), rb.unwrap().1, b),
     )
 }
 
@@ -89,7 +89,11 @@ async fn a_large_message_does_not_hold_up_other_streams() {
         dead_after: Duration::from_secs(60),
         ..ConnectionConfig::default()
     };
-    let (a, _rx) = connection::start(Framed::new(mine, FrameCodec::default()), cfg);
+    let (a, _rx) = connection::start(
+        &girder::Node::new("c"),
+        Framed::new(mine, FrameCodec::default()),
+        cfg,
+    );
     let big: Bytes = (0..2 * 1024 * 1024u32)
         .map(|i| (i % 251) as u8)
         .collect::<Vec<_>>()
@@ -99,6 +103,7 @@ async fn a_large_message_does_not_hold_up_other_streams() {
     a.send(1, Bytes::from_static(b"after the big one")).unwrap();
     // Now read what went out, frame by frame, with the receiving side's reassembly.
     let (_b, mut from_a) = connection::start(
+        &girder::Node::new("c"),
         Framed::new(theirs, FrameCodec::default()),
         ConnectionConfig {
             dead_after: Duration::from_secs(60),
@@ -148,6 +153,7 @@ async fn ticks_keep_an_idle_connection_alive_and_silence_kills_it() {
     );
     let _silent_peer = ra.unwrap().1; // never started: sends no ticks
     let (watch, _rx) = connection::start(
+        &girder::Node::new("c"),
         rb.unwrap().1,
         ConnectionConfig {
             dead_after: Duration::from_millis(300),
@@ -191,7 +197,11 @@ async fn a_full_send_queue_says_so() {
         dead_after: Duration::from_secs(60),
         ..ConnectionConfig::default()
     };
-    let (h, _rx) = connection::start(Framed::new(mine, FrameCodec::default()), cfg);
+    let (h, _rx) = connection::start(
+        &girder::Node::new("c"),
+        Framed::new(mine, FrameCodec::default()),
+        cfg,
+    );
     let payload = Bytes::from(vec![0u8; 4096]);
     let mut full = false;
     for _ in 0..10_000 {
@@ -215,7 +225,11 @@ async fn raw_peer(
     mpsc::Receiver<Received>,
 ) {
     let (mine, theirs) = tokio::io::duplex(1 << 20);
-    let (h, rx) = connection::start(Framed::new(mine, FrameCodec::default()), cfg);
+    let (h, rx) = connection::start(
+        &girder::Node::new("c"),
+        Framed::new(mine, FrameCodec::default()),
+        cfg,
+    );
     (Framed::new(theirs, FrameCodec::default()), h, rx)
 }
 

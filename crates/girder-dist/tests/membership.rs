@@ -21,6 +21,7 @@ fn member(name: &str, addr: &str, creation: u32) -> Member {
 
 async fn start(name: &str, seeds: &[SocketAddr]) -> Membership {
     Membership::start(
+        &girder::Node::new("m"),
         member(name, "127.0.0.1:0", 1),
         seeds,
         MembershipConfig::default(),
@@ -90,6 +91,7 @@ async fn a_restarted_member_replaces_its_old_incarnation() {
     let mut a = start("a@127.0.0.1", &[]).await;
     let seed = a.me().addr;
     let b1 = Membership::start(
+        &girder::Node::new("m"),
         member("b@127.0.0.1", "127.0.0.1:0", 1),
         &[seed],
         MembershipConfig::default(),
@@ -105,6 +107,7 @@ async fn a_restarted_member_replaces_its_old_incarnation() {
     let mut restarted = None;
     for _ in 0..100 {
         match Membership::start(
+            &girder::Node::new("m"),
             member("b@127.0.0.1", &b_addr.to_string(), 2),
             &[seed],
             MembershipConfig::default(),
@@ -157,6 +160,7 @@ async fn with_a_cookie_only_members_holding_it_can_join() {
         ..MembershipConfig::default()
     };
     let mut a = Membership::start(
+        &girder::Node::new("m"),
         member("a@127.0.0.1", "127.0.0.1:0", 1),
         &[],
         cfg("the-cluster-cookie-1"),
@@ -165,6 +169,7 @@ async fn with_a_cookie_only_members_holding_it_can_join() {
     .unwrap();
     let seed = a.me().addr;
     let mut b = Membership::start(
+        &girder::Node::new("m"),
         member("b@127.0.0.1", "127.0.0.1:0", 1),
         &[seed],
         cfg("the-cluster-cookie-1"),
@@ -172,6 +177,7 @@ async fn with_a_cookie_only_members_holding_it_can_join() {
     .await
     .unwrap();
     let mut intruder = Membership::start(
+        &girder::Node::new("m"),
         member("x@127.0.0.1", "127.0.0.1:0", 1),
         &[seed],
         cfg("not-the-cluster-cookie"),
@@ -179,6 +185,7 @@ async fn with_a_cookie_only_members_holding_it_can_join() {
     .await
     .unwrap();
     let no_cookie = Membership::start(
+        &girder::Node::new("m"),
         member("y@127.0.0.1", "127.0.0.1:0", 1),
         &[seed],
         MembershipConfig::default(),

@@ -410,14 +410,15 @@ fn membership_converges_notices_a_partitioned_member_and_takes_it_back() {
     };
     for host in ["b", "c"] {
         sim.host(host, move || async move {
-            let m = Membership::start(member(host), &[addr("a")], cfg()).await?;
+            let m = Membership::start(&girder::Node::new("m"), member(host), &[addr("a")], cfg())
+                .await?;
             std::future::pending::<()>().await;
             drop(m);
             Ok(())
         });
     }
     sim.client("a", async move {
-        let m = Membership::start(member("a"), &[], cfg()).await?;
+        let m = Membership::start(&girder::Node::new("m"), member("a"), &[], cfg()).await?;
         let mut events = m.subscribe();
         let count = |m: &Membership| m.members().len();
         while count(&m) < 2 {

@@ -156,6 +156,7 @@ async fn distribution_metrics_have_help_and_type_lines() {
         .await
         .unwrap();
     let membership = Membership::start(
+        a.node(),
         Member {
             name: a.name().clone(),
             addr: "127.0.0.1:0".parse().unwrap(),

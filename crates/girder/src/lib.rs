@@ -95,7 +95,7 @@ pub use event::{EventHandler, EventManager};
 pub use exit::ExitReason;
 pub use introspect::ProcessInfo;
 pub use mailbox::SendError;
-pub use node::{LinkError, LookupError, Node, NodeBuilder};
+pub use node::{LinkError, LookupError, Node, NodeBuilder, OwnedTask};
 pub use pid::Pid;
 pub use process::{Addr, Context, Down, Event, MonitorRef, SpawnOptions};
 pub use registry::RegisterError;

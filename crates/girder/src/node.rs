@@ -212,6 +212,32 @@ impl Node {
         }
     }
 
+    /// Like [`spawn_task`](Self::spawn_task), for a task its owner must be able to end: it is
+    /// cancelled (its future dropped, not polled again) when the returned [`OwnedTask`] is
+    /// dropped, as an agent's reader loop ends with the agent.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let node = girder::Node::new("tasks");
+    /// let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    /// let task = node.spawn_owned(async move {
+    ///     std::future::pending::<()>().await;
+    ///     drop(tx);
+    /// });
+    /// drop(task); // cancels it: the future is dropped, and `tx` with it
+    /// assert!(rx.await.is_err());
+    /// # }
+    /// ```
+    pub fn spawn_owned<F>(&self, fut: F) -> OwnedTask
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        OwnedTask(Some(match &self.inner.spawner {
+            Some(pool) => Owned::Pool(pool.spawn(fut)),
+            None => Owned::Tokio(tokio::spawn(fut).abort_handle()),
+        }))
+    }
+
     /// What the node's [`Schedulers`](crate::Schedulers) have done (runs, steals, sleeps,
     /// cross-thread wake-ups, processes queued now), if it runs on them. Shared by every node
     /// on the same pool.
@@ -391,5 +417,40 @@ impl fmt::Debug for Node {
             .field("creation", &self.inner.creation)
             .field("processes", &self.inner.procs.len())
             .finish()
+    }
+}
+
+/// A task started by [`Node::spawn_owned`]: cancelled when dropped.
+#[must_use = "dropping an OwnedTask cancels its task"]
+pub struct OwnedTask(Option<Owned>);
+
+enum Owned {
+    Pool(crate::scheduler::ScheduledTask),
+    Tokio(tokio::task::AbortHandle),
+}
+
+impl OwnedTask {
+    /// Lets the task run to its end, owned by nobody.
+    pub fn detach(mut self) {
+        if let Some(Owned::Pool(task)) = self.0.take() {
+            task.detach();
+        }
+    }
+}
+
+impl Drop for OwnedTask {
+    fn drop(&mut self) {
+        match self.0.take() {
+            // Dropping a pool task's handle cancels it.
+            Some(Owned::Pool(task)) => drop(task),
+            Some(Owned::Tokio(h)) => h.abort(),
+            None => {}
+        }
+    }
+}
+
+impl fmt::Debug for OwnedTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OwnedTask")
     }
 }

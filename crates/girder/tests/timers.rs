@@ -302,7 +302,9 @@ async fn a_million_timers_arm_and_cancel() {
         .map(|i| send_after(&p, i, Duration::from_secs(3_600 + u64::from(i % 1_000))))
         .collect();
     assert!(timers.iter().all(|t| t.cancel()), "every timer was armed");
-    assert!(timers.iter().all(|t| !t.cancel() && t.remaining().is_none()));
+    assert!(timers
+        .iter()
+        .all(|t| !t.cancel() && t.remaining().is_none()));
     // The wheel goes on: a short timer is the first (and only) message.
     send_after(&p, n, Duration::from_millis(5));
     assert_eq!(rx.recv().await, Some(n));

@@ -14,6 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use super::Outcome;
 
 pub async fn run(messages: u64) -> Result<Outcome, String> {
+    // The connection's reader and writer are this node's tasks (tokio tasks: no schedulers).
+    let node = girder::Node::new("bench-link");
     let cookie = Cookie::new("girder-bench-link-cookie").map_err(|e| e.to_string())?;
     let cfg = |name: &str| {
         HandshakeConfig::new(NodeName::new(name).expect("valid name"), 1, cookie.clone())
@@ -36,8 +38,8 @@ pub async fn run(messages: u64) -> Result<Outcome, String> {
     );
     let (_, ca) = ra.map_err(|e| e.to_string())?;
     let (_, cb) = rb.map_err(|e| e.to_string())?;
-    let (tx, _rx_a) = connection::start(ca, ConnectionConfig::default());
-    let (_tx_b, mut rx) = connection::start(cb, ConnectionConfig::default());
+    let (tx, _rx_a) = connection::start(&node, ca, ConnectionConfig::default());
+    let (_tx_b, mut rx) = connection::start(&node, cb, ConnectionConfig::default());
     let payload = Bytes::from_static(&[7u8; 32]);
     let t0 = Instant::now();
     let sender = tokio::spawn(async move {

@@ -182,6 +182,7 @@ async fn act(cookie_path: &str) -> Result<(), String> {
     .await
     .map_err(|e| e.to_string())?;
     let membership = Membership::start(
+        dist.node(),
         Member {
             name: me,
             addr: dist.local_addr(),

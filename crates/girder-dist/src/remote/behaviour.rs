@@ -313,7 +313,7 @@ impl ReplySink for RemoteReply {
                 let (peer, stream, limit) = (self.peer.clone(), self.stream, self.limit);
                 let exited = (self.wait_exit)();
                 let callee = self.callee;
-                tokio::spawn(async move {
+                self.peer.node().spawn_task(async move {
                     let reason = exited.await;
                     tracing::debug!(%callee, %reason, "remote call's callee panicked");
                     peer.send_reliable(stream, failed(Some(reason)), limit);

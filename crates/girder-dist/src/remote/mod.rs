@@ -119,7 +119,7 @@ impl DistNode {
         }
         self.inner.exports.insert(pid.id(), inbox);
         let inner = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
+        self.inner.node.spawn_task(async move {
             let reason = addr.wait_exit().await;
             if let Some(inner) = inner.upgrade() {
                 if let Some((_, inbox)) = inner.exports.remove(&pid.id()) {

@@ -94,7 +94,14 @@ pub(crate) struct Spawner(Arc<Shared>);
 /// A task on the pool. Dropping it cancels the task (the pool drops its future unpolled, the
 /// way tokio's abort does): how a process on the pool is killed.
 pub(crate) struct ScheduledTask {
-    _task: task::TaskHandle<pool::Pool>,
+    task: task::TaskHandle<pool::Pool>,
+}
+
+impl ScheduledTask {
+    /// Lets the task run to its end without this handle.
+    pub(crate) fn detach(self) {
+        self.task.detach();
+    }
 }
 
 impl Spawner {
@@ -104,7 +111,7 @@ impl Spawner {
         F: Future<Output = ()> + Send + 'static,
     {
         ScheduledTask {
-            _task: self.0.spawn(fut),
+            task: self.0.spawn(fut),
         }
     }
 

@@ -1,0 +1,116 @@
+//! How a [`DistNode`](super::DistNode) runs, and what it reports: its configuration, connect
+//! errors, node events and peers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::connection::ConnectionConfig;
+use crate::tls::TlsConfig;
+use crate::{Cookie, NodeName};
+
+/// How a [`DistNode`] runs.
+#[derive(Clone)]
+pub struct DistConfig {
+    /// This node's name.
+    pub name: NodeName,
+    /// The cluster's shared secret.
+    pub cookie: Cookie,
+    /// Where to listen for peers (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Mutual TLS under the handshake, if set.
+    pub tls: Option<Arc<TlsConfig>>,
+    /// Per-connection limits and liveness.
+    pub connection: ConnectionConfig,
+    /// How long a dial (TCP, TLS and handshake) may take.
+    pub connect_timeout: Duration,
+    /// Where connections go: real TCP by default.
+    pub network: Arc<dyn crate::transport::Network>,
+    /// How long a connection's receiver stays busy waiting for more after traffic before it
+    /// sleeps (zero: never). Trades a little CPU for request-reply latency, like the BEAM's
+    /// scheduler busy-wait.
+    pub busy_poll: Duration,
+}
+
+impl DistConfig {
+    /// Defaults: no TLS, default connection settings, 5 s dials, 50 µs busy polling.
+    pub fn new(name: NodeName, cookie: Cookie, listen: SocketAddr) -> Self {
+        DistConfig {
+            name,
+            cookie,
+            listen,
+            tls: None,
+            connection: ConnectionConfig::default(),
+            connect_timeout: Duration::from_secs(5),
+            network: crate::transport::tokio_network(),
+            // Measured on 2 cores (docs/benchmarks.md): 50 µs turns a 64 µs remote call into
+            // 15 µs; longer spins steal the CPU the other side needs.
+            busy_poll: Duration::from_micros(50),
+        }
+    }
+}
+
+/// Why a node could not be reached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// No address is known for the node (add one, or follow a membership).
+    #[error("no address known for {0}")]
+    NoAddress(NodeName),
+    /// The dial failed or the peer refused it.
+    #[error("could not connect to {0}")]
+    Failed(NodeName),
+    /// The dial did not finish in time.
+    #[error("connecting to {0} timed out")]
+    Timeout(NodeName),
+}
+
+/// A change in this node's connections (Erlang's `net_kernel:monitor_nodes/1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// An address became known for a node (it can be dialled now).
+    Discovered(NodeName),
+    /// A connection to the node is up.
+    Up(NodeName),
+    /// The connection to the node is gone; links and monitors across it have fired.
+    Down {
+        /// The node.
+        node: NodeName,
+        /// Why, in words.
+        reason: String,
+    },
+    /// A dial to the node failed (unreachable, TLS or handshake refused).
+    DialFailed {
+        /// The node.
+        node: NodeName,
+        /// Why, in words.
+        reason: String,
+    },
+    /// An incoming connection was refused (TLS, wrong cookie, duplicate or stale name).
+    Refused {
+        /// Where it came from.
+        from: SocketAddr,
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+/// A known node as [`DistNode::peers`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PeerInfo {
+    /// Its name.
+    pub name: NodeName,
+    /// True while a connection is up.
+    pub connected: bool,
+    /// Its incarnation, while connected.
+    pub creation: Option<u32>,
+    /// Where it is dialled, if known.
+    pub address: Option<SocketAddr>,
+    /// Bytes sent to it, over all connections so far.
+    pub bytes_out: u64,
+    /// Bytes received from it.
+    pub bytes_in: u64,
+    /// Messages (packets) sent to it.
+    pub messages_out: u64,
+    /// Messages received from it.
+    pub messages_in: u64,
+}

@@ -1,0 +1,353 @@
+//! [`DistNode`]: a girder [`Node`] made reachable from other nodes (Erlang's `net_kernel`).
+//!
+//! It listens for peers, dials them on demand (the first send, link or monitor to one of their
+//! processes), keeps one connection per pair of nodes, and turns the core's remote signals into
+//! packets and back. When a connection is lost, every link and monitor that crossed it fires
+//! with `noconnection` and every call waiting on it fails at once.
+//!
+//! By job: `config` (how a node runs and what it reports), this module (the public handle),
+//! `connections` (each peer's connection life: admission, establishment, loss, redial),
+//! `listen` (accepting and dialling sockets through the handshake) and `hooks` (the core's
+//! link, monitor and exit signals as packets).
+
+mod config;
+mod connections;
+mod hooks;
+mod listen;
+
+pub use config::{ConnectError, DistConfig, NodeEvent, PeerInfo};
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use girder::remote::PidTranslation;
+use girder::{Node, Pid};
+
+use crate::handshake::HandshakeConfig;
+use crate::peer::{NodeTable, State};
+use crate::remote::Inbox;
+use crate::wire::{self, Packet};
+use crate::NodeName;
+use hooks::Hooks;
+use listen::accept_loop;
+
+/// A girder [`Node`] reachable from other nodes.
+///
+/// ```
+/// # #[tokio::main] async fn main() {
+/// use girder::{Event, ExitReason, Node};
+/// use girder_dist::{Cookie, DistConfig, DistNode, NodeName};
+///
+/// let cookie = Cookie::new("a-cookie-of-decent-length").unwrap();
+/// let start = |name: &str| {
+///     let cfg = DistConfig::new(NodeName::new(name).unwrap(), cookie.clone(), "127.0.0.1:0".parse().unwrap());
+///     DistNode::start(Node::new(name), cfg)
+/// };
+/// let (a, b) = (start("a@localhost").await.unwrap(), start("b@localhost").await.unwrap());
+/// a.add_address(b.name().clone(), b.local_addr());
+///
+/// // A process on b that takes strings, exported so other nodes can reach it.
+/// let echo = b.node().spawn(|mut ctx: girder::Context<String>| async move {
+///     match ctx.recv().await {
+///         Event::Message(text) => ExitReason::error(text),
+///         _ => ExitReason::Normal,
+///     }
+/// });
+/// b.export(&echo);
+///
+/// // a sends to it through a remote handle made from its pid.
+/// let pid = a.whereis(b.name(), "nobody").await.unwrap();
+/// assert_eq!(pid, None);
+/// let remote = a.remote::<String>(b.name(), echo.pid());
+/// remote.send("hello".to_string()).unwrap();
+/// assert_eq!(echo.wait_exit().await, ExitReason::error("hello"));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct DistNode {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) node: Node,
+    pub(crate) cfg: DistConfig,
+    hs: HandshakeConfig,
+    local_addr: SocketAddr,
+    pub(crate) table: Arc<NodeTable>,
+    pub(crate) translation: Arc<dyn PidTranslation>,
+    addresses: DashMap<NodeName, SocketAddr>,
+    pub(crate) exports: DashMap<u64, Arc<dyn Inbox>>,
+    next_ref: AtomicU64,
+    next_gen: AtomicU64,
+    /// Dropped to stop the accept loop.
+    listener: parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// Set by `shutdown`: no connection is dialled, admitted or established from then on.
+    stopped: AtomicBool,
+    events: tokio::sync::broadcast::Sender<NodeEvent>,
+}
+
+impl DistNode {
+    /// Starts listening and installs itself as `node`'s distribution layer.
+    pub async fn start(node: Node, cfg: DistConfig) -> std::io::Result<DistNode> {
+        let listener = cfg.network.listen(cfg.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let table = Arc::new(NodeTable::new(cfg.name.clone(), node.clone()));
+        let inner = Arc::new(Inner {
+            hs: HandshakeConfig::new(cfg.name.clone(), node.creation(), cfg.cookie.clone()),
+            node: node.clone(),
+            cfg,
+            local_addr,
+            translation: table.clone(),
+            table,
+            addresses: DashMap::new(),
+            exports: DashMap::new(),
+            next_ref: AtomicU64::new(1),
+            next_gen: AtomicU64::new(1),
+            listener: parking_lot::Mutex::new(None),
+            stopped: AtomicBool::new(false),
+            events: tokio::sync::broadcast::channel(1024).0,
+        });
+        let hooks = Arc::new(Hooks(Arc::downgrade(&inner)));
+        if node.set_distribution(hooks).is_err() {
+            return Err(std::io::Error::other(format!(
+                "node {} already has a distribution layer",
+                node.name()
+            )));
+        }
+        let weak = Arc::downgrade(&inner);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        *inner.listener.lock() = Some(stop);
+        // Accepted where the node's processes run, so each socket's I/O is driven there.
+        inner.node.spawn_task(accept_loop(weak, listener, stopped));
+        Ok(DistNode { inner })
+    }
+
+    /// The local node.
+    pub fn node(&self) -> &Node {
+        &self.inner.node
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &NodeName {
+        &self.inner.cfg.name
+    }
+
+    /// The address peers reach this node at.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Records where `name` listens, so it can be dialled on demand.
+    pub fn add_address(&self, name: NodeName, addr: SocketAddr) {
+        if name == self.inner.cfg.name {
+            return;
+        }
+        if self.inner.addresses.insert(name.clone(), addr) != Some(addr) {
+            let _ = self.inner.events.send(NodeEvent::Discovered(name));
+        }
+    }
+
+    /// The nodes with a known address (connected or not).
+    pub fn known(&self) -> Vec<NodeName> {
+        self.inner
+            .addresses
+            .iter()
+            .map(|e| e.key().clone())
+            .collect()
+    }
+
+    /// Connection events from now on. A slow subscriber that falls more than 1024 events
+    /// behind misses the oldest (and is told so by the receiver); [`connected`](Self::connected)
+    /// gives the current state.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<NodeEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Takes node addresses and failures from a membership: members' addresses become
+    /// dialable (a member's TCP listener shares its membership address), and a member that
+    /// membership declares down is disconnected at once, even if its TCP connection still looks
+    /// alive (a frozen or partitioned node). Connections stay on demand.
+    pub fn follow(&self, membership: &crate::Membership) {
+        for m in membership.members() {
+            self.add_address(m.name.clone(), m.addr);
+        }
+        let mut events = membership.subscribe();
+        let me = Arc::downgrade(&self.inner);
+        self.inner.node.spawn_task(async move {
+            loop {
+                let event = match events.recv().await {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                };
+                let Some(inner) = me.upgrade() else { return };
+                let dist = DistNode { inner };
+                match event {
+                    crate::MemberEvent::Up(m) => dist.add_address(m.name, m.addr),
+                    crate::MemberEvent::Down(m) => {
+                        dist.inner.addresses.remove(&m.name);
+                        dist.disconnect(&m.name);
+                    }
+                    crate::MemberEvent::Replaced { new, .. } => {
+                        dist.disconnect(&new.name);
+                        dist.add_address(new.name, new.addr);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Connects to `name` now (sends connect on demand anyway), waiting until the connection is
+    /// up. Erlang's `net_kernel:connect_node/1`.
+    pub async fn connect(&self, name: &NodeName) -> Result<(), ConnectError> {
+        let peer = self.inner.table.peer(name);
+        let deadline = tokio::time::Instant::now() + self.inner.cfg.connect_timeout;
+        loop {
+            let changed = peer.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let idle = match &*peer.state.lock() {
+                State::Up { .. } => return Ok(()),
+                State::Connecting { .. } => false,
+                State::Idle => true,
+            };
+            if idle {
+                if !self.inner.addresses.contains_key(name) {
+                    return Err(ConnectError::NoAddress(name.clone()));
+                }
+                if self.inner.dial_if_idle(&peer).is_none() {
+                    return Err(ConnectError::Failed(name.clone()));
+                }
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(ConnectError::Timeout(name.clone()));
+            }
+            if matches!(&*peer.state.lock(), State::Idle) {
+                return Err(ConnectError::Failed(name.clone()));
+            }
+        }
+    }
+
+    /// Closes the connection to `name`, as if it were lost: links and monitors across it fire
+    /// with `noconnection`. Erlang's `erlang:disconnect_node/1`. False if not connected.
+    pub fn disconnect(&self, name: &NodeName) -> bool {
+        match self.inner.table.get(name).and_then(|p| p.handle()) {
+            Some(h) => {
+                h.close();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The nodes connected now (Erlang's `nodes()`).
+    pub fn connected(&self) -> Vec<NodeName> {
+        self.inner
+            .table
+            .all()
+            .into_iter()
+            .filter(|p| p.is_up())
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    /// Every node this node has known, with its connection state and traffic.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.inner
+            .table
+            .all()
+            .into_iter()
+            .map(|p| {
+                let (connected, creation) = match &*p.state.lock() {
+                    State::Up { creation, .. } => (true, Some(*creation)),
+                    _ => (false, None),
+                };
+                let [bytes_out, bytes_in, messages_out, messages_in] = p.traffic();
+                PeerInfo {
+                    name: p.name.clone(),
+                    connected,
+                    creation,
+                    address: self.inner.addresses.get(&p.name).map(|a| *a),
+                    bytes_out,
+                    bytes_in,
+                    messages_out,
+                    messages_in,
+                }
+            })
+            .collect()
+    }
+
+    /// The node a pid lives on.
+    pub fn node_of(&self, pid: Pid) -> Option<NodeName> {
+        if pid.is_local() {
+            return Some(self.inner.cfg.name.clone());
+        }
+        self.inner
+            .table
+            .by_index(pid.node())
+            .map(|p| p.name.clone())
+    }
+
+    /// Turns a pid as another node numbers it (`node`'s own pid, with index 0 there) into this
+    /// node's numbering.
+    pub fn pid_on(&self, node: &NodeName, pid: Pid) -> Pid {
+        if node == &self.inner.cfg.name {
+            return Pid::new(0, pid.creation(), pid.id());
+        }
+        let peer = self.inner.table.peer(node);
+        Pid::new(peer.idx, pid.creation(), pid.id())
+    }
+
+    /// Asks `node` which pid is registered there as `name` (`None` if none, or if the node is
+    /// unreachable). The pid comes back in this node's numbering.
+    pub async fn whereis(&self, node: &NodeName, name: &str) -> Result<Option<Pid>, ConnectError> {
+        if node == &self.inner.cfg.name {
+            return Ok(self.inner.node.whereis(name));
+        }
+        let peer = self.inner.table.peer(node);
+        let reff = self.inner.next_ref();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        peer.waiting.lock().lookups.insert(reff, tx);
+        let bytes = wire::packet(&Packet::WhereIs { reff, name });
+        if self.inner.send_to(&peer, 0, bytes).is_err() {
+            peer.waiting.lock().lookups.remove(&reff);
+            return Err(ConnectError::Failed(node.clone()));
+        }
+        match tokio::time::timeout(self.inner.cfg.connect_timeout, rx).await {
+            Ok(Ok(pid)) => Ok(pid),
+            Ok(Err(_)) => Err(ConnectError::Failed(node.clone())),
+            Err(_) => {
+                peer.waiting.lock().lookups.remove(&reff);
+                Err(ConnectError::Timeout(node.clone()))
+            }
+        }
+    }
+
+    /// Stops listening and closes every connection, including those still in their handshake;
+    /// links and monitors across them fire with `noconnection`. Like Erlang's
+    /// `net_kernel:stop/0`, it is for good: the node dials and admits nobody afterwards, and
+    /// sends to other nodes fail as unreachable.
+    pub fn shutdown(&self) {
+        // Before any peer is looked at: a handshake finishing from now on sees the flag under
+        // its peer's lock (see `established`), so no connection comes up behind this loop.
+        self.inner.stopped.store(true, Ordering::SeqCst);
+        drop(self.inner.listener.lock().take());
+        for p in self.inner.table.all() {
+            // A handshake under way is given up like a failed one (it cannot come up since
+            // `stopped` is set, so its generation is still current below).
+            let connecting = match &*p.state.lock() {
+                State::Connecting { gen, .. } => Some(*gen),
+                _ => None,
+            };
+            if let Some(gen) = connecting {
+                self.inner.attempt_failed(&p, gen);
+            }
+            if let Some(h) = p.handle() {
+                h.close();
+            }
+        }
+    }
+}

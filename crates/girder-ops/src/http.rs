@@ -1,9 +1,12 @@
 //! The HTTP ops API (axum): health probes, Prometheus metrics, the node's processes,
-//! supervision tree, alarms and a live event stream; admin actions behind a bearer token.
-//! Pids are written as they print (`<0.42.1>`) everywhere (see [`crate::view`]).
+//! supervision tree, alarms and a live event stream, and `sys` for each behaviour (its state,
+//! suspend and resume, a live trace); admin actions behind a bearer token. Pids are written as
+//! they print (`<0.42.1>`) everywhere (see [`crate::view`]).
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
@@ -14,6 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
 use girder::supervisor::ChildInfo;
+use girder::sys::{self, SysError, Trace};
 use girder::{ExitReason, Pid, SupervisorRef};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -21,7 +25,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
 use crate::alarm::{AlarmManager, Severity};
-use crate::view::{pid_text, ChildView, ProcessView, StatsView};
+use crate::view::{pid_text, ChildView, ProcessView, StatsView, SysStateView, TraceEventView};
 use crate::Shared;
 
 /// An API error: a status and a message that says what was wrong.
@@ -49,6 +53,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/nodes", get(nodes))
         .route("/api/processes", get(processes))
         .route("/api/processes/{pid}/kill", post(kill))
+        .route("/api/processes/{pid}/state", get(sys_state))
+        .route("/api/processes/{pid}/suspend", post(suspend))
+        .route("/api/processes/{pid}/resume", post(resume))
+        .route("/api/processes/{pid}/trace", get(trace))
         .route("/api/supervision", get(supervision))
         .route("/api/alarms", get(alarms))
         .route("/api/alarms/{id}/clear", post(clear_alarm))
@@ -276,6 +284,139 @@ async fn kill(
     s.node.exit(pid, ExitReason::Kill);
     tracing::warn!(%pid, "process killed through the ops API");
     Ok(Json(json!({ "killed": pid.to_string() })))
+}
+
+/// A `sys` request's failure as an API error: what happened, with the status that says so.
+fn sys_error(e: SysError) -> ApiError {
+    let (status, hint) = match &e {
+        SysError::NoProc(_) => (StatusCode::NOT_FOUND, ""),
+        SysError::Remote(_) => (StatusCode::NOT_FOUND, ": ask that node's ops API"),
+        SysError::NotABehaviour(_) => (
+            StatusCode::CONFLICT,
+            " (a plain process; servers, state machines, supervisors and event managers answer sys requests)",
+        ),
+        SysError::Timeout(..) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            " (busy in a long callback, or overloaded)",
+        ),
+        SysError::TooManyTraces(_) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            ": stop one before starting another",
+        ),
+    };
+    ApiError(status, format!("{e}{hint}"))
+}
+
+async fn sys_state(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(pid): Path<String>,
+) -> Api<Json<SysStateView>> {
+    authorize(&s, &headers, false)?;
+    let pid = parse_pid(&pid)?;
+    let state = sys::get_state(&s.node, pid).await.map_err(sys_error)?;
+    Ok(Json(state.into()))
+}
+
+async fn suspend(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(pid): Path<String>,
+) -> Api<Json<serde_json::Value>> {
+    authorize(&s, &headers, true)?;
+    let pid = parse_pid(&pid)?;
+    sys::suspend(&s.node, pid).await.map_err(sys_error)?;
+    tracing::warn!(%pid, "process suspended through the ops API");
+    Ok(Json(json!({ "suspended": pid.to_string() })))
+}
+
+async fn resume(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(pid): Path<String>,
+) -> Api<Json<serde_json::Value>> {
+    authorize(&s, &headers, true)?;
+    let pid = parse_pid(&pid)?;
+    sys::resume(&s.node, pid).await.map_err(sys_error)?;
+    tracing::info!(%pid, "process resumed through the ops API");
+    Ok(Json(json!({ "resumed": pid.to_string() })))
+}
+
+/// A behaviour's events as server-sent events, until the process exits or the client goes
+/// (the response's stream owns the trace: dropping it detaches the trace).
+async fn trace(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(pid): Path<String>,
+) -> Api<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    authorize(&s, &headers, false)?;
+    let pid = parse_pid(&pid)?;
+    let trace = sys::trace(&s.node, pid).await.map_err(sys_error)?;
+    let keep_alive = KeepAlive::new().interval(s.events_keep_alive);
+    Ok(Sse::new(TraceEvents::new(trace)).keep_alive(keep_alive))
+}
+
+/// A [`Trace`] as SSE: `event: trace` per event (a [`TraceEventView`]); `event: dropped`
+/// (`{"dropped": n}`, the total so far) after the first event read since the core dropped more
+/// of them for this slow reader (the gap is among the events that follow); `event: end`
+/// (`{"pid", "dropped"}`) once the process has exited, then the end of the stream.
+///
+/// Read only as the response is written (hyper polls it when its write buffer has room), so a
+/// slow client backs up into the trace's own bounded queue, where the core drops and counts:
+/// nothing here buffers more than the one `dropped` notice.
+pub(crate) struct TraceEvents {
+    trace: Option<Trace>,
+    pid: Pid,
+    reported: u64,
+    pending: Option<SseEvent>,
+}
+
+impl TraceEvents {
+    fn new(trace: Trace) -> Self {
+        TraceEvents {
+            pid: trace.pid(),
+            trace: Some(trace),
+            reported: 0,
+            pending: None,
+        }
+    }
+}
+
+fn sse_json(name: &str, data: &impl Serialize) -> SseEvent {
+    SseEvent::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| SseEvent::default().comment("unencodable event"))
+}
+
+impl Stream for TraceEvents {
+    type Item = Result<SseEvent, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(e) = this.pending.take() {
+            return Poll::Ready(Some(Ok(e)));
+        }
+        let Some(trace) = &mut this.trace else {
+            return Poll::Ready(None);
+        };
+        let next = std::task::ready!(Pin::new(&mut *trace).poll_next(cx));
+        let dropped = trace.dropped();
+        let event = match next {
+            Some(e) => sse_json("trace", &TraceEventView::from(e)),
+            None => {
+                // The process has exited: the trace is over.
+                this.trace = None;
+                let end = json!({ "pid": this.pid.to_string(), "dropped": dropped });
+                return Poll::Ready(Some(Ok(sse_json("end", &end))));
+            }
+        };
+        if dropped > this.reported {
+            this.reported = dropped;
+            this.pending = Some(sse_json("dropped", &json!({ "dropped": dropped })));
+        }
+        Poll::Ready(Some(Ok(event)))
+    }
 }
 
 #[derive(Serialize)]

@@ -10,7 +10,7 @@
 //! | `cluster` (feature `dist`) | every node's active alarms, asked for across the cluster | `alarm_handler` on each node |
 //! | [`notice`] | [`Notice`]: what subscribers hear (alarms, nodes up and down) | `error_logger` events |
 //! | [`webhook`] | [`webhook::Webhook`]: notices POSTed as JSON, retried with back-off, bounded | — |
-//! | [`Ops`] | all of it on one node, served over HTTP: probes, metrics, processes, supervision, alarms, live events | — |
+//! | [`Ops`] | all of it on one node, served over HTTP: probes, metrics, processes, supervision, alarms, live events, and [`girder::sys`] for each behaviour (its state, suspend/resume, a live trace) | `observer`, `sys` |
 //!
 //! ```
 //! # #[tokio::main] async fn main() {
@@ -30,7 +30,8 @@
 //!   nodes' alarms (`/api/alarms?scope=cluster`), peers and members in `/api/nodes`, traffic
 //!   and membership metrics, readiness that waits for peers. Without it the crate depends on
 //!   the core alone and serves the single-node ops API ([`Ops::start_local`]): metrics, alarms,
-//!   processes, the supervision tree, health probes, live events and the dashboard.
+//!   processes (with `sys`: state, suspend/resume, traces), the supervision tree, health
+//!   probes, live events and the dashboard.
 
 #![warn(missing_docs)]
 
@@ -60,8 +61,8 @@ pub use notice::Notice;
 pub struct OpsConfig {
     /// Where the HTTP API listens.
     pub listen: SocketAddr,
-    /// The bearer token for admin actions (clearing alarms, killing processes). Without one,
-    /// admin actions are refused.
+    /// The bearer token for admin actions (clearing alarms, killing, suspending and resuming
+    /// processes). Without one, admin actions are refused.
     pub admin_token: Option<String>,
     /// Also require the token for reads.
     pub protect_reads: bool,

@@ -8,6 +8,7 @@
 
 use girder::stats::{ExitCounts, NodeStats};
 use girder::supervisor::ChildInfo;
+use girder::sys::{StateView, SysState, TraceEvent, Traced};
 use girder::{Pid, ProcessInfo};
 use serde::{Serialize, Serializer};
 
@@ -141,6 +142,112 @@ impl From<ChildInfo> for ChildView {
     }
 }
 
+/// [`SysState`] for the API (`GET /api/processes/<pid>/state`).
+#[derive(Serialize)]
+pub(crate) struct SysStateView {
+    #[serde(serialize_with = "pid_text")]
+    pid: Pid,
+    behaviour: &'static str,
+    state: Option<String>,
+    view: StateView,
+    suspended: bool,
+    tracers: usize,
+}
+
+impl From<SysState> for SysStateView {
+    fn from(s: SysState) -> Self {
+        let SysState {
+            pid,
+            behaviour,
+            state,
+            view,
+            suspended,
+            tracers,
+        } = s;
+        SysStateView {
+            pid,
+            behaviour,
+            state,
+            view,
+            suspended,
+            tracers,
+        }
+    }
+}
+
+/// [`TraceEvent`] for the API (`GET /api/processes/<pid>/trace`).
+#[derive(Serialize)]
+pub(crate) struct TraceEventView {
+    #[serde(serialize_with = "pid_text")]
+    pid: Pid,
+    at_ms: u64,
+    event: TracedView,
+    detail: Option<String>,
+}
+
+impl From<TraceEvent> for TraceEventView {
+    fn from(e: TraceEvent) -> Self {
+        let TraceEvent {
+            pid,
+            at_ms,
+            event,
+            detail,
+        } = e;
+        TraceEventView {
+            pid,
+            at_ms,
+            event: event.into(),
+            detail,
+        }
+    }
+}
+
+/// [`Traced`] for the API: the same tags and fields, pids as they print.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum TracedView {
+    Call,
+    Cast,
+    Info,
+    Exit {
+        #[serde(serialize_with = "pid_text")]
+        from: Pid,
+        reason: String,
+    },
+    Down {
+        #[serde(serialize_with = "pid_text")]
+        pid: Pid,
+        reason: String,
+    },
+    Timeout,
+    StateChange {
+        from: String,
+        to: String,
+    },
+    Suspended,
+    Resumed,
+    Stopping {
+        reason: String,
+    },
+}
+
+impl From<Traced> for TracedView {
+    fn from(t: Traced) -> Self {
+        match t {
+            Traced::Call => TracedView::Call,
+            Traced::Cast => TracedView::Cast,
+            Traced::Info => TracedView::Info,
+            Traced::Exit { from, reason } => TracedView::Exit { from, reason },
+            Traced::Down { pid, reason } => TracedView::Down { pid, reason },
+            Traced::Timeout => TracedView::Timeout,
+            Traced::StateChange { from, to } => TracedView::StateChange { from, to },
+            Traced::Suspended => TracedView::Suspended,
+            Traced::Resumed => TracedView::Resumed,
+            Traced::Stopping { reason } => TracedView::Stopping { reason },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +277,69 @@ mod tests {
         assert_eq!(v["mailbox_max_pid"], "<0.42.3>");
         let v = serde_json::to_value(StatsView::from(NodeStats::default())).unwrap();
         assert!(v["mailbox_max_pid"].is_null());
+    }
+
+    #[test]
+    fn sys_states_and_trace_events_write_pids_as_they_print() {
+        let pid = Pid::new(0, 3, 42);
+        let other = Pid::new(0, 3, 7);
+        let state = SysState {
+            pid,
+            behaviour: "statem",
+            state: Some("On".into()),
+            view: StateView::Text("Switch { flips: 1 }".into()),
+            suspended: true,
+            tracers: 2,
+        };
+        let v = serde_json::to_value(SysStateView::from(state)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "pid": "<0.42.3>", "behaviour": "statem", "state": "On",
+                "view": {"kind": "text", "value": "Switch { flips: 1 }"},
+                "suspended": true, "tracers": 2,
+            })
+        );
+        for (event, expected) in [
+            (Traced::Cast, serde_json::json!({"kind": "cast"})),
+            (
+                Traced::Exit {
+                    from: other,
+                    reason: "killed".into(),
+                },
+                serde_json::json!({"kind": "exit", "from": "<0.7.3>", "reason": "killed"}),
+            ),
+            (
+                Traced::Down {
+                    pid: other,
+                    reason: "normal".into(),
+                },
+                serde_json::json!({"kind": "down", "pid": "<0.7.3>", "reason": "normal"}),
+            ),
+            (
+                Traced::StateChange {
+                    from: "Off".into(),
+                    to: "On".into(),
+                },
+                serde_json::json!({"kind": "state_change", "from": "Off", "to": "On"}),
+            ),
+        ] {
+            // The same tags and fields as the core's own serialization, pids aside.
+            let core = serde_json::to_value(&event).unwrap();
+            let e = TraceEvent {
+                pid,
+                at_ms: 1,
+                event,
+                detail: Some("Cast(1)".into()),
+            };
+            let v = serde_json::to_value(TraceEventView::from(e)).unwrap();
+            assert_eq!(v["pid"], "<0.42.3>");
+            assert_eq!(v["at_ms"], 1);
+            assert_eq!(v["detail"], "Cast(1)");
+            assert_eq!(v["event"], expected);
+            let keys =
+                |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+            assert_eq!(keys(&v["event"]), keys(&core));
+        }
     }
 }

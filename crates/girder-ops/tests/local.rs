@@ -9,9 +9,9 @@ use serde_json::Value;
 #[tokio::test]
 async fn a_node_without_distribution_serves_the_whole_single_node_api() {
     let node = Node::new("single");
-    let ops = Ops::start_local(node.clone(), OpsConfig::new("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
+    let mut cfg = OpsConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.admin_token = Some("a-token-for-the-local-test".into());
+    let ops = Ops::start_local(node.clone(), cfg).await.unwrap();
     let base = format!("http://{}", ops.local_addr());
     let sup = Supervisor::builder()
         .name("top_sup")
@@ -73,6 +73,31 @@ async fn a_node_without_distribution_serves_the_whole_single_node_api() {
     assert_eq!(alarms["active"][0]["id"], "disk_full", "{alarms}");
     // A cluster of one: no other node's alarms.
     assert_eq!(alarms["cluster"], serde_json::json!([]), "{alarms}");
+
+    // sys: the supervisor's state, suspended and resumed, traced.
+    let state_path = format!("/api/processes/{}/state", sup.pid());
+    let state = get(&state_path)
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(state["behaviour"], "supervisor", "{state}");
+    assert_eq!(state["view"]["value"]["children"][0]["id"], "worker");
+    let client = reqwest::Client::new();
+    for what in ["suspend", "resume"] {
+        let r = client
+            .post(format!("{base}/api/processes/{}/{what}", sup.pid()))
+            .bearer_auth("a-token-for-the-local-test")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{what}");
+    }
+    let trace = get(&format!("/api/processes/{}/trace", sup.pid()))
+        .await
+        .unwrap();
+    assert_eq!(trace.headers()["content-type"], "text/event-stream");
 
     let events = get("/api/events").await.unwrap();
     assert_eq!(events.headers()["content-type"], "text/event-stream");

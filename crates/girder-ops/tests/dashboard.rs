@@ -1,13 +1,15 @@
 //! The dashboard in a real browser (Debian's `chromium`, headless): the page loads from the
 //! node, its script fetches the API and renders the node, its supervision tree, its busiest
-//! processes and its alarms; a screenshot of it is not blank.
+//! processes and its alarms; a process's detail shows its sys state (escaped) and its live
+//! trace; a screenshot of it is not blank.
 //!
 //! Skips (and says so) only when no Chromium is installed; `.ci/run` installs it.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use girder::{ChildSpec, Context, ExitReason, Node, Supervisor};
+use girder::sys::StateView;
+use girder::{ChildSpec, Context, ExitReason, Flow, Node, Server, ServerContext, Supervisor};
 use girder_ops::{Alarm, Ops, OpsConfig, Severity};
 
 fn browser() -> Option<PathBuf> {
@@ -134,4 +136,150 @@ async fn the_dashboard_renders_live_data_in_a_browser() {
         colours.len()
     );
     let _ = std::fs::remove_file(&shot);
+}
+
+/// Shows its state as JSON, with text that would be markup if the page did not escape it.
+struct Sessions;
+
+impl Server for Sessions {
+    type Call = ();
+    type Cast = ();
+    type Info = ();
+    fn state_view(&self) -> StateView {
+        StateView::json(&serde_json::json!({
+            "sessions": 3,
+            "owner": "<img src=x onerror=alert(1)>",
+        }))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_detail_shows_its_sys_state_in_a_browser() {
+    let Some(browser) = browser() else {
+        eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium); the dashboard was not tested in a browser");
+        return;
+    };
+    let node = Node::new("detail-node");
+    let sessions = girder::server::start(&node, Sessions).await.unwrap();
+    node.register("session_registry", sessions.pid()).unwrap();
+    girder::sys::suspend(&node, sessions.pid()).await.unwrap();
+    // Waiting while suspended: the busiest process, so the list links to it too.
+    for _ in 0..5 {
+        sessions.cast(()).unwrap();
+    }
+    let ops = Ops::start_local(node.clone(), OpsConfig::new("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    // The detail opens at load with #pid=<...> (as clicking a pid in the list leaves it).
+    let pid = sessions.pid().to_string();
+    let encoded = pid.replace('<', "%3C").replace('>', "%3E");
+    let url = format!("http://{}/#live=0&pid={encoded}", ops.local_addr());
+    let out = run_browser(&browser, &["--dump-dom"], &url).await;
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let detail = dom
+        .split(r#"<section id="detail""#)
+        .nth(1)
+        .and_then(|d| d.split("</section>").next())
+        .unwrap_or_else(|| panic!("no detail section:\n{dom}"));
+    let open_tag = detail.split('>').next().unwrap();
+    assert!(
+        !open_tag.contains("hidden"),
+        "the detail is hidden: {open_tag}"
+    );
+    for expected in [
+        &pid.replace('<', "&lt;").replace('>', "&gt;"),
+        "session_registry",
+        "mailbox 5",
+        "server",
+        "suspended",
+        r#""sessions": 3"#,
+        // The state's text, escaped: shown, not run.
+        "&lt;img src=x onerror=alert(1)&gt;",
+        r#"data-act="resume""#,
+        "start trace",
+    ] {
+        assert!(
+            detail.contains(expected),
+            "the detail lacks {expected:?}:\n{detail}"
+        );
+    }
+    assert!(!dom.contains("<img"), "unescaped state text:\n{dom}");
+    // The list links each pid to its detail.
+    assert!(dom.contains(r##"<a class="pid" href="#""##), "{dom}");
+}
+
+/// Always busy: each cast takes 100 ms and hundreds wait. The page's requests for its state
+/// wait for the cast in hand (and the browser's virtual time waits for them), so the trace's
+/// events reach the page before it is dumped.
+struct Slow;
+
+impl Server for Slow {
+    type Call = ();
+    type Cast = u32;
+    type Info = ();
+    async fn handle_cast(&mut self, _: u32, _: &mut ServerContext<Self>) -> Flow {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Flow::Continue
+    }
+    fn trace_view(msg: girder::server::TraceMsg<'_, Self>) -> Option<String> {
+        Some(format!("{msg:?} <i>as markup</i>"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_trace_streams_into_the_page() {
+    let Some(browser) = browser() else {
+        eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium); the dashboard was not tested in a browser");
+        return;
+    };
+    let node = Node::new("trace-node");
+    let slow = girder::server::start(&node, Slow).await.unwrap();
+    for i in 0..600 {
+        slow.cast(i).unwrap();
+    }
+    let ops = Ops::start_local(node.clone(), OpsConfig::new("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let pid = slow.pid().to_string();
+    let encoded = pid.replace('<', "%3C").replace('>', "%3E");
+    // trace=1: the trace starts as the detail opens (as its button does).
+    let url = format!("http://{}/#live=0&pid={encoded}&trace=1", ops.local_addr());
+    let out = run_browser(&browser, &["--dump-dom"], &url).await;
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = dom
+        .split(r#"<div id="d-trace">"#)
+        .nth(1)
+        .and_then(|d| d.split("</section>").next())
+        .unwrap_or_else(|| panic!("no trace panel:\n{dom}"));
+    assert!(lines.contains("cast"), "no traced cast:\n{lines}");
+    assert!(
+        lines.contains("Cast(") && lines.contains("&lt;i&gt;as markup&lt;/i&gt;"),
+        "the detail is shown, escaped:\n{lines}"
+    );
+    assert!(dom.contains(">stop trace<"), "the trace runs:\n{dom}");
+    assert!(dom.contains("1 trace attached"), "{dom}");
+    // The browser has gone: so has its trace.
+    let t0 = std::time::Instant::now();
+    while girder::sys::get_state(&node, slow.pid())
+        .await
+        .unwrap()
+        .tracers
+        != 0
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the page's trace stayed attached"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -31,7 +31,7 @@ async fn run_case(senders: usize, per_sender: u64, capacity: Option<usize>, slow
                 // Every counted send finished before this load, so these are in the mailbox.
                 max_in_flight =
                     max_in_flight.max(sent_seen.load(Ordering::SeqCst).saturating_sub(n));
-                if slow_every > 0 && n % slow_every == 0 {
+                if slow_every > 0 && n.is_multiple_of(slow_every) {
                     tokio::task::yield_now().await;
                 }
             }

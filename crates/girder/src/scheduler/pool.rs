@@ -336,7 +336,7 @@ impl Shared {
     /// The next job for scheduler `local`: its own queue, its inbox now and then first.
     fn next_job(&self, local: &Local, tick: u32) -> Option<Job> {
         let inbox = &self.shards[local.index].inbox;
-        if tick % INBOX_EVERY == 0 {
+        if tick.is_multiple_of(INBOX_EVERY) {
             if let Some(job) = take_from(inbox, &local.queue) {
                 return Some(job);
             }
@@ -478,7 +478,7 @@ async fn schedule_loop(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
             if shard.counters.load.worth_spreading(queued) {
                 shared.wake_other(index);
             }
-            if tick % IO_CHECK_EVERY == 0 {
+            if tick.is_multiple_of(IO_CHECK_EVERY) {
                 let now = std::time::Instant::now();
                 if now.saturating_duration_since(last_io) >= IO_AT_MOST {
                     // Lets the runtime poll I/O and timers (and run tasks spawned on it),

@@ -6,6 +6,7 @@ mod child;
 mod demo;
 mod node;
 mod status;
+mod sys;
 
 use clap::{Parser, Subcommand};
 
@@ -117,6 +118,12 @@ enum Command {
         #[arg(long, default_value = "1s", value_parser = parse_duration)]
         every: std::time::Duration,
     },
+    /// OTP's sys for a behaviour on a node, through its ops API: its state, suspend and
+    /// resume, a live trace.
+    Sys {
+        #[command(subcommand)]
+        command: sys::SysCommand,
+    },
     /// The server node of the remote benchmarks (started by `girder bench`).
     #[command(hide = true)]
     BenchPeer,
@@ -187,6 +194,7 @@ fn main() {
             token_file,
             every,
         } => target(node, token_file).and_then(|t| status::top(t, every)),
+        Command::Sys { command } => sys::run(command),
         Command::Bench {
             workloads,
             json,

@@ -49,12 +49,33 @@ pub struct Target {
 }
 
 impl Target {
-    async fn get(&self, client: &reqwest::Client, path: &str) -> Result<Value, String> {
+    /// A request to `path` on the API, with the token if there is one.
+    pub(crate) fn request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+    ) -> (String, reqwest::RequestBuilder) {
         let url = format!("{}{path}", self.url.trim_end_matches('/'));
-        let mut req = client.get(&url);
+        let mut req = client.request(method, &url);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
+        (url, req)
+    }
+
+    async fn get(&self, client: &reqwest::Client, path: &str) -> Result<Value, String> {
+        self.send(client, reqwest::Method::GET, path).await
+    }
+
+    /// Asks the API; its JSON answer, or what went wrong (the API's own `error` if it said).
+    pub(crate) async fn send(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<Value, String> {
+        let (url, req) = self.request(client, method, path);
         let r = req
             .send()
             .await
@@ -81,7 +102,7 @@ fn client() -> Result<reqwest::Client, String> {
         .map_err(|e| e.to_string())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -90,7 +111,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// A pid as it prints everywhere (`<0.42.1>`): the API writes it so; a node from before that
 /// wrote `[node, creation, id]`.
-fn pid(v: &Value) -> String {
+pub(crate) fn pid(v: &Value) -> String {
     match (v.as_str(), v.as_array().map(|a| a.as_slice())) {
         (Some(text), _) => text.to_string(),
         (_, Some([node, creation, id])) => format!("<{node}.{id}.{creation}>"),

@@ -1,5 +1,5 @@
-//! The `girder` binary end to end: bench output format, the demo, `status` and `top` against a
-//! node's ops API, and bad input.
+//! The `girder` binary end to end: bench output format, the demo, `status`, `top` and `sys`
+//! against a node's ops API, and bad input.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -165,13 +165,27 @@ fn ops_node(
     girder_ops::Ops,
     String,
 ) {
+    ops_node_with(name, None)
+}
+
+/// The same, with an admin token for the API's admin actions.
+fn ops_node_with(
+    name: &str,
+    admin_token: Option<&str>,
+) -> (
+    tokio::runtime::Runtime,
+    girder::Node,
+    girder_ops::Ops,
+    String,
+) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     let node = girder::Node::new(name);
-    let cfg = girder_ops::OpsConfig::new("127.0.0.1:0".parse().unwrap());
+    let mut cfg = girder_ops::OpsConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.admin_token = admin_token.map(String::from);
     let ops = rt
         .block_on(girder_ops::Ops::start(node.clone(), None, None, cfg))
         .unwrap();
@@ -214,13 +228,13 @@ fn status_and_top_take_an_address_without_a_scheme() {
 #[test]
 fn a_bad_node_address_is_refused_saying_what_was_expected() {
     for bad in ["localhost", "ftp://127.0.0.1:21", "", "127.0.0.1:8080?x"] {
-        for cmd in ["status", "top"] {
-            let out = girder(&[cmd, "--node", bad]);
+        for cmd in [&["status"][..], &["top"], &["sys", "state", "0.1.1"]] {
+            let out = girder(&[cmd, &["--node", bad]].concat());
             let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{cmd} --node {bad:?}: {err}");
+            assert_eq!(out.status.code(), Some(2), "{cmd:?} --node {bad:?}: {err}");
             assert!(
                 err.contains("--node") && err.contains("expected") && err.contains("host:port"),
-                "{cmd} --node {bad:?}: {err}"
+                "{cmd:?} --node {bad:?}: {err}"
             );
         }
     }
@@ -255,4 +269,223 @@ fn status_prints_pids_as_the_runtime_prints_them() {
         line.trim_start().starts_with(&holder.pid().to_string()),
         "{line:?} in\n{text}"
     );
+}
+
+/// A counter that shows its state and its casts.
+#[derive(Debug, Default)]
+struct Counter {
+    n: u64,
+}
+
+impl girder::Server for Counter {
+    type Call = girder::ReplyTo<u64>;
+    type Cast = u64;
+    type Info = ();
+
+    async fn handle_call(
+        &mut self,
+        from: girder::ReplyTo<u64>,
+        _: &mut girder::ServerContext<Self>,
+    ) -> girder::Flow {
+        from.reply(self.n);
+        girder::Flow::Continue
+    }
+
+    async fn handle_cast(&mut self, n: u64, _: &mut girder::ServerContext<Self>) -> girder::Flow {
+        self.n += n;
+        girder::Flow::Continue
+    }
+
+    fn state_view(&self) -> girder::sys::StateView {
+        girder::sys::StateView::debug(self)
+    }
+
+    fn trace_view(msg: girder::server::TraceMsg<'_, Self>) -> Option<String> {
+        Some(format!("{msg:?}"))
+    }
+}
+
+fn stdout_of(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits for the server to have `n` traces attached.
+fn wait_tracers(rt: &tokio::runtime::Runtime, node: &girder::Node, pid: girder::Pid, n: usize) {
+    let t0 = std::time::Instant::now();
+    while rt
+        .block_on(girder::sys::get_state(node, pid))
+        .unwrap()
+        .tracers
+        != n
+    {
+        assert!(t0.elapsed() < Duration::from_secs(10), "never {n} traces");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for a child to exit by itself.
+fn wait_exit(child: std::process::Child) -> std::process::Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("girder did not exit");
+        }
+    }
+}
+
+#[test]
+fn sys_state_suspend_and_resume_a_server() {
+    let token = "a-token-for-the-cli-sys-test";
+    let (rt, node, _ops, addr) = ops_node_with("sys-cli", Some(token));
+    let s = rt
+        .block_on(girder::server::start(&node, Counter::default()))
+        .unwrap();
+    s.cast(5).unwrap();
+    let pid = s.pid().to_string();
+    let text = stdout_of(&girder(&["sys", "state", &pid, "--node", &addr]));
+    assert_eq!(
+        text,
+        format!("process {pid}: server, running, 0 traces attached\n\nSTATE\n  Counter {{\n      n: 5,\n  }}\n")
+    );
+
+    // Suspend and resume are admin actions.
+    let out = girder(&["sys", "suspend", &pid, "--node", &addr]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401") && err.contains("bearer token"), "{err}");
+    let token_file = std::env::temp_dir().join(format!("girder-sys-token-{}", std::process::id()));
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let tf = token_file.to_str().unwrap();
+    let text = stdout_of(&girder(&[
+        "sys",
+        "suspend",
+        &pid,
+        "--node",
+        &addr,
+        "--token-file",
+        tf,
+    ]));
+    assert_eq!(text, format!("suspended {pid}\n"));
+    s.cast(1).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let text = stdout_of(&girder(&["sys", "state", &pid, "--node", &addr]));
+    assert!(
+        text.starts_with(&format!("process {pid}: server, suspended,")),
+        "{text}"
+    );
+    assert!(text.contains("n: 5,"), "the cast waits: {text}");
+    // The pid without its brackets (no quoting needed in a shell).
+    let bare = pid.trim_matches(['<', '>']);
+    let text = stdout_of(&girder(&[
+        "sys",
+        "resume",
+        bare,
+        "--node",
+        &addr,
+        "--token-file",
+        tf,
+    ]));
+    assert_eq!(text, format!("resumed {pid}\n"));
+    assert_eq!(rt.block_on(s.call(|r| r)).unwrap(), 6);
+    let _ = std::fs::remove_file(&token_file);
+
+    // What is not a behaviour, or not alive, is said so.
+    let plain = rt.block_on(async {
+        node.spawn(|mut ctx: girder::Context<()>| async move {
+            ctx.recv().await;
+            girder::ExitReason::Normal
+        })
+    });
+    let out = girder(&["sys", "state", &plain.pid().to_string(), "--node", &addr]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("409") && err.contains("is not a behaviour"),
+        "{err}"
+    );
+    rt.block_on(s.stop(girder::ExitReason::Normal));
+    let out = girder(&["sys", "state", &pid, "--node", &addr]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("404") && err.contains("is not alive"), "{err}");
+    // A malformed pid is refused by the argument parser.
+    let out = girder(&["sys", "trace", "<0.1>", "--node", &addr]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("<PID>") && err.contains("not a pid"), "{err}");
+}
+
+#[test]
+fn sys_trace_prints_each_event_until_the_process_exits() {
+    let (rt, node, _ops, addr) = ops_node("sys-trace-cli");
+    let s = rt
+        .block_on(girder::server::start(&node, Counter::default()))
+        .unwrap();
+    let pid = s.pid().to_string();
+    let trace = Command::new(env!("CARGO_BIN_EXE_girder"))
+        .args(["sys", "trace", &pid, "--node", &addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_tracers(&rt, &node, s.pid(), 1);
+    s.cast(7).unwrap();
+    assert_eq!(rt.block_on(s.call(|r| r)).unwrap(), 7);
+    rt.block_on(s.stop(girder::ExitReason::Normal));
+    let out = wait_exit(trace);
+    let text = stdout_of(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].ends_with(&format!(" {pid} cast  Cast(7)")),
+        "{text}"
+    );
+    assert!(lines[1].contains(&format!(" {pid} call  Call(")), "{text}");
+    assert!(
+        lines[2].ends_with(&format!(" {pid} stopping: normal")),
+        "{text}"
+    );
+    // HH:MM:SS.mmm
+    assert_eq!(lines[0].find(' '), Some(12), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{pid} exited; trace ended")), "{err}");
+}
+
+#[test]
+fn sys_trace_stops_on_a_signal_and_detaches() {
+    let (rt, node, _ops, addr) = ops_node("sys-trace-stop");
+    let s = rt
+        .block_on(girder::server::start(&node, Counter::default()))
+        .unwrap();
+    let trace = Command::new(env!("CARGO_BIN_EXE_girder"))
+        .args(["sys", "trace", &s.pid().to_string(), "--node", &addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_tracers(&rt, &node, s.pid(), 1);
+    Command::new("kill")
+        .args(["-TERM", &trace.id().to_string()])
+        .status()
+        .unwrap();
+    let out = wait_exit(trace);
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_tracers(&rt, &node, s.pid(), 0);
+    assert!(s.is_alive());
 }

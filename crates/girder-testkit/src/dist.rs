@@ -1,0 +1,78 @@
+//! Distribution nodes on loopback for tests (feature `dist`): started on a free port with the
+//! test cookie, and told each other's addresses as membership would.
+//!
+//! ```
+//! use girder_testkit::dist;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let (a, b) = dist::pair("a@localhost", "b@localhost").await;
+//! a.connect(b.name()).await.unwrap();
+//! assert_eq!(b.connected(), vec![a.name().clone()]);
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use girder::{Addr, Node};
+use girder_dist::{Cookie, DistConfig, DistNode, NodeName, Wire};
+use tokio::sync::mpsc;
+
+/// The cookie test nodes share (long enough to be accepted).
+pub const COOKIE: &str = "a-cookie-of-decent-length";
+
+/// How long a test node's dial (TCP and handshake) may take: shorter than the default, so a
+/// dial that cannot succeed fails well within a test's [`WAIT`](crate::WAIT).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The configuration [`start_with`] uses: `name`, `cookie`, a free loopback port and
+/// [`CONNECT_TIMEOUT`]. For a test that changes something more before it starts the node
+/// (`DistNode::start(Node::new(name), cfg)`).
+pub fn config(name: &str, cookie: &str) -> DistConfig {
+    let mut cfg = DistConfig::new(
+        NodeName::new(name).expect("a valid node name"),
+        Cookie::new(cookie).expect("a valid cookie"),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    cfg.connect_timeout = CONNECT_TIMEOUT;
+    cfg
+}
+
+/// A node called `name` with the test [`COOKIE`] on a free loopback port; it knows no other
+/// node yet.
+pub async fn start(name: &str) -> DistNode {
+    start_with(name, COOKIE).await
+}
+
+/// A node like [`start`]'s with another cookie (a node the others must keep out).
+pub async fn start_with(name: &str, cookie: &str) -> DistNode {
+    DistNode::start(Node::new(name), config(name, cookie))
+        .await
+        .expect("the test node starts")
+}
+
+/// Two nodes that know each other's address (and not yet connected: the first send or
+/// `connect` dials).
+pub async fn pair(a: &str, b: &str) -> (DistNode, DistNode) {
+    let (a, b) = (start(a).await, start(b).await);
+    a.add_address(b.name().clone(), b.local_addr());
+    b.add_address(a.name().clone(), a.local_addr());
+    (a, b)
+}
+
+/// Tells every node every node's address (its own too), as membership would: after a
+/// partition, this is the heal.
+pub fn introduce(nodes: &[&DistNode]) {
+    for a in nodes {
+        for b in nodes {
+            a.add_address(b.name().clone(), b.local_addr());
+        }
+    }
+}
+
+/// A [`forward_to`](crate::procs::forward_to) process on `node`, exported, so remote senders
+/// reach the test through it.
+pub fn forwarder<M: Wire>(node: &DistNode, to: mpsc::UnboundedSender<M>) -> Addr<M> {
+    let addr = crate::procs::forward_to(node.node(), to);
+    node.export(&addr);
+    addr
+}

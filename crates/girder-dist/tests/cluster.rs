@@ -2,51 +2,14 @@
 //! clean-up when owners exit or nodes go down, and convergence after a partition heals, with
 //! exactly one owner per global name.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use girder::{Context, Event, ExitReason, Flow, Node, Pid, ReplyTo, Server, ServerContext};
+use girder::{ExitReason, Flow, Pid, ReplyTo, Server, ServerContext};
 use girder_dist::global::{Global, GlobalError};
 use girder_dist::groups::Groups;
-use girder_dist::{Cookie, DistConfig, DistNode, NodeName};
-
-const COOKIE: &str = "a-cookie-of-decent-length";
-
-async fn start(name: &str) -> DistNode {
-    let mut cfg = DistConfig::new(
-        NodeName::new(name).unwrap(),
-        Cookie::new(COOKIE).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    );
-    cfg.connect_timeout = Duration::from_secs(3);
-    DistNode::start(Node::new(name), cfg).await.unwrap()
-}
-
-/// Every node learns every other's address (as membership would tell them).
-fn introduce(nodes: &[&DistNode]) {
-    for a in nodes {
-        for b in nodes {
-            a.add_address(b.name().clone(), b.local_addr());
-        }
-    }
-}
-
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn idle(node: &DistNode) -> girder::Addr<()> {
-    node.node().spawn(|mut ctx: Context<()>| async move {
-        loop {
-            if let Event::Stop(r) = ctx.recv().await {
-                return r;
-            }
-        }
-    })
-}
+use girder_testkit::dist::{introduce, start};
+use girder_testkit::procs::idle;
+use girder_testkit::{eventually, within};
 
 /// The same process, seen from two nodes, has the same id and creation.
 fn same(a: Option<Pid>, b: Pid) -> bool {
@@ -91,7 +54,7 @@ async fn a_global_name_is_seen_everywhere_and_goes_when_its_owner_exits() {
     })
     .await;
     // Registered elsewhere: refused here too, with the owner.
-    let other = idle(&a);
+    let other = idle(a.node());
     match ga.register("counter", other.pid()) {
         Err(GlobalError::NameTaken { owner, .. }) => assert!(same(Some(owner), counter.pid())),
         r => panic!("unexpected {r:?}"),
@@ -140,7 +103,7 @@ async fn a_node_going_down_takes_its_names_and_members_with_it() {
         Groups::start(&b, "s").unwrap(),
     );
     introduce(&[&a, &b]);
-    let w = idle(&b);
+    let w = idle(b.node());
     gb.register("svc", w.pid()).unwrap();
     pb.join("pool", w.pid()).unwrap();
     eventually("a sees b's name and member", || {
@@ -159,10 +122,10 @@ async fn after_a_partition_heals_exactly_one_owner_remains_the_older_one() {
     // Two nodes that do not know each other yet: a partition.
     let (a, b) = (start("pa@localhost").await, start("pb@localhost").await);
     let (ga, gb) = (Global::start(&a).unwrap(), Global::start(&b).unwrap());
-    let first = idle(&a);
+    let first = idle(a.node());
     ga.register("leader", first.pid()).unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let second = idle(&b);
+    let second = idle(b.node());
     gb.register("leader", second.pid()).unwrap();
     assert!(same(ga.whereis("leader"), first.pid()));
     assert!(same(gb.whereis("leader"), second.pid()));
@@ -172,10 +135,7 @@ async fn after_a_partition_heals_exactly_one_owner_remains_the_older_one() {
         same(ga.whereis("leader"), first.pid()) && same(gb.whereis("leader"), first.pid())
     })
     .await;
-    match tokio::time::timeout(Duration::from_secs(10), second.wait_exit())
-        .await
-        .unwrap()
-    {
+    match within("the loser to be ended", second.wait_exit()).await {
         ExitReason::Error(e) => assert!(e.contains("leader"), "{e}"),
         r => panic!("the loser should be ended with a conflict reason, got {r:?}"),
     }
@@ -196,7 +156,7 @@ async fn process_groups_replicate_prefer_local_members_and_converge() {
         Groups::start(&a, "other").unwrap(),
         Groups::start(&b, "other").unwrap(),
     );
-    let (a1, a2, b1) = (idle(&a), idle(&a), idle(&b));
+    let (a1, a2, b1) = (idle(a.node()), idle(a.node()), idle(b.node()));
     // Joined while partitioned.
     pa.join("pool", a1.pid()).unwrap();
     pa.join("pool", a1.pid()).unwrap();
@@ -285,16 +245,11 @@ async fn a_supervised_global_singleton_restarts_cleanly_a_thousand_times() {
     let mut holder = gb.wait_for("svc", Duration::from_secs(5)).await.unwrap();
     for round in 0..1_000 {
         b.node().exit(holder, ExitReason::error("crash"));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        holder = loop {
-            match gb.whereis("svc") {
-                Some(p) if p != holder && b.node().is_alive(p) => break p,
-                _ => {
-                    assert!(Instant::now() < deadline, "round {round}: no new holder");
-                    tokio::task::yield_now().await;
-                }
-            }
-        };
+        holder = eventually(format!("round {round}: a new holder"), || {
+            gb.whereis("svc")
+                .filter(|p| *p != holder && b.node().is_alive(*p))
+        })
+        .await;
     }
     assert_eq!(
         refused.load(std::sync::atomic::Ordering::SeqCst),

@@ -11,11 +11,10 @@ use girder_dist::connection::{
 use girder_dist::frame::{Frame, FrameCodec, FrameKind};
 use girder_dist::handshake::{self, HandshakeConfig, Refusal};
 use girder_dist::{Cookie, NodeName};
+use girder_testkit::within;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 fn hs(name: &str) -> HandshakeConfig {
     HandshakeConfig::new(
@@ -48,9 +47,8 @@ async fn connected(
 }
 
 async fn recv(rx: &mut mpsc::Receiver<Received>) -> Received {
-    tokio::time::timeout(WAIT, rx.recv())
+    within("a message", rx.recv())
         .await
-        .expect("a message in time")
         .expect("connection open")
 }
 
@@ -162,7 +160,7 @@ async fn ticks_keep_an_idle_connection_alive_and_silence_kills_it() {
     );
     let t = std::time::Instant::now();
     assert_eq!(
-        tokio::time::timeout(WAIT, watch.lost()).await.unwrap(),
+        within("the connection to be lost", watch.lost()).await,
         Lost::Silent(Duration::from_millis(300))
     );
     assert!(t.elapsed() < Duration::from_secs(3));
@@ -175,7 +173,7 @@ async fn a_peer_closing_is_seen_and_sends_then_fail() {
         connected(ConnectionConfig::default(), ConnectionConfig::default()).await;
     drop((b, rb));
     // The reader sees the end of the stream, or the writer a broken pipe first.
-    let why = tokio::time::timeout(WAIT, a.lost()).await.unwrap();
+    let why = within("the connection to be lost", a.lost()).await;
     assert!(matches!(why, Lost::Closed | Lost::Io(_)), "{why:?}");
     let mut failed = false;
     for _ in 0..100 {
@@ -250,7 +248,7 @@ async fn fragments_out_of_order_break_the_connection_with_a_clear_reason() {
     let (mut peer, h, _rx) = raw_peer(ConnectionConfig::default()).await;
     peer.send(fragment(5, 0, false, b"abc")).await.unwrap();
     peer.send(fragment(5, 2, true, b"def")).await.unwrap();
-    match tokio::time::timeout(WAIT, h.lost()).await.unwrap() {
+    match within("the connection to be lost", h.lost()).await {
         Lost::Protocol(why) => assert!(why.contains("expected 1"), "{why}"),
         other => panic!("expected a protocol error, got {other:?}"),
     }
@@ -272,7 +270,7 @@ async fn reassembly_is_bounded() {
             break;
         }
     }
-    match tokio::time::timeout(WAIT, h.lost()).await.unwrap() {
+    match within("the connection to be lost", h.lost()).await {
         Lost::Protocol(why) => assert!(why.contains("reassembly"), "{why}"),
         other => panic!("expected a protocol error, got {other:?}"),
     }
@@ -297,7 +295,7 @@ async fn frames_that_break_the_protocol_are_refused() {
         let (mut peer, h, _rx) = raw_peer(ConnectionConfig::default()).await;
         peer.send(bad).await.unwrap();
         assert!(matches!(
-            tokio::time::timeout(WAIT, h.lost()).await.unwrap(),
+            within("the connection to be lost", h.lost()).await,
             Lost::Protocol(_)
         ));
     }

@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use girder_dist::membership::{Member, MemberEvent, Membership, MembershipConfig};
 use girder_dist::NodeName;
+use girder_testkit::{eventually_async, within};
 use tokio::sync::broadcast;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 fn member(name: &str, addr: &str, creation: u32) -> Member {
     Member {
@@ -31,28 +30,28 @@ async fn start(name: &str, seeds: &[SocketAddr]) -> Membership {
 }
 
 async fn until_members(m: &mut Membership, n: usize) {
-    let deadline = Instant::now() + WAIT;
-    while m.members().len() != n {
-        assert!(
-            Instant::now() < deadline,
-            "{} sees {:?}, wanted {n} members",
-            m.me().name,
-            m.members()
-        );
+    let what = format!("{} to see {n} members", m.me().name);
+    eventually_async(what, async || {
+        if m.members().len() == n {
+            return true;
+        }
         let _ = tokio::time::timeout(Duration::from_millis(100), m.changed()).await;
-    }
+        false
+    })
+    .await;
 }
 
 async fn until_down(events: &mut broadcast::Receiver<MemberEvent>, name: &str) -> Member {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, events.recv()).await {
-            Ok(Ok(MemberEvent::Down(m))) if m.name.as_str() == name => return m,
-            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
-            other => panic!("no Down for {name}: {other:?}"),
+    within(format!("a Down for {name}"), async {
+        loop {
+            match events.recv().await {
+                Ok(MemberEvent::Down(m)) if m.name.as_str() == name => return m,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(e) => panic!("no Down for {name}: {e:?}"),
+            }
         }
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,19 +121,20 @@ async fn a_restarted_member_replaces_its_old_incarnation() {
         }
     }
     let _b2 = restarted.expect("the address frees up");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, events.recv()).await {
-            Ok(Ok(MemberEvent::Replaced { old, new })) => {
-                assert_eq!((old.creation, new.creation), (1, 2));
-                break;
+    within("the new incarnation", async {
+        loop {
+            match events.recv().await {
+                Ok(MemberEvent::Replaced { old, new }) => {
+                    assert_eq!((old.creation, new.creation), (1, 2));
+                    break;
+                }
+                Ok(MemberEvent::Up(m)) if m.creation == 2 => break,
+                Ok(_) => continue,
+                Err(e) => panic!("the new incarnation never showed up: {e:?}"),
             }
-            Ok(Ok(MemberEvent::Up(m))) if m.creation == 2 => break,
-            Ok(Ok(_)) => continue,
-            other => panic!("the new incarnation never showed up: {other:?}"),
         }
-    }
+    })
+    .await;
     until_members(&mut a, 1).await;
     assert_eq!(a.members()[0].creation, 2);
 }

@@ -6,72 +6,14 @@
 use std::time::Duration;
 
 use girder::{
-    CallError, Context, Event, ExitReason, Flow, Node, ReplyTo, Server, ServerContext, SpawnOptions,
+    CallError, Context, Event, ExitReason, Flow, ReplyTo, Server, ServerContext, SpawnOptions,
 };
-use girder_dist::{Cookie, DistConfig, DistNode, NodeName};
+use girder_dist::{DistNode, NodeName};
+use girder_testkit::dist::{self, pair, start, start_with, COOKIE};
+use girder_testkit::procs::{down_reason, idle};
+use girder_testkit::wait::when_failing;
+use girder_testkit::{eventually, within};
 use serde::{Deserialize, Serialize};
-use tokio::time::timeout;
-
-const COOKIE: &str = "a-cookie-of-decent-length";
-const LONG: Duration = Duration::from_secs(10);
-
-async fn start_with(name: &str, cookie: &str) -> DistNode {
-    let name = NodeName::new(name).unwrap();
-    let mut cfg = DistConfig::new(
-        name.clone(),
-        Cookie::new(cookie).unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    );
-    cfg.connect_timeout = Duration::from_secs(3);
-    DistNode::start(Node::new(name.as_str()), cfg)
-        .await
-        .unwrap()
-}
-
-async fn start(name: &str) -> DistNode {
-    start_with(name, COOKIE).await
-}
-
-/// Two nodes that know each other's address.
-async fn pair(a: &str, b: &str) -> (DistNode, DistNode) {
-    let (a, b) = (start(a).await, start(b).await);
-    a.add_address(b.name().clone(), b.local_addr());
-    b.add_address(a.name().clone(), a.local_addr());
-    (a, b)
-}
-
-/// A process that forwards every message it gets to `to` (a local test observer).
-fn collector<M: girder_dist::Wire>(
-    node: &DistNode,
-    to: tokio::sync::mpsc::UnboundedSender<M>,
-) -> girder::Addr<M> {
-    let addr = node.node().spawn(move |mut ctx: Context<M>| async move {
-        loop {
-            let sent = match ctx.recv().await {
-                Event::Message(m) => to.send(m),
-                Event::Stop(r) => return r,
-                _ => Ok(()),
-            };
-            if sent.is_err() {
-                return ExitReason::Normal;
-            }
-        }
-    });
-    node.export(&addr);
-    addr
-}
-
-/// A process on `node` that monitors `target` and exits with the reason its `Down` carries
-/// ("no down" if none comes within `LONG`).
-fn down_reason(node: &DistNode, target: girder::Pid) -> girder::Addr<()> {
-    node.node().spawn(move |mut ctx: Context<()>| async move {
-        let m = ctx.monitor(target);
-        match ctx.wait_down(m, Some(LONG)).await {
-            Some(d) => d.reason,
-            None => ExitReason::error("no down"),
-        }
-    })
-}
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 enum KvCall {
@@ -148,7 +90,7 @@ impl girder_dist::Wire for Got {
 async fn messages_reach_a_remote_process_in_order_on_demand() {
     let (a, b) = pair("a1@localhost", "b1@localhost").await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let sink = collector::<u64>(&b, tx);
+    let sink = dist::forwarder::<u64>(&b, tx);
     assert!(
         a.connected().is_empty(),
         "no connection before the first send"
@@ -164,7 +106,7 @@ async fn messages_reach_a_remote_process_in_order_on_demand() {
     });
     sender.wait_exit().await;
     for i in 0..10_000u64 {
-        assert_eq!(timeout(LONG, rx.recv()).await.unwrap(), Some(i));
+        assert_eq!(within(format!("message {i}"), rx.recv()).await, Some(i));
     }
     assert_eq!(a.connected(), vec![b.name().clone()]);
     assert_eq!(b.connected(), vec![a.name().clone()]);
@@ -228,7 +170,7 @@ async fn a_callee_dying_mid_call_ends_the_call_with_its_reason() {
     let call = tokio::spawn(async move { remote.call(|r| (KvCall::Hang, r)).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     b.node().exit(kv.pid(), ExitReason::error("boom"));
-    let got = timeout(LONG, call).await.unwrap().unwrap();
+    let got = within("the call to end", call).await.unwrap();
     assert_eq!(got, Err(CallError::Exited(ExitReason::error("boom"))));
 }
 
@@ -260,7 +202,7 @@ async fn a_callee_dying_after_handing_its_reply_handle_on_ends_the_call() {
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     b.node().exit(kv.pid(), ExitReason::error("boom"));
-    let got = timeout(LONG, call).await.expect("the call hung").unwrap();
+    let got = within("the call to end", call).await.unwrap();
     assert_eq!(got, Err(CallError::Exited(ExitReason::error("boom"))));
     assert!(keeper.is_alive(), "the handle's holder is untouched");
 }
@@ -293,15 +235,13 @@ async fn remote_links_propagate_exits_both_ways() {
     rx.recv().await.unwrap();
     a.addr::<u64>(victim_remote).send(3).unwrap();
     assert_eq!(
-        timeout(LONG, watcher.wait_exit()).await.unwrap(),
+        within("the watcher to exit", watcher.wait_exit()).await,
         ExitReason::error("told 3")
     );
 
     // The other way: a process on a that crashes takes a non-trapping linked process on b
     // with it.
-    let bystander = b
-        .node()
-        .spawn(|mut ctx: Context<()>| async move { ctx.recv().await.into_exit() });
+    let bystander = idle(b.node());
     let bystander_remote = a.pid_on(b.name(), bystander.pid());
     let crasher = a.node().spawn(move |ctx: Context<()>| async move {
         ctx.link(bystander_remote).unwrap();
@@ -310,34 +250,17 @@ async fn remote_links_propagate_exits_both_ways() {
     });
     crasher.wait_exit().await;
     assert_eq!(
-        timeout(LONG, bystander.wait_exit()).await.unwrap(),
+        within("the bystander to exit", bystander.wait_exit()).await,
         ExitReason::error("crash")
     );
-}
-
-trait IntoExit {
-    fn into_exit(self) -> ExitReason;
-}
-
-impl<M> IntoExit for Event<M> {
-    fn into_exit(self) -> ExitReason {
-        match self {
-            Event::Stop(r) => r,
-            _ => ExitReason::Normal,
-        }
-    }
 }
 
 #[tokio::test]
 async fn remote_monitors_fire_with_the_reason_or_noproc_and_demonitor_silences_them() {
     let (a, b) = pair("a5@localhost", "b5@localhost").await;
-    let target = b
-        .node()
-        .spawn(|mut ctx: Context<()>| async move { ctx.recv().await.into_exit() });
+    let target = idle(b.node());
     let target_remote = a.pid_on(b.name(), target.pid());
-    let quiet = b
-        .node()
-        .spawn(|mut ctx: Context<()>| async move { ctx.recv().await.into_exit() });
+    let quiet = idle(b.node());
     let quiet_remote = a.pid_on(b.name(), quiet.pid());
     let gone = b
         .node()
@@ -350,10 +273,12 @@ async fn remote_monitors_fire_with_the_reason_or_noproc_and_demonitor_silences_t
         let m = ctx.monitor(target_remote);
         let q = ctx.monitor(quiet_remote);
         ctx.demonitor(q);
-        let down = ctx.wait_down(ctx.monitor(gone_remote), Some(LONG)).await;
+        let down = ctx
+            .wait_down(ctx.monitor(gone_remote), Some(girder_testkit::WAIT))
+            .await;
         tx.send(down.map(|d| d.reason)).unwrap();
         tx.send(None).unwrap();
-        let down = ctx.wait_down(m, Some(LONG)).await;
+        let down = ctx.wait_down(m, Some(girder_testkit::WAIT)).await;
         tx.send(down.map(|d| d.reason)).unwrap();
         // Nothing else arrives: the quiet monitor was removed.
         let extra = ctx.recv_timeout(Duration::from_millis(300)).await;
@@ -366,24 +291,22 @@ async fn remote_monitors_fire_with_the_reason_or_noproc_and_demonitor_silences_t
     quiet.stop(ExitReason::Shutdown);
     target.stop(ExitReason::error("bye"));
     assert_eq!(
-        timeout(LONG, rx.recv()).await.unwrap().unwrap(),
+        within("a message on rx", rx.recv()).await.unwrap(),
         Some(ExitReason::error("bye"))
     );
     assert_eq!(
-        timeout(LONG, watcher.wait_exit()).await.unwrap(),
+        within("the watcher to exit", watcher.wait_exit()).await,
         ExitReason::Normal
     );
     // Remote wait_exit from outside any process.
-    let other = b
-        .node()
-        .spawn(|mut ctx: Context<()>| async move { ctx.recv().await.into_exit() });
+    let other = idle(b.node());
     let handle = a.addr::<()>(a.pid_on(b.name(), other.pid()));
     let waiting = tokio::spawn(async move { handle.wait_exit().await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     a.addr::<()>(a.pid_on(b.name(), other.pid()));
     other.stop(ExitReason::Shutdown);
     assert_eq!(
-        timeout(LONG, waiting).await.unwrap().unwrap(),
+        within("the remote wait_exit", waiting).await.unwrap(),
         ExitReason::Shutdown
     );
 }
@@ -422,11 +345,11 @@ async fn losing_the_connection_fires_noconnection_everywhere_at_once() {
     let started = std::time::Instant::now();
     assert!(a.disconnect(b.name()));
     assert_eq!(
-        timeout(LONG, hanging).await.unwrap().unwrap(),
+        within("the hanging call to end", hanging).await.unwrap(),
         Err(CallError::Exited(ExitReason::NoConnection))
     );
     assert_eq!(
-        timeout(LONG, watcher.wait_exit()).await.unwrap(),
+        within("the watcher to exit", watcher.wait_exit()).await,
         ExitReason::error("down noconnection, exit noconnection")
     );
     assert!(
@@ -436,7 +359,7 @@ async fn losing_the_connection_fires_noconnection_everywhere_at_once() {
     // b saw the loss too: the server was linked to the watcher and does not trap exits, so it
     // ends with noconnection, as in Erlang.
     assert_eq!(
-        timeout(LONG, kv.wait_exit()).await.unwrap(),
+        within("the kv to exit", kv.wait_exit()).await,
         ExitReason::NoConnection
     );
     // The next call dials again.
@@ -473,14 +396,17 @@ async fn pids_inside_messages_name_the_same_process_on_the_other_node() {
     });
     b.export(&echo);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let me = collector::<u64>(&a, tx);
+    let me = dist::forwarder::<u64>(&a, tx);
     a.remote::<WhoAmI>(b.name(), echo.pid())
         .send(WhoAmI(me.pid()))
         .unwrap();
-    assert_eq!(timeout(LONG, rx.recv()).await.unwrap(), Some(me.pid().id()));
+    assert_eq!(
+        within("a message on rx", rx.recv()).await,
+        Some(me.pid().id())
+    );
     // A pid of a third node travels by name: b learns c's address and reaches it.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let on_c = collector::<u64>(&c, tx);
+    let on_c = dist::forwarder::<u64>(&c, tx);
     b.add_address(c.name().clone(), c.local_addr());
     a.add_address(c.name().clone(), c.local_addr());
     let c_pid_on_a = a.pid_on(c.name(), on_c.pid());
@@ -488,7 +414,7 @@ async fn pids_inside_messages_name_the_same_process_on_the_other_node() {
         .send(WhoAmI(c_pid_on_a))
         .unwrap();
     assert_eq!(
-        timeout(LONG, rx.recv()).await.unwrap(),
+        within("a message on rx", rx.recv()).await,
         Some(on_c.pid().id())
     );
     assert_eq!(
@@ -522,7 +448,7 @@ async fn names_are_looked_up_on_the_remote_node() {
 async fn a_message_of_the_wrong_wire_name_is_refused_and_harms_nothing() {
     let (a, b) = pair("a9@localhost", "b9@localhost").await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let sink = collector::<u64>(&b, tx);
+    let sink = dist::forwarder::<u64>(&b, tx);
     // A String where a u64 is taken: refused on arrival (logged), not misread.
     a.remote::<String>(b.name(), sink.pid())
         .send("not a number".into())
@@ -547,7 +473,7 @@ async fn a_message_of_the_wrong_wire_name_is_refused_and_harms_nothing() {
     ));
     // Both nodes and processes still work.
     a.remote::<u64>(b.name(), sink.pid()).send(42).unwrap();
-    assert_eq!(timeout(LONG, rx.recv()).await.unwrap(), Some(42));
+    assert_eq!(within("a message on rx", rx.recv()).await, Some(42));
     assert!(kv.addr().is_alive());
 }
 
@@ -571,13 +497,12 @@ async fn a_node_with_the_wrong_cookie_is_unreachable() {
     let a = start("a10@localhost").await;
     let b = start_with("b10@localhost", "another-cookie-entirely").await;
     a.add_address(b.name().clone(), b.local_addr());
-    let target = b
-        .node()
-        .spawn(|mut ctx: Context<()>| async move { ctx.recv().await.into_exit() });
+    let target = idle(b.node());
     let target_remote = a.pid_on(b.name(), target.pid());
-    let watcher = down_reason(&a, target_remote);
     assert_eq!(
-        timeout(LONG, watcher.wait_exit()).await.unwrap(),
+        within("a down", down_reason(a.node(), target_remote))
+            .await
+            .unwrap(),
         ExitReason::NoConnection
     );
     assert!(a.connected().is_empty());
@@ -599,9 +524,7 @@ async fn a_restarted_node_is_a_new_incarnation_and_old_pids_are_dead() {
     let a = start("a11@localhost").await;
     let b1 = start("b11@localhost").await;
     a.add_address(b1.name().clone(), b1.local_addr());
-    let old = b1
-        .node()
-        .spawn(|mut ctx: Context<()>| async move { ctx.recv().await.into_exit() });
+    let old = idle(b1.node());
     b1.export(&old);
     let old_remote = a.pid_on(b1.name(), old.pid());
     a.connect(b1.name()).await.unwrap();
@@ -612,9 +535,10 @@ async fn a_restarted_node_is_a_new_incarnation_and_old_pids_are_dead() {
     assert_ne!(b1.node().creation(), b2.node().creation());
     a.add_address(b2.name().clone(), b2.local_addr());
     // Same id on the new node: a different process, which the old pid must not reach.
-    let watcher = down_reason(&a, old_remote);
     assert_eq!(
-        timeout(LONG, watcher.wait_exit()).await.unwrap(),
+        within("a down", down_reason(a.node(), old_remote))
+            .await
+            .unwrap(),
         ExitReason::NoProc
     );
     assert_eq!(a.connected(), vec![b2.name().clone()]);
@@ -640,28 +564,30 @@ async fn a_node_shut_down_mid_handshake_ends_with_no_connection() {
         // Even rounds: the accepting side shuts down; odd rounds: the dialling side.
         let (gone, other) = if round % 2 == 0 { (&b, &a) } else { (&a, &b) };
         gone.shutdown();
-        let _ = timeout(LONG, dial).await.unwrap();
+        let _ = within("the dial", dial).await;
         // A handshake under way finishes (and is turned down) well within this.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let deadline = tokio::time::Instant::now() + LONG;
-        while !(a.connected().is_empty() && b.connected().is_empty()) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "round {round}: still connected after shutdown: a {:?}, b {:?}",
+        let what = when_failing(|| {
+            format!(
+                "round {round}: no connection after shutdown (a {:?}, b {:?})",
                 a.connected(),
                 b.connected()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            )
+        });
+        eventually(what, || {
+            a.connected().is_empty() && b.connected().is_empty()
+        })
+        .await;
         // For good: the shut-down node neither dials nor admits, and a monitor across the dead
         // link fires at once.
         assert!(gone.connect(other.name()).await.is_err(), "round {round}");
         assert!(other.connect(gone.name()).await.is_err(), "round {round}");
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        let target = gone.pid_on(other.name(), collector::<u64>(other, tx).pid());
-        let watcher = down_reason(gone, target);
+        let target = gone.pid_on(other.name(), dist::forwarder::<u64>(other, tx).pid());
         assert_eq!(
-            timeout(LONG, watcher.wait_exit()).await.unwrap(),
+            within("a down", down_reason(gone.node(), target))
+                .await
+                .unwrap(),
             ExitReason::NoConnection,
             "round {round}"
         );
@@ -679,14 +605,14 @@ async fn both_nodes_dialling_at_once_end_with_one_working_connection() {
         .await;
         let (ta, mut ra) = tokio::sync::mpsc::unbounded_channel();
         let (tb, mut rb) = tokio::sync::mpsc::unbounded_channel();
-        let on_a = collector::<u64>(&a, ta);
-        let on_b = collector::<u64>(&b, tb);
+        let on_a = dist::forwarder::<u64>(&a, ta);
+        let on_b = dist::forwarder::<u64>(&b, tb);
         let to_b = a.remote::<u64>(b.name(), on_b.pid());
         let to_a = b.remote::<u64>(a.name(), on_a.pid());
         to_b.send(1).unwrap();
         to_a.send(2).unwrap();
-        assert_eq!(timeout(LONG, rb.recv()).await.unwrap(), Some(1));
-        assert_eq!(timeout(LONG, ra.recv()).await.unwrap(), Some(2));
+        assert_eq!(within("a message on rb", rb.recv()).await, Some(1));
+        assert_eq!(within("a message on ra", ra.recv()).await, Some(2));
         assert_eq!(a.connected(), vec![b.name().clone()]);
         assert_eq!(b.connected(), vec![a.name().clone()]);
     }
@@ -697,14 +623,9 @@ async fn exit_signals_are_not_lost_when_the_connection_queue_is_full() {
     // A send queue of two: almost every exit signal below finds it full and waits in the
     // overflow queue.
     let start_small = |name: &str| {
-        let name = NodeName::new(name).unwrap();
-        let mut cfg = DistConfig::new(
-            name.clone(),
-            Cookie::new(COOKIE).unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        );
+        let mut cfg = dist::config(name, COOKIE);
         cfg.connection.send_queue = 2;
-        DistNode::start(Node::new(name.as_str()), cfg)
+        DistNode::start(girder::Node::new(name), cfg)
     };
     let (a, b) = (
         start_small("a13@localhost").await.unwrap(),
@@ -717,9 +638,7 @@ async fn exit_signals_are_not_lost_when_the_connection_queue_is_full() {
     let mut on_a = Vec::new();
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
     for _ in 0..300 {
-        let target = b
-            .node()
-            .spawn(|mut ctx: Context<()>| async move { ctx.recv().await.into_exit() });
+        let target = idle(b.node());
         let remote = a.pid_on(b.name(), target.pid());
         let ready = ready_tx.clone();
         let linker = a.node().spawn(move |mut ctx: Context<()>| async move {
@@ -741,7 +660,7 @@ async fn exit_signals_are_not_lost_when_the_connection_queue_is_full() {
     }
     for t in on_b {
         assert_eq!(
-            timeout(LONG, t.wait_exit()).await.unwrap(),
+            within("the target to exit", t.wait_exit()).await,
             ExitReason::error("going down together")
         );
     }

@@ -14,9 +14,10 @@ use girder_dist::global::Global;
 use girder_dist::membership::{Member, MemberEvent, Membership, MembershipConfig};
 use girder_dist::transport::{BoxStream, Datagrams, Listener, Network};
 use girder_dist::{Cookie, DistConfig, DistNode, NodeName};
+use girder_testkit::dist::COOKIE;
+use girder_testkit::procs::{down_reason, idle};
 
 const PORT: u16 = 9000;
-const COOKIE: &str = "a-cookie-of-decent-length";
 
 /// turmoil's network behind girder's transport traits.
 #[derive(Debug)]
@@ -138,19 +139,6 @@ async fn kv_host(host: &'static str, peers: &'static [&'static str]) -> turmoil:
     Ok(())
 }
 
-/// Watches `pid` from a process and reports the `Down` reason.
-fn watch(dist: &DistNode, pid: girder::Pid) -> tokio::sync::oneshot::Receiver<ExitReason> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    dist.node().spawn(move |mut ctx: Context<()>| async move {
-        let m = ctx.monitor(pid);
-        if let Some(d) = ctx.wait_down(m, None).await {
-            let _ = tx.send(d.reason);
-        }
-        ExitReason::Normal
-    });
-    rx
-}
-
 #[test]
 fn a_partition_fires_monitors_and_fails_calls_cleanly_then_heals() {
     let mut sim = sim(60);
@@ -160,7 +148,7 @@ fn a_partition_fires_monitors_and_fails_calls_cleanly_then_heals() {
         let pid = a.whereis(&name("b"), "kv").await?.expect("kv on b");
         let kv = a.remote_server::<Kv>(&name("b"), pid);
         assert_eq!(kv.call(|r| (1, r)).await, Ok(1));
-        let down = watch(&a, pid);
+        let down = down_reason(a.node(), pid);
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         turmoil::partition("a", "b");
@@ -206,7 +194,7 @@ fn a_crashed_node_comes_back_as_a_new_incarnation() {
                 .await,
             Ok(5)
         );
-        let down = watch(&a, old);
+        let down = down_reason(a.node(), old);
         *p.lock().unwrap() = 1; // the driver restarts b now
         assert_eq!(down.await?, ExitReason::NoConnection);
         // The restarted b: the same name, a new creation, a fresh kv.
@@ -231,7 +219,7 @@ fn a_crashed_node_comes_back_as_a_new_incarnation() {
             Ok(1)
         );
         // A pid of the old incarnation is dead for good: its monitor fires noproc.
-        assert_eq!(watch(&a, old).await?, ExitReason::NoProc);
+        assert_eq!(down_reason(a.node(), old).await?, ExitReason::NoProc);
         let stale = a.remote_server::<Kv>(&name("b"), old);
         assert_eq!(
             stale.call(|r| (1, r)).await,
@@ -332,10 +320,7 @@ fn the_global_registry_converges_to_one_owner_after_a_partition() {
                 // c registers "leader" during the partition (b does not).
                 if host == "c" {
                     tokio::time::sleep(Duration::from_secs(2)).await;
-                    let w = dist.node().spawn(|mut ctx: Context<()>| async move {
-                        ctx.recv().await;
-                        ExitReason::Normal
-                    });
+                    let w = idle(dist.node());
                     global.register("leader", w.pid())?;
                     let al2 = al.clone();
                     tokio::spawn(async move {
@@ -358,10 +343,7 @@ fn the_global_registry_converges_to_one_owner_after_a_partition() {
         turmoil::partition("a", "c");
         let a = node("a", &["b", "c"]).await;
         let global = Global::start(&a)?;
-        let w = a.node().spawn(|mut ctx: Context<()>| async move {
-            ctx.recv().await;
-            ExitReason::Normal
-        });
+        let w = idle(a.node());
         // a registers first (older), during the partition.
         global.register("leader", w.pid())?;
         tokio::time::sleep(Duration::from_secs(5)).await;

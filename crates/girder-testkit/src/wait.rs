@@ -131,6 +131,28 @@ pub async fn within<F: IntoFuture>(what: impl Display, fut: F) -> F::Output {
     }
 }
 
+/// A `what` written only if the wait fails, so it can show the state at that moment: the
+/// `Display` of `describe()`'s result.
+///
+/// ```no_run
+/// use girder_testkit::{eventually, wait::when_failing};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let queue = vec![1, 2, 3];
+/// // Panics after WAIT with "waited 10s for: an empty queue (left: [1, 2, 3])".
+/// eventually(when_failing(|| format!("an empty queue (left: {queue:?})")), || queue.is_empty()).await;
+/// # }
+/// ```
+pub fn when_failing<D: Display>(describe: impl Fn() -> D) -> impl Display {
+    struct Later<F>(F);
+    impl<F: Fn() -> D, D: Display> Display for Later<F> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            (self.0)().fmt(f)
+        }
+    }
+    Later(describe)
+}
+
 /// The pauses between checks, and the deadline.
 struct Poll {
     deadline: Instant,

@@ -9,6 +9,7 @@ use girder::{
     Addr, CallError, Context, Event, ExitReason, Flow, InitError, Node, ReplyTo, Server,
     ServerContext, ServerRef,
 };
+use girder_testkit::{eventually, within};
 use tokio::sync::oneshot;
 
 /// Where escaped reply handles go: a process that keeps them and never answers (until told).
@@ -78,14 +79,10 @@ fn call_from(
 }
 
 async fn until_queued(keeper: &Addr<ReplyTo<u32>>, node: &Node, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while node.process_info(keeper.pid()).map_or(0, |i| i.messages_in) < n as u64 {
-        assert!(
-            Instant::now() < deadline,
-            "the handles never reached the keeper"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    eventually("the handles to reach the keeper", || {
+        node.process_info(keeper.pid()).map_or(0, |i| i.messages_in) >= n as u64
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,10 +107,12 @@ async fn a_caller_learns_of_the_callee_exit_when_another_process_holds_the_reply
         until_queued(&keeper, &node, 1).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         server.cast(how).map_err(|_| ()).unwrap();
-        let (result, _) = tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .unwrap_or_else(|_| panic!("the call hung (outside a process: {outside})"))
-            .unwrap();
+        let (result, _) = within(
+            format!("the call to end (outside a process: {outside})"),
+            waiting,
+        )
+        .await
+        .unwrap();
         assert_eq!(
             result,
             Err(CallError::Exited(want.clone())),
@@ -176,10 +175,7 @@ async fn a_handle_moved_into_a_task_is_covered_too() {
         let _ = tx.send(server.call_timeout(|r| r, Duration::MAX).await);
         ExitReason::Normal
     });
-    let r = tokio::time::timeout(Duration::from_secs(5), rx)
-        .await
-        .expect("the call hung")
-        .unwrap();
+    let r = within("the call to end", rx).await.unwrap();
     assert_eq!(r, Err(CallError::Exited(ExitReason::error("gone"))));
 }
 
@@ -239,10 +235,7 @@ async fn a_state_machine_caller_learns_of_the_exit_too() {
     });
     until_queued(&keeper, &node, 1).await;
     machine.cast(()).map_err(|_| ()).unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(5), rx)
-        .await
-        .expect("the call hung")
-        .unwrap();
+    let r = within("the call to end", rx).await.unwrap();
     assert_eq!(
         r,
         Err(CallError::Exited(ExitReason::error("machine crash")))
@@ -286,10 +279,7 @@ async fn a_callee_killed_inside_its_handler_after_handing_the_handle_on_ends_the
     });
     until_queued(&keeper, &node, 1).await;
     node.exit(server.pid(), ExitReason::Kill);
-    let r = tokio::time::timeout(Duration::from_secs(5), rx)
-        .await
-        .expect("the call hung")
-        .unwrap();
+    let r = within("the call to end", rx).await.unwrap();
     assert_eq!(r, Err(CallError::Exited(ExitReason::Killed)));
 }
 
@@ -310,10 +300,7 @@ async fn a_first_call_whose_handle_escapes_at_once_still_learns_of_the_exit() {
         let waiting = call_from(&node, server.clone(), false);
         until_queued(&keeper, &node, 1).await;
         server.cast(Cmd::Crash).map_err(|_| ()).unwrap();
-        let (r, _) = tokio::time::timeout(Duration::from_secs(5), waiting)
-            .await
-            .expect("the call hung")
-            .unwrap();
+        let (r, _) = within("the call to end", waiting).await.unwrap();
         assert_eq!(r, Err(CallError::Exited(ExitReason::error("crash"))));
     }
 }
@@ -347,10 +334,7 @@ async fn a_call_moved_into_a_combinator_after_its_first_wait_still_learns_of_the
     });
     until_queued(&keeper, &node, 1).await;
     server.cast(Cmd::Crash).map_err(|_| ()).unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(5), rx)
-        .await
-        .expect("the call hung")
-        .unwrap();
+    let r = within("the call to end", rx).await.unwrap();
     assert_eq!(r, Err(CallError::Exited(ExitReason::error("crash"))));
 }
 
@@ -375,10 +359,7 @@ async fn more_escaped_calls_than_a_process_keeps_escapes_of_all_learn_of_the_exi
     });
     until_queued(&keeper, &node, 24).await;
     server.cast(Cmd::Crash).map_err(|_| ()).unwrap();
-    let all = tokio::time::timeout(Duration::from_secs(5), rx)
-        .await
-        .expect("a call hung")
-        .unwrap();
+    let all = within("every call to end", rx).await.unwrap();
     assert_eq!(all.len(), 24);
     for r in all {
         assert_eq!(r, Err(CallError::Exited(ExitReason::error("crash"))));

@@ -12,8 +12,7 @@ use girder::{
     server, CallError, Context, ExitReason, Flow, Node, ReplyTo, Schedulers, Server, ServerContext,
     ServerRef,
 };
-
-const WAIT: Duration = Duration::from_secs(10);
+use girder_testkit::{within, WAIT};
 
 /// Replies to `(tag, delay)` with `tag` after `delay`, from a thread of its own, so replies
 /// land while the caller runs, sleeps or has given up.
@@ -98,7 +97,7 @@ where
         let _ = tx.send(body().await);
         ExitReason::Normal
     });
-    rt.block_on(async { tokio::time::timeout(WAIT, rx).await.unwrap().unwrap() })
+    rt.block_on(async { within("the body to finish", rx).await.unwrap() })
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -1,15 +1,13 @@
 //! Semantics of the EventManager (gen_event) behaviour.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use girder::event::{
     EventError, EventHandler, EventManager, HandlerFlow, HandlerRemoved, RemoveReason,
 };
 use girder::{Context, Event, ExitReason, Node, SpawnOptions};
+use girder_testkit::within;
 use tokio::sync::mpsc;
-
-const WAIT: Duration = Duration::from_secs(5);
 
 type Seen = Arc<Mutex<Vec<String>>>;
 
@@ -78,10 +76,7 @@ async fn watch(node: &Node, m: &EventManager<String>) -> mpsc::UnboundedReceiver
 }
 
 async fn report(rx: &mut mpsc::UnboundedReceiver<HandlerRemoved>) -> HandlerRemoved {
-    tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .expect("a report in time")
-        .expect("watcher alive")
+    within("a report", rx.recv()).await.expect("watcher alive")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +132,7 @@ async fn a_panicking_handler_is_removed_and_reported_and_the_rest_carry_on() {
     m.add_handler(rec("last", &seen)).await.unwrap();
     m.notify("boom".into()).unwrap();
     m.sync_notify("after".into()).await.unwrap();
-    let report = tokio::time::timeout(WAIT, rx).await.unwrap().unwrap();
+    let report = within("the removal report", rx).await.unwrap();
     assert_eq!(report.id, fragile);
     assert_eq!(report.manager, m.pid());
     assert_eq!(

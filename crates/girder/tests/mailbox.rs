@@ -4,9 +4,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use girder::{Context, Event, ExitReason, Node, SendError, SpawnOptions};
+use girder_testkit::within;
 use proptest::prelude::*;
 
 async fn run_case(senders: usize, per_sender: u64, capacity: Option<usize>, slow_every: u64) {
@@ -69,10 +69,7 @@ async fn run_case(senders: usize, per_sender: u64, capacity: Option<usize>, slow
     for t in tasks {
         t.await.unwrap();
     }
-    let (got, max_in_flight) = tokio::time::timeout(Duration::from_secs(10), rx)
-        .await
-        .expect("all delivered")
-        .unwrap();
+    let (got, max_in_flight) = within("all delivered", rx).await.unwrap();
     for (s, seq) in got.iter().enumerate() {
         assert_eq!(
             *seq,
@@ -127,8 +124,8 @@ async fn send_and_expect_echoes(
 ) {
     for i in 0..n {
         receiver.send(i).unwrap();
-        let echo = tokio::time::timeout(Duration::from_secs(5), echoes.recv()).await;
-        assert_eq!(echo, Ok(Some(i)), "message {i} never woke the receiver");
+        let echo = within(format!("message {i} to wake the receiver"), echoes.recv()).await;
+        assert_eq!(echo, Some(i));
     }
     assert_eq!(receiver.wait_exit().await, ExitReason::Normal);
 }

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use girder::{Addr, Context, Event, ExitReason, LinkError, Node, SendError, SpawnOptions};
+use girder_testkit::procs::{forwarder, idle, until_stopped};
+use girder_testkit::within;
 use tokio::sync::oneshot;
-
-const WAIT: Duration = Duration::from_secs(5);
 
 /// A process that waits forever, reporting every event it gets to `tx`.
 fn reporter(
@@ -24,18 +24,8 @@ fn reporter(
     })
 }
 
-fn idle(node: &Node) -> Addr<()> {
-    node.spawn(|mut ctx: Context<()>| async move {
-        loop {
-            ctx.recv().await;
-        }
-    })
-}
-
 async fn exit_of<M: Send + 'static>(addr: &Addr<M>) -> ExitReason {
-    tokio::time::timeout(WAIT, addr.wait_exit())
-        .await
-        .expect("process did not exit in time")
+    within("the process to exit", addr.wait_exit()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +110,7 @@ async fn send_wait_fails_when_the_process_exits_while_waiting() {
     });
     tokio::time::sleep(Duration::from_millis(20)).await;
     node.exit(p.pid(), ExitReason::Kill);
-    let r = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
+    let r = within("send_wait to fail", waiting).await.unwrap();
     assert_eq!(r, Err(SendError::NoProc(2)));
 }
 
@@ -177,10 +167,7 @@ async fn a_trapping_process_receives_exits_as_messages() {
         SpawnOptions::new().link(trapper.pid()),
         |_: Context<()>| async { ExitReason::error("bad") },
     );
-    let ev = tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let ev = within("an event", rx.recv()).await.unwrap();
     assert_eq!(
         ev,
         Event::Exit {
@@ -193,10 +180,7 @@ async fn a_trapping_process_receives_exits_as_messages() {
         SpawnOptions::new().link(trapper.pid()),
         |_: Context<()>| async { ExitReason::Normal },
     );
-    let ev = tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let ev = within("an event", rx.recv()).await.unwrap();
     assert_eq!(
         ev,
         Event::Exit {
@@ -221,10 +205,7 @@ async fn kill_cannot_be_trapped_and_propagates_as_killed() {
     node.exit(target.pid(), ExitReason::Kill);
     assert_eq!(exit_of(&target).await, ExitReason::Killed);
     // The linked, trapping watcher gets `Killed`, which it can trap.
-    let ev = tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let ev = within("an event", rx.recv()).await.unwrap();
     assert_eq!(
         ev,
         Event::Exit {
@@ -279,7 +260,7 @@ async fn monitors_fire_once_with_the_reason_and_noproc_for_dead_targets() {
         tx.send((m, first, m2, second, third)).unwrap();
         ExitReason::Normal
     });
-    let (m, first, m2, second, third) = tokio::time::timeout(WAIT, rx).await.unwrap().unwrap();
+    let (m, first, m2, second, third) = within("the watcher's report", rx).await.unwrap();
     match first {
         Event::Down(d) => {
             assert_eq!(d.monitor, m);
@@ -313,7 +294,7 @@ async fn monitors_are_one_way_and_demonitor_stops_them() {
         tx.send(got).unwrap();
         ExitReason::Normal
     });
-    assert_eq!(tokio::time::timeout(WAIT, rx).await.unwrap().unwrap(), None);
+    assert_eq!(within("the watcher's report", rx).await.unwrap(), None);
     assert_eq!(exit_of(&watcher).await, ExitReason::Normal);
     // The watcher exiting does not affect anything it monitored (one-way).
     let target2 = idle(&node);
@@ -442,22 +423,12 @@ async fn registry_names_follow_process_lifetimes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timers_fire_and_cancel() {
     let node = Node::new("t");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let p = node.spawn(move |mut ctx: Context<&'static str>| async move {
-        loop {
-            if let Event::Message(m) = ctx.recv().await {
-                tx.send(m).unwrap();
-            }
-        }
-    });
+    let (p, mut rx) = forwarder::<&'static str>(&node);
     let fired = girder::send_after(&p, "fired", Duration::from_millis(10));
     let cancelled = girder::send_after(&p, "cancelled", Duration::from_millis(30));
     assert!(cancelled.cancel());
     assert!(!cancelled.cancel(), "a timer is cancelled once");
-    assert_eq!(
-        tokio::time::timeout(WAIT, rx.recv()).await.unwrap(),
-        Some("fired")
-    );
+    assert_eq!(within("an event", rx.recv()).await, Some("fired"));
     assert!(fired.has_fired());
     assert!(
         !fired.cancel(),
@@ -516,14 +487,7 @@ async fn killing_a_process_during_spawn_is_not_lost() {
         let pp = parent.pid();
         let n2 = node.clone();
         let killer = tokio::spawn(async move { n2.exit(pp, ExitReason::error("die")) });
-        let child = node.spawn_opts(
-            SpawnOptions::new().link(pp),
-            |mut ctx: Context<()>| async move {
-                loop {
-                    ctx.recv().await;
-                }
-            },
-        );
+        let child = node.spawn_opts(SpawnOptions::new().link(pp), until_stopped::<()>);
         killer.await.unwrap();
         exit_of(&parent).await;
         let r = exit_of(&child).await;

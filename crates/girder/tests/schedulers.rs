@@ -13,8 +13,8 @@ use girder::{
     send_after, Addr, CallError, Context, Event, ExitReason, Flow, Node, ReplyTo, Schedulers,
     Server, ServerContext,
 };
-
-const WAIT: Duration = Duration::from_secs(10);
+use girder_testkit::procs::{idle, Echo};
+use girder_testkit::{within, WAIT};
 
 fn thread_name() -> String {
     std::thread::current().name().unwrap_or("").to_string()
@@ -75,7 +75,7 @@ async fn spawned_from_outside_the_pool_processes_still_run_there() {
         let _ = tx.send((thread_name(), Schedulers::current().map(|s| s.threads())));
         ExitReason::Normal
     });
-    let (name, threads) = tokio::time::timeout(WAIT, rx).await.unwrap().unwrap();
+    let (name, threads) = within("the process to report", rx).await.unwrap();
     assert!(name.starts_with("girder-sched-"), "{name}");
     assert_eq!(threads, Some(2));
     assert_eq!(p.wait_exit().await, ExitReason::Normal);
@@ -154,23 +154,6 @@ fn busy_work_spreads_over_the_schedulers() {
     pool.shutdown();
 }
 
-struct Echo;
-
-impl Server for Echo {
-    type Call = (u64, ReplyTo<u64>);
-    type Cast = ();
-    type Info = ();
-
-    async fn handle_call(
-        &mut self,
-        (n, from): (u64, ReplyTo<u64>),
-        _: &mut ServerContext<Self>,
-    ) -> Flow {
-        from.reply(n + 1);
-        Flow::Continue
-    }
-}
-
 /// Runs a server and its callers, doing microseconds of work per call, from a process on
 /// `pool`; returns the steals there were and the calls made.
 fn chatty(pool: &Schedulers) -> (u64, u64) {
@@ -180,20 +163,21 @@ fn chatty(pool: &Schedulers) -> (u64, u64) {
     let before = pool.stats();
     pool.block_on(async move {
         let echo = girder::server::start(&node, Echo).await.unwrap();
+        let echo_pid = echo.pid();
         let mut done = Vec::new();
         for _ in 0..CALLERS {
             let (echo, (tx, rx)) = (echo.clone(), tokio::sync::oneshot::channel());
             done.push(rx);
             node.spawn(move |_: Context<()>| async move {
                 for i in 0..CALLS {
-                    assert_eq!(echo.call(|r| (i, r)).await, Ok(i + 1));
+                    assert_eq!(echo.call(|r| (i, r)).await, Ok((echo_pid, i)));
                 }
                 let _ = tx.send(());
                 ExitReason::Normal
             });
         }
         for rx in done {
-            tokio::time::timeout(WAIT, rx).await.unwrap().unwrap();
+            within("a caller to finish", rx).await.unwrap();
         }
     });
     (pool.stats().steals - before.steals, CALLERS * CALLS)
@@ -217,10 +201,7 @@ fn light_chatty_work_is_not_stolen() {
 async fn kill_ends_a_waiting_a_busy_and_a_not_yet_started_process() {
     let pool = Schedulers::new(2);
     let node = pooled(&pool);
-    let waiting = node.spawn(|mut ctx: Context<()>| async move {
-        ctx.recv().await;
-        ExitReason::Normal
-    });
+    let waiting = idle(&node);
     let busy = node.spawn(|_: Context<()>| async move {
         loop {
             tokio::task::yield_now().await;
@@ -230,13 +211,11 @@ async fn kill_ends_a_waiting_a_busy_and_a_not_yet_started_process() {
     node.exit(waiting.pid(), ExitReason::Kill);
     node.exit(busy.pid(), ExitReason::Kill);
     assert_eq!(
-        tokio::time::timeout(WAIT, waiting.wait_exit())
-            .await
-            .unwrap(),
+        within("the waiting process to exit", waiting.wait_exit()).await,
         ExitReason::Killed
     );
     assert_eq!(
-        tokio::time::timeout(WAIT, busy.wait_exit()).await.unwrap(),
+        within("the busy process to exit", busy.wait_exit()).await,
         ExitReason::Killed
     );
 
@@ -249,7 +228,7 @@ async fn kill_ends_a_waiting_a_busy_and_a_not_yet_started_process() {
             ExitReason::Normal
         });
         node.exit(p.pid(), ExitReason::Kill);
-        let reason = tokio::time::timeout(WAIT, p.wait_exit()).await.unwrap();
+        let reason = within("the process to exit", p.wait_exit()).await;
         // A process may finish before the kill lands; then it ran and exited normally.
         if reason == ExitReason::Killed {
             continue;
@@ -287,7 +266,7 @@ fn timers_and_call_timeouts_work_on_the_schedulers() {
             ExitReason::Normal
         });
         let _timer = send_after(&waiter, 7, Duration::from_millis(30));
-        let got = tokio::time::timeout(WAIT, rx).await.unwrap().unwrap();
+        let got = within("the timer's message", rx).await.unwrap();
         let silent = girder::server::start(&node, Silent).await.unwrap();
         let t0 = Instant::now();
         let call = silent.call_timeout(|r| r, Duration::from_millis(50)).await;
@@ -337,10 +316,7 @@ fn block_on_from_a_scheduler_thread_is_refused_clearly() {
 async fn shutdown_ends_processes_with_shutdown_and_later_spawns_too() {
     let pool = Schedulers::new(2);
     let node = pooled(&pool);
-    let waiting = node.spawn(|mut ctx: Context<()>| async move {
-        ctx.recv().await;
-        ExitReason::Normal
-    });
+    let waiting = idle(&node);
     tokio::time::sleep(Duration::from_millis(20)).await;
     tokio::task::spawn_blocking({
         let pool = pool.clone();
@@ -349,14 +325,12 @@ async fn shutdown_ends_processes_with_shutdown_and_later_spawns_too() {
     .await
     .unwrap();
     assert_eq!(
-        tokio::time::timeout(WAIT, waiting.wait_exit())
-            .await
-            .unwrap(),
+        within("the waiting process to exit", waiting.wait_exit()).await,
         ExitReason::Shutdown
     );
     let late = node.spawn(|_: Context<()>| async { ExitReason::Normal });
     assert_eq!(
-        tokio::time::timeout(WAIT, late.wait_exit()).await.unwrap(),
+        within("the late process to exit", late.wait_exit()).await,
         ExitReason::Shutdown
     );
     assert_eq!(node.process_count(), 0);
@@ -374,7 +348,7 @@ fn the_last_handle_dropped_stops_the_pool() {
     rt.block_on(async {
         let p = node.spawn(|_: Context<()>| async { ExitReason::Normal });
         assert_eq!(
-            tokio::time::timeout(WAIT, p.wait_exit()).await.unwrap(),
+            within("the process to exit", p.wait_exit()).await,
             ExitReason::Shutdown
         );
     });
@@ -395,7 +369,7 @@ async fn the_environment_variable_picks_the_shared_pool() {
         ExitReason::error(format!("on pool: {on_pool}"))
     });
     assert_eq!(
-        tokio::time::timeout(WAIT, p.wait_exit()).await.unwrap(),
+        within("the process to exit", p.wait_exit()).await,
         ExitReason::error(format!("on pool: {asked}"))
     );
 }
@@ -571,12 +545,7 @@ mod delivery {
             }
             let mut got = Vec::new();
             for r in results {
-                got.push(
-                    tokio::time::timeout(WAIT, r)
-                        .await
-                        .expect("a consumer finished")
-                        .unwrap(),
-                );
+                got.push(within("a consumer to finish", r).await.unwrap());
             }
             got
         });

@@ -7,9 +7,8 @@ use girder::{
     CallError, Down, ExitReason, Flow, Node, Pid, ReplyTo, SendError, Server, ServerContext,
     ServerRef, SpawnOptions, StartError,
 };
+use girder_testkit::within;
 use tokio::sync::mpsc;
-
-const WAIT: Duration = Duration::from_secs(5);
 
 enum Req {
     Get,
@@ -155,12 +154,12 @@ async fn a_callee_dying_mid_call_ends_the_call_at_once_with_the_reason() {
     tokio::time::sleep(Duration::from_millis(30)).await;
     let started = std::time::Instant::now();
     node.exit(s.pid(), ExitReason::error("pulled the plug"));
-    let r = tokio::time::timeout(WAIT, slow).await.unwrap().unwrap();
+    let r = within("the slow call to end", slow).await.unwrap();
     assert_eq!(
         r,
         Err(CallError::Exited(ExitReason::error("pulled the plug")))
     );
-    let r = tokio::time::timeout(WAIT, queued).await.unwrap().unwrap();
+    let r = within("the queued call to end", queued).await.unwrap();
     assert_eq!(
         r,
         Err(CallError::Exited(ExitReason::error("pulled the plug")))
@@ -306,7 +305,7 @@ async fn a_server_linked_to_a_trapping_parent_stops_with_terminate_on_parent_exi
     let s = prx.await.unwrap();
     parent.send(()).unwrap();
     assert_eq!(
-        tokio::time::timeout(WAIT, term.recv()).await.unwrap(),
+        within("terminate", term.recv()).await,
         Some(ExitReason::error("parent failed"))
     );
     assert_eq!(s.wait_exit().await, ExitReason::error("parent failed"));
@@ -341,10 +340,7 @@ async fn a_server_sees_monitor_downs() {
     let (wtx, mut wrx) = mpsc::unbounded_channel();
     let w = server::start(&node, Watch(tp, wtx)).await.unwrap();
     target.send(()).unwrap();
-    let down = tokio::time::timeout(WAIT, wrx.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let down = within("a down", wrx.recv()).await.unwrap();
     assert_eq!(down.pid, tp);
     assert_eq!(down.reason, ExitReason::error("target done"));
     w.call(|r| r).await.unwrap();
@@ -397,7 +393,7 @@ async fn call_timeouts_from_inside_a_process_reuse_its_timer_correctly() {
         tx.send((first, second, took, a, b)).unwrap();
         ExitReason::Normal
     });
-    let (first, second, took, a, b) = tokio::time::timeout(WAIT, rx).await.unwrap().unwrap();
+    let (first, second, took, a, b) = within("the calls' results", rx).await.unwrap();
     assert_eq!(first, Ok(0));
     assert_eq!(second, Err(CallError::Timeout(Duration::from_millis(30))));
     assert!(
@@ -439,7 +435,7 @@ async fn a_long_call_timeout_is_never_early_and_barely_late() {
         tx.send(took).unwrap();
         ExitReason::Normal
     });
-    for (r, took) in tokio::time::timeout(WAIT, rx).await.unwrap().unwrap() {
+    for (r, took) in within("the calls' results", rx).await.unwrap() {
         assert_eq!(r, Err(CallError::Timeout(Duration::from_secs(1))));
         assert!(took >= Duration::from_secs(1), "early: {took:?}");
         // 1/64 slack (16 ms) + coarse padding (10 ms) + the timer wheel's grain, generously.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use girder::statem::{self, Action, StateEvent, StateMachine, StateMachineContext, Transition};
 use girder::{ExitReason, Flow, InitError, Node, ReplyTo, Server, ServerContext};
+use girder_testkit::{eventually_async, within};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{FramedRead, LinesCodec};
@@ -109,9 +110,7 @@ async fn a_server_owns_its_socket_and_handles_its_lines_in_its_own_loop() {
     // The peer closes: the source's end arrives and the server stops.
     drop(out);
     assert_eq!(
-        tokio::time::timeout(Duration::from_secs(5), conn.wait_exit())
-            .await
-            .unwrap(),
+        within("the connection server to exit", conn.wait_exit()).await,
         ExitReason::Normal
     );
 }
@@ -182,17 +181,18 @@ async fn a_busy_source_starves_neither_calls_nor_stop_and_loses_nothing() {
     .unwrap();
     // An always-ready source, and still calls get answers.
     for _ in 0..20 {
-        let n = tokio::time::timeout(Duration::from_secs(5), busy.call(|r| r))
+        let n = within("a call beside a busy source", busy.call(|r| r))
             .await
-            .expect("a call starved by a busy source")
             .unwrap();
         assert!(n > 0);
     }
     // And a stop request goes first.
     assert_eq!(
-        tokio::time::timeout(Duration::from_secs(5), busy.stop(ExitReason::Shutdown))
-            .await
-            .expect("stop starved by a busy source"),
+        within(
+            "a stop beside a busy source",
+            busy.stop(ExitReason::Shutdown)
+        )
+        .await,
         ExitReason::Shutdown
     );
     // Every item taken from the source was handled: none taken and dropped.
@@ -284,16 +284,12 @@ async fn a_state_machine_takes_a_source_too() {
     }
     tx.send("done").unwrap();
     tx.send("late").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
+    let seen = eventually_async("the machine to take \"done\"", async || {
         let (done, seen) = m.call(|r| r).await.unwrap();
-        if done {
-            assert_eq!(seen, 10);
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+        done.then_some(seen)
+    })
+    .await;
+    assert_eq!(seen, 10);
 }
 
 /// Adds a source on request and removes it on request.
@@ -371,9 +367,7 @@ async fn an_always_ready_source_yields_its_thread_to_others() {
     )
     .await
     .unwrap();
-    tokio::time::timeout(Duration::from_secs(5), tokio::task::yield_now())
-        .await
-        .expect("the thread was kept");
+    within("the thread to be free", tokio::task::yield_now()).await;
     let seen = handled.load(Ordering::SeqCst);
     tokio::task::yield_now().await;
     assert!(handled.load(Ordering::SeqCst) >= seen);

@@ -6,9 +6,9 @@ use girder::statem::{
     self, Action, StateEvent, StateMachine, StateMachineContext, StateMachineRef, Transition,
 };
 use girder::{CallError, Context, ExitReason, Node, ReplyTo, SpawnOptions, StartError};
+use girder_testkit::within;
 use tokio::sync::mpsc;
 
-const WAIT: Duration = Duration::from_secs(5);
 const SHORT: Duration = Duration::from_millis(50);
 
 #[derive(Clone, Debug, PartialEq)]
@@ -163,10 +163,7 @@ fn step(f: impl FnOnce(&St) -> Transition<Probe> + Send + 'static) -> Step {
 }
 
 async fn next(rx: &mut mpsc::UnboundedReceiver<String>) -> String {
-    tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .expect("an event in time")
-        .expect("log open")
+    within("an event", rx.recv()).await.expect("log open")
 }
 
 async fn nothing_within(rx: &mut mpsc::UnboundedReceiver<String>, d: Duration) {
@@ -402,7 +399,7 @@ async fn a_panicking_handler_ends_the_machine_after_terminate() {
 }
 
 async fn exit_error(m: &StateMachineRef<Probe>) -> String {
-    match tokio::time::timeout(WAIT, m.wait_exit()).await.unwrap() {
+    match within("the machine to exit", m.wait_exit()).await {
         ExitReason::Error(e) => e,
         other => panic!("expected an error, got {other}"),
     }

@@ -4,13 +4,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    child, drain, make_exit, pid_of, send_cmd, wait_gone, wait_trapping, Cmd, Life, WAIT,
-};
+use common::{child, drain, make_exit, pid_of, send_cmd, wait_gone, wait_trapping, Cmd, Life};
 use girder::supervisor::{
     ChildSpec, Restart, RestartStrategy, Shutdown, Supervisor, SupervisorError,
 };
 use girder::{Addr, Application, ExitReason, Node, SupervisorRef};
+use girder_testkit::within;
 use tokio::sync::mpsc;
 
 async fn three(
@@ -216,7 +215,7 @@ async fn a_top_supervisor_past_its_intensity_exits_shutdown() {
     pid_of(&node, "w", Some(p)).await;
     make_exit(&node, "w", ExitReason::error("2")).await;
     assert_eq!(
-        tokio::time::timeout(WAIT, sup.wait_exit()).await.unwrap(),
+        within("the supervisor to exit", sup.wait_exit()).await,
         ExitReason::Shutdown
     );
     assert_eq!(node.process_count(), 0);
@@ -422,8 +421,5 @@ async fn a_killed_supervisor_takes_its_children_down() {
     let (sup, _rx) = three(&node, RestartStrategy::OneForOne).await;
     let a = girder::ServerRef::<common::TestChild>::lookup(&node, "a").unwrap();
     node.exit(sup.pid(), ExitReason::Kill);
-    assert_eq!(
-        tokio::time::timeout(WAIT, a.wait_exit()).await.unwrap(),
-        ExitReason::Killed
-    );
+    assert_eq!(within("a to exit", a.wait_exit()).await, ExitReason::Killed);
 }

@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{child, drain, wait_gone, Life, WAIT};
+use common::{child, drain, wait_gone, Life};
 use girder::supervisor::{ChildSpec, Restart, RestartStrategy, Supervisor, SupervisorError};
 use girder::{
-    CallError, Context, Event, ExitReason, Flow, InitError, Node, ReplyTo, Server, ServerContext,
-    StartError,
+    CallError, ExitReason, Flow, InitError, Node, ReplyTo, Server, ServerContext, StartError,
 };
+use girder_testkit::procs::{idle, until_stopped, Echo};
+use girder_testkit::{eventually, eventually_async, within};
 use tokio::sync::mpsc;
 
 /// A start function that works while `fail` is false and otherwise fails after `delay`,
@@ -27,22 +28,10 @@ fn flaky(fail: Arc<AtomicBool>, attempts: Arc<AtomicU32>, delay: Duration) -> Ch
                 tokio::time::sleep(delay).await;
                 return Err(StartError::Other("the database is down".into()));
             }
-            let addr = s
-                .node
-                .spawn_opts(s.spawn_options(), |mut ctx: Context<()>| async move {
-                    loop {
-                        ctx.recv().await;
-                    }
-                });
+            let addr = s.node.spawn_opts(s.spawn_options(), until_stopped::<()>);
             Ok(addr.pid())
         }
     })
-}
-
-async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {WAIT:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,18 +55,14 @@ async fn a_supervisor_retrying_a_failing_restart_keeps_answering() {
     fail.store(true, Ordering::SeqCst);
     node.exit(first, ExitReason::Kill);
     // The restart keeps failing, 50 ms an attempt; the supervisor answers between attempts.
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let c = eventually_async("the child to be seen restarting", async || {
         let c = within("which_children", sup.which_children())
             .await
             .unwrap();
-        if c[0].restarting {
-            assert_eq!(c[0].pid, None);
-            break;
-        }
-        assert!(Instant::now() < deadline, "never seen restarting: {c:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        c[0].restarting.then_some(c)
+    })
+    .await;
+    assert_eq!(c[0].pid, None);
     assert_eq!(
         within("count_children", sup.count_children())
             .await
@@ -126,9 +111,7 @@ async fn a_supervisor_retrying_stops_when_asked() {
     let first = sup.which_children().await.unwrap()[0].pid.unwrap();
     fail.store(true, Ordering::SeqCst);
     node.exit(first, ExitReason::Kill);
-    while attempts.load(Ordering::SeqCst) < 3 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("three attempts", || attempts.load(Ordering::SeqCst) >= 3).await;
     assert_eq!(
         within("stop", sup.stop(ExitReason::Shutdown)).await,
         ExitReason::Shutdown
@@ -253,10 +236,7 @@ async fn a_start_function_that_panics_at_restart_is_retried_and_escalates() {
             n.fetch_add(1, Ordering::SeqCst);
             assert!(!e.load(Ordering::SeqCst), "fragile exploded");
             Ok(s.node
-                .spawn_opts(s.spawn_options(), |mut ctx: Context<()>| async move {
-                    ctx.recv().await;
-                    ExitReason::Normal
-                })
+                .spawn_opts(s.spawn_options(), until_stopped::<()>)
                 .pid())
         }
     });
@@ -266,10 +246,7 @@ async fn a_start_function_that_panics_at_restart_is_retried_and_escalates() {
         .start(&node)
         .await
         .unwrap();
-    let bystander = node.spawn(|mut ctx: Context<()>| async move {
-        ctx.recv().await;
-        ExitReason::Normal
-    });
+    let bystander = idle(&node);
     let pid = top.which_children().await.unwrap()[0].pid.unwrap();
     explode.store(true, Ordering::SeqCst);
     node.exit(pid, ExitReason::error("crash"));
@@ -279,24 +256,6 @@ async fn a_start_function_that_panics_at_restart_is_retried_and_escalates() {
     );
     assert_eq!(starts.load(Ordering::SeqCst), 1 + 2);
     assert!(bystander.is_alive(), "a panicking start harms nothing else");
-}
-
-/// A server that answers its call with its pid.
-struct Echo;
-
-impl Server for Echo {
-    type Call = ReplyTo<girder::Pid>;
-    type Cast = ();
-    type Info = ();
-
-    async fn handle_call(
-        &mut self,
-        from: ReplyTo<girder::Pid>,
-        ctx: &mut ServerContext<Self>,
-    ) -> Flow {
-        from.reply(ctx.pid());
-        Flow::Continue
-    }
 }
 
 async fn dynamic(node: &Node) -> girder::SupervisorRef {
@@ -322,9 +281,9 @@ async fn a_dynamic_supervisor_runs_many_instances_of_one_spec() {
     distinct.dedup();
     assert_eq!(distinct.len(), 50);
     assert_eq!(sup.count_children().await.unwrap().active, 50);
-    for pid in &pids {
+    for (n, pid) in (0..).zip(&pids) {
         let w = girder::ServerRef::<Echo>::from_pid(&node, *pid).unwrap();
-        assert_eq!(w.call(|r| r).await.unwrap(), *pid);
+        assert_eq!(w.call(|r| (n, r)).await.unwrap(), (*pid, n));
     }
     // Ids are shared: naming one instance takes its pid.
     assert_eq!(
@@ -358,18 +317,14 @@ async fn permanent_dynamic_instances_are_restarted_one_by_one() {
     let b = sup.start_child(spec).await.unwrap();
     node.exit(a, ExitReason::error("crash"));
     wait_gone(&node, a).await;
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let (c, pids) = eventually_async("the crashed instance to be restarted", async || {
         let c = sup.which_children().await.unwrap();
         let pids: Vec<_> = c.iter().filter_map(|c| c.pid).collect();
-        if pids.len() == 2 && !pids.contains(&a) {
-            assert!(pids.contains(&b), "the other instance is untouched");
-            assert_eq!(c.iter().map(|c| c.restarts).sum::<u32>(), 1);
-            break;
-        }
-        assert!(Instant::now() < deadline, "not restarted: {c:?}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+        (pids.len() == 2 && !pids.contains(&a)).then_some((c, pids))
+    })
+    .await;
+    assert!(pids.contains(&b), "the other instance is untouched");
+    assert_eq!(c.iter().map(|c| c.restarts).sum::<u32>(), 1);
     sup.stop(ExitReason::Shutdown).await;
 }
 
@@ -563,15 +518,8 @@ async fn a_child_that_traps_exits_runs_terminate_on_shutdown() {
 }
 
 /// A plain idle child, as cheap as a child can be.
-fn idle() -> ChildSpec {
-    ChildSpec::process("idle", |mut ctx: Context<()>| async move {
-        loop {
-            if let Event::Stop(r) = ctx.recv().await {
-                return r;
-            }
-        }
-    })
-    .restart(Restart::Temporary)
+fn idle_child() -> ChildSpec {
+    ChildSpec::process("idle", until_stopped::<()>).restart(Restart::Temporary)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -581,12 +529,12 @@ async fn a_dynamic_supervisor_of_fifty_thousand_children_stops_at_once() {
     let n = 50_000;
     let started = Instant::now();
     for _ in 0..n {
-        sup.start_child(idle()).await.unwrap();
+        sup.start_child(idle_child()).await.unwrap();
     }
     assert_eq!(sup.count_children().await.unwrap().active, n);
     // Churn beside them: each start and stop finds its child by pid, not by a scan.
     for _ in 0..100 {
-        let pid = sup.start_child(idle()).await.unwrap();
+        let pid = sup.start_child(idle_child()).await.unwrap();
         sup.terminate_pid(pid).await.unwrap();
     }
     assert_eq!(sup.stop(ExitReason::Shutdown).await, ExitReason::Shutdown);

@@ -13,8 +13,7 @@ use girder::{
     CallError, Context, EventHandler, EventManager, ExitReason, Flow, Node, Pid, ReplyTo, Server,
     ServerContext,
 };
-
-const WAIT: Duration = Duration::from_secs(10);
+use girder_testkit::{eventually_async, within};
 
 /// A counter that shows its state (through Debug) and its messages.
 #[derive(Debug, Default)]
@@ -66,9 +65,8 @@ impl Server for Private {
 }
 
 async fn next(trace: &mut sys::Trace) -> sys::TraceEvent {
-    tokio::time::timeout(WAIT, trace.next())
+    within("a trace event", trace.next())
         .await
-        .expect("a trace event in time")
         .expect("the trace is open")
 }
 
@@ -137,8 +135,10 @@ async fn a_suspended_server_still_stops() {
         .await
         .unwrap();
     s.suspend().await.unwrap();
-    let stopped = tokio::time::timeout(WAIT, s.stop(ExitReason::Shutdown)).await;
-    assert_eq!(stopped.unwrap(), ExitReason::Shutdown);
+    assert_eq!(
+        within("a suspended server to stop", s.stop(ExitReason::Shutdown)).await,
+        ExitReason::Shutdown
+    );
 
     let sup = Supervisor::builder()
         .child(ChildSpec::server("counter", Counter::default).trap_exit(true))
@@ -147,9 +147,11 @@ async fn a_suspended_server_still_stops() {
         .unwrap();
     let child: Pid = sup.which_children().await.unwrap()[0].pid.unwrap();
     sys::suspend(&node, child).await.unwrap();
-    tokio::time::timeout(WAIT, sup.stop(ExitReason::Shutdown))
-        .await
-        .expect("the supervisor stops its suspended child");
+    within(
+        "the supervisor stops its suspended child",
+        sup.stop(ExitReason::Shutdown),
+    )
+    .await;
     assert!(!node.is_alive(child));
 }
 
@@ -380,14 +382,10 @@ async fn a_state_machine_shows_its_state_and_its_timeouts_wait_while_suspended()
     let call = m.call_timeout(|r| r, Duration::from_millis(50)).await;
     assert!(matches!(call, Err(CallError::Timeout(_))));
     m.resume().await.unwrap();
-    let t0 = std::time::Instant::now();
-    while m.get_state().await.unwrap().state.as_deref() != Some("Off") {
-        assert!(
-            t0.elapsed() < WAIT,
-            "the overdue timeout fires once resumed"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually_async("the overdue timeout to fire once resumed", async || {
+        m.get_state().await.unwrap().state.as_deref() == Some("Off")
+    })
+    .await;
 
     let events: Vec<Traced> = [
         next(&mut trace).await,
@@ -515,13 +513,10 @@ async fn a_suspended_server_takes_nothing_from_its_sources() {
     assert_eq!(tx.capacity(), 90, "the items wait in the source");
     s.resume().await.unwrap();
     // Mailbox and sources take turns, so a call may come between two items.
-    let t0 = std::time::Instant::now();
-    loop {
+    let got = eventually_async("all ten items to come through", async || {
         let got = s.call(|r| r).await.unwrap();
-        if got.len() == 10 {
-            assert_eq!(got, (0..10).collect::<Vec<_>>());
-            break;
-        }
-        assert!(t0.elapsed() < WAIT, "only {got:?} came through");
-    }
+        (got.len() == 10).then_some(got)
+    })
+    .await;
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
 }

@@ -6,35 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use girder::{send_after, Addr, Context, Event, ExitReason, Node, SpawnOptions, TimerRef};
+use girder_testkit::procs::forwarder;
+use girder_testkit::{eventually, within};
 use tokio::sync::mpsc;
-
-const WAIT: Duration = Duration::from_secs(10);
-
-/// A process forwarding every message it gets to the test.
-fn forwarder<M: Send + 'static>(node: &Node) -> (Addr<M>, mpsc::UnboundedReceiver<M>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let addr = node.spawn(move |mut ctx: Context<M>| async move {
-        loop {
-            match ctx.recv().await {
-                Event::Message(m) => {
-                    if tx.send(m).is_err() {
-                        return ExitReason::Normal;
-                    }
-                }
-                _ => continue,
-            }
-        }
-    });
-    (addr, rx)
-}
 
 async fn collect_until<M: PartialEq>(rx: &mut mpsc::UnboundedReceiver<M>, last: M) -> Vec<M> {
     let mut got = Vec::new();
     loop {
-        let m = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let m = within("a timer's message", rx.recv()).await.unwrap();
         let done = m == last;
         got.push(m);
         if done {
@@ -107,10 +86,7 @@ async fn no_timer_fires_early_and_none_is_lost() {
         );
     }
     for _ in 0..n {
-        let on_time = tokio::time::timeout(WAIT, rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let on_time = within("a timer's message", rx.recv()).await.unwrap();
         assert!(on_time, "a timer fired before its delay");
     }
 }
@@ -167,14 +143,6 @@ impl Drop for Counted {
     }
 }
 
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(t0.elapsed() < WAIT, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// cleanup: a timer for a dead process is gone at once; a process's timers are cancelled when
 /// it dies (their messages dropped then, not at their deadline), as the BEAM does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,12 +187,7 @@ async fn rearming_for_ever_keeps_only_the_armed_timers() {
             send_after(&p, Counted(dropped.clone()), Duration::from_millis(1));
         }
         for _ in 0..100 {
-            drop(
-                tokio::time::timeout(WAIT, rx.recv())
-                    .await
-                    .unwrap()
-                    .unwrap(),
-            );
+            drop(within("a timer's message", rx.recv()).await.unwrap());
         }
         assert_eq!(dropped.load(Ordering::SeqCst), (round + 1) * 100);
     }
@@ -263,12 +226,7 @@ async fn a_full_mailbox_gets_the_message_when_there_is_room() {
     go_tx.send(()).unwrap();
     let mut got = Vec::new();
     for _ in 0..3 {
-        got.push(
-            tokio::time::timeout(WAIT, rx.recv())
-                .await
-                .unwrap()
-                .unwrap(),
-        );
+        got.push(within("a timer's message", rx.recv()).await.unwrap());
     }
     assert_eq!(got, [1, 2, 3]);
 }
@@ -321,10 +279,7 @@ fn timers_follow_the_thread_to_a_new_runtime() {
             let node = Node::new("t");
             let (p, mut rx) = forwarder(&node);
             send_after(&p, "tick", Duration::from_millis(10));
-            assert_eq!(
-                tokio::time::timeout(WAIT, rx.recv()).await.unwrap(),
-                Some("tick")
-            );
+            assert_eq!(within("a timer's message", rx.recv()).await, Some("tick"));
         });
     }
     let current = || {

@@ -2,13 +2,10 @@
 
 #![allow(dead_code)]
 
-use std::time::Duration;
-
 use girder::supervisor::ChildSpec;
 use girder::{Context, Event, ExitReason, Flow, Node, Pid, Server, ServerContext, ServerRef};
+use girder_testkit::eventually;
 use tokio::sync::mpsc;
-
-pub const WAIT: Duration = Duration::from_secs(5);
 
 /// What a test child is told to do.
 #[derive(Debug)]
@@ -106,31 +103,15 @@ pub fn send_cmd(node: &Node, pid: Pid, cmd: Cmd) {
 
 /// Waits for the process `pid` to exit.
 pub async fn wait_gone(node: &Node, pid: Pid) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while node.is_alive(pid) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{pid} did not exit in time"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    eventually(format!("{pid} to exit"), || !node.is_alive(pid)).await;
 }
 
 /// The live pid registered as `name`, waiting for it to be (re)started and differ from `not`.
 pub async fn pid_of(node: &Node, name: &str, not: Option<Pid>) -> Pid {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(p) = node.whereis(name) {
-            if Some(p) != not {
-                return p;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name} was not (re)started in time"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    eventually(format!("{name} to be (re)started"), || {
+        node.whereis(name).filter(|p| Some(*p) != not)
+    })
+    .await
 }
 
 /// Tells the child registered as `name` to exit with `reason` and waits until it has.
@@ -152,12 +133,8 @@ pub fn drain(rx: &mut mpsc::UnboundedReceiver<Life>) -> Vec<Life> {
 
 /// Waits until the process `pid` traps exits (a plain process sets that in its body).
 pub async fn wait_trapping(node: &Node, pid: Pid) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !node.process_info(pid).is_some_and(|i| i.trap_exit) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{pid} never trapped exits"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    eventually(format!("{pid} to trap exits"), || {
+        node.process_info(pid).is_some_and(|i| i.trap_exit)
+    })
+    .await;
 }

@@ -1,14 +1,16 @@
 //! The `girder` binary end to end: bench output format, the demo, `status`, `top` and `sys`
 //! against a node's ops API, and bad input.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use girder_testkit::node_proc::{run, Finished};
+use girder_testkit::procs::idle;
+use girder_testkit::{eventually_async, NodeProc, WAIT};
+
+const GIRDER: &str = env!("CARGO_BIN_EXE_girder");
+
 fn girder(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_girder"))
-        .args(args)
-        .output()
-        .expect("girder runs")
+    run(GIRDER, args)
 }
 
 #[test]
@@ -132,25 +134,13 @@ fn demo_refuses_a_bad_duration() {
 
 #[test]
 fn sigterm_stops_the_demo_tree_gracefully() {
-    let child = Command::new(env!("CARGO_BIN_EXE_girder"))
-        .args(["demo", "--duration", "60s"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("girder runs");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let started = std::time::Instant::now();
-    let out = child.wait_with_output().expect("girder exits");
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(20),
-        "did not stop promptly"
-    );
+    let demo = NodeProc::start(GIRDER, &["demo", "--duration", "60s"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    demo.signal("-TERM");
+    // Stops promptly: within 20 s of the signal.
+    let out = demo.finish(Duration::from_secs(20));
     assert!(out.status.success(), "exit status {:?}", out.status);
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = out.stdout;
     assert!(text.contains("stopping (signal)"), "{text}");
     assert!(text.contains("processes left: 0"), "{text}");
 }
@@ -204,25 +194,12 @@ fn status_and_top_take_an_address_without_a_scheme() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("node schemeless:"), "{text}");
-    let top = Command::new(env!("CARGO_BIN_EXE_girder"))
-        .args(["top", "--node", &addr, "--every", "200ms"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let top = NodeProc::start(GIRDER, &["top", "--node", &addr, "--every", "200ms"]);
     std::thread::sleep(Duration::from_millis(800));
-    Command::new("kill")
-        .args(["-TERM", &top.id().to_string()])
-        .status()
-        .unwrap();
-    let out = top.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("node schemeless:"), "{text}");
+    top.signal("-TERM");
+    let out = top.finish(WAIT);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("node schemeless:"), "{}", out.stdout);
 }
 
 #[test]
@@ -316,32 +293,16 @@ fn stdout_of(out: &std::process::Output) -> String {
 
 /// Waits for the server to have `n` traces attached.
 fn wait_tracers(rt: &tokio::runtime::Runtime, node: &girder::Node, pid: girder::Pid, n: usize) {
-    let t0 = std::time::Instant::now();
-    while rt
-        .block_on(girder::sys::get_state(node, pid))
-        .unwrap()
-        .tracers
-        != n
-    {
-        assert!(t0.elapsed() < Duration::from_secs(10), "never {n} traces");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    rt.block_on(eventually_async(format!("{n} traces"), async || {
+        girder::sys::get_state(node, pid).await.unwrap().tracers == n
+    }));
 }
 
-/// Waits for a child to exit by itself.
-fn wait_exit(child: std::process::Child) -> std::process::Output {
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("girder did not exit");
-        }
-    }
+/// Waits for a `girder` process to exit by itself (20 s at most) and checks it succeeded.
+fn finished(p: NodeProc) -> Finished {
+    let out = p.finish(Duration::from_secs(20));
+    assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
+    out
 }
 
 #[test]
@@ -401,12 +362,7 @@ fn sys_state_suspend_and_resume_a_server() {
     let _ = std::fs::remove_file(&token_file);
 
     // What is not a behaviour, or not alive, is said so.
-    let plain = rt.block_on(async {
-        node.spawn(|mut ctx: girder::Context<()>| async move {
-            ctx.recv().await;
-            girder::ExitReason::Normal
-        })
-    });
+    let plain = rt.block_on(async { idle(&node) });
     let out = girder(&["sys", "state", &plain.pid().to_string(), "--node", &addr]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -433,18 +389,13 @@ fn sys_trace_prints_each_event_until_the_process_exits() {
         .block_on(girder::server::start(&node, Counter::default()))
         .unwrap();
     let pid = s.pid().to_string();
-    let trace = Command::new(env!("CARGO_BIN_EXE_girder"))
-        .args(["sys", "trace", &pid, "--node", &addr])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let trace = NodeProc::start(GIRDER, &["sys", "trace", &pid, "--node", &addr]);
     wait_tracers(&rt, &node, s.pid(), 1);
     s.cast(7).unwrap();
     assert_eq!(rt.block_on(s.call(|r| r)).unwrap(), 7);
     rt.block_on(s.stop(girder::ExitReason::Normal));
-    let out = wait_exit(trace);
-    let text = stdout_of(&out);
+    let out = finished(trace);
+    let text = out.stdout;
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert!(
@@ -458,7 +409,7 @@ fn sys_trace_prints_each_event_until_the_process_exits() {
     );
     // HH:MM:SS.mmm
     assert_eq!(lines[0].find(' '), Some(12), "{text}");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = out.stderr;
     assert!(err.contains(&format!("{pid} exited; trace ended")), "{err}");
 }
 
@@ -468,24 +419,11 @@ fn sys_trace_stops_on_a_signal_and_detaches() {
     let s = rt
         .block_on(girder::server::start(&node, Counter::default()))
         .unwrap();
-    let trace = Command::new(env!("CARGO_BIN_EXE_girder"))
-        .args(["sys", "trace", &s.pid().to_string(), "--node", &addr])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let pid = s.pid().to_string();
+    let trace = NodeProc::start(GIRDER, &["sys", "trace", &pid, "--node", &addr]);
     wait_tracers(&rt, &node, s.pid(), 1);
-    Command::new("kill")
-        .args(["-TERM", &trace.id().to_string()])
-        .status()
-        .unwrap();
-    let out = wait_exit(trace);
-    assert!(
-        out.status.success(),
-        "{:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    trace.signal("-TERM");
+    finished(trace);
     wait_tracers(&rt, &node, s.pid(), 0);
     assert!(s.is_alive());
 }

@@ -2,10 +2,17 @@
 //! authenticate; a node with the wrong cookie is kept out; one is killed with SIGKILL and the
 //! other reports it down; bad arguments get clear errors.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use girder_testkit::node_proc::run;
+use girder_testkit::{NodeProc, WAIT};
+
+const GIRDER: &str = env!("CARGO_BIN_EXE_girder");
+
+/// `girder node ARGS`.
+fn node(args: &[&str]) -> NodeProc {
+    NodeProc::start(GIRDER, &[&["node"], args].concat())
+}
 
 fn cookie_file(text: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!(
@@ -17,78 +24,11 @@ fn cookie_file(text: &str) -> std::path::PathBuf {
     path
 }
 
-struct NodeProc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl NodeProc {
-    fn start(args: &[&str]) -> NodeProc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_girder"))
-            .arg("node")
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("girder runs");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        NodeProc { child, lines }
-    }
-
-    /// Waits for a line containing `needle`; returns it.
-    fn expect(&self, needle: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("no line containing {needle:?} within {within:?}; saw {seen:#?}"),
-            }
-        }
-    }
-
-    /// True if a line containing `needle` arrives within `within`.
-    fn saw(&self, needle: &str, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn nodes_join_authenticate_and_detect_a_killed_peer() {
     let cookie = cookie_file("node-test-cluster-cookie");
     let c = cookie.to_str().unwrap();
-    let a = NodeProc::start(&[
+    let a = node(&[
         "--name",
         "a@127.0.0.1",
         "--listen",
@@ -96,7 +36,7 @@ fn nodes_join_authenticate_and_detect_a_killed_peer() {
         "--cookie-file",
         c,
     ]);
-    let up = a.expect("node a@127.0.0.1 up", Duration::from_secs(10));
+    let up = a.expect("node a@127.0.0.1 up", WAIT);
     let addr = up
         .split(" on ")
         .nth(1)
@@ -105,7 +45,7 @@ fn nodes_join_authenticate_and_detect_a_killed_peer() {
         .next()
         .unwrap()
         .to_string();
-    let b = NodeProc::start(&[
+    let b = node(&[
         "--name",
         "b@127.0.0.1",
         "--listen",
@@ -117,18 +57,15 @@ fn nodes_join_authenticate_and_detect_a_killed_peer() {
         "--roles",
         "edge,core",
     ]);
-    a.expect("member up: b@127.0.0.1", Duration::from_secs(10));
-    b.expect("member up: a@127.0.0.1", Duration::from_secs(10));
-    a.expect(
-        "connected to b@127.0.0.1 (authenticated",
-        Duration::from_secs(10),
-    );
+    a.expect("member up: b@127.0.0.1", WAIT);
+    b.expect("member up: a@127.0.0.1", WAIT);
+    a.expect("connected to b@127.0.0.1 (authenticated", WAIT);
 
     // A node with another cookie is not let into the membership at all, so nobody connects to
     // it and it learns nothing.
     let wrong = cookie_file("a-completely-different-cookie");
     let w = wrong.to_str().unwrap();
-    let m = NodeProc::start(&[
+    let m = node(&[
         "--name",
         "m@127.0.0.1",
         "--listen",
@@ -138,7 +75,7 @@ fn nodes_join_authenticate_and_detect_a_killed_peer() {
         "--cookie-file",
         w,
     ]);
-    m.expect("node m@127.0.0.1 up", Duration::from_secs(10));
+    m.expect("node m@127.0.0.1 up", WAIT);
     assert!(
         !m.saw("member up", Duration::from_millis(1500)),
         "the intruder joined"
@@ -151,17 +88,18 @@ fn nodes_join_authenticate_and_detect_a_killed_peer() {
 
     let killed_at = Instant::now();
     b.signal("-KILL");
-    a.expect("member down: b@127.0.0.1", Duration::from_secs(10));
+    a.expect("member down: b@127.0.0.1", WAIT);
     eprintln!("SIGKILL detected after {:?}", killed_at.elapsed());
 
     a.signal("-TERM");
-    a.expect("node a@127.0.0.1 stopped", Duration::from_secs(10));
+    a.expect("node a@127.0.0.1 stopped", WAIT);
 }
 
 #[test]
 fn bad_arguments_get_clear_errors() {
-    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
-        .args([
+    let out = run(
+        GIRDER,
+        &[
             "node",
             "--name",
             "no-host",
@@ -169,13 +107,13 @@ fn bad_arguments_get_clear_errors() {
             "127.0.0.1:0",
             "--cookie-file",
             "/nonexistent",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid node name"));
-    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
-        .args([
+    let out = run(
+        GIRDER,
+        &[
             "node",
             "--name",
             "a@h",
@@ -183,13 +121,13 @@ fn bad_arguments_get_clear_errors() {
             "127.0.0.1:0",
             "--cookie-file",
             "/nonexistent/cookie",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read cookie file"));
-    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
-        .args([
+    let out = run(
+        GIRDER,
+        &[
             "node",
             "--name",
             "a@h",
@@ -199,14 +137,14 @@ fn bad_arguments_get_clear_errors() {
             "/x",
             "--suspect-after",
             "soon",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
     let short = cookie_file("short");
-    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
-        .args([
+    let out = run(
+        GIRDER,
+        &[
             "node",
             "--name",
             "a@h",
@@ -214,9 +152,8 @@ fn bad_arguments_get_clear_errors() {
             "127.0.0.1:0",
             "--cookie-file",
             short.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid cookie"));
 }
@@ -274,7 +211,7 @@ fn tls_node(
     }
     let [ca, cert, key] = pems.each_ref().map(|p| p.to_str().unwrap());
     args.extend(["--tls-ca", ca, "--tls-cert", cert, "--tls-key", key]);
-    NodeProc::start(&args)
+    node(&args)
 }
 
 #[test]
@@ -283,7 +220,7 @@ fn nodes_connect_over_mutual_tls_and_a_foreign_certificate_is_refused() {
     let c = cookie.to_str().unwrap();
     let cluster = new_ca();
     let a = tls_node("a@localhost", None, c, &pem_set("a", &cluster));
-    let up = a.expect("node a@localhost up", Duration::from_secs(10));
+    let up = a.expect("node a@localhost up", WAIT);
     let addr = up
         .split(" on ")
         .nth(1)
@@ -295,7 +232,7 @@ fn nodes_connect_over_mutual_tls_and_a_foreign_certificate_is_refused() {
     let _b = tls_node("b@localhost", Some(&addr), c, &pem_set("b", &cluster));
     a.expect(
         "connected to b@localhost (authenticated by TLS + cookie",
-        Duration::from_secs(10),
+        WAIT,
     );
 
     // Same cookie and the cluster CA as trust root, but its own certificate is from another CA:
@@ -304,7 +241,7 @@ fn nodes_connect_over_mutual_tls_and_a_foreign_certificate_is_refused() {
     let mut pems = pem_set("m", &rogue);
     pems[0] = pem_set("m-trust", &cluster)[0].clone();
     let _m = tls_node("m@localhost", Some(&addr), c, &pems);
-    let refused = a.expect("handshake with m@localhost failed", Duration::from_secs(10));
+    let refused = a.expect("handshake with m@localhost failed", WAIT);
     assert!(
         refused.contains("TLS") && refused.contains("certificate"),
         "{refused}"
@@ -335,7 +272,7 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
     let cookie = cookie_file("ops-api-test-cluster-cookie");
     let token = std::env::temp_dir().join(format!("girder-token-{}", std::process::id()));
     std::fs::write(&token, "an-admin-token-for-tests\n").unwrap();
-    let a = NodeProc::start(&[
+    let a = node(&[
         "--name",
         "ops@127.0.0.1",
         "--listen",
@@ -347,7 +284,7 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
         "--admin-token-file",
         token.to_str().unwrap(),
     ]);
-    let line = a.expect("ops API on http://", Duration::from_secs(10));
+    let line = a.expect("ops API on http://", WAIT);
     let addr = line
         .trim_start_matches("ops API on http://")
         .trim()
@@ -375,10 +312,7 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
     assert_eq!(code, 404);
 
     // `girder status` reads the same API.
-    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
-        .args(["status", "--node", &format!("http://{addr}")])
-        .output()
-        .unwrap();
+    let out = run(GIRDER, &["status", "--node", &format!("http://{addr}")]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -397,42 +331,28 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
         assert!(text.contains(part), "status lacks {part:?}:\n{text}");
     }
     // `girder top` redraws until it is stopped.
-    let top = Command::new(env!("CARGO_BIN_EXE_girder"))
-        .args([
-            "top",
-            "--node",
-            &format!("http://{addr}"),
-            "--every",
-            "200ms",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let url = format!("http://{addr}");
+    let top = NodeProc::start(GIRDER, &["top", "--node", &url, "--every", "200ms"]);
     std::thread::sleep(Duration::from_millis(1200));
-    Command::new("kill")
-        .args(["-TERM", &top.id().to_string()])
-        .status()
-        .unwrap();
-    let out = top.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    top.signal("-TERM");
+    let out = top.finish(WAIT);
+    let text = out.stdout;
     assert!(out.status.success());
     assert!(text.matches("TOP PROCESSES").count() >= 2, "{text}");
     assert!(text.contains("/s)"), "no message rate: {text}");
     // A node that is not there: a clear error.
-    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
-        .args(["status", "--node", "http://127.0.0.1:1"])
-        .output()
-        .unwrap();
+    let out = run(GIRDER, &["status", "--node", "http://127.0.0.1:1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 
     a.signal("-TERM");
-    a.expect("node ops@127.0.0.1 stopped", Duration::from_secs(10));
+    a.expect("node ops@127.0.0.1 stopped", WAIT);
 
     // A token too short to be a secret is refused at start.
     std::fs::write(&token, "short\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
-        .args([
+    let out = run(
+        GIRDER,
+        &[
             "node",
             "--name",
             "ops@127.0.0.1",
@@ -444,9 +364,8 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
             "127.0.0.1:0",
             "--admin-token-file",
             token.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16 characters"));
 }
@@ -456,7 +375,7 @@ fn protected_reads_need_the_token_from_curl_and_from_girder_status() {
     let cookie = cookie_file("protected-reads-cluster-cookie");
     let token = std::env::temp_dir().join(format!("girder-token-pr-{}", std::process::id()));
     std::fs::write(&token, "a-token-for-protected-reads\n").unwrap();
-    let a = NodeProc::start(&[
+    let a = node(&[
         "--name",
         "pr@127.0.0.1",
         "--listen",
@@ -469,7 +388,7 @@ fn protected_reads_need_the_token_from_curl_and_from_girder_status() {
         token.to_str().unwrap(),
         "--protect-reads",
     ]);
-    let line = a.expect("ops API on http://", Duration::from_secs(10));
+    let line = a.expect("ops API on http://", WAIT);
     let addr = line
         .trim_start_matches("ops API on http://")
         .trim()
@@ -484,22 +403,19 @@ fn protected_reads_need_the_token_from_curl_and_from_girder_status() {
     );
     assert_eq!(code, 200);
     let url = format!("http://{addr}");
-    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
-        .args(["status", "--node", &url])
-        .output()
-        .unwrap();
+    let out = run(GIRDER, &["status", "--node", &url]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
-    let out = Command::new(env!("CARGO_BIN_EXE_girder"))
-        .args([
+    let out = run(
+        GIRDER,
+        &[
             "status",
             "--node",
             &url,
             "--token-file",
             token.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",

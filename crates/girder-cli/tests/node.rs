@@ -97,65 +97,21 @@ fn nodes_join_authenticate_and_detect_a_killed_peer() {
 
 #[test]
 fn bad_arguments_get_clear_errors() {
-    let out = run(
-        GIRDER,
-        &[
-            "node",
-            "--name",
-            "no-host",
-            "--listen",
-            "127.0.0.1:0",
-            "--cookie-file",
-            "/nonexistent",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid node name"));
-    let out = run(
-        GIRDER,
-        &[
-            "node",
-            "--name",
-            "a@h",
-            "--listen",
-            "127.0.0.1:0",
-            "--cookie-file",
-            "/nonexistent/cookie",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read cookie file"));
-    let out = run(
-        GIRDER,
-        &[
-            "node",
-            "--name",
-            "a@h",
-            "--listen",
-            "127.0.0.1:0",
-            "--cookie-file",
-            "/x",
-            "--suspect-after",
-            "soon",
-        ],
-    );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
     let short = cookie_file("short");
-    let out = run(
-        GIRDER,
-        &[
-            "node",
-            "--name",
-            "a@h",
-            "--listen",
-            "127.0.0.1:0",
-            "--cookie-file",
-            short.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid cookie"));
+    let short = short.to_str().unwrap();
+    for (name, cookie, more, says) in [
+        ("no-host", "/nonexistent", &[][..], "invalid node name"),
+        ("a@h", "/nonexistent/cookie", &[], "cannot read cookie file"),
+        ("a@h", "/x", &["--suspect-after", "soon"], "not a duration"),
+        ("a@h", short, &[], "invalid cookie"),
+    ] {
+        let node = ["node", "--name", name, "--listen", "127.0.0.1:0"];
+        let args = [&node[..], &["--cookie-file", cookie], more].concat();
+        let out = run(GIRDER, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }
 
 /// Writes a CA and a node certificate for `localhost` signed by it; returns (ca, cert, key) paths.

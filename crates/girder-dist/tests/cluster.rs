@@ -8,29 +8,12 @@ use girder::{ExitReason, Flow, Pid, ReplyTo, Server, ServerContext};
 use girder_dist::global::{Global, GlobalError};
 use girder_dist::groups::Groups;
 use girder_testkit::dist::{introduce, start};
-use girder_testkit::procs::idle;
+use girder_testkit::procs::{idle, Counter};
 use girder_testkit::{eventually, within};
 
 /// The same process, seen from two nodes, has the same id and creation.
 fn same(a: Option<Pid>, b: Pid) -> bool {
     a.is_some_and(|a| a.id() == b.id() && a.creation() == b.creation())
-}
-
-struct Counter(u64);
-
-impl Server for Counter {
-    type Call = (u64, ReplyTo<u64>);
-    type Cast = ();
-    type Info = ();
-    async fn handle_call(
-        &mut self,
-        (n, from): (u64, ReplyTo<u64>),
-        _: &mut ServerContext<Self>,
-    ) -> Flow {
-        self.0 += n;
-        from.reply(self.0);
-        Flow::Continue
-    }
 }
 
 #[tokio::test]

@@ -7,15 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use girder::{
-    CallError, Context, Event, ExitReason, Flow, Node, ReplyTo, Server, ServerContext, SpawnOptions,
-};
+use girder::{CallError, Context, Event, ExitReason, Node, SpawnOptions};
 use girder_dist::global::Global;
 use girder_dist::membership::{Member, MemberEvent, Membership, MembershipConfig};
 use girder_dist::transport::{BoxStream, Datagrams, Listener, Network};
 use girder_dist::{Cookie, DistConfig, DistNode, NodeName};
 use girder_testkit::dist::COOKIE;
-use girder_testkit::procs::{down_reason, idle};
+use girder_testkit::procs::{down_reason, idle, Counter};
 
 const PORT: u16 = 9000;
 
@@ -112,28 +110,11 @@ fn sim(seconds: u64) -> turmoil::Sim<'static> {
         .build()
 }
 
-struct Kv(u64);
-
-impl Server for Kv {
-    type Call = (u64, ReplyTo<u64>);
-    type Cast = ();
-    type Info = ();
-    async fn handle_call(
-        &mut self,
-        (n, from): (u64, ReplyTo<u64>),
-        _: &mut ServerContext<Self>,
-    ) -> Flow {
-        self.0 += n;
-        from.reply(self.0);
-        Flow::Continue
-    }
-}
-
 /// Host software: a node with a `kv` server registered locally and exported; runs forever.
 async fn kv_host(host: &'static str, peers: &'static [&'static str]) -> turmoil::Result {
     let dist = node(host, peers).await;
-    let kv =
-        girder::server::start_with(dist.node(), Kv(0), SpawnOptions::new(), Some("kv")).await?;
+    let kv = girder::server::start_with(dist.node(), Counter(0), SpawnOptions::new(), Some("kv"))
+        .await?;
     dist.export_server(&kv);
     std::future::pending::<()>().await;
     Ok(())
@@ -146,7 +127,7 @@ fn a_partition_fires_monitors_and_fails_calls_cleanly_then_heals() {
     sim.client("a", async {
         let a = node("a", &["b"]).await;
         let pid = a.whereis(&name("b"), "kv").await?.expect("kv on b");
-        let kv = a.remote_server::<Kv>(&name("b"), pid);
+        let kv = a.remote_server::<Counter>(&name("b"), pid);
         assert_eq!(kv.call(|r| (1, r)).await, Ok(1));
         let down = down_reason(a.node(), pid);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -189,7 +170,7 @@ fn a_crashed_node_comes_back_as_a_new_incarnation() {
         let a = node("a", &["b"]).await;
         let old = a.whereis(&name("b"), "kv").await?.expect("kv on b");
         assert_eq!(
-            a.remote_server::<Kv>(&name("b"), old)
+            a.remote_server::<Counter>(&name("b"), old)
                 .call(|r| (5, r))
                 .await,
             Ok(5)
@@ -213,14 +194,14 @@ fn a_crashed_node_comes_back_as_a_new_incarnation() {
             "a restarted node is a new incarnation"
         );
         assert_eq!(
-            a.remote_server::<Kv>(&name("b"), new)
+            a.remote_server::<Counter>(&name("b"), new)
                 .call(|r| (1, r))
                 .await,
             Ok(1)
         );
         // A pid of the old incarnation is dead for good: its monitor fires noproc.
         assert_eq!(down_reason(a.node(), old).await?, ExitReason::NoProc);
-        let stale = a.remote_server::<Kv>(&name("b"), old);
+        let stale = a.remote_server::<Counter>(&name("b"), old);
         assert_eq!(
             stale.call(|r| (1, r)).await,
             Err(CallError::Exited(ExitReason::NoProc))
@@ -264,9 +245,13 @@ fn delayed_messages_keep_their_order_and_calls_still_work() {
             });
             dist.node().register("sink", sink.pid())?;
             dist.export(&sink);
-            let kv =
-                girder::server::start_with(dist.node(), Kv(0), SpawnOptions::new(), Some("kv"))
-                    .await?;
+            let kv = girder::server::start_with(
+                dist.node(),
+                Counter(0),
+                SpawnOptions::new(),
+                Some("kv"),
+            )
+            .await?;
             dist.export_server(&kv);
             std::future::pending::<()>().await;
             Ok(())
@@ -287,7 +272,7 @@ fn delayed_messages_keep_their_order_and_calls_still_work() {
         });
         rx.await?;
         let kv = a.whereis(&name("b"), "kv").await?.expect("kv");
-        let kv = a.remote_server::<Kv>(&name("b"), kv);
+        let kv = a.remote_server::<Counter>(&name("b"), kv);
         for i in 1..=20 {
             assert_eq!(kv.call(|r| (1, r)).await, Ok(i));
         }

@@ -7,7 +7,7 @@
 //! | module | what it is for |
 //! |---|---|
 //! | [`wait`] | waiting with a deadline: [`WAIT`], [`eventually`], [`eventually_async`], [`within`] |
-//! | [`procs`] | the common test processes: [`procs::forwarder`], [`procs::idle`], [`procs::down_reason`], the [`procs::Echo`] server |
+//! | [`procs`] | the common test processes: [`procs::forwarder`], [`procs::idle`], [`procs::down_reason`], the [`procs::Echo`] and [`procs::Counter`] servers |
 //! | `dist` (feature `dist`) | nodes on loopback: `COOKIE`, `start`, `start_with`, `pair`, `introduce` |
 //! | [`node_proc`] | an OS process (the `girder` binary) driven by its output lines: [`NodeProc`] |
 //!

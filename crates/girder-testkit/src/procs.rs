@@ -1,7 +1,7 @@
 //! The processes and servers tests keep needing: one that forwards its messages to the test
 //! ([`forwarder`], [`forward_to`]), one that does nothing until stopped ([`idle`],
-//! [`until_stopped`]), one that reports another's exit ([`down_reason`]), and a server that
-//! answers every call ([`Echo`]).
+//! [`until_stopped`]), one that reports another's exit ([`down_reason`]), a server that
+//! answers every call ([`Echo`]) and one that keeps a total ([`Counter`]).
 
 use girder::{Addr, Context, Event, ExitReason, Flow, Node, Pid, ReplyTo, Server, ServerContext};
 use tokio::sync::{mpsc, oneshot};
@@ -134,6 +134,39 @@ impl Server for Echo {
         ctx: &mut ServerContext<Self>,
     ) -> Flow {
         from.reply((ctx.pid(), n));
+        Flow::Continue
+    }
+}
+
+/// A server that keeps a running total: each call adds the number it carries and is answered
+/// with the new total, so a test sees that later calls reach the same server, state and all.
+///
+/// ```
+/// use girder::Node;
+/// use girder_testkit::procs::Counter;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let node = Node::new("t");
+/// let counter = girder::server::start(&node, Counter(0)).await.unwrap();
+/// assert_eq!(counter.call(|r| (5, r)).await, Ok(5));
+/// assert_eq!(counter.call(|r| (1, r)).await, Ok(6));
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counter(pub u64);
+
+impl Server for Counter {
+    type Call = (u64, ReplyTo<u64>);
+    type Cast = ();
+    type Info = ();
+
+    async fn handle_call(
+        &mut self,
+        (n, from): (u64, ReplyTo<u64>),
+        _: &mut ServerContext<Self>,
+    ) -> Flow {
+        self.0 += n;
+        from.reply(self.0);
         Flow::Continue
     }
 }

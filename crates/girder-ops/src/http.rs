@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
 use girder::supervisor::ChildInfo;
-use girder::sys::{self, SysError, Trace};
+use girder::sys::{self, SysError, Trace, TraceEvent, Traced};
 use girder::{ExitReason, Pid, SupervisorRef};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -357,18 +357,17 @@ async fn trace(
 }
 
 /// A [`Trace`] as SSE: `event: trace` per event (a [`TraceEventView`]); `event: dropped`
-/// (`{"dropped": n}`, the total so far) after the first event read since the core dropped more
-/// of them for this slow reader (the gap is among the events that follow); `event: end`
+/// (`{"dropped": n}`, the total so far) where the core says it dropped events for this slow
+/// reader (its in-band `Traced::Dropped`, just before the next event that fit); `event: end`
 /// (`{"pid", "dropped"}`) once the process has exited, then the end of the stream.
 ///
 /// Read only as the response is written (hyper polls it when its write buffer has room), so a
 /// slow client backs up into the trace's own bounded queue, where the core drops and counts:
-/// nothing here buffers more than the one `dropped` notice.
+/// nothing here buffers anything.
 pub(crate) struct TraceEvents {
     trace: Option<Trace>,
     pid: Pid,
     reported: u64,
-    pending: Option<SseEvent>,
 }
 
 impl TraceEvents {
@@ -377,7 +376,6 @@ impl TraceEvents {
             pid: trace.pid(),
             trace: Some(trace),
             reported: 0,
-            pending: None,
         }
     }
 }
@@ -394,27 +392,27 @@ impl Stream for TraceEvents {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if let Some(e) = this.pending.take() {
-            return Poll::Ready(Some(Ok(e)));
-        }
         let Some(trace) = &mut this.trace else {
             return Poll::Ready(None);
         };
         let next = std::task::ready!(Pin::new(&mut *trace).poll_next(cx));
-        let dropped = trace.dropped();
         let event = match next {
+            Some(TraceEvent {
+                event: Traced::Dropped { count },
+                ..
+            }) => {
+                this.reported += count;
+                sse_json("dropped", &json!({ "dropped": this.reported }))
+            }
             Some(e) => sse_json("trace", &TraceEventView::from(e)),
             None => {
                 // The process has exited: the trace is over.
+                let dropped = trace.dropped();
                 this.trace = None;
                 let end = json!({ "pid": this.pid.to_string(), "dropped": dropped });
-                return Poll::Ready(Some(Ok(sse_json("end", &end))));
+                sse_json("end", &end)
             }
         };
-        if dropped > this.reported {
-            this.reported = dropped;
-            this.pending = Some(sse_json("dropped", &json!({ "dropped": dropped })));
-        }
         Poll::Ready(Some(Ok(event)))
     }
 }

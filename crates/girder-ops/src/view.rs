@@ -226,6 +226,9 @@ pub(crate) enum TracedView {
     },
     Suspended,
     Resumed,
+    Dropped {
+        count: u64,
+    },
     Stopping {
         reason: String,
     },
@@ -243,6 +246,7 @@ impl From<Traced> for TracedView {
             Traced::StateChange { from, to } => TracedView::StateChange { from, to },
             Traced::Suspended => TracedView::Suspended,
             Traced::Resumed => TracedView::Resumed,
+            Traced::Dropped { count } => TracedView::Dropped { count },
             Traced::Stopping { reason } => TracedView::Stopping { reason },
         }
     }

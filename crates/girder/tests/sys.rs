@@ -93,7 +93,7 @@ async fn get_state_shows_only_what_the_server_opts_into() {
     let hidden = girder::server::start(&node, Private(0)).await.unwrap();
     let state = sys::get_state(&node, hidden.pid()).await.unwrap();
     assert_eq!(state.view, StateView::Hidden);
-    // Serialized for the ops API.
+    // Serializable (the ops API writes its own view of it, with pids as they print).
     let json = serde_json::to_value(&state).unwrap();
     assert_eq!(json["view"], serde_json::json!({"kind": "hidden"}));
 }
@@ -215,21 +215,78 @@ async fn contents_are_hidden_unless_shown_and_a_dropped_trace_detaches() {
     assert_eq!(s.get_state().await.unwrap().tracers, 0);
 }
 
-/// A trace read too slowly drops events (and counts them); the server never waits for it.
+/// A trace read too slowly drops events (and counts them, and says so in the stream once
+/// there is room); the server never waits for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_trace_never_holds_the_server_back() {
     let node = Node::new("t");
     let s = girder::server::start(&node, Counter::default())
         .await
         .unwrap();
-    let trace = s.trace().await.unwrap();
+    let mut trace = s.trace().await.unwrap();
     let n = sys::TRACE_CAPACITY as u64 * 3;
     for _ in 0..n {
         s.cast(1).unwrap();
     }
     assert_eq!(s.call(Req::Get).await.unwrap(), n);
     // The call itself is one more event.
-    assert_eq!(trace.dropped(), n + 1 - sys::TRACE_CAPACITY as u64);
+    let dropped = n + 1 - sys::TRACE_CAPACITY as u64;
+    assert_eq!(trace.dropped(), dropped);
+    for _ in 0..sys::TRACE_CAPACITY {
+        next(&mut trace).await;
+    }
+    // Read up: the next event is preceded by the notice of what was missed.
+    s.cast(1).unwrap();
+    assert_eq!(
+        next(&mut trace).await.event,
+        Traced::Dropped { count: dropped }
+    );
+    assert_eq!(next(&mut trace).await.event, Traced::Cast);
+}
+
+/// A server whose views panic, or are huge: looking at it never stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_that_panics_or_is_huge_harms_nothing() {
+    struct Fragile;
+    impl Server for Fragile {
+        type Call = ReplyTo<u32>;
+        type Cast = usize;
+        type Info = ();
+        async fn handle_call(&mut self, from: ReplyTo<u32>, _: &mut ServerContext<Self>) -> Flow {
+            from.reply(7);
+            Flow::Continue
+        }
+        fn state_view(&self) -> StateView {
+            panic!("cannot show this")
+        }
+        fn trace_view(msg: TraceMsg<'_, Self>) -> Option<String> {
+            match msg {
+                TraceMsg::Cast(n) => Some("x".repeat(*n)),
+                _ => panic!("cannot show that"),
+            }
+        }
+    }
+    let node = Node::new("t");
+    let s = girder::server::start(&node, Fragile).await.unwrap();
+    let mut trace = s.trace().await.unwrap();
+    let state = s.get_state().await.unwrap();
+    let StateView::Text(text) = state.view else {
+        panic!("a failed view says so")
+    };
+    assert!(text.contains("cannot show this"), "{text}");
+    assert_eq!(s.call(|r| r).await.unwrap(), 7, "still serving");
+    let e = next(&mut trace).await;
+    assert_eq!(e.event, Traced::Call);
+    assert!(e.detail.unwrap().contains("cannot show that"));
+    s.cast(1 << 20).unwrap();
+    let detail = next(&mut trace).await.detail.unwrap();
+    assert!(
+        detail.len() <= sys::MAX_DETAIL + 16,
+        "{} bytes",
+        detail.len()
+    );
+    assert!(detail.ends_with("(cut)"));
+    assert!(s.is_alive());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

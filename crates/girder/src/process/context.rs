@@ -157,61 +157,93 @@ impl<M: Send + 'static> Context<M> {
     /// The poll form of [`recv`](Self::recv), for behaviours that select over several sources.
     #[inline]
     pub fn poll_recv(&mut self, cx: &mut TaskCx<'_>) -> Poll<Event<M>> {
-        loop {
-            match self.poll_event(cx) {
-                Poll::Ready(Ok(e)) => return Poll::Ready(e),
-                // A plain process has no `sys` loop.
-                Poll::Ready(Err(req)) => req.refuse(SysError::NotABehaviour(self.pid())),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        // A plain process has no `sys` loop: it refuses requests and goes on.
+        self.poll_with(cx, |pid, req| {
+            req.refuse(SysError::NotABehaviour(pid));
+            true
+        })
     }
 
-    /// Like [`poll_recv`](Self::poll_recv), handing `sys` requests out (`Err`) for a
-    /// behaviour's loop to answer.
+    /// Like [`poll_recv`](Self::poll_recv), for a behaviour's loop: a `sys` request is put in
+    /// `sys` for the loop to answer, and the poll returns `Pending` at once (without waiting:
+    /// the caller looks at `sys` before anything else). Kept out of the returned value so the
+    /// common path moves an event, not a wrapper around one.
     #[inline]
-    pub(crate) fn poll_event(&mut self, cx: &mut TaskCx<'_>) -> Poll<Result<Event<M>, SysRequest>> {
-        if self.budget == 0 {
-            self.budget = RECV_BUDGET;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        let got = self.core.mailbox.poll_recv(cx, &mut self.batch);
-        let Poll::Ready(got) = got else {
-            self.budget = RECV_BUDGET;
-            return Poll::Pending;
-        };
-        self.budget -= 1;
-        self.core
-            .header
-            .local_len
-            .store(self.batch.len(), Ordering::Relaxed);
-        Poll::Ready(Ok(match got {
-            Received::User(m) => Event::Message(m),
-            Received::Sys(SysMsg::Exit { from, reason }) => Event::Exit { from, reason },
-            Received::Sys(SysMsg::Down(d)) => Event::Down(d),
-            Received::Sys(SysMsg::Stop(reason)) => Event::Stop(reason),
-            Received::Sys(SysMsg::Sys(req)) => return Poll::Ready(Err(*req)),
-        }))
+    pub(crate) fn poll_event(
+        &mut self,
+        cx: &mut TaskCx<'_>,
+        sys: &mut Option<Box<SysRequest>>,
+    ) -> Poll<Event<M>> {
+        self.poll_with(cx, |_, req| {
+            *sys = Some(req);
+            false
+        })
     }
 
-    /// What a suspended behaviour waits for: `sys` requests (`Err`), a stop, and an exit
-    /// signal from `parent`; everything else stays queued.
+    /// The receive, written once: `on_sys` takes a `sys` request and says whether to go on
+    /// receiving (true) or return `Pending` at once (false).
+    #[inline(always)]
+    fn poll_with(
+        &mut self,
+        cx: &mut TaskCx<'_>,
+        mut on_sys: impl FnMut(Pid, Box<SysRequest>) -> bool,
+    ) -> Poll<Event<M>> {
+        loop {
+            if self.budget == 0 {
+                self.budget = RECV_BUDGET;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let got = self.core.mailbox.poll_recv(cx, &mut self.batch);
+            let Poll::Ready(got) = got else {
+                self.budget = RECV_BUDGET;
+                return Poll::Pending;
+            };
+            self.budget -= 1;
+            self.core
+                .header
+                .local_len
+                .store(self.batch.len(), Ordering::Relaxed);
+            return Poll::Ready(match got {
+                Received::User(m) => Event::Message(m),
+                Received::Sys(SysMsg::Exit { from, reason }) => Event::Exit { from, reason },
+                Received::Sys(SysMsg::Down(d)) => Event::Down(d),
+                Received::Sys(SysMsg::Stop(reason)) => Event::Stop(reason),
+                Received::Sys(SysMsg::Sys(req)) => {
+                    if on_sys(self.core.header.pid, req) {
+                        continue;
+                    }
+                    return Poll::Pending;
+                }
+            });
+        }
+    }
+
+    /// What a suspended behaviour waits for: `sys` requests (put in `sys`, as
+    /// [`poll_event`](Self::poll_event) does), a stop, and an exit signal from `parent`;
+    /// everything else stays queued.
     pub(crate) fn poll_suspended(
         &mut self,
         cx: &mut TaskCx<'_>,
         parent: Option<Pid>,
-    ) -> Poll<Result<Event<M>, SysRequest>> {
+        sys: &mut Option<Box<SysRequest>>,
+    ) -> Poll<Event<M>> {
         let got = self.core.mailbox.poll_sys(cx, |m| match m {
             SysMsg::Sys(_) | SysMsg::Stop(_) => true,
             SysMsg::Exit { from, .. } => Some(*from) == parent,
             SysMsg::Down(_) => false,
         });
-        got.map(|m| match m {
-            SysMsg::Sys(req) => Err(*req),
-            SysMsg::Stop(reason) => Ok(Event::Stop(reason)),
-            SysMsg::Exit { from, reason } => Ok(Event::Exit { from, reason }),
-            SysMsg::Down(d) => Ok(Event::Down(d)),
+        let Poll::Ready(m) = got else {
+            return Poll::Pending;
+        };
+        Poll::Ready(match m {
+            SysMsg::Sys(req) => {
+                *sys = Some(req);
+                return Poll::Pending;
+            }
+            SysMsg::Stop(reason) => Event::Stop(reason),
+            SysMsg::Exit { from, reason } => Event::Exit { from, reason },
+            SysMsg::Down(d) => Event::Down(d),
         })
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{Flow, Server, ServerRef, StartError, TraceMsg};
 use crate::behaviour::{self, guarded, Msg, SourceId, Sources, Starter};
 use crate::call::watch;
-use crate::sys::{Sys, SysRequest, Traced};
+use crate::sys::{self, Sys, Traced};
 use crate::{Context, Event, ExitReason, Node, Pid, SpawnOptions, TimerRef};
 
 /// The message type of a server's mailbox: the [`Msg`] every behaviour takes. Build these
@@ -20,6 +20,8 @@ pub struct ServerContext<S: Server> {
     ctx: Context<ServerMsg<S>>,
     parent: Option<Pid>,
     sources: Sources<S::Info>,
+    /// A source's item taken by `poll_next`, handled next.
+    source_item: Option<S::Info>,
     sys: Sys,
 }
 
@@ -109,57 +111,77 @@ impl<S: Server> ServerContext<S> {
         self.sources.len()
     }
 
-    /// The next event: from the mailbox (its system lane first, always) or from a source, taking
-    /// turns; while suspended, only `sys` requests and stops.
-    fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Next<S>> {
-        if self.sys.is_suspended() {
-            return self.ctx.poll_suspended(cx, self.parent).map(Next::from);
+    /// The next mailbox event (its system lane first, always), taking turns with the sources;
+    /// while suspended, only `sys` requests and stops. `None`: a source's item or a `sys`
+    /// request is waiting in `self.source_item` or `self.sys.inbox` (kept aside, so the common
+    /// path moves an event and nothing around it).
+    #[inline(always)]
+    fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Event<ServerMsg<S>>>> {
+        if self.sys.inbox.is_some() {
+            return Poll::Ready(None);
         }
-        if self.sources.is_empty() {
-            return self.ctx.poll_event(cx).map(Next::from);
+        let got = if self.sys.is_suspended() {
+            self.ctx
+                .poll_suspended(cx, self.parent, &mut self.sys.inbox)
+        } else if self.sources.is_empty() {
+            self.ctx.poll_event(cx, &mut self.sys.inbox)
+        } else {
+            return self.poll_with_sources(cx);
+        };
+        match got {
+            Poll::Ready(e) => Poll::Ready(Some(e)),
+            Poll::Pending if self.sys.inbox.is_some() => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
         }
-        if !self.ctx.has_sys() && self.sources.take_turn() {
+    }
+
+    fn poll_with_sources(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Event<ServerMsg<S>>>> {
+        let mailbox_first = self.ctx.has_sys() || !self.sources.take_turn();
+        if !mailbox_first {
             if let Poll::Ready(info) = self.sources.poll_next(cx) {
-                return Poll::Ready(Next::Source(info));
+                self.source_item = Some(info);
+                return Poll::Ready(None);
             }
-            return self.ctx.poll_event(cx).map(Next::from);
         }
-        if let Poll::Ready(e) = self.ctx.poll_event(cx) {
-            return Poll::Ready(e.into());
+        match self.ctx.poll_event(cx, &mut self.sys.inbox) {
+            Poll::Ready(e) => return Poll::Ready(Some(e)),
+            Poll::Pending if self.sys.inbox.is_some() => return Poll::Ready(None),
+            Poll::Pending => {}
         }
-        self.sources.poll_next(cx).map(Next::Source)
+        if mailbox_first {
+            if let Poll::Ready(info) = self.sources.poll_next(cx) {
+                self.source_item = Some(info);
+                return Poll::Ready(None);
+            }
+        }
+        Poll::Pending
     }
 
     /// Records an event about to be handled to the attached traces.
     fn trace(&mut self, event: Traced, detail: Option<String>) {
         let pid = self.ctx.pid();
-        self.sys.trace(pid, event, detail);
-    }
-}
-
-/// What the server loop handles next.
-enum Next<S: Server> {
-    Event(Event<ServerMsg<S>>),
-    Source(S::Info),
-    Sys(SysRequest),
-}
-
-impl<S: Server> From<Result<Event<ServerMsg<S>>, SysRequest>> for Next<S> {
-    #[inline]
-    fn from(r: Result<Event<ServerMsg<S>>, SysRequest>) -> Self {
-        match r {
-            Ok(e) => Next::Event(e),
-            Err(req) => Next::Sys(req),
-        }
+        self.sys.trace(pid, event, || detail);
     }
 }
 
 /// How a trace shows an event.
 fn traced<S: Server>(event: &Event<ServerMsg<S>>) -> Option<(Traced, Option<String>)> {
     Some(match event {
-        Event::Message(Msg::Call(r)) => (Traced::Call, S::trace_view(TraceMsg::Call(r.body()))),
-        Event::Message(Msg::Cast(m)) => (Traced::Cast, S::trace_view(TraceMsg::Cast(m))),
-        Event::Message(Msg::Info(m)) => (Traced::Info, S::trace_view(TraceMsg::Info(m))),
+        Event::Message(Msg::Call(r)) => (
+            Traced::Call,
+            sys::detail(|| S::trace_view(TraceMsg::Call(r.body()))),
+        ),
+        Event::Message(Msg::Cast(m)) => (
+            Traced::Cast,
+            sys::detail(|| S::trace_view(TraceMsg::Cast(m))),
+        ),
+        Event::Message(Msg::Info(m)) => (
+            Traced::Info,
+            sys::detail(|| S::trace_view(TraceMsg::Info(m))),
+        ),
         Event::Exit { from, reason } => (
             Traced::Exit {
                 from: *from,
@@ -207,6 +229,7 @@ pub(super) async fn start<S: Server>(
                 ctx,
                 parent,
                 sources: Sources::new(),
+                source_item: None,
                 sys: Sys::default(),
             },
             name,
@@ -232,24 +255,22 @@ async fn run<S: Server>(
     }
 
     let reason = loop {
-        let event = match poll_fn(|cx| ctx.poll_next(cx)).await {
-            Next::Event(e) => e,
-            Next::Source(info) => {
-                if ctx.sys.tracing() {
-                    let detail = S::trace_view(TraceMsg::Info(&info));
-                    ctx.trace(Traced::Info, detail);
-                }
-                match guarded(server.handle_info(info, &mut ctx)).await {
-                    Ok(Flow::Continue) => continue,
-                    Ok(Flow::Stop(reason)) => break reason,
-                    Err(panic) => break panic,
-                }
-            }
-            Next::Sys(req) => {
+        let Some(event) = poll_fn(|cx| ctx.poll_next(cx)).await else {
+            if let Some(req) = ctx.sys.inbox.take() {
                 let (pid, name) = (ctx.pid(), ctx.behaviour_name());
                 ctx.sys
-                    .handle(pid, name, req, || (None, server.state_view()));
+                    .handle(pid, name, *req, || (None, server.state_view()));
                 continue;
+            }
+            let info = ctx.source_item.take().expect("a source's item is waiting");
+            if ctx.sys.tracing() {
+                let detail = sys::detail(|| S::trace_view(TraceMsg::Info(&info)));
+                ctx.trace(Traced::Info, detail);
+            }
+            match guarded(server.handle_info(info, &mut ctx)).await {
+                Ok(Flow::Continue) => continue,
+                Ok(Flow::Stop(reason)) => break reason,
+                Err(panic) => break panic,
             }
         };
         if ctx.sys.tracing() {

@@ -12,7 +12,7 @@ use tokio::time::{Instant, Sleep};
 use super::{Action, BadTransition, StateEvent, StateMachine, StateMachineRef, Transition};
 use crate::behaviour::{self, guarded, Msg, SourceId, Sources, Starter};
 use crate::call::watch;
-use crate::sys::{Sys, SysRequest, Traced};
+use crate::sys::{self, Sys, SysRequest, Traced};
 use crate::StartError;
 use crate::{Addr, Context, Event, ExitReason, Node, Pid, SpawnOptions};
 
@@ -72,16 +72,6 @@ enum Next<S: StateMachine> {
     Sys(SysRequest),
 }
 
-impl<S: StateMachine> From<Result<Event<StateMachineMsg<S>>, SysRequest>> for Next<S> {
-    #[inline]
-    fn from(r: Result<Event<StateMachineMsg<S>>, SysRequest>) -> Self {
-        match r {
-            Ok(e) => Next::Event(e),
-            Err(req) => Next::Sys(req),
-        }
-    }
-}
-
 impl<S: StateMachine> StateMachineContext<S> {
     /// Adds an event source: every item of `stream` arrives as [`StateEvent::Info`]`(wrap(Some(item)))`,
     /// and its end once as `wrap(None)`; polled by the machine's own task, beside its mailbox,
@@ -107,20 +97,42 @@ impl<S: StateMachine> StateMachineContext<S> {
 
     /// The next mailbox event (system lane first, always) or source item, taking turns.
     fn poll_next(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Next<S>> {
-        if self.sys.is_suspended() {
-            return self.ctx.poll_suspended(cx, self.parent).map(Next::from);
+        // A `sys` request taken from the mailbox comes first.
+        if self.sys.inbox.is_some() {
+            return Poll::Ready(Next::Sys(*self.sys.inbox.take().expect("checked")));
+        }
+        match self.poll_mailbox_or_sources(cx) {
+            Poll::Pending if self.sys.inbox.is_some() => {
+                Poll::Ready(Next::Sys(*self.sys.inbox.take().expect("checked")))
+            }
+            next => next,
+        }
+    }
+
+    #[inline(always)]
+    fn poll_mailbox_or_sources(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Next<S>> {
+        let suspended = self.sys.is_suspended();
+        let inbox = &mut self.sys.inbox;
+        if suspended {
+            return self
+                .ctx
+                .poll_suspended(cx, self.parent, inbox)
+                .map(Next::Event);
         }
         if self.sources.is_empty() {
-            return self.ctx.poll_event(cx).map(Next::from);
+            return self.ctx.poll_event(cx, inbox).map(Next::Event);
         }
         if !self.ctx.has_sys() && self.sources.take_turn() {
             if let Poll::Ready(info) = self.sources.poll_next(cx) {
                 return Poll::Ready(Next::Source(info));
             }
-            return self.ctx.poll_event(cx).map(Next::from);
+            return self.ctx.poll_event(cx, inbox).map(Next::Event);
         }
-        if let Poll::Ready(e) = self.ctx.poll_event(cx) {
-            return Poll::Ready(e.into());
+        if let Poll::Ready(e) = self.ctx.poll_event(cx, inbox) {
+            return Poll::Ready(Next::Event(e));
+        }
+        if inbox.is_some() {
+            return Poll::Pending;
         }
         self.sources.poll_next(cx).map(Next::Source)
     }
@@ -128,7 +140,7 @@ impl<S: StateMachine> StateMachineContext<S> {
     /// Records an event to the attached traces.
     fn trace(&mut self, event: Traced, detail: Option<String>) {
         let pid = self.ctx.pid();
-        self.sys.trace(pid, event, detail);
+        self.sys.trace(pid, event, || detail);
     }
 
     /// A handle to this machine.
@@ -323,7 +335,7 @@ impl<S: StateMachine> Machine<S> {
             };
             if self.ctx.sys.tracing() {
                 if let Some(kind) = traced(&event) {
-                    let detail = S::trace_view(&event);
+                    let detail = sys::detail(|| S::trace_view(&event));
                     self.ctx.trace(kind, detail);
                 }
             }
@@ -433,7 +445,7 @@ impl<S: StateMachine> Machine<S> {
         if changed {
             let next = t.next.expect("a change has a next state");
             if self.ctx.sys.tracing() {
-                let (from, to) = (format!("{:?}", self.state), format!("{next:?}"));
+                let (from, to) = (sys::debug_text(&self.state), sys::debug_text(&next));
                 self.ctx.trace(Traced::StateChange { from, to }, None);
             }
             old = Some(std::mem::replace(&mut self.state, next));

@@ -54,7 +54,7 @@
 
 mod serve;
 
-pub(crate) use serve::{Sys, SysRequest};
+pub(crate) use serve::{debug_text, detail, Sys, SysRequest};
 
 use std::fmt::Debug;
 use std::pin::Pin;
@@ -80,6 +80,12 @@ pub const TRACE_CAPACITY: usize = 1024;
 
 /// How many traces one process may have attached at once.
 pub const MAX_TRACES: usize = 8;
+
+/// A trace event's detail (and a state machine's state) is cut to this many bytes.
+pub const MAX_DETAIL: usize = 4 * 1024;
+
+/// A state view is cut to this many bytes (a JSON one that is bigger becomes text).
+pub const MAX_VIEW: usize = 256 * 1024;
 
 /// A behaviour's state as `sys` shows it: hidden unless the behaviour opts in.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -187,6 +193,12 @@ pub enum Traced {
     Suspended,
     /// Resumed by [`resume`].
     Resumed,
+    /// This many events were dropped before this one, the trace being read too slowly (also
+    /// counted by [`Trace::dropped`]).
+    Dropped {
+        /// How many.
+        count: u64,
+    },
     /// Stopping; the last event of a trace.
     Stopping {
         /// Why.

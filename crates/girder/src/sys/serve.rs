@@ -1,14 +1,15 @@
 //! The behaviour's side of `sys`: the requests, and what each behaviour loop keeps to answer
 //! them (suspended or not, the traces attached).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{StateView, SysError, SysState, TraceEvent, Traced};
-use crate::Pid;
+use super::{StateView, SysError, SysState, TraceEvent, Traced, MAX_DETAIL, MAX_VIEW};
+use crate::{ExitReason, Pid};
 
 type Reply<T> = oneshot::Sender<Result<T, SysError>>;
 
@@ -47,12 +48,75 @@ impl SysRequest {
 pub(crate) struct Tracer {
     tx: mpsc::Sender<TraceEvent>,
     dropped: Arc<AtomicU64>,
+    /// Dropped since the trace was last told ([`Traced::Dropped`]).
+    untold: u64,
 }
 
 impl Tracer {
     pub(super) fn new(tx: mpsc::Sender<TraceEvent>, dropped: Arc<AtomicU64>) -> Tracer {
-        Tracer { tx, dropped }
+        Tracer {
+            tx,
+            dropped,
+            untold: 0,
+        }
     }
+
+    /// Queues `event`, after a notice of what was dropped before it if there is room for both.
+    /// False once the trace has been dropped.
+    fn send(&mut self, event: &TraceEvent) -> bool {
+        use mpsc::error::TrySendError;
+        if self.untold > 0 {
+            let notice = TraceEvent {
+                event: Traced::Dropped { count: self.untold },
+                detail: None,
+                ..event.clone()
+            };
+            match self.tx.try_send(notice) {
+                Ok(()) => self.untold = 0,
+                Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Closed(_)) => return false,
+            }
+        }
+        match self.tx.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.untold += 1;
+                true
+            }
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// Runs one of the behaviour's view callbacks (`state_view`, `trace_view`, a state's `Debug`)
+/// with panics caught: looking at a process must never stop it.
+pub(crate) fn caught<T>(view: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(AssertUnwindSafe(view))
+        .map_err(|p| ExitReason::from_panic(p).to_string())
+}
+
+/// A trace detail from a behaviour's `trace_view`, with panics caught.
+pub(crate) fn detail(view: impl FnOnce() -> Option<String>) -> Option<String> {
+    caught(view).unwrap_or_else(|panic| Some(format!("(trace_view failed: {panic})")))
+}
+
+/// A value's `Debug`, with panics caught.
+pub(crate) fn debug_text(value: &impl std::fmt::Debug) -> String {
+    caught(|| format!("{value:?}")).unwrap_or_else(|panic| format!("(Debug failed: {panic})"))
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary), saying so.
+pub(crate) fn capped(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut at = max;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push_str(" … (cut)");
+    }
+    text
 }
 
 /// A behaviour loop's `sys` state.
@@ -60,6 +124,8 @@ impl Tracer {
 pub(crate) struct Sys {
     suspended: bool,
     tracers: Vec<Tracer>,
+    /// A request just taken from the mailbox, for the loop to answer next.
+    pub(crate) inbox: Option<Box<SysRequest>>,
 }
 
 impl Sys {
@@ -74,12 +140,22 @@ impl Sys {
         !self.tracers.is_empty()
     }
 
-    /// Records `event` to every attached trace; a full trace drops it (and counts it), a
-    /// dropped one is detached.
-    pub(crate) fn trace(&mut self, pid: Pid, event: Traced, detail: Option<String>) {
+    /// Records `event` to every attached trace, with the detail `detail` gives (called only
+    /// when traced, with panics caught, cut to [`MAX_DETAIL`]); a full trace drops it (and
+    /// counts it, and says so in the next event that fits), a dropped one is detached.
+    pub(crate) fn trace(
+        &mut self,
+        pid: Pid,
+        event: Traced,
+        detail: impl FnOnce() -> Option<String>,
+    ) {
         if self.tracers.is_empty() {
             return;
         }
+        let detail = match caught(detail) {
+            Ok(d) => d.map(|d| capped(d, MAX_DETAIL)),
+            Err(panic) => Some(format!("(trace_view failed: {panic})")),
+        };
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -89,14 +165,7 @@ impl Sys {
             event,
             detail,
         };
-        self.tracers.retain(|t| match t.tx.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                t.dropped.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        });
+        self.tracers.retain_mut(|t| t.send(&event));
     }
 
     /// Answers a request. `view` gives a state machine's current state and the behaviour's
@@ -110,7 +179,13 @@ impl Sys {
     ) {
         match req {
             SysRequest::GetState(reply) => {
-                let (state, view) = view();
+                let (state, view) = match caught(view) {
+                    Ok((state, view)) => (state.map(|s| capped(s, MAX_DETAIL)), cap_view(view)),
+                    Err(panic) => (
+                        None,
+                        StateView::Text(format!("(state_view failed: {panic})")),
+                    ),
+                };
                 self.tracers.retain(|t| !t.tx.is_closed());
                 let _ = reply.send(Ok(SysState {
                     pid,
@@ -124,14 +199,14 @@ impl Sys {
             SysRequest::Suspend(reply) => {
                 if !self.suspended {
                     self.suspended = true;
-                    self.trace(pid, Traced::Suspended, None);
+                    self.trace(pid, Traced::Suspended, || None);
                 }
                 let _ = reply.send(Ok(()));
             }
             SysRequest::Resume(reply) => {
                 if self.suspended {
                     self.suspended = false;
-                    self.trace(pid, Traced::Resumed, None);
+                    self.trace(pid, Traced::Resumed, || None);
                 }
                 let _ = reply.send(Ok(()));
             }
@@ -146,5 +221,21 @@ impl Sys {
                 let _ = reply.send(Ok(()));
             }
         }
+    }
+}
+
+/// A view cut to [`MAX_VIEW`] bytes (a JSON view too big becomes its text, cut).
+fn cap_view(view: StateView) -> StateView {
+    match view {
+        StateView::Text(t) => StateView::Text(capped(t, MAX_VIEW)),
+        StateView::Json(v) => {
+            let text = v.to_string();
+            if text.len() > MAX_VIEW {
+                StateView::Text(capped(text, MAX_VIEW))
+            } else {
+                StateView::Json(v)
+            }
+        }
+        hidden => hidden,
     }
 }

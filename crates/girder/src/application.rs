@@ -12,7 +12,9 @@ use crate::server::StartError;
 use crate::supervisor::{SupervisorBuilder, SupervisorRef};
 use crate::{ExitReason, Node};
 
-/// A named root supervision tree.
+/// A named root supervision tree. Its root supervisor is registered on the node as
+/// `"<name>_sup"` (OTP's convention for an application's top supervisor), so tools and other
+/// processes find it by name: `SupervisorRef::lookup(&node, "shop_sup")`.
 ///
 /// ```
 /// use girder::supervisor::{ChildSpec, Supervisor};
@@ -28,6 +30,7 @@ use crate::{ExitReason, Node};
 /// );
 /// let running = app.start(&node).await.unwrap();
 /// assert_eq!(node.process_count(), 2);
+/// assert_eq!(node.whereis("shop_sup"), Some(running.root().pid()));
 /// assert_eq!(running.stop().await, ExitReason::Shutdown);
 /// assert_eq!(node.process_count(), 0);
 /// # }
@@ -61,7 +64,9 @@ impl Application {
         &self.name
     }
 
-    /// Starts the tree; returns when every child has started.
+    /// Starts the tree, its root registered as `"<name>_sup"`; returns when every child has
+    /// started. Fails with [`StartError::AlreadyStarted`] if that name is taken (the
+    /// application is running already).
     pub async fn start(self, node: &Node) -> Result<RunningApplication, StartError> {
         let root = self
             .root

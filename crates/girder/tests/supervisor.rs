@@ -415,6 +415,23 @@ async fn an_application_starts_and_stops_its_tree_as_a_unit() {
     assert_eq!(node.process_count(), 0);
 }
 
+/// The root's name is the application's: a second start of a running application is refused
+/// (OTP's `already_started`) and harms nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_runs_once_per_node() {
+    let node = Node::new("t");
+    let app = || Application::new("shop", Supervisor::builder());
+    let running = app().start(&node).await.unwrap();
+    let again = app().start(&node).await;
+    assert!(
+        matches!(again, Err(girder::StartError::AlreadyStarted(pid)) if pid == running.root().pid()),
+        "{again:?}"
+    );
+    assert!(running.root().is_alive());
+    assert_eq!(running.stop().await, ExitReason::Shutdown);
+    assert!(app().start(&node).await.is_ok(), "its name is free again");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_supervisor_takes_its_children_down() {
     let node = Node::new("t");

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use girder::{Node, OwnedTask};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -190,12 +191,41 @@ impl AlarmManager {
         let _ = self.notices.send(notice);
     }
 
-    /// Watches `threshold` every `period` until the manager is dropped (the task holds a weak
-    /// reference).
-    pub fn watch(&self, threshold: Threshold, period: Duration) {
+    /// Watches `threshold` every `period`, as a task of `node`, until the returned task is
+    /// dropped or the manager is (the task holds a weak reference to it). Keep the task as
+    /// long as the threshold should be watched, or [`detach`](OwnedTask::detach) it to watch
+    /// for as long as the manager lives.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use girder::Node;
+    /// use girder_ops::alarm::{AlarmManager, Severity, Threshold};
+    /// use girder_ops::Notice;
+    ///
+    /// let node = Node::new("docs");
+    /// let alarms = AlarmManager::new();
+    /// let level = Arc::new(AtomicU64::new(0));
+    /// let l = level.clone();
+    /// let t = Threshold::new("level_high", Severity::Warning, "level over 10", move || {
+    ///     l.load(Ordering::Relaxed) as f64
+    /// })
+    /// .raise_above(10.0);
+    /// let mut notices = alarms.subscribe();
+    /// let watching = alarms.watch(&node, t, Duration::from_millis(10));
+    /// level.store(50, Ordering::Relaxed);
+    /// // A check within 10 ms raises it.
+    /// let raised = notices.recv().await.unwrap();
+    /// assert!(matches!(raised, Notice::AlarmRaised { alarm } if alarm.id == "level_high"));
+    /// drop(watching); // no more checks: the alarm stays as it is, whatever the level
+    /// # }
+    /// ```
+    pub fn watch(&self, node: &Node, threshold: Threshold, period: Duration) -> OwnedTask {
         let state = Arc::downgrade(&self.state);
         let notices = self.notices.clone();
-        tokio::spawn(async move {
+        node.spawn_owned(async move {
             let mut t = threshold;
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -208,7 +238,7 @@ impl AlarmManager {
                 };
                 t.check(&manager);
             }
-        });
+        })
     }
 }
 
@@ -231,7 +261,8 @@ fn now_ms() -> u64 {
 }
 
 /// An alarm derived from a value: raised when the value stays above `raise_above` for
-/// `for_at_least`, cleared when it falls to `clear_below` or under.
+/// `for_at_least`, cleared when it falls to `clear_below` or under. [`AlarmManager::watch`]
+/// checks it periodically; [`check`](Threshold::check) looks once.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
@@ -243,19 +274,21 @@ fn now_ms() -> u64 {
 /// let queue = Arc::new(AtomicU64::new(0));
 /// let q = queue.clone();
 /// let alarms = AlarmManager::new();
-/// let t = Threshold::new("queue_long", Severity::Warning, "queue over 100", move || q.load(Ordering::Relaxed) as f64)
+/// let mut t = Threshold::new("queue_long", Severity::Warning, "queue over 100", move || q.load(Ordering::Relaxed) as f64)
 ///     .raise_above(100.0)
 ///     .clear_below(50.0)
 ///     .for_at_least(Duration::from_secs(2));
-/// alarms.watch(t, Duration::from_millis(100));
 /// queue.store(500, Ordering::Relaxed);
+/// t.check(&alarms); // above the line from now on
+/// assert!(!alarms.is_active("queue_long"));
 /// tokio::time::sleep(Duration::from_secs(3)).await;
+/// t.check(&alarms); // above it for 3 s
 /// assert!(alarms.is_active("queue_long"));
 /// queue.store(80, Ordering::Relaxed); // below the raise line, above the clear line: still on
-/// tokio::time::sleep(Duration::from_secs(1)).await;
+/// t.check(&alarms);
 /// assert!(alarms.is_active("queue_long"));
 /// queue.store(10, Ordering::Relaxed);
-/// tokio::time::sleep(Duration::from_secs(1)).await;
+/// t.check(&alarms);
 /// assert!(!alarms.is_active("queue_long"));
 /// # }
 /// ```

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use girder::{Flow, ReplyTo, Server, ServerContext, SpawnOptions};
+use girder::{Flow, Pid, ReplyTo, Server, ServerContext, SpawnOptions};
 use girder_dist::{DistNode, Wire};
 use serde::{Deserialize, Serialize};
 
@@ -44,8 +44,8 @@ impl Server for AlarmService {
     }
 }
 
-/// Starts this node's alarm service and exports it.
-pub(crate) async fn serve(dist: &DistNode, alarms: &AlarmManager) {
+/// Starts this node's alarm service and exports it; its pid, unless it could not start.
+pub(crate) async fn serve(dist: &DistNode, alarms: &AlarmManager) -> Option<Pid> {
     match girder::server::start_with(
         dist.node(),
         AlarmService(alarms.clone()),
@@ -54,9 +54,13 @@ pub(crate) async fn serve(dist: &DistNode, alarms: &AlarmManager) {
     )
     .await
     {
-        Ok(s) => dist.export_server(&s),
+        Ok(s) => {
+            dist.export_server(&s);
+            Some(s.pid())
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "alarm service not started; this node's alarms stay local")
+            tracing::warn!(error = %e, "alarm service not started; this node's alarms stay local");
+            None
         }
     }
 }

@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use futures_util::Stream;
 use girder::supervisor::ChildInfo;
@@ -43,10 +43,12 @@ fn bad(msg: impl Into<String>) -> ApiError {
 
 type Api<T> = Result<T, ApiError>;
 
+/// The API's routes, with no fallback of their own (an application's app may have one; the
+/// standalone server adds [`not_found`]): unknown paths under `/api/` answer the JSON 404.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(dashboard))
-        .route("/dashboard", get(dashboard))
+        .route("/dashboard", get(dashboard_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -61,8 +63,13 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/alarms", get(alarms))
         .route("/api/alarms/{id}/clear", post(clear_alarm))
         .route("/api/events", get(events))
-        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .route("/api/{*rest}", any(not_found))
         .with_state(shared)
+}
+
+/// The answer for a path the API does not have.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "no such endpoint".into())
 }
 
 /// Checks the bearer token: always for admin actions, for reads when so configured.
@@ -99,8 +106,28 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The dashboard: one page, its script and styles inline, data from this API.
+///
+/// Its requests are relative to its own address, so it works wherever the router is mounted
+/// (nested under `/ops`, behind a proxy that adds a prefix). At the API's root (`/`, or `/ops`
+/// when nested) the API is under the page's path; at `dashboard` under the root, beside it.
+/// The page cannot tell `/ops/dashboard` (beside) from a router nested at `/dashboard`
+/// (under), so the server says which (`data-page` on `<html>`).
+const DASHBOARD: &str = include_str!("dashboard.html");
+
 async fn dashboard() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("dashboard.html"))
+    axum::response::Html(DASHBOARD)
+}
+
+/// The dashboard as served at `dashboard` (see [`DASHBOARD`]).
+async fn dashboard_page() -> axum::response::Html<&'static str> {
+    static PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        DASHBOARD.replacen(
+            "<html lang=\"en\">",
+            "<html lang=\"en\" data-page=\"dashboard\">",
+            1,
+        )
+    });
+    axum::response::Html(PAGE.as_str())
 }
 
 async fn healthz() -> &'static str {

@@ -12,26 +12,41 @@
 //! | [`webhook`] | [`webhook::Webhook`]: notices POSTed as JSON, retried with back-off, bounded | — |
 //! | [`Ops`] | all of it on one node, served over HTTP: probes, metrics, processes, supervision, alarms, live events, and [`girder::sys`] for each behaviour (its state, suspend/resume, a live trace) | `observer`, `sys` |
 //!
+//! [`Ops::builder`] sets a node's endpoint up, then either serves it on an address of its own
+//! ([`OpsBuilder::serve`]) or hands its axum [`Router`] to the application, to nest in its own
+//! app beside its routes, under its middleware, on its listener ([`OpsBuilder::router`]).
+//! Either way the [`Ops`] handle owns the background tasks (threshold samplers, the notice
+//! log, the webhook, ...), which run as tasks of the node; dropping it, or
+//! [`Ops::shutdown`], ends them.
+//!
 //! ```
 //! # #[tokio::main] async fn main() {
 //! use girder::Node;
-//! use girder_ops::{Ops, OpsConfig};
+//! use girder_ops::Ops;
+//!
 //! let node = Node::new("docs");
-//! let ops = Ops::start_local(node, OpsConfig::new("127.0.0.1:0".parse().unwrap())).await.unwrap();
+//! // A server of its own:
+//! let ops = Ops::builder(&node).serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
 //! let url = format!("http://{}/healthz", ops.local_addr());
 //! # let _ = url;
+//! drop(ops);
+//! // Or in the application's axum app, under /ops:
+//! let (ops_router, ops) = Ops::builder(&node).router().await;
+//! let app: axum::Router = axum::Router::new().nest("/ops", ops_router);
+//! # let _ = (app, ops);
 //! # }
 //! ```
 //!
 //! ## Features
 //!
-//! - `dist` (on by default): the cluster, from `girder-dist`. `Ops::start` takes the node's
-//!   `DistNode` and membership: node up/down notices and `node_down:<name>` alarms, other
-//!   nodes' alarms (`/api/alarms?scope=cluster`), peers and members in `/api/nodes`, traffic
-//!   and membership metrics, readiness that waits for peers. Without it the crate depends on
-//!   the core alone and serves the single-node ops API ([`Ops::start_local`]): metrics, alarms,
-//!   processes (with `sys`: state, suspend/resume, traces), the supervision tree, health
-//!   probes, live events and the dashboard.
+//! - `dist` (on by default): the cluster, from `girder-dist`. `OpsBuilder::dist` and
+//!   `OpsBuilder::membership` (or `Ops::start`) take the node's `DistNode` and membership:
+//!   node up/down notices and `node_down:<name>` alarms, other nodes' alarms
+//!   (`/api/alarms?scope=cluster`), peers and members in `/api/nodes`, traffic and membership
+//!   metrics, readiness that waits for peers. Without it the crate depends on the core alone
+//!   and serves the single-node ops API ([`Ops::builder`], [`Ops::start_local`]): metrics,
+//!   alarms, processes (with `sys`: state, suspend/resume, traces), the supervision tree,
+//!   health probes, live events and the dashboard.
 
 #![warn(missing_docs)]
 
@@ -48,7 +63,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use girder::Node;
+use axum::Router;
+use girder::{Node, OwnedTask};
 #[cfg(feature = "dist")]
 use girder_dist::{DistNode, Membership, NodeEvent};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -56,7 +72,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 pub use alarm::{Alarm, AlarmManager, Severity, Threshold};
 pub use notice::Notice;
 
-/// How a node's ops endpoint runs.
+/// How a node's ops endpoint runs, for `Ops::start` and [`Ops::start_local`]; the same
+/// settings are [`OpsBuilder`]'s methods.
 #[derive(Clone, Debug)]
 pub struct OpsConfig {
     /// Where the HTTP API listens.
@@ -72,8 +89,9 @@ pub struct OpsConfig {
     pub memory_alarm: Option<u64>,
     /// Raise `restart_storm` when supervisors restart more than this many children in 10 s.
     pub restart_alarm: u64,
-    /// Raise `overload` when the runtime's scheduling lag (how late a 100 ms timer fires) stays
-    /// above this for 5 s (cleared below a quarter of it).
+    /// Raise `overload` when the node's scheduling lag (how late a 100 ms timer fires where its
+    /// tasks run: on its schedulers if it has them, else on the tokio runtime) stays above this
+    /// for 5 s (cleared below a quarter of it).
     pub overload_lag: Duration,
     /// `/readyz` fails while membership has no other member (with the `dist` feature and a
     /// membership given to `Ops::start`).
@@ -140,20 +158,68 @@ impl Default for Tuning {
     }
 }
 
-/// A node's ops endpoint: alarms, notifications and the HTTP API. Stops when dropped.
+/// A node's ops endpoint: its alarms, notices and the background tasks that feed them (the
+/// threshold samplers, the notice log, the webhook, ...) and, from
+/// [`OpsBuilder::serve`], the HTTP server. Built with [`Ops::builder`].
+///
+/// The handle owns all of it: dropping it, or [`shutdown`](Ops::shutdown), ends every task it
+/// started (and, with a distribution, stops this node's alarm service). A [`Router`] from
+/// [`OpsBuilder::router`] is plain request handling and keeps answering in the application's
+/// server after that, from what is left: processes, the supervision tree, `sys`, metrics,
+/// alarms raised by hand; no threshold alarms, no notices to the log or the webhook.
+#[must_use = "dropping the Ops handle ends its background tasks (and its server)"]
 pub struct Ops {
+    node: Node,
     alarms: AlarmManager,
-    local_addr: SocketAddr,
-    server: tokio::task::JoinHandle<()>,
+    /// Where [`OpsBuilder::serve`] listens; `None` for [`OpsBuilder::router`].
+    local_addr: Option<SocketAddr>,
     webhook: Option<webhook::Webhook>,
+    /// Everything else it started, ended when dropped: samplers, followers, the server.
+    tasks: Vec<OwnedTask>,
+    /// This node's alarm service (the `cluster` module's exported server), stopped on drop.
+    #[cfg(feature = "dist")]
+    alarm_service: Option<girder::Pid>,
 }
 
 impl Ops {
+    /// Sets up the ops endpoint of `node`: choose its settings, then [`serve`](OpsBuilder::serve)
+    /// it on an address of its own or take its [`router`](OpsBuilder::router) into an
+    /// application's axum app.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use girder::Node;
+    /// use girder_ops::Ops;
+    ///
+    /// let node = Node::new("docs");
+    /// let ops = Ops::builder(&node)
+    ///     .admin_token("a-long-enough-admin-token")
+    ///     .mailbox_alarm(1_000)
+    ///     .serve("127.0.0.1:0".parse().unwrap())
+    ///     .await
+    ///     .unwrap();
+    /// let healthz = format!("http://{}/healthz", ops.local_addr());
+    /// # let _ = healthz;
+    /// ops.shutdown(); // the server and every background task end here
+    /// # }
+    /// ```
+    pub fn builder(node: &Node) -> OpsBuilder {
+        OpsBuilder {
+            node: node.clone(),
+            cluster: Cluster::default(),
+            cfg: OpsConfig::new(SocketAddr::from(([127, 0, 0, 1], 0))),
+            tuning: Tuning::default(),
+        }
+    }
+
     /// Starts the HTTP API on `cfg.listen`, the standard thresholds, a log of notices and, with
     /// a [`DistNode`], node up/down notices and `node_down:<name>` alarms, this node's alarms
     /// served to the others and theirs asked for; with a [`Membership`], the members in
     /// `/api/nodes` and the metrics, and readiness that waits for peers
     /// ([`OpsConfig::expect_peers`]).
+    ///
+    /// The same as [`Ops::builder`] with `cfg`'s settings, [`dist`](OpsBuilder::dist),
+    /// [`membership`](OpsBuilder::membership) and [`serve`](OpsBuilder::serve)`(cfg.listen)`.
     #[cfg(feature = "dist")]
     pub async fn start(
         node: Node,
@@ -161,65 +227,44 @@ impl Ops {
         membership: Option<Arc<Membership>>,
         cfg: OpsConfig,
     ) -> std::io::Result<Ops> {
-        let cluster = Cluster { dist, membership };
-        Self::launch(node, cluster, cfg, Tuning::default()).await
+        let listen = cfg.listen;
+        let mut b = OpsBuilder::from_config(&node, cfg);
+        if let Some(d) = &dist {
+            b = b.dist(d);
+        }
+        if let Some(m) = membership {
+            b = b.membership(m);
+        }
+        b.serve(listen).await
     }
 
     /// Starts the single-node ops API on `cfg.listen` (metrics, alarms, processes, supervision
     /// tree, health probes, live events, dashboard), the standard thresholds and a log of
     /// notices. With the `dist` feature, the same as `Ops::start` without a `DistNode`.
+    ///
+    /// The same as [`Ops::builder`] with `cfg`'s settings and
+    /// [`serve`](OpsBuilder::serve)`(cfg.listen)`.
     pub async fn start_local(node: Node, cfg: OpsConfig) -> std::io::Result<Ops> {
-        Self::launch(node, Cluster::default(), cfg, Tuning::default()).await
-    }
-
-    async fn launch(
-        node: Node,
-        cluster: Cluster,
-        cfg: OpsConfig,
-        tuning: Tuning,
-    ) -> std::io::Result<Ops> {
-        let alarms = AlarmManager::new();
-        standard_thresholds(&node, &alarms, &cfg);
-        log_notices(&alarms);
-        follow_lifecycle(&node, &alarms);
-        let webhook = cfg
-            .webhook
-            .clone()
-            .map(|w| webhook::Webhook::start(&alarms, w));
-        #[cfg(feature = "dist")]
-        if let Some(d) = &cluster.dist {
-            follow_nodes(d, &alarms);
-            crate::cluster::serve(d, &alarms).await;
-        }
-        let shared = Arc::new(Shared {
-            node,
-            cluster,
-            alarms: alarms.clone(),
-            metrics: exporter::install(),
-            admin_token: cfg.admin_token.clone(),
-            protect_reads: cfg.protect_reads,
-            #[cfg(feature = "dist")]
-            expect_peers: cfg.expect_peers,
-            events_keep_alive: tuning.events_keep_alive,
-        });
-        let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-        let local_addr = listener.local_addr()?;
-        let app = http::router(shared);
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "ops HTTP server ended");
-            }
-        });
-        Ok(Ops {
-            alarms,
-            local_addr,
-            server,
-            webhook,
-        })
+        let listen = cfg.listen;
+        OpsBuilder::from_config(&node, cfg).serve(listen).await
     }
 
     /// Where the HTTP API listens.
+    ///
+    /// # Panics
+    ///
+    /// On a handle from [`OpsBuilder::router`], which has no listener of its own (the
+    /// application's server has it): see [`listening_on`](Ops::listening_on).
     pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr.expect(
+            "this Ops handle came with a Router and serves no listener of its own: \
+             ask the application's listener",
+        )
+    }
+
+    /// Where the HTTP API listens: `Some` for a handle from [`OpsBuilder::serve`] (and
+    /// `Ops::start`, [`Ops::start_local`]), `None` for one from [`OpsBuilder::router`].
+    pub fn listening_on(&self) -> Option<SocketAddr> {
         self.local_addr
     }
 
@@ -232,104 +277,362 @@ impl Ops {
     pub fn alarms(&self) -> &AlarmManager {
         &self.alarms
     }
+
+    /// Ends everything the handle owns, now: the same as dropping it, said out loud.
+    ///
+    /// The threshold samplers, the scheduling-lag probe, the notice log, the supervisors' and
+    /// nodes' followers and the webhook are cancelled (a notice the webhook has not delivered
+    /// yet is lost); this node's alarm service stops; a server from [`OpsBuilder::serve`]
+    /// stops accepting at once and closes its idle connections (a response in progress, such
+    /// as an open event stream, ends when its client goes). The process-wide metrics recorder
+    /// ([`exporter::install`]) stays.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use girder::Node;
+    /// use girder_ops::Ops;
+    ///
+    /// let node = Node::new("docs");
+    /// let (router, ops) = Ops::builder(&node).router().await;
+    /// ops.shutdown();
+    /// // The router still answers reads wherever it is served; nothing samples alarms now.
+    /// # let _ = router;
+    /// # }
+    /// ```
+    pub fn shutdown(self) {
+        drop(self)
+    }
 }
 
 impl Drop for Ops {
     fn drop(&mut self) {
-        self.server.abort();
+        // The tasks end as `tasks` is dropped; the alarm service is a process.
+        #[cfg(feature = "dist")]
+        if let Some(pid) = self.alarm_service.take() {
+            self.node.exit(pid, girder::ExitReason::Shutdown);
+        }
+        #[cfg(not(feature = "dist"))]
+        let _ = &self.node;
     }
 }
 
-/// Mailbox length, restart storms and memory, checked every second.
-fn standard_thresholds(node: &Node, alarms: &AlarmManager, cfg: &OpsConfig) {
+/// Sets up a node's ops endpoint (from [`Ops::builder`]): the settings of [`OpsConfig`] as
+/// methods, then either [`serve`](Self::serve) (a server of its own on an address) or
+/// [`router`](Self::router) (an axum [`Router`] for the application's own server).
+///
+/// Either way the [`Ops`] handle it returns owns the background tasks; keep it as long as
+/// the API should run (see [`Ops`]).
+#[must_use = "an OpsBuilder starts nothing until its serve or router"]
+pub struct OpsBuilder {
+    node: Node,
+    cluster: Cluster,
+    /// Every setting but `listen`, which [`serve`](Self::serve) takes.
+    cfg: OpsConfig,
+    tuning: Tuning,
+}
+
+impl OpsBuilder {
+    /// Takes every setting of `cfg` but its `listen` address.
+    fn from_config(node: &Node, cfg: OpsConfig) -> OpsBuilder {
+        OpsBuilder {
+            cfg,
+            ..Ops::builder(node)
+        }
+    }
+
+    /// The node's distribution (`dist.node()` is the builder's node): node up/down notices
+    /// and `node_down:<name>` alarms, this node's alarms served to the other nodes and theirs
+    /// in `/api/alarms?scope=cluster`, peers in `/api/nodes`, traffic metrics.
+    #[cfg(feature = "dist")]
+    pub fn dist(mut self, dist: &DistNode) -> Self {
+        self.cluster.dist = Some(dist.clone());
+        self
+    }
+
+    /// The node's membership: the members in `/api/nodes` and the metrics, and readiness that
+    /// waits for peers if [`expect_peers`](Self::expect_peers).
+    #[cfg(feature = "dist")]
+    pub fn membership(mut self, membership: Arc<Membership>) -> Self {
+        self.cluster.membership = Some(membership);
+        self
+    }
+
+    /// `/readyz` fails while the membership has no other member ([`OpsConfig::expect_peers`];
+    /// off by default).
+    #[cfg(feature = "dist")]
+    pub fn expect_peers(mut self, expect: bool) -> Self {
+        self.cfg.expect_peers = expect;
+        self
+    }
+
+    /// The bearer token for admin actions ([`OpsConfig::admin_token`]); without one, admin
+    /// actions are refused.
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.cfg.admin_token = Some(token.into());
+        self
+    }
+
+    /// Also require the token for reads ([`OpsConfig::protect_reads`]; the probes stay open).
+    pub fn protect_reads(mut self, protect: bool) -> Self {
+        self.cfg.protect_reads = protect;
+        self
+    }
+
+    /// Raise `mailbox_long` when a mailbox holds more than `messages` for 5 s
+    /// ([`OpsConfig::mailbox_alarm`]; 10,000 by default).
+    pub fn mailbox_alarm(mut self, messages: usize) -> Self {
+        self.cfg.mailbox_alarm = messages;
+        self
+    }
+
+    /// Raise `memory_high` when resident memory exceeds `bytes` ([`OpsConfig::memory_alarm`];
+    /// off by default).
+    pub fn memory_alarm(mut self, bytes: u64) -> Self {
+        self.cfg.memory_alarm = Some(bytes);
+        self
+    }
+
+    /// Raise `restart_storm` when supervisors restart more than `restarts` children in 10 s
+    /// ([`OpsConfig::restart_alarm`]; 20 by default).
+    pub fn restart_alarm(mut self, restarts: u64) -> Self {
+        self.cfg.restart_alarm = restarts;
+        self
+    }
+
+    /// Raise `overload` when timers fire more than `lag` late for 5 s
+    /// ([`OpsConfig::overload_lag`]; 200 ms by default).
+    pub fn overload_lag(mut self, lag: Duration) -> Self {
+        self.cfg.overload_lag = lag;
+        self
+    }
+
+    /// POST every notice to a URL ([`webhook`]).
+    pub fn webhook(mut self, webhook: webhook::WebhookConfig) -> Self {
+        self.cfg.webhook = Some(webhook);
+        self
+    }
+
+    /// Starts the background tasks and serves the API on `listen` (port 0: a free one, see
+    /// [`Ops::local_addr`]), as `Ops::start` and [`Ops::start_local`] do: the dashboard at
+    /// `/`, the probes, the metrics and the JSON API, a JSON 404 for any other path. Fails,
+    /// having started nothing, if `listen` cannot be bound.
+    ///
+    /// The server runs as a task of the node; the returned handle ends it (and the rest).
+    pub async fn serve(self, listen: SocketAddr) -> std::io::Result<Ops> {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let local_addr = listener.local_addr()?;
+        let node = self.node.clone();
+        let (shared, mut ops) = self.start().await;
+        let app = http::router(shared).fallback(http::not_found);
+        ops.local_addr = Some(local_addr);
+        ops.tasks.push(node.spawn_owned(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "ops HTTP server ended");
+            }
+        }));
+        Ok(ops)
+    }
+
+    /// Starts the background tasks and returns the API as an axum [`Router`], for the
+    /// application's own server: `.nest("/ops", router)` (or `.merge(router)` at the root)
+    /// into its app, beside its own routes and under its own middleware and listener.
+    ///
+    /// The router's paths are those [`serve`](Self::serve) serves, under the prefix: the
+    /// dashboard at the prefix itself (`/ops`) and at `/ops/dashboard` (its requests are
+    /// relative to its address, so it works under any prefix, and behind a proxy that adds
+    /// one), `/ops/healthz`, `/ops/metrics`, `/ops/api/...`. It has no fallback of its own
+    /// (an unknown path under `/ops/api/` still gets the API's JSON 404), so it merges into
+    /// an app that has one. Its state is applied: it is a `Router<()>`, nested after the
+    /// application's own `.with_state(..)`.
+    ///
+    /// The handle owns the background tasks, not the router: keep it while the router
+    /// serves (see [`Ops`]).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use axum::{routing::get, Router};
+    /// use girder::Node;
+    /// use girder_ops::Ops;
+    ///
+    /// let node = Node::new("docs");
+    /// let (ops_router, ops) = Ops::builder(&node).router().await;
+    /// let app: Router = Router::new()
+    ///     .route("/hello", get(|| async { "hello" }))
+    ///     .nest("/ops", ops_router);
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    /// let addr = listener.local_addr().unwrap();
+    /// let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    ///
+    /// // The application's route and the ops API, on one listener.
+    /// let hello = reqwest::get(format!("http://{addr}/hello")).await.unwrap();
+    /// assert_eq!(hello.text().await.unwrap(), "hello");
+    /// let health = reqwest::get(format!("http://{addr}/ops/healthz")).await.unwrap();
+    /// assert_eq!(health.text().await.unwrap(), "ok");
+    ///
+    /// server.abort();
+    /// ops.shutdown();
+    /// # }
+    /// ```
+    pub async fn router(self) -> (Router, Ops) {
+        let (shared, ops) = self.start().await;
+        (http::router(shared), ops)
+    }
+
+    /// Everything but the server: the alarms, their samplers, the notices' followers, the
+    /// webhook and (with a distribution) the alarm service, owned by the returned handle.
+    async fn start(self) -> (Arc<Shared>, Ops) {
+        let OpsBuilder {
+            node,
+            cluster,
+            cfg,
+            tuning,
+        } = self;
+        let alarms = AlarmManager::new();
+        let mut tasks = standard_thresholds(&node, &alarms, &cfg);
+        tasks.push(log_notices(&node, &alarms));
+        tasks.push(follow_lifecycle(&node, &alarms));
+        let webhook = cfg
+            .webhook
+            .clone()
+            .map(|w| webhook::Webhook::start(&node, &alarms, w));
+        #[cfg(feature = "dist")]
+        let mut alarm_service = None;
+        #[cfg(feature = "dist")]
+        if let Some(d) = &cluster.dist {
+            tasks.push(follow_nodes(d, &alarms));
+            alarm_service = crate::cluster::serve(d, &alarms).await;
+        }
+        let shared = Arc::new(Shared {
+            node: node.clone(),
+            cluster,
+            alarms: alarms.clone(),
+            metrics: exporter::install(),
+            admin_token: cfg.admin_token.clone(),
+            protect_reads: cfg.protect_reads,
+            #[cfg(feature = "dist")]
+            expect_peers: cfg.expect_peers,
+            events_keep_alive: tuning.events_keep_alive,
+        });
+        let ops = Ops {
+            node,
+            alarms,
+            local_addr: None,
+            webhook,
+            tasks,
+            #[cfg(feature = "dist")]
+            alarm_service,
+        };
+        (shared, ops)
+    }
+}
+
+/// Mailbox length, restart storms, overload and memory, checked every second: the samplers'
+/// tasks (and the scheduling-lag probe's).
+fn standard_thresholds(node: &Node, alarms: &AlarmManager, cfg: &OpsConfig) -> Vec<OwnedTask> {
+    let mut tasks = Vec::new();
     let source = node.name().to_string();
     let n = node.clone();
     let limit = cfg.mailbox_alarm as f64;
-    alarms.watch(
-        Threshold::new(
-            "mailbox_long",
-            Severity::Warning,
-            format!("a mailbox holds more than {} messages", cfg.mailbox_alarm),
-            move || n.stats().mailbox_max as f64,
-        )
-        .raise_above(limit)
-        .clear_below(limit / 2.0)
-        .for_at_least(Duration::from_secs(5))
-        .source(source.clone()),
-        Duration::from_secs(1),
+    tasks.push(
+        alarms.watch(
+            node,
+            Threshold::new(
+                "mailbox_long",
+                Severity::Warning,
+                format!("a mailbox holds more than {} messages", cfg.mailbox_alarm),
+                move || n.stats().mailbox_max as f64,
+            )
+            .raise_above(limit)
+            .clear_below(limit / 2.0)
+            .for_at_least(Duration::from_secs(5))
+            .source(source.clone()),
+            Duration::from_secs(1),
+        ),
     );
     let n = node.clone();
     let mut window: std::collections::VecDeque<(tokio::time::Instant, u64)> = Default::default();
-    alarms.watch(
-        Threshold::new(
-            "restart_storm",
-            Severity::Major,
-            format!(
-                "supervisors restarted more than {} children in 10 s",
-                cfg.restart_alarm
-            ),
-            move || {
-                // Restarts in the last 10 s: the total now minus the total 10 s ago.
-                let total = n.restarts();
-                let now = tokio::time::Instant::now();
-                window.push_back((now, total));
-                while window
-                    .front()
-                    .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(10))
-                {
-                    window.pop_front();
-                }
-                total.saturating_sub(window.front().map_or(total, |(_, v)| *v)) as f64
-            },
-        )
-        .raise_above(cfg.restart_alarm as f64)
-        .clear_below(0.0)
-        .source(source.clone()),
-        Duration::from_secs(1),
+    tasks.push(
+        alarms.watch(
+            node,
+            Threshold::new(
+                "restart_storm",
+                Severity::Major,
+                format!(
+                    "supervisors restarted more than {} children in 10 s",
+                    cfg.restart_alarm
+                ),
+                move || {
+                    // Restarts in the last 10 s: the total now minus the total 10 s ago.
+                    let total = n.restarts();
+                    let now = tokio::time::Instant::now();
+                    window.push_back((now, total));
+                    while window
+                        .front()
+                        .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(10))
+                    {
+                        window.pop_front();
+                    }
+                    total.saturating_sub(window.front().map_or(total, |(_, v)| *v)) as f64
+                },
+            )
+            .raise_above(cfg.restart_alarm as f64)
+            .clear_below(0.0)
+            .source(source.clone()),
+            Duration::from_secs(1),
+        ),
     );
-    let lag = scheduling_lag();
+    let (lag, probe) = scheduling_lag(node);
+    tasks.push(probe);
     let limit = cfg.overload_lag.as_secs_f64();
-    alarms.watch(
-        Threshold::new(
-            "overload",
-            Severity::Major,
-            format!(
-                "the runtime is overloaded: timers fire more than {} ms late",
-                cfg.overload_lag.as_millis()
-            ),
-            move || f64::from_bits(lag.load(std::sync::atomic::Ordering::Relaxed)),
-        )
-        .raise_above(limit)
-        .clear_below(limit / 4.0)
-        .for_at_least(Duration::from_secs(5))
-        .source(source.clone()),
-        Duration::from_secs(1),
+    tasks.push(
+        alarms.watch(
+            node,
+            Threshold::new(
+                "overload",
+                Severity::Major,
+                format!(
+                    "the runtime is overloaded: timers fire more than {} ms late",
+                    cfg.overload_lag.as_millis()
+                ),
+                move || f64::from_bits(lag.load(std::sync::atomic::Ordering::Relaxed)),
+            )
+            .raise_above(limit)
+            .clear_below(limit / 4.0)
+            .for_at_least(Duration::from_secs(5))
+            .source(source.clone()),
+            Duration::from_secs(1),
+        ),
     );
     if let Some(limit) = cfg.memory_alarm {
-        alarms.watch(
-            Threshold::new(
-                "memory_high",
-                Severity::Major,
-                format!("resident memory above {} MiB", limit >> 20),
-                || resident_bytes() as f64,
-            )
-            .raise_above(limit as f64)
-            .clear_below(limit as f64 * 0.9)
-            .for_at_least(Duration::from_secs(5))
-            .source(source),
-            Duration::from_secs(1),
+        tasks.push(
+            alarms.watch(
+                node,
+                Threshold::new(
+                    "memory_high",
+                    Severity::Major,
+                    format!("resident memory above {} MiB", limit >> 20),
+                    || resident_bytes() as f64,
+                )
+                .raise_above(limit as f64)
+                .clear_below(limit as f64 * 0.9)
+                .for_at_least(Duration::from_secs(5))
+                .source(source),
+                Duration::from_secs(1),
+            ),
         );
     }
+    tasks
 }
 
 /// How late the runtime runs a task that asks to wake every 100 ms, in seconds (the worst of
 /// the last second): when every worker is busy, everything waits this long. The BEAM's
-/// equivalent is its run-queue length.
-fn scheduling_lag() -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+/// equivalent is its run-queue length. Measured where the node's tasks run (on its schedulers,
+/// if it has them), by the returned task.
+fn scheduling_lag(node: &Node) -> (Arc<std::sync::atomic::AtomicU64>, OwnedTask) {
     use std::sync::atomic::Ordering::Relaxed;
-    let lag = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0f64.to_bits()));
-    let weak = std::sync::Arc::downgrade(&lag);
-    tokio::spawn(async move {
+    let lag = Arc::new(std::sync::atomic::AtomicU64::new(0f64.to_bits()));
+    let weak = Arc::downgrade(&lag);
+    let task = node.spawn_owned(async move {
         let period = Duration::from_millis(100);
         let mut worst = 0f64;
         let mut n = 0;
@@ -346,7 +649,7 @@ fn scheduling_lag() -> std::sync::Arc<std::sync::atomic::AtomicU64> {
             }
         }
     });
-    lag
+    (lag, task)
 }
 
 /// The OS process's resident memory, from `/proc/self/statm` (0 where there is none).
@@ -363,9 +666,9 @@ pub fn resident_bytes() -> u64 {
 }
 
 /// Every notice goes to the log.
-fn log_notices(alarms: &AlarmManager) {
+fn log_notices(node: &Node, alarms: &AlarmManager) -> OwnedTask {
     let mut rx = alarms.subscribe();
-    tokio::spawn(async move {
+    node.spawn_owned(async move {
         loop {
             match rx.recv().await {
                 Ok(
@@ -380,15 +683,15 @@ fn log_notices(alarms: &AlarmManager) {
                 Err(_) => return,
             }
         }
-    });
+    })
 }
 
 /// Supervisors' restarts and give-ups as notices.
-fn follow_lifecycle(node: &Node, alarms: &AlarmManager) {
+fn follow_lifecycle(node: &Node, alarms: &AlarmManager) -> OwnedTask {
     use girder::lifecycle::Lifecycle;
     let mut events = node.lifecycle();
     let alarms = alarms.clone();
-    tokio::spawn(async move {
+    node.spawn_owned(async move {
         let name = |n: Option<String>, pid: girder::Pid| n.unwrap_or_else(|| pid.to_string());
         loop {
             let notice = match events.recv().await {
@@ -414,16 +717,16 @@ fn follow_lifecycle(node: &Node, alarms: &AlarmManager) {
             };
             alarms.publish(notice);
         }
-    });
+    })
 }
 
 /// Node up/down notices, and a `node_down:<name>` alarm while a connection is down.
 #[cfg(feature = "dist")]
-fn follow_nodes(dist: &DistNode, alarms: &AlarmManager) {
+fn follow_nodes(dist: &DistNode, alarms: &AlarmManager) -> OwnedTask {
     let mut events = dist.subscribe();
     let alarms = alarms.clone();
     let me = dist.name().to_string();
-    tokio::spawn(async move {
+    dist.node().spawn_owned(async move {
         loop {
             match events.recv().await {
                 Ok(NodeEvent::Up(n)) => {
@@ -449,7 +752,7 @@ fn follow_nodes(dist: &DistNode, alarms: &AlarmManager) {
                 Err(_) => return,
             }
         }
-    });
+    })
 }
 
 #[cfg(test)]
@@ -459,13 +762,16 @@ mod tests {
     #[tokio::test]
     async fn an_idle_event_stream_gets_keep_alive_comments() {
         let node = Node::new("keep-alive");
-        let cfg = OpsConfig::new("127.0.0.1:0".parse().unwrap());
         let tuning = Tuning {
             events_keep_alive: Duration::from_millis(100),
         };
-        let ops = Ops::launch(node, Cluster::default(), cfg, tuning)
-            .await
-            .unwrap();
+        let ops = OpsBuilder {
+            tuning,
+            ..Ops::builder(&node)
+        }
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
         let mut stream = reqwest::get(format!("http://{}/api/events", ops.local_addr()))
             .await
             .unwrap();

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use girder::{Node, OwnedTask};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{AlarmManager, Notice};
@@ -54,19 +55,19 @@ pub struct WebhookStats {
     pub dropped: AtomicU64,
 }
 
-/// A running webhook sink; stops when dropped.
+/// A running webhook sink; stops when dropped (what it has not delivered yet is lost).
 pub struct Webhook {
     stats: Arc<WebhookStats>,
-    task: tokio::task::JoinHandle<()>,
+    _task: OwnedTask,
 }
 
 impl Webhook {
-    /// Posts every notice of `alarms` from now on to `cfg.url`.
-    pub fn start(alarms: &AlarmManager, cfg: WebhookConfig) -> Webhook {
+    /// Posts every notice of `alarms` from now on to `cfg.url`, from a task of `node`.
+    pub fn start(node: &Node, alarms: &AlarmManager, cfg: WebhookConfig) -> Webhook {
         let stats = Arc::new(WebhookStats::default());
         let mut notices = alarms.subscribe();
         let st = stats.clone();
-        let task = tokio::spawn(async move {
+        let task = node.spawn_owned(async move {
             let client = reqwest::Client::builder()
                 .timeout(cfg.timeout)
                 .build()
@@ -121,17 +122,11 @@ impl Webhook {
                 }
             }
         });
-        Webhook { stats, task }
+        Webhook { stats, _task: task }
     }
 
     /// What the sink has done so far.
     pub fn stats(&self) -> &WebhookStats {
         &self.stats
-    }
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }

@@ -2,40 +2,27 @@
 //! connection as a `node_down` alarm (cleared when it is back), supervisor restarts as notices,
 //! the distribution's metrics described like the rest.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use girder::{ChildSpec, Context, ExitReason, Node, Supervisor};
-use girder_dist::{Cookie, DistConfig, DistNode, Member, Membership, MembershipConfig, NodeName};
+use girder_dist::{DistNode, Member, Membership, MembershipConfig};
+use girder_ops::cluster::SERVICE;
 use girder_ops::{Alarm, Notice, Ops, OpsConfig, Severity};
+use girder_testkit::{dist, eventually, eventually_async, within};
 use serde_json::Value;
 
 mod prometheus;
 
+/// A distribution node on loopback with its ops API: the node, the API's handle and base URL.
 async fn node(name: &str) -> (DistNode, Ops, String) {
-    let cfg = DistConfig::new(
-        NodeName::new(name).unwrap(),
-        Cookie::new("a-cookie-of-decent-length").unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    );
-    let dist = DistNode::start(Node::new(name), cfg).await.unwrap();
-    let ops = Ops::start(
-        dist.node().clone(),
-        Some(dist.clone()),
-        None,
-        OpsConfig::new("127.0.0.1:0".parse().unwrap()),
-    )
-    .await
-    .unwrap();
+    let dist = dist::start(name).await;
+    let ops = Ops::builder(dist.node())
+        .dist(&dist)
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let base = format!("http://{}", ops.local_addr());
     (dist, ops, base)
-}
-
-async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]
@@ -95,17 +82,40 @@ async fn alarms_are_visible_across_the_cluster_and_a_lost_node_is_an_alarm() {
             .map(|a| a["id"].as_str().unwrap().to_string())
             .collect::<Vec<_>>()
     };
-    eventually("node_down raised", async || {
+    eventually_async("node_down raised", async || {
         active(base_a.clone())
             .await
             .contains(&"node_down:ob@localhost".to_string())
     })
     .await;
     a.connect(b.name()).await.unwrap();
-    eventually("node_down cleared", async || {
+    eventually_async("node_down cleared", async || {
         active(base_a.clone()).await.is_empty()
     })
     .await;
+}
+
+/// The handle owns the node's alarm service: it stops with the handle, and a new handle on the
+/// same node starts its own.
+#[tokio::test]
+async fn the_alarm_service_stops_with_its_handle() {
+    let (a, ops, _) = node("sa@localhost").await;
+    let service = a
+        .node()
+        .whereis(SERVICE)
+        .expect("the alarm service is registered");
+    ops.shutdown();
+    eventually("the alarm service to stop", || {
+        !a.node().is_alive(service) && a.node().whereis(SERVICE).is_none()
+    })
+    .await;
+    let _ops = Ops::builder(a.node())
+        .dist(&a)
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let again = a.node().whereis(SERVICE).expect("a new alarm service");
+    assert_ne!(again, service);
 }
 
 #[tokio::test]
@@ -130,10 +140,7 @@ async fn supervisor_restarts_become_notices() {
         .start(&node)
         .await
         .unwrap();
-    let n = tokio::time::timeout(Duration::from_secs(5), notices.recv())
-        .await
-        .unwrap()
-        .unwrap();
+    let n = within("a restart notice", notices.recv()).await.unwrap();
     assert_eq!(
         n,
         Notice::ProcessRestarted {
@@ -147,14 +154,7 @@ async fn supervisor_restarts_become_notices() {
 #[tokio::test]
 async fn distribution_metrics_have_help_and_type_lines() {
     let (b, _ops_b, _) = node("mb@localhost").await;
-    let cfg = DistConfig::new(
-        NodeName::new("ma@localhost").unwrap(),
-        Cookie::new("a-cookie-of-decent-length").unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-    );
-    let a = DistNode::start(Node::new("ma@localhost"), cfg)
-        .await
-        .unwrap();
+    let a = dist::start("ma@localhost").await;
     let membership = Membership::start(
         a.node(),
         Member {

@@ -5,35 +5,15 @@
 use std::time::Duration;
 
 use girder::{ChildSpec, Context, Event, ExitReason, Node, Supervisor};
-use girder_ops::{Alarm, Ops, OpsConfig, Severity};
+use girder_ops::{Alarm, Ops, Severity};
+use girder_testkit::{eventually_async, within};
 use reqwest::Method;
 use serde_json::Value;
 
+mod common;
 mod prometheus;
 
-/// One request, with a bearer token if given.
-async fn send(
-    client: &reqwest::Client,
-    method: Method,
-    url: impl AsRef<str>,
-    token: Option<&str>,
-) -> reqwest::Response {
-    let mut r = client.request(method, url.as_ref());
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    r.send().await.unwrap()
-}
-
-async fn serve(node: &Node, token: Option<&str>, protect_reads: bool) -> (Ops, String) {
-    let mut cfg = OpsConfig::new("127.0.0.1:0".parse().unwrap());
-    cfg.admin_token = token.map(String::from);
-    cfg.protect_reads = protect_reads;
-    cfg.mailbox_alarm = 20;
-    let ops = Ops::start_local(node.clone(), cfg).await.unwrap();
-    let base = format!("http://{}", ops.local_addr());
-    (ops, base)
-}
+use common::{request, serve};
 
 fn sleeper(node: &Node) -> girder::Addr<u32> {
     node.spawn(|mut ctx: Context<u32>| async move {
@@ -197,7 +177,12 @@ async fn every_metric_has_help_and_type_lines() {
 #[tokio::test]
 async fn a_long_mailbox_raises_an_alarm_that_clears_when_it_drains() {
     let node = Node::new("alarm-test");
-    let (_ops, base) = serve(&node, None, false).await;
+    let ops = Ops::builder(&node)
+        .mailbox_alarm(20)
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", ops.local_addr());
     let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
     let slow = node.spawn(move |mut ctx: Context<u32>| async move {
         let _ = go_rx.await;
@@ -207,50 +192,35 @@ async fn a_long_mailbox_raises_an_alarm_that_clears_when_it_drains() {
     for i in 1..=30 {
         slow.send(i).unwrap();
     }
-    let active = |v: &Value| -> Vec<String> {
+    let alarms = async || -> Value {
+        reqwest::get(format!("{base}/api/alarms"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let mailbox_long = |v: &Value| {
         v["active"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|a| a["id"].as_str().unwrap().to_string())
-            .collect()
+            .any(|a| a["id"] == "mailbox_long")
     };
     // Above the line (20) for 5 s: raised.
-    let mut raised = false;
-    for _ in 0..100 {
-        let v: Value = reqwest::get(format!("{base}/api/alarms"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if active(&v).contains(&"mailbox_long".to_string()) {
-            raised = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(raised, "mailbox_long never raised");
+    eventually_async("mailbox_long raised", async || {
+        mailbox_long(&alarms().await)
+    })
+    .await;
     go_tx.send(()).unwrap();
-    let mut cleared = false;
-    for _ in 0..50 {
-        let v: Value = reqwest::get(format!("{base}/api/alarms"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if !active(&v).contains(&"mailbox_long".to_string()) {
-            let history = v["history"].as_array().unwrap();
-            assert_eq!(history.len(), 2, "{v}");
-            assert_eq!(history[0]["what"], "raised");
-            assert_eq!(history[1]["what"], "cleared");
-            cleared = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(cleared, "mailbox_long never cleared");
+    let v = eventually_async("mailbox_long cleared", async || {
+        Some(alarms().await).filter(|v| !mailbox_long(v))
+    })
+    .await;
+    let history = v["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{v}");
+    assert_eq!(history[0]["what"], "raised");
+    assert_eq!(history[1]["what"], "cleared");
     let _ = slow;
 }
 
@@ -259,23 +229,22 @@ async fn admin_actions_need_the_token() {
     let node = Node::new("admin-test");
     let (ops, base) = serve(&node, Some("s3cret-token"), false).await;
     let victim = sleeper(&node);
-    let client = reqwest::Client::new();
     let kill = format!("{base}/api/processes/{}/kill", victim.pid());
-    let r = send(&client, Method::POST, &kill, None).await;
+    let r = request(Method::POST, &kill, None).await;
     assert_eq!(r.status(), 401);
     let msg: Value = r.json().await.unwrap();
     assert!(
         msg["error"].as_str().unwrap().contains("bearer token"),
         "{msg}"
     );
-    let r = send(&client, Method::POST, &kill, Some("wrong")).await;
+    let r = request(Method::POST, &kill, Some("wrong")).await;
     assert_eq!(r.status(), 401);
     assert!(victim.is_alive());
-    let r = send(&client, Method::POST, &kill, Some("s3cret-token")).await;
+    let r = request(Method::POST, &kill, Some("s3cret-token")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(victim.wait_exit().await, ExitReason::Killed);
     // Killing it again: not found.
-    let r = send(&client, Method::POST, &kill, Some("s3cret-token")).await;
+    let r = request(Method::POST, &kill, Some("s3cret-token")).await;
     assert_eq!(r.status(), 404);
 
     ops.alarms()
@@ -287,20 +256,17 @@ async fn admin_actions_need_the_token() {
         ))
         .unwrap();
     let clear = format!("{base}/api/alarms/manual/clear");
-    assert_eq!(
-        send(&client, Method::POST, &clear, None).await.status(),
-        401
-    );
+    assert_eq!(request(Method::POST, &clear, None).await.status(), 401);
     assert!(ops.alarms().is_active("manual"));
     assert_eq!(
-        send(&client, Method::POST, &clear, Some("s3cret-token"))
+        request(Method::POST, &clear, Some("s3cret-token"))
             .await
             .status(),
         200
     );
     assert!(!ops.alarms().is_active("manual"));
     assert_eq!(
-        send(&client, Method::POST, &clear, Some("s3cret-token"))
+        request(Method::POST, &clear, Some("s3cret-token"))
             .await
             .status(),
         404
@@ -308,8 +274,7 @@ async fn admin_actions_need_the_token() {
 
     // Without a configured token, admin actions are off altogether.
     let (_ops2, base2) = serve(&node, None, false).await;
-    let r = send(
-        &client,
+    let r = request(
         Method::POST,
         format!("{base2}/api/alarms/x/clear"),
         Some("anything"),
@@ -322,21 +287,19 @@ async fn admin_actions_need_the_token() {
 async fn reads_can_be_protected_too() {
     let node = Node::new("protected-test");
     let (_ops, base) = serve(&node, Some("tok-tok-tok"), true).await;
-    let client = reqwest::Client::new();
     assert_eq!(
-        send(&client, Method::GET, format!("{base}/api/processes"), None)
+        request(Method::GET, format!("{base}/api/processes"), None)
             .await
             .status(),
         401
     );
     assert_eq!(
-        send(&client, Method::GET, format!("{base}/metrics"), None)
+        request(Method::GET, format!("{base}/metrics"), None)
             .await
             .status(),
         401
     );
-    let r = send(
-        &client,
+    let r = request(
         Method::GET,
         format!("{base}/api/processes"),
         Some("tok-tok-tok"),
@@ -345,7 +308,7 @@ async fn reads_can_be_protected_too() {
     assert_eq!(r.status(), 200);
     // Probes stay open: orchestrators call them without credentials.
     assert_eq!(
-        send(&client, Method::GET, format!("{base}/healthz"), None)
+        request(Method::GET, format!("{base}/healthz"), None)
             .await
             .status(),
         200
@@ -356,9 +319,7 @@ async fn reads_can_be_protected_too() {
 async fn malformed_requests_get_a_4xx_that_says_why() {
     let node = Node::new("bad-input-test");
     let (_ops, base) = serve(&node, Some("t0ken"), false).await;
-    let client = reqwest::Client::new();
-    let r = send(
-        &client,
+    let r = request(
         Method::GET,
         format!("{base}/api/processes?sort=colour"),
         None,
@@ -373,16 +334,14 @@ async fn malformed_requests_get_a_4xx_that_says_why() {
             .contains("unknown sort \"colour\""),
         "{v}"
     );
-    let r = send(
-        &client,
+    let r = request(
         Method::GET,
         format!("{base}/api/processes?limit=lots"),
         None,
     )
     .await;
     assert_eq!(r.status(), 400);
-    let r = send(
-        &client,
+    let r = request(
         Method::POST,
         format!("{base}/api/processes/not-a-pid/kill"),
         Some("t0ken"),
@@ -391,25 +350,13 @@ async fn malformed_requests_get_a_4xx_that_says_why() {
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("not a pid"), "{v}");
-    let r = send(
-        &client,
-        Method::GET,
-        format!("{base}/api/nothing-here"),
-        None,
-    )
-    .await;
+    let r = request(Method::GET, format!("{base}/api/nothing-here"), None).await;
     assert_eq!(r.status(), 404);
-    let r = send(
-        &client,
-        Method::GET,
-        format!("{base}/api/processes/1/kill"),
-        None,
-    )
-    .await;
+    let r = request(Method::GET, format!("{base}/api/processes/1/kill"), None).await;
     assert_eq!(r.status(), 405);
     // The server is unharmed.
     assert_eq!(
-        send(&client, Method::GET, format!("{base}/healthz"), None)
+        request(Method::GET, format!("{base}/healthz"), None)
             .await
             .text()
             .await
@@ -539,8 +486,7 @@ async fn pids_are_written_as_they_print_in_every_response() {
     }
     // A pid copied from the JSON is what the kill endpoint takes, and what it answers.
     let copied = procs["processes"][0]["pid"].as_str().unwrap();
-    let r = send(
-        &reqwest::Client::new(),
+    let r = request(
         Method::POST,
         format!("{base}/api/processes/{copied}/kill"),
         Some(token),
@@ -580,9 +526,8 @@ async fn readiness_follows_critical_alarms_and_events_stream_live() {
     assert!(v["why"][0].as_str().unwrap().contains("db_down"), "{v}");
     let mut seen = String::new();
     while !seen.contains("db_down") {
-        let chunk = tokio::time::timeout(Duration::from_secs(5), stream.chunk())
+        let chunk = within("the alarm's notice on the stream", stream.chunk())
             .await
-            .unwrap()
             .unwrap()
             .unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));

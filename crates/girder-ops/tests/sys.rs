@@ -4,42 +4,22 @@
 //! behaviour, too many traces, a missing token; a trace that detaches when its client goes; a
 //! client that reads too slowly holds nothing back and is told what it missed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use girder::server::TraceMsg;
 use girder::statem::{self, Action, StateEvent, StateMachine, StateMachineContext, Transition};
 use girder::sys::{StateView, MAX_TRACES};
-use girder::{
-    ChildSpec, Context, Event, ExitReason, Flow, Node, Pid, ReplyTo, Server, ServerContext,
-    Supervisor,
-};
-use girder_ops::{Ops, OpsConfig};
-use reqwest::{Method, StatusCode};
+use girder::{ChildSpec, ExitReason, Flow, Node, Pid, ReplyTo, Server, ServerContext, Supervisor};
+use girder_testkit::procs::idle;
+use girder_testkit::{eventually_async, within};
+use reqwest::Method;
 use serde_json::{json, Value};
 
-const WAIT: Duration = Duration::from_secs(10);
+mod common;
+
+use common::{send, serve};
+
 const TOKEN: &str = "a-token-for-the-sys-tests";
-
-async fn serve(node: &Node, token: Option<&str>, protect_reads: bool) -> (Ops, String) {
-    let mut cfg = OpsConfig::new("127.0.0.1:0".parse().unwrap());
-    cfg.admin_token = token.map(String::from);
-    cfg.protect_reads = protect_reads;
-    let ops = Ops::start_local(node.clone(), cfg).await.unwrap();
-    let base = format!("http://{}", ops.local_addr());
-    (ops, base)
-}
-
-/// One request (with the bearer token if given): its status and JSON body.
-async fn send(method: Method, url: impl AsRef<str>, token: Option<&str>) -> (StatusCode, Value) {
-    let mut r = reqwest::Client::new().request(method, url.as_ref());
-    if let Some(t) = token {
-        r = r.bearer_auth(t);
-    }
-    let r = r.send().await.unwrap();
-    let status = r.status();
-    let body = r.json().await.unwrap_or(Value::Null);
-    (status, body)
-}
 
 async fn state(base: &str, pid: Pid) -> Value {
     let (status, v) = send(
@@ -155,16 +135,6 @@ impl StateMachine for Switch {
     }
 }
 
-fn plain(node: &Node) -> girder::Addr<u32> {
-    node.spawn(|mut ctx: Context<u32>| async move {
-        loop {
-            if let Event::Stop(r) = ctx.recv().await {
-                return r;
-            }
-        }
-    })
-}
-
 /// A server-sent event stream, read event by event.
 struct Sse {
     response: reqwest::Response,
@@ -199,9 +169,8 @@ impl Sse {
                     return Some((name, serde_json::from_str(&data).unwrap()));
                 }
             }
-            let chunk = tokio::time::timeout(WAIT, self.response.chunk())
+            let chunk = within("the next event", self.response.chunk())
                 .await
-                .expect("an event in time")
                 .unwrap()?;
             self.buf.push_str(std::str::from_utf8(&chunk).unwrap());
         }
@@ -237,15 +206,12 @@ async fn state_shows_each_behaviour_as_it_opts_in() {
 
     let switch = statem::start(&node, Switch).await.unwrap();
     switch.cast(()).unwrap();
-    let t0 = Instant::now();
-    loop {
+    eventually_async("the switch's state On", async || {
         let v = state(&base, switch.pid()).await;
         assert_eq!(v["behaviour"], "statem");
-        if v["state"] == "On" {
-            break;
-        }
-        assert!(t0.elapsed() < WAIT, "{v}");
-    }
+        v["state"] == "On"
+    })
+    .await;
 
     let sup = Supervisor::builder()
         .child(ChildSpec::server("counter", Counter::default))
@@ -273,8 +239,8 @@ async fn state_shows_each_behaviour_as_it_opts_in() {
 async fn every_sys_endpoint_says_what_went_wrong() {
     let node = Node::new("sys-errors");
     let (_ops, base) = serve(&node, Some(TOKEN), false).await;
-    let p = plain(&node);
-    let dead = plain(&node);
+    let p = idle(&node);
+    let dead = idle(&node);
     dead.stop(ExitReason::Normal);
     dead.wait_exit().await;
     let remote = Pid::new(3, 1, 7);
@@ -502,17 +468,15 @@ async fn a_client_that_disconnects_detaches_its_trace() {
     assert_eq!(state(&base, pid).await["tracers"], 2);
     drop(trace);
     // Nothing happens on the server: the connection's close alone ends the trace.
-    let t0 = Instant::now();
-    while state(&base, pid).await["tracers"] != 1 {
-        assert!(t0.elapsed() < WAIT, "the trace stayed attached");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async("the first trace detached", async || {
+        state(&base, pid).await["tracers"] == 1
+    })
+    .await;
     drop(other);
-    let t0 = Instant::now();
-    while state(&base, pid).await["tracers"] != 0 {
-        assert!(t0.elapsed() < WAIT, "the trace stayed attached");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async("the second trace detached", async || {
+        state(&base, pid).await["tracers"] == 0
+    })
+    .await;
     // The server is unharmed.
     s.cast(1).unwrap();
     assert_eq!(s.call(|r| r).await.unwrap(), 2);
@@ -538,16 +502,14 @@ async fn too_many_traces_are_refused_until_one_goes() {
         "{v}"
     );
     drop(traces.pop());
-    let t0 = Instant::now();
-    loop {
+    eventually_async("room for a trace once one went", async || {
         let r = reqwest::get(&url).await.unwrap();
-        if r.status() == 200 {
-            break;
+        if r.status() != 200 {
+            assert_eq!(r.status(), 429);
         }
-        assert_eq!(r.status(), 429);
-        assert!(t0.elapsed() < WAIT, "no room once a trace went");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        r.status() == 200
+    })
+    .await;
 }
 
 /// A client that does not read: the server goes on at full speed, the trace drops what does not
@@ -566,9 +528,11 @@ async fn a_slow_trace_client_holds_nothing_back_and_is_told_what_it_missed() {
     for _ in 0..n {
         s.cast(()).unwrap();
     }
-    let handled = tokio::time::timeout(WAIT, s.call(|r| r))
-        .await
-        .expect("the server never waits for its trace");
+    let handled = within(
+        "the server to handle every cast (it never waits for its trace)",
+        s.call(|r| r),
+    )
+    .await;
     assert_eq!(handled.unwrap(), n);
     let mut events = 0u64;
     let dropped = loop {

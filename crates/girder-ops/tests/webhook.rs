@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 
 use axum::routing::post;
 use axum::{Json, Router};
+use girder::Node;
 use girder_ops::webhook::{Webhook, WebhookConfig};
 use girder_ops::{Alarm, AlarmManager, Severity};
+use girder_testkit::eventually;
+use girder_testkit::wait::when_failing;
 use serde_json::Value;
 
 fn free_port() -> u16 {
@@ -52,7 +55,7 @@ fn config(port: u16) -> WebhookConfig {
 async fn a_receiver_that_is_down_gets_the_notices_in_order_once_back() {
     let port = free_port();
     let alarms = AlarmManager::new();
-    let hook = Webhook::start(&alarms, config(port));
+    let hook = Webhook::start(&Node::new("webhook"), &alarms, config(port));
     tokio::time::sleep(Duration::from_millis(20)).await;
     let started = Instant::now();
     for i in 0..3 {
@@ -75,15 +78,11 @@ async fn a_receiver_that_is_down_gets_the_notices_in_order_once_back() {
     assert_eq!(hook.stats().delivered.load(Ordering::Relaxed), 0);
 
     let got = receiver(port).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while hook.stats().delivered.load(Ordering::Relaxed) < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "not delivered: {:?}",
-            got.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        when_failing(|| format!("four deliveries (got {:?})", got.lock().unwrap())),
+        || hook.stats().delivered.load(Ordering::Relaxed) >= 4,
+    )
+    .await;
     let got = got.lock().unwrap().clone();
     let seen: Vec<(String, String)> = got
         .iter()
@@ -113,7 +112,7 @@ async fn a_long_outage_drops_the_oldest_beyond_the_bound() {
     let alarms = AlarmManager::new();
     let mut cfg = config(port);
     cfg.queue = 2;
-    let hook = Webhook::start(&alarms, cfg);
+    let hook = Webhook::start(&Node::new("webhook"), &alarms, cfg);
     tokio::time::sleep(Duration::from_millis(20)).await;
     for i in 0..5 {
         alarms
@@ -125,17 +124,15 @@ async fn a_long_outage_drops_the_oldest_beyond_the_bound() {
             ))
             .unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while hook.stats().dropped.load(Ordering::Relaxed) < 3 {
-        assert!(Instant::now() < deadline, "nothing dropped");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("three dropped", || {
+        hook.stats().dropped.load(Ordering::Relaxed) >= 3
+    })
+    .await;
     let got = receiver(port).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while hook.stats().delivered.load(Ordering::Relaxed) < 2 {
-        assert!(Instant::now() < deadline, "not delivered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("two delivered", || {
+        hook.stats().delivered.load(Ordering::Relaxed) >= 2
+    })
+    .await;
     let ids: Vec<String> = got
         .lock()
         .unwrap()

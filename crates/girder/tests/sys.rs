@@ -501,6 +501,9 @@ async fn supervisors_and_event_managers_show_their_children_and_handlers() {
         .map(|c| c["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["a", "b"]);
+    // Pids as they print, as the person reading the state knows them.
+    let first = sup.which_children().await.unwrap()[0].pid.unwrap();
+    assert_eq!(view["children"][0]["pid"], first.to_string());
     sup.suspend().await.unwrap();
     assert!(sup.get_state().await.unwrap().suspended);
     sup.resume().await.unwrap();

@@ -433,7 +433,22 @@ impl Server for SupervisorServer {
     /// may have a million).
     fn state_view(&self) -> StateView {
         const SHOWN: usize = 1_000;
-        let children: Vec<ChildInfo> = self.which_children().into_iter().take(SHOWN).collect();
+        // Pids as they print (`<0.12.1>`), as a person reading the state knows them.
+        let children: Vec<serde_json::Value> = self
+            .which_children()
+            .into_iter()
+            .take(SHOWN)
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.id,
+                    "pid": c.pid.map(|p| p.to_string()),
+                    "restarting": c.restarting,
+                    "kind": c.kind,
+                    "restart": c.restart,
+                    "restarts": c.restarts,
+                })
+            })
+            .collect();
         StateView::Json(serde_json::json!({
             "strategy": self.strategy,
             "intensity": self.intensity,

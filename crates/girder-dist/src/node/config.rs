@@ -9,7 +9,7 @@ use crate::connection::ConnectionConfig;
 use crate::tls::TlsConfig;
 use crate::{Cookie, NodeName};
 
-/// How a [`DistNode`] runs.
+/// How a [`DistNode`](crate::DistNode) runs.
 #[derive(Clone)]
 pub struct DistConfig {
     /// This node's name.
@@ -94,7 +94,7 @@ pub enum NodeEvent {
     },
 }
 
-/// A known node as [`DistNode::peers`] reports it.
+/// A known node as [`DistNode::peers`](crate::DistNode::peers) reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PeerInfo {
     /// Its name.

@@ -205,14 +205,23 @@ impl<R: Send + 'static> SlotReceiver<R> {
     /// Takes the answer and the slot's reference out of a FULL slot, moves the slot on, and
     /// hands the reference back to the process.
     ///
+    /// A pointer, not a `&Slot`: the reference taken out may be the slot's last, and a
+    /// reference argument must stay valid for the whole call (Miri's protectors catch it).
+    ///
     /// # Safety
     ///
-    /// The slot's state is `gen | FULL`.
+    /// The slot is alive and its state is `gen | FULL`.
     #[inline]
-    unsafe fn take_full(slot: &Slot<R>, gen: u64) -> Answer<R> {
-        // SAFETY: FULL hands the value and the owner to the caller; the replier is done.
-        let (answer, owner) = unsafe { ((*slot.value.get()).take(), (*slot.owner.get()).take()) };
-        slot.state.store((gen + NEXT) | EMPTY, Ordering::Release);
+    unsafe fn take_full(at: NonNull<Slot<R>>, gen: u64) -> Answer<R> {
+        let (answer, owner) = {
+            // SAFETY: alive (the caller's promise), and its own reference is parked inside.
+            let slot = unsafe { at.as_ref() };
+            // SAFETY: FULL hands the value and the owner to the caller; the replier is done.
+            let taken = unsafe { ((*slot.value.get()).take(), (*slot.owner.get()).take()) };
+            slot.state.store((gen + NEXT) | EMPTY, Ordering::Release);
+            taken
+        };
+        // No borrow of the slot lives past here: giving the reference back may free it.
         if let Some(owner) = owner {
             crate::process::local::give_back_slot(owner);
         }
@@ -240,7 +249,7 @@ impl<R: Send + 'static> SlotReceiver<R> {
             if now == gen | FULL {
                 self.slot = None;
                 // SAFETY: checked just above; only this end moves the slot on from FULL.
-                return Poll::Ready(unsafe { Self::take_full(slot, gen) });
+                return Poll::Ready(unsafe { Self::take_full(at, gen) });
             }
             if now == gen | BUSY {
                 // The replier is writing: it has woken (or is about to wake) the old waker,
@@ -318,7 +327,7 @@ impl<R: Send + 'static> Drop for SlotReceiver<R> {
                 Ok(_) => return,
                 Err(now) if now == gen | FULL => {
                     // SAFETY: FULL, checked just above. The late answer is dropped here.
-                    drop(unsafe { Self::take_full(slot, gen) });
+                    drop(unsafe { Self::take_full(at, gen) });
                     return;
                 }
                 // The replier is writing the answer: a few instructions, then FULL. Waiting for

@@ -98,8 +98,9 @@ impl Meta {
         self.extra.get_or_insert_with(Default::default)
     }
 
-    pub(crate) fn take_extra(&mut self) -> Extra {
-        self.extra.take().map(|e| *e).unwrap_or_default()
+    /// The rarely used part, if the process ever used it (most never do: their exit skips it).
+    pub(crate) fn take_extra(&mut self) -> Option<Box<Extra>> {
+        self.extra.take()
     }
 
     /// Both ends of this process's monitors.

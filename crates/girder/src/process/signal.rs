@@ -1,8 +1,10 @@
 //! Exit signals, links and monitors: the rules of Erlang, written once.
 
 use super::core::{AnyProcess, Extra, Life, MonitorEnd};
+use crate::call::watch::Pending;
 use crate::mailbox::SysMsg;
 use crate::{Down, ExitReason, MonitorRef, Node, Pid};
+use tokio::sync::oneshot;
 
 /// Delivers an exit signal from `from` to `target`.
 ///
@@ -63,7 +65,7 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
         // Freed under the process lock (the order `register` takes too), so nobody sees the
         // process dead while its name still points at it.
         let extra = meta.take_extra();
-        if let Some(name) = &extra.name {
+        if let Some(name) = extra.as_ref().and_then(|e| e.name.as_ref()) {
             node.unregister_if(name, pid);
         }
         (meta.links.take(), extra, reason)
@@ -86,6 +88,38 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
     // After links and before monitors: once a pid is gone from the table its links have the
     // exit signal, and a `Down` means the pid is gone from the table.
     node.remove_process(pid);
+    let (mut waiters, pending_tells) = match extra {
+        Some(extra) => end_extra(node, pid, &reason, *extra),
+        None => (Vec::new(), Vec::new()),
+    };
+    // Last: a `wait_exit` that returns sees the whole exit done (links, table, monitors).
+    let waiters = {
+        let mut meta = header.meta.lock();
+        meta.life = Life::Gone(reason.clone());
+        // Waiters from before the exit, plus any that came while it was handled.
+        if let Some(late) = meta.take_extra() {
+            waiters.extend(late.waiters);
+        }
+        waiters
+    };
+    for w in waiters {
+        let _ = w.send(reason.clone());
+    }
+    // After the exit is handled, so a told caller that watches this process finds it gone.
+    if !pending_tells.is_empty() {
+        crate::call::watch::tell_pending(node, pid, pending_tells);
+    }
+}
+
+/// The exit's work on the part of a process most never use: its timers cancelled, its
+/// monitors told or forgotten. Returns what waits for the end of the exit: the exit's waiters
+/// and the tells its interrupted handlers left.
+fn end_extra(
+    node: &Node,
+    pid: Pid,
+    reason: &ExitReason,
+    extra: Extra,
+) -> (Vec<oneshot::Sender<ExitReason>>, Vec<Pending>) {
     let ends: Vec<MonitorEnd> = extra.monitor_ends().collect();
     let Extra {
         waiters,
@@ -121,22 +155,7 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
             }));
         }
     }
-    // Last: a `wait_exit` that returns sees the whole exit done (links, table, monitors).
-    let waiters = {
-        let mut meta = header.meta.lock();
-        meta.life = Life::Gone(reason.clone());
-        // Waiters from before the exit, plus any that came while it was handled.
-        let mut waiters = waiters;
-        waiters.extend(meta.take_extra().waiters);
-        waiters
-    };
-    for w in waiters {
-        let _ = w.send(reason.clone());
-    }
-    // After the exit is handled, so a told caller that watches this process finds it gone.
-    if !pending_tells.is_empty() {
-        crate::call::watch::tell_pending(node, pid, pending_tells);
-    }
+    (waiters, pending_tells)
 }
 
 /// Links `me` and `other` both ways. Fails with `NoProc` if `other` is not alive.

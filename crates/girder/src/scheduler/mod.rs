@@ -15,7 +15,7 @@
 //!   spawned from outside the pool goes to the schedulers in turn;
 //! * **idle schedulers steal work worth moving**: a scheduler with nothing to run takes half of
 //!   another's queue (the stolen processes move home) when that queue holds enough work, its
-//!   length times the mean length of that scheduler's recent runs reaching 50 µs; a busy
+//!   length times the mean length of that scheduler's recent runs reaching 100 µs; a busy
 //!   scheduler wakes a sleeping one by the same rule. A lone chain of messages, or a server
 //!   and its callers exchanging microsecond messages, stays on one core: moved, every message
 //!   would be a cross-core wake-up costing more than the work;

@@ -4,10 +4,11 @@
 //! ```text
 //! initiator                                   acceptor
 //!   Hello { versions, name, creation, caps, nonce_i } ─►
-//!                                               checks name, versions, admission
+//!                                               checks the name is valid and not its own,
+//!                                               and the versions
 //!   ◄─ Challenge { version, name, creation, caps, nonce_a }
 //!   Proof { HMAC(cookie, "initiator" | transcript) } ─►
-//!                                               verifies (constant time)
+//!                                               verifies (constant time), then admission
 //!   ◄─ Ack { HMAC(cookie, "acceptor" | transcript) }
 //! verifies
 //! ```
@@ -15,6 +16,12 @@
 //! The transcript binds both nonces, both names, both creations and the chosen version, so a
 //! proof cannot be replayed on another connection or for another node. A peer that fails any
 //! step gets nothing more: the connection is closed and the reason is logged on this side.
+//!
+//! Nothing a peer says changes the acceptor's state before its proof is verified: admission
+//! (which may replace a connected peer's old incarnation, or refuse a duplicate) runs only after
+//! it, as ssh and TLS act on nothing before authentication. A Hello naming a connected node
+//! with a newer creation, from a peer without the cookie, costs the acceptor a nonce and a
+//! closed socket and nothing else.
 
 use std::time::Duration;
 
@@ -380,8 +387,9 @@ pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Runs the acceptor's side on a fresh incoming connection. `admit` decides whether a peer that
-/// names itself may connect (duplicate or stale names); it runs before any proof is exchanged.
-/// On any failure the connection is dropped without a word to the peer and the reason is logged.
+/// names itself may connect (duplicate or stale names); it runs only once the peer has proven
+/// the cookie, so a peer that cannot prove it never reaches it. On any failure the connection
+/// is dropped without a word to the peer and the reason is logged.
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     cfg: &HandshakeConfig,
@@ -414,7 +422,6 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         if peer == cfg.name {
             return Err(Refusal::SameName(peer).into());
         }
-        admit(&peer, peer_creation)?;
         let nonce_a = nonce();
         send(
             &mut conn,
@@ -446,6 +453,8 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
                 })
             }
         }
+        // Authenticated: only now may what the peer claims change anything here.
+        admit(&peer, peer_creation)?;
         send(
             &mut conn,
             &Msg::Ack {

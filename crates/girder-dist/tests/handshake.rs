@@ -1,6 +1,7 @@
 //! The handshake and the frame codec, over real loopback sockets, including every kind of bad
 //! input: a wrong cookie, an oversize frame, garbage, a truncated frame, an unknown kind, an
-//! unknown message, a version mismatch, refused names and a silent peer.
+//! unknown message, a version mismatch, refused names, a peer that names a connected node
+//! without the cookie, and a silent peer.
 
 use std::time::Duration;
 
@@ -87,7 +88,44 @@ async fn a_wrong_cookie_is_refused_and_the_peer_gets_nothing() {
 }
 
 #[tokio::test]
-async fn refused_names_never_get_a_challenge() {
+async fn a_peer_without_the_cookie_never_reaches_admission() {
+    // What an attacker on the network would send: a Hello naming a connected node with a newer
+    // creation (a "restarted peer"), which admission would act on. Without the cookie the proof
+    // fails first, and admission, the only step that changes anything, never runs.
+    let admitted = std::sync::atomic::AtomicUsize::new(0);
+    let admit = |_: &NodeName, _: u32| {
+        admitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    };
+    for creation in [1, 2, u32::MAX] {
+        let (a, b) = pair().await;
+        let ca = config("alpha@127.0.0.1", creation, "not-the-cluster-cookie");
+        let cb = config("beta@127.0.0.1", 1, COOKIE);
+        let (ra, rb) = tokio::join!(
+            handshake::initiate(a, &ca),
+            handshake::accept(b, &cb, admit)
+        );
+        assert!(matches!(rb, Err(HandshakeError::BadProof(_))), "{rb:?}");
+        assert!(matches!(ra, Err(HandshakeError::Closed)), "{ra:?}");
+    }
+    assert_eq!(admitted.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // With the cookie, admission runs once, after the proof.
+    let (a, b) = pair().await;
+    let (ca, cb) = (
+        config("alpha@127.0.0.1", 3, COOKIE),
+        config("beta@127.0.0.1", 1, COOKIE),
+    );
+    let (ra, rb) = tokio::join!(
+        handshake::initiate(a, &ca),
+        handshake::accept(b, &cb, admit)
+    );
+    assert!(ra.is_ok() && rb.is_ok(), "{ra:?} {rb:?}");
+    assert_eq!(admitted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn refused_names_never_get_an_ack() {
     let (a, b) = pair().await;
     let ca = config("alpha@127.0.0.1", 3, COOKIE);
     let cb = config("beta@127.0.0.1", 1, COOKIE);

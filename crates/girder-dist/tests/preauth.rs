@@ -1,0 +1,94 @@
+//! What a peer that has not proven the cookie can make a node do: nothing. Each test plays the
+//! attacker with the real handshake and a wrong cookie against two connected nodes, then checks
+//! that the node's state (its connections, its table of known nodes, the monitors across the
+//! connection) is as it was.
+
+use std::time::Duration;
+
+use girder_dist::handshake::{self, HandshakeConfig, HandshakeError};
+use girder_dist::{Cookie, DistNode, NodeEvent, NodeName};
+use girder_testkit::dist::pair;
+use girder_testkit::procs::{down_reason, idle};
+use tokio::net::TcpStream;
+
+const WRONG_COOKIE: &str = "not-the-cluster-cookie-at-all";
+
+/// One handshake to `target` as `name` with `creation`, without the cookie. The acceptor must
+/// close it without an Ack.
+async fn hello_without_the_cookie(target: &DistNode, name: &NodeName, creation: u32) {
+    let stream = TcpStream::connect(target.local_addr()).await.unwrap();
+    let mut cfg = HandshakeConfig::new(name.clone(), creation, Cookie::new(WRONG_COOKIE).unwrap());
+    cfg.timeout = Duration::from_secs(5);
+    let outcome = handshake::initiate(stream, &cfg).await;
+    assert!(
+        matches!(outcome, Err(HandshakeError::Closed)),
+        "refused without an Ack: {outcome:?}"
+    );
+}
+
+fn creation_of(node: &DistNode, peer: &NodeName) -> Option<u32> {
+    node.peers()
+        .into_iter()
+        .find(|p| &p.name == peer)
+        .and_then(|p| p.creation)
+}
+
+#[tokio::test]
+async fn a_hello_claiming_a_restarted_peer_without_the_cookie_changes_nothing() {
+    let (a, b) = pair("a1@127.0.0.1", "b1@127.0.0.1").await;
+    a.connect(b.name()).await.unwrap();
+    let creation = creation_of(&b, a.name()).expect("b sees a connected");
+    // A monitor across the connection, from b on a process of a: it would fire `noconnection`
+    // if the connection were torn down.
+    let target = idle(a.node());
+    let watched = down_reason(b.node(), b.pid_on(a.name(), target.pid()));
+    let mut events = b.subscribe();
+
+    // "a restarted": newer creations, and the oldest trick, the same one again.
+    for c in [
+        creation + 1,
+        creation.wrapping_add(1_000),
+        u32::MAX,
+        creation,
+    ] {
+        hello_without_the_cookie(&b, a.name(), c).await;
+    }
+
+    assert_eq!(b.connected(), vec![a.name().clone()]);
+    assert_eq!(
+        creation_of(&b, a.name()),
+        Some(creation),
+        "the same incarnation"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut watched = watched;
+    assert!(
+        watched.try_recv().is_err(),
+        "no monitor across the connection fired"
+    );
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            matches!(event, NodeEvent::Refused { .. }),
+            "only refusals, no Down or Up: {event:?}"
+        );
+    }
+    // And the connection still carries traffic.
+    assert_eq!(b.whereis(a.name(), "nobody").await, Ok(None));
+}
+
+#[tokio::test]
+async fn unauthenticated_names_leave_no_trace_in_the_node_table() {
+    let (a, b) = pair("a2@127.0.0.1", "b2@127.0.0.1").await;
+    a.connect(b.name()).await.unwrap();
+    let before: Vec<NodeName> = b.peers().into_iter().map(|p| p.name).collect();
+    for i in 0..200 {
+        let name = NodeName::new(&format!("stranger{i}@127.0.0.1")).unwrap();
+        hello_without_the_cookie(&b, &name, 1).await;
+    }
+    let after: Vec<NodeName> = b.peers().into_iter().map(|p| p.name).collect();
+    assert_eq!(after, before, "no stranger is known");
+    assert!(b
+        .known()
+        .iter()
+        .all(|n| !n.as_str().starts_with("stranger")));
+}

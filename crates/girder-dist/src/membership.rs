@@ -84,7 +84,11 @@ impl foca::Identity for Member {
     }
 
     fn win_addr_conflict(&self, adversary: &Self) -> bool {
-        self.creation > adversary.creation
+        // Creation 0 is a seed's placeholder, which any real member replaces. Creations wrap:
+        // compared as serial numbers, a node restarted after a wrap still wins.
+        adversary.creation == 0
+            || (self.creation != 0
+                && girder::Node::is_newer_creation(self.creation, adversary.creation))
     }
 }
 
@@ -427,5 +431,38 @@ async fn flush(
     let _ = view.send(members);
     for event in happened {
         let _ = events.send(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use foca::Identity;
+
+    fn member(creation: u32) -> Member {
+        Member {
+            name: NodeName::new("m@127.0.0.1").unwrap(),
+            addr: "127.0.0.1:4000".parse().unwrap(),
+            creation,
+            roles: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_newer_incarnation_wins_its_address_across_a_wrap_of_creations() {
+        let (old, new) = (member(u32::MAX - 1_000), member(4_000));
+        assert!(new.win_addr_conflict(&old), "restarted after the wrap");
+        assert!(!old.win_addr_conflict(&new));
+        assert!(member(7).win_addr_conflict(&member(6)));
+        assert!(!member(6).win_addr_conflict(&member(7)));
+    }
+
+    #[test]
+    fn any_real_member_replaces_a_seed_placeholder() {
+        let seed = placeholder("127.0.0.1:4000".parse().unwrap());
+        for creation in [1, 1 << 31, u32::MAX] {
+            assert!(member(creation).win_addr_conflict(&seed), "{creation}");
+            assert!(!seed.win_addr_conflict(&member(creation)), "{creation}");
+        }
     }
 }

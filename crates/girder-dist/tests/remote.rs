@@ -545,6 +545,47 @@ async fn a_restarted_node_is_a_new_incarnation_and_old_pids_are_dead() {
 }
 
 #[tokio::test]
+async fn a_node_restarted_after_its_creation_wrapped_replaces_its_old_incarnation() {
+    // Creations are the clock's milliseconds modulo 2^32. Here the old incarnation started just
+    // before a wrap and the new one just after, while the old connection is still up (the old
+    // node did not go away cleanly): the newer one must replace it, not be refused as stale.
+    let b = start("b15@localhost").await;
+    let name = "a15@localhost";
+    let old = DistNode::start(
+        girder::Node::with_creation(name, u32::MAX - 1_000),
+        dist::config(name, COOKIE),
+    )
+    .await
+    .unwrap();
+    old.add_address(b.name().clone(), b.local_addr());
+    old.connect(b.name()).await.unwrap();
+    let new = DistNode::start(
+        girder::Node::with_creation(name, 4_000),
+        dist::config(name, COOKIE),
+    )
+    .await
+    .unwrap();
+    new.add_address(b.name().clone(), b.local_addr());
+    within("the new incarnation's dial", new.connect(b.name()))
+        .await
+        .expect("admitted as the newer incarnation");
+    let creation = |n: &DistNode| {
+        n.peers()
+            .into_iter()
+            .find(|p| p.name.as_str() == name)
+            .and_then(|p| p.creation)
+    };
+    assert_eq!(creation(&b), Some(4_000));
+    // The older one, dialling again, is the stale one now.
+    eventually("the old incarnation's connection is gone", || {
+        old.connected().is_empty()
+    })
+    .await;
+    assert!(old.connect(b.name()).await.is_err());
+    assert_eq!(creation(&b), Some(4_000));
+}
+
+#[tokio::test]
 async fn a_node_shut_down_mid_handshake_ends_with_no_connection() {
     // The shutdown lands at a different point of the dial in each round. Where the handshake
     // was still under way, the old code let the connection come up afterwards (shutdown closed

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -131,13 +131,35 @@ impl crate::scheduler::StopWatcher for NodeInner {
     }
 }
 
+/// The last creation this OS process handed out, so nodes started in the same millisecond (or
+/// while the clock steps back) still get newer ones.
+static LAST_CREATION: AtomicU32 = AtomicU32::new(0);
+
 fn fresh_creation() -> u32 {
-    let nanos = SystemTime::now()
+    let unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    // Folded so two starts within the same second still differ.
-    ((nanos >> 32) as u32 ^ nanos as u32) | 1
+    let mut last = LAST_CREATION.load(Ordering::Relaxed);
+    loop {
+        let next = creation_after(last, unix_ms);
+        match LAST_CREATION.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+/// The creation for a node started at `unix_ms` after one with creation `last` (0: none):
+/// the clock's milliseconds modulo 2^32, or `last + 1` if that would not be newer. Never 0.
+fn creation_after(last: u32, unix_ms: u64) -> u32 {
+    let now = (unix_ms as u32).max(1);
+    if last == 0 || Node::is_newer_creation(now, last) {
+        now
+    } else {
+        last.wrapping_add(1).max(1)
+    }
 }
 
 /// Why a link could not be made.
@@ -263,9 +285,29 @@ impl Node {
         &self.inner.name
     }
 
-    /// The node's incarnation number.
+    /// The node's incarnation number: by default the milliseconds since the Unix epoch at its
+    /// start, modulo 2^32, so a restarted node's is newer than its last one (compare them with
+    /// [`is_newer_creation`](Self::is_newer_creation), not `>`: they wrap every ~49.7 days).
     pub fn creation(&self) -> u32 {
         self.inner.creation
+    }
+
+    /// Whether creation `a` is a later incarnation than `than`. Creations wrap (see
+    /// [`creation`](Self::creation)), so they compare by serial-number arithmetic (RFC 1982):
+    /// `a` is newer if it is ahead of `than` by less than half the circle, 2^31 ms (~24.8
+    /// days). A node restarted after a wrap is still newer than its last incarnation.
+    ///
+    /// ```
+    /// use girder::Node;
+    /// assert!(Node::is_newer_creation(2, 1));
+    /// assert!(!Node::is_newer_creation(1, 2));
+    /// assert!(!Node::is_newer_creation(7, 7));
+    /// // Across the wrap: 5 ms after u32::MAX.
+    /// assert!(Node::is_newer_creation(4, u32::MAX));
+    /// assert!(!Node::is_newer_creation(u32::MAX, 4));
+    /// ```
+    pub fn is_newer_creation(a: u32, than: u32) -> bool {
+        a != than && a.wrapping_sub(than) < (1 << 31)
     }
 
     /// Spawns a process with an unbounded mailbox. `f` receives the process's [`Context`] and
@@ -452,5 +494,51 @@ impl Drop for OwnedTask {
 impl fmt::Debug for OwnedTask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("OwnedTask")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY_MS: u64 = 24 * 3600 * 1000;
+
+    #[test]
+    fn a_restart_after_the_clock_wraps_is_still_a_newer_incarnation() {
+        // Creations are the clock's milliseconds modulo 2^32: they wrap every ~49.7 days. A node
+        // started one day before a wrap and restarted five days later (after it) must still
+        // count as the newer incarnation, as a shifted clock once showed it did not.
+        let wrap = 1u64 << 32;
+        let before = creation_after(0, 40 * wrap - DAY_MS);
+        let after = creation_after(0, 40 * wrap + 4 * DAY_MS);
+        assert!(after < before, "the numbers wrapped: {after} < {before}");
+        assert!(Node::is_newer_creation(after, before));
+        assert!(!Node::is_newer_creation(before, after));
+        // Any restart less than ~24.8 days later is newer, wrap or not.
+        for gap_days in [0u64, 1, 5, 20, 24] {
+            for start in [0, wrap - DAY_MS, wrap - 1, 7 * wrap + 12_345] {
+                let old = creation_after(0, start);
+                let new = creation_after(old, start + gap_days * DAY_MS + 1);
+                assert!(
+                    Node::is_newer_creation(new, old),
+                    "{start} + {gap_days} days"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn creations_handed_out_in_one_millisecond_or_a_clock_step_back_still_grow() {
+        let first = creation_after(0, 1_000);
+        let same_ms = creation_after(first, 1_000);
+        let stepped_back = creation_after(same_ms, 500);
+        assert!(Node::is_newer_creation(same_ms, first));
+        assert!(Node::is_newer_creation(stepped_back, same_ms));
+        // Never 0, even at the wrap.
+        assert_ne!(creation_after(0, 1 << 32), 0);
+        assert_ne!(creation_after(u32::MAX, 1 << 32), 0);
+        let a = Node::new("first").creation();
+        let b = Node::new("second").creation();
+        assert!(Node::is_newer_creation(b, a), "{b} after {a}");
     }
 }

@@ -108,7 +108,7 @@ impl Inner {
             } if *known == creation => return Err(Refusal::DuplicateName(name.clone())),
             State::Up {
                 creation: known, ..
-            } if *known > creation => {
+            } if girder::Node::is_newer_creation(*known, creation) => {
                 return Err(Refusal::StaleCreation {
                     name: name.clone(),
                     known: *known,

@@ -71,16 +71,19 @@ fn admin_token(path: &std::path::Path) -> Result<String, String> {
     Ok(token)
 }
 
-fn creation() -> u32 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    ((nanos >> 20) as u32) | 1
+/// Raises the soft limit on open files to the hard limit, as servers do: every connection (a
+/// peer, an ops API client) is a file descriptor, and the usual soft default of 1,024 is reached
+/// by a modest cluster or a small attack. Says what it did.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => println!("open files limit: {limit}"),
+        Err(e) => eprintln!("girder node: cannot raise the open files limit: {e}"),
+    }
 }
 
 async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), String> {
     let started = Instant::now();
+    raise_open_files_limit();
     let mut seeds = args.seeds.clone();
     if let Some(dns) = &args.seed_dns {
         match membership::discover(dns).await {
@@ -99,7 +102,6 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     } else {
         "cookie"
     };
-    let creation = creation();
     let mut cfg = DistConfig::new(name.clone(), cookie.clone(), args.listen);
     cfg.tls = tls_cfg;
     // Kept for the life of the node: the last handle dropped stops the schedulers.
@@ -108,11 +110,15 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
         Some(n) => Some(girder::Schedulers::new(n)),
         None => Some(girder::Schedulers::per_core()),
     };
-    let mut node = Node::builder(name.as_str()).creation(creation);
+    let mut node = Node::builder(name.as_str());
     if let Some(pool) = &pool {
         node = node.schedulers(pool.clone());
     }
-    let dist = DistNode::start(node.build(), cfg)
+    // The node's own creation: the clock's milliseconds, compared across a wrap as serial
+    // numbers (`Node::is_newer_creation`).
+    let node = node.build();
+    let creation = node.creation();
+    let dist = DistNode::start(node, cfg)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let listen = dist.local_addr();

@@ -96,6 +96,33 @@ fn nodes_join_authenticate_and_detect_a_killed_peer() {
 }
 
 #[test]
+fn a_node_raises_its_open_files_limit_to_the_hard_limit_and_says_so() {
+    // Started as an operator's shell would with a small soft limit (the usual default is 1,024:
+    // a modest cluster plus a few hundred API clients, or a small attack, reach it).
+    let hard = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .unwrap();
+    let hard = String::from_utf8_lossy(&hard.stdout).trim().to_string();
+    let cookie = cookie_file("open-files-limit-cluster-cookie");
+    let script = format!(
+        "ulimit -Sn 256 && exec {GIRDER} node --name limits@127.0.0.1 --listen 127.0.0.1:0 \
+         --cookie-file {}",
+        cookie.display()
+    );
+    let n = NodeProc::start("sh", &["-c", &script]);
+    let line = n.expect("open files limit:", WAIT);
+    n.expect("node limits@127.0.0.1 up", WAIT);
+    let raised: u64 = line.rsplit(' ').next().unwrap().trim().parse().unwrap();
+    match hard.parse::<u64>() {
+        Ok(hard) if hard <= 256 => eprintln!("hard limit {hard}: nothing to raise, not checked"),
+        Ok(hard) => assert_eq!(raised, hard, "{line}"),
+        // "unlimited": raised as far as the kernel allows, well past the soft limit.
+        Err(_) => assert!(raised > 256, "{line}"),
+    }
+}
+
+#[test]
 fn bad_arguments_get_clear_errors() {
     let short = cookie_file("short");
     let short = short.to_str().unwrap();

@@ -46,5 +46,5 @@ pub use frame::{Frame, FrameCodec, FrameError, FrameKind};
 pub use handshake::{Established, HandshakeConfig, HandshakeError};
 pub use identity::{Cookie, IdentityError, NodeName};
 pub use membership::{Member, MemberEvent, Membership, MembershipConfig};
-pub use node::{ConnectError, DistConfig, DistNode, NodeEvent, PeerInfo};
+pub use node::{ConnectError, DistConfig, DistNode, ListenerStatus, NodeEvent, PeerInfo};
 pub use wire::Wire;

@@ -142,6 +142,16 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
         }
     }
     #[cfg(feature = "dist")]
+    if let Some(d) = &s.cluster.dist {
+        let listener = d.listener_status();
+        if !listener.accepting {
+            why.push(format!(
+                "the distribution listener is not accepting connections: {}",
+                listener.last_error.unwrap_or_default()
+            ));
+        }
+    }
+    #[cfg(feature = "dist")]
     if let Some(m) = &s.cluster.membership {
         if s.expect_peers && m.members().is_empty() {
             why.push("not joined to a cluster yet (no other members)".into());

@@ -202,3 +202,51 @@ async fn distribution_metrics_have_help_and_type_lines() {
         "without HELP or TYPE: {missing:?}\n{body}"
     );
 }
+
+#[tokio::test]
+async fn readiness_reports_a_distribution_listener_that_cannot_accept() {
+    let network = dist::Exhaustible::default();
+    let mut cfg = dist::config("ready-listener@127.0.0.1", dist::COOKIE);
+    cfg.network = std::sync::Arc::new(network.clone());
+    let node = DistNode::start(Node::new("ready-listener@127.0.0.1"), cfg)
+        .await
+        .unwrap();
+    let ops = Ops::builder(node.node())
+        .dist(&node)
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let readyz = format!("http://{}/readyz", ops.local_addr());
+    let ready = || async { reqwest::get(&readyz).await.unwrap() };
+    assert_eq!(ready().await.status(), 200);
+
+    // Out of file descriptors: the listener fails, readiness says so (and why).
+    network.exhaust(true);
+    // A connection attempt makes the pending accept return (and fail).
+    let _knock = tokio::net::TcpStream::connect(node.local_addr()).await;
+    let why = eventually_async("readiness to turn 503", async || {
+        let r = ready().await;
+        if r.status() != 503 {
+            return None;
+        }
+        Some(r.json::<Value>().await.unwrap())
+    })
+    .await;
+    let why = why["why"].to_string();
+    assert!(
+        why.contains("listener") && why.contains("Too many open files"),
+        "{why}"
+    );
+
+    // The cause goes away: the listener recovers by itself, and so does readiness.
+    network.exhaust(false);
+    let peer = dist::start("ready-peer@127.0.0.1").await;
+    peer.add_address(node.name().clone(), node.local_addr());
+    within("the peer's dial", peer.connect(node.name()))
+        .await
+        .unwrap();
+    eventually_async("readiness back to 200", async || {
+        ready().await.status() == 200
+    })
+    .await;
+}

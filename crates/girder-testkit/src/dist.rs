@@ -76,3 +76,80 @@ pub fn forwarder<M: Wire>(node: &DistNode, to: mpsc::UnboundedSender<M>) -> Addr
     node.export(&addr);
     addr
 }
+
+/// The real network, except that its listeners fail every `accept` with EMFILE ("Too many open
+/// files") while [`exhaust`](Self::exhaust) is on: a process out of file descriptors, without
+/// taking the test process's descriptors away from the other tests. Give it to a node through
+/// [`DistConfig::network`](girder_dist::DistConfig::network).
+///
+/// ```
+/// use girder_testkit::dist::Exhaustible;
+/// let network = Exhaustible::default();
+/// network.exhaust(true);
+/// let mut cfg = girder_testkit::dist::config("b@127.0.0.1", girder_testkit::dist::COOKIE);
+/// cfg.network = std::sync::Arc::new(network.clone());
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct Exhaustible {
+    exhausted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+impl Exhaustible {
+    /// Turns the failure on or off (for every listener of this network and its clones).
+    pub fn exhaust(&self, on: bool) {
+        self.exhausted
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+struct ExhaustibleListener {
+    inner: Box<dyn girder_dist::transport::Listener>,
+    exhausted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl girder_dist::transport::Listener for ExhaustibleListener {
+    fn accept(
+        &mut self,
+    ) -> Boxed<'_, std::io::Result<(girder_dist::transport::BoxStream, std::net::SocketAddr)>> {
+        if self.exhausted.load(std::sync::atomic::Ordering::SeqCst) {
+            // EMFILE, as accept(2) fails when the process has no descriptor left.
+            return Box::pin(async { Err(std::io::Error::from_raw_os_error(24)) });
+        }
+        self.inner.accept()
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+impl girder_dist::transport::Network for Exhaustible {
+    fn listen(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> Boxed<'_, std::io::Result<Box<dyn girder_dist::transport::Listener>>> {
+        Box::pin(async move {
+            let inner = girder_dist::transport::Tokio.listen(addr).await?;
+            Ok(Box::new(ExhaustibleListener {
+                inner,
+                exhausted: self.exhausted.clone(),
+            }) as Box<dyn girder_dist::transport::Listener>)
+        })
+    }
+
+    fn connect(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> Boxed<'_, std::io::Result<girder_dist::transport::BoxStream>> {
+        girder_dist::transport::Tokio.connect(addr)
+    }
+
+    fn bind_datagrams(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> Boxed<'_, std::io::Result<std::sync::Arc<dyn girder_dist::transport::Datagrams>>> {
+        girder_dist::transport::Tokio.bind_datagrams(addr)
+    }
+}

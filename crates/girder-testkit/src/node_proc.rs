@@ -58,7 +58,9 @@ pub struct Finished {
 /// use std::time::Duration;
 /// use girder_testkit::NodeProc;
 ///
-/// let p = NodeProc::start("sh", &["-c", "echo node up on 127.0.0.1:4000; echo warming >&2; exec sleep 30"]);
+/// // Each stream has its own reader, so lines of the two streams arrive in no set order: the
+/// // pause keeps "warming" behind "node up", which `expect` would otherwise pass over.
+/// let p = NodeProc::start("sh", &["-c", "echo node up on 127.0.0.1:4000; sleep 1; echo warming >&2; exec sleep 30"]);
 /// let up = p.expect("node up", Duration::from_secs(10));
 /// assert_eq!(up, "node up on 127.0.0.1:4000");
 /// assert!(p.saw("warming", Duration::from_secs(10)), "stderr counts too");

@@ -114,3 +114,15 @@ pub struct PeerInfo {
     /// Messages received from it.
     pub messages_in: u64,
 }
+
+/// The distribution listener's state, as [`DistNode::listener_status`](crate::DistNode::listener_status)
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListenerStatus {
+    /// False while `accept` keeps failing (none has succeeded since the last error).
+    pub accepting: bool,
+    /// Failed `accept` calls since the node started.
+    pub errors: u64,
+    /// The error of the current failing run, if any.
+    pub last_error: Option<String>,
+}

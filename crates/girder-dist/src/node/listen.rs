@@ -12,20 +12,46 @@ use crate::handshake::{self, Established};
 use crate::peer::{Peer, State};
 use crate::tls;
 
+/// The first pause after a failed `accept`, doubled on each failure in a row up to
+/// [`ACCEPT_BACKOFF_MAX`]: an error such as EMFILE repeats at once until something changes, and
+/// retrying in a tight loop would burn a core.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Accepts connections until the node stops. A failed `accept` (out of file descriptors,
+/// connection aborted, ...) never ends the loop: it is logged and counted, and the loop tries
+/// again after a pause, so the listener comes back by itself once the cause goes away.
 pub(super) async fn accept_loop(
     inner: Weak<Inner>,
     mut listener: Box<dyn crate::transport::Listener>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = &mut stopped => return,
         };
-        let Ok((stream, from)) = accepted else {
-            return;
+        let (stream, from) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                let Some(inner) = inner.upgrade() else { return };
+                inner
+                    .listener_health
+                    .lock()
+                    .failed(&inner.cfg.name, &e, backoff);
+                drop(inner);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = &mut stopped => return,
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
         };
+        backoff = ACCEPT_BACKOFF_MIN;
         let Some(inner) = inner.upgrade() else { return };
+        inner.listener_health.lock().accepted(&inner.cfg.name);
         let node = inner.node.clone();
         node.spawn_task(async move {
             let tls_cfg = inner.cfg.tls.clone();
@@ -127,4 +153,52 @@ fn check_peer(peer: &Peer, est: &Established) -> Result<(), String> {
         return Err(format!("dialled {} but reached {}", peer.name, est.peer));
     }
     Ok(())
+}
+
+/// How long a listener that keeps failing waits between log lines about it.
+const LOG_AT_MOST_EVERY: Duration = Duration::from_secs(10);
+
+/// What the accept loop last saw, for [`DistNode::listener_status`](super::DistNode::listener_status)
+/// and readiness.
+#[derive(Default)]
+pub(super) struct ListenerHealth {
+    errors: u64,
+    /// The error of the failing run, while no `accept` has succeeded since.
+    failing: Option<String>,
+    last_logged: Option<std::time::Instant>,
+}
+
+impl ListenerHealth {
+    fn failed(&mut self, node: &crate::NodeName, e: &std::io::Error, retry_in: Duration) {
+        self.errors += 1;
+        let first = self.failing.is_none();
+        self.failing = Some(e.to_string());
+        let quiet = self
+            .last_logged
+            .is_some_and(|at| at.elapsed() < LOG_AT_MOST_EVERY);
+        if first || !quiet {
+            self.last_logged = Some(std::time::Instant::now());
+            tracing::error!(
+                %node,
+                error = %e,
+                errors = self.errors,
+                ?retry_in,
+                "distribution listener cannot accept connections; retrying"
+            );
+        }
+    }
+
+    fn accepted(&mut self, node: &crate::NodeName) {
+        if self.failing.take().is_some() {
+            tracing::warn!(%node, errors = self.errors, "distribution listener accepting again");
+        }
+    }
+
+    pub(super) fn status(&self) -> super::ListenerStatus {
+        super::ListenerStatus {
+            accepting: self.failing.is_none(),
+            errors: self.errors,
+            last_error: self.failing.clone(),
+        }
+    }
 }

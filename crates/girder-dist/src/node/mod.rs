@@ -15,7 +15,7 @@ mod connections;
 mod hooks;
 mod listen;
 
-pub use config::{ConnectError, DistConfig, NodeEvent, PeerInfo};
+pub use config::{ConnectError, DistConfig, ListenerStatus, NodeEvent, PeerInfo};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -85,6 +85,8 @@ pub(crate) struct Inner {
     listener: parking_lot::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     /// Set by `shutdown`: no connection is dialled, admitted or established from then on.
     stopped: AtomicBool,
+    /// Whether the accept loop is accepting, and the errors it met.
+    listener_health: parking_lot::Mutex<listen::ListenerHealth>,
     events: tokio::sync::broadcast::Sender<NodeEvent>,
 }
 
@@ -107,6 +109,7 @@ impl DistNode {
             next_gen: AtomicU64::new(1),
             listener: parking_lot::Mutex::new(None),
             stopped: AtomicBool::new(false),
+            listener_health: Default::default(),
             events: tokio::sync::broadcast::channel(1024).0,
         });
         let hooks = Arc::new(Hooks(Arc::downgrade(&inner)));
@@ -252,6 +255,28 @@ impl DistNode {
             .filter(|p| p.is_up())
             .map(|p| p.name.clone())
             .collect()
+    }
+
+    /// Whether the distribution listener is accepting connections. A failed `accept` (say, out
+    /// of file descriptors) does not stop it: it retries with a growing pause (10 ms to 1 s)
+    /// and is accepting again once the cause is gone. Readiness reports it while it fails.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use girder_dist::{Cookie, DistConfig, DistNode, NodeName};
+    /// let cfg = DistConfig::new(
+    ///     NodeName::new("status@127.0.0.1").unwrap(),
+    ///     Cookie::new("a-cookie-of-decent-length").unwrap(),
+    ///     "127.0.0.1:0".parse().unwrap(),
+    /// );
+    /// let node = DistNode::start(girder::Node::new("status@127.0.0.1"), cfg).await.unwrap();
+    /// let status = node.listener_status();
+    /// assert!(status.accepting);
+    /// assert_eq!((status.errors, status.last_error), (0, None));
+    /// # }
+    /// ```
+    pub fn listener_status(&self) -> ListenerStatus {
+        self.inner.listener_health.lock().status()
     }
 
     /// Every node this node has known, with its connection state and traffic.

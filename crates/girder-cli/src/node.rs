@@ -181,6 +181,7 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     let at = || format!("+{:.2}s", started.elapsed().as_secs_f64());
     let signal = girder::application::shutdown_signal();
     tokio::pin!(signal);
+    let (mut refused_line, mut refused_quiet) = (None, 0u64);
     loop {
         tokio::select! {
             _ = &mut signal => break,
@@ -208,7 +209,15 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
                     println!("handshake with {node} failed: {reason}");
                 }
                 Ok(NodeEvent::Refused { from, reason }) => {
-                    println!("connection from {from} refused: {reason}");
+                    // A line a second at most: a flood of bad peers must not flood the output.
+                    if refused_line.is_some_and(|at: Instant| at.elapsed() < Duration::from_secs(1)) {
+                        refused_quiet += 1;
+                    } else {
+                        let more = std::mem::take(&mut refused_quiet);
+                        let more = if more > 0 { format!(" ({more} more refused since the last line)") } else { String::new() };
+                        println!("connection from {from} refused: {reason}{more}");
+                        refused_line = Some(Instant::now());
+                    }
                 }
                 Ok(NodeEvent::Discovered(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

@@ -1,14 +1,17 @@
 //! What a peer that has not proven the cookie can make a node do: nothing. Each test plays the
 //! attacker with the real handshake and a wrong cookie against two connected nodes, then checks
 //! that the node's state (its connections, its table of known nodes, the monitors across the
-//! connection) is as it was.
+//! connection) is as it was; and what silent peers hold: places among the connections
+//! authenticating, bounded in number (in all and per source address) and in time.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use girder_dist::handshake::{self, HandshakeConfig, HandshakeError};
 use girder_dist::{Cookie, DistNode, NodeEvent, NodeName};
-use girder_testkit::dist::pair;
+use girder_testkit::dist::{self, pair, COOKIE};
 use girder_testkit::procs::{down_reason, idle};
+use girder_testkit::{eventually, within};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 const WRONG_COOKIE: &str = "not-the-cluster-cookie-at-all";
@@ -91,4 +94,80 @@ async fn unauthenticated_names_leave_no_trace_in_the_node_table() {
         .known()
         .iter()
         .all(|n| !n.as_str().starts_with("stranger")));
+}
+
+/// Waits until `stream` is closed by the other side (a read returns end of stream or an error).
+async fn closed_by_peer(mut stream: TcpStream) {
+    let mut buf = [0u8; 64];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn connections_authenticating_are_bounded_per_source_and_in_time() {
+    let mut cfg = dist::config("b3@127.0.0.1", COOKIE);
+    cfg.handshake_timeout = Duration::from_millis(500);
+    cfg.max_pending_handshakes_per_source = 4;
+    let b = DistNode::start(girder::Node::new("b3@127.0.0.1"), cfg)
+        .await
+        .unwrap();
+    // Four silent connections from one address hold its four places...
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(TcpStream::connect(b.local_addr()).await.unwrap());
+    }
+    eventually("four authenticating", || {
+        b.listener_status().pending_handshakes == 4
+    })
+    .await;
+    // ...so a fifth is closed on arrival, long before the handshake timeout.
+    let started = Instant::now();
+    let fifth = TcpStream::connect(b.local_addr()).await.unwrap();
+    within("the fifth closed at once", closed_by_peer(fifth)).await;
+    assert!(started.elapsed() < Duration::from_millis(400));
+    assert!(b.listener_status().turned_away >= 1);
+    // The silent ones are closed after the timeout, and their places come back.
+    for s in silent {
+        within("a silent connection closed", closed_by_peer(s)).await;
+    }
+    eventually("no one authenticating", || {
+        b.listener_status().pending_handshakes == 0
+    })
+    .await;
+    let status = b.listener_status();
+    assert!(status.refused >= 4, "{status:?}");
+    // A real peer from the same address gets in.
+    let a = dist::start("a3@127.0.0.1").await;
+    a.add_address(b.name().clone(), b.local_addr());
+    within("a's dial", a.connect(b.name())).await.unwrap();
+}
+
+#[tokio::test]
+async fn connections_authenticating_are_bounded_in_all() {
+    let mut cfg = dist::config("b4@127.0.0.1", COOKIE);
+    cfg.max_pending_handshakes = 3;
+    let b = DistNode::start(girder::Node::new("b4@127.0.0.1"), cfg)
+        .await
+        .unwrap();
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(TcpStream::connect(b.local_addr()).await.unwrap());
+    }
+    eventually("three authenticating", || {
+        b.listener_status().pending_handshakes == 3
+    })
+    .await;
+    let fourth = TcpStream::connect(b.local_addr()).await.unwrap();
+    within("the fourth closed at once", closed_by_peer(fourth)).await;
+    assert_eq!(b.listener_status().turned_away, 1);
+    // A silent peer going away gives its place back at once.
+    drop(silent.pop());
+    eventually("a place given back", || {
+        b.listener_status().pending_handshakes == 2
+    })
+    .await;
 }

@@ -8,7 +8,7 @@ use girder_dist::tls::{self, TlsConfig};
 use girder_dist::{Cookie, NodeName};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 struct Ca {
@@ -139,4 +139,25 @@ fn missing_pem_files_get_a_clear_error() {
         e.contains("CA certificates") && e.contains("/nonexistent/ca.pem"),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn a_peer_that_never_starts_tls_is_closed_after_the_handshake_timeout() {
+    let ca = ca();
+    let mut cfg = girder_testkit::dist::config("silent-tls@127.0.0.1", "tls-test-cluster-cookie");
+    cfg.tls = Some(std::sync::Arc::new(node_tls(&ca, &ca)));
+    cfg.handshake_timeout = Duration::from_millis(300);
+    let node = girder_dist::DistNode::start(girder::Node::new("silent-tls@127.0.0.1"), cfg)
+        .await
+        .unwrap();
+    // Connects and never sends a ClientHello.
+    let mut silent = TcpStream::connect(node.local_addr()).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = girder_testkit::within("the silent peer closed", silent.read(&mut buf)).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    girder_testkit::eventually("counted as refused", || {
+        let s = node.listener_status();
+        s.refused == 1 && s.pending_handshakes == 0
+    })
+    .await;
 }

@@ -30,10 +30,21 @@ pub struct DistConfig {
     /// sleeps (zero: never). Trades a little CPU for request-reply latency, like the BEAM's
     /// scheduler busy-wait.
     pub busy_poll: Duration,
+    /// How long an incoming connection may take to authenticate (TLS and the handshake, each):
+    /// a peer that sends nothing, or never a TLS ClientHello, is closed after it.
+    pub handshake_timeout: Duration,
+    /// Incoming connections that may be authenticating at once; more are closed on arrival
+    /// (counted in [`ListenerStatus::turned_away`]), so unauthenticated peers cannot hold
+    /// unbounded memory and descriptors.
+    pub max_pending_handshakes: usize,
+    /// The same bound per source address, so one host cannot take all of them.
+    pub max_pending_handshakes_per_source: usize,
 }
 
 impl DistConfig {
-    /// Defaults: no TLS, default connection settings, 5 s dials, 50 µs busy polling.
+    /// Defaults: no TLS, default connection settings, 5 s dials, 50 µs busy polling, 5 s to
+    /// authenticate, at most 256 incoming connections authenticating at once (16 per source
+    /// address).
     pub fn new(name: NodeName, cookie: Cookie, listen: SocketAddr) -> Self {
         DistConfig {
             name,
@@ -46,6 +57,9 @@ impl DistConfig {
             // Measured on 2 cores (docs/benchmarks.md): 50 µs turns a 64 µs remote call into
             // 15 µs; longer spins steal the CPU the other side needs.
             busy_poll: Duration::from_micros(50),
+            handshake_timeout: Duration::from_secs(5),
+            max_pending_handshakes: 256,
+            max_pending_handshakes_per_source: 16,
         }
     }
 }
@@ -125,4 +139,12 @@ pub struct ListenerStatus {
     pub errors: u64,
     /// The error of the current failing run, if any.
     pub last_error: Option<String>,
+    /// Incoming connections authenticating right now.
+    pub pending_handshakes: usize,
+    /// Incoming connections refused since the node started: a failed TLS handshake or cookie
+    /// proof, a timeout, bad bytes, or an admission refusal.
+    pub refused: u64,
+    /// Incoming connections closed on arrival because too many were authenticating already
+    /// (in all, or from their source address).
+    pub turned_away: u64,
 }

@@ -86,8 +86,13 @@ impl Inner {
         }
     }
 
+    /// An incoming connection failed to authenticate or was refused admission: counted, logged
+    /// at most once a second (with how many were not), and told to subscribers.
     pub(super) fn refused(&self, from: SocketAddr, reason: String) {
-        tracing::warn!(node = %self.cfg.name, %from, %reason, "connection refused");
+        let suppressed = self.listener_health.lock().refused();
+        if let Some(suppressed) = suppressed {
+            tracing::warn!(node = %self.cfg.name, %from, %reason, suppressed, "connection refused");
+        }
         let _ = self.events.send(NodeEvent::Refused { from, reason });
     }
 

@@ -52,17 +52,66 @@ pub(super) async fn accept_loop(
         backoff = ACCEPT_BACKOFF_MIN;
         let Some(inner) = inner.upgrade() else { return };
         inner.listener_health.lock().accepted(&inner.cfg.name);
+        // Bounded before anything else is spent on it: over the limits, closed at once.
+        let Some(slot) = Pending::take(&inner, from) else {
+            drop(stream);
+            continue;
+        };
         let node = inner.node.clone();
         node.spawn_task(async move {
+            let _slot = slot;
             let tls_cfg = inner.cfg.tls.clone();
+            let limit = inner.cfg.handshake_timeout;
             match tls_cfg {
-                Some(t) => match tls::accept(stream, &t).await {
-                    Ok(s) => accept(inner, s, from).await,
-                    Err(e) => inner.refused(from, format!("TLS: {e}")),
+                Some(t) => match tokio::time::timeout(limit, tls::accept(stream, &t)).await {
+                    Ok(Ok(s)) => accept(inner, s, from).await,
+                    Ok(Err(e)) => inner.refused(from, format!("TLS: {e}")),
+                    Err(_) => inner.refused(from, format!("TLS: no handshake within {limit:?}")),
                 },
                 None => accept(inner, stream, from).await,
             }
         });
+    }
+}
+
+/// An incoming connection's place among those authenticating; given back when dropped.
+struct Pending {
+    inner: Arc<Inner>,
+    source: std::net::IpAddr,
+}
+
+impl Pending {
+    /// A place for a connection from `from`, unless the node or that source has as many
+    /// authenticating as it may (then the connection is turned away and counted).
+    fn take(inner: &Arc<Inner>, from: SocketAddr) -> Option<Pending> {
+        let source = from.ip();
+        let took = inner.listener_health.lock().take_pending(
+            source,
+            inner.cfg.max_pending_handshakes,
+            inner.cfg.max_pending_handshakes_per_source,
+        );
+        match took {
+            Ok(()) => Some(Pending {
+                inner: inner.clone(),
+                source,
+            }),
+            Err(Some(suppressed)) => {
+                tracing::warn!(
+                    node = %inner.cfg.name,
+                    %from,
+                    suppressed,
+                    "connection turned away: too many authenticating"
+                );
+                None
+            }
+            Err(None) => None,
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.inner.listener_health.lock().give_back(self.source);
     }
 }
 
@@ -159,16 +208,82 @@ fn check_peer(peer: &Peer, est: &Established) -> Result<(), String> {
 const LOG_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 
 /// What the accept loop last saw, for [`DistNode::listener_status`](super::DistNode::listener_status)
-/// and readiness.
+/// and readiness, and the connections authenticating.
 #[derive(Default)]
 pub(super) struct ListenerHealth {
     errors: u64,
     /// The error of the failing run, while no `accept` has succeeded since.
     failing: Option<String>,
     last_logged: Option<std::time::Instant>,
+    pending: usize,
+    pending_by_source: std::collections::HashMap<std::net::IpAddr, usize>,
+    refused: u64,
+    turned_away: u64,
+    refused_log: LogBudget,
+    turned_away_log: LogBudget,
+}
+
+/// One log line a second at most for a thing that can happen a thousand times a second (an
+/// attack), with the count of those not logged.
+#[derive(Default)]
+struct LogBudget {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    /// `Some(suppressed since the last line)` if a line may be written now.
+    fn spend(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
 }
 
 impl ListenerHealth {
+    /// Counts a refused connection; `Some(suppressed)` if it may be logged now.
+    pub(super) fn refused(&mut self) -> Option<u64> {
+        self.refused += 1;
+        self.refused_log.spend()
+    }
+
+    /// Takes a place for a connection from `source`; if there is none, counts it turned away
+    /// and says whether it may be logged (`Err(Some(suppressed))`).
+    fn take_pending(
+        &mut self,
+        source: std::net::IpAddr,
+        max: usize,
+        max_per_source: usize,
+    ) -> Result<(), Option<u64>> {
+        let from_source = self.pending_by_source.get(&source).copied().unwrap_or(0);
+        if self.pending >= max || from_source >= max_per_source {
+            self.turned_away += 1;
+            return Err(self.turned_away_log.spend());
+        }
+        self.pending += 1;
+        *self.pending_by_source.entry(source).or_default() += 1;
+        Ok(())
+    }
+
+    fn give_back(&mut self, source: std::net::IpAddr) {
+        self.pending -= 1;
+        if let std::collections::hash_map::Entry::Occupied(mut e) =
+            self.pending_by_source.entry(source)
+        {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+
     fn failed(&mut self, node: &crate::NodeName, e: &std::io::Error, retry_in: Duration) {
         self.errors += 1;
         let first = self.failing.is_none();
@@ -199,6 +314,9 @@ impl ListenerHealth {
             accepting: self.failing.is_none(),
             errors: self.errors,
             last_error: self.failing.clone(),
+            pending_handshakes: self.pending,
+            refused: self.refused,
+            turned_away: self.turned_away,
         }
     }
 }

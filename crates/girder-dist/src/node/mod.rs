@@ -97,7 +97,12 @@ impl DistNode {
         let local_addr = listener.local_addr()?;
         let table = Arc::new(NodeTable::new(cfg.name.clone(), node.clone()));
         let inner = Arc::new(Inner {
-            hs: HandshakeConfig::new(cfg.name.clone(), node.creation(), cfg.cookie.clone()),
+            hs: {
+                let mut hs =
+                    HandshakeConfig::new(cfg.name.clone(), node.creation(), cfg.cookie.clone());
+                hs.timeout = cfg.handshake_timeout;
+                hs
+            },
             node: node.clone(),
             cfg,
             local_addr,

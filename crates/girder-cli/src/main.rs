@@ -172,14 +172,29 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 fn target(url: String, token_file: Option<std::path::PathBuf>) -> Result<status::Target, String> {
     let token = match token_file {
         Some(f) => Some(
-            std::fs::read_to_string(&f)
-                .map_err(|e| format!("cannot read token file {}: {e}", f.display()))?
+            girder_dist::read_secret_file(&f, 4096)
+                .map_err(|e| format!("token file: {e}"))?
                 .trim()
                 .to_string(),
         ),
         None => None,
     };
     Ok(status::Target { url, token })
+}
+
+/// Writes a secret (a cookie for the child nodes this command starts) readable by its owner
+/// only, as `girder node` demands.
+pub(crate) fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    // A file left by an earlier run keeps its mode whatever `mode` says: start afresh.
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(text.as_bytes())
 }
 
 fn main() {

@@ -47,6 +47,9 @@ pub struct NodeArgs {
 pub fn run(args: NodeArgs) -> Result<(), String> {
     let name = NodeName::new(&args.name).map_err(|e| e.to_string())?;
     let cookie = Cookie::from_file(&args.cookie_file).map_err(|e| e.to_string())?;
+    if let Some(weak) = cookie.weakness() {
+        eprintln!("girder node: warning: the cookie is weak: {weak}");
+    }
     if let Some(f) = &args.admin_token_file {
         admin_token(f)?;
     }
@@ -59,8 +62,8 @@ pub fn run(args: NodeArgs) -> Result<(), String> {
 
 /// Reads the admin token: one line, at least 16 characters, no spaces.
 fn admin_token(path: &std::path::Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read admin token file {}: {e}", path.display()))?;
+    let text =
+        girder_dist::read_secret_file(path, 4096).map_err(|e| format!("admin token file: {e}"))?;
     let token = text.trim_end_matches(['\n', '\r']).to_string();
     if token.len() < 16 || token.chars().any(char::is_whitespace) {
         return Err(format!(

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use girder_testkit::node_proc::run;
+use girder_testkit::node_proc::{run, write_secret};
 use girder_testkit::{NodeProc, WAIT};
 
 const GIRDER: &str = env!("CARGO_BIN_EXE_girder");
@@ -20,7 +20,7 @@ fn cookie_file(text: &str) -> std::path::PathBuf {
         std::process::id(),
         text.len()
     ));
-    std::fs::write(&path, format!("{text}\n")).unwrap();
+    write_secret(&path, &format!("{text}\n"));
     path
 }
 
@@ -126,11 +126,21 @@ fn a_node_raises_its_open_files_limit_to_the_hard_limit_and_says_so() {
 fn bad_arguments_get_clear_errors() {
     let short = cookie_file("short");
     let short = short.to_str().unwrap();
+    // A cookie others can read is refused, as ssh refuses such keys, saying how to fix it.
+    let exposed = cookie_file("a-cookie-everyone-can-read");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&exposed, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let exposed = exposed.to_str().unwrap();
     for (name, cookie, more, says) in [
         ("no-host", "/nonexistent", &[][..], "invalid node name"),
         ("a@h", "/nonexistent/cookie", &[], "cannot read cookie file"),
         ("a@h", "/x", &["--suspect-after", "soon"], "not a duration"),
         ("a@h", short, &[], "invalid cookie"),
+        ("a@h", exposed, &[], "chmod 600"),
+        // Read with a cap: not a hang or a gigabyte of memory.
+        ("a@h", "/dev/zero", &[], "longer than"),
     ] {
         let node = ["node", "--name", name, "--listen", "127.0.0.1:0"];
         let args = [&node[..], &["--cookie-file", cookie], more].concat();
@@ -139,6 +149,22 @@ fn bad_arguments_get_clear_errors() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn a_weak_cookie_is_accepted_with_a_warning() {
+    let weak = cookie_file("aaaaaaaaaaaaaaaa");
+    let n = node(&[
+        "--name",
+        "weak@127.0.0.1",
+        "--listen",
+        "127.0.0.1:0",
+        "--cookie-file",
+        weak.to_str().unwrap(),
+    ]);
+    let warning = n.expect("the cookie is weak", WAIT);
+    assert!(warning.contains("under 64"), "{warning}");
+    n.expect("node weak@127.0.0.1 up", WAIT);
 }
 
 /// Writes a CA and a node certificate for `localhost` signed by it; returns (ca, cert, key) paths.
@@ -254,7 +280,7 @@ fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, Stri
 fn a_node_serves_the_ops_api_with_an_admin_token() {
     let cookie = cookie_file("ops-api-test-cluster-cookie");
     let token = std::env::temp_dir().join(format!("girder-token-{}", std::process::id()));
-    std::fs::write(&token, "an-admin-token-for-tests\n").unwrap();
+    write_secret(&token, "an-admin-token-for-tests\n");
     let a = node(&[
         "--name",
         "ops@127.0.0.1",
@@ -332,7 +358,7 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
     a.expect("node ops@127.0.0.1 stopped", WAIT);
 
     // A token too short to be a secret is refused at start.
-    std::fs::write(&token, "short\n").unwrap();
+    write_secret(&token, "short\n");
     let out = run(
         GIRDER,
         &[
@@ -357,7 +383,7 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
 fn protected_reads_need_the_token_from_curl_and_from_girder_status() {
     let cookie = cookie_file("protected-reads-cluster-cookie");
     let token = std::env::temp_dir().join(format!("girder-token-pr-{}", std::process::id()));
-    std::fs::write(&token, "a-token-for-protected-reads\n").unwrap();
+    write_secret(&token, "a-token-for-protected-reads\n");
     let a = node(&[
         "--name",
         "pr@127.0.0.1",

@@ -27,6 +27,59 @@ pub enum IdentityError {
         /// The I/O error.
         error: String,
     },
+    /// A secret's file can be read by users other than its owner (as ssh refuses such keys).
+    #[error("{path} is readable by group or others (mode {mode:o}): run `chmod 600 {path}`")]
+    Exposed {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+/// Checks that a file holding a secret (a cookie, an admin token) is readable by its owner
+/// only, as ssh checks private keys, and reads at most `max` bytes of it (so `/dev/zero` or a
+/// wrong path to a large file ends in an error, not in memory).
+///
+/// ```
+/// # #[cfg(unix)] {
+/// use std::os::unix::fs::PermissionsExt;
+/// let path = std::env::temp_dir().join(format!("girder-doc-secret-{}", std::process::id()));
+/// std::fs::write(&path, "s3cret-s3cret-s3cret\n").unwrap();
+/// std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+/// assert!(girder_dist::read_secret_file(&path, 1024).is_err());
+/// std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+/// assert_eq!(girder_dist::read_secret_file(&path, 1024).unwrap(), "s3cret-s3cret-s3cret\n");
+/// # std::fs::remove_file(&path).unwrap();
+/// # }
+/// ```
+pub fn read_secret_file(path: &Path, max: usize) -> Result<String, IdentityError> {
+    use std::io::Read;
+    let failed = |error: String| IdentityError::CookieFile {
+        path: path.display().to_string(),
+        error,
+    };
+    let file = std::fs::File::open(path).map_err(|e| failed(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = file.metadata().map_err(|e| failed(e.to_string()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_file() && mode & 0o077 != 0 {
+            return Err(IdentityError::Exposed {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
+    }
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| failed(e.to_string()))?;
+    if bytes.len() > max {
+        return Err(failed(format!("longer than {max} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|_| failed("not text".into()))
 }
 
 /// A node's name, `name@host`, as Erlang spells it.
@@ -135,13 +188,36 @@ impl Cookie {
         Ok(Cookie(text.as_bytes().to_vec()))
     }
 
-    /// Reads a cookie file (one line; a trailing newline is ignored).
+    /// Reads a cookie file (one line; a trailing newline is ignored). The file must be readable
+    /// by its owner only (`chmod 600`), as ssh demands of private keys: a cookie others can read
+    /// lets them into the cluster. At most 1 KiB is read.
     pub fn from_file(path: &Path) -> Result<Self, IdentityError> {
-        let text = std::fs::read_to_string(path).map_err(|e| IdentityError::CookieFile {
-            path: path.display().to_string(),
-            error: e.to_string(),
-        })?;
-        Cookie::new(&text)
+        Cookie::new(&read_secret_file(path, 1026)?)
+    }
+
+    /// Why this cookie is easy to guess, if it is: an estimate of its strength (its length
+    /// times the bits of its alphabet) under 64 bits. A warning, not a refusal: a weak cookie
+    /// still works, but a passive observer of the membership traffic can test guesses offline.
+    ///
+    /// ```
+    /// use girder_dist::Cookie;
+    /// assert!(Cookie::new("aaaaaaaaaaaaaaaa").unwrap().weakness().is_some());
+    /// assert!(Cookie::new("correct-horse-battery-staple").unwrap().weakness().is_none());
+    /// ```
+    pub fn weakness(&self) -> Option<String> {
+        let mut seen = [false; 256];
+        for &b in &self.0 {
+            seen[b as usize] = true;
+        }
+        let distinct = seen.iter().filter(|s| **s).count().max(1);
+        let bits = self.0.len() as f64 * (distinct as f64).log2();
+        (bits < 64.0).then(|| {
+            format!(
+                "{} bytes from {distinct} different characters: about {bits:.0} bits, under 64; \
+                 use a long random one (openssl rand -base64 32)",
+                self.0.len()
+            )
+        })
     }
 
     pub(crate) fn key(&self) -> &[u8] {
@@ -152,5 +228,39 @@ impl Cookie {
 impl fmt::Debug for Cookie {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Cookie(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn secret_files_must_be_private_and_small() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("girder-secret-test-{}", std::process::id()));
+        std::fs::write(&path, "a-cookie-of-decent-length\n").unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = Cookie::from_file(&path).unwrap_err();
+            assert!(
+                matches!(e, IdentityError::Exposed { mode: m, .. } if m == mode),
+                "{mode:o}: {e}"
+            );
+            assert!(e.to_string().contains("chmod 600"), "{e}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(Cookie::from_file(&path).is_ok());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert!(Cookie::from_file(&path).is_ok());
+        // Bigger than any cookie: refused after reading 1 KiB, not read whole.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, "x".repeat(10 << 20)).unwrap();
+        let e = Cookie::from_file(&path).unwrap_err();
+        assert!(e.to_string().contains("longer than"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        // A device that never ends.
+        assert!(Cookie::from_file(Path::new("/dev/zero")).is_err());
     }
 }

@@ -182,21 +182,6 @@ fn target(url: String, token_file: Option<std::path::PathBuf>) -> Result<status:
     Ok(status::Target { url, token })
 }
 
-/// Writes a secret (a cookie for the child nodes this command starts) readable by its owner
-/// only, as `girder node` demands.
-pub(crate) fn write_secret(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    // A file left by an earlier run keeps its mode whatever `mode` says: start afresh.
-    let _ = std::fs::remove_file(path);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?
-        .write_all(text.as_bytes())
-}
-
 fn main() {
     alloc::one_arena_unless_set();
     let cli = Cli::parse();

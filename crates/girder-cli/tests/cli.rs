@@ -326,7 +326,7 @@ fn sys_state_suspend_and_resume_a_server() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("401") && err.contains("bearer token"), "{err}");
     let token_file = std::env::temp_dir().join(format!("girder-sys-token-{}", std::process::id()));
-    girder_testkit::node_proc::write_secret(&token_file, &format!("{token}\n"));
+    girder_dist::write_secret_file(&token_file, &format!("{token}\n")).unwrap();
     let tf = token_file.to_str().unwrap();
     let text = stdout_of(&girder(&[
         "sys",

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use girder_testkit::node_proc::{run, write_secret};
+use girder_testkit::node_proc::run;
 use girder_testkit::{NodeProc, WAIT};
 
 const GIRDER: &str = env!("CARGO_BIN_EXE_girder");
@@ -20,7 +20,7 @@ fn cookie_file(text: &str) -> std::path::PathBuf {
         std::process::id(),
         text.len()
     ));
-    write_secret(&path, &format!("{text}\n"));
+    girder_dist::write_secret_file(&path, &format!("{text}\n")).unwrap();
     path
 }
 
@@ -280,7 +280,7 @@ fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, Stri
 fn a_node_serves_the_ops_api_with_an_admin_token() {
     let cookie = cookie_file("ops-api-test-cluster-cookie");
     let token = std::env::temp_dir().join(format!("girder-token-{}", std::process::id()));
-    write_secret(&token, "an-admin-token-for-tests\n");
+    girder_dist::write_secret_file(&token, "an-admin-token-for-tests\n").unwrap();
     let a = node(&[
         "--name",
         "ops@127.0.0.1",
@@ -358,7 +358,7 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
     a.expect("node ops@127.0.0.1 stopped", WAIT);
 
     // A token too short to be a secret is refused at start.
-    write_secret(&token, "short\n");
+    girder_dist::write_secret_file(&token, "short\n").unwrap();
     let out = run(
         GIRDER,
         &[
@@ -383,7 +383,7 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
 fn protected_reads_need_the_token_from_curl_and_from_girder_status() {
     let cookie = cookie_file("protected-reads-cluster-cookie");
     let token = std::env::temp_dir().join(format!("girder-token-pr-{}", std::process::id()));
-    write_secret(&token, "a-token-for-protected-reads\n");
+    girder_dist::write_secret_file(&token, "a-token-for-protected-reads\n").unwrap();
     let a = node(&[
         "--name",
         "pr@127.0.0.1",

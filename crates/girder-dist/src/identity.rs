@@ -54,6 +54,29 @@ pub enum IdentityError {
 /// # }
 /// ```
 pub fn read_secret_file(path: &Path, max: usize) -> Result<String, IdentityError> {
+    read_secret(path, max)
+}
+
+/// Writes a secret (a cookie, an admin token) to `path`, readable by its owner only, as
+/// [`read_secret_file`] demands. A file already there is replaced (its mode would stay).
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("girder-doc-write-{}", std::process::id()));
+/// girder_dist::write_secret_file(&path, "a-cookie-of-decent-length\n").unwrap();
+/// assert!(girder_dist::Cookie::from_file(&path).is_ok());
+/// # std::fs::remove_file(&path).unwrap();
+/// ```
+pub fn write_secret_file(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+fn read_secret(path: &Path, max: usize) -> Result<String, IdentityError> {
     use std::io::Read;
     let failed = |error: String| IdentityError::CookieFile {
         path: path.display().to_string(),

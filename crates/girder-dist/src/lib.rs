@@ -44,7 +44,7 @@ pub mod wire;
 pub use connection::{ConnectionConfig, ConnectionHandle, Lost, Received};
 pub use frame::{Frame, FrameCodec, FrameError, FrameKind};
 pub use handshake::{Established, HandshakeConfig, HandshakeError};
-pub use identity::{read_secret_file, Cookie, IdentityError, NodeName};
+pub use identity::{read_secret_file, write_secret_file, Cookie, IdentityError, NodeName};
 pub use membership::{Member, MemberEvent, Membership, MembershipConfig};
 pub use node::{ConnectError, DistConfig, DistNode, ListenerStatus, NodeEvent, PeerInfo};
 pub use wire::Wire;

@@ -219,30 +219,3 @@ fn read_lines(from: impl Read + Send + 'static, stream: Stream, to: mpsc::Sender
         }
     });
 }
-
-/// Writes a secret (a cookie, an admin token) to `path` readable by its owner only, as `girder
-/// node` demands of such files (it refuses one that group or others can read).
-///
-/// ```
-/// let path = std::env::temp_dir().join(format!("girder-testkit-secret-{}", std::process::id()));
-/// girder_testkit::node_proc::write_secret(&path, "a-cookie-of-decent-length\n");
-/// assert!(girder_dist_free_check(&path));
-/// # fn girder_dist_free_check(p: &std::path::Path) -> bool {
-/// #     use std::os::unix::fs::PermissionsExt;
-/// #     std::fs::metadata(p).unwrap().permissions().mode() & 0o077 == 0
-/// # }
-/// # std::fs::remove_file(&path).unwrap();
-/// ```
-pub fn write_secret(path: &std::path::Path, text: &str) {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    // A file left by an earlier run keeps its mode whatever `mode` says: start afresh.
-    let _ = std::fs::remove_file(path);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-}

@@ -17,7 +17,8 @@ use super::Outcome;
 pub fn run(schedulers: usize) -> Result<Outcome, String> {
     let sched = schedulers.to_string();
     let cookie = std::env::temp_dir().join(format!("girder-bench-cookie-{}", std::process::id()));
-    crate::write_secret(&cookie, "girder-bench-detect-cookie\n").map_err(|e| e.to_string())?;
+    girder_dist::write_secret_file(&cookie, "girder-bench-detect-cookie\n")
+        .map_err(|e| e.to_string())?;
     let c = cookie.to_str().ok_or("temp path is not UTF-8")?;
     let a = Proc::start(&[
         "--name",

@@ -115,7 +115,7 @@ pub async fn run() -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("girder-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let cookie_file = dir.join("cookie");
-    crate::write_secret(&cookie_file, COOKIE).map_err(|e| e.to_string())?;
+    girder_dist::write_secret_file(&cookie_file, COOKIE).map_err(|e| e.to_string())?;
     let cookie_path = cookie_file
         .to_str()
         .ok_or("temp path is not UTF-8")?

@@ -45,6 +45,10 @@ enum Command {
         /// Address for membership (UDP) and connections (TCP).
         #[arg(long)]
         listen: std::net::SocketAddr,
+        /// The address other nodes reach this one at. Needed when --listen is 0.0.0.0 or [::]
+        /// (every interface) unless the node name's host is an IP address, which is then used.
+        #[arg(long)]
+        advertise: Option<std::net::SocketAddr>,
         /// Address of another node to join through (repeatable).
         #[arg(long = "seed")]
         seeds: Vec<std::net::SocketAddr>,
@@ -213,6 +217,7 @@ fn main() {
         Command::Node {
             name,
             listen,
+            advertise,
             seeds,
             seed_dns,
             cookie_file,
@@ -243,6 +248,7 @@ fn main() {
                 .map(|((a, b), c)| (a, b, c)),
             name,
             listen,
+            advertise,
             seeds,
             seed_dns,
             cookie_file,

@@ -28,6 +28,8 @@ pub struct NodeArgs {
     pub tls: Option<(PathBuf, PathBuf, PathBuf)>,
     pub name: String,
     pub listen: SocketAddr,
+    /// What other nodes dial (see [`advertised`]).
+    pub advertise: Option<SocketAddr>,
     pub seeds: Vec<SocketAddr>,
     pub seed_dns: Option<String>,
     pub cookie_file: PathBuf,
@@ -72,6 +74,35 @@ fn admin_token(path: &std::path::Path) -> Result<String, String> {
         ));
     }
     Ok(token)
+}
+
+/// The address other nodes dial to reach this one: `advertise` if given; the bound address if
+/// it is a specific one; with a wildcard bind (0.0.0.0, [::]), the node name's host if it is an
+/// IP address. A wildcard is never advertised: peers would dial themselves.
+fn advertised(
+    name: &NodeName,
+    bound: SocketAddr,
+    advertise: Option<SocketAddr>,
+) -> Result<SocketAddr, String> {
+    if let Some(a) = advertise {
+        if a.ip().is_unspecified() || a.port() == 0 {
+            return Err(format!(
+                "--advertise {a}: give an address and port other nodes can dial"
+            ));
+        }
+        return Ok(a);
+    }
+    if !bound.ip().is_unspecified() {
+        return Ok(bound);
+    }
+    match name.host().parse::<std::net::IpAddr>() {
+        Ok(ip) if !ip.is_unspecified() => Ok(SocketAddr::new(ip, bound.port())),
+        _ => Err(format!(
+            "listening on {bound} (every interface) needs --advertise ADDR, the address other \
+             nodes dial: the node name's host {:?} is not an IP address to use instead",
+            name.host()
+        )),
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit, as servers do: every connection (a
@@ -124,7 +155,11 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     let dist = DistNode::start(node, cfg)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    let listen = dist.local_addr();
+    let bound = dist.local_addr();
+    let listen = advertised(&name, bound, args.advertise)?;
+    if listen != bound {
+        println!("advertising {listen} to other nodes (listening on {bound})");
+    }
     let mut node_events = dist.subscribe();
     let me = Member {
         name: name.clone(),
@@ -138,6 +173,7 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
         probe_period,
         probe_rtt,
         suspect_to_down_after,
+        bind: (listen != bound).then_some(bound),
         ..MembershipConfig::default()
     };
     let membership = Arc::new(
@@ -151,6 +187,20 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     let _groups = Groups::start(&dist, "default").map_err(|e| e.to_string())?;
     let _ops = match args.http {
         Some(addr) => {
+            if !addr.ip().is_loopback() && (args.admin_token_file.is_none() || !args.protect_reads)
+            {
+                eprintln!(
+                    "girder node: warning: the ops API on {addr} can be reached from the network \
+                     and anyone who reaches it can read the cluster's processes, state and \
+                     metrics{}; give --admin-token-file and --protect-reads, or --http on \
+                     127.0.0.1",
+                    if args.admin_token_file.is_none() {
+                        " (admin actions are refused: no admin token)"
+                    } else {
+                        ""
+                    }
+                );
+            }
             let mut cfg = girder_ops::OpsConfig::new(addr);
             cfg.admin_token = args
                 .admin_token_file

@@ -152,6 +152,75 @@ fn bad_arguments_get_clear_errors() {
 }
 
 #[test]
+fn a_node_on_every_interface_advertises_an_address_peers_can_dial() {
+    let cookie = cookie_file("advertise-test-cluster-cookie");
+    let c = cookie.to_str().unwrap();
+    // Nothing dialable to advertise: refused, saying what to give.
+    let out = run(
+        GIRDER,
+        &[
+            "node",
+            "--name",
+            "wild@somehost",
+            "--listen",
+            "0.0.0.0:0",
+            "--cookie-file",
+            c,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--advertise"), "{err}");
+
+    // The name's host is an IP address: advertised (and said), and a peer joins through it.
+    let a = node(&[
+        "--name",
+        "wild@127.0.0.1",
+        "--listen",
+        "0.0.0.0:0",
+        "--cookie-file",
+        c,
+    ]);
+    a.expect("advertising 127.0.0.1:", WAIT);
+    let up = a.expect("node wild@127.0.0.1 up", WAIT);
+    let addr = up
+        .split(" on ")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "{up}");
+    let b = node(&[
+        "--name",
+        "tame@127.0.0.1",
+        "--listen",
+        "127.0.0.1:0",
+        "--seed",
+        &addr,
+        "--cookie-file",
+        c,
+    ]);
+    a.expect("member up: tame@127.0.0.1", WAIT);
+    b.expect("member up: wild@127.0.0.1", WAIT);
+
+    // An ops API on every interface without a token is served, with a loud warning.
+    let open = node(&[
+        "--name",
+        "open@127.0.0.1",
+        "--listen",
+        "127.0.0.1:0",
+        "--cookie-file",
+        c,
+        "--http",
+        "0.0.0.0:0",
+    ]);
+    let warning = open.expect("can be reached from the network", WAIT);
+    assert!(warning.contains("--admin-token-file"), "{warning}");
+}
+
+#[test]
 fn a_weak_cookie_is_accepted_with_a_warning() {
     let weak = cookie_file("aaaaaaaaaaaaaaaa");
     let n = node(&[

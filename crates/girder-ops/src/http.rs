@@ -43,6 +43,26 @@ fn bad(msg: impl Into<String>) -> ApiError {
 
 type Api<T> = Result<T, ApiError>;
 
+/// Query parameters whose rejection (`?limit=many`) is the API's JSON error, as every other
+/// error is, rather than axum's plain-text one.
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for Params<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(q)) => Ok(Params(q)),
+            Err(rejection) => Err(bad(rejection.body_text())),
+        }
+    }
+}
+
 /// The API's routes, with no fallback of their own (an application's app may have one; the
 /// standalone server adds [`not_found`]): unknown paths under `/api/` answer the JSON 404.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -264,7 +284,7 @@ struct ProcessQuery {
 async fn processes(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
-    Query(q): Query<ProcessQuery>,
+    Params(q): Params<ProcessQuery>,
 ) -> Api<Json<serde_json::Value>> {
     authorize(&s, &headers, false)?;
     let mut list = s.node.processes();
@@ -545,7 +565,7 @@ struct AlarmQuery {
 async fn alarms(
     State(s): State<Arc<Shared>>,
     headers: HeaderMap,
-    Query(q): Query<AlarmQuery>,
+    Params(q): Params<AlarmQuery>,
 ) -> Api<Json<serde_json::Value>> {
     authorize(&s, &headers, false)?;
     let cluster = match q.scope.as_deref() {

@@ -56,6 +56,7 @@ pub mod cluster;
 pub mod exporter;
 mod http;
 pub mod notice;
+mod server;
 mod view;
 pub mod webhook;
 
@@ -71,6 +72,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use alarm::{Alarm, AlarmManager, Severity, Threshold};
 pub use notice::Notice;
+pub use server::HttpLimits;
 
 /// How a node's ops endpoint runs, for `Ops::start` and [`Ops::start_local`]; the same
 /// settings are [`OpsBuilder`]'s methods.
@@ -98,6 +100,9 @@ pub struct OpsConfig {
     pub expect_peers: bool,
     /// POST every notice to this URL (see [`webhook`]).
     pub webhook: Option<webhook::WebhookConfig>,
+    /// Limits on the HTTP connections of [`OpsBuilder::serve`] (header and idle timeout,
+    /// connections open at once).
+    pub http: HttpLimits,
 }
 
 impl OpsConfig {
@@ -114,6 +119,7 @@ impl OpsConfig {
             overload_lag: Duration::from_millis(200),
             expect_peers: false,
             webhook: None,
+            http: HttpLimits::default(),
         }
     }
 }
@@ -412,6 +418,15 @@ impl OpsBuilder {
         self
     }
 
+    /// Limits on the HTTP connections [`serve`](Self::serve) accepts (by default a client has
+    /// 10 s to send a request's headers, idle connections are closed after as long, and at
+    /// most 1,024 are open at once). A [`router`](Self::router) is served by the application's
+    /// own server, under its own limits.
+    pub fn http_limits(mut self, limits: HttpLimits) -> Self {
+        self.cfg.http = limits;
+        self
+    }
+
     /// Starts the background tasks and serves the API on `listen` (port 0: a free one, see
     /// [`Ops::local_addr`]), as `Ops::start` and [`Ops::start_local`] do: the dashboard at
     /// `/`, the probes, the metrics and the JSON API, a JSON 404 for any other path. Fails,
@@ -422,14 +437,12 @@ impl OpsBuilder {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
         let node = self.node.clone();
+        let limits = self.cfg.http;
         let (shared, mut ops) = self.start().await;
         let app = http::router(shared).fallback(http::not_found);
         ops.local_addr = Some(local_addr);
-        ops.tasks.push(node.spawn_owned(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "ops HTTP server ended");
-            }
-        }));
+        ops.tasks
+            .push(node.spawn_owned(server::run(node.clone(), listener, app, limits)));
         Ok(ops)
     }
 

@@ -77,7 +77,7 @@ fn admin_token(path: &std::path::Path) -> Result<String, String> {
 }
 
 /// The address other nodes dial to reach this one: `advertise` if given; the bound address if
-/// it is a specific one; with a wildcard bind (0.0.0.0, [::]), the node name's host if it is an
+/// it is a specific one; with a wildcard bind (`0.0.0.0`, `[::]`), the node name's host if it is an
 /// IP address. A wildcard is never advertised: peers would dial themselves.
 fn advertised(
     name: &NodeName,

@@ -45,7 +45,7 @@ enum Command {
         /// Address for membership (UDP) and connections (TCP).
         #[arg(long)]
         listen: std::net::SocketAddr,
-        /// The address other nodes reach this one at. Needed when --listen is 0.0.0.0 or [::]
+        /// The address other nodes reach this one at. Needed when --listen is 0.0.0.0 or ::
         /// (every interface) unless the node name's host is an IP address, which is then used.
         #[arg(long)]
         advertise: Option<std::net::SocketAddr>,

@@ -3,8 +3,8 @@
 //! and idle is closed after [`HttpLimits::header_timeout`]; at most
 //! [`HttpLimits::max_connections`] connections are open at once (more are closed on arrival);
 //! a failed `accept` (out of file descriptors) is retried after a pause instead of ending the
-//! server. Every connection is a task of the node, so [`Ops`](crate::Ops) ending ends them
-//! too, server-sent event streams included.
+//! server. Every connection is a task of the node that ends when the server does, so
+//! [`Ops`](crate::Ops) ending ends them too, server-sent event streams included.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,6 +52,9 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Serves `app` on `listener` until the task is dropped.
 pub(crate) async fn run(node: Node, listener: TcpListener, app: Router, limits: HttpLimits) {
     let open = Arc::new(Semaphore::new(limits.max_connections));
+    // Dropped with this task (the `Ops` handle ending): every connection sees it and ends,
+    // event streams included.
+    let (_server_alive, server_gone) = tokio::sync::watch::channel(());
     let mut backoff = ACCEPT_BACKOFF_MIN;
     let mut last_log: Option<Instant> = None;
     let mut quiet = 0u64;
@@ -86,14 +89,19 @@ pub(crate) async fn run(node: Node, listener: TcpListener, app: Router, limits: 
             continue;
         };
         let service = TowerToHyperService::new(app.clone());
+        let mut server_gone = server_gone.clone();
         node.spawn_task(async move {
             let _permit = permit;
             let _ = tcp.set_nodelay(true);
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout);
-            // Errors here are the client's (a timeout, a reset, bad bytes): its connection ends.
-            let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+            let connection = http.serve_connection(TokioIo::new(tcp), service);
+            tokio::select! {
+                // Errors here are the client's (a timeout, a reset, bad bytes): it ends.
+                _ = connection => {}
+                _ = server_gone.changed() => {}
+            }
         });
     }
 }

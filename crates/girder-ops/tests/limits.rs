@@ -112,3 +112,33 @@ async fn a_bad_query_string_is_a_json_error() {
         assert!(error.contains("limit"), "{path}: {body}");
     }
 }
+
+#[tokio::test]
+async fn open_event_streams_end_with_the_ops_handle() {
+    let node = Node::new("limits-shutdown");
+    let (ops, addr) = serve(&node, 64).await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 64];
+    let n = within("the stream's head", stream.read(&mut head))
+        .await
+        .unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &head[..n]);
+    // Long past the header timeout the stream is still open: a response under way is not cut.
+    tokio::time::sleep(TIMEOUT * 2).await;
+    let mut buf = [0u8; 256];
+    match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+        Err(_) => {}             // nothing to read: open and waiting
+        Ok(Ok(n)) if n > 0 => {} // a keep-alive comment or an event: open
+        Ok(other) => panic!("the stream ended early: {other:?}"),
+    }
+    drop(ops);
+    within(
+        "the stream closed with the handle",
+        until_closed(&mut stream),
+    )
+    .await;
+}

@@ -154,6 +154,36 @@ const DESCRIBED: &[(&str, Kind, Unit, &str)] = &[
         "Messages received from the peer.",
     ),
     (
+        "girder_dist_listener_accepting",
+        Kind::Gauge,
+        Unit::Count,
+        "1 while the distribution listener accepts connections, 0 while accept fails.",
+    ),
+    (
+        "girder_dist_accept_errors_total",
+        Kind::Counter,
+        Unit::Count,
+        "Failed accept calls of the distribution listener (retried after a pause).",
+    ),
+    (
+        "girder_dist_handshakes_pending",
+        Kind::Gauge,
+        Unit::Count,
+        "Incoming connections authenticating now.",
+    ),
+    (
+        "girder_dist_handshakes_refused_total",
+        Kind::Counter,
+        Unit::Count,
+        "Incoming connections refused: failed TLS or cookie proof, timeout, bad bytes, admission.",
+    ),
+    (
+        "girder_dist_handshakes_turned_away_total",
+        Kind::Counter,
+        Unit::Count,
+        "Incoming connections closed on arrival: too many authenticating, in all or from their address.",
+    ),
+    (
         "girder_cluster_members",
         Kind::Gauge,
         Unit::Count,
@@ -248,6 +278,17 @@ pub fn collect(node: &Node, dist: Option<&DistNode>, membership: Option<&Members
     collect_node(node);
     let name = node.name().to_string();
     if let Some(dist) = dist {
+        let listener = dist.listener_status();
+        gauge!("girder_dist_listener_accepting", "node" => name.clone())
+            .set(if listener.accepting { 1.0 } else { 0.0 });
+        counter!("girder_dist_accept_errors_total", "node" => name.clone())
+            .absolute(listener.errors);
+        gauge!("girder_dist_handshakes_pending", "node" => name.clone())
+            .set(listener.pending_handshakes as f64);
+        counter!("girder_dist_handshakes_refused_total", "node" => name.clone())
+            .absolute(listener.refused);
+        counter!("girder_dist_handshakes_turned_away_total", "node" => name.clone())
+            .absolute(listener.turned_away);
         let peers = dist.peers();
         gauge!("girder_dist_connected_nodes", "node" => name.clone())
             .set(peers.iter().filter(|p| p.connected).count() as f64);

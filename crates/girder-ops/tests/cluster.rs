@@ -178,18 +178,28 @@ async fn distribution_metrics_have_help_and_type_lines() {
     .unwrap();
     a.add_address(b.name().clone(), b.local_addr());
     a.connect(b.name()).await.unwrap();
-    let body = reqwest::get(format!("http://{}/metrics", ops.local_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // A node without the cookie knocks on a: refused, and counted.
+    let stranger = dist::start_with("mstranger@localhost", "not-the-cluster-cookie-at-all").await;
+    stranger.add_address(a.name().clone(), a.local_addr());
+    assert!(stranger.connect(a.name()).await.is_err());
+    // Counted once the acceptor has finished with it (the stranger may see the close first).
+    let metrics = format!("http://{}/metrics", ops.local_addr());
+    let body = eventually_async("the refusal counted", async || {
+        let body = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        body.contains("girder_dist_handshakes_refused_total{node=\"ma@localhost\"} 1")
+            .then_some(body)
+    })
+    .await;
     for name in [
         "girder_dist_connected_nodes",
         "girder_dist_connected",
         "girder_dist_bytes_out_total",
         "girder_dist_messages_in_total",
         "girder_cluster_members",
+        "girder_dist_listener_accepting",
+        "girder_dist_accept_errors_total",
+        "girder_dist_handshakes_pending",
+        "girder_dist_handshakes_turned_away_total",
     ] {
         assert!(
             body.contains(&format!("{name}{{node=\"ma@localhost\"")),

@@ -442,7 +442,7 @@ impl OpsBuilder {
         let app = http::router(shared).fallback(http::not_found);
         ops.local_addr = Some(local_addr);
         ops.tasks
-            .push(node.spawn_owned(server::run(node.clone(), listener, app, limits)));
+            .push(node.spawn_owned(server::run(listener, app, limits)));
         Ok(ops)
     }
 

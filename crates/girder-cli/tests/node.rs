@@ -14,6 +14,12 @@ fn node(args: &[&str]) -> NodeProc {
     NodeProc::start(GIRDER, &[&["node"], args].concat())
 }
 
+/// The address in a node's `node NAME up (creation C) on ADDR; seeds [...]` line.
+fn up_address(line: &str) -> String {
+    let after = line.split(" on ").nth(1).expect("an up line names its address");
+    after.split(';').next().unwrap().to_string()
+}
+
 fn cookie_file(text: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!(
         "girder-cookie-{}-{}",
@@ -37,14 +43,7 @@ fn nodes_join_authenticate_and_detect_a_killed_peer() {
         c,
     ]);
     let up = a.expect("node a@127.0.0.1 up", WAIT);
-    let addr = up
-        .split(" on ")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = up_address(&up);
     let b = node(&[
         "--name",
         "b@127.0.0.1",
@@ -183,14 +182,7 @@ fn a_node_on_every_interface_advertises_an_address_peers_can_dial() {
     ]);
     a.expect("advertising 127.0.0.1:", WAIT);
     let up = a.expect("node wild@127.0.0.1 up", WAIT);
-    let addr = up
-        .split(" on ")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = up_address(&up);
     assert!(addr.starts_with("127.0.0.1:"), "{up}");
     let b = node(&[
         "--name",
@@ -299,14 +291,7 @@ fn nodes_connect_over_mutual_tls_and_a_foreign_certificate_is_refused() {
     let cluster = new_ca();
     let a = tls_node("a@localhost", None, c, &pem_set("a", &cluster));
     let up = a.expect("node a@localhost up", WAIT);
-    let addr = up
-        .split(" on ")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = up_address(&up);
     let _b = tls_node("b@localhost", Some(&addr), c, &pem_set("b", &cluster));
     a.expect(
         "connected to b@localhost (authenticated by TLS + cookie",

@@ -16,7 +16,10 @@ fn node(args: &[&str]) -> NodeProc {
 
 /// The address in a node's `node NAME up (creation C) on ADDR; seeds [...]` line.
 fn up_address(line: &str) -> String {
-    let after = line.split(" on ").nth(1).expect("an up line names its address");
+    let after = line
+        .split(" on ")
+        .nth(1)
+        .expect("an up line names its address");
     after.split(';').next().unwrap().to_string()
 }
 

@@ -56,7 +56,8 @@ pub struct Member {
     pub name: NodeName,
     /// The node's membership (UDP) address.
     pub addr: SocketAddr,
-    /// The node's incarnation: a restarted node has a higher one and replaces the old.
+    /// The node's incarnation: a restarted node has a newer one (in serial-number order, see
+    /// `girder::Node::is_newer_creation`) and replaces the old.
     pub creation: u32,
     /// What the node is for (`edge`, `core`, ...), so services can be placed on node families.
     pub roles: Vec<String>,

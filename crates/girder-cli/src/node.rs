@@ -47,6 +47,7 @@ pub struct NodeArgs {
 }
 
 pub fn run(args: NodeArgs) -> Result<(), String> {
+    log_to_stderr();
     let name = NodeName::new(&args.name).map_err(|e| e.to_string())?;
     let cookie = Cookie::from_file(&args.cookie_file).map_err(|e| e.to_string())?;
     if let Some(weak) = cookie.weakness() {
@@ -103,6 +104,26 @@ fn advertised(
             name.host()
         )),
     }
+}
+
+/// The libraries' log lines to stderr, so what the node's own lines do not say still makes a
+/// sound: refused peers, a failing listener, alarms and notices, admin actions through the ops
+/// API. Warnings and errors from everything, and the ops layer's notices (alarms raised and
+/// cleared) at info; `GIRDER_LOG=info|debug|trace` shows more of everything.
+fn log_to_stderr() {
+    use tracing::Level;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let level = std::env::var("GIRDER_LOG")
+        .ok()
+        .and_then(|l| l.parse::<Level>().ok());
+    let filter = Targets::new()
+        .with_default(level.unwrap_or(Level::WARN))
+        .with_target("girder_ops", level.unwrap_or(Level::INFO).max(Level::INFO));
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .try_init();
 }
 
 /// Raises the soft limit on open files to the hard limit, as servers do: every connection (a

@@ -411,6 +411,25 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 
+    // An admin action through the API makes a sound on the node's own output: the ops layer's
+    // log line reaches stderr (it used to be dropped, no subscriber being installed).
+    let (_, procs) = http(&addr, "GET", "/api/processes?limit=1000", None);
+    let at = procs
+        .find("\"name\":\"girder.alarms\"")
+        .unwrap_or_else(|| panic!("no girder.alarms in {procs}"));
+    let pid_at = procs[..at].rfind("\"pid\":\"").unwrap() + "\"pid\":\"".len();
+    let pid = &procs[pid_at..pid_at + procs[pid_at..].find('"').unwrap()];
+    let (code, body) = http(
+        &addr,
+        "POST",
+        // As it prints, without the brackets a URL path would need escaped.
+        &format!("/api/processes/{}/kill", pid.trim_matches(['<', '>'])),
+        Some("an-admin-token-for-tests"),
+    );
+    assert_eq!(code, 200, "{body}");
+    let logged = a.expect("process killed through the ops API", WAIT);
+    assert!(logged.contains(pid), "{logged}");
+
     a.signal("-TERM");
     a.expect("node ops@127.0.0.1 stopped", WAIT);
 

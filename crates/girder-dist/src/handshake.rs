@@ -242,8 +242,8 @@ struct Transcript<'a> {
 
 impl Transcript<'_> {
     fn mac(&self, cookie: &Cookie, role: &[u8]) -> HmacSha256 {
-        let mut mac =
-            HmacSha256::new_from_slice(cookie.key()).expect("HMAC takes keys of any size");
+        let mut mac = HmacSha256::new_from_slice(&cookie.keys().handshake)
+            .expect("HMAC takes keys of any size");
         mac.update(b"girder-dist/1 ");
         mac.update(role);
         for part in [self.initiator.as_bytes(), self.acceptor.as_bytes()] {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -181,8 +182,14 @@ impl fmt::Debug for NodeName {
     }
 }
 
-/// The cluster's shared secret. It is only ever used as an HMAC key: never sent, never logged
-/// (its `Debug` prints `Cookie(..)`).
+/// The cluster's shared secret: never sent, never logged (its `Debug` prints `Cookie(..)`).
+///
+/// It is not used as a key directly. Keys for the handshake's proofs and for sealing membership
+/// datagrams are derived from it once, with the memory-hard Argon2id (32 MiB, 2 passes), so that
+/// someone who recorded a handshake or a datagram pays tens of milliseconds and 32 MiB for every
+/// guess they test offline, not a microsecond. The salt is fixed (there is no per-cluster value
+/// both sides know before the first message): a cookie must be random, not a word (see
+/// [`weakness`](Self::weakness)).
 ///
 /// ```
 /// use girder_dist::Cookie;
@@ -190,8 +197,65 @@ impl fmt::Debug for NodeName {
 /// assert_eq!(format!("{c:?}"), "Cookie(..)");
 /// assert!(Cookie::new("short").is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq)]
-pub struct Cookie(Vec<u8>);
+#[derive(Clone)]
+pub struct Cookie(Arc<Secret>);
+
+struct Secret {
+    text: Vec<u8>,
+    keys: OnceLock<Keys>,
+}
+
+/// The keys derived from a cookie.
+#[derive(Clone, Copy)]
+pub(crate) struct Keys {
+    /// HMAC key of the handshake's proofs.
+    pub(crate) handshake: [u8; 32],
+    /// AEAD key of membership datagrams.
+    pub(crate) membership: [u8; 32],
+}
+
+impl PartialEq for Cookie {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.text == other.0.text
+    }
+}
+
+impl Eq for Cookie {}
+
+/// Argon2id's cost: memory in KiB and passes. OWASP's floor is 19 MiB and 2 passes; twice the
+/// memory makes a guess cost about 50 ms on one core of a current server.
+const KDF_MEMORY_KIB: u32 = 32 * 1024;
+const KDF_PASSES: u32 = 2;
+
+fn derive(text: &[u8]) -> Keys {
+    use hmac::{KeyInit, Mac};
+    // One derivation per distinct cookie in a process: a program (or a test suite) that builds
+    // many `Cookie`s from the same text pays once.
+    static DERIVED: Mutex<Vec<(Vec<u8>, Keys)>> = Mutex::new(Vec::new());
+    let mut derived = DERIVED.lock().expect("not poisoned");
+    if let Some((_, keys)) = derived.iter().find(|(t, _)| t == text) {
+        return *keys;
+    }
+    let params = argon2::Params::new(KDF_MEMORY_KIB, KDF_PASSES, 1, Some(32)).expect("valid");
+    let kdf = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut master = [0u8; 32];
+    kdf.hash_password_into(text, b"girder cluster cookie, v1", &mut master)
+        .expect("cookie and salt lengths are within Argon2's limits");
+    let expand = |label: &[u8]| -> [u8; 32] {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&master).expect("any key size");
+        mac.update(label);
+        mac.finalize().into_bytes().into()
+    };
+    let keys = Keys {
+        handshake: expand(b"girder-dist handshake proof"),
+        membership: expand(b"girder-membership datagram seal"),
+    };
+    if derived.len() >= 8 {
+        derived.remove(0);
+    }
+    derived.push((text.to_vec(), keys));
+    keys
+}
 
 impl Cookie {
     /// Checks and wraps a cookie: 16 to 1024 bytes of printable ASCII without spaces.
@@ -208,7 +272,10 @@ impl Cookie {
                 "only printable ASCII without spaces",
             ));
         }
-        Ok(Cookie(text.as_bytes().to_vec()))
+        Ok(Cookie(Arc::new(Secret {
+            text: text.as_bytes().to_vec(),
+            keys: OnceLock::new(),
+        })))
     }
 
     /// Reads a cookie file (one line; a trailing newline is ignored). The file must be readable
@@ -229,22 +296,34 @@ impl Cookie {
     /// ```
     pub fn weakness(&self) -> Option<String> {
         let mut seen = [false; 256];
-        for &b in &self.0 {
+        for &b in &self.0.text {
             seen[b as usize] = true;
         }
         let distinct = seen.iter().filter(|s| **s).count().max(1);
-        let bits = self.0.len() as f64 * (distinct as f64).log2();
+        let bits = self.0.text.len() as f64 * (distinct as f64).log2();
         (bits < 64.0).then(|| {
             format!(
                 "{} bytes from {distinct} different characters: about {bits:.0} bits, under 64; \
                  use a long random one (openssl rand -base64 32)",
-                self.0.len()
+                self.0.text.len()
             )
         })
     }
 
-    pub(crate) fn key(&self) -> &[u8] {
-        &self.0
+    /// Derives the keys now, if they were not yet (Argon2id: tens of milliseconds, 32 MiB).
+    /// Nodes and membership agents call it as they start, so that no handshake or datagram
+    /// waits for it; a program may call it earlier, e.g. on a blocking thread.
+    ///
+    /// ```
+    /// let cookie = girder_dist::Cookie::new("correct-horse-battery-staple").unwrap();
+    /// cookie.derive_keys();
+    /// ```
+    pub fn derive_keys(&self) {
+        self.keys();
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        self.0.keys.get_or_init(|| derive(&self.0.text))
     }
 }
 

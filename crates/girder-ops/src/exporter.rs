@@ -190,6 +190,18 @@ const DESCRIBED: &[(&str, Kind, Unit, &str)] = &[
         "Cluster members this node knows of, itself included.",
     ),
     (
+        "girder_membership_datagrams_received_total",
+        Kind::Counter,
+        Unit::Count,
+        "Membership datagrams received.",
+    ),
+    (
+        "girder_membership_datagrams_dropped_total",
+        Kind::Counter,
+        Unit::Count,
+        "Membership datagrams dropped before the protocol, by reason: malformed, unauthenticated, replayed, stale, rate_limited, overloaded.",
+    ),
+    (
         "girder_call_duration_seconds",
         Kind::Histogram,
         Unit::Seconds,
@@ -307,7 +319,22 @@ pub fn collect(node: &Node, dist: Option<&DistNode>, membership: Option<&Members
     }
     if let Some(m) = membership {
         // The other members plus this node.
-        gauge!("girder_cluster_members", "node" => name).set(m.members().len() as f64 + 1.0);
+        gauge!("girder_cluster_members", "node" => name.clone())
+            .set(m.members().len() as f64 + 1.0);
+        let d = m.datagram_stats();
+        counter!("girder_membership_datagrams_received_total", "node" => name.clone())
+            .absolute(d.received);
+        for (reason, n) in [
+            ("malformed", d.malformed),
+            ("unauthenticated", d.unauthenticated),
+            ("replayed", d.replayed),
+            ("stale", d.stale),
+            ("rate_limited", d.rate_limited),
+            ("overloaded", d.overloaded),
+        ] {
+            counter!("girder_membership_datagrams_dropped_total", "node" => name.clone(), "reason" => reason)
+                .absolute(n);
+        }
     }
 }
 

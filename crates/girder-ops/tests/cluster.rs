@@ -196,6 +196,8 @@ async fn distribution_metrics_have_help_and_type_lines() {
         "girder_dist_bytes_out_total",
         "girder_dist_messages_in_total",
         "girder_cluster_members",
+        "girder_membership_datagrams_received_total",
+        "girder_membership_datagrams_dropped_total",
         "girder_dist_listener_accepting",
         "girder_dist_accept_errors_total",
         "girder_dist_handshakes_pending",

@@ -219,32 +219,8 @@ pub(super) struct ListenerHealth {
     pending_by_source: std::collections::HashMap<std::net::IpAddr, usize>,
     refused: u64,
     turned_away: u64,
-    refused_log: LogBudget,
-    turned_away_log: LogBudget,
-}
-
-/// One log line a second at most for a thing that can happen a thousand times a second (an
-/// attack), with the count of those not logged.
-#[derive(Default)]
-struct LogBudget {
-    last: Option<std::time::Instant>,
-    suppressed: u64,
-}
-
-impl LogBudget {
-    /// `Some(suppressed since the last line)` if a line may be written now.
-    fn spend(&mut self) -> Option<u64> {
-        let now = std::time::Instant::now();
-        if self
-            .last
-            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
-        {
-            self.suppressed += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.suppressed))
-    }
+    refused_log: crate::log_budget::LogBudget,
+    turned_away_log: crate::log_budget::LogBudget,
 }
 
 impl ListenerHealth {

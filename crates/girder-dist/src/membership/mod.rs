@@ -6,11 +6,16 @@
 //! [`MemberEvent`]s; [`Membership::members`] is the current view. A graceful
 //! [`leave`](Membership::leave) tells the others at once instead of waiting for detection.
 //!
+//! With a cookie, datagrams are sealed under a key derived from it, and a receiver drops
+//! forgeries, replays, stale datagrams and a source's excess before the protocol sees them
+//! (see [`DatagramStats`] and decision 004's amendment).
+//!
 //! Detection time is set by [`MembershipConfig`]; the defaults aim well under one second on a LAN
 //! (probe every 200 ms, 100 ms round trip, suspicion 400 ms).
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,30 +28,10 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::identity::{Cookie, NodeName};
 
-/// Bytes of HMAC-SHA256 appended to each datagram when a cookie is set.
-const TAG: usize = 32;
+mod datagram;
 
-fn tag(cookie: &Cookie, data: &[u8]) -> [u8; TAG] {
-    use hmac::{KeyInit, Mac};
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(cookie.key()).expect("any key size");
-    mac.update(b"girder-membership/1 ");
-    mac.update(data);
-    mac.finalize().into_bytes().into()
-}
-
-/// The datagram's payload if its tag is valid (or no cookie is set).
-fn verified<'a>(cookie: Option<&Cookie>, datagram: &'a [u8]) -> Option<&'a [u8]> {
-    use hmac::{KeyInit, Mac};
-    let Some(cookie) = cookie else {
-        return Some(datagram);
-    };
-    let split = datagram.len().checked_sub(TAG)?;
-    let (data, their_tag) = datagram.split_at(split);
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(cookie.key()).expect("any key size");
-    mac.update(b"girder-membership/1 ");
-    mac.update(data);
-    mac.verify_slice(their_tag).ok().map(|()| data)
-}
+pub use datagram::DatagramStats;
+use datagram::{Counters, Dropped, Intake, Sealer};
 
 /// A cluster member as gossiped: its name, where its membership socket listens, its
 /// incarnation and its roles.
@@ -122,10 +107,18 @@ pub struct MembershipConfig {
     pub cluster_size: u32,
     /// Events kept for a slow subscriber; past that it misses the oldest (and is told it lagged).
     pub event_buffer: usize,
-    /// The cluster cookie. When set, every datagram carries an HMAC of its bytes under the
-    /// cookie and datagrams without a valid one are dropped, so a node without the cookie can
-    /// neither join nor learn the members.
+    /// The cluster cookie. When set, every datagram is sealed (encrypted and authenticated)
+    /// under a key derived from it, and datagrams that do not open are dropped: a node without
+    /// the cookie can neither join, nor forge a member's message, nor learn the members.
     pub cookie: Option<Cookie>,
+    /// With a cookie, how far a datagram's send time may be from this node's clock: older ones
+    /// are dropped as replays (a recorded announcement of a dead member cannot bring it back).
+    /// The members' clocks must agree within it; stale datagrams are logged with the skew.
+    pub freshness: Duration,
+    /// Datagrams a second accepted from one source address (as many in a burst); more are
+    /// dropped before any cryptography, so one flooding source costs little and cannot starve
+    /// the real members. A member sends a few a second to each other.
+    pub per_source_rate: u32,
     /// Where datagrams go: real UDP by default.
     pub network: Arc<dyn Network>,
     /// How often this node announces itself again to its seeds and to members it saw go down,
@@ -146,6 +139,8 @@ impl Default for MembershipConfig {
             cluster_size: 16,
             event_buffer: 1024,
             cookie: None,
+            freshness: Duration::from_secs(60),
+            per_source_rate: 1_000,
             network: crate::transport::tokio_network(),
             bind: None,
             rejoin_every: Duration::from_secs(1),
@@ -168,6 +163,7 @@ pub struct Membership {
     /// Subscribed before the agent started, so the first subscriber misses nothing.
     first: std::sync::Mutex<Option<broadcast::Receiver<MemberEvent>>>,
     view: watch::Receiver<Vec<Member>>,
+    datagrams: Arc<Counters>,
     /// The reader and the agent, run by the node's tasks and ended with the membership.
     tasks: std::sync::Mutex<Vec<girder::OwnedTask>>,
 }
@@ -196,7 +192,15 @@ impl Membership {
         fcfg.probe_rtt = cfg.probe_rtt;
         fcfg.suspect_to_down_after = cfg.suspect_to_down_after;
         fcfg.num_indirect_probes = NonZeroUsize::new(3).expect("non-zero");
+        // A sealed datagram stays within the packet size foca was configured for.
+        fcfg.max_packet_size = NonZeroUsize::new(fcfg.max_packet_size.get() - datagram::OVERHEAD)
+            .expect("foca's packet size is larger than the seal");
         let max_packet = fcfg.max_packet_size.get();
+        if let Some(cookie) = &cfg.cookie {
+            cookie.derive_keys();
+        }
+        let mut intake = Intake::new(cfg.cookie.as_ref(), cfg.freshness, cfg.per_source_rate);
+        let datagrams = intake.counters.clone();
         let rng: StdRng = rand::make_rng();
         let mut foca = Foca::new(me.clone(), fcfg, rng, PostcardCodec);
 
@@ -207,19 +211,28 @@ impl Membership {
         let reader = {
             let socket = socket.clone();
             let input = input_tx.clone();
-            let cookie = cfg.cookie.clone();
+            let name = me.name.clone();
             node.spawn_owned(async move {
                 let mut buf = vec![0u8; max_packet.max(65_536)];
+                let mut log = crate::log_budget::LogBudget::default();
                 loop {
                     let Ok((n, from)) = socket.recv_from(&mut buf).await else {
                         return;
                     };
-                    let Some(data) = verified(cookie.as_ref(), &buf[..n]) else {
-                        tracing::debug!(%from, "membership datagram without a valid cookie tag dropped");
-                        continue;
-                    };
-                    // Full: drop the datagram, as the network may; SWIM tolerates loss.
-                    let _ = input.try_send(Input::Data(Bytes::copy_from_slice(data)));
+                    match intake.admit(from, &buf[..n]) {
+                        Ok(message) => {
+                            // Full: drop the datagram, as the network may; SWIM tolerates loss.
+                            if input.try_send(Input::Data(Bytes::from(message))).is_err() {
+                                let counters = &intake.counters;
+                                counters.overloaded.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(dropped) => {
+                            if let Some(suppressed) = log.spend() {
+                                log_dropped(&name, from, dropped, suppressed);
+                            }
+                        }
+                    }
                 }
             })
         };
@@ -233,7 +246,7 @@ impl Membership {
             let seeds: Vec<SocketAddr> = seeds.to_vec();
             let rejoin_every = cfg.rejoin_every;
             let me = me.clone();
-            let cookie = cfg.cookie.clone();
+            let mut sealer = Sealer::new(cfg.cookie.as_ref());
             node.spawn_owned(async move {
                 let mut rt = foca::AccumulatingRuntime::new();
                 for seed in seeds.iter().copied().filter(|s| *s != me.addr) {
@@ -249,7 +262,7 @@ impl Membership {
                     flush(
                         &mut rt,
                         &socket,
-                        cookie.as_ref(),
+                        &mut sealer,
                         &timers,
                         &events,
                         &foca,
@@ -288,7 +301,7 @@ impl Membership {
                             flush(
                                 &mut rt,
                                 &socket,
-                                cookie.as_ref(),
+                                &mut sealer,
                                 &timers,
                                 &events,
                                 &foca,
@@ -312,6 +325,7 @@ impl Membership {
             events,
             first: std::sync::Mutex::new(Some(first)),
             view,
+            datagrams,
             tasks: std::sync::Mutex::new(vec![reader, agent]),
         })
     }
@@ -324,6 +338,26 @@ impl Membership {
     /// The other members currently considered alive.
     pub fn members(&self) -> Vec<Member> {
         self.view.borrow().clone()
+    }
+
+    /// Datagrams received and dropped so far, by reason.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use girder_dist::membership::{Member, Membership, MembershipConfig};
+    /// let me = Member {
+    ///     name: girder_dist::NodeName::new("a@127.0.0.1").unwrap(),
+    ///     addr: "127.0.0.1:0".parse().unwrap(),
+    ///     creation: 1,
+    ///     roles: vec![],
+    /// };
+    /// let node = girder::Node::new("doc");
+    /// let m = Membership::start(&node, me, &[], MembershipConfig::default()).await.unwrap();
+    /// assert_eq!(m.datagram_stats().dropped(), 0);
+    /// # }
+    /// ```
+    pub fn datagram_stats(&self) -> DatagramStats {
+        self.datagrams.snapshot()
     }
 
     /// Subscribes to membership changes. The first subscriber gets every event since the agent
@@ -379,6 +413,24 @@ pub async fn discover(target: &str) -> std::io::Result<Vec<SocketAddr>> {
     Ok(seeds)
 }
 
+/// One line for a dropped datagram (at most one a second: the caller's budget), saying how many
+/// were dropped without a line since the last one.
+fn log_dropped(me: &NodeName, from: SocketAddr, dropped: Dropped, suppressed: u64) {
+    let reason = dropped.reason();
+    match dropped {
+        Dropped::Stale { skew_ms } => tracing::warn!(
+            node = %me, %from, reason, skew_ms, suppressed,
+            "membership datagram dropped: replayed, or the clocks of the two hosts differ by more \
+             than the freshness window"
+        ),
+        Dropped::Unauthenticated => tracing::warn!(
+            node = %me, %from, reason, suppressed,
+            "membership datagram dropped: a wrong cookie, or forged"
+        ),
+        _ => tracing::warn!(node = %me, %from, reason, suppressed, "membership datagram dropped"),
+    }
+}
+
 /// Where the protocol's timers go: a task of the node each, sleeping then sending to the agent.
 struct Timers {
     node: girder::Node,
@@ -388,24 +440,14 @@ struct Timers {
 async fn flush(
     rt: &mut foca::AccumulatingRuntime<Member>,
     socket: &Arc<dyn Datagrams>,
-    cookie: Option<&Cookie>,
+    sealer: &mut Sealer,
     timers: &Timers,
     events: &broadcast::Sender<MemberEvent>,
     foca: &Foca<Member, PostcardCodec, StdRng, foca::NoCustomBroadcast>,
     view: &watch::Sender<Vec<Member>>,
 ) {
     while let Some((dst, data)) = rt.to_send() {
-        match cookie {
-            Some(c) => {
-                let mut signed = Vec::with_capacity(data.len() + TAG);
-                signed.extend_from_slice(&data);
-                signed.extend_from_slice(&tag(c, &data));
-                let _ = socket.send_to(&signed, dst.addr).await;
-            }
-            None => {
-                let _ = socket.send_to(&data, dst.addr).await;
-            }
-        }
+        let _ = socket.send_to(&sealer.seal(&data), dst.addr).await;
     }
     while let Some((delay, timer)) = rt.to_schedule() {
         let input = timers.input.clone();

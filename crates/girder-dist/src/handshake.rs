@@ -10,6 +10,7 @@
 //!   Proof { HMAC(cookie, "initiator" | transcript) } ─►
 //!                                               verifies (constant time), then admission
 //!   ◄─ Ack { HMAC(cookie, "acceptor" | transcript) }
+//!      or Refused { reason, HMAC(cookie, "refusal" | transcript | reason) }
 //! verifies
 //! ```
 //!
@@ -21,7 +22,8 @@
 //! (which may replace a connected peer's old incarnation, or refuse a duplicate) runs only after
 //! it, as ssh and TLS act on nothing before authentication. A Hello naming a connected node
 //! with a newer creation, from a peer without the cookie, costs the acceptor a nonce and a
-//! closed socket and nothing else.
+//! closed socket and nothing else. A peer that has proven the cookie and is refused admission
+//! (its name is in use by a live node, say) is told why, so that it can say so.
 
 use std::time::Duration;
 
@@ -114,6 +116,21 @@ pub enum Refusal {
     /// This node has shut its distribution down.
     #[error("this node has shut its distribution down")]
     ShutDown,
+    /// A live node with this name is connected: the newcomer is refused, not the node that
+    /// was there first. (A node that restarted is let in as soon as its old connection is
+    /// seen lost, within the connection's `dead_after`.)
+    #[error(
+        "the name {name} is in use by a live node (creation {live}); \
+         a newcomer with creation {offered} is refused"
+    )]
+    NameInUse {
+        /// The name.
+        name: NodeName,
+        /// The creation of the live node.
+        live: u32,
+        /// The creation the newcomer offered.
+        offered: u32,
+    },
 }
 
 /// Why a handshake failed.
@@ -156,6 +173,14 @@ pub enum HandshakeError {
     /// The admission check refused the peer.
     #[error("peer refused: {0}")]
     Refused(#[from] Refusal),
+    /// The peer authenticated this node, then refused it admission, and said why.
+    #[error("{peer} refused this node: {reason}")]
+    RefusedByPeer {
+        /// The peer.
+        peer: String,
+        /// Its reason, in words.
+        reason: String,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -180,6 +205,10 @@ enum Msg {
     Ack {
         mac: Vec<u8>,
     },
+    Refused {
+        reason: String,
+        mac: Vec<u8>,
+    },
 }
 
 impl Msg {
@@ -189,6 +218,7 @@ impl Msg {
             Msg::Challenge { .. } => "Challenge",
             Msg::Proof { .. } => "Proof",
             Msg::Ack { .. } => "Ack",
+            Msg::Refused { .. } => "Refused",
         }
     }
 }
@@ -260,6 +290,12 @@ impl Transcript<'_> {
 
     fn prove(&self, cookie: &Cookie, role: &[u8]) -> Vec<u8> {
         self.mac(cookie, role).finalize().into_bytes().to_vec()
+    }
+
+    fn refusal_mac(&self, cookie: &Cookie, reason: &str) -> HmacSha256 {
+        let mut mac = self.mac(cookie, b"refusal");
+        mac.update(reason.as_bytes());
+        mac
     }
 
     fn verify(&self, cookie: &Cookie, role: &[u8], proof: &[u8]) -> bool {
@@ -368,6 +404,18 @@ pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
         match recv(&mut conn).await? {
             Msg::Ack { mac } if transcript.verify(&cfg.cookie, b"acceptor", &mac) => {}
             Msg::Ack { .. } => return Err(HandshakeError::BadProof(peer.to_string())),
+            Msg::Refused { reason, mac }
+                if transcript
+                    .refusal_mac(&cfg.cookie, &reason)
+                    .verify_slice(&mac)
+                    .is_ok() =>
+            {
+                return Err(HandshakeError::RefusedByPeer {
+                    peer: peer.to_string(),
+                    reason,
+                })
+            }
+            Msg::Refused { .. } => return Err(HandshakeError::BadProof(peer.to_string())),
             other => {
                 return Err(HandshakeError::Unexpected {
                     expected: "Ack",
@@ -453,8 +501,15 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
                 })
             }
         }
-        // Authenticated: only now may what the peer claims change anything here.
-        admit(&peer, peer_creation)?;
+        // Authenticated: only now may what the peer claims change anything here, and only
+        // now is it told why it is refused, if it is.
+        if let Err(refusal) = admit(&peer, peer_creation) {
+            let reason = refusal.to_string();
+            let mac = transcript.refusal_mac(&cfg.cookie, &reason);
+            let mac = mac.finalize().into_bytes().to_vec();
+            let _ = send(&mut conn, &Msg::Refused { reason, mac }).await;
+            return Err(refusal.into());
+        }
         send(
             &mut conn,
             &Msg::Ack {
@@ -477,10 +532,11 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
 mod tests {
     use super::*;
 
-    /// An acceptor that does not hold the cookie plays along and sends a forged Ack: the
-    /// initiator must refuse it rather than trust the connection.
-    #[tokio::test]
-    async fn a_forged_ack_is_refused_by_the_initiator() {
+    /// An acceptor that does not hold the cookie plays along and sends a forged Ack (or a
+    /// forged refusal): the initiator must refuse it rather than trust the connection.
+    async fn answer_with(
+        last: Msg,
+    ) -> Result<(Established, Conn<tokio::io::DuplexStream>), HandshakeError> {
         let (a, b) = tokio::io::duplex(64 * 1024);
         let cfg = HandshakeConfig::new(
             NodeName::new("alpha@h").unwrap(),
@@ -507,16 +563,28 @@ mod tests {
             let Msg::Proof { .. } = recv(&mut conn).await.unwrap() else {
                 panic!("expected Proof")
             };
-            send(&mut conn, &Msg::Ack { mac: vec![0; 32] })
-                .await
-                .unwrap();
+            send(&mut conn, &last).await.unwrap();
             conn
         };
         let (r, _conn) = tokio::join!(initiate(a, &cfg), rogue);
-        assert!(
-            matches!(r, Err(HandshakeError::BadProof(ref who)) if who == "mallory@h"),
-            "{r:?}"
-        );
+        r
+    }
+
+    #[tokio::test]
+    async fn a_forged_ack_or_refusal_is_refused_by_the_initiator() {
+        for last in [
+            Msg::Ack { mac: vec![0; 32] },
+            Msg::Refused {
+                reason: "go away".into(),
+                mac: vec![0; 32],
+            },
+        ] {
+            let r = answer_with(last).await;
+            assert!(
+                matches!(r, Err(HandshakeError::BadProof(ref who)) if who == "mallory@h"),
+                "{r:?}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use girder_dist::handshake::{self, HandshakeConfig, HandshakeError};
 use girder_dist::{Cookie, DistNode, NodeEvent, NodeName};
 use girder_testkit::dist::{self, pair, COOKIE};
 use girder_testkit::procs::{down_reason, idle};
-use girder_testkit::{eventually, within};
+use girder_testkit::{eventually, eventually_async, within};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -170,4 +170,47 @@ async fn connections_authenticating_are_bounded_in_all() {
         b.listener_status().pending_handshakes == 2
     })
     .await;
+}
+
+/// Two live nodes with one name: the newcomer (a newer creation, with the cookie) is refused
+/// and told why, again and again, while the node that was there first keeps its connection.
+/// Once that one is gone, the name is free and the newcomer gets in (a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newcomer_with_a_live_nodes_name_is_refused_clearly_and_the_live_one_stays() {
+    let (a, b) = pair("live-a@127.0.0.1", "live-b@127.0.0.1").await;
+    a.connect(b.name()).await.unwrap();
+    let b_creation = creation_of(&a, b.name()).unwrap();
+    let mut a_events = a.subscribe();
+    let twin = dist::start(b.name().as_str()).await;
+    assert_ne!(twin.node().creation(), b_creation);
+    twin.add_address(a.name().clone(), a.local_addr());
+    let mut twin_events = twin.subscribe();
+    for _ in 0..5 {
+        assert!(twin.connect(a.name()).await.is_err());
+        let reason = within("the twin's dial failure", async {
+            loop {
+                if let Ok(NodeEvent::DialFailed { reason, .. }) = twin_events.recv().await {
+                    return reason;
+                }
+            }
+        })
+        .await;
+        assert!(reason.contains("in use by a live node"), "{reason}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    while let Ok(e) = a_events.try_recv() {
+        assert!(
+            !matches!(e, NodeEvent::Down { .. }),
+            "the live one was dropped: {e:?}"
+        );
+    }
+    assert_eq!(creation_of(&a, b.name()), Some(b_creation));
+    assert!(a.connected().contains(b.name()));
+
+    b.shutdown();
+    eventually_async("the name let in once its holder is gone", async || {
+        twin.connect(a.name()).await.is_ok()
+    })
+    .await;
+    assert_eq!(creation_of(&a, twin.name()), Some(twin.node().creation()));
 }

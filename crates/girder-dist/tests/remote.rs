@@ -8,11 +8,11 @@ use std::time::Duration;
 use girder::{
     CallError, Context, Event, ExitReason, Flow, ReplyTo, Server, ServerContext, SpawnOptions,
 };
-use girder_dist::{DistNode, NodeName};
+use girder_dist::{DistNode, NodeEvent, NodeName};
 use girder_testkit::dist::{self, pair, start, start_with, COOKIE};
 use girder_testkit::procs::{down_reason, idle};
 use girder_testkit::wait::when_failing;
-use girder_testkit::{eventually, within};
+use girder_testkit::{eventually, eventually_async, within};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -547,42 +547,55 @@ async fn a_restarted_node_is_a_new_incarnation_and_old_pids_are_dead() {
 #[tokio::test]
 async fn a_node_restarted_after_its_creation_wrapped_replaces_its_old_incarnation() {
     // Creations are the clock's milliseconds modulo 2^32. Here the old incarnation started just
-    // before a wrap and the new one just after, while the old connection is still up (the old
-    // node did not go away cleanly): the newer one must replace it, not be refused as stale.
+    // before a wrap and the new one just after: compared as serial numbers the new one is the
+    // newer, so it is refused only while the old one is alive (its name is in use), never as
+    // stale, and gets in once the old one is gone; a straggler of the old one is then stale.
     let b = start("b15@localhost").await;
     let name = "a15@localhost";
-    let old = DistNode::start(
-        girder::Node::with_creation(name, u32::MAX - 1_000),
-        dist::config(name, COOKIE),
-    )
-    .await
-    .unwrap();
-    old.add_address(b.name().clone(), b.local_addr());
-    old.connect(b.name()).await.unwrap();
-    let new = DistNode::start(
-        girder::Node::with_creation(name, 4_000),
-        dist::config(name, COOKIE),
-    )
-    .await
-    .unwrap();
-    new.add_address(b.name().clone(), b.local_addr());
-    within("the new incarnation's dial", new.connect(b.name()))
+    let incarnation = async |creation: u32| {
+        let n = DistNode::start(
+            girder::Node::with_creation(name, creation),
+            dist::config(name, COOKIE),
+        )
         .await
-        .expect("admitted as the newer incarnation");
-    let creation = |n: &DistNode| {
-        n.peers()
+        .unwrap();
+        n.add_address(b.name().clone(), b.local_addr());
+        n
+    };
+    let refusal = async |n: &DistNode| {
+        let mut events = n.subscribe();
+        assert!(n.connect(b.name()).await.is_err());
+        within("the dial's failure", async {
+            loop {
+                if let Ok(NodeEvent::DialFailed { reason, .. }) = events.recv().await {
+                    return reason;
+                }
+            }
+        })
+        .await
+    };
+    let old = incarnation(u32::MAX - 1_000).await;
+    old.connect(b.name()).await.unwrap();
+    let new = incarnation(4_000).await;
+    let why = refusal(&new).await;
+    assert!(why.contains("in use by a live node"), "{why}");
+    old.shutdown();
+    eventually_async("the new incarnation admitted", async || {
+        new.connect(b.name()).await.is_ok()
+    })
+    .await;
+    let creation = || {
+        b.peers()
             .into_iter()
             .find(|p| p.name.as_str() == name)
             .and_then(|p| p.creation)
     };
-    assert_eq!(creation(&b), Some(4_000));
-    // The older one, dialling again, is the stale one now.
-    eventually("the old incarnation's connection is gone", || {
-        old.connected().is_empty()
-    })
-    .await;
-    assert!(old.connect(b.name()).await.is_err());
-    assert_eq!(creation(&b), Some(4_000));
+    assert_eq!(creation(), Some(4_000));
+    // Another node claiming the old incarnation is the stale one now.
+    let straggler = incarnation(u32::MAX - 1_000).await;
+    let why = refusal(&straggler).await;
+    assert!(why.contains("older than the known 4000"), "{why}");
+    assert_eq!(creation(), Some(4_000));
 }
 
 #[tokio::test]

@@ -97,7 +97,8 @@ impl Inner {
     }
 
     /// The acceptor's admission rule: one connection per pair, the dial from the smaller name
-    /// wins when both dial at once, and a restarted peer replaces its old incarnation.
+    /// wins when both dial at once, a newcomer with the name of a live peer is refused, and a
+    /// restarted peer replaces its old incarnation once the old connection is lost.
     pub(super) fn admit(&self, name: &NodeName, creation: u32) -> Result<u64, Refusal> {
         if name == &self.cfg.name {
             return Err(Refusal::SameName(name.clone()));
@@ -117,6 +118,20 @@ impl Inner {
                 return Err(Refusal::StaleCreation {
                     name: name.clone(),
                     known: *known,
+                    offered: creation,
+                })
+            }
+            // A live connection means a live node: the newcomer with its name is refused, not
+            // the node that was there first. One that restarted after a crash gets in once
+            // the old connection is seen lost (silent for `dead_after`, or closed).
+            State::Up {
+                creation: known,
+                handle,
+                ..
+            } if !handle.is_lost() => {
+                return Err(Refusal::NameInUse {
+                    name: name.clone(),
+                    live: *known,
                     offered: creation,
                 })
             }
@@ -144,7 +159,7 @@ impl Inner {
         );
         drop(st);
         match previous {
-            // The peer restarted: its old incarnation is gone, whatever the old connection says.
+            // The peer restarted: the old connection is lost, though not yet cleaned up.
             State::Up { handle, .. } => {
                 handle.close();
                 peer.retire(&handle);

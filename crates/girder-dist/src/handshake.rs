@@ -116,6 +116,14 @@ pub enum Refusal {
     /// This node has shut its distribution down.
     #[error("this node has shut its distribution down")]
     ShutDown,
+    /// The dialler's TLS certificate does not name the host of the node it claims to be.
+    #[error("{name}'s certificate is not for its host: {why}")]
+    CertificateNotForName {
+        /// The name claimed.
+        name: NodeName,
+        /// What the check found.
+        why: String,
+    },
     /// A live node with this name is connected: the newcomer is refused, not the node that
     /// was there first. (A node that restarted is let in as soon as its old connection is
     /// seen lost, within the connection's `dead_after`.)

@@ -2,7 +2,11 @@
 //!
 //! Both sides present a certificate signed by the cluster's CA and verify the other's against
 //! it; the cookie handshake then runs inside the encrypted stream, so a node needs both the right
-//! certificate and the cookie. Only the `ring` crypto provider is compiled in.
+//! certificate and the cookie. Each side also checks that the other's certificate names the
+//! host of the node it claims to be (the part of its name after `@`): the dialler checks the
+//! acceptor's as TLS clients do, and the acceptor checks the dialler's against the name in its
+//! Hello, so a certificate issued to one node cannot be used to pose as another (unless
+//! [`TlsConfig::allow_any_client_name`]). Only the `ring` crypto provider is compiled in.
 
 use std::io;
 use std::path::Path;
@@ -40,6 +44,7 @@ pub enum TlsError {
 pub struct TlsConfig {
     server: Arc<ServerConfig>,
     client: Arc<ClientConfig>,
+    client_names: bool,
 }
 
 impl std::fmt::Debug for TlsConfig {
@@ -78,7 +83,21 @@ impl TlsConfig {
         Ok(TlsConfig {
             server: Arc::new(server),
             client: Arc::new(client),
+            client_names: true,
         })
+    }
+
+    /// Accepts a dialler whose certificate (signed by the cluster CA) does not name the host of
+    /// the node it claims to be: for clusters whose certificates are shared, or name something
+    /// else. Any holder of such a certificate and the cookie can then claim any name.
+    pub fn allow_any_client_name(mut self) -> Self {
+        self.client_names = false;
+        self
+    }
+
+    /// Whether an incoming connection's certificate must name the claimed node's host.
+    pub fn checks_client_names(&self) -> bool {
+        self.client_names
     }
 
     /// Builds from PEM files: the CA certificate(s), this node's certificate chain, its key.
@@ -120,4 +139,29 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     cfg: &TlsConfig,
 ) -> io::Result<tokio_rustls::server::TlsStream<S>> {
     TlsAcceptor::from(cfg.server.clone()).accept(stream).await
+}
+
+/// Whether `certificate` (the dialler's, already verified against the CA) names `host`: a DNS
+/// name or an IP address in its subject alternative names.
+///
+/// ```
+/// # use rustls_pki_types::CertificateDer;
+/// let not_a_certificate = CertificateDer::from(vec![0u8; 8]);
+/// assert!(girder_dist::tls::names_host(&not_a_certificate, "localhost").is_err());
+/// ```
+pub fn names_host(certificate: &CertificateDer<'_>, host: &str) -> Result<(), String> {
+    let name = ServerName::try_from(host).map_err(|e| format!("{host:?}: {e}"))?;
+    let cert = webpki::EndEntityCert::try_from(certificate).map_err(|e| format!("{e:?}"))?;
+    cert.verify_is_valid_for_subject_name(&name)
+        .map_err(|_| format!("the certificate does not name {host}"))
+}
+
+/// The dialler's certificate on an accepted connection (the end entity of its chain).
+pub fn client_certificate<S>(
+    stream: &tokio_rustls::server::TlsStream<S>,
+) -> Option<CertificateDer<'static>> {
+    let (_, conn) = stream.get_ref();
+    conn.peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|c| c.clone().into_owned())
 }

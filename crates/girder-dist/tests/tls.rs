@@ -32,7 +32,12 @@ fn ca() -> Ca {
 }
 
 fn node_tls(ca: &Ca, trust: &Ca) -> TlsConfig {
-    let params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    node_tls_for(ca, trust, "localhost")
+}
+
+/// A certificate signed by `ca` for `host`, trusting `trust`.
+fn node_tls_for(ca: &Ca, trust: &Ca, host: &str) -> TlsConfig {
+    let params = CertificateParams::new(vec![host.to_string()]).unwrap();
     let key = KeyPair::generate().unwrap();
     let cert = params.signed_by(&key, &ca.issuer).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
@@ -160,4 +165,61 @@ async fn a_peer_that_never_starts_tls_is_closed_after_the_handshake_timeout() {
         s.refused == 1 && s.pending_handshakes == 0
     })
     .await;
+}
+
+async fn tls_node(name: &str, tls: TlsConfig) -> girder_dist::DistNode {
+    let mut cfg = girder_testkit::dist::config(name, "tls-test-cluster-cookie");
+    cfg.tls = Some(std::sync::Arc::new(tls));
+    girder_dist::DistNode::start(girder::Node::new(name), cfg)
+        .await
+        .unwrap()
+}
+
+/// Whether `from`'s dial to `to` succeeds.
+async fn dial(from: &girder_dist::DistNode, to: &girder_dist::DistNode) -> bool {
+    from.add_address(to.name().clone(), to.local_addr());
+    from.connect(to.name()).await.is_ok()
+}
+
+async fn dial_failure(from: &girder_dist::DistNode, to: &girder_dist::DistNode) -> String {
+    from.add_address(to.name().clone(), to.local_addr());
+    let mut events = from.subscribe();
+    assert!(
+        from.connect(to.name()).await.is_err(),
+        "{} got in",
+        from.name()
+    );
+    girder_testkit::within("the dial's failure", async {
+        loop {
+            if let Ok(girder_dist::NodeEvent::DialFailed { reason, .. }) = events.recv().await {
+                return reason;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_certificate_from_the_cluster_ca_cannot_pose_as_another_host() {
+    let cluster = ca();
+    let a = tls_node("a@localhost", node_tls_for(&cluster, &cluster, "localhost")).await;
+    // A valid certificate of the cluster, issued to another host, claiming a name on it.
+    let mallory = tls_node(
+        "m@victim.example",
+        node_tls_for(&cluster, &cluster, "mallory.example"),
+    )
+    .await;
+    let why = dial_failure(&mallory, &a).await;
+    assert!(why.contains("certificate is not for its host"), "{why}");
+    assert!(a.connected().is_empty());
+    // The certificate of the host it claims: let in.
+    let b = tls_node("b@localhost", node_tls_for(&cluster, &cluster, "localhost")).await;
+    assert!(dial(&b, &a).await);
+    // Unless the acceptor was told to take any name from its CA.
+    let lax = tls_node(
+        "lax@localhost",
+        node_tls_for(&cluster, &cluster, "localhost").allow_any_client_name(),
+    )
+    .await;
+    assert!(dial(&mallory, &lax).await);
 }

@@ -64,11 +64,17 @@ pub(super) async fn accept_loop(
             let limit = inner.cfg.handshake_timeout;
             match tls_cfg {
                 Some(t) => match tokio::time::timeout(limit, tls::accept(stream, &t)).await {
-                    Ok(Ok(s)) => accept(inner, s, from).await,
+                    Ok(Ok(s)) => {
+                        let cert = t
+                            .checks_client_names()
+                            .then(|| tls::client_certificate(&s))
+                            .map(|c| c.ok_or_else(|| "no client certificate".to_string()));
+                        accept(inner, s, from, cert).await
+                    }
                     Ok(Err(e)) => inner.refused(from, format!("TLS: {e}")),
                     Err(_) => inner.refused(from, format!("TLS: no handshake within {limit:?}")),
                 },
-                None => accept(inner, stream, from).await,
+                None => accept(inner, stream, from, None).await,
             }
         });
     }
@@ -115,12 +121,28 @@ impl Drop for Pending {
     }
 }
 
-async fn accept<S>(inner: Arc<Inner>, stream: S, from: SocketAddr)
-where
+/// Runs the acceptor's handshake. With TLS that checks names, `certificate` is the dialler's
+/// (or why there is none): it must name the host of the node the dialler claims to be, which
+/// is checked with admission, after the cookie proof.
+async fn accept<S>(
+    inner: Arc<Inner>,
+    stream: S,
+    from: SocketAddr,
+    certificate: Option<Result<rustls_pki_types::CertificateDer<'static>, String>>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let admitted = parking_lot::Mutex::new(None);
     let result = handshake::accept(stream, &inner.hs, |name, creation| {
+        if let Some(cert) = &certificate {
+            cert.as_ref()
+                .map_err(|e| e.clone())
+                .and_then(|c| tls::names_host(c, name.host()))
+                .map_err(|why| crate::handshake::Refusal::CertificateNotForName {
+                    name: name.clone(),
+                    why,
+                })?;
+        }
         let gen = inner.admit(name, creation)?;
         *admitted.lock() = Some((name.clone(), gen));
         Ok(())

@@ -1,4 +1,5 @@
-//! `girder node` processes started by this one (the demo's cluster, the `detect` benchmark),
+//! `girder node` processes started by this one (the demo's cluster, the `detect` and `attack`
+//! benchmarks),
 //! with their output lines readable as they come. Dropping one kills it.
 
 use std::io::{BufRead, BufReader};
@@ -50,6 +51,11 @@ impl NodeProcess {
                 Err(_) => return Err(format!("none of {needles:?} within {within:?}")),
             }
         }
+    }
+
+    /// The lines written since the last look, without waiting.
+    pub fn drain(&self) -> Vec<String> {
+        self.lines.try_iter().collect()
     }
 
     /// The address from the node's `node NAME up (...) on ADDR; ...` line.

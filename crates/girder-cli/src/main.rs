@@ -134,7 +134,7 @@ enum Command {
     /// Runs the runtime's benchmark workloads and prints a table (or JSON lines).
     Bench {
         /// Workloads to run: spawn, ring, pingpong, call_c1, call_c100, fanin, dist_link,
-        /// dist_send, dist_call_c1, dist_call_c50, detect, or all.
+        /// dist_send, dist_call_c1, dist_call_c50, detect, attack, or all.
         #[arg(long = "workload", short = 'w')]
         workloads: Vec<String>,
         /// One JSON object per line instead of a table.

@@ -63,6 +63,9 @@ pub trait Network: fmt::Debug + Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tokio;
 
+/// Receive buffer asked for datagram sockets (bytes).
+const DATAGRAM_BUFFER: usize = 4 << 20;
+
 /// The default network, shared.
 pub fn tokio_network() -> Arc<dyn Network> {
     Arc::new(Tokio)
@@ -86,7 +89,16 @@ impl Network for Tokio {
 
     fn bind_datagrams(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<Arc<dyn Datagrams>>> {
         Box::pin(async move {
-            let s = tokio::net::UdpSocket::bind(addr).await?;
+            use socket2::{Domain, Protocol, Socket, Type};
+            let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+            // Room for bursts: under a flood the reader keeps up on average, but while its
+            // thread is descheduled for a few milliseconds the usual 208 KiB fills in about
+            // two, and the kernel then drops real members' datagrams with the flood's. The
+            // kernel caps this at net.core.rmem_max.
+            let _ = socket.set_recv_buffer_size(DATAGRAM_BUFFER);
+            socket.set_nonblocking(true)?;
+            socket.bind(&addr.into())?;
+            let s = tokio::net::UdpSocket::from_std(socket.into())?;
             Ok(Arc::new(s) as Arc<dyn Datagrams>)
         })
     }

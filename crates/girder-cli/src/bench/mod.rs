@@ -1,6 +1,7 @@
 //! `girder bench`: the runtime's standard workloads, comparable with the peer benchmarks in
 //! `bench/peers` (same names, counts and JSON keys).
 
+mod attack;
 mod detect;
 mod link;
 pub mod remote;
@@ -18,7 +19,7 @@ pub struct Outcome {
     pub values: Vec<(&'static str, f64)>,
 }
 
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     "spawn",
     "ring",
     "pingpong",
@@ -32,6 +33,7 @@ pub const ALL: [&str; 13] = [
     "dist_call_c1",
     "dist_call_c50",
     "detect",
+    "attack",
 ];
 
 pub fn run(names: &[String], scale: f64, json: bool, schedulers: bool) -> Result<(), String> {
@@ -86,6 +88,7 @@ pub fn run(names: &[String], scale: f64, json: bool, schedulers: bool) -> Result
         // `detect` runs two `girder node` OS processes; the rest run in this runtime.
         let outcome = match name {
             "detect" => detect::run(pool_threads)?,
+            "attack" => attack::run(scale, pool_threads)?,
             "dist_send" | "dist_call_c1" | "dist_call_c50" => {
                 remote::run(name, scale, pool_threads)?
             }
@@ -160,6 +163,7 @@ fn report(o: &Outcome, json: bool, schedulers: bool) {
             "ms (silent)",
         ),
         "supervisor_churn" => (get("pair_us_beside").unwrap_or(0.0), "µs/pair"),
+        "attack" => (get("handshakes_per_s").unwrap_or(0.0), "handshakes/s"),
         "timers" => (get("arm_ns").unwrap_or(0.0), "ns/arm"),
         _ => (get("calls_per_s").unwrap_or(0.0), "calls/s"),
     };
@@ -178,6 +182,18 @@ fn report(o: &Outcome, json: bool, schedulers: bool) {
     );
     if let Some(m) = get("mem_bytes_per_proc") {
         println!("{:<10} {:>16.0} {:>14}", "", m, "bytes/proc");
+    }
+    if o.workload == "attack" {
+        for (key, unit) in [
+            ("refused_per_s", "refused/s"),
+            ("hello_flood_connected_pct", "% connected"),
+            ("pending_bytes", "bytes/pending"),
+            ("udp_sent_per_s", "datagrams/s"),
+            ("udp_cpu_pct", "% CPU (a)"),
+            ("udp_false_downs", "false downs"),
+        ] {
+            println!("{:<10} {:>16.0} {:>14}", "", get(key).unwrap_or(0.0), unit);
+        }
     }
     if let (Some(r), Some(s)) = (get("churn_ratio"), get("shutdown_s")) {
         println!("{:<10} {:>16.2} {:>14}", "", r, "× alone");

@@ -332,17 +332,37 @@ async fn with_timeout<T>(
         .map_err(|_| HandshakeError::Timeout(limit))?
 }
 
+/// Bytes of buffer each way while a peer authenticates: its messages are under 200 bytes, and a
+/// connection that never authenticates should hold little (8 KiB each way by default).
+const HANDSHAKE_BUFFER: usize = 512;
+
+fn handshake_framing<S: AsyncRead + AsyncWrite>(stream: S) -> Conn<S> {
+    Framed::with_capacity(
+        stream,
+        FrameCodec::new(MAX_HANDSHAKE_FRAME),
+        HANDSHAKE_BUFFER,
+    )
+}
+
 /// Logs a failure; on success switches the connection to the configured frame limit.
 fn conclude<S>(
     result: Result<Established, HandshakeError>,
-    mut conn: Conn<S>,
+    conn: Conn<S>,
     cfg: &HandshakeConfig,
     failure: &'static str,
 ) -> Result<(Established, Conn<S>), HandshakeError> {
     match result {
         Ok(e) => {
-            *conn.codec_mut() = FrameCodec::new(cfg.max_frame);
-            Ok((e, conn))
+            // The connection proper: the configured frame limit, and the usual 8 KiB buffers
+            // (and write batching boundary) in place of the handshake's small ones.
+            let parts = conn.into_parts();
+            let mut next = tokio_util::codec::FramedParts::new::<Frame>(
+                parts.io,
+                FrameCodec::new(cfg.max_frame),
+            );
+            next.read_buf = parts.read_buf;
+            next.write_buf = parts.write_buf;
+            Ok((e, Framed::from_parts(next)))
         }
         Err(e) => {
             tracing::warn!(node = %cfg.name, error = %e, "{failure}");
@@ -357,7 +377,7 @@ pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     cfg: &HandshakeConfig,
 ) -> Result<(Established, Conn<S>), HandshakeError> {
-    let mut conn = Framed::new(stream, FrameCodec::new(MAX_HANDSHAKE_FRAME));
+    let mut conn = handshake_framing(stream);
     let established = with_timeout(cfg.timeout, async {
         let nonce_i = nonce();
         send(
@@ -451,7 +471,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     cfg: &HandshakeConfig,
     admit: impl Fn(&NodeName, u32) -> Result<(), Refusal>,
 ) -> Result<(Established, Conn<S>), HandshakeError> {
-    let mut conn = Framed::new(stream, FrameCodec::new(MAX_HANDSHAKE_FRAME));
+    let mut conn = handshake_framing(stream);
     let established = with_timeout(cfg.timeout, async {
         let (versions, peer, peer_creation, capabilities, nonce_i) = match recv(&mut conn).await? {
             Msg::Hello {

@@ -60,20 +60,10 @@ pub(super) async fn accept_loop(
         let node = inner.node.clone();
         node.spawn_task(async move {
             let _slot = slot;
-            let tls_cfg = inner.cfg.tls.clone();
-            let limit = inner.cfg.handshake_timeout;
-            match tls_cfg {
-                Some(t) => match tokio::time::timeout(limit, tls::accept(stream, &t)).await {
-                    Ok(Ok(s)) => {
-                        let cert = t
-                            .checks_client_names()
-                            .then(|| tls::client_certificate(&s))
-                            .map(|c| c.ok_or_else(|| "no client certificate".to_string()));
-                        accept(inner, s, from, cert).await
-                    }
-                    Ok(Err(e)) => inner.refused(from, format!("TLS: {e}")),
-                    Err(_) => inner.refused(from, format!("TLS: no handshake within {limit:?}")),
-                },
+            match inner.cfg.tls.clone() {
+                // Boxed: a TLS session's state is several KiB, and a future holds the largest
+                // of its branches, so unboxed every pending connection would pay for it.
+                Some(t) => Box::pin(accept_tls(inner, stream, from, t)).await,
                 None => accept(inner, stream, from, None).await,
             }
         });
@@ -118,6 +108,27 @@ impl Pending {
 impl Drop for Pending {
     fn drop(&mut self) {
         self.inner.listener_health.lock().give_back(self.source);
+    }
+}
+
+/// TLS first (within the handshake timeout), then the handshake inside it.
+async fn accept_tls(
+    inner: Arc<Inner>,
+    stream: crate::transport::BoxStream,
+    from: SocketAddr,
+    t: Arc<tls::TlsConfig>,
+) {
+    let limit = inner.cfg.handshake_timeout;
+    match tokio::time::timeout(limit, tls::accept(stream, &t)).await {
+        Ok(Ok(s)) => {
+            let cert = t
+                .checks_client_names()
+                .then(|| tls::client_certificate(&s))
+                .map(|c| c.ok_or_else(|| "no client certificate".to_string()));
+            accept(inner, s, from, cert).await
+        }
+        Ok(Err(e)) => inner.refused(from, format!("TLS: {e}")),
+        Err(_) => inner.refused(from, format!("TLS: no handshake within {limit:?}")),
     }
 }
 

@@ -103,11 +103,15 @@ pub(crate) fn stop(dist: &DistNode) {
     if let Some(pid) = dist.node().whereis(SERVICE) {
         dist.node().exit(pid, ExitReason::Shutdown);
     }
-    let services = dist.services().clone();
-    dist.node().spawn_task(async move {
-        let _ = services.terminate_child(SERVICE).await;
-        let _ = services.delete_child(SERVICE).await;
-    });
+    // Outside a runtime (a handle dropped after it ended) the spec stays; the next `serve`
+    // forgets it before it starts its own.
+    if tokio::runtime::Handle::try_current().is_ok() {
+        let services = dist.services().clone();
+        dist.node().spawn_task(async move {
+            let _ = services.terminate_child(SERVICE).await;
+            let _ = services.delete_child(SERVICE).await;
+        });
+    }
 }
 
 /// Each connected node's active alarms (a node that does not answer within a second is listed

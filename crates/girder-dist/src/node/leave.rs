@@ -49,7 +49,7 @@ impl DistNode {
     /// // a hears a departure, not a failure.
     /// let event = loop {
     ///     match events.recv().await.unwrap() {
-    ///         NodeEvent::Discovered(_) => continue,
+    ///         NodeEvent::Discovered(_) | NodeEvent::Up(_) => continue,
     ///         other => break other,
     ///     }
     /// };

@@ -68,7 +68,8 @@ async fn serve(listen: SocketAddr) -> Result<(), Error> {
         _ = tokio::signal::ctrl_c() => {}
         _ = tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink())) => {}
     }
-    dist.shutdown();
+    // Says goodbye before the process exits: the caller sees a departure, not a failure.
+    dist.shutdown_and_wait().await;
     Ok(())
 }
 

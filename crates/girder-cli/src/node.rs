@@ -138,6 +138,17 @@ fn raise_open_files_limit() {
 
 async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), String> {
     let started = Instant::now();
+    // SIGTERM and Ctrl-C are caught from here on (polled once, the handlers are installed): one
+    // that comes while the node is still starting is a graceful leave as soon as it is up,
+    // rather than the default action, an abrupt exit that the other nodes see as a crash.
+    let signal = girder::application::shutdown_signal();
+    tokio::pin!(signal);
+    let mut signalled = false;
+    tokio::select! {
+        biased;
+        _ = &mut signal => signalled = true,
+        _ = std::future::ready(()) => {}
+    }
     raise_open_files_limit();
     let mut seeds = args.seeds.clone();
     if let Some(dns) = &args.seed_dns {
@@ -255,13 +266,11 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     }
 
     let at = || format!("+{:.2}s", started.elapsed().as_secs_f64());
-    let signal = girder::application::shutdown_signal();
-    tokio::pin!(signal);
     // A line a second at most for each: a flood of bad peers must not flood the output.
     let (mut refused, mut dial_failed) = (LineBudget::default(), LineBudget::default());
-    loop {
+    while !signalled {
         tokio::select! {
-            _ = &mut signal => break,
+            _ = &mut signal => signalled = true,
             event = events.recv() => match event {
                 Ok(MemberEvent::Up(m)) => {
                     println!("member up: {} at {} roles {:?} ({})", m.name, m.addr, m.roles, at());

@@ -74,8 +74,8 @@ pub(crate) async fn serve(dist: &DistNode, alarms: &AlarmManager) -> bool {
     .restart(Restart::Transient);
     let services = dist.services();
     let mut started = services.start_child(spec.clone()).await;
-    // What the last handle left (it stops the service as it goes, and forgets its spec a
-    // moment later): forgotten now, so this handle's service starts.
+    // What the last handle left (it stops the service as it goes, and leaves its spec):
+    // forgotten now, so this handle's service starts.
     let stale = match &started {
         Err(SupervisorError::AlreadyPresent(_)) => true,
         Err(SupervisorError::AlreadyStarted { pid, .. }) => {
@@ -97,20 +97,15 @@ pub(crate) async fn serve(dist: &DistNode, alarms: &AlarmManager) -> bool {
     }
 }
 
-/// Stops this node's alarm service for good (it is transient: a `Shutdown` exit is not
-/// restarted) and, a moment later, forgets its spec, so another handle can start its own.
+/// Stops this node's alarm service for good: it is transient, so a `Shutdown` exit is not
+/// restarted. Its spec stays under the supervisor, not running, until another handle's
+/// [`serve`] forgets it: forgetting it here would take a call to the supervisor from a task,
+/// which may run while the node's schedulers shut down (a dropped handle at the end of a
+/// program), and a call cut short there can spin for good (its reply's waker drops the
+/// waiting task in the middle of the reply).
 pub(crate) fn stop(dist: &DistNode) {
     if let Some(pid) = dist.node().whereis(SERVICE) {
         dist.node().exit(pid, ExitReason::Shutdown);
-    }
-    // Outside a runtime (a handle dropped after it ended) the spec stays; the next `serve`
-    // forgets it before it starts its own.
-    if tokio::runtime::Handle::try_current().is_ok() {
-        let services = dist.services().clone();
-        dist.node().spawn_task(async move {
-            let _ = services.terminate_child(SERVICE).await;
-            let _ = services.delete_child(SERVICE).await;
-        });
     }
 }
 

@@ -41,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (a, b) = (start("a@127.0.0.1").await?, start("b@127.0.0.1").await?);
     // Where b listens (or let membership tell: a.follow(&membership)).
     a.add_address(b.name().clone(), b.local_addr());
-    let (global_a, global_b) = (Global::start(&a)?, Global::start(&b)?);
+    let (global_a, global_b) = (Global::start(&a).await?, Global::start(&b).await?);
 
     // b runs the counter and registers it across the cluster.
     let counter = girder::server::start(b.node(), Counter(0)).await?;

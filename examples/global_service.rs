@@ -59,7 +59,7 @@ async fn node(name: &str, listen: SocketAddr) -> Result<DistNode, Error> {
 /// The serving side: runs the store, registers it globally, serves until stopped.
 async fn serve(listen: SocketAddr) -> Result<(), Error> {
     let dist = node("server@127.0.0.1", listen).await?;
-    let global = Global::start(&dist)?;
+    let global = Global::start(&dist).await?;
     let store = girder::server::start(dist.node(), Store::default()).await?;
     global.register_server("kv", &store)?;
     println!("serving kv on {}", dist.local_addr());
@@ -68,7 +68,8 @@ async fn serve(listen: SocketAddr) -> Result<(), Error> {
         _ = tokio::signal::ctrl_c() => {}
         _ = tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink())) => {}
     }
-    dist.shutdown();
+    // Says goodbye before the process exits: the caller sees a departure, not a failure.
+    dist.shutdown_and_wait().await;
     Ok(())
 }
 
@@ -79,7 +80,7 @@ async fn use_kv(server: SocketAddr) -> Result<(DistNode, Watching), Error> {
     let dist = node("caller@127.0.0.1", "127.0.0.1:0".parse()?).await?;
     let server_name = NodeName::new("server@127.0.0.1")?;
     dist.add_address(server_name.clone(), server);
-    let global = Global::start(&dist)?;
+    let global = Global::start(&dist).await?;
     let used = async {
         dist.connect(&server_name).await?;
         global

@@ -138,6 +138,17 @@ fn raise_open_files_limit() {
 
 async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), String> {
     let started = Instant::now();
+    // SIGTERM and Ctrl-C are caught from here on (polled once, the handlers are installed): one
+    // that comes while the node is still starting is a graceful leave as soon as it is up,
+    // rather than the default action, an abrupt exit that the other nodes see as a crash.
+    let signal = girder::application::shutdown_signal();
+    tokio::pin!(signal);
+    let mut signalled = false;
+    tokio::select! {
+        biased;
+        _ = &mut signal => signalled = true,
+        _ = std::future::ready(()) => {}
+    }
     raise_open_files_limit();
     let mut seeds = args.seeds.clone();
     if let Some(dns) = &args.seed_dns {
@@ -204,8 +215,10 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     );
     let mut events = membership.subscribe();
     dist.follow(&membership);
-    let global = Global::start(&dist).map_err(|e| e.to_string())?;
-    let _groups = Groups::start(&dist, "default").map_err(|e| e.to_string())?;
+    let global = Global::start(&dist).await.map_err(|e| e.to_string())?;
+    let _groups = Groups::start(&dist, "default")
+        .await
+        .map_err(|e| e.to_string())?;
     let _ops = match args.http {
         Some(addr) => {
             if !addr.ip().is_loopback() && (args.admin_token_file.is_none() || !args.protect_reads)
@@ -253,12 +266,11 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     }
 
     let at = || format!("+{:.2}s", started.elapsed().as_secs_f64());
-    let signal = girder::application::shutdown_signal();
-    tokio::pin!(signal);
-    let (mut refused_line, mut refused_quiet) = (None, 0u64);
-    loop {
+    // A line a second at most for each: a flood of bad peers must not flood the output.
+    let (mut refused, mut dial_failed) = (LineBudget::default(), LineBudget::default());
+    while !signalled {
         tokio::select! {
-            _ = &mut signal => break,
+            _ = &mut signal => signalled = true,
             event = events.recv() => match event {
                 Ok(MemberEvent::Up(m)) => {
                     println!("member up: {} at {} roles {:?} ({})", m.name, m.addr, m.roles, at());
@@ -266,6 +278,9 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
                 Ok(MemberEvent::Down(m)) => println!("member down: {} ({})", m.name, at()),
                 Ok(MemberEvent::Replaced { old, new }) => {
                     println!("member restarted: {} creation {} -> {}", new.name, old.creation, new.creation);
+                }
+                Ok(MemberEvent::Forgotten(m)) => {
+                    println!("member forgotten: {} (down for too long) ({})", m.name, at());
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     println!("missed {n} membership events (slow output)");
@@ -279,18 +294,18 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
                 Ok(NodeEvent::Down { node, reason }) => {
                     println!("connection to {node} lost: {reason} ({})", at());
                 }
+                Ok(NodeEvent::Left { node, reason }) => {
+                    println!("{node} left: {reason} ({})", at());
+                }
+                Ok(NodeEvent::Forgotten(node)) => println!("{node} forgotten ({})", at()),
                 Ok(NodeEvent::DialFailed { node, reason }) => {
-                    println!("handshake with {node} failed: {reason}");
+                    if let Some(more) = dial_failed.spend() {
+                        println!("handshake with {node} failed: {reason}{more}");
+                    }
                 }
                 Ok(NodeEvent::Refused { from, reason }) => {
-                    // A line a second at most: a flood of bad peers must not flood the output.
-                    if refused_line.is_some_and(|at: Instant| at.elapsed() < Duration::from_secs(1)) {
-                        refused_quiet += 1;
-                    } else {
-                        let more = std::mem::take(&mut refused_quiet);
-                        let more = if more > 0 { format!(" ({more} more refused since the last line)") } else { String::new() };
+                    if let Some(more) = refused.spend() {
                         println!("connection from {from} refused: {reason}{more}");
-                        refused_line = Some(Instant::now());
                     }
                 }
                 Ok(NodeEvent::Discovered(_)) => {}
@@ -302,8 +317,36 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
         }
     }
     println!("leaving the cluster");
+    // The goodbyes first: the peers hear them, and report a departure (no `node_down` alarm),
+    // before membership tells them the member is gone.
+    dist.shutdown_and_wait().await;
     membership.leave().await;
-    dist.shutdown();
     println!("node {name} stopped");
     Ok(())
+}
+
+/// One line a second at most for something that can happen a thousand times a second.
+#[derive(Default)]
+struct LineBudget {
+    last: Option<Instant>,
+    quiet: u64,
+}
+
+impl LineBudget {
+    /// `Some(suffix)` if a line may be printed now (the suffix tells how many were not);
+    /// `None` if not.
+    fn spend(&mut self) -> Option<String> {
+        if self
+            .last
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            self.quiet += 1;
+            return None;
+        }
+        self.last = Some(Instant::now());
+        Some(match std::mem::take(&mut self.quiet) {
+            0 => String::new(),
+            n => format!(" ({n} more since the last line)"),
+        })
+    }
 }

@@ -1,6 +1,7 @@
 //! `girder node` as separate OS processes: two nodes find each other through a seed and
 //! authenticate; a node with the wrong cookie is kept out; one is killed with SIGKILL and the
-//! other reports it down; bad arguments get clear errors.
+//! other reports it down (with a `node_down` alarm), one stopped with SIGTERM is reported as
+//! having left (without one); bad arguments get clear errors.
 
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,79 @@ fn nodes_join_authenticate_and_detect_a_killed_peer() {
 
     a.signal("-TERM");
     a.expect("node a@127.0.0.1 stopped", WAIT);
+}
+
+/// A peer stopped with SIGTERM leaves gracefully: the others report it as having left, with
+/// no `node_down` alarm; one killed with SIGKILL is a failure, with the alarm.
+#[test]
+fn a_node_stopped_with_sigterm_leaves_without_an_alarm_and_a_killed_one_raises_one() {
+    let cookie = cookie_file("graceful-leave-cluster-cookie");
+    let c = cookie.to_str().unwrap();
+    let a = node(&[
+        "--name",
+        "la@127.0.0.1",
+        "--listen",
+        "127.0.0.1:0",
+        "--cookie-file",
+        c,
+        "--http",
+        "127.0.0.1:0",
+    ]);
+    let api = a.expect("ops API on http://", WAIT);
+    let api = api
+        .trim_start_matches("ops API on http://")
+        .trim()
+        .to_string();
+    let addr = up_address(&a.expect("node la@127.0.0.1 up", WAIT));
+    let peer = |name: &str| {
+        node(&[
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--seed",
+            &addr,
+            "--cookie-file",
+            c,
+        ])
+    };
+    let active_alarms = || {
+        let (code, body) = http(&api, "GET", "/api/alarms", None);
+        assert_eq!(code, 200, "{body}");
+        body
+    };
+
+    let b = peer("lb@127.0.0.1");
+    a.expect("connected to lb@127.0.0.1", WAIT);
+    b.signal("-TERM");
+    // The connection's end and membership's news arrive on their own paths, in either order.
+    let (mut left, mut member_down) = (false, false);
+    while !(left && member_down) {
+        let line = a.expect("lb@127.0.0.1", WAIT);
+        assert!(
+            !line.contains("alarm raised") && !line.contains("connection to lb@127.0.0.1 lost"),
+            "a graceful leave taken for a failure: {line}"
+        );
+        left |= line.contains("lb@127.0.0.1 left: it shut down");
+        member_down |= line.contains("member down: lb@127.0.0.1");
+    }
+    b.expect("node lb@127.0.0.1 stopped", WAIT);
+    assert!(
+        !a.saw("alarm raised", Duration::from_millis(500)),
+        "a graceful leave raised an alarm"
+    );
+    let alarms = active_alarms();
+    assert!(alarms.contains("\"active\":[]"), "{alarms}");
+
+    let k = peer("lk@127.0.0.1");
+    a.expect("connected to lk@127.0.0.1", WAIT);
+    k.signal("-KILL");
+    let raised = a.expect("alarm raised: node_down:lk@127.0.0.1", WAIT);
+    assert!(raised.contains("Major"), "{raised}");
+    assert!(active_alarms().contains("node_down:lk@127.0.0.1"));
+
+    a.signal("-TERM");
+    a.expect("node la@127.0.0.1 stopped", WAIT);
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub(crate) async fn run(
             handle.close();
             return;
         };
-        handle_packet(&inner, &peer, msg.stream, &msg.payload).await;
+        handle_packet(&inner, &peer, gen, msg.stream, &msg.payload).await;
     }
     let why = handle.lost().await;
     if let Some(inner) = inner.upgrade() {
@@ -56,7 +56,7 @@ async fn next(rx: &mut mpsc::Receiver<Received>, spin: std::time::Duration) -> O
     rx.recv().await
 }
 
-async fn handle_packet(inner: &Arc<Inner>, peer: &Arc<Peer>, stream: u64, bytes: &[u8]) {
+async fn handle_packet(inner: &Arc<Inner>, peer: &Arc<Peer>, gen: u64, stream: u64, bytes: &[u8]) {
     let (packet, body) = match wire::split(bytes) {
         Ok(x) => x,
         Err(e) => {
@@ -180,6 +180,7 @@ async fn handle_packet(inner: &Arc<Inner>, peer: &Arc<Peer>, stream: u64, bytes:
                 let _ = tx.send(pid.map(remote));
             }
         }
+        Packet::Goodbye => inner.goodbye(peer, gen),
     }
 }
 

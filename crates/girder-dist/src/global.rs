@@ -9,6 +9,12 @@
 //!
 //! The registry needs a connection to every node that runs it, so it dials the nodes whose
 //! addresses the [`DistNode`] knows (from [`DistNode::follow`] or [`DistNode::add_address`]).
+//!
+//! Each node's registry service ([`SERVICE`]) runs under the node's supervisor of Girder's
+//! services ([`DistNode::services`], OTP's `kernel_sup`): if it dies it is started again, the
+//! names this node holds are kept (they live in the handles' copy, not in the process), and
+//! the new service swaps full states with every connected node's, so what it missed while it
+//! was down is made good.
 
 use girder::{Addr, Pid, Server, ServerRef};
 
@@ -55,7 +61,7 @@ pub enum GlobalError {
 ///     "127.0.0.1:0".parse().unwrap(),
 /// );
 /// let dist = DistNode::start(Node::new("a"), cfg).await.unwrap();
-/// let global = Global::start(&dist).unwrap();
+/// let global = Global::start(&dist).await.unwrap();
 /// let worker = dist.node().spawn(|mut ctx: girder::Context<()>| async move {
 ///     ctx.recv().await;
 ///     ExitReason::Normal
@@ -71,10 +77,14 @@ pub struct Global {
 }
 
 impl Global {
-    /// Starts this node's registry service. One per node.
-    pub fn start(dist: &DistNode) -> Result<Global, girder::RegisterError> {
+    /// Starts this node's registry service, registered as [`SERVICE`], under the node's
+    /// supervisor of Girder's services ([`DistNode::services`]): killed or crashed, it is
+    /// started again under its name, and the names survive (this node's, kept in the handles'
+    /// copy, and the other nodes', fetched from them again). One per node: a second start
+    /// fails with [`SupervisorError::AlreadyStarted`](girder::supervisor::SupervisorError::AlreadyStarted).
+    pub async fn start(dist: &DistNode) -> Result<Global, girder::supervisor::SupervisorError> {
         Ok(Global {
-            replica: Replica::start(dist, SERVICE, Mode::Unique)?,
+            replica: Replica::start(dist, SERVICE, Mode::Unique).await?,
         })
     }
 
@@ -157,7 +167,7 @@ impl Global {
     ///     "127.0.0.1:0".parse().unwrap(),
     /// );
     /// let dist = DistNode::start(Node::new("a"), cfg).await.unwrap();
-    /// let global = Global::start(&dist).unwrap();
+    /// let global = Global::start(&dist).await.unwrap();
     /// let clock = girder::server::start(dist.node(), Clock).await.unwrap();
     /// global.register_server("clock", &clock).unwrap();
     /// let found = global.server::<Clock>("clock").unwrap();
@@ -190,7 +200,7 @@ impl Global {
     ///     "127.0.0.1:0".parse().unwrap(),
     /// );
     /// let dist = DistNode::start(Node::new("a"), cfg).await.unwrap();
-    /// let global = Global::start(&dist).unwrap();
+    /// let global = Global::start(&dist).await.unwrap();
     /// assert_eq!(global.wait_for("late", Duration::from_millis(20)).await, None);
     /// let worker = dist.node().spawn(|mut ctx: girder::Context<()>| async move {
     ///     ctx.recv().await;

@@ -6,6 +6,10 @@
 //! copies are eventually consistent and converge after partitions heal.
 //! [`Groups::pick`] prefers members on this node (no network hop), as `pg:get_local_members`
 //! users do by hand.
+//!
+//! Each scope's service runs under the node's supervisor of Girder's services
+//! ([`DistNode::services`]) and comes back, with its groups, if it dies (see
+//! [`crate::global`], which works the same way).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -38,7 +42,7 @@ pub enum GroupError {
 ///     "127.0.0.1:0".parse().unwrap(),
 /// );
 /// let dist = DistNode::start(Node::new("a"), cfg).await.unwrap();
-/// let groups = Groups::start(&dist, "workers").unwrap();
+/// let groups = Groups::start(&dist, "workers").await.unwrap();
 /// let w = dist.node().spawn(|mut ctx: girder::Context<()>| async move {
 ///     ctx.recv().await;
 ///     ExitReason::Normal
@@ -57,11 +61,19 @@ pub struct Groups {
 }
 
 impl Groups {
-    /// Starts this node's service for `scope` (`girder.pg.<scope>`). One per scope per node;
+    /// Starts this node's service for `scope`, registered as `girder.pg.<scope>`, under the
+    /// node's supervisor of Girder's services ([`DistNode::services`]): killed or crashed, it
+    /// is started again under its name with the groups intact (this node's members are kept
+    /// in the handles' copy; the other nodes' are fetched from them again). One per scope per
+    /// node (a second start fails with
+    /// [`SupervisorError::AlreadyStarted`](girder::supervisor::SupervisorError::AlreadyStarted));
     /// nodes share a scope by its name.
-    pub fn start(dist: &DistNode, scope: &str) -> Result<Groups, girder::RegisterError> {
+    pub async fn start(
+        dist: &DistNode,
+        scope: &str,
+    ) -> Result<Groups, girder::supervisor::SupervisorError> {
         Ok(Groups {
-            replica: Replica::start(dist, &format!("girder.pg.{scope}"), Mode::Set)?,
+            replica: Replica::start(dist, &format!("girder.pg.{scope}"), Mode::Set).await?,
             next: Default::default(),
         })
     }

@@ -16,7 +16,10 @@
 //!
 //! The transcript binds both nonces, both names, both creations and the chosen version, so a
 //! proof cannot be replayed on another connection or for another node. A peer that fails any
-//! step gets nothing more: the connection is closed and the reason is logged on this side.
+//! step gets nothing more: the connection is closed and the reason is logged on this side. An
+//! initiator learns only where its connection ended: closed right after its proof
+//! ([`HandshakeError::ProofRefused`]) almost always means the two cookies differ, and a
+//! [`DistNode`](crate::DistNode) counts and logs it as such on the dialling side too.
 //!
 //! Nothing a peer says changes the acceptor's state before its proof is verified: admission
 //! (which may replace a connected peer's old incarnation, or refuse a duplicate) runs only after
@@ -178,6 +181,12 @@ pub enum HandshakeError {
     /// The peer's proof is wrong: it does not hold the cookie.
     #[error("peer {0} failed authentication (wrong cookie)")]
     BadProof(String),
+    /// The initiator's side: the peer closed the connection after this node's proof instead
+    /// of acknowledging it. An acceptor tells a peer without the cookie nothing, so this is
+    /// all the initiator learns: the peer does not hold this node's cookie (a peer that
+    /// verified the proof and refused admission says why: [`HandshakeError::RefusedByPeer`]).
+    #[error("peer {0} closed the connection after our proof: its cookie differs from ours")]
+    ProofRefused(String),
     /// The admission check refused the peer.
     #[error("peer refused: {0}")]
     Refused(#[from] Refusal),
@@ -344,7 +353,9 @@ fn handshake_framing<S: AsyncRead + AsyncWrite>(stream: S) -> Conn<S> {
     )
 }
 
-/// Logs a failure; on success switches the connection to the configured frame limit.
+/// Logs a failure (at debug: a node's distribution logs its refused peers, rate-limited, since
+/// a flood of them must not flood the log); on success switches the connection to the
+/// configured frame limit.
 fn conclude<S>(
     result: Result<Established, HandshakeError>,
     conn: Conn<S>,
@@ -365,7 +376,7 @@ fn conclude<S>(
             Ok((e, Framed::from_parts(next)))
         }
         Err(e) => {
-            tracing::warn!(node = %cfg.name, error = %e, "{failure}");
+            tracing::debug!(node = %cfg.name, error = %e, "{failure}");
             Err(e)
         }
     }
@@ -429,7 +440,17 @@ pub async fn initiate<S: AsyncRead + AsyncWrite + Unpin>(
             },
         )
         .await?;
-        match recv(&mut conn).await? {
+        let ack = match recv(&mut conn).await {
+            // Turned away after the proof: the acceptor closes without a word.
+            Err(HandshakeError::Closed) => Err(HandshakeError::ProofRefused(peer.to_string())),
+            Err(HandshakeError::Frame(FrameError::Io(e)))
+                if e.kind() == std::io::ErrorKind::ConnectionReset =>
+            {
+                Err(HandshakeError::ProofRefused(peer.to_string()))
+            }
+            other => other,
+        };
+        match ack? {
             Msg::Ack { mac } if transcript.verify(&cfg.cookie, b"acceptor", &mac) => {}
             Msg::Ack { .. } => return Err(HandshakeError::BadProof(peer.to_string())),
             Msg::Refused { reason, mac }

@@ -6,7 +6,7 @@
 //!
 //! | module | what it is | Erlang anchor |
 //! |---|---|---|
-//! | [`node`] | [`DistNode`]: a girder `Node` reachable from others; on-demand connections, [`NodeEvent`]s | `net_kernel` |
+//! | [`node`] | [`DistNode`]: a girder `Node` reachable from others; on-demand connections, [`NodeEvent`]s, a graceful shutdown (goodbyes), the supervisor of Girder's own services | `net_kernel`, `kernel_sup` |
 //! | [`remote`] | remote `Addr`/`ServerRef` handles, exports of local processes | remote pids, `gen_server:call({Name, Node}, ..)` |
 //! | [`wire`] | [`Wire`]: a message type's stable name; the packet format | the external term format, dist protocol |
 //! | [`global`] | [`global::Global`]: cluster-wide unique names, conflicts resolved after partitions | `global` |

@@ -75,6 +75,9 @@ pub(crate) struct Peer {
     pub(crate) waiting: Mutex<Waiting>,
     /// Woken on every state change.
     pub(crate) changed: Notify,
+    /// The generation of the connection on which the peer said goodbye (0: none): its loss is
+    /// a departure, not a failure.
+    pub(crate) goodbye: std::sync::atomic::AtomicU64,
     /// Traffic of connections that have ended: bytes out, bytes in, messages out, in.
     pub(crate) past: [std::sync::atomic::AtomicU64; 4],
     /// Signals and replies that found the connection's queue full (see `send_reliable`).
@@ -326,6 +329,7 @@ impl NodeTable {
             state: Mutex::new(State::Idle),
             waiting: Mutex::new(Waiting::default()),
             changed: Notify::new(),
+            goodbye: Default::default(),
             past: Default::default(),
             overflow: Default::default(),
             node: self.node.clone(),

@@ -17,7 +17,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use girder::{Addr, Context, Event, ExitReason, MonitorRef, Pid};
+use girder::supervisor::{ChildSpec, ChildStart, Restart, SupervisorError};
+use girder::{Addr, Context, Event, ExitReason, MonitorRef, Pid, StartError};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
@@ -127,40 +128,54 @@ pub(crate) fn now_stamp() -> u64 {
 pub(crate) struct Replica {
     pub(crate) dist: DistNode,
     pub(crate) table: Arc<RwLock<Table>>,
-    pub(crate) service: Addr<SyncMsg>,
+    /// The service's current incarnation, set by each one as it starts, so that handles reach
+    /// a restarted service.
+    service: Arc<parking_lot::Mutex<Option<Addr<SyncMsg>>>>,
     /// Woken whenever the table may have changed (for waits on a key).
     pub(crate) changes: Arc<tokio::sync::Notify>,
 }
 
 impl Replica {
-    /// Starts the service `name` on `dist`'s node (registered locally under `name`).
-    pub(crate) fn start(
+    /// Starts the service `name` under the node's supervisor of Girder's services
+    /// ([`DistNode::services`]), registered locally under `name` and restarted (with the table
+    /// kept, and resynchronised with the peers) if it exits abnormally.
+    pub(crate) async fn start(
         dist: &DistNode,
         name: &str,
         mode: Mode,
-    ) -> Result<Replica, girder::RegisterError> {
-        let table = Arc::new(RwLock::new(Table::default()));
-        let changes = Arc::new(tokio::sync::Notify::new());
-        let (d, t, n, c) = (
-            dist.clone(),
-            table.clone(),
-            name.to_string(),
-            changes.clone(),
-        );
-        let service = dist
-            .node()
-            .spawn(move |ctx: Context<SyncMsg>| run(ctx, d, t, n, mode, c));
-        if let Err(e) = dist.node().register(name, service.pid()) {
-            service.stop(ExitReason::Normal);
-            return Err(e);
-        }
-        dist.export(&service);
-        Ok(Replica {
+    ) -> Result<Replica, SupervisorError> {
+        let replica = Replica {
             dist: dist.clone(),
-            table,
-            service,
-            changes,
-        })
+            table: Default::default(),
+            service: Default::default(),
+            changes: Default::default(),
+        };
+        let r = replica.clone();
+        let spec = ChildSpec::new(name, move |s: ChildStart| r.clone().start_service(s, mode))
+            .named(name)
+            .restart(Restart::Permanent);
+        dist.services().start_child(spec).await?;
+        Ok(replica)
+    }
+
+    /// Starts one incarnation of the service, linked to the supervisor: registered, exported.
+    async fn start_service(self, s: ChildStart, mode: Mode) -> Result<Pid, StartError> {
+        let name = s.name.clone().expect("the spec is named");
+        let service = {
+            let (name, shared) = (name.clone(), self.clone());
+            s.node
+                .spawn_opts(s.spawn_options(), move |ctx| run(ctx, shared, name, mode))
+        };
+        if let Err(e) = s.node.register(&name, service.pid()) {
+            s.node.exit(service.pid(), ExitReason::Kill);
+            service.wait_exit().await;
+            return Err(match e {
+                girder::RegisterError::NameTaken { owner, .. } => StartError::AlreadyStarted(owner),
+                other => StartError::Other(other.to_string()),
+            });
+        }
+        self.dist.export(&service);
+        Ok(service.pid())
     }
 
     /// Wakes the waits on the table after a change made outside the service.
@@ -168,13 +183,21 @@ impl Replica {
         self.changes.notify_waiters();
     }
 
-    /// Adds an entry for a local process (already checked by the caller) and announces it.
+    /// Adds an entry for a local process (already checked by the caller, and in the table) and
+    /// announces it. If the service is down (restarting), the next one finds the entry in the
+    /// table and announces it.
     pub(crate) fn add_local(&self, e: Entry) {
-        let _ = self.service.send(SyncMsg::Add(e));
+        self.tell(SyncMsg::Add(e));
     }
 
     pub(crate) fn remove_local(&self, e: Entry) {
-        let _ = self.service.send(SyncMsg::Remove(e));
+        self.tell(SyncMsg::Remove(e));
+    }
+
+    fn tell(&self, m: SyncMsg) {
+        if let Some(service) = &*self.service.lock() {
+            let _ = service.send(m);
+        }
     }
 }
 
@@ -190,14 +213,16 @@ struct Service {
     backoff: HashMap<NodeName, (tokio::time::Instant, std::time::Duration)>,
 }
 
-async fn run(
-    mut ctx: Context<SyncMsg>,
-    dist: DistNode,
-    table: Arc<RwLock<Table>>,
-    name: String,
-    mode: Mode,
-    changes: Arc<tokio::sync::Notify>,
-) -> ExitReason {
+async fn run(mut ctx: Context<SyncMsg>, shared: Replica, name: String, mode: Mode) -> ExitReason {
+    // Before the table is read: a change a handle makes from now on is either in the table
+    // read below or sent to this incarnation (see `Replica::tell`).
+    *shared.service.lock() = Some(ctx.addr());
+    let Replica {
+        dist,
+        table,
+        changes,
+        ..
+    } = shared;
     let mut events = dist.subscribe();
     let mut s = Service {
         me: ctx.pid(),
@@ -209,6 +234,7 @@ async fn run(
         monitors: HashMap::new(),
         backoff: HashMap::new(),
     };
+    s.recover(&ctx);
     for node in s.dist.connected() {
         s.greet(node);
     }
@@ -234,8 +260,14 @@ async fn run(
                     s.backoff.remove(&node);
                     s.greet(node);
                 }
-                Ok(NodeEvent::Down { node, .. }) => s.node_down(&node),
-                Ok(NodeEvent::DialFailed { .. } | NodeEvent::Refused { .. }) => {}
+                Ok(NodeEvent::Down { node, .. } | NodeEvent::Left { node, .. }) => {
+                    s.node_down(&node)
+                }
+                Ok(
+                    NodeEvent::DialFailed { .. }
+                    | NodeEvent::Refused { .. }
+                    | NodeEvent::Forgotten(_),
+                ) => {}
                 // Missed events: greet every connected node again; Hello is idempotent.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     for node in s.dist.connected() {
@@ -250,6 +282,26 @@ async fn run(
 }
 
 impl Service {
+    /// What a restarted service does with the table its predecessor left (nothing, on a first
+    /// start): the entries of nodes no longer connected go (their loss was not seen), and this
+    /// node's holders are watched again (one that exited meanwhile is reported at once and
+    /// removed everywhere). Then the greeting of every connected node ([`run`]) swaps full
+    /// states with their services, which replaces what either side missed.
+    fn recover(&mut self, ctx: &Context<SyncMsg>) {
+        let connected = self.dist.connected();
+        let dist = &self.dist;
+        let local: Vec<Pid> = {
+            let mut t = self.table.write();
+            t.remove_where(|e| {
+                !e.pid.is_local() && !dist.node_of(e.pid).is_some_and(|n| connected.contains(&n))
+            });
+            t.local_entries().into_iter().map(|e| e.pid).collect()
+        };
+        for pid in local {
+            self.monitors.entry(pid).or_insert_with(|| ctx.monitor(pid));
+        }
+    }
+
     /// The services need a connection to every node that runs them.
     fn reach(&self, node: NodeName) {
         let dist = self.dist.clone();
@@ -346,12 +398,20 @@ impl Service {
                 self.table.write().remove(&e.key, e.pid);
             }
             SyncMsg::Greet { service } if !service.is_local() => {
+                let Some(node) = self.dist.node_of(service) else {
+                    return;
+                };
                 let entries = self.table.read().local_entries();
-                let _ = self.dist.addr::<SyncMsg>(service).send(SyncMsg::Hello {
+                let peer = self.dist.addr::<SyncMsg>(service);
+                let _ = peer.send(SyncMsg::Hello {
                     service: self.me,
                     entries,
                     reply: true,
                 });
+                // A peer from now on: a change made here after this `Hello` was written is
+                // broadcast to it, behind the `Hello` (waiting for its reply to count it in
+                // would lose the changes made in between).
+                self.peers.insert(node, peer);
             }
             SyncMsg::Greet { .. } => {}
         }

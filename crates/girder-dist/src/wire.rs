@@ -167,6 +167,12 @@ pub(crate) enum Packet<'a> {
         reff: u64,
         pid: Option<WirePid>,
     },
+    /// The sender is leaving: its distribution is shutting down
+    /// ([`DistNode::shutdown`](crate::DistNode::shutdown)). The receiver closes the connection,
+    /// which tells the sender it was heard, and reports a departure
+    /// ([`NodeEvent::Left`](crate::NodeEvent::Left)), not a failure. Last, so a build that does
+    /// not know it drops it as an undecodable packet and the rest still decodes.
+    Goodbye,
 }
 
 /// Why a message could not be encoded.

@@ -24,9 +24,9 @@ async fn a_global_name_is_seen_everywhere_and_goes_when_its_owner_exits() {
         start("gc@localhost").await,
     );
     let (ga, gb, gc) = (
-        Global::start(&a).unwrap(),
-        Global::start(&b).unwrap(),
-        Global::start(&c).unwrap(),
+        Global::start(&a).await.unwrap(),
+        Global::start(&b).await.unwrap(),
+        Global::start(&c).await.unwrap(),
     );
     introduce(&[&a, &b, &c]);
     let counter = girder::server::start(b.node(), Counter(0)).await.unwrap();
@@ -80,10 +80,13 @@ async fn a_global_name_is_seen_everywhere_and_goes_when_its_owner_exits() {
 #[tokio::test]
 async fn a_node_going_down_takes_its_names_and_members_with_it() {
     let (a, b) = (start("gd1@localhost").await, start("gd2@localhost").await);
-    let (ga, gb) = (Global::start(&a).unwrap(), Global::start(&b).unwrap());
+    let (ga, gb) = (
+        Global::start(&a).await.unwrap(),
+        Global::start(&b).await.unwrap(),
+    );
     let (pa, pb) = (
-        Groups::start(&a, "s").unwrap(),
-        Groups::start(&b, "s").unwrap(),
+        Groups::start(&a, "s").await.unwrap(),
+        Groups::start(&b, "s").await.unwrap(),
     );
     introduce(&[&a, &b]);
     let w = idle(b.node());
@@ -104,7 +107,10 @@ async fn a_node_going_down_takes_its_names_and_members_with_it() {
 async fn after_a_partition_heals_exactly_one_owner_remains_the_older_one() {
     // Two nodes that do not know each other yet: a partition.
     let (a, b) = (start("pa@localhost").await, start("pb@localhost").await);
-    let (ga, gb) = (Global::start(&a).unwrap(), Global::start(&b).unwrap());
+    let (ga, gb) = (
+        Global::start(&a).await.unwrap(),
+        Global::start(&b).await.unwrap(),
+    );
     let first = idle(a.node());
     ga.register("leader", first.pid()).unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -131,13 +137,13 @@ async fn after_a_partition_heals_exactly_one_owner_remains_the_older_one() {
 async fn process_groups_replicate_prefer_local_members_and_converge() {
     let (a, b) = (start("ra@localhost").await, start("rb@localhost").await);
     let (pa, pb) = (
-        Groups::start(&a, "workers").unwrap(),
-        Groups::start(&b, "workers").unwrap(),
+        Groups::start(&a, "workers").await.unwrap(),
+        Groups::start(&b, "workers").await.unwrap(),
     );
     // Another scope with the same group name stays separate.
     let (oa, ob) = (
-        Groups::start(&a, "other").unwrap(),
-        Groups::start(&b, "other").unwrap(),
+        Groups::start(&a, "other").await.unwrap(),
+        Groups::start(&b, "other").await.unwrap(),
     );
     let (a1, a2, b1) = (idle(a.node()), idle(a.node()), idle(b.node()));
     // Joined while partitioned.
@@ -212,7 +218,10 @@ impl Server for Singleton {
 async fn a_supervised_global_singleton_restarts_cleanly_a_thousand_times() {
     use girder::supervisor::{ChildSpec, Supervisor};
     let (a, b) = (start("gsa@localhost").await, start("gsb@localhost").await);
-    let (ga, gb) = (Global::start(&a).unwrap(), Global::start(&b).unwrap());
+    let (ga, gb) = (
+        Global::start(&a).await.unwrap(),
+        Global::start(&b).await.unwrap(),
+    );
     introduce(&[&a, &b]);
     let refused = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let (g, r) = (gb.clone(), refused.clone());

@@ -301,7 +301,7 @@ fn the_global_registry_converges_to_one_owner_after_a_partition() {
                 let others: Vec<&str> =
                     ["a", "b", "c"].into_iter().filter(|h| *h != host).collect();
                 let dist = node(host, &others).await;
-                let global = Global::start(&dist)?;
+                let global = Global::start(&dist).await?;
                 // c registers "leader" during the partition (b does not).
                 if host == "c" {
                     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -327,7 +327,7 @@ fn the_global_registry_converges_to_one_owner_after_a_partition() {
         turmoil::partition("a", "b");
         turmoil::partition("a", "c");
         let a = node("a", &["b", "c"]).await;
-        let global = Global::start(&a)?;
+        let global = Global::start(&a).await?;
         let w = idle(a.node());
         // a registers first (older), during the partition.
         global.register("leader", w.pid())?;

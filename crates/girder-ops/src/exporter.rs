@@ -184,6 +184,12 @@ const DESCRIBED: &[(&str, Kind, Unit, &str)] = &[
         "Incoming connections closed on arrival: too many authenticating, in all or from their address.",
     ),
     (
+        "girder_dist_dials_refused_total",
+        Kind::Counter,
+        Unit::Count,
+        "Dials of this node refused for the cookie: the peer closed after this node's proof (another cookie), or its own proof was wrong.",
+    ),
+    (
         "girder_cluster_members",
         Kind::Gauge,
         Unit::Count,
@@ -301,6 +307,8 @@ pub fn collect(node: &Node, dist: Option<&DistNode>, membership: Option<&Members
             .absolute(listener.refused);
         counter!("girder_dist_handshakes_turned_away_total", "node" => name.clone())
             .absolute(listener.turned_away);
+        counter!("girder_dist_dials_refused_total", "node" => name.clone())
+            .absolute(listener.dials_refused);
         let peers = dist.peers();
         gauge!("girder_dist_connected_nodes", "node" => name.clone())
             .set(peers.iter().filter(|p| p.connected).count() as f64);

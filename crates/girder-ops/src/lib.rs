@@ -41,7 +41,8 @@
 //!
 //! - `dist` (on by default): the cluster, from `girder-dist`. `OpsBuilder::dist` and
 //!   `OpsBuilder::membership` (or `Ops::start`) take the node's `DistNode` and membership:
-//!   node up/down notices and `node_down:<name>` alarms, other nodes' alarms
+//!   node up/down/left notices and `node_down:<name>` alarms (a connection lost without a
+//!   goodbye; not a graceful leave), other nodes' alarms
 //!   (`/api/alarms?scope=cluster`), peers and members in `/api/nodes`, traffic and membership
 //!   metrics, readiness that waits for peers. Without it the crate depends on the core alone
 //!   and serves the single-node ops API ([`Ops::builder`], [`Ops::start_local`]): metrics,
@@ -175,16 +176,16 @@ impl Default for Tuning {
 /// alarms raised by hand; no threshold alarms, no notices to the log or the webhook.
 #[must_use = "dropping the Ops handle ends its background tasks (and its server)"]
 pub struct Ops {
-    node: Node,
     alarms: AlarmManager,
     /// Where [`OpsBuilder::serve`] listens; `None` for [`OpsBuilder::router`].
     local_addr: Option<SocketAddr>,
     webhook: Option<webhook::Webhook>,
     /// Everything else it started, ended when dropped: samplers, followers, the server.
     tasks: Vec<OwnedTask>,
-    /// This node's alarm service (the `cluster` module's exported server), stopped on drop.
+    /// The distribution whose supervisor runs this node's alarm service (the `cluster`
+    /// module's exported server), if this handle started one: stopped on drop.
     #[cfg(feature = "dist")]
-    alarm_service: Option<girder::Pid>,
+    alarm_service: Option<DistNode>,
 }
 
 impl Ops {
@@ -314,11 +315,9 @@ impl Drop for Ops {
     fn drop(&mut self) {
         // The tasks end as `tasks` is dropped; the alarm service is a process.
         #[cfg(feature = "dist")]
-        if let Some(pid) = self.alarm_service.take() {
-            self.node.exit(pid, girder::ExitReason::Shutdown);
+        if let Some(dist) = self.alarm_service.take() {
+            crate::cluster::stop(&dist);
         }
-        #[cfg(not(feature = "dist"))]
-        let _ = &self.node;
     }
 }
 
@@ -513,7 +512,7 @@ impl OpsBuilder {
         #[cfg(feature = "dist")]
         if let Some(d) = &cluster.dist {
             tasks.push(follow_nodes(d, &alarms));
-            alarm_service = crate::cluster::serve(d, &alarms).await;
+            alarm_service = crate::cluster::serve(d, &alarms).await.then(|| d.clone());
         }
         let shared = Arc::new(Shared {
             node: node.clone(),
@@ -527,7 +526,6 @@ impl OpsBuilder {
             events_keep_alive: tuning.events_keep_alive,
         });
         let ops = Ops {
-            node,
             alarms,
             local_addr: None,
             webhook,
@@ -733,7 +731,10 @@ fn follow_lifecycle(node: &Node, alarms: &AlarmManager) -> OwnedTask {
     })
 }
 
-/// Node up/down notices, and a `node_down:<name>` alarm while a connection is down.
+/// Node up, down, left and forgotten notices, and a `node_down:<name>` alarm from a connection
+/// lost without a goodbye ([`NodeEvent::Down`]) until the node is back ([`NodeEvent::Up`]) or
+/// forgotten ([`NodeEvent::Forgotten`]: membership gave up on it, or an operator forgot it). A
+/// node that leaves gracefully ([`NodeEvent::Left`]) is a notice only.
 #[cfg(feature = "dist")]
 fn follow_nodes(dist: &DistNode, alarms: &AlarmManager) -> OwnedTask {
     let mut events = dist.subscribe();
@@ -758,6 +759,16 @@ fn follow_nodes(dist: &DistNode, alarms: &AlarmManager) -> OwnedTask {
                     alarms.publish(Notice::NodeDown {
                         node: node.to_string(),
                         reason,
+                    });
+                }
+                Ok(NodeEvent::Left { node, reason }) => alarms.publish(Notice::NodeLeft {
+                    node: node.to_string(),
+                    reason,
+                }),
+                Ok(NodeEvent::Forgotten(node)) => {
+                    let _ = alarms.clear(&format!("node_down:{node}"));
+                    alarms.publish(Notice::NodeForgotten {
+                        node: node.to_string(),
                     });
                 }
                 Ok(_) => {}

@@ -23,12 +23,27 @@ pub enum Notice {
         /// The node.
         node: String,
     },
-    /// A connection to a node went down.
+    /// A connection to a node went down without a goodbye: a failure (with a `node_down`
+    /// alarm until the node is back or forgotten).
     NodeDown {
         /// The node.
         node: String,
         /// Why.
         reason: String,
+    },
+    /// A connection to a node ended because a node left on purpose (it shut down and said
+    /// goodbye, or this node did): news, not a failure, so no alarm.
+    NodeLeft {
+        /// The node.
+        node: String,
+        /// Which side left.
+        reason: String,
+    },
+    /// This node forgot a node (down for too long, or forgotten by an operator): its
+    /// `node_down` alarm, if any, is cleared.
+    NodeForgotten {
+        /// The node.
+        node: String,
     },
     /// A supervisor is restarting a child that exited.
     ProcessRestarted {
@@ -57,6 +72,8 @@ impl Notice {
             Notice::AlarmCleared { alarm } => format!("alarm cleared: {}", alarm.id),
             Notice::NodeUp { node } => format!("node up: {node}"),
             Notice::NodeDown { node, reason } => format!("node down: {node} ({reason})"),
+            Notice::NodeLeft { node, reason } => format!("node left: {node} ({reason})"),
+            Notice::NodeForgotten { node } => format!("node forgotten: {node}"),
             Notice::ProcessRestarted {
                 supervisor,
                 child,

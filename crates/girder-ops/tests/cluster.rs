@@ -1,6 +1,7 @@
 //! Alarms and notices across nodes: another node's alarms through this node's API, a lost
-//! connection as a `node_down` alarm (cleared when it is back), supervisor restarts as notices,
-//! the distribution's metrics described like the rest.
+//! connection as a `node_down` alarm (cleared when it is back, or when the node is forgotten), a
+//! graceful leave as a notice without an alarm, the alarm service back after an admin kill,
+//! supervisor restarts as notices, the distribution's metrics described like the rest.
 
 use std::time::Duration;
 
@@ -182,12 +183,16 @@ async fn distribution_metrics_have_help_and_type_lines() {
     let stranger = dist::start_with("mstranger@localhost", "not-the-cluster-cookie-at-all").await;
     stranger.add_address(a.name().clone(), a.local_addr());
     assert!(stranger.connect(a.name()).await.is_err());
+    // And a dials the stranger: refused there, and counted here as a dial refused.
+    a.add_address(stranger.name().clone(), stranger.local_addr());
+    assert!(a.connect(stranger.name()).await.is_err());
     // Counted once the acceptor has finished with it (the stranger may see the close first).
     let metrics = format!("http://{}/metrics", ops.local_addr());
-    let body = eventually_async("the refusal counted", async || {
+    let body = eventually_async("the refusals counted", async || {
         let body = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
-        body.contains("girder_dist_handshakes_refused_total{node=\"ma@localhost\"} 1")
-            .then_some(body)
+        (body.contains("girder_dist_handshakes_refused_total{node=\"ma@localhost\"} 1")
+            && body.contains("girder_dist_dials_refused_total{node=\"ma@localhost\"} 1"))
+        .then_some(body)
     })
     .await;
     for name in [
@@ -261,4 +266,176 @@ async fn readiness_reports_a_distribution_listener_that_cannot_accept() {
         ready().await.status() == 200
     })
     .await;
+}
+
+/// The next notice about nodes (up, down, left, forgotten) or alarms raised.
+async fn next_node_notice(notices: &mut tokio::sync::broadcast::Receiver<Notice>) -> Notice {
+    within("a notice", async {
+        loop {
+            match notices.recv().await.unwrap() {
+                n @ (Notice::NodeLeft { .. }
+                | Notice::NodeDown { .. }
+                | Notice::NodeForgotten { .. }
+                | Notice::AlarmRaised { .. }
+                | Notice::AlarmCleared { .. }) => return n,
+                _ => continue,
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_node_that_leaves_gracefully_is_a_notice_and_no_alarm() {
+    let (a, ops_a, base_a) = node("gla@localhost").await;
+    let b = dist::start("glb@localhost").await;
+    a.add_address(b.name().clone(), b.local_addr());
+    a.connect(b.name()).await.unwrap();
+    let mut notices = ops_a.alarms().subscribe();
+
+    // b shuts down as `girder node` does on SIGTERM.
+    b.shutdown_and_wait().await;
+    assert_eq!(
+        next_node_notice(&mut notices).await,
+        Notice::NodeLeft {
+            node: "glb@localhost".into(),
+            reason: "it shut down".into()
+        }
+    );
+    let v: Value = reqwest::get(format!("{base_a}/api/alarms"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["active"], serde_json::json!([]), "{v}");
+    assert!(ops_a.alarms().active().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_down_alarm_clears_when_membership_forgets_the_node() {
+    let membership = |dist: &DistNode, seeds: Vec<std::net::SocketAddr>| {
+        let (node, me) = (
+            dist.node().clone(),
+            Member {
+                name: dist.name().clone(),
+                addr: dist.local_addr(),
+                creation: dist.node().creation(),
+                roles: vec![],
+            },
+        );
+        async move {
+            let cfg = MembershipConfig {
+                forget_after: Duration::from_secs(2),
+                rejoin_every: Duration::from_millis(200),
+                ..MembershipConfig::default()
+            };
+            std::sync::Arc::new(Membership::start(&node, me, &seeds, cfg).await.unwrap())
+        }
+    };
+    let a = dist::start("fga@127.0.0.1").await;
+    let ma = membership(&a, vec![]).await;
+    a.follow(&ma);
+    let ops_a = Ops::builder(a.node())
+        .dist(&a)
+        .membership(ma.clone())
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let b = dist::start("fgb@127.0.0.1").await;
+    let mb = membership(&b, vec![a.local_addr()]).await;
+    b.follow(&mb);
+    eventually("a and b members of each other", || {
+        ma.members().len() == 1 && mb.members().len() == 1
+    })
+    .await;
+    a.connect(b.name()).await.unwrap();
+    let mut notices = ops_a.alarms().subscribe();
+
+    // b is lost without a goodbye (its membership stops answering, its connection drops): a
+    // failure, with an alarm.
+    drop(mb);
+    a.disconnect(b.name());
+    assert!(matches!(
+        next_node_notice(&mut notices).await,
+        Notice::AlarmRaised { alarm } if alarm.id == "node_down:fgb@127.0.0.1"
+    ));
+    assert!(matches!(
+        next_node_notice(&mut notices).await,
+        Notice::NodeDown { .. }
+    ));
+    // It does not come back: after `forget_after`, membership gives up on it, and the alarm
+    // clears.
+    let cleared = next_node_notice(&mut notices).await;
+    assert!(
+        matches!(&cleared, Notice::AlarmCleared { alarm } if alarm.id == "node_down:fgb@127.0.0.1"),
+        "{cleared:?}"
+    );
+    assert_eq!(
+        next_node_notice(&mut notices).await,
+        Notice::NodeForgotten {
+            node: "fgb@127.0.0.1".into()
+        }
+    );
+    assert!(ops_a.alarms().active().is_empty());
+}
+
+#[tokio::test]
+async fn the_alarm_service_comes_back_after_an_admin_kill() {
+    let token = "an-admin-token-for-the-test";
+    let a = dist::start("aka@localhost").await;
+    let ops_a = Ops::builder(a.node())
+        .dist(&a)
+        .admin_token(token)
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let (b, _ops_b, base_b) = node("akb@localhost").await;
+    b.add_address(a.name().clone(), a.local_addr());
+    b.connect(a.name()).await.unwrap();
+
+    let old = a.node().whereis(SERVICE).expect("the alarm service runs");
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://{}/api/processes/{old}/kill",
+            ops_a.local_addr()
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually("the alarm service back under its name", || {
+        a.node().whereis(SERVICE).is_some_and(|p| p != old)
+    })
+    .await;
+
+    // It still works: b asks for a's alarms (through the service) and gets them.
+    ops_a
+        .alarms()
+        .raise(Alarm::new(
+            "after_kill",
+            Severity::Minor,
+            "aka",
+            "raised after the kill",
+        ))
+        .unwrap();
+    let v: Value = reqwest::get(format!("{base_b}/api/alarms?scope=cluster"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cluster = v["cluster"].as_array().unwrap();
+    assert_eq!(cluster.len(), 1, "{v}");
+    assert_eq!(cluster[0]["node"], "aka@localhost", "{v}");
+    assert_eq!(cluster[0]["active"][0]["id"], "after_kill", "{v}");
+    // And this node's own listing.
+    let v: Value = reqwest::get(format!("http://{}/api/alarms", ops_a.local_addr()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["active"][0]["id"], "after_kill", "{v}");
 }

@@ -198,7 +198,7 @@ async fn act(cookie_path: &str) -> Result<(), String> {
     .await
     .map_err(|e| e.to_string())?;
     dist.follow(&membership);
-    let global = Global::start(&dist).map_err(|e| e.to_string())?;
+    let global = Global::start(&dist).await.map_err(|e| e.to_string())?;
     let mut node_events = dist.subscribe();
     let mut member_events = membership.subscribe();
 
@@ -314,8 +314,10 @@ async fn act(cookie_path: &str) -> Result<(), String> {
             }
         }
     }
+    // The goodbyes first, so the nodes see a departure before membership says the member is
+    // gone.
+    dist.shutdown_and_wait().await;
     membership.leave().await;
-    dist.shutdown();
     for (name, p) in &procs {
         p.signal("-TERM")?;
         p.wait_for(&format!("node {name} stopped"), Duration::from_secs(10))?;

@@ -92,6 +92,11 @@ pub enum MemberEvent {
         /// The new one.
         new: Member,
     },
+    /// A member that went down has not come back for
+    /// [`MembershipConfig::forget_after`]: this node stops looking for it (it no longer
+    /// announces itself to its address) and takes it to be gone for good. If it does come
+    /// back later, it is a member [`Up`](MemberEvent::Up) again as any newcomer would be.
+    Forgotten(Member),
 }
 
 /// Failure detection timing.
@@ -128,6 +133,12 @@ pub struct MembershipConfig {
     /// Where to bind when it is not the address members reach this node at (`me.addr`), e.g.
     /// `0.0.0.0:port` behind NAT or in a container. `None`: bind `me.addr`.
     pub bind: Option<SocketAddr>,
+    /// How long a member that went down (crashed, partitioned, or left) is looked for before
+    /// it is forgotten ([`MemberEvent::Forgotten`]): until then this node announces itself to
+    /// its address every `rejoin_every`, so both sides of a healed partition find each other
+    /// again. Default: an hour. At most 256 such members are looked for; past that the
+    /// oldest are forgotten early.
+    pub forget_after: Duration,
 }
 
 impl Default for MembershipConfig {
@@ -144,6 +155,7 @@ impl Default for MembershipConfig {
             network: crate::transport::tokio_network(),
             bind: None,
             rejoin_every: Duration::from_secs(1),
+            forget_after: Duration::from_secs(3600),
         }
     }
 }
@@ -245,6 +257,7 @@ impl Membership {
             };
             let seeds: Vec<SocketAddr> = seeds.to_vec();
             let rejoin_every = cfg.rejoin_every;
+            let forget_after = cfg.forget_after;
             let me = me.clone();
             let mut sealer = Sealer::new(cfg.cookie.as_ref());
             node.spawn_owned(async move {
@@ -253,9 +266,9 @@ impl Membership {
                     let _ = foca.announce(placeholder(seed), &mut rt);
                 }
                 let mut watch_downs = events.subscribe();
-                // Members seen going down, by address, with when: announced to until they are
-                // back or an hour has passed (bounded by `MAX_LOST`).
-                let mut lost: Vec<(SocketAddr, tokio::time::Instant)> = Vec::new();
+                // Members seen going down, with when: announced to until they are back or
+                // `forget_after` has passed (bounded by `MAX_LOST`), then forgotten.
+                let mut lost = Lost::default();
                 let mut rejoin = tokio::time::interval(rejoin_every);
                 rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
@@ -274,16 +287,16 @@ impl Membership {
                         _ = rejoin.tick() => {
                             while let Ok(e) = watch_downs.try_recv() {
                                 if let MemberEvent::Down(m) = e {
-                                    lost.retain(|(a, _)| *a != m.addr);
-                                    lost.push((m.addr, tokio::time::Instant::now()));
+                                    lost.down(m);
                                 }
                             }
-                            let live: Vec<SocketAddr> = foca.iter_members().map(|m| m.id().addr).collect();
-                            lost.retain(|(a, at)| !live.contains(a) && at.elapsed() < LOST_FOR);
-                            if lost.len() > MAX_LOST {
-                                lost.drain(..lost.len() - MAX_LOST);
+                            let live: Vec<Member> = foca.iter_members().map(|m| m.id().clone()).collect();
+                            for gone in lost.sweep(&live, forget_after) {
+                                tracing::info!(member = %gone.name, "member forgotten: down for too long");
+                                let _ = events.send(MemberEvent::Forgotten(gone));
                             }
-                            let targets = seeds.iter().copied().chain(lost.iter().map(|(a, _)| *a));
+                            let live: Vec<SocketAddr> = live.iter().map(|m| m.addr).collect();
+                            let targets = seeds.iter().copied().chain(lost.addrs());
                             for addr in targets.filter(|a| *a != me.addr && !live.contains(a)) {
                                 let _ = foca.announce(placeholder(addr), &mut rt);
                             }
@@ -383,9 +396,46 @@ impl Membership {
     }
 }
 
-/// How long a member that went down is still announced to, and how many are.
-const LOST_FOR: Duration = Duration::from_secs(3600);
+/// How many members that went down are looked for at most.
 const MAX_LOST: usize = 256;
+
+/// The members seen going down and not back yet, oldest first, with when they went.
+#[derive(Default)]
+struct Lost(Vec<(Member, tokio::time::Instant)>);
+
+impl Lost {
+    fn down(&mut self, m: Member) {
+        self.0.retain(|(x, _)| x.addr != m.addr);
+        self.0.push((m, tokio::time::Instant::now()));
+    }
+
+    /// Drops the members that are back (`live` has their address) and returns the ones to
+    /// forget: down for `forget_after`, or the oldest past [`MAX_LOST`]. A member whose name is
+    /// live again at another address is not forgotten, only no longer looked for there.
+    fn sweep(&mut self, live: &[Member], forget_after: Duration) -> Vec<Member> {
+        let mut gone = Vec::new();
+        let excess = self.0.len().saturating_sub(MAX_LOST);
+        let mut i = 0;
+        self.0.retain(|(m, at)| {
+            i += 1;
+            if live.iter().any(|l| l.addr == m.addr) {
+                return false;
+            }
+            if i <= excess || at.elapsed() >= forget_after {
+                if !live.iter().any(|l| l.name == m.name) {
+                    gone.push(m.clone());
+                }
+                return false;
+            }
+            true
+        });
+        gone
+    }
+
+    fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.0.iter().map(|(m, _)| m.addr)
+    }
+}
 
 /// An identity for an address whose member is not known yet (a seed): only its address is used.
 fn placeholder(addr: SocketAddr) -> Member {

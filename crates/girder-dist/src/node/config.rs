@@ -79,19 +79,45 @@ pub enum ConnectError {
 }
 
 /// A change in this node's connections (Erlang's `net_kernel:monitor_nodes/1`).
+///
+/// A connection ends in one of two ways: [`Down`](NodeEvent::Down), a failure (the peer
+/// crashed, was partitioned or stopped answering, or the connection was closed on purpose by
+/// [`DistNode::disconnect`](crate::DistNode::disconnect)), or [`Left`](NodeEvent::Left), a
+/// departure (one of the two nodes shut its distribution down and said goodbye first). Links
+/// and monitors across the connection fire `noconnection` either way; what differs is whether
+/// an operator should be told something is wrong (girder-ops raises a `node_down` alarm for
+/// `Down` only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeEvent {
     /// An address became known for a node (it can be dialled now).
     Discovered(NodeName),
     /// A connection to the node is up.
     Up(NodeName),
-    /// The connection to the node is gone; links and monitors across it have fired.
+    /// The connection to the node is gone without a goodbye: a failure. Links and monitors
+    /// across it have fired.
     Down {
         /// The node.
         node: NodeName,
         /// Why, in words.
         reason: String,
     },
+    /// The connection to the node ended because a node left on purpose: the node said goodbye
+    /// before it closed (its distribution shut down, as `girder node` does on SIGTERM), or this
+    /// node shut its own down ([`DistNode::shutdown`](crate::DistNode::shutdown)). Links and
+    /// monitors across it have fired, as for [`Down`](NodeEvent::Down). A node that left is
+    /// not dialled again until an address is given for it again (membership does when it
+    /// rejoins).
+    Left {
+        /// The node.
+        node: NodeName,
+        /// Which side left, in words.
+        reason: String,
+    },
+    /// This node forgot the node ([`DistNode::forget`](crate::DistNode::forget)): it is not
+    /// expected back. Sent when membership gives up on a member that has been down for
+    /// [`MembershipConfig::forget_after`](crate::MembershipConfig::forget_after), or when an
+    /// operator forgets it.
+    Forgotten(NodeName),
     /// A dial to the node failed (unreachable, TLS or handshake refused).
     DialFailed {
         /// The node.
@@ -129,8 +155,8 @@ pub struct PeerInfo {
     pub messages_in: u64,
 }
 
-/// The distribution listener's state, as [`DistNode::listener_status`](crate::DistNode::listener_status)
-/// reports it.
+/// The distribution listener's state and the handshakes' counts, as
+/// [`DistNode::listener_status`](crate::DistNode::listener_status) reports them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ListenerStatus {
     /// False while `accept` keeps failing (none has succeeded since the last error).
@@ -147,4 +173,9 @@ pub struct ListenerStatus {
     /// Incoming connections closed on arrival because too many were authenticating already
     /// (in all, or from their source address).
     pub turned_away: u64,
+    /// Dials of this node refused since it started because of the cookie: the peer closed the
+    /// connection after this node's proof (its cookie differs, or, rarely, it refused to admit
+    /// this node), or the peer's own proof was wrong. The accepting side counts its own in
+    /// [`refused`](Self::refused).
+    pub dials_refused: u64,
 }

@@ -160,18 +160,58 @@ impl Inner {
         drop(st);
         match previous {
             // The peer restarted: the old connection is lost, though not yet cleaned up.
-            State::Up { handle, .. } => {
+            State::Up {
+                handle,
+                gen: old_gen,
+                ..
+            } => {
                 handle.close();
                 peer.retire(&handle);
                 self.unreachable(&peer);
-                let _ = self.events.send(NodeEvent::Down {
-                    node: name.clone(),
-                    reason: "the node restarted".into(),
-                });
+                self.ended(&peer, old_gen, "the node restarted".into());
             }
             State::Connecting { .. } | State::Idle => {}
         }
         Ok(gen)
+    }
+
+    /// Tells subscribers that connection `gen` to `peer` has ended: a departure
+    /// ([`NodeEvent::Left`]) if the peer said goodbye on it or this node is shutting down, a
+    /// failure ([`NodeEvent::Down`]) otherwise.
+    fn ended(&self, peer: &Peer, gen: u64, why: String) {
+        let event = if peer.goodbye.load(Ordering::SeqCst) == gen {
+            tracing::info!(node = %self.cfg.name, peer = %peer.name, "peer left");
+            NodeEvent::Left {
+                node: peer.name.clone(),
+                reason: "it shut down".into(),
+            }
+        } else if self.stopped.load(Ordering::SeqCst) {
+            NodeEvent::Left {
+                node: peer.name.clone(),
+                reason: "this node shut down".into(),
+            }
+        } else {
+            tracing::info!(node = %self.cfg.name, peer = %peer.name, %why, "connection lost");
+            NodeEvent::Down {
+                node: peer.name.clone(),
+                reason: why,
+            }
+        };
+        let _ = self.events.send(event);
+    }
+
+    /// The peer said goodbye on connection `gen`: it is leaving. The connection is closed from
+    /// this side, which tells the peer it was heard, and its end is a departure. The peer's
+    /// address is dropped, so nothing here dials a node that is going away (an address given
+    /// again, as membership does when the node rejoins, makes it dialable again).
+    pub(crate) fn goodbye(&self, peer: &Peer, gen: u64) {
+        peer.goodbye.store(gen, Ordering::SeqCst);
+        self.addresses.remove(&peer.name);
+        if let State::Up { gen: g, handle, .. } = &*peer.state.lock() {
+            if *g == gen {
+                handle.close();
+            }
+        }
     }
 
     /// A handshake finished: the connection becomes the peer's, unless another one won.
@@ -264,13 +304,9 @@ impl Inner {
             }
         };
         if was_up {
-            tracing::info!(node = %self.cfg.name, peer = %peer.name, %why, "connection lost");
             peer.changed.notify_waiters();
             self.unreachable(peer);
-            let _ = self.events.send(NodeEvent::Down {
-                node: peer.name.clone(),
-                reason: why.to_string(),
-            });
+            self.ended(peer, gen, why.to_string());
         }
     }
 

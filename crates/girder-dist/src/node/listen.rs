@@ -174,6 +174,39 @@ async fn accept<S>(
     }
 }
 
+/// Why a dial failed: in words, and whether the peer refused this node's cookie proof (or
+/// gave a wrong one of its own), which is counted and logged apart.
+struct DialError {
+    error: String,
+    /// Why the peer refused this node, if it did (to log, counted and rate-limited).
+    refused: Option<&'static str>,
+}
+
+impl DialError {
+    fn other(error: impl ToString) -> Self {
+        DialError {
+            error: error.to_string(),
+            refused: None,
+        }
+    }
+
+    fn handshake(e: handshake::HandshakeError, context: &str) -> Self {
+        use handshake::HandshakeError::{BadProof, ProofRefused, RefusedByPeer};
+        DialError {
+            refused: match e {
+                ProofRefused(_) | BadProof(_) => {
+                    Some("dial refused: the peer did not accept this node's cookie proof")
+                }
+                RefusedByPeer { .. } => {
+                    Some("dial refused: the peer authenticated this node and refused to admit it")
+                }
+                _ => None,
+            },
+            error: format!("{context}{e}"),
+        }
+    }
+}
+
 pub(super) async fn dial(inner: Arc<Inner>, peer: Arc<Peer>, addr: SocketAddr, gen: u64) {
     let attempt = async {
         let tcp = inner
@@ -181,34 +214,34 @@ pub(super) async fn dial(inner: Arc<Inner>, peer: Arc<Peer>, addr: SocketAddr, g
             .network
             .connect(addr)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(DialError::other)?;
         match &inner.cfg.tls {
             Some(t) => {
                 let s = tls::connect(tcp, peer.name.host(), t)
                     .await
-                    .map_err(|e| format!("TLS: {e}"))?;
+                    .map_err(|e| DialError::other(format!("TLS: {e}")))?;
                 // Under TLS 1.3 a refused client certificate shows up on the first read, here.
                 let (est, conn) = handshake::initiate(s, &inner.hs)
                     .await
-                    .map_err(|e| format!("handshake over TLS: {e}"))?;
-                check_peer(&peer, &est)?;
+                    .map_err(|e| DialError::handshake(e, "handshake over TLS: "))?;
+                check_peer(&peer, &est).map_err(DialError::other)?;
                 inner.established(peer.clone(), gen, est, conn);
             }
             None => {
                 let (est, conn) = handshake::initiate(tcp, &inner.hs)
                     .await
-                    .map_err(|e| e.to_string())?;
-                check_peer(&peer, &est)?;
+                    .map_err(|e| DialError::handshake(e, ""))?;
+                check_peer(&peer, &est).map_err(DialError::other)?;
                 inner.established(peer.clone(), gen, est, conn);
             }
         }
-        Ok::<(), String>(())
+        Ok::<(), DialError>(())
     };
     let outcome = tokio::time::timeout(inner.cfg.connect_timeout, attempt).await;
-    let error = match outcome {
+    let DialError { error, refused } = match outcome {
         Ok(Ok(())) => return,
         Ok(Err(e)) => e,
-        Err(_) => "timed out".to_string(),
+        Err(_) => DialError::other("timed out"),
     };
     // If the peer (with the smaller name) is dialling us at the same time it refused our dial;
     // its own dial is about to arrive, so give it a moment before calling the peer unreachable.
@@ -222,7 +255,23 @@ pub(super) async fn dial(inner: Arc<Inner>, peer: Arc<Peer>, addr: SocketAddr, g
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    tracing::warn!(node = %inner.cfg.name, peer = %peer.name, %addr, %error, "dial failed");
+    if let Some(why) = refused {
+        // Counted, and logged at most once a second: a peer with another cookie is dialled
+        // again and again (on demand, and by the registry's retries).
+        let suppressed = inner.listener_health.lock().dial_refused();
+        if let Some(suppressed) = suppressed {
+            tracing::warn!(
+                node = %inner.cfg.name,
+                peer = %peer.name,
+                %addr,
+                %error,
+                suppressed,
+                "{why}"
+            );
+        }
+    } else {
+        tracing::warn!(node = %inner.cfg.name, peer = %peer.name, %addr, %error, "dial failed");
+    }
     let _ = inner.events.send(NodeEvent::DialFailed {
         node: peer.name.clone(),
         reason: error,
@@ -252,8 +301,10 @@ pub(super) struct ListenerHealth {
     pending_by_source: std::collections::HashMap<std::net::IpAddr, usize>,
     refused: u64,
     turned_away: u64,
+    dials_refused: u64,
     refused_log: crate::log_budget::LogBudget,
     turned_away_log: crate::log_budget::LogBudget,
+    dials_refused_log: crate::log_budget::LogBudget,
 }
 
 impl ListenerHealth {
@@ -261,6 +312,13 @@ impl ListenerHealth {
     pub(super) fn refused(&mut self) -> Option<u64> {
         self.refused += 1;
         self.refused_log.spend()
+    }
+
+    /// Counts a dial whose peer refused this node's proof; `Some(suppressed)` if it may be
+    /// logged now.
+    fn dial_refused(&mut self) -> Option<u64> {
+        self.dials_refused += 1;
+        self.dials_refused_log.spend()
     }
 
     /// Takes a place for a connection from `source`; if there is none, counts it turned away
@@ -326,6 +384,7 @@ impl ListenerHealth {
             pending_handshakes: self.pending,
             refused: self.refused,
             turned_away: self.turned_away,
+            dials_refused: self.dials_refused,
         }
     }
 }

@@ -7,22 +7,26 @@
 //!
 //! By job: `config` (how a node runs and what it reports), this module (the public handle),
 //! `connections` (each peer's connection life: admission, establishment, loss, redial),
-//! `listen` (accepting and dialling sockets through the handshake) and `hooks` (the core's
-//! link, monitor and exit signals as packets).
+//! `listen` (accepting and dialling sockets through the handshake), `leave` (shutting down with
+//! a goodbye, forgetting a node) and `hooks` (the core's link, monitor and exit signals as
+//! packets).
 
 mod config;
 mod connections;
 mod hooks;
+mod leave;
 mod listen;
 
 pub use config::{ConnectError, DistConfig, ListenerStatus, NodeEvent, PeerInfo};
+pub use leave::GOODBYE_WAIT;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use girder::remote::PidTranslation;
+use girder::supervisor::{RestartStrategy, Supervisor, SupervisorRef};
 use girder::{Node, Pid};
 
 use crate::handshake::HandshakeConfig;
@@ -88,13 +92,41 @@ pub(crate) struct Inner {
     /// Whether the accept loop is accepting, and the errors it met.
     listener_health: parking_lot::Mutex<listen::ListenerHealth>,
     events: tokio::sync::broadcast::Sender<NodeEvent>,
+    /// The supervisor of Girder's own services on this node ([`KERNEL_SUP`]).
+    services: SupervisorRef,
 }
+
+/// The registered name of every distributed node's supervisor of Girder's own services
+/// ([`DistNode::services`]), OTP's `kernel_sup`.
+pub const KERNEL_SUP: &str = "girder.kernel_sup";
+
+/// How many restarts [`KERNEL_SUP`] allows in [`SERVICES_PERIOD`] before it gives up: a
+/// service that crashes now and then comes back each time, one caught in a crash loop (a
+/// poisonous peer, say) is not restarted forever.
+pub const SERVICES_MAX_RESTARTS: u32 = 5;
+
+/// The period of [`SERVICES_MAX_RESTARTS`].
+pub const SERVICES_PERIOD: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl DistNode {
     /// Starts listening and installs itself as `node`'s distribution layer.
+    ///
+    /// It also starts the node's supervisor of Girder's own services ([`services`](Self::services)).
     pub async fn start(node: Node, cfg: DistConfig) -> std::io::Result<DistNode> {
         let listener = cfg.network.listen(cfg.listen).await?;
         let local_addr = listener.local_addr()?;
+        let services = Supervisor::builder()
+            .strategy(RestartStrategy::OneForOne)
+            .intensity(SERVICES_MAX_RESTARTS, SERVICES_PERIOD)
+            .name(KERNEL_SUP)
+            .start(&node)
+            .await
+            .map_err(|e| {
+                std::io::Error::other(format!(
+                    "node {}: cannot start {KERNEL_SUP}: {e}",
+                    node.name()
+                ))
+            })?;
         let table = Arc::new(NodeTable::new(cfg.name.clone(), node.clone()));
         let inner = Arc::new(Inner {
             hs: {
@@ -116,9 +148,11 @@ impl DistNode {
             stopped: AtomicBool::new(false),
             listener_health: Default::default(),
             events: tokio::sync::broadcast::channel(1024).0,
+            services,
         });
         let hooks = Arc::new(Hooks(Arc::downgrade(&inner)));
         if node.set_distribution(hooks).is_err() {
+            inner.services.stop(girder::ExitReason::Shutdown).await;
             return Err(std::io::Error::other(format!(
                 "node {} already has a distribution layer",
                 node.name()
@@ -135,6 +169,34 @@ impl DistNode {
     /// The local node.
     pub fn node(&self) -> &Node {
         &self.inner.node
+    }
+
+    /// The node's supervisor of Girder's own services, registered as [`KERNEL_SUP`] (OTP's
+    /// `kernel_sup`): the global registry ([`crate::global`]), each scope of process groups
+    /// ([`crate::groups`]) and girder-ops's alarm service run under it once started, each
+    /// registered under its name. It restarts a service that exits abnormally (a crash, a
+    /// kill through the ops API) on its own (`one_for_one`), at most
+    /// [`SERVICES_MAX_RESTARTS`] times in [`SERVICES_PERIOD`]; past that it gives up (and
+    /// says so as a `SupervisorGaveUp` lifecycle event) and the services stay down. A restarted
+    /// service registers its name again and rebuilds its state from its peers.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use girder_dist::{global::Global, node::KERNEL_SUP, Cookie, DistConfig, DistNode, NodeName};
+    /// let cfg = DistConfig::new(
+    ///     NodeName::new("a@localhost").unwrap(),
+    ///     Cookie::new("a-cookie-of-decent-length").unwrap(),
+    ///     "127.0.0.1:0".parse().unwrap(),
+    /// );
+    /// let dist = DistNode::start(girder::Node::new("a"), cfg).await.unwrap();
+    /// let _global = Global::start(&dist).await.unwrap();
+    /// assert_eq!(dist.node().whereis(KERNEL_SUP), Some(dist.services().pid()));
+    /// let children = dist.services().which_children().await.unwrap();
+    /// assert_eq!(children[0].id, "girder.global");
+    /// # }
+    /// ```
+    pub fn services(&self) -> &SupervisorRef {
+        &self.inner.services
     }
 
     /// This node's name.
@@ -174,9 +236,11 @@ impl DistNode {
     }
 
     /// Takes node addresses and failures from a membership: members' addresses become
-    /// dialable (a member's TCP listener shares its membership address), and a member that
+    /// dialable (a member's TCP listener shares its membership address), a member that
     /// membership declares down is disconnected at once, even if its TCP connection still looks
-    /// alive (a frozen or partitioned node). Connections stay on demand.
+    /// alive (a frozen or partitioned node), and a member that membership forgets (down for
+    /// [`MembershipConfig::forget_after`](crate::MembershipConfig::forget_after)) is
+    /// [forgotten](Self::forget) here too. Connections stay on demand.
     pub fn follow(&self, membership: &crate::Membership) {
         for m in membership.members() {
             self.add_address(m.name.clone(), m.addr);
@@ -201,6 +265,9 @@ impl DistNode {
                     crate::MemberEvent::Replaced { new, .. } => {
                         dist.disconnect(&new.name);
                         dist.add_address(new.name, new.addr);
+                    }
+                    crate::MemberEvent::Forgotten(m) => {
+                        dist.forget(&m.name);
                     }
                 }
             }
@@ -352,31 +419,6 @@ impl DistNode {
             Err(_) => {
                 peer.waiting.lock().lookups.remove(&reff);
                 Err(ConnectError::Timeout(node.clone()))
-            }
-        }
-    }
-
-    /// Stops listening and closes every connection, including those still in their handshake;
-    /// links and monitors across them fire with `noconnection`. Like Erlang's
-    /// `net_kernel:stop/0`, it is for good: the node dials and admits nobody afterwards, and
-    /// sends to other nodes fail as unreachable.
-    pub fn shutdown(&self) {
-        // Before any peer is looked at: a handshake finishing from now on sees the flag under
-        // its peer's lock (see `established`), so no connection comes up behind this loop.
-        self.inner.stopped.store(true, Ordering::SeqCst);
-        drop(self.inner.listener.lock().take());
-        for p in self.inner.table.all() {
-            // A handshake under way is given up like a failed one (it cannot come up since
-            // `stopped` is set, so its generation is still current below).
-            let connecting = match &*p.state.lock() {
-                State::Connecting { gen, .. } => Some(*gen),
-                _ => None,
-            };
-            if let Some(gen) = connecting {
-                self.inner.attempt_failed(&p, gen);
-            }
-            if let Some(h) = p.handle() {
-                h.close();
             }
         }
     }

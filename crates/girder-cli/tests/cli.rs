@@ -26,7 +26,7 @@ fn bench_json_prints_one_line_per_workload_with_the_documented_keys() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
-    let expect: [(&str, &[&str]); 13] = [
+    let expect: [(&str, &[&str]); 14] = [
         ("spawn", &["spawn_ns_per_proc", "mem_bytes_per_proc"]),
         ("ring", &["hops_per_s"]),
         ("pingpong", &["round_trips_per_s"]),
@@ -48,6 +48,15 @@ fn bench_json_prints_one_line_per_workload_with_the_documented_keys() {
         ("dist_call_c1", &["calls_per_s", "p50_us", "p99_us"]),
         ("dist_call_c50", &["calls_per_s", "p50_us", "p99_us"]),
         ("detect", &["detect_s", "detect_silent_s"]),
+        (
+            "attack",
+            &[
+                "hello_flood_connected_pct",
+                "refused_per_s",
+                "handshakes_per_s",
+                "udp_sent_per_s",
+            ],
+        ),
     ];
     assert_eq!(lines.len(), expect.len());
     for (line, (name, keys)) in lines.iter().zip(expect) {
@@ -59,6 +68,11 @@ fn bench_json_prints_one_line_per_workload_with_the_documented_keys() {
                 .unwrap_or_else(|| panic!("{name} lacks {k}: {line}"));
             assert!(v > 0.0, "{name}.{k} = {v}");
         }
+    }
+    // Counts that are 0 when all is well: present all the same.
+    let attack = &lines[13];
+    for k in ["pending_bytes", "udp_false_downs", "udp_cpu_pct"] {
+        assert!(attack[k].as_f64().is_some(), "attack lacks {k}: {attack}");
     }
 }
 

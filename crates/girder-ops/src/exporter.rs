@@ -8,6 +8,7 @@
 //! Every metric published here is described (`# HELP` and `# TYPE` in the scrape); an
 //! application describes its own with `metrics::describe_counter!` and the like.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use girder::Node;
@@ -208,6 +209,24 @@ const DESCRIBED: &[(&str, Kind, Unit, &str)] = &[
         "Membership datagrams dropped before the protocol, by reason: malformed, unauthenticated, replayed, stale, rate_limited, overloaded.",
     ),
     (
+        "girder_alarms_active",
+        Kind::Gauge,
+        Unit::Count,
+        "Alarms active on this node, by severity.",
+    ),
+    (
+        "girder_ops_admin_actions_total",
+        Kind::Counter,
+        Unit::Count,
+        "Admin actions done through the ops API, by action: kill, suspend, resume, clear_alarm.",
+    ),
+    (
+        "girder_ops_requests_unauthorized_total",
+        Kind::Counter,
+        Unit::Count,
+        "Ops API requests refused for a missing or wrong bearer token.",
+    ),
+    (
         "girder_call_duration_seconds",
         Kind::Histogram,
         Unit::Seconds,
@@ -255,6 +274,47 @@ pub fn install() -> Option<PrometheusHandle> {
             Some(handle)
         })
         .clone()
+}
+
+/// What the ops API was asked to do, counted for `/metrics`.
+#[derive(Default)]
+pub(crate) struct ApiCounts {
+    pub(crate) kills: AtomicU64,
+    pub(crate) suspends: AtomicU64,
+    pub(crate) resumes: AtomicU64,
+    pub(crate) alarm_clears: AtomicU64,
+    /// Requests refused for a missing or wrong token.
+    pub(crate) unauthorized: AtomicU64,
+}
+
+/// Publishes the ops layer's own numbers: active alarms by severity, admin actions, refused
+/// requests.
+pub(crate) fn collect_ops(node: &Node, alarms: &crate::AlarmManager, api: &ApiCounts) {
+    let name = node.name().to_string();
+    let active = alarms.active();
+    for severity in [
+        crate::Severity::Info,
+        crate::Severity::Warning,
+        crate::Severity::Minor,
+        crate::Severity::Major,
+        crate::Severity::Critical,
+    ] {
+        let n = active.iter().filter(|a| a.severity == severity).count();
+        let label = format!("{severity:?}").to_lowercase();
+        gauge!("girder_alarms_active", "node" => name.clone(), "severity" => label).set(n as f64);
+    }
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    for (action, n) in [
+        ("kill", get(&api.kills)),
+        ("suspend", get(&api.suspends)),
+        ("resume", get(&api.resumes)),
+        ("clear_alarm", get(&api.alarm_clears)),
+    ] {
+        counter!("girder_ops_admin_actions_total", "node" => name.clone(), "action" => action)
+            .absolute(n);
+    }
+    counter!("girder_ops_requests_unauthorized_total", "node" => name)
+        .absolute(get(&api.unauthorized));
 }
 
 /// Publishes a node's runtime numbers into the recorder: processes, exits, messages, mailboxes,

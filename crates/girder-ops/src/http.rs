@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -107,13 +108,17 @@ fn authorize(shared: &Shared, headers: &HeaderMap, admin: bool) -> Api<()> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
+    let refused = |e: ApiError| {
+        shared.counts.unauthorized.fetch_add(1, Ordering::Relaxed);
+        Err(e)
+    };
     match given {
-        None => Err(ApiError(
+        None => refused(ApiError(
             StatusCode::UNAUTHORIZED,
             "missing bearer token (Authorization: Bearer <token>)".into(),
         )),
         Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
-        Some(_) => Err(ApiError(
+        Some(_) => refused(ApiError(
             StatusCode::UNAUTHORIZED,
             "wrong bearer token".into(),
         )),
@@ -198,6 +203,7 @@ async fn metrics(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Api<Respon
     );
     #[cfg(not(feature = "dist"))]
     crate::exporter::collect_node(&s.node);
+    crate::exporter::collect_ops(&s.node, &s.alarms, &s.counts);
     let body = s
         .metrics
         .as_ref()
@@ -339,6 +345,7 @@ async fn kill(
         ));
     }
     s.node.exit(pid, ExitReason::Kill);
+    s.counts.kills.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(%pid, "process killed through the ops API");
     Ok(Json(json!({ "killed": pid.to_string() })))
 }
@@ -383,6 +390,7 @@ async fn suspend(
     authorize(&s, &headers, true)?;
     let pid = parse_pid(&pid)?;
     sys::suspend(&s.node, pid).await.map_err(sys_error)?;
+    s.counts.suspends.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(%pid, "process suspended through the ops API");
     Ok(Json(json!({ "suspended": pid.to_string() })))
 }
@@ -395,6 +403,7 @@ async fn resume(
     authorize(&s, &headers, true)?;
     let pid = parse_pid(&pid)?;
     sys::resume(&s.node, pid).await.map_err(sys_error)?;
+    s.counts.resumes.fetch_add(1, Ordering::Relaxed);
     tracing::info!(%pid, "process resumed through the ops API");
     Ok(Json(json!({ "resumed": pid.to_string() })))
 }
@@ -594,7 +603,11 @@ async fn clear_alarm(
 ) -> Api<Json<serde_json::Value>> {
     authorize(&s, &headers, true)?;
     match s.alarms.clear(&id) {
-        Ok(a) => Ok(Json(json!({ "cleared": a }))),
+        Ok(a) => {
+            s.counts.alarm_clears.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(alarm = %a.id, "alarm cleared through the ops API");
+            Ok(Json(json!({ "cleared": a })))
+        }
         Err(e) => Err(ApiError(StatusCode::NOT_FOUND, e.to_string())),
     }
 }

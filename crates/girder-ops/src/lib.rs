@@ -139,6 +139,8 @@ pub(crate) struct Shared {
     pub(crate) expect_peers: bool,
     /// Silence on `/api/events` before a keep-alive comment.
     pub(crate) events_keep_alive: Duration,
+    /// What the API was asked to do, for `/metrics`.
+    pub(crate) counts: exporter::ApiCounts,
 }
 
 /// The node's distribution, when it has one (always none without the `dist` feature).
@@ -524,6 +526,7 @@ impl OpsBuilder {
             #[cfg(feature = "dist")]
             expect_peers: cfg.expect_peers,
             events_keep_alive: tuning.events_keep_alive,
+            counts: Default::default(),
         });
         let ops = Ops {
             alarms,

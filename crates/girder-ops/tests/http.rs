@@ -255,6 +255,19 @@ async fn admin_actions_need_the_token() {
             "raised by hand",
         ))
         .unwrap();
+    let metrics = async || {
+        let r = request(Method::GET, format!("{base}/metrics"), None).await;
+        r.text().await.unwrap()
+    };
+    let m = metrics().await;
+    for line in [
+        "girder_alarms_active{node=\"admin-test\",severity=\"minor\"} 1",
+        "girder_alarms_active{node=\"admin-test\",severity=\"major\"} 0",
+        "girder_ops_admin_actions_total{node=\"admin-test\",action=\"kill\"} 1",
+        "girder_ops_requests_unauthorized_total{node=\"admin-test\"} 2",
+    ] {
+        assert!(m.lines().any(|l| l == line), "no {line} in\n{m}");
+    }
     let clear = format!("{base}/api/alarms/manual/clear");
     assert_eq!(request(Method::POST, &clear, None).await.status(), 401);
     assert!(ops.alarms().is_active("manual"));
@@ -271,6 +284,14 @@ async fn admin_actions_need_the_token() {
             .status(),
         404
     );
+    let m = metrics().await;
+    for line in [
+        "girder_alarms_active{node=\"admin-test\",severity=\"minor\"} 0",
+        "girder_ops_admin_actions_total{node=\"admin-test\",action=\"clear_alarm\"} 1",
+        "girder_ops_requests_unauthorized_total{node=\"admin-test\"} 3",
+    ] {
+        assert!(m.lines().any(|l| l == line), "no {line} in\n{m}");
+    }
 
     // Without a configured token, admin actions are off altogether.
     let (_ops2, base2) = serve(&node, None, false).await;

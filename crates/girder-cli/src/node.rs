@@ -268,9 +268,25 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     let at = || format!("+{:.2}s", started.elapsed().as_secs_f64());
     // A line a second at most for each: a flood of bad peers must not flood the output.
     let (mut refused, mut dial_failed) = (LineBudget::default(), LineBudget::default());
+    // Girder's own services (global names, process groups, the alarm service) run under
+    // `girder.kernel_sup`; if it gives up, the node stops, as an OTP node halts when its kernel
+    // application's supervisor dies, so that whatever supervises the node starts it afresh.
+    let services = dist.services().pid();
+    let services_exit = dist.node().wait_exit(services);
+    tokio::pin!(services_exit);
+    let mut status = Ok(());
     while !signalled {
         tokio::select! {
             _ = &mut signal => signalled = true,
+            reason = &mut services_exit => {
+                println!(
+                    "{} exited ({reason}): Girder's own services are down; stopping ({})",
+                    girder_dist::node::KERNEL_SUP,
+                    at()
+                );
+                status = Err(format!("{} exited: {reason}", girder_dist::node::KERNEL_SUP));
+                break;
+            }
             event = events.recv() => match event {
                 Ok(MemberEvent::Up(m)) => {
                     println!("member up: {} at {} roles {:?} ({})", m.name, m.addr, m.roles, at());
@@ -322,7 +338,7 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     dist.shutdown_and_wait().await;
     membership.leave().await;
     println!("node {name} stopped");
-    Ok(())
+    status
 }
 
 /// One line a second at most for something that can happen a thousand times a second.

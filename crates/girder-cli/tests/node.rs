@@ -407,6 +407,26 @@ fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, Stri
     (code, body)
 }
 
+/// The pid of the process registered as `name` on the node whose ops API is at `addr`, as the
+/// API prints it (`<0.12.0>`).
+fn pid_of(addr: &str, name: &str) -> String {
+    let (_, body) = http(addr, "GET", "/api/processes?limit=1000", None);
+    let procs: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    procs["processes"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+        .and_then(|p| p["pid"].as_str())
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        .to_string()
+}
+
+/// Kills `pid` through the API with the tests' admin token; the status code.
+fn kill(addr: &str, pid: &str) -> u16 {
+    // Without the brackets, which a URL path would need escaped.
+    let path = format!("/api/processes/{}/kill", pid.trim_matches(['<', '>']));
+    http(addr, "POST", &path, Some("an-admin-token-for-tests")).0
+}
+
 #[test]
 fn a_node_serves_the_ops_api_with_an_admin_token() {
     let cookie = cookie_file("ops-api-test-cluster-cookie");
@@ -487,22 +507,10 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
 
     // An admin action through the API makes a sound on the node's own output: the ops layer's
     // log line reaches stderr (it used to be dropped, no subscriber being installed).
-    let (_, procs) = http(&addr, "GET", "/api/processes?limit=1000", None);
-    let at = procs
-        .find("\"name\":\"girder.alarms\"")
-        .unwrap_or_else(|| panic!("no girder.alarms in {procs}"));
-    let pid_at = procs[..at].rfind("\"pid\":\"").unwrap() + "\"pid\":\"".len();
-    let pid = &procs[pid_at..pid_at + procs[pid_at..].find('"').unwrap()];
-    let (code, body) = http(
-        &addr,
-        "POST",
-        // As it prints, without the brackets a URL path would need escaped.
-        &format!("/api/processes/{}/kill", pid.trim_matches(['<', '>'])),
-        Some("an-admin-token-for-tests"),
-    );
-    assert_eq!(code, 200, "{body}");
+    let pid = pid_of(&addr, "girder.alarms");
+    assert_eq!(kill(&addr, &pid), 200);
     let logged = a.expect("process killed through the ops API", WAIT);
-    assert!(logged.contains(pid), "{logged}");
+    assert!(logged.contains(&pid), "{logged}");
 
     a.signal("-TERM");
     a.expect("node ops@127.0.0.1 stopped", WAIT);
@@ -581,4 +589,43 @@ fn protected_reads_need_the_token_from_curl_and_from_girder_status() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("node pr@127.0.0.1:"));
+}
+
+/// Girder's own services' supervisor dying stops the node (as an OTP node halts when its kernel
+/// application's supervisor dies), with a line that says so and a failing exit status, so that
+/// whatever runs the node starts it afresh.
+#[test]
+fn a_node_whose_services_supervisor_dies_stops_and_says_why() {
+    let cookie = cookie_file("kernel-sup-test-cluster-cookie");
+    let token = std::env::temp_dir().join(format!("girder-token-ks-{}", std::process::id()));
+    girder_dist::write_secret_file(&token, "an-admin-token-for-tests\n").unwrap();
+    let a = node(&[
+        "--name",
+        "ks@127.0.0.1",
+        "--listen",
+        "127.0.0.1:0",
+        "--cookie-file",
+        cookie.to_str().unwrap(),
+        "--http",
+        "127.0.0.1:0",
+        "--admin-token-file",
+        token.to_str().unwrap(),
+    ]);
+    let line = a.expect("ops API on http://", WAIT);
+    let addr = line
+        .trim_start_matches("ops API on http://")
+        .trim()
+        .to_string();
+    a.expect("node ks@127.0.0.1 up", WAIT);
+    assert_eq!(kill(&addr, &pid_of(&addr, "girder.kernel_sup")), 200);
+    let said = a.expect("girder.kernel_sup exited", WAIT);
+    assert!(said.contains("stopping"), "{said}");
+    let out = a.finish(WAIT);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("node ks@127.0.0.1 stopped"),
+        "{}",
+        out.stdout
+    );
+    let _ = std::fs::remove_file(token);
 }

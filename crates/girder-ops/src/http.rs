@@ -168,6 +168,13 @@ async fn readyz(State(s): State<Arc<Shared>>) -> Response {
     }
     #[cfg(feature = "dist")]
     if let Some(d) = &s.cluster.dist {
+        if !s.node.is_alive(d.services().pid()) {
+            why.push(format!(
+                "{} is down: global names, process groups and the alarm service are not \
+                 running; restart the node",
+                girder_dist::node::KERNEL_SUP
+            ));
+        }
         let listener = d.listener_status();
         if !listener.accepting {
             why.push(format!(

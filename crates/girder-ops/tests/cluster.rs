@@ -268,6 +268,27 @@ async fn readiness_reports_a_distribution_listener_that_cannot_accept() {
     .await;
 }
 
+#[tokio::test]
+async fn readiness_reports_girders_own_services_down() {
+    let node = dist::start("ready-services@127.0.0.1").await;
+    let ops = Ops::builder(node.node())
+        .dist(&node)
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let readyz = format!("http://{}/readyz", ops.local_addr());
+    assert_eq!(reqwest::get(&readyz).await.unwrap().status(), 200);
+    node.node()
+        .exit(node.services().pid(), girder::ExitReason::Kill);
+    let why = eventually_async("readiness to turn 503", async || {
+        let r = reqwest::get(&readyz).await.unwrap();
+        (r.status() == 503).then_some(())?;
+        Some(r.json::<Value>().await.unwrap()["why"].to_string())
+    })
+    .await;
+    assert!(why.contains("girder.kernel_sup is down"), "{why}");
+}
+
 /// The next notice about nodes (up, down, left, forgotten) or alarms raised.
 async fn next_node_notice(notices: &mut tokio::sync::broadcast::Receiver<Notice>) -> Notice {
     within("a notice", async {

@@ -188,3 +188,42 @@ async fn a_member_down_for_forget_after_is_forgotten_by_membership_and_distribut
     );
     assert!(!a.known().contains(b.name()));
 }
+
+/// A second process with a live node's name joins the membership and leaves it again: the
+/// live node keeps its name, its address and its connection throughout (membership knows
+/// members by address, so the twin's coming and going must touch only the twin).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twin_coming_and_going_does_not_touch_the_live_node_with_its_name() {
+    let cfg = MembershipConfig::default;
+    let (a, ma) = member("twa@127.0.0.1", &[], cfg()).await;
+    let (b, _mb) = member("twb@127.0.0.1", &[a.local_addr()], cfg()).await;
+    eventually("a sees b", || ma.members().len() == 1).await;
+    a.connect(b.name()).await.unwrap();
+    let mut events = a.subscribe();
+    let (twin, mtwin) = member("twb@127.0.0.1", &[a.local_addr()], cfg()).await;
+    eventually("a sees the twin as a member", || ma.members().len() == 2).await;
+    let address = |d: &DistNode| {
+        d.peers()
+            .into_iter()
+            .find(|p| &p.name == b.name())
+            .and_then(|p| p.address)
+    };
+    assert_eq!(
+        address(&a),
+        Some(b.local_addr()),
+        "the live one's address kept"
+    );
+    // The twin goes away without a word, and membership declares it down.
+    drop(mtwin);
+    twin.shutdown();
+    eventually("a sees the twin down", || ma.members().len() == 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(&e, NodeEvent::Down { node, .. } | NodeEvent::Left { node, .. } if node == b.name()),
+            "the live node was disconnected: {e:?}"
+        );
+    }
+    assert!(a.connected().contains(b.name()));
+    assert_eq!(address(&a), Some(b.local_addr()));
+}

@@ -13,6 +13,7 @@
 
 mod config;
 mod connections;
+mod follow;
 mod hooks;
 mod leave;
 mod listen;
@@ -233,45 +234,6 @@ impl DistNode {
     /// gives the current state.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<NodeEvent> {
         self.inner.events.subscribe()
-    }
-
-    /// Takes node addresses and failures from a membership: members' addresses become
-    /// dialable (a member's TCP listener shares its membership address), a member that
-    /// membership declares down is disconnected at once, even if its TCP connection still looks
-    /// alive (a frozen or partitioned node), and a member that membership forgets (down for
-    /// [`MembershipConfig::forget_after`](crate::MembershipConfig::forget_after)) is
-    /// [forgotten](Self::forget) here too. Connections stay on demand.
-    pub fn follow(&self, membership: &crate::Membership) {
-        for m in membership.members() {
-            self.add_address(m.name.clone(), m.addr);
-        }
-        let mut events = membership.subscribe();
-        let me = Arc::downgrade(&self.inner);
-        self.inner.node.spawn_task(async move {
-            loop {
-                let event = match events.recv().await {
-                    Ok(e) => e,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return,
-                };
-                let Some(inner) = me.upgrade() else { return };
-                let dist = DistNode { inner };
-                match event {
-                    crate::MemberEvent::Up(m) => dist.add_address(m.name, m.addr),
-                    crate::MemberEvent::Down(m) => {
-                        dist.inner.addresses.remove(&m.name);
-                        dist.disconnect(&m.name);
-                    }
-                    crate::MemberEvent::Replaced { new, .. } => {
-                        dist.disconnect(&new.name);
-                        dist.add_address(new.name, new.addr);
-                    }
-                    crate::MemberEvent::Forgotten(m) => {
-                        dist.forget(&m.name);
-                    }
-                }
-            }
-        });
     }
 
     /// Connects to `name` now (sends connect on demand anyway), waiting until the connection is

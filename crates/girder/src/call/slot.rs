@@ -104,6 +104,12 @@ pub(crate) fn open<R: Send + 'static>(slot: Arc<Slot<R>>) -> (SlotSender<R>, Slo
     )
 }
 
+thread_local! {
+    /// The slot whose caller this thread is waking, under BUSY (0: none), and whether the
+    /// caller's end was dropped from inside that wake-up.
+    static WAKING: std::cell::Cell<(usize, bool)> = const { std::cell::Cell::new((0, false)) };
+}
+
 /// The replier's end of one call.
 pub(crate) struct SlotSender<R> {
     slot: Arc<Slot<R>>,
@@ -149,7 +155,18 @@ impl<R> SlotSender<R> {
         // its waker, so the waker may be read only while BUSY. A caller polled in between
         // sees BUSY and polls again (see `SlotReceiver::poll`).
         if let Some(w) = unsafe { &*slot.waker.get() } {
+            // A wake-up may drop the caller's task right here, on this thread (a scheduler
+            // that is shutting down does): its end then cannot wait for FULL, which only this
+            // frame would publish, and says so through `WAKING` instead (see its `Drop`).
+            let outer = WAKING.replace((slot as *const Slot<R> as usize, false));
             w.wake_by_ref();
+            let (_, abandoned) = WAKING.replace(outer);
+            if abandoned {
+                // Nobody will take the answer: the slot goes with its last reference, and the
+                // answer with it.
+                drop(owner);
+                return;
+            }
         }
         // The reference goes back with the answer; after FULL the slot is the caller's.
         // SAFETY: still BUSY, as above.
@@ -330,6 +347,13 @@ impl<R: Send + 'static> Drop for SlotReceiver<R> {
                     drop(unsafe { Self::take_full(at, gen) });
                     return;
                 }
+                // Dropped from inside the replier's wake-up, on its thread: FULL would never
+                // come. The replier learns it gave up when the wake-up returns, and frees the
+                // slot.
+                Err(_) if WAKING.with(|w| w.get().0 == at.as_ptr() as usize) => {
+                    WAKING.with(|w| w.set((at.as_ptr() as usize, true)));
+                    return;
+                }
                 // The replier is writing the answer: a few instructions, then FULL. Waiting for
                 // it is how the slot's reference gets back rather than stay parked in the slot.
                 Err(_) => {
@@ -389,6 +413,53 @@ mod tests {
         assert!(matches!(poll(&mut rx, &waker), Poll::Ready(Ok(7))));
         // Given back outside a process: dropped.
         assert!(weak.upgrade().is_none());
+    }
+
+    /// A waker whose wake-up drops the caller's end, as a scheduler that is shutting down drops
+    /// a woken task's future on the waking thread.
+    struct DropOnWake(std::sync::Mutex<Option<SlotReceiver<Arc<()>>>>);
+
+    impl Wake for DropOnWake {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            drop(self.0.lock().unwrap().take());
+        }
+    }
+
+    #[test]
+    fn a_caller_dropped_inside_the_reply_wake_up_does_not_hang_the_replier() {
+        let answer = Arc::new(());
+        let slot = Arc::new(Slot::<Arc<()>>::new(None, 0));
+        let weak = Arc::downgrade(&slot);
+        let (tx, rx) = open(slot);
+        let waker = Arc::new(DropOnWake(std::sync::Mutex::new(None)));
+        let mut rx = rx;
+        assert!(Pin::new(&mut rx)
+            .poll(&mut Context::from_waker(&Waker::from(waker.clone())))
+            .is_pending());
+        *waker.0.lock().unwrap() = Some(rx);
+        // Before, the caller's end spun forever waiting for the FULL that only this send,
+        // further up the same stack, would publish.
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let replier = {
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                tx.send(Ok(answer));
+                let _ = done_tx.send(());
+            })
+        };
+        done.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the replier returned");
+        replier.join().unwrap();
+        assert!(
+            waker.0.lock().unwrap().is_none(),
+            "the caller's end was dropped"
+        );
+        assert_eq!(Arc::strong_count(&answer), 1, "the answer is dropped");
+        assert!(weak.upgrade().is_none(), "and the slot freed");
     }
 
     #[test]

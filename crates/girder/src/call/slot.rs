@@ -22,7 +22,11 @@
 //! caller's end holds a plain pointer, valid because the slot cannot be freed while the
 //! counted reference is either in the replier's hands or parked in the slot itself. A caller
 //! that gives up moves the slot to the next generation and lets go: the replier, finding the
-//! slot moved on, drops the reference and with it the slot.
+//! slot moved on, drops the reference and with it the slot. A caller whose end is dropped from
+//! inside the replier's wake-up (its task dropped on the waking thread, as a scheduler that is
+//! shutting down does) cannot wait for the replier to finish, which is further up the same
+//! stack: it leaves a mark in a thread-local, and the replier frees the slot when the wake-up
+//! returns.
 
 use std::cell::UnsafeCell;
 use std::future::Future;

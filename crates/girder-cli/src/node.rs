@@ -341,26 +341,14 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     status
 }
 
-/// One line a second at most for something that can happen a thousand times a second.
+/// One line a second at most for something that can happen a thousand times a second: `Some`
+/// suffix telling how many were left out, if a line may be printed now.
 #[derive(Default)]
-struct LineBudget {
-    last: Option<Instant>,
-    quiet: u64,
-}
+struct LineBudget(girder::log::LogBudget);
 
 impl LineBudget {
-    /// `Some(suffix)` if a line may be printed now (the suffix tells how many were not);
-    /// `None` if not.
     fn spend(&mut self) -> Option<String> {
-        if self
-            .last
-            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
-        {
-            self.quiet += 1;
-            return None;
-        }
-        self.last = Some(Instant::now());
-        Some(match std::mem::take(&mut self.quiet) {
+        self.0.spend().map(|n| match n {
             0 => String::new(),
             n => format!(" ({n} more since the last line)"),
         })

@@ -32,7 +32,6 @@ pub mod global;
 pub mod groups;
 pub mod handshake;
 pub mod identity;
-mod log_budget;
 pub mod membership;
 pub mod node;
 mod peer;

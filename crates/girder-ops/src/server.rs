@@ -7,7 +7,7 @@
 //! them too, server-sent event streams included.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -55,16 +55,8 @@ pub(crate) async fn run(listener: TcpListener, app: Router, limits: HttpLimits) 
     // event streams included.
     let (_server_alive, server_gone) = tokio::sync::watch::channel(());
     let mut backoff = ACCEPT_BACKOFF_MIN;
-    let mut last_log: Option<Instant> = None;
-    let mut quiet = 0u64;
-    let mut may_log = move || {
-        if last_log.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
-            quiet += 1;
-            return None;
-        }
-        last_log = Some(Instant::now());
-        Some(std::mem::take(&mut quiet))
-    };
+    let mut budget = girder::log::LogBudget::default();
+    let mut may_log = move || budget.spend();
     loop {
         let (tcp, from) = match listener.accept().await {
             Ok(accepted) => {

@@ -23,6 +23,7 @@
 //! | [`stats`] | [`Node::stats`]: processes, spawns, exits by reason, messages, mailboxes; sampled call latency | `erlang:statistics/1`, `observer` |
 //! | [`lifecycle`] | [`Node::lifecycle`]: children restarted, supervisors giving up | SASL progress and supervisor reports |
 //! | [`sys`] | any behaviour's state, suspend and resume, traces, without stopping it | `sys` |
+//! | [`log`] | [`log::LogBudget`]: one line a second at most for what can happen a thousand times a second | `logger`'s burst limit |
 //! | introspection | [`Node::processes`], [`ProcessInfo`] | `observer` |
 //!
 //! ## A supervised server
@@ -74,6 +75,7 @@ pub mod event;
 mod exit;
 mod introspect;
 pub mod lifecycle;
+pub mod log;
 pub mod mailbox;
 mod node;
 mod pid;

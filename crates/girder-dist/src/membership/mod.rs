@@ -226,7 +226,7 @@ impl Membership {
             let name = me.name.clone();
             node.spawn_owned(async move {
                 let mut buf = vec![0u8; max_packet.max(65_536)];
-                let mut log = crate::log_budget::LogBudget::default();
+                let mut log = girder::log::LogBudget::default();
                 loop {
                     let Ok((n, from)) = socket.recv_from(&mut buf).await else {
                         return;

@@ -302,9 +302,9 @@ pub(super) struct ListenerHealth {
     refused: u64,
     turned_away: u64,
     dials_refused: u64,
-    refused_log: crate::log_budget::LogBudget,
-    turned_away_log: crate::log_budget::LogBudget,
-    dials_refused_log: crate::log_budget::LogBudget,
+    refused_log: girder::log::LogBudget,
+    turned_away_log: girder::log::LogBudget,
+    dials_refused_log: girder::log::LogBudget,
 }
 
 impl ListenerHealth {

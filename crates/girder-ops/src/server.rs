@@ -81,10 +81,11 @@ pub(crate) async fn run(listener: TcpListener, app: Router, limits: HttpLimits) 
         };
         let service = TowerToHyperService::new(app.clone());
         let mut server_gone = server_gone.clone();
-        // On the runtime of the thread that accepted it, as axum::serve places connections:
-        // on a node's schedulers, a task of the pool moves between threads, and an event
-        // stream moved so stalled now and then (1 run in 6 of a slow trace client's test);
-        // pinned to the accepting thread it does not. The server's end still ends it (below).
+        // On tokio's runtime, as axum::serve places connections: HTTP parsing and writing stay
+        // off the threads that run the node's processes. (They once ran there; a stalled event
+        // stream seen then turned out to be a trace's notice of dropped events waiting for an
+        // event that never came, fixed in `girder::sys`, not a lost wake-up.) The server's end
+        // still ends it (below).
         tokio::spawn(async move {
             let _permit = permit;
             let _ = tcp.set_nodelay(true);

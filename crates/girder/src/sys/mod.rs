@@ -231,13 +231,49 @@ pub enum SysError {
 pub struct Trace {
     pid: Pid,
     rx: mpsc::Receiver<TraceEvent>,
-    dropped: Arc<AtomicU64>,
+    counts: Arc<DropCounts>,
+}
+
+/// Events a trace dropped, shared by the traced process and the reader.
+#[derive(Debug, Default)]
+pub(crate) struct DropCounts {
+    /// All dropped so far.
+    dropped: AtomicU64,
+    /// Dropped and not yet told (by a [`Traced::Dropped`] notice): the process tells them
+    /// before its next event if there is room, the reader when it has read everything queued.
+    untold: AtomicU64,
 }
 
 impl Trace {
-    /// The next event; `None` once the process has exited.
+    /// The next event; `None` once the process has exited. Events dropped because the trace
+    /// was read too slowly are told by a [`Traced::Dropped`] notice, at the latest when
+    /// everything queued has been read.
     pub async fn next(&mut self) -> Option<TraceEvent> {
-        self.rx.recv().await
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(&mut self, cx: &mut TaskCx<'_>) -> Poll<Option<TraceEvent>> {
+        match self.rx.poll_recv(cx) {
+            // Read up (not just out of tokio's cooperative budget, which also answers
+            // Pending): whatever was dropped and not told yet is told now, rather than before
+            // an event that may never come.
+            Poll::Pending if self.rx.is_empty() => {
+                let untold = self.counts.untold.swap(0, Ordering::AcqRel);
+                if untold == 0 {
+                    return Poll::Pending;
+                }
+                let at_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                Poll::Ready(Some(TraceEvent {
+                    pid: self.pid,
+                    at_ms,
+                    event: Traced::Dropped { count: untold },
+                    detail: None,
+                }))
+            }
+            other => other,
+        }
     }
 
     /// The traced process.
@@ -247,14 +283,14 @@ impl Trace {
 
     /// Events dropped because this trace was read too slowly (the process never waits).
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.counts.dropped.load(Ordering::Relaxed)
     }
 }
 
 impl futures_util::Stream for Trace {
     type Item = TraceEvent;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Option<TraceEvent>> {
-        self.rx.poll_recv(cx)
+        self.poll_event(cx)
     }
 }
 
@@ -323,10 +359,10 @@ fn process(node: &Node, pid: Pid) -> Result<Arc<dyn AnyProcess>, SysError> {
 
 async fn trace_on(p: &dyn AnyProcess, pid: Pid) -> Result<Trace, SysError> {
     let (tx, rx) = mpsc::channel(TRACE_CAPACITY);
-    let dropped = Arc::new(AtomicU64::new(0));
-    let tracer = serve::Tracer::new(tx, dropped.clone());
+    let counts = Arc::new(DropCounts::default());
+    let tracer = serve::Tracer::new(tx, counts.clone());
     request(p, pid, |reply| SysRequest::Trace(tracer, reply)).await?;
-    Ok(Trace { pid, rx, dropped })
+    Ok(Trace { pid, rx, counts })
 }
 
 /// Sends a request through the system lane and waits for the behaviour's answer.

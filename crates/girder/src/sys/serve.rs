@@ -2,7 +2,7 @@
 //! them (suspended or not, the traces attached).
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -47,41 +47,40 @@ impl SysRequest {
 /// One attached trace: a bounded channel that never makes the process wait.
 pub(crate) struct Tracer {
     tx: mpsc::Sender<TraceEvent>,
-    dropped: Arc<AtomicU64>,
-    /// Dropped since the trace was last told ([`Traced::Dropped`]).
-    untold: u64,
+    counts: Arc<super::DropCounts>,
 }
 
 impl Tracer {
-    pub(super) fn new(tx: mpsc::Sender<TraceEvent>, dropped: Arc<AtomicU64>) -> Tracer {
-        Tracer {
-            tx,
-            dropped,
-            untold: 0,
-        }
+    pub(super) fn new(tx: mpsc::Sender<TraceEvent>, counts: Arc<super::DropCounts>) -> Tracer {
+        Tracer { tx, counts }
     }
 
     /// Queues `event`, after a notice of what was dropped before it if there is room for both.
-    /// False once the trace has been dropped.
+    /// False once the trace has been dropped. What is dropped and not yet told is shared with
+    /// the reader, which tells it itself when it finds the queue empty: otherwise a trace whose
+    /// last events were dropped would never say so.
     fn send(&mut self, event: &TraceEvent) -> bool {
         use mpsc::error::TrySendError;
-        if self.untold > 0 {
+        let untold = self.counts.untold.swap(0, Ordering::AcqRel);
+        if untold > 0 {
             let notice = TraceEvent {
-                event: Traced::Dropped { count: self.untold },
+                event: Traced::Dropped { count: untold },
                 detail: None,
                 ..event.clone()
             };
             match self.tx.try_send(notice) {
-                Ok(()) => self.untold = 0,
-                Err(TrySendError::Full(_)) => {}
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.counts.untold.fetch_add(untold, Ordering::AcqRel);
+                }
                 Err(TrySendError::Closed(_)) => return false,
             }
         }
         match self.tx.try_send(event.clone()) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                self.untold += 1;
+                self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+                self.counts.untold.fetch_add(1, Ordering::AcqRel);
                 true
             }
             Err(TrySendError::Closed(_)) => false,

@@ -427,14 +427,22 @@ fn kill(addr: &str, pid: &str) -> u16 {
     http(addr, "POST", &path, Some("an-admin-token-for-tests")).0
 }
 
-#[test]
-fn a_node_serves_the_ops_api_with_an_admin_token() {
-    let cookie = cookie_file("ops-api-test-cluster-cookie");
-    let token = std::env::temp_dir().join(format!("girder-token-{}", std::process::id()));
+/// A node called `name` (cookie `cookie_text`) serving its ops API on a free port with the
+/// tests' admin token: the node, the API's address, and the cookie and token files.
+fn node_with_admin_api(
+    name: &str,
+    cookie_text: &str,
+) -> (NodeProc, String, std::path::PathBuf, std::path::PathBuf) {
+    let cookie = cookie_file(cookie_text);
+    let token = std::env::temp_dir().join(format!(
+        "girder-token-{}-{}",
+        name.split('@').next().unwrap_or(name),
+        std::process::id()
+    ));
     girder_dist::write_secret_file(&token, "an-admin-token-for-tests\n").unwrap();
     let a = node(&[
         "--name",
-        "ops@127.0.0.1",
+        name,
         "--listen",
         "127.0.0.1:0",
         "--cookie-file",
@@ -449,6 +457,13 @@ fn a_node_serves_the_ops_api_with_an_admin_token() {
         .trim_start_matches("ops API on http://")
         .trim()
         .to_string();
+    (a, addr, cookie, token)
+}
+
+#[test]
+fn a_node_serves_the_ops_api_with_an_admin_token() {
+    let (a, addr, cookie, token) =
+        node_with_admin_api("ops@127.0.0.1", "ops-api-test-cluster-cookie");
     assert_eq!(http(&addr, "GET", "/healthz", None), (200, "ok".into()));
     let (code, metrics) = http(&addr, "GET", "/metrics", None);
     assert_eq!(code, 200);
@@ -596,26 +611,8 @@ fn protected_reads_need_the_token_from_curl_and_from_girder_status() {
 /// whatever runs the node starts it afresh.
 #[test]
 fn a_node_whose_services_supervisor_dies_stops_and_says_why() {
-    let cookie = cookie_file("kernel-sup-test-cluster-cookie");
-    let token = std::env::temp_dir().join(format!("girder-token-ks-{}", std::process::id()));
-    girder_dist::write_secret_file(&token, "an-admin-token-for-tests\n").unwrap();
-    let a = node(&[
-        "--name",
-        "ks@127.0.0.1",
-        "--listen",
-        "127.0.0.1:0",
-        "--cookie-file",
-        cookie.to_str().unwrap(),
-        "--http",
-        "127.0.0.1:0",
-        "--admin-token-file",
-        token.to_str().unwrap(),
-    ]);
-    let line = a.expect("ops API on http://", WAIT);
-    let addr = line
-        .trim_start_matches("ops API on http://")
-        .trim()
-        .to_string();
+    let (a, addr, _cookie, token) =
+        node_with_admin_api("ks@127.0.0.1", "kernel-sup-test-cluster-cookie");
     a.expect("node ks@127.0.0.1 up", WAIT);
     assert_eq!(kill(&addr, &pid_of(&addr, "girder.kernel_sup")), 200);
     let said = a.expect("girder.kernel_sup exited", WAIT);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use girder_dist::membership::{Member, MemberEvent, Membership, MembershipConfig};
 use girder_dist::{Cookie, NodeName};
-use girder_testkit::eventually_async;
+use girder_testkit::dist::until_members;
 
 fn cookie() -> Cookie {
     Cookie::new("flood-test-cookie-0123456789").unwrap()
@@ -30,18 +30,6 @@ async fn start(node: &girder::Node, name: &str, seeds: &[SocketAddr]) -> Members
         roles: Vec::new(),
     };
     Membership::start(node, me, seeds, config()).await.unwrap()
-}
-
-async fn until_members(m: &mut Membership, n: usize) {
-    let what = format!("{} to see {n} members", m.me().name);
-    eventually_async(what, async || {
-        if m.members().len() == n {
-            return true;
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(100), m.changed()).await;
-        false
-    })
-    .await;
 }
 
 /// One valid datagram of a real member: a third member is started with a plain UDP socket

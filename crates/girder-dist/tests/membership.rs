@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use girder_dist::membership::{Member, MemberEvent, Membership, MembershipConfig};
 use girder_dist::NodeName;
-use girder_testkit::{eventually_async, within};
+use girder_testkit::dist::until_members;
+use girder_testkit::within;
 use tokio::sync::broadcast;
 
 fn member(name: &str, addr: &str, creation: u32) -> Member {
@@ -27,18 +28,6 @@ async fn start(name: &str, seeds: &[SocketAddr]) -> Membership {
     )
     .await
     .unwrap()
-}
-
-async fn until_members(m: &mut Membership, n: usize) {
-    let what = format!("{} to see {n} members", m.me().name);
-    eventually_async(what, async || {
-        if m.members().len() == n {
-            return true;
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(100), m.changed()).await;
-        false
-    })
-    .await;
 }
 
 async fn until_down(events: &mut broadcast::Receiver<MemberEvent>, name: &str) -> Member {

@@ -26,6 +26,11 @@ async fn node(name: &str) -> (DistNode, Ops, String) {
     (dist, ops, base)
 }
 
+/// GET `url`: its JSON body.
+async fn get_json(url: impl reqwest::IntoUrl) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn alarms_are_visible_across_the_cluster_and_a_lost_node_is_an_alarm() {
     let (a, _ops_a, base_a) = node("oa@localhost").await;
@@ -41,23 +46,13 @@ async fn alarms_are_visible_across_the_cluster_and_a_lost_node_is_an_alarm() {
             "the ingest queue is full",
         ))
         .unwrap();
-    let v: Value = reqwest::get(format!("{base_a}/api/alarms?scope=cluster"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(format!("{base_a}/api/alarms?scope=cluster")).await;
     let cluster = v["cluster"].as_array().unwrap();
     assert_eq!(cluster.len(), 1, "{v}");
     assert_eq!(cluster[0]["node"], "ob@localhost");
     assert_eq!(cluster[0]["active"][0]["id"], "queue_full");
     // Node scope (the default) lists only this node's.
-    let v: Value = reqwest::get(format!("{base_a}/api/alarms"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(format!("{base_a}/api/alarms")).await;
     assert!(
         v["cluster"].is_null() && v["active"].as_array().unwrap().is_empty(),
         "{v}"
@@ -70,12 +65,7 @@ async fn alarms_are_visible_across_the_cluster_and_a_lost_node_is_an_alarm() {
     // The connection drops: a raises node_down for b, and clears it once b is back.
     a.disconnect(b.name());
     let active = |base: String| async move {
-        let v: Value = reqwest::get(format!("{base}/api/alarms"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = get_json(format!("{base}/api/alarms")).await;
         v["active"]
             .as_array()
             .unwrap()
@@ -323,12 +313,7 @@ async fn a_node_that_leaves_gracefully_is_a_notice_and_no_alarm() {
             reason: "it shut down".into()
         }
     );
-    let v: Value = reqwest::get(format!("{base_a}/api/alarms"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(format!("{base_a}/api/alarms")).await;
     assert_eq!(v["active"], serde_json::json!([]), "{v}");
     assert!(ops_a.alarms().active().is_empty());
 }
@@ -441,22 +426,12 @@ async fn the_alarm_service_comes_back_after_an_admin_kill() {
             "raised after the kill",
         ))
         .unwrap();
-    let v: Value = reqwest::get(format!("{base_b}/api/alarms?scope=cluster"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(format!("{base_b}/api/alarms?scope=cluster")).await;
     let cluster = v["cluster"].as_array().unwrap();
     assert_eq!(cluster.len(), 1, "{v}");
     assert_eq!(cluster[0]["node"], "aka@localhost", "{v}");
     assert_eq!(cluster[0]["active"][0]["id"], "after_kill", "{v}");
     // And this node's own listing.
-    let v: Value = reqwest::get(format!("http://{}/api/alarms", ops_a.local_addr()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(format!("http://{}/api/alarms", ops_a.local_addr())).await;
     assert_eq!(v["active"][0]["id"], "after_kill", "{v}");
 }

@@ -153,3 +153,16 @@ impl girder_dist::transport::Network for Exhaustible {
         girder_dist::transport::Tokio.bind_datagrams(addr)
     }
 }
+
+/// Waits until `membership` sees `n` other members (up to [`WAIT`](crate::WAIT)).
+pub async fn until_members(membership: &mut girder_dist::Membership, n: usize) {
+    let what = format!("{} to see {n} members", membership.me().name);
+    crate::eventually_async(what, async || {
+        if membership.members().len() == n {
+            return true;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), membership.changed()).await;
+        false
+    })
+    .await;
+}

@@ -262,12 +262,9 @@ impl Trace {
                 if untold == 0 {
                     return Poll::Pending;
                 }
-                let at_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
                 Poll::Ready(Some(TraceEvent {
                     pid: self.pid,
-                    at_ms,
+                    at_ms: now_ms(),
                     event: Traced::Dropped { count: untold },
                     detail: None,
                 }))
@@ -292,6 +289,13 @@ impl futures_util::Stream for Trace {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Option<TraceEvent>> {
         self.poll_event(cx)
     }
+}
+
+/// Now, in milliseconds since the Unix epoch: a trace event's time.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A behaviour's state, without stopping it (`sys:get_state/1` and `get_status/1`).

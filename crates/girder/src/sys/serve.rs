@@ -4,7 +4,6 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -155,12 +154,9 @@ impl Sys {
             Ok(d) => d.map(|d| capped(d, MAX_DETAIL)),
             Err(panic) => Some(format!("(trace_view failed: {panic})")),
         };
-        let at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         let event = TraceEvent {
             pid,
-            at_ms,
+            at_ms: super::now_ms(),
             event,
             detail,
         };

@@ -33,6 +33,12 @@ pub struct ConnectionConfig {
     pub delivery_queue: usize,
     /// Bytes that may be held while reassembling fragments, over all streams.
     pub max_reassembly: usize,
+    /// Bytes of messages from one peer that may wait for full mailboxes on this node (see
+    /// decision 014): a full mailbox parks its messages and pauses their senders, so only the
+    /// messages already on the way when the pause went out land here. Past this bound the
+    /// connection's delivery waits for the parked messages to be taken, as a safety net for a
+    /// peer that does not pause.
+    pub max_parked: usize,
     /// How often a tick is sent when there is nothing else to send.
     pub tick: Duration,
     /// The connection is lost when nothing arrives for this long.
@@ -46,6 +52,7 @@ impl Default for ConnectionConfig {
             send_queue: 8192,
             delivery_queue: 8192,
             max_reassembly: 64 * 1024 * 1024,
+            max_parked: 64 * 1024 * 1024,
             tick: Duration::from_millis(250),
             dead_after: Duration::from_secs(1),
         }

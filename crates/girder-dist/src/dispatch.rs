@@ -181,6 +181,8 @@ async fn handle_packet(inner: &Arc<Inner>, peer: &Arc<Peer>, gen: u64, stream: u
             }
         }
         Packet::Goodbye => inner.goodbye(peer, gen),
+        Packet::Pause { to } => peer.paused.pause(to),
+        Packet::Resume { to } => peer.paused.resume(to),
     }
 }
 
@@ -213,11 +215,20 @@ async fn deliver(
         }
         return;
     };
-    match inbox.deliver(inner, peer, name, body, how) {
+    // Behind messages already parked for it, so a process's messages keep their order.
+    let behind = peer.parking.is_parked(to.id());
+    match inbox.deliver(inner, peer, name, body, how, behind) {
         Ok(Delivery::Done) => {}
-        // A full bounded mailbox: wait for room, which holds up this connection's later
-        // packets (back pressure reaches the sending node through TCP).
-        Ok(Delivery::Wait(f)) => f.await,
+        // A full bounded mailbox: the message waits in its destination's queue, the peer is
+        // told to pause sending to it, and this connection goes on (decision 014).
+        Ok(Delivery::Wait(f)) => {
+            let limit = inner.cfg.connection.send_queue;
+            peer.parking
+                .park(peer, WirePid::of(to), f, body.len(), limit);
+            peer.parking
+                .under(peer, inner.cfg.connection.max_parked)
+                .await;
+        }
         Err(why) => {
             tracing::warn!(peer = %peer.name, %to, name, %why, "message refused");
             if let Inbound::Call { reff, stream } = how {

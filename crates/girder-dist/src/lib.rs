@@ -7,7 +7,7 @@
 //! | module | what it is | Erlang anchor |
 //! |---|---|---|
 //! | [`node`] | [`DistNode`]: a girder `Node` reachable from others; on-demand connections, [`NodeEvent`]s, a graceful shutdown (goodbyes), the supervisor of Girder's own services | `net_kernel`, `kernel_sup` |
-//! | [`remote`] | remote `Addr`/`ServerRef` handles, exports of local processes | remote pids, `gen_server:call({Name, Node}, ..)` |
+//! | [`remote`] | remote `Addr`/`ServerRef` handles, exports of local processes; back pressure per destination (a full mailbox parks its messages and pauses only its senders) | remote pids, `gen_server:call({Name, Node}, ..)` |
 //! | [`wire`] | [`Wire`]: a message type's stable name; the packet format | the external term format, dist protocol |
 //! | [`global`] | [`global::Global`]: cluster-wide unique names, conflicts resolved after partitions | `global` |
 //! | [`groups`] | [`groups::Groups`]: scoped process groups, local-first selection | `pg` |
@@ -19,7 +19,7 @@
 //! | [`tls`] | optional rustls under the handshake, mutual certificates | TLS distribution (`inet_tls`) |
 //! | [`transport`] | the network under it all: real sockets, or a simulated one in tests | the carrier (`inet_tcp`) |
 //!
-//! See `docs/architecture.md` for how a message crosses nodes, and decisions 004–006.
+//! See `docs/architecture.md` for how a message crosses nodes, and decisions 004–006 and 014.
 
 #![warn(missing_docs)]
 
@@ -34,6 +34,7 @@ pub mod handshake;
 pub mod identity;
 pub mod membership;
 pub mod node;
+mod park;
 mod peer;
 pub mod remote;
 mod replica;

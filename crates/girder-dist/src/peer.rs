@@ -84,6 +84,10 @@ pub(crate) struct Peer {
     overflow: Mutex<Overflow>,
     /// The local node, whose tasks drain `overflow`.
     node: girder::Node,
+    /// Messages from this peer waiting for full local mailboxes.
+    pub(crate) parking: crate::park::Parking,
+    /// This peer's processes that asked this node to pause sending to them.
+    pub(crate) paused: crate::park::Paused,
 }
 
 #[derive(Default)]
@@ -333,6 +337,8 @@ impl NodeTable {
             past: Default::default(),
             overflow: Default::default(),
             node: self.node.clone(),
+            parking: Default::default(),
+            paused: Default::default(),
         });
         by_idx.push(peer.clone());
         by_name.insert(name.clone(), peer.clone());

@@ -73,7 +73,7 @@ impl<E: Wire + Sync> Wire for girder::event::ManagerCall<E> {
 
 /// A pid of the sending or the receiving node: which one is implied by the field it is in, so
 /// the node need not be named.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct WirePid {
     pub(crate) creation: u32,
     pub(crate) id: u64,
@@ -173,6 +173,17 @@ pub(crate) enum Packet<'a> {
     /// ([`NodeEvent::Left`](crate::NodeEvent::Left)), not a failure. Last, so a build that does
     /// not know it drops it as an undecodable packet and the rest still decodes.
     Goodbye,
+    /// `to` (the sender's process) has a full mailbox and messages for it wait on the sender's
+    /// node: stop sending to it until `Resume` (see `park`). Messages to it already on the way
+    /// are kept. After `Goodbye`, so an older build drops it as undecodable and is held back by
+    /// the bound on parked messages instead.
+    Pause {
+        to: WirePid,
+    },
+    /// Messages for `to` no longer wait: sending to it may go on.
+    Resume {
+        to: WirePid,
+    },
 }
 
 /// Why a message could not be encoded.

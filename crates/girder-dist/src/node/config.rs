@@ -153,6 +153,19 @@ pub struct PeerInfo {
     pub messages_out: u64,
     /// Messages received from it.
     pub messages_in: u64,
+    /// Messages from it waiting on this node for full mailboxes (decision 014).
+    pub parked: usize,
+    /// Their bytes (as the bound [`ConnectionConfig::max_parked`](crate::ConnectionConfig::max_parked) counts them).
+    pub parked_bytes: usize,
+    /// Times this node asked it to pause sending to one of this node's processes.
+    pub pauses_sent: u64,
+    /// Times parked messages passed the bound and its connection's delivery waited: nonzero
+    /// only for a peer that does not pause.
+    pub parked_stalls: u64,
+    /// Its processes that asked this node to pause sending to them, now.
+    pub paused: usize,
+    /// Pauses it asked for, in all.
+    pub pauses_received: u64,
 }
 
 /// The distribution listener's state and the handshakes' counts, as

@@ -260,6 +260,8 @@ impl Inner {
             )
         };
         drop(old);
+        // Pauses belong to the connection they came on.
+        peer.paused.clear();
         peer.changed.notify_waiters();
         tracing::info!(node = %self.cfg.name, peer = %peer.name, creation = est.peer_creation, "connected");
         let _ = self.events.send(NodeEvent::Up(peer.name.clone()));
@@ -304,6 +306,7 @@ impl Inner {
             }
         };
         if was_up {
+            peer.paused.clear();
             peer.changed.notify_waiters();
             self.unreachable(peer);
             self.ended(peer, gen, why.to_string());

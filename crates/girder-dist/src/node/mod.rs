@@ -325,6 +325,8 @@ impl DistNode {
                     _ => (false, None),
                 };
                 let [bytes_out, bytes_in, messages_out, messages_in] = p.traffic();
+                let parking = p.parking.stats();
+                let (paused, pauses_received) = p.paused.stats();
                 PeerInfo {
                     name: p.name.clone(),
                     connected,
@@ -334,6 +336,12 @@ impl DistNode {
                     bytes_in,
                     messages_out,
                     messages_in,
+                    parked: parking.messages,
+                    parked_bytes: parking.bytes,
+                    pauses_sent: parking.pauses_sent,
+                    parked_stalls: parking.stalls,
+                    paused,
+                    pauses_received,
                 }
             })
             .collect()

@@ -70,7 +70,7 @@ impl<C: Wire, K: Wire, I: Send + 'static> RemoteBehaviour<C, K, I> {
                 translation: translation.clone(),
             }),
         );
-        match self.target.send(bytes) {
+        match self.target.send_msg(bytes) {
             Ok(()) => Ok(()),
             Err(e) => match peer.waiting.lock().calls.remove(&reff) {
                 // Handed back, as a local full or dead mailbox does.
@@ -99,7 +99,10 @@ impl<C: Wire, K: Wire, I: Send + 'static> RemoteSink<Msg<C, K, I>> for RemoteBeh
                     name: K::NAME,
                 };
                 match wire::packet_with(&p, &c, &self.target.inner.translation) {
-                    Ok(bytes) => self.target.send(bytes).map_err(|e| unsent(e, Msg::Cast(c))),
+                    Ok(bytes) => self
+                        .target
+                        .send_msg(bytes)
+                        .map_err(|e| unsent(e, Msg::Cast(c))),
                     Err(e) => {
                         tracing::warn!(to = %self.target.pid, error = %e, "cast not sent");
                         Ok(())
@@ -118,9 +121,9 @@ impl<C: Wire, K: Wire, I: Send + 'static> RemoteSink<Msg<C, K, I>> for RemoteBeh
                 match self.send(msg) {
                     // Full: nothing was queued and the message came back; wait for room.
                     Err(SendError::Full(m)) => match &self.target.peer {
-                        Some(peer) => {
+                        Some(_) => {
                             msg = m;
-                            peer.room().await;
+                            self.target.room().await;
                         }
                         None => return Err(SendError::NoProc(m)),
                     },
@@ -212,11 +215,12 @@ impl<C: Wire, K: Wire, I: Send + 'static> Inbox for ExportedBehaviour<C, K, I> {
         name: &str,
         body: &[u8],
         how: Inbound,
+        behind: bool,
     ) -> Result<Delivery, String> {
         match how {
             Inbound::Send => {
                 let cast = wire::decode::<K>(name, body, &inner.translation)?;
-                Ok(push(&self.addr, Msg::Cast(cast)))
+                Ok(push(&self.addr, Msg::Cast(cast), behind))
             }
             Inbound::Call { reff, stream } => {
                 let gen = peer.connection_gen().unwrap_or(0);
@@ -242,7 +246,7 @@ impl<C: Wire, K: Wire, I: Send + 'static> Inbox for ExportedBehaviour<C, K, I> {
                 match decode_call(Box::new(sink), || {
                     wire::decode::<C>(name, body, &inner.translation)
                 }) {
-                    Ok(req) => Ok(push(&self.addr, Msg::Call(Request::new(req)))),
+                    Ok(req) => Ok(push(&self.addr, Msg::Call(Request::new(req)), behind)),
                     Err(e) => {
                         self.inflight.lock().remove(&key);
                         Err(e)

@@ -34,10 +34,14 @@ pub(crate) enum Inbound {
 
 pub(crate) enum Delivery {
     Done,
+    /// The mailbox is full (or messages for it are parked): a future that queues the message
+    /// when there is room.
     Wait(BoxFuture<'static, ()>),
 }
 
-/// A local process reachable from other nodes: decodes what it takes and delivers it.
+/// A local process reachable from other nodes: decodes what it takes and delivers it. With
+/// `behind`, messages for it are parked already: the new one must not pass them, so it is
+/// handed back to wait in line without trying the mailbox.
 pub(crate) trait Inbox: Send + Sync + 'static {
     fn deliver(
         &self,
@@ -46,6 +50,7 @@ pub(crate) trait Inbox: Send + Sync + 'static {
         name: &str,
         body: &[u8],
         how: Inbound,
+        behind: bool,
     ) -> Result<Delivery, String>;
 
     /// The exported process has exited with `reason`.
@@ -228,6 +233,7 @@ impl Target {
         girder::process::current().map_or(0, |p| p.id())
     }
 
+    /// Queues a signal for the process.
     fn send(&self, bytes: bytes::Bytes) -> Result<(), Unsent> {
         match &self.peer {
             Some(peer) => self.inner.send_to(peer, Self::stream(), bytes),
@@ -235,16 +241,45 @@ impl Target {
         }
     }
 
+    /// Queues a message or call for the process: `Full` while it asked for a pause (its
+    /// mailbox is full and messages for it wait on its node; decision 014).
+    fn send_msg(&self, bytes: bytes::Bytes) -> Result<(), Unsent> {
+        match &self.peer {
+            Some(peer) if peer.paused.is_paused(self.wire()) => Err(Unsent::Full),
+            Some(peer) => self.inner.send_to(peer, Self::stream(), bytes),
+            None => Err(Unsent::Unreachable),
+        }
+    }
+
+    /// Queues a message or call, waiting while the process is paused and while the connection
+    /// has no room.
     async fn send_wait(&self, bytes: bytes::Bytes) -> Result<(), Unsent> {
-        match self.send(bytes.clone()) {
-            Err(Unsent::Full) => match &self.peer {
-                Some(peer) => {
-                    let limit = self.inner.cfg.connection.send_queue;
-                    peer.send_wait(Self::stream(), bytes, limit).await
-                }
-                None => Err(Unsent::Unreachable),
-            },
-            other => other,
+        let Some(peer) = &self.peer else {
+            return Err(Unsent::Unreachable);
+        };
+        loop {
+            match self.send_msg(bytes.clone()) {
+                Err(Unsent::Full) => {}
+                other => return other,
+            }
+            if peer.paused.is_paused(self.wire()) {
+                peer.paused.until_resumed(self.wire()).await;
+                continue;
+            }
+            let limit = self.inner.cfg.connection.send_queue;
+            return peer.send_wait(Self::stream(), bytes, limit).await;
+        }
+    }
+
+    /// Waits until a message to the process might be queued: it is not paused and the
+    /// connection has room (or the peer is idle, when a send dials or fails).
+    async fn room(&self) {
+        if let Some(peer) = &self.peer {
+            if peer.paused.is_paused(self.wire()) {
+                peer.paused.until_resumed(self.wire()).await;
+            } else {
+                peer.room().await;
+            }
         }
     }
 

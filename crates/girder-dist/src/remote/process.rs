@@ -58,7 +58,7 @@ impl<M: Wire> RemoteSink<M> for RemoteProcess<M> {
         let Some(bytes) = self.encode(&msg) else {
             return Ok(());
         };
-        self.target.send(bytes).map_err(|e| unsent(e, msg))
+        self.target.send_msg(bytes).map_err(|e| unsent(e, msg))
     }
 
     fn send_wait(&self, msg: M) -> BoxFuture<'_, Result<(), SendError<M>>> {
@@ -99,18 +99,25 @@ impl<M: Wire> Inbox for ExportedProcess<M> {
         name: &str,
         body: &[u8],
         how: Inbound,
+        behind: bool,
     ) -> Result<Delivery, String> {
         if let Inbound::Call { .. } = how {
             return Err(format!("{} takes messages, not calls", self.addr.pid()));
         }
         let msg = wire::decode::<M>(name, body, &inner.translation)?;
-        Ok(push(&self.addr, msg))
+        Ok(push(&self.addr, msg, behind))
     }
 }
 
-/// Queues without waiting if there is room; otherwise a future that waits for room.
-pub(super) fn push<M: Send + 'static>(addr: &Addr<M>, msg: M) -> Delivery {
-    match addr.send(msg) {
+/// Queues without waiting if there is room (and nothing waits before it: `behind`); otherwise
+/// a future that waits for room.
+pub(super) fn push<M: Send + 'static>(addr: &Addr<M>, msg: M, behind: bool) -> Delivery {
+    let tried = if behind {
+        Err(SendError::Full(msg))
+    } else {
+        addr.send(msg)
+    };
+    match tried {
         Ok(()) | Err(SendError::NoProc(_)) => Delivery::Done,
         Err(SendError::Full(m)) => {
             let addr = addr.clone();

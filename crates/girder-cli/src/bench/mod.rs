@@ -3,6 +3,7 @@
 
 mod attack;
 mod detect;
+mod hol;
 mod link;
 pub mod remote;
 mod supervision;
@@ -19,7 +20,7 @@ pub struct Outcome {
     pub values: Vec<(&'static str, f64)>,
 }
 
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 15] = [
     "spawn",
     "ring",
     "pingpong",
@@ -32,6 +33,7 @@ pub const ALL: [&str; 14] = [
     "dist_send",
     "dist_call_c1",
     "dist_call_c50",
+    "hol",
     "detect",
     "attack",
 ];
@@ -89,7 +91,7 @@ pub fn run(names: &[String], scale: f64, json: bool, schedulers: bool) -> Result
         let outcome = match name {
             "detect" => detect::run(pool_threads)?,
             "attack" => attack::run(scale, pool_threads)?,
-            "dist_send" | "dist_call_c1" | "dist_call_c50" => {
+            "dist_send" | "dist_call_c1" | "dist_call_c50" | "hol" => {
                 remote::run(name, scale, pool_threads)?
             }
             "dist_link" => {
@@ -182,6 +184,16 @@ fn report(o: &Outcome, json: bool, schedulers: bool) {
     );
     if let Some(m) = get("mem_bytes_per_proc") {
         println!("{:<10} {:>16.0} {:>14}", "", m, "bytes/proc");
+    }
+    if o.workload == "hol" {
+        for (key, unit) in [
+            ("p99_us_unloaded", "µs p99 alone"),
+            ("p99_us_loaded", "µs p99 beside"),
+            ("flood_accepted", "msgs accepted"),
+            ("connection_lost", "connections lost"),
+        ] {
+            println!("{:<10} {:>16.1} {:>14}", "", get(key).unwrap_or(0.0), unit);
+        }
     }
     if o.workload == "attack" {
         for (key, unit) in [

@@ -1,6 +1,7 @@
-//! `dist_send`, `dist_call_c1`, `dist_call_c50`: processes on two nodes that are two OS
+//! `dist_send`, `dist_call_c1`, `dist_call_c50`, `hol`: processes on two nodes that are two OS
 //! processes on loopback. This process is the client node; it starts a copy of itself as the
-//! server node (`girder bench-peer`), which runs a sink process and an echo server.
+//! server node (`girder bench-peer`), which runs a sink process, an echo server and a slow
+//! receiver (`hol`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -85,6 +86,15 @@ pub fn serve() -> Result<(), String> {
         dist.node()
             .register("sink", sink.pid())
             .map_err(|e| e.to_string())?;
+        // `hol`'s slow receiver: a bounded mailbox that is never read.
+        let slow = dist.node().spawn_opts(
+            girder::SpawnOptions::new().capacity(super::hol::SLOW_CAPACITY),
+            |_: Context<SinkMsg>| std::future::pending::<ExitReason>(),
+        );
+        dist.export(&slow);
+        dist.node()
+            .register("slow", slow.pid())
+            .map_err(|e| e.to_string())?;
         let echo = girder::server::start_with(dist.node(), Echo, Default::default(), Some("echo"))
             .await
             .map_err(|e| e.to_string())?;
@@ -163,6 +173,7 @@ pub fn run(workload: &'static str, scale: f64, schedulers: usize) -> Result<Outc
         match workload {
             "dist_send" => send(&dist, &server, count(1_000_000.0)).await,
             "dist_call_c1" => calls(&dist, &server, workload, 1, count(100_000.0)).await,
+            "hol" => super::hol::run(&dist, &server, count(20_000.0)).await,
             _ => calls(&dist, &server, workload, 50, count(4_000.0)).await,
         }
     })
@@ -243,6 +254,28 @@ async fn calls(
     callers: usize,
     per_caller: u64,
 ) -> Result<Outcome, String> {
+    let t0 = Instant::now();
+    let all = call_histogram(dist, server, callers, per_caller).await?;
+    let elapsed = t0.elapsed();
+    let total = callers as u64 * per_caller;
+    Ok(Outcome {
+        workload,
+        values: vec![
+            ("calls_per_s", total as f64 / elapsed.as_secs_f64()),
+            ("p50_us", all.value_at_quantile(0.50) as f64 / 1000.0),
+            ("p99_us", all.value_at_quantile(0.99) as f64 / 1000.0),
+        ],
+    })
+}
+
+/// `callers` processes each calling the echo server `per_caller` times (after a warm-up): the
+/// calls' latencies in nanoseconds.
+pub(super) async fn call_histogram(
+    dist: &DistNode,
+    server: &NodeName,
+    callers: usize,
+    per_caller: u64,
+) -> Result<Histogram<u64>, String> {
     let echo_pid = dist
         .whereis(server, "echo")
         .await
@@ -254,7 +287,6 @@ async fn calls(
         echo.call(|r| (i, r)).await.map_err(|e| e.to_string())?;
     }
     let mut results = Vec::with_capacity(callers);
-    let t0 = Instant::now();
     for _ in 0..callers {
         let echo = echo.clone();
         let (tx, rx) = oneshot::channel();
@@ -281,16 +313,7 @@ async fn calls(
         let hist = rx.await.map_err(|_| "a caller ended early")??;
         all.add(hist).map_err(|e| e.to_string())?;
     }
-    let elapsed = t0.elapsed();
-    let total = callers as u64 * per_caller;
-    Ok(Outcome {
-        workload,
-        values: vec![
-            ("calls_per_s", total as f64 / elapsed.as_secs_f64()),
-            ("p50_us", all.value_at_quantile(0.50) as f64 / 1000.0),
-            ("p99_us", all.value_at_quantile(0.99) as f64 / 1000.0),
-        ],
-    })
+    Ok(all)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

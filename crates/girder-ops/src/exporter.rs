@@ -65,6 +65,18 @@ const DESCRIBED: &[(&str, Kind, Unit, &str)] = &[
         "User messages taken from mailboxes by their processes.",
     ),
     (
+        "girder_mailbox_dropped_total",
+        Kind::Counter,
+        Unit::Count,
+        "Messages dropped by full bounded mailboxes whose overflow policy drops (drop_newest, drop_oldest).",
+    ),
+    (
+        "girder_mailbox_refused_total",
+        Kind::Counter,
+        Unit::Count,
+        "Sends refused with Full by full bounded mailboxes (policies wait and fail_fast).",
+    ),
+    (
         "girder_mailbox_length_max",
         Kind::Gauge,
         Unit::Count,
@@ -153,6 +165,24 @@ const DESCRIBED: &[(&str, Kind, Unit, &str)] = &[
         Kind::Counter,
         Unit::Count,
         "Messages received from the peer.",
+    ),
+    (
+        "girder_dist_parked",
+        Kind::Gauge,
+        Unit::Count,
+        "Messages from the peer waiting on this node for full bounded mailboxes (their senders are paused).",
+    ),
+    (
+        "girder_dist_pauses_sent_total",
+        Kind::Counter,
+        Unit::Count,
+        "Times this node asked the peer to pause sending to one of its processes (a full mailbox).",
+    ),
+    (
+        "girder_dist_parked_stalls_total",
+        Kind::Counter,
+        Unit::Count,
+        "Times messages parked from the peer passed ConnectionConfig::max_parked and its delivery waited (a peer that ignores pauses).",
     ),
     (
         "girder_dist_listener_accepting",
@@ -329,6 +359,8 @@ pub fn collect_node(node: &Node) {
     }
     counter!("girder_messages_in_total", "node" => name.clone()).absolute(s.messages_in);
     counter!("girder_messages_out_total", "node" => name.clone()).absolute(s.messages_out);
+    counter!("girder_mailbox_dropped_total", "node" => name.clone()).absolute(s.mailbox_dropped);
+    counter!("girder_mailbox_refused_total", "node" => name.clone()).absolute(s.mailbox_refused);
     gauge!("girder_mailbox_length_max", "node" => name.clone()).set(s.mailbox_max as f64);
     gauge!("girder_mailbox_length_sum", "node" => name.clone()).set(s.mailbox_sum as f64);
     for p in node.processes() {
@@ -381,8 +413,14 @@ pub fn collect(node: &Node, dist: Option<&DistNode>, membership: Option<&Members
             counter!("girder_dist_bytes_in_total", "node" => name.clone(), "peer" => peer.clone())
                 .absolute(p.bytes_in);
             counter!("girder_dist_messages_out_total", "node" => name.clone(), "peer" => peer.clone()).absolute(p.messages_out);
-            counter!("girder_dist_messages_in_total", "node" => name.clone(), "peer" => peer)
+            counter!("girder_dist_messages_in_total", "node" => name.clone(), "peer" => peer.clone())
                 .absolute(p.messages_in);
+            gauge!("girder_dist_parked", "node" => name.clone(), "peer" => peer.clone())
+                .set(p.parked as f64);
+            counter!("girder_dist_pauses_sent_total", "node" => name.clone(), "peer" => peer.clone())
+                .absolute(p.pauses_sent);
+            counter!("girder_dist_parked_stalls_total", "node" => name.clone(), "peer" => peer)
+                .absolute(p.parked_stalls);
         }
     }
     if let Some(m) = membership {

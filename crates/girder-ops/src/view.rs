@@ -38,6 +38,7 @@ pub(crate) struct ProcessView {
     monitored_by: usize,
     trap_exit: bool,
     messages_in: u64,
+    mailbox: Option<girder::MailboxStats>,
 }
 
 impl From<ProcessInfo> for ProcessView {
@@ -52,6 +53,7 @@ impl From<ProcessInfo> for ProcessView {
             monitored_by,
             trap_exit,
             messages_in,
+            mailbox,
         } = p;
         ProcessView {
             pid,
@@ -63,6 +65,7 @@ impl From<ProcessInfo> for ProcessView {
             monitored_by,
             trap_exit,
             messages_in,
+            mailbox,
         }
     }
 }
@@ -80,6 +83,8 @@ pub(crate) struct StatsView {
     #[serde(serialize_with = "opt_pid_text")]
     mailbox_max_pid: Option<Pid>,
     restarts: u64,
+    mailbox_dropped: u64,
+    mailbox_refused: u64,
 }
 
 impl From<NodeStats> for StatsView {
@@ -94,6 +99,8 @@ impl From<NodeStats> for StatsView {
             mailbox_max,
             mailbox_max_pid,
             restarts,
+            mailbox_dropped,
+            mailbox_refused,
         } = s;
         StatsView {
             processes,
@@ -105,6 +112,8 @@ impl From<NodeStats> for StatsView {
             mailbox_max,
             mailbox_max_pid,
             restarts,
+            mailbox_dropped,
+            mailbox_refused,
         }
     }
 }
@@ -269,6 +278,7 @@ mod tests {
             monitored_by: 0,
             trap_exit: false,
             messages_in: 0,
+            mailbox: None,
         };
         let v = serde_json::to_value(ProcessView::from(info)).unwrap();
         assert_eq!(v["pid"], "<0.42.3>");

@@ -29,6 +29,8 @@ pub struct ProcessInfo {
     pub trap_exit: bool,
     /// Messages ever delivered to its mailbox.
     pub messages_in: u64,
+    /// A bounded mailbox's capacity, overflow policy and what the policy dropped or refused.
+    pub mailbox: Option<crate::MailboxStats>,
 }
 
 impl Node {
@@ -86,10 +88,12 @@ fn snapshot(p: &dyn AnyProcess) -> Option<ProcessInfo> {
             monitored_by: meta.monitors().filter(|m| m.watched).count(),
             trap_exit: h.traps_exits(),
             messages_in: 0,
+            mailbox: None,
         }
     };
     // Read outside the process lock: it takes the mailbox lock.
     info.mailbox_len = p.mailbox_len();
     info.messages_in = p.messages_in();
+    info.mailbox = p.mailbox_stats();
     Some(info)
 }

@@ -9,7 +9,7 @@
 //! | [`Node`] | a home for processes: spawn, exit signals, process table | the runtime |
 //! | [`scheduler`] | [`Schedulers`]: a thread per core, processes homed on one, idle ones steal | the BEAM's schedulers |
 //! | [`process`] | [`Context`], [`Addr`], links, monitors, exit signals | `spawn`, `link`, `monitor` |
-//! | [`mailbox`] | the bounded/unbounded mailbox with a system lane | process mailboxes |
+//! | [`mailbox`] | the bounded/unbounded mailbox with a system lane; [`Overflow`] policies (wait, fail fast, drop oldest, drop newest), counted; capacity that changes at run time | process mailboxes, `max_heap_size` |
 //! | registry | [`Node::register`], [`Node::whereis`] | `register/2`, `whereis/1` |
 //! | [`timer`] | [`send_after`], [`TimerRef::cancel`]: a timer wheel per scheduler | `erlang:send_after/3`, the BEAM's timer wheels |
 //! | [`behaviour`] | what every behaviour shares: [`behaviour::Msg`], [`behaviour::Handle`], start errors | `proc_lib`, `gen` |
@@ -96,7 +96,7 @@ pub use call::{CallError, ReplyTo};
 pub use event::{EventHandler, EventManager};
 pub use exit::ExitReason;
 pub use introspect::ProcessInfo;
-pub use mailbox::SendError;
+pub use mailbox::{MailboxStats, Overflow, SendError};
 pub use node::{LinkError, LookupError, Node, NodeBuilder, OwnedTask};
 pub use pid::Pid;
 pub use process::{Addr, Context, Down, Event, MonitorRef, SpawnOptions};

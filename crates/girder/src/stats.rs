@@ -37,6 +37,10 @@ pub struct NodeStats {
     pub mailbox_max_pid: Option<Pid>,
     /// Restarts made by the node's supervisors, ever.
     pub restarts: u64,
+    /// Messages dropped by full mailboxes' [`Overflow`](crate::Overflow) policies, ever.
+    pub mailbox_dropped: u64,
+    /// Sends refused by full mailboxes (`Full`), ever.
+    pub mailbox_refused: u64,
 }
 
 /// Exits by reason.
@@ -79,6 +83,9 @@ pub(crate) struct Counters {
     exits: [AtomicU64; 7],
     /// Messages delivered to processes that have exited.
     messages_of_exited: AtomicU64,
+    /// Messages dropped and sends refused by mailboxes of processes that have exited.
+    dropped_of_exited: AtomicU64,
+    refused_of_exited: AtomicU64,
     restarts: AtomicU64,
 }
 
@@ -87,7 +94,22 @@ impl Counters {
         self.restarts.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn exited(&self, reason: &ExitReason, messages_in: u64) {
+    pub(crate) fn exited(
+        &self,
+        reason: &ExitReason,
+        messages_in: u64,
+        mailbox: Option<crate::MailboxStats>,
+    ) {
+        if let Some(m) = mailbox {
+            if m.dropped > 0 {
+                self.dropped_of_exited
+                    .fetch_add(m.dropped, Ordering::Relaxed);
+            }
+            if m.refused > 0 {
+                self.refused_of_exited
+                    .fetch_add(m.refused, Ordering::Relaxed);
+            }
+        }
         let i = match reason {
             ExitReason::Normal => 0,
             ExitReason::Shutdown => 1,
@@ -150,9 +172,15 @@ impl Node {
         let procs: Vec<_> = self.inner.procs.iter().map(|e| e.value().clone()).collect();
         s.processes = procs.len();
         let mut delivered = c.messages_of_exited.load(Ordering::Relaxed);
+        s.mailbox_dropped = c.dropped_of_exited.load(Ordering::Relaxed);
+        s.mailbox_refused = c.refused_of_exited.load(Ordering::Relaxed);
         for p in procs {
             let len = p.mailbox_len();
             delivered += p.messages_in();
+            if let Some(m) = p.mailbox_stats() {
+                s.mailbox_dropped += m.dropped;
+                s.mailbox_refused += m.refused;
+            }
             s.mailbox_sum += len as u64;
             if len > s.mailbox_max {
                 s.mailbox_max = len;

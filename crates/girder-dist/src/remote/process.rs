@@ -119,6 +119,16 @@ pub(super) fn push<M: Send + 'static>(addr: &Addr<M>, msg: M, behind: bool) -> D
     };
     match tried {
         Ok(()) | Err(SendError::NoProc(_)) => Delivery::Done,
+        // A mailbox that lets nobody wait refuses what finds it full, from any node: dropped
+        // (counted as refused by the mailbox); a call's caller learns it got no reply.
+        Err(SendError::Full(m))
+            if addr
+                .mailbox_stats()
+                .is_some_and(|s| s.overflow == girder::Overflow::FailFast) =>
+        {
+            drop(m);
+            Delivery::Done
+        }
         Err(SendError::Full(m)) => {
             let addr = addr.clone();
             Delivery::Wait(Box::pin(async move {

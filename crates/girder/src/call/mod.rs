@@ -125,8 +125,10 @@ where
                     .ok_or(CallError::Timeout(timeout))?,
                 None => addr.send_wait(msg).await,
             };
-            if queued.is_err() {
-                return Err(gone());
+            match queued {
+                Ok(()) => {}
+                Err(SendError::Full(_)) => return Err(CallError::Overloaded),
+                Err(SendError::NoProc(_)) => return Err(gone()),
             }
         }
     }

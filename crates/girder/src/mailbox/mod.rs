@@ -10,12 +10,29 @@
 //! Untrappable signals (a `kill`, or an abnormal exit reaching a process that does not trap exits)
 //! do not go through the mailbox at all: they end the process's task directly.
 //!
-//! A mailbox is unbounded unless spawned with a capacity. A bounded mailbox never drops silently:
-//! [`Addr::send`](crate::Addr::send) returns [`SendError::Full`] and
-//! [`Addr::send_wait`](crate::Addr::send_wait) waits for room. See `docs/decisions/001-mailbox.md`
-//! for why the core is a short critical section over a `VecDeque` that the receiver drains in
-//! batches, and why that section is guarded by a spin lock.
+//! A mailbox is unbounded unless spawned with a capacity. What a bounded mailbox does when it
+//! is full is its [`Overflow`] policy, named and counted, never silent:
+//!
+//! | policy | [`Addr::send`](crate::Addr::send) | [`Addr::send_wait`](crate::Addr::send_wait) | for |
+//! |---|---|---|---|
+//! | [`Overflow::Wait`] (default) | [`SendError::Full`], message handed back | waits for room | requests: the sender slows down |
+//! | [`Overflow::FailFast`] | `Full` | `Full` at once | a receiver no sender may wait on |
+//! | [`Overflow::DropNewest`] | `Ok`, the new message dropped and counted | the same | telemetry: keep the older picture |
+//! | [`Overflow::DropOldest`] | `Ok`, the oldest queued message dropped and counted | the same | telemetry: keep the latest |
+//!
+//! Refusals and drops are counted per process ([`MailboxStats`], [`Addr::mailbox_stats`]) and
+//! per node ([`NodeStats`](crate::stats::NodeStats)), which girder-ops exports. The capacity can
+//! change while the process runs ([`Addr::set_mailbox_capacity`]), which is how a regulator
+//! tightens and loosens a queue.
+//!
+//! See `docs/decisions/001-mailbox.md` for why the core is a short critical section over a
+//! `VecDeque` that the receiver drains in batches, and why that section is guarded by a spin
+//! lock.
+//!
+//! [`Addr::mailbox_stats`]: crate::Addr::mailbox_stats
+//! [`Addr::set_mailbox_capacity`]: crate::Addr::set_mailbox_capacity
 
+mod bound;
 mod error;
 mod lock;
 
@@ -23,9 +40,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context as TaskCx, Poll, Waker};
 
-use tokio::sync::Semaphore;
-
+pub use bound::{MailboxStats, Overflow};
 pub use error::SendError;
+
+use bound::Bound;
 
 use crate::{Down, ExitReason, Pid};
 use lock::Mutex;
@@ -64,8 +82,9 @@ pub(crate) struct Mailbox<M> {
     /// wait without taking the lock. Cleared under the lock by every push and by anything else
     /// that changes the waker.
     armed: AtomicBool,
-    /// Permits for a bounded mailbox: one per message that may still be queued.
-    bound: Option<Box<Semaphore>>,
+    /// A bounded mailbox's room (one permit per message that may still be queued), policy
+    /// and counts.
+    bound: Option<Box<Bound>>,
     /// User messages ever queued here, and ever moved to the receiver's batch: written only
     /// under the lock (plain loads and stores, no read-modify-write), read without it, so the
     /// runtime's message metrics and the mailbox's length cost nothing on the hot path.
@@ -74,7 +93,7 @@ pub(crate) struct Mailbox<M> {
 }
 
 impl<M> Mailbox<M> {
-    pub(crate) fn new(capacity: Option<usize>) -> Self {
+    pub(crate) fn new(capacity: Option<usize>, overflow: Overflow) -> Self {
         Mailbox {
             inner: Mutex::new(Inner {
                 user: VecDeque::new(),
@@ -84,33 +103,97 @@ impl<M> Mailbox<M> {
             }),
             has_sys: AtomicBool::new(false),
             armed: AtomicBool::new(false),
-            bound: capacity.map(|c| Box::new(Semaphore::new(c.max(1)))),
+            bound: capacity.map(|c| Box::new(Bound::new(c, overflow))),
             delivered: AtomicU64::new(0),
             swapped: AtomicU64::new(0),
         }
     }
 
-    /// Queues `m` without waiting: `Full` when a bounded mailbox has no room.
+    /// Queues `m` without waiting: a full bounded mailbox applies its [`Overflow`] policy.
     pub(crate) fn send(&self, m: M) -> Result<(), SendError<M>> {
-        if let Some(sem) = &self.bound {
-            match sem.try_acquire() {
+        if let Some(bound) = &self.bound {
+            match bound.permits.try_acquire() {
                 Ok(permit) => permit.forget(),
-                Err(tokio::sync::TryAcquireError::NoPermits) => return Err(SendError::Full(m)),
+                Err(tokio::sync::TryAcquireError::NoPermits) => return self.overflow(bound, m),
                 Err(tokio::sync::TryAcquireError::Closed) => return Err(SendError::NoProc(m)),
             }
         }
         self.push(m)
     }
 
-    /// Queues `m`, waiting for room in a bounded mailbox.
+    /// Queues `m`, waiting for room in a bounded mailbox whose policy is [`Overflow::Wait`].
     pub(crate) async fn send_wait(&self, m: M) -> Result<(), SendError<M>> {
-        if let Some(sem) = &self.bound {
-            match sem.acquire().await {
+        if let Some(bound) = &self.bound {
+            if bound.policy != Overflow::Wait {
+                return self.send(m);
+            }
+            match bound.permits.acquire().await {
                 Ok(permit) => permit.forget(),
                 Err(_) => return Err(SendError::NoProc(m)),
             }
         }
         self.push(m)
+    }
+
+    /// A full bounded mailbox's answer to `m`.
+    #[cold]
+    fn overflow(&self, bound: &Bound, m: M) -> Result<(), SendError<M>> {
+        match bound.policy {
+            Overflow::Wait | Overflow::FailFast => {
+                bound.refused.fetch_add(1, Ordering::Relaxed);
+                Err(SendError::Full(m))
+            }
+            Overflow::DropNewest => {
+                bound.dropped.fetch_add(1, Ordering::Relaxed);
+                drop(m);
+                Ok(())
+            }
+            Overflow::DropOldest => {
+                let mut inner = self.inner.lock();
+                if inner.closed {
+                    return Err(SendError::NoProc(m));
+                }
+                bound.dropped.fetch_add(1, Ordering::Relaxed);
+                // Everything queued may already be in the receiver's batch, out of reach: then
+                // the newest goes instead.
+                let Some(oldest) = inner.user.pop_front() else {
+                    drop(inner);
+                    drop(m);
+                    return Ok(());
+                };
+                // The oldest leaves as if taken (so the queue's length stays right) and `m`
+                // takes its place, and its permit.
+                inner.user.push_back(m);
+                let swapped = self.swapped.load(Ordering::Relaxed) + 1;
+                self.swapped.store(swapped, Ordering::Relaxed);
+                let delivered = self.delivered.load(Ordering::Relaxed) + 1;
+                self.delivered.store(delivered, Ordering::Relaxed);
+                self.armed.store(false, Ordering::Relaxed);
+                let waker = inner.waker.take();
+                drop(inner);
+                drop(oldest);
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The bounded mailbox's capacity, policy and counts (`None`: unbounded).
+    pub(crate) fn stats(&self) -> Option<MailboxStats> {
+        self.bound.as_ref().map(|b| b.stats())
+    }
+
+    /// Changes a bounded mailbox's capacity; false if it is unbounded.
+    pub(crate) fn set_capacity(&self, n: usize) -> bool {
+        match &self.bound {
+            Some(b) => {
+                b.set_capacity(n);
+                true
+            }
+            None => false,
+        }
     }
 
     fn push(&self, m: M) -> Result<(), SendError<M>> {
@@ -224,8 +307,8 @@ impl<M> Mailbox<M> {
     /// Closes the mailbox: later sends fail with `NoProc`. Returns what was queued, so the caller
     /// drops it outside the lock (dropping a pending call's reply handle wakes its caller).
     pub(crate) fn close(&self) -> (VecDeque<M>, VecDeque<SysMsg>) {
-        if let Some(sem) = &self.bound {
-            sem.close();
+        if let Some(bound) = &self.bound {
+            bound.permits.close();
         }
         let mut inner = self.inner.lock();
         inner.closed = true;
@@ -310,8 +393,8 @@ impl<M> Mailbox<M> {
     /// A message left the mailbox: a bounded mailbox has room for one more.
     #[inline]
     fn received(&self, n: usize) {
-        if let Some(sem) = &self.bound {
-            sem.add_permits(n);
+        if let Some(bound) = &self.bound {
+            bound.returned(n);
         }
     }
 }

@@ -59,8 +59,9 @@ impl<M: Send + 'static> Addr<M> {
         }
     }
 
-    /// Queues `msg` without waiting. A bounded mailbox at capacity returns [`SendError::Full`]
-    /// (nothing is queued and nothing is dropped silently); an exited process returns
+    /// Queues `msg` without waiting. A bounded mailbox at capacity applies its
+    /// [`Overflow`](crate::Overflow) policy: by default it returns [`SendError::Full`] (nothing
+    /// is queued and nothing is dropped silently); an exited process returns
     /// [`SendError::NoProc`]. For a remote process, `Full` means the connection's send queue is
     /// full and `NoProc` that its node is unreachable; a message to a remote process that has
     /// exited is dropped on arrival, as in Erlang.
@@ -71,8 +72,9 @@ impl<M: Send + 'static> Addr<M> {
         }
     }
 
-    /// Queues `msg`, waiting for room if the mailbox is bounded and full. Waiting senders are
-    /// served in order. Fails with [`SendError::NoProc`] if the process exits meanwhile.
+    /// Queues `msg`, waiting for room if the mailbox is bounded and full (and its
+    /// [`Overflow`](crate::Overflow) policy is `Wait`, the default; the others answer at once,
+    /// as [`send`](Self::send) does). Waiting senders are served in order. Fails with [`SendError::NoProc`] if the process exits meanwhile.
     pub async fn send_wait(&self, msg: M) -> Result<(), SendError<M>> {
         match &self.target {
             Target::Local(core) => core.mailbox.send_wait(msg).await,
@@ -153,6 +155,55 @@ impl<M: Send + 'static> Addr<M> {
                         .load(std::sync::atomic::Ordering::Relaxed)
             }
             Target::Remote(_) => 0,
+        }
+    }
+
+    /// A bounded mailbox's capacity, [`Overflow`](crate::Overflow) policy and counts of what
+    /// the policy dropped or refused; `None` for an unbounded mailbox or a remote process.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use girder::{Node, SendError, SpawnOptions};
+    /// let node = Node::new("docs");
+    /// let p = node.spawn_opts(SpawnOptions::new().capacity(1), |_: girder::Context<u8>| {
+    ///     std::future::pending()
+    /// });
+    /// p.send(1).unwrap();
+    /// assert!(matches!(p.send(2), Err(SendError::Full(2))));
+    /// let s = p.mailbox_stats().unwrap();
+    /// assert_eq!((s.capacity, s.refused, s.dropped), (1, 1, 0));
+    /// # }
+    /// ```
+    pub fn mailbox_stats(&self) -> Option<crate::MailboxStats> {
+        match &self.target {
+            Target::Local(core) => core.mailbox.stats(),
+            Target::Remote(_) => None,
+        }
+    }
+
+    /// Changes a bounded mailbox's capacity while the process runs (at least 1): what a
+    /// regulator turns to tighten or loosen the queue in front of a process. Growing frees
+    /// room at once (waiting senders go on); shrinking below what is queued drops nothing, and
+    /// new messages find room only once the queue is under the new bound. False for an
+    /// unbounded mailbox or a remote process.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use girder::{Node, SendError, SpawnOptions};
+    /// let node = Node::new("docs");
+    /// let p = node.spawn_opts(SpawnOptions::new().capacity(1), |_: girder::Context<u8>| {
+    ///     std::future::pending()
+    /// });
+    /// p.send(1).unwrap();
+    /// assert!(p.set_mailbox_capacity(2));
+    /// p.send(2).unwrap();
+    /// assert!(matches!(p.send(3), Err(SendError::Full(3))));
+    /// # }
+    /// ```
+    pub fn set_mailbox_capacity(&self, n: usize) -> bool {
+        match &self.target {
+            Target::Local(core) => core.mailbox.set_capacity(n),
+            Target::Remote(_) => false,
         }
     }
 

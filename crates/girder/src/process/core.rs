@@ -215,6 +215,8 @@ pub(crate) trait AnyProcess: Send + Sync + 'static {
     fn mailbox_len(&self) -> usize;
     /// User messages ever queued in the mailbox.
     fn messages_in(&self) -> u64;
+    /// A bounded mailbox's capacity, policy and counts.
+    fn mailbox_stats(&self) -> Option<crate::MailboxStats>;
     /// Closes the mailbox and drops what was queued.
     fn close_mailbox(&self);
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
@@ -241,6 +243,10 @@ impl<M: Send + 'static> AnyProcess for Core<M> {
 
     fn messages_in(&self) -> u64 {
         self.mailbox.delivered()
+    }
+
+    fn mailbox_stats(&self) -> Option<crate::MailboxStats> {
+        self.mailbox.stats()
     }
 
     fn close_mailbox(&self) {

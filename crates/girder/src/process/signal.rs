@@ -70,7 +70,9 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
         }
         (meta.links.take(), extra, reason)
     };
-    node.inner.counters.exited(&reason, proc_.messages_in());
+    node.inner
+        .counters
+        .exited(&reason, proc_.messages_in(), proc_.mailbox_stats());
     // After the reason is recorded, so a caller woken by its dropped reply handle can read it.
     proc_.close_mailbox();
     if !matches!(reason, ExitReason::Normal) {

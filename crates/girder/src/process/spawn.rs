@@ -23,6 +23,7 @@ use crate::{Addr, Context, ExitReason, Node, Pid};
 #[derive(Clone, Debug)]
 pub struct SpawnOptions {
     capacity: Option<usize>,
+    overflow: crate::Overflow,
     link: Option<Pid>,
     trap_exit: bool,
     behaviour: &'static str,
@@ -32,6 +33,7 @@ impl Default for SpawnOptions {
     fn default() -> Self {
         SpawnOptions {
             capacity: None,
+            overflow: crate::Overflow::Wait,
             link: None,
             trap_exit: false,
             behaviour: "process",
@@ -50,6 +52,24 @@ impl SpawnOptions {
     pub fn capacity(mut self, n: usize) -> Self {
         self.capacity = Some(n.max(1));
         self
+    }
+
+    /// What a bounded mailbox does when full (default [`Overflow::Wait`](crate::Overflow::Wait));
+    /// no effect on an unbounded one.
+    ///
+    /// ```
+    /// use girder::{Overflow, SpawnOptions};
+    /// let opts = SpawnOptions::new().capacity(100).overflow(Overflow::DropOldest);
+    /// assert_eq!(opts.mailbox_overflow(), Overflow::DropOldest);
+    /// ```
+    pub fn overflow(mut self, policy: crate::Overflow) -> Self {
+        self.overflow = policy;
+        self
+    }
+
+    /// The mailbox's overflow policy.
+    pub fn mailbox_overflow(&self) -> crate::Overflow {
+        self.overflow
     }
 
     /// The mailbox bound, if any.
@@ -147,7 +167,7 @@ where
     let pid = node.next_pid();
     let core = Arc::new(Core {
         header: Header::new(pid, opts.behaviour),
-        mailbox: Mailbox::new(opts.capacity),
+        mailbox: Mailbox::new(opts.capacity, opts.overflow),
     });
     if opts.trap_exit {
         core.header.set_trap_exit(true);

@@ -11,7 +11,7 @@
 //!
 //! The open → half-open step is taken when the breaker is next looked at (an acquire, a call,
 //! [`Breaker::state`]): no timer runs. Every change of state is published on a
-//! [`watch`](tokio::sync::watch) channel ([`Breaker::subscribe`]), for an alarm, and logged.
+//! [`watch`] channel ([`Breaker::subscribe`]), for an alarm, and logged.
 //!
 //! An outcome that belongs to an earlier state (a call started while closed that ends after
 //! the breaker opened) is not counted: only trials decide a half-open breaker.

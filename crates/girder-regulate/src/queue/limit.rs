@@ -120,6 +120,8 @@ pub(crate) enum Outcome {
 pub(crate) struct Limiter {
     limit: f64,
     min: usize,
+    /// The minimum it was built with (`set` lowers `min` only while the limit is below it).
+    floor: usize,
     max: usize,
     backoff: f64,
     algo: Option<Algo>,
@@ -140,6 +142,7 @@ impl Limiter {
         Limiter {
             limit: n as f64,
             min: 1.min(n),
+            floor: 1,
             max: n,
             backoff: 0.9,
             algo: None,
@@ -156,6 +159,7 @@ impl Limiter {
         Limiter {
             limit: a.initial.clamp(min, max) as f64,
             min,
+            floor: a.min,
             max,
             backoff: a.backoff,
             algo: Some(a.algo),
@@ -173,7 +177,7 @@ impl Limiter {
     /// Sets the limit and makes it the ceiling (0 sheds everything).
     pub(crate) fn set(&mut self, n: usize) {
         self.max = n;
-        self.min = self.min.min(n);
+        self.min = self.floor.min(n);
         self.limit = n as f64;
     }
 
@@ -253,6 +257,14 @@ mod tests {
         assert_eq!(l.current(), 10);
         l.tighten();
         assert_eq!(l.current(), 9);
+        // Shedding (0) and back: tightening stops at 1 again, not 0.
+        l.set(0);
+        assert_eq!(l.current(), 0);
+        l.set(3);
+        for _ in 0..10 {
+            l.tighten();
+        }
+        assert_eq!(l.current(), 1);
     }
 
     #[test]

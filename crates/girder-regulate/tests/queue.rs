@@ -401,6 +401,11 @@ async fn stats_count_grants_rejections_and_waits() {
     );
     assert!(s.wait_max >= Duration::from_millis(99), "{:?}", s.wait_max);
     assert!(s.wait_p50 <= s.wait_max);
+    let shown = format!("{queue:?}");
+    assert!(
+        shown.contains("limit: Some(1)") && shown.contains("in_use: 0"),
+        "{shown}"
+    );
 }
 
 /// The uncontended cost of `try_ask` + drop, for the queue module's documentation:

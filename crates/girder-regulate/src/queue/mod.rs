@@ -113,10 +113,26 @@ pub struct Queue {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 pub(crate) struct Inner {
     cfg: Config,
     state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Inner {
+    /// The limits and, if the lock is free, what is in use and waiting (not the waiters).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Queue");
+        d.field("max_queue_len", &self.cfg.max_queue_len)
+            .field("max_client_queue_len", &self.cfg.max_client_queue_len)
+            .field("max_queue_time", &self.cfg.max_queue_time);
+        if let Some(s) = self.state.try_lock() {
+            d.field("limit", &s.limit())
+                .field("rate", &s.bucket.as_ref().map(Bucket::rate))
+                .field("in_use", &s.in_use)
+                .field("queued", &s.queued());
+        }
+        d.finish_non_exhaustive()
+    }
 }
 
 impl Queue {

@@ -28,11 +28,18 @@ use super::Inner;
 /// # }
 /// ```
 #[must_use = "the capacity is released as soon as the permit is dropped"]
-#[derive(Debug)]
 pub struct Permit {
     inner: Arc<Inner>,
     granted_at: Option<Instant>,
     released: bool,
+}
+
+impl std::fmt::Debug for Permit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Permit")
+            .field("held_for", &self.held_for())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Permit {

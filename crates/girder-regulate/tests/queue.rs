@@ -431,3 +431,78 @@ fn fast_path_cost() {
     }
     println!("try_ask + drop, no regulator: {:?}", t0.elapsed() / N);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_next_token_is_kept_when_its_timekeeper_gives_up() {
+    let queue = Queue::builder().rate(10.0, 1).build();
+    let _first = queue.ask().await.unwrap();
+    let t0 = Instant::now();
+    let q = queue.clone();
+    let keeper = tokio::spawn(async move { q.ask().await.map(drop) });
+    settle().await;
+    let q = queue.clone();
+    let next = tokio::spawn(async move { q.ask().await.map(|_| t0.elapsed()) });
+    settle().await;
+    sleep(Duration::from_millis(50)).await;
+    keeper.abort(); // the waiter whose timer stood for the next token
+    let waited = next.await.unwrap().unwrap();
+    assert!(
+        waited <= Duration::from_millis(101),
+        "served at the next token: {waited:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_giving_up_at_random_leave_the_queue_sound() {
+    let queue = Queue::builder()
+        .count(3)
+        .rate(20_000.0, 10)
+        .priority_levels(2)
+        .max_queue_len(10_000)
+        .max_queue_time(Duration::from_millis(30))
+        .build();
+    let now = Arc::new(AtomicUsize::new(0));
+    let max = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..64u64 {
+        let (q, now, max) = (queue.clone(), now.clone(), max.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = [0u32; 3];
+            for i in 0..100u64 {
+                let ask = Ask::new().client(t % 5).priority((i % 2) as u8);
+                let patience = Duration::from_micros((t * 131 + i * 71) % 2_000);
+                match tokio::time::timeout(patience, q.ask_with(ask)).await {
+                    Ok(Ok(permit)) => {
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        max.fetch_max(n, Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        drop(permit);
+                        outcomes[0] += 1;
+                    }
+                    Ok(Err(_)) => outcomes[1] += 1,
+                    Err(_) => outcomes[2] += 1, // gave up: the ask was dropped
+                }
+            }
+            outcomes
+        }));
+    }
+    let mut totals = [0u32; 3];
+    for t in tasks {
+        let o = girder_testkit::within("a caller", t).await.unwrap();
+        (0..3).for_each(|i| totals[i] += o[i]);
+    }
+    assert_eq!(totals.iter().sum::<u32>(), 6_400);
+    assert!(
+        totals[0] > 0 && totals[2] > 0,
+        "some served, some gave up: {totals:?}"
+    );
+    assert!(max.load(Ordering::SeqCst) <= 3);
+    let s = queue.stats();
+    assert_eq!((s.in_use, s.queued), (0, 0), "no ghost: {s:?}");
+    assert_eq!(s.granted, u64::from(totals[0]));
+    // The queue still works at full capacity.
+    let held: Vec<_> = (0..3).map(|_| queue.try_ask().unwrap()).collect();
+    assert!(queue.try_ask().is_err());
+    drop(held);
+}

@@ -375,7 +375,9 @@ impl State {
                 self.fair.remove(w.level, w.client, id);
             }
             Status::Granted => {
+                // Handed over but never seen: not a grant after all.
                 self.in_use -= 1;
+                self.granted -= 1;
                 if let Some(b) = &mut self.bucket {
                     b.give_back();
                 }

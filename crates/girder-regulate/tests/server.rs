@@ -103,3 +103,39 @@ async fn the_server_never_sees_more_than_the_count() {
     assert_eq!((s.granted, s.rejected.queue_full), (54, 46));
     assert_eq!((s.in_use, s.queued), (0, 0));
 }
+
+/// Processes on Girder's own schedulers wait in a queue with `tokio::time` timers: the
+/// schedulers' runtimes drive them, and the rejections say why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_on_girder_schedulers_wait_and_time_out() {
+    let pool = girder::Schedulers::new(2);
+    let node = Node::builder("scheduled").schedulers(pool.clone()).build();
+    let queue = Queue::builder()
+        .count(1)
+        .max_queue_time(Duration::from_millis(30))
+        .build();
+    let held = queue.try_ask().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..4 {
+        let (queue, tx) = (queue.clone(), tx.clone());
+        node.spawn(move |_: girder::Context<()>| async move {
+            let _ = tx.send(queue.ask().await.map(drop));
+            girder::ExitReason::Normal
+        });
+    }
+    for _ in 0..4 {
+        match within("a process's answer", rx.recv()).await.unwrap() {
+            Err(Rejected::QueueTimeout { waited }) => assert!(waited >= Duration::from_millis(30)),
+            other => panic!("expected a queue timeout, got {other:?}"),
+        }
+    }
+    drop(held);
+    let (queue2, tx2) = (queue.clone(), tx.clone());
+    node.spawn(move |_: girder::Context<()>| async move {
+        let _ = tx2.send(queue2.ask().await.map(drop));
+        girder::ExitReason::Normal
+    });
+    assert_eq!(within("the grant", rx.recv()).await.unwrap(), Ok(()));
+    assert_eq!(queue.stats().rejected.queue_timeout, 4);
+    pool.shutdown();
+}

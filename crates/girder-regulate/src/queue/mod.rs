@@ -43,9 +43,9 @@
 //! taken once to grant and once to release, plus the `Arc` clone the permit holds; no task, no
 //! timer, no allocation. The clock is read only with a rate regulator, a deadline, or (at grant
 //! and release) an adaptive one. `try_ask` and the drop of its permit take about
-//! 70 ns together on the dev machine (60 to 100 ns across runs on a busy 2-core machine; count
-//! regulator, one thread; about 10 ns less without a regulator), measured by the
-//! `fast_path_cost` test in `tests/queue.rs`, run with `--release -- --ignored`. A waiter costs an entry in a map, one timer if it has a
+//! 55 ns together on the dev machine (43 to 99 ns across runs, its 2 cores shared with other
+//! builds; count regulator, one thread, no contention; a little less without a regulator),
+//! measured by the `fast_path_cost` test in `tests/queue.rs` (`--release -- --ignored`). A waiter costs an entry in a map, one timer if it has a
 //! deadline, and a wake-up when granted.
 //!
 //! ```

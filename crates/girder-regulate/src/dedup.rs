@@ -64,6 +64,11 @@ impl<R> Clone for Dedup<R> {
 }
 
 /// Why a [`Dedup`] did not run the work.
+///
+/// ```
+/// use girder_regulate::dedup::DedupError;
+/// assert_eq!(DedupError::Full { capacity: 8 }.to_string(), "de-duplication table full: 8 keys running");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DedupError {
     /// Every remembered key is still running and the table is at its capacity: a new key
@@ -76,6 +81,11 @@ pub enum DedupError {
 }
 
 /// A [`Dedup`]'s numbers, from [`Dedup::stats`].
+///
+/// ```
+/// let s = girder_regulate::Dedup::<u8>::new(4).stats();
+/// assert_eq!((s.entries, s.hits, s.runs), (0, 0, 0));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DedupStats {
     /// Keys remembered now (finished or running).
@@ -127,6 +137,11 @@ enum Role<R> {
 
 impl<R: Clone> Dedup<R> {
     /// A table remembering at most `capacity` keys (at least 1), with no age limit.
+    ///
+    /// ```
+    /// let dedup: girder_regulate::Dedup<String> = girder_regulate::Dedup::new(100_000);
+    /// assert_eq!(dedup.capacity(), 100_000);
+    /// ```
     pub fn new(capacity: usize) -> Dedup<R> {
         let table = Table {
             map: HashMap::new(),
@@ -142,6 +157,12 @@ impl<R: Clone> Dedup<R> {
     }
 
     /// Forgets finished entries older than `max_age` too.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let dedup: girder_regulate::Dedup<()> = girder_regulate::Dedup::new(10).max_age(Duration::from_secs(300));
+    /// # let _ = dedup;
+    /// ```
     pub fn max_age(self, max_age: Duration) -> Dedup<R> {
         self.inner.lock().max_age = Some(max_age);
         self
@@ -169,6 +190,14 @@ impl<R: Clone> Dedup<R> {
     }
 
     /// Number of keys remembered now.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let dedup = girder_regulate::Dedup::new(10);
+    /// dedup.run(girder_regulate::IdempotencyKey::new(1), || async {}).await.unwrap();
+    /// assert_eq!(dedup.len(), 1);
+    /// # }
+    /// ```
     pub fn len(&self) -> usize {
         self.inner.lock().map.len()
     }
@@ -183,6 +212,10 @@ impl<R: Clone> Dedup<R> {
     }
 
     /// The most keys it remembers.
+    ///
+    /// ```
+    /// assert_eq!(girder_regulate::Dedup::<()>::new(0).capacity(), 1);
+    /// ```
     pub fn capacity(&self) -> usize {
         self.inner.lock().capacity
     }

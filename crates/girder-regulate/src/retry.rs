@@ -80,6 +80,16 @@ impl Default for Retry {
 }
 
 /// Why a retried operation gave up.
+///
+/// ```
+/// use girder_regulate::{retry::RetryError, Retry};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let r = Retry::at_least_once().attempts(2).run(|_| async { Err::<(), _>("down") }).await;
+/// assert_eq!(r, Err(RetryError::Exhausted { attempts: 2, last: "down" }));
+/// assert_eq!(r.unwrap_err().to_string(), "gave up after 2 attempt(s): down");
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RetryError<E> {
     /// Every attempt allowed was made and failed; the last one's error.
@@ -141,6 +151,15 @@ impl<E> RetryError<E> {
 }
 
 /// What an attempt is told: its number and, with [`Retry::run_keyed`], the request's key.
+///
+/// ```
+/// use girder_regulate::Retry;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let first = Retry::at_most_once().run(|a| async move { Ok::<_, ()>(a.number()) }).await;
+/// assert_eq!(first, Ok(1));
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attempt {
     number: u32,
@@ -150,17 +169,40 @@ pub struct Attempt {
 
 impl Attempt {
     /// 1 for the first attempt, 2 for the first retry, ...
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let n = girder_regulate::Retry::default().run(|a| async move { Ok::<_, ()>(a.number()) }).await;
+    /// assert_eq!(n, Ok(1));
+    /// # }
+    /// ```
     pub fn number(&self) -> u32 {
         self.number
     }
 
     /// The request's idempotency key, the same on every attempt (with [`Retry::run_keyed`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let k = girder_regulate::Retry::default().run(|a| async move { Ok::<_, ()>(a.key()) }).await;
+    /// assert_eq!(k, Ok(None)); // no key without run_keyed
+    /// # }
+    /// ```
     pub fn key(&self) -> Option<IdempotencyKey> {
         self.key
     }
 
     /// The overall deadline, to pass on to the receiver (it need not start work that no one
     /// will wait for).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let p = girder_regulate::Retry::default().deadline(Duration::from_secs(1));
+    /// let d = p.run(|a| async move { Ok::<_, ()>(a.deadline()) }).await;
+    /// assert!(d.unwrap().is_some());
+    /// # }
+    /// ```
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
@@ -204,12 +246,22 @@ impl Retry {
     }
 
     /// At most `n` attempts in all (at least 1).
+    ///
+    /// ```
+    /// assert_eq!(girder_regulate::Retry::at_least_once().attempts(3).max_attempts(), 3);
+    /// ```
     pub fn attempts(mut self, n: u32) -> Retry {
         self.attempts = n.max(1);
         self
     }
 
     /// The first retry's delay cap, and the most any cap grows to.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let p = girder_regulate::Retry::at_least_once().backoff(Duration::from_millis(50), Duration::from_secs(1));
+    /// assert_eq!(p.cap(2), Duration::from_millis(100));
+    /// ```
     pub fn backoff(mut self, base: Duration, max: Duration) -> Retry {
         self.base = base;
         self.max = max.max(base);
@@ -217,12 +269,24 @@ impl Retry {
     }
 
     /// How much each retry's cap grows (2.0 by default, at least 1.0).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let p = girder_regulate::Retry::at_least_once().factor(3.0);
+    /// assert_eq!(p.cap(2), Duration::from_millis(300));
+    /// ```
     pub fn factor(mut self, factor: f64) -> Retry {
         self.factor = factor.max(1.0);
         self
     }
 
     /// The whole, attempts and delays, ends `total` after the first attempt starts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let p = girder_regulate::Retry::at_least_once().deadline(Duration::from_secs(10));
+    /// # let _ = p;
+    /// ```
     pub fn deadline(mut self, total: Duration) -> Retry {
         self.deadline = Some(total);
         self
@@ -258,6 +322,17 @@ impl Retry {
     }
 
     /// Runs `op` until an attempt succeeds, retrying every error.
+    ///
+    /// ```
+    /// use girder_regulate::Retry;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let r = Retry::at_least_once()
+    ///     .run(|a| async move { if a.number() < 2 { Err("busy") } else { Ok("read") } })
+    ///     .await;
+    /// assert_eq!(r, Ok("read"));
+    /// # }
+    /// ```
     pub async fn run<T, E, F, Fut>(&self, op: F) -> Result<T, RetryError<E>>
     where
         F: FnMut(Attempt) -> Fut,
@@ -293,6 +368,16 @@ impl Retry {
 
     /// [`run`](Self::run) for a request that carries `key` on every attempt
     /// ([`Attempt::key`]), so the receiver can recognise repeats.
+    ///
+    /// ```
+    /// use girder_regulate::{IdempotencyKey, Retry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let key = IdempotencyKey::random();
+    /// let r = Retry::at_least_once().run_keyed(key, |a| async move { Ok::<_, ()>(a.key()) }).await;
+    /// assert_eq!(r, Ok(Some(key)));
+    /// # }
+    /// ```
     pub async fn run_keyed<T, E, F, Fut>(
         &self,
         key: IdempotencyKey,

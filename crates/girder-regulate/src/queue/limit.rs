@@ -48,6 +48,13 @@ enum Algo {
 impl Adaptive {
     /// Additive increase, multiplicative decrease around a latency `threshold`. Starts at 20,
     /// within 1..=1000, back-off ratio 0.9.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use girder_regulate::{queue::Adaptive, Queue};
+    /// let queue = Queue::builder().adaptive(Adaptive::aimd(Duration::from_millis(20))).build();
+    /// assert_eq!(queue.limit(), Some(20));
+    /// ```
     pub fn aimd(threshold: Duration) -> Adaptive {
         Adaptive {
             algo: Algo::Aimd { threshold },
@@ -60,6 +67,12 @@ impl Adaptive {
 
     /// The gradient of recent to long-run latency, tolerance 2.0. Starts at 20, within
     /// 1..=1000, back-off ratio (for dropped permits) 0.9.
+    ///
+    /// ```
+    /// use girder_regulate::{queue::Adaptive, Queue};
+    /// let queue = Queue::builder().adaptive(Adaptive::gradient()).build();
+    /// assert_eq!(queue.limit(), Some(20));
+    /// ```
     pub fn gradient() -> Adaptive {
         Adaptive {
             algo: Algo::Gradient { tolerance: 2.0 },
@@ -71,24 +84,50 @@ impl Adaptive {
     }
 
     /// The limit to start from.
+    ///
+    /// ```
+    /// use girder_regulate::{queue::Adaptive, Queue};
+    /// let queue = Queue::builder().adaptive(Adaptive::gradient().initial(5)).build();
+    /// assert_eq!(queue.limit(), Some(5));
+    /// ```
     pub fn initial(mut self, n: usize) -> Adaptive {
         self.initial = n;
         self
     }
 
     /// The lowest the limit goes (at least 1).
+    ///
+    /// ```
+    /// use girder_regulate::{queue::Adaptive, Queue};
+    /// let queue = Queue::builder().adaptive(Adaptive::gradient().initial(5).min(4)).build();
+    /// queue.tighten();
+    /// assert_eq!(queue.tighten(), Some(4));
+    /// ```
     pub fn min(mut self, n: usize) -> Adaptive {
         self.min = n.max(1);
         self
     }
 
     /// The highest the limit goes.
+    ///
+    /// ```
+    /// use girder_regulate::{queue::Adaptive, Queue};
+    /// let queue = Queue::builder().adaptive(Adaptive::gradient().initial(5).max(6)).build();
+    /// queue.loosen();
+    /// assert_eq!(queue.loosen(), Some(6));
+    /// ```
     pub fn max(mut self, n: usize) -> Adaptive {
         self.max = n.max(1);
         self
     }
 
     /// The ratio a decrease multiplies the limit by (clamped to `0.1..=0.99`).
+    ///
+    /// ```
+    /// use girder_regulate::{queue::Adaptive, Queue};
+    /// let queue = Queue::builder().adaptive(Adaptive::gradient().initial(10).backoff(0.5)).build();
+    /// assert_eq!(queue.tighten(), Some(5));
+    /// ```
     pub fn backoff(mut self, ratio: f64) -> Adaptive {
         self.backoff = ratio.clamp(0.1, 0.99);
         self
@@ -96,6 +135,11 @@ impl Adaptive {
 
     /// For [`gradient`](Self::gradient): how many times the long-run latency recent latency
     /// may reach before the limit shrinks (at least 1.0). Ignored by AIMD.
+    ///
+    /// ```
+    /// let a = girder_regulate::queue::Adaptive::gradient().tolerance(1.5);
+    /// # let _ = a;
+    /// ```
     pub fn tolerance(mut self, tolerance: f64) -> Adaptive {
         if let Algo::Gradient { tolerance: t } = &mut self.algo {
             *t = tolerance.max(1.0);

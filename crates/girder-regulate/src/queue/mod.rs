@@ -371,12 +371,22 @@ pub struct QueueBuilder {
 impl QueueBuilder {
     /// The rate regulator: `per_second` grants a second on average, up to `burst` at once
     /// (at least 1) after a quiet spell. The bucket starts full.
+    ///
+    /// ```
+    /// let queue = girder_regulate::Queue::builder().rate(100.0, 10).build();
+    /// assert_eq!(queue.rate(), Some(100.0));
+    /// ```
     pub fn rate(mut self, per_second: f64, burst: u32) -> QueueBuilder {
         self.rate = Some((per_second, burst));
         self
     }
 
     /// The count regulator: at most `n` permits held at once (0 sheds everything).
+    ///
+    /// ```
+    /// let queue = girder_regulate::Queue::builder().count(4).build();
+    /// assert_eq!(queue.limit(), Some(4));
+    /// ```
     pub fn count(mut self, n: usize) -> QueueBuilder {
         self.count = Some(n);
         self
@@ -384,6 +394,12 @@ impl QueueBuilder {
 
     /// The adaptive regulator: a concurrency limit found from observed latency. With
     /// [`count`](Self::count) too, the count is its ceiling.
+    ///
+    /// ```
+    /// use girder_regulate::{queue::Adaptive, Queue};
+    /// let queue = Queue::builder().count(50).adaptive(Adaptive::gradient().initial(100)).build();
+    /// assert_eq!(queue.limit(), Some(50)); // the count is the ceiling
+    /// ```
     pub fn adaptive(mut self, adaptive: Adaptive) -> QueueBuilder {
         self.adaptive = Some(adaptive);
         self
@@ -391,6 +407,13 @@ impl QueueBuilder {
 
     /// At most `n` asks wait; more are rejected on arrival with [`Rejected::QueueFull`]
     /// (1,024 by default; 0: never wait).
+    ///
+    /// ```
+    /// let queue = girder_regulate::Queue::builder().count(1).max_queue_len(0).build();
+    /// let _held = queue.try_ask().unwrap();
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// assert!(rt.block_on(queue.ask()).is_err()); // no room to wait
+    /// ```
     pub fn max_queue_len(mut self, n: usize) -> QueueBuilder {
         self.max_queue_len = n;
         self
@@ -398,6 +421,11 @@ impl QueueBuilder {
 
     /// At most `n` asks of one client wait; more are rejected on arrival with
     /// [`Rejected::ClientQueueFull`] (no cap by default beyond `max_queue_len`).
+    ///
+    /// ```
+    /// let queue = girder_regulate::Queue::builder().max_client_queue_len(10).build();
+    /// # let _ = queue;
+    /// ```
     pub fn max_client_queue_len(mut self, n: usize) -> QueueBuilder {
         self.max_client_queue_len = Some(n);
         self
@@ -405,6 +433,12 @@ impl QueueBuilder {
 
     /// No ask waits longer than `max`: past it, it is rejected with
     /// [`Rejected::QueueTimeout`] (no limit by default).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let queue = girder_regulate::Queue::builder().max_queue_time(Duration::from_millis(250)).build();
+    /// # let _ = queue;
+    /// ```
     pub fn max_queue_time(mut self, max: Duration) -> QueueBuilder {
         self.max_queue_time = Some(max);
         self
@@ -412,12 +446,26 @@ impl QueueBuilder {
 
     /// How many priorities are told apart (1 by default, at most 256): priority `p` is served
     /// at level `min(p, n - 1)`, higher levels first.
+    ///
+    /// ```
+    /// use girder_regulate::{Ask, Queue};
+    /// let queue = Queue::builder().count(1).priority_levels(2).build();
+    /// let urgent = Ask::new().priority(1);
+    /// # let _ = (queue, urgent);
+    /// ```
     pub fn priority_levels(mut self, n: usize) -> QueueBuilder {
         self.levels = n.clamp(1, 256);
         self
     }
 
     /// The queue.
+    ///
+    /// ```
+    /// let queue = girder_regulate::Queue::builder().count(2).build();
+    /// let also = queue.clone(); // the same queue
+    /// let _p = also.try_ask().unwrap();
+    /// assert_eq!(queue.stats().in_use, 1);
+    /// ```
     pub fn build(self) -> Queue {
         let limiter = match (&self.adaptive, self.count) {
             (Some(a), ceiling) => Some(Limiter::adaptive(a, ceiling)),
@@ -465,12 +513,24 @@ pub struct Ask {
 
 impl Ask {
     /// Client 0 (every ask without a client is the same client), priority 0, no deadline.
+    ///
+    /// ```
+    /// let ask = girder_regulate::Ask::new();
+    /// # let _ = ask;
+    /// ```
     pub fn new() -> Ask {
         Ask::default()
     }
 
     /// The client asking, for fairness and the per-client cap: any hashable key, hashed to
     /// 64 bits (two keys that collide share a client's turn and cap).
+    ///
+    /// ```
+    /// use girder_regulate::Ask;
+    /// let by_name = Ask::new().client("tenant-7");
+    /// let by_id = Ask::new().client(7u64);
+    /// # let _ = (by_name, by_id);
+    /// ```
     pub fn client(mut self, key: impl Hash) -> Ask {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);
@@ -480,6 +540,11 @@ impl Ask {
 
     /// The priority: higher is served first (see
     /// [`QueueBuilder::priority_levels`]).
+    ///
+    /// ```
+    /// let ask = girder_regulate::Ask::new().priority(3);
+    /// # let _ = ask;
+    /// ```
     pub fn priority(mut self, priority: u8) -> Ask {
         self.priority = priority;
         self
@@ -487,6 +552,12 @@ impl Ask {
 
     /// After `deadline` a grant is no use: the ask is rejected with
     /// [`Rejected::DeadlinePassed`] when it comes, or at once if it could not be met.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let ask = girder_regulate::Ask::new().deadline(tokio::time::Instant::now() + Duration::from_secs(1));
+    /// # let _ = ask;
+    /// ```
     pub fn deadline(mut self, deadline: Instant) -> Ask {
         self.deadline = Some(deadline);
         self

@@ -33,7 +33,6 @@
 //! # }
 //! ```
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,8 +42,17 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::Rejected;
+use window::Outcomes;
+pub use window::Window;
+
+mod window;
 
 /// A breaker's state, as [`Breaker::state`] and [`Breaker::subscribe`] tell it.
+///
+/// ```
+/// use girder_regulate::breaker::{Breaker, State};
+/// assert_eq!(Breaker::builder().build().state(), State::Closed);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     /// Calls go through; their outcomes are counted.
@@ -55,22 +63,19 @@ pub enum State {
     HalfOpen,
 }
 
-/// The sliding window a closed breaker judges the failure rate over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Window {
-    /// The last `n` calls.
-    Count(usize),
-    /// The calls of the last `span`, counted in `buckets` slices (the oldest slice leaves
-    /// whole, so the window is between `span - span / buckets` and `span` long).
-    Time {
-        /// How far back.
-        span: Duration,
-        /// In how many slices (at least 1).
-        buckets: u32,
-    },
-}
-
 /// Why a call through a breaker failed: not made, or made and failed.
+///
+/// ```
+/// use girder_regulate::breaker::{Breaker, CallError};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let breaker = Breaker::builder().build();
+/// match breaker.call(async { Err::<(), _>("timeout") }).await {
+///     Err(CallError::Failed(e)) => assert_eq!(e, "timeout"),
+///     other => panic!("{other:?}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError<E> {
     /// The breaker did not let it through ([`Rejected::CircuitOpen`]).
@@ -398,12 +403,23 @@ pub struct Trial {
 
 impl Trial {
     /// The call succeeded.
+    ///
+    /// ```
+    /// let breaker = girder_regulate::breaker::Breaker::builder().build();
+    /// breaker.acquire().unwrap().success();
+    /// ```
     pub fn success(mut self) {
         self.done = true;
         self.inner.record(self.epoch, Some(false));
     }
 
     /// The call failed.
+    ///
+    /// ```
+    /// let breaker = girder_regulate::breaker::Breaker::builder().minimum_calls(1).build();
+    /// breaker.acquire().unwrap().failure();
+    /// assert!(breaker.acquire().is_err());
+    /// ```
     pub fn failure(mut self) {
         self.done = true;
         self.inner.record(self.epoch, Some(true));
@@ -419,6 +435,13 @@ impl Drop for Trial {
 }
 
 /// How a [`Breaker`] is built; from [`Breaker::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use girder_regulate::breaker::Breaker;
+/// let breaker = Breaker::builder().minimum_calls(5).open_for(Duration::from_secs(1)).build();
+/// # let _ = breaker;
+/// ```
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build`"]
 pub struct BreakerBuilder {
@@ -487,103 +510,6 @@ impl BreakerBuilder {
                 core: Mutex::new(core),
                 tx,
             }),
-        }
-    }
-}
-
-/// The sliding window's outcomes.
-#[derive(Debug)]
-enum Outcomes {
-    Count {
-        last: VecDeque<bool>,
-        n: usize,
-        failures: usize,
-    },
-    Time {
-        slices: VecDeque<Slice>,
-        span: Duration,
-        width: Duration,
-    },
-}
-
-#[derive(Debug)]
-struct Slice {
-    start: Instant,
-    calls: usize,
-    failures: usize,
-}
-
-impl Outcomes {
-    fn new(window: Window) -> Outcomes {
-        match window {
-            Window::Count(n) => Outcomes::Count {
-                last: VecDeque::with_capacity(n.max(1)),
-                n: n.max(1),
-                failures: 0,
-            },
-            Window::Time { span, buckets } => {
-                let width = (span / buckets.max(1)).max(Duration::from_millis(1));
-                Outcomes::Time {
-                    slices: VecDeque::new(),
-                    span,
-                    width,
-                }
-            }
-        }
-    }
-
-    fn clear(&mut self) {
-        match self {
-            Outcomes::Count { last, failures, .. } => {
-                last.clear();
-                *failures = 0;
-            }
-            Outcomes::Time { slices, .. } => slices.clear(),
-        }
-    }
-
-    fn push(&mut self, failed: bool, now: Instant) {
-        match self {
-            Outcomes::Count { last, n, failures } => {
-                if last.len() == *n && last.pop_front() == Some(true) {
-                    *failures -= 1;
-                }
-                last.push_back(failed);
-                *failures += usize::from(failed);
-            }
-            Outcomes::Time { slices, width, .. } => {
-                match slices.back_mut() {
-                    Some(s) if now < s.start + *width => {
-                        s.calls += 1;
-                        s.failures += usize::from(failed);
-                    }
-                    _ => slices.push_back(Slice {
-                        start: now,
-                        calls: 1,
-                        failures: usize::from(failed),
-                    }),
-                }
-                self.expire(now);
-            }
-        }
-    }
-
-    fn expire(&mut self, now: Instant) {
-        if let Outcomes::Time { slices, span, .. } = self {
-            while slices.front().is_some_and(|s| s.start + *span <= now) {
-                slices.pop_front();
-            }
-        }
-    }
-
-    /// (calls, failures) in the window now.
-    fn totals(&mut self, now: Instant) -> (usize, usize) {
-        self.expire(now);
-        match self {
-            Outcomes::Count { last, failures, .. } => (last.len(), *failures),
-            Outcomes::Time { slices, .. } => slices
-                .iter()
-                .fold((0, 0), |(c, f), s| (c + s.calls, f + s.failures)),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! # girder-testkit: what Girder's own tests share
 //!
-//! Dev-only (never published). The integration tests of `girder`, `girder-dist`, `girder-ops`
-//! and `girder-cli` take it as a dev-dependency instead of copying the same helpers into every
+//! Dev-only (never published). The integration tests of `girder`, `girder-dist`, `girder-ops`,
+//! `girder-regulate` and `girder-cli` take it as a dev-dependency instead of copying the same helpers into every
 //! file. Each module has one job:
 //!
 //! | module | what it is for |

@@ -81,19 +81,34 @@ async fn handle_packet(inner: &Arc<Inner>, peer: &Arc<Peer>, gen: u64, stream: u
             }
         },
         Packet::Call { to, reff, name } => {
-            deliver(
-                inner,
-                peer,
-                local(to),
-                name,
-                body,
-                Inbound::Call { reff, stream },
-            )
-            .await;
+            let how = Inbound::Call {
+                reff,
+                stream,
+                deadline: None,
+            };
+            deliver(inner, peer, local(to), name, body, how).await;
+        }
+        Packet::CallUntil {
+            to,
+            reff,
+            name,
+            left_us,
+        } => {
+            let how = Inbound::Call {
+                reff,
+                stream,
+                deadline: Some(until(left_us)),
+            };
+            deliver(inner, peer, local(to), name, body, how).await;
         }
         Packet::CallNamed { to, reff, name } => match node.whereis(to) {
             Some(pid) => {
-                deliver(inner, peer, pid, name, body, Inbound::Call { reff, stream }).await
+                let how = Inbound::Call {
+                    reff,
+                    stream,
+                    deadline: None,
+                };
+                deliver(inner, peer, pid, name, body, how).await
             }
             None => {
                 let p = Packet::CallFailed {
@@ -186,6 +201,14 @@ async fn handle_packet(inner: &Arc<Inner>, peer: &Arc<Peer>, gen: u64, stream: u
     }
 }
 
+/// The moment a caller that had `left_us` to wait when it sent stops waiting: counted from the
+/// call's arrival, so the nodes' clocks need not agree (the time on the way is the caller's
+/// loss, not the callee's).
+fn until(left_us: u64) -> std::time::Instant {
+    let left = std::time::Duration::from_micros(left_us.min(86_400 * 1_000_000));
+    std::time::Instant::now() + left
+}
+
 /// Hands a message or call to an exported local process.
 async fn deliver(
     inner: &Arc<Inner>,
@@ -205,7 +228,7 @@ async fn deliver(
             Inbound::Send => {
                 tracing::debug!(peer = %peer.name, %to, name, "message to a process that is not exported or gone, dropped")
             }
-            Inbound::Call { reff, stream } => {
+            Inbound::Call { reff, stream, .. } => {
                 let p = Packet::CallFailed {
                     reff,
                     reason: Some(ExitReason::NoProc),
@@ -231,7 +254,7 @@ async fn deliver(
         }
         Err(why) => {
             tracing::warn!(peer = %peer.name, %to, name, %why, "message refused");
-            if let Inbound::Call { reff, stream } = how {
+            if let Inbound::Call { reff, stream, .. } = how {
                 let p = Packet::CallFailed {
                     reff,
                     reason: Some(ExitReason::error(why)),

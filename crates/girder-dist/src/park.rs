@@ -110,7 +110,7 @@ impl Parking {
                 }
             }
         };
-        if pause && gen != 0 {
+        if pause && gen != 0 && peer.has(crate::wire::caps::PAUSE) {
             self.pauses_sent.fetch_add(1, Ordering::Relaxed);
             peer.send_reliable(to.id, wire::packet(&Packet::Pause { to }), limit);
         }
@@ -175,7 +175,10 @@ async fn hand_in(peer: Arc<Peer>, id: u64, limit: usize) {
                     let d = dests.remove(&id).expect("just seen");
                     parking.active.store(dests.len(), Ordering::Release);
                     drop(dests);
-                    if d.paused_on != 0 && peer.connection_gen() == Some(d.paused_on) {
+                    if d.paused_on != 0
+                        && peer.connection_gen() == Some(d.paused_on)
+                        && peer.has(crate::wire::caps::PAUSE)
+                    {
                         peer.send_reliable(id, wire::packet(&Packet::Resume { to: d.to }), limit);
                     }
                     return;

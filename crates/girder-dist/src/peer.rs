@@ -88,6 +88,8 @@ pub(crate) struct Peer {
     pub(crate) parking: crate::park::Parking,
     /// This peer's processes that asked this node to pause sending to them.
     pub(crate) paused: crate::park::Paused,
+    /// The capabilities of the live connection (`wire::caps`), read without the state lock.
+    pub(crate) caps: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -144,6 +146,12 @@ impl Peer {
             State::Up { gen, .. } => Some(*gen),
             _ => None,
         }
+    }
+
+    /// True if the live connection has all of `caps` (`wire::caps`).
+    #[inline]
+    pub(crate) fn has(&self, caps: u64) -> bool {
+        self.caps.load(std::sync::atomic::Ordering::Relaxed) & caps == caps
     }
 
     pub(crate) fn is_up(&self) -> bool {
@@ -339,6 +347,7 @@ impl NodeTable {
             node: self.node.clone(),
             parking: Default::default(),
             paused: Default::default(),
+            caps: Default::default(),
         });
         by_idx.push(peer.clone());
         by_name.insert(name.clone(), peer.clone());

@@ -71,6 +71,19 @@ impl<E: Wire + Sync> Wire for girder::event::ManagerCall<E> {
     const NAME: &'static str = "girder.event_manager.call.v1";
 }
 
+/// Capability bits (negotiated in the handshake: a connection has those both nodes offer), for
+/// packets an older build would not decode. A node sends such a packet only on a connection
+/// whose peer offered its bit.
+pub(crate) mod caps {
+    /// `Pause` and `Resume` (decision 014).
+    pub(crate) const PAUSE: u64 = 1 << 0;
+    /// `CallUntil`: calls that carry their time left.
+    pub(crate) const DEADLINES: u64 = 1 << 1;
+}
+
+/// Every capability this build has.
+pub(crate) const CAPABILITIES: u64 = caps::PAUSE | caps::DEADLINES;
+
 /// A pid of the sending or the receiving node: which one is implied by the field it is in, so
 /// the node need not be named.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -183,6 +196,15 @@ pub(crate) enum Packet<'a> {
     /// Messages for `to` no longer wait: sending to it may go on.
     Resume {
         to: WirePid,
+    },
+    /// A call whose caller waits `left_us` more microseconds from when it was sent: the callee
+    /// drops it unstarted if that passes while it waits, and its handler can read the time
+    /// left. (`Call` is a call with no deadline, or to a peer without `caps::DEADLINES`.)
+    CallUntil {
+        to: WirePid,
+        reff: u64,
+        name: &'a str,
+        left_us: u64,
     },
 }
 

@@ -77,6 +77,12 @@ const DESCRIBED: &[(&str, Kind, Unit, &str)] = &[
         "Sends refused with Full by full bounded mailboxes (policies wait and fail_fast).",
     ),
     (
+        "girder_calls_expired_total",
+        Kind::Counter,
+        Unit::Count,
+        "Calls dropped unhandled by their server because their caller's deadline passed while they waited.",
+    ),
+    (
         "girder_mailbox_length_max",
         Kind::Gauge,
         Unit::Count,
@@ -361,6 +367,7 @@ pub fn collect_node(node: &Node) {
     counter!("girder_messages_out_total", "node" => name.clone()).absolute(s.messages_out);
     counter!("girder_mailbox_dropped_total", "node" => name.clone()).absolute(s.mailbox_dropped);
     counter!("girder_mailbox_refused_total", "node" => name.clone()).absolute(s.mailbox_refused);
+    counter!("girder_calls_expired_total", "node" => name.clone()).absolute(s.calls_expired);
     gauge!("girder_mailbox_length_max", "node" => name.clone()).set(s.mailbox_max as f64);
     gauge!("girder_mailbox_length_sum", "node" => name.clone()).set(s.mailbox_sum as f64);
     for p in node.processes() {

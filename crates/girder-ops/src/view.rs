@@ -85,6 +85,7 @@ pub(crate) struct StatsView {
     restarts: u64,
     mailbox_dropped: u64,
     mailbox_refused: u64,
+    calls_expired: u64,
 }
 
 impl From<NodeStats> for StatsView {
@@ -101,6 +102,7 @@ impl From<NodeStats> for StatsView {
             restarts,
             mailbox_dropped,
             mailbox_refused,
+            calls_expired,
         } = s;
         StatsView {
             processes,
@@ -114,6 +116,7 @@ impl From<NodeStats> for StatsView {
             restarts,
             mailbox_dropped,
             mailbox_refused,
+            calls_expired,
         }
     }
 }

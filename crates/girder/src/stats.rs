@@ -41,6 +41,9 @@ pub struct NodeStats {
     pub mailbox_dropped: u64,
     /// Sends refused by full mailboxes (`Full`), ever.
     pub mailbox_refused: u64,
+    /// Calls dropped by their server or state machine before they started because their
+    /// caller's deadline had passed while they waited, ever.
+    pub calls_expired: u64,
 }
 
 /// Exits by reason.
@@ -87,9 +90,14 @@ pub(crate) struct Counters {
     dropped_of_exited: AtomicU64,
     refused_of_exited: AtomicU64,
     restarts: AtomicU64,
+    calls_expired: AtomicU64,
 }
 
 impl Counters {
+    pub(crate) fn call_expired(&self) {
+        self.calls_expired.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn restarted(&self) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
     }
@@ -173,6 +181,7 @@ impl Node {
         s.processes = procs.len();
         let mut delivered = c.messages_of_exited.load(Ordering::Relaxed);
         s.mailbox_dropped = c.dropped_of_exited.load(Ordering::Relaxed);
+        s.calls_expired = c.calls_expired.load(Ordering::Relaxed);
         s.mailbox_refused = c.refused_of_exited.load(Ordering::Relaxed);
         for p in procs {
             let len = p.mailbox_len();

@@ -260,6 +260,8 @@ impl Inner {
             )
         };
         drop(old);
+        peer.caps
+            .store(est.capabilities, std::sync::atomic::Ordering::Relaxed);
         // Pauses belong to the connection they came on.
         peer.paused.clear();
         peer.changed.notify_waiters();

@@ -134,6 +134,7 @@ impl DistNode {
                 let mut hs =
                     HandshakeConfig::new(cfg.name.clone(), node.creation(), cfg.cookie.clone());
                 hs.timeout = cfg.handshake_timeout;
+                hs.capabilities = crate::wire::CAPABILITIES;
                 hs
             },
             node: node.clone(),

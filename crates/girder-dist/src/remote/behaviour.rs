@@ -42,13 +42,31 @@ impl<C: Wire, K: Wire, I: Send + 'static> RemoteBehaviour<C, K, I> {
     fn call(&self, request: Request<C>) -> Result<(), SendError<Msg<C, K, I>>> {
         let inner = &self.target.inner;
         let reff = inner.next_ref();
-        let p = Packet::Call {
-            to: self.target.wire(),
-            reff,
-            name: C::NAME,
-        };
         let Some(peer) = &self.target.peer else {
             return Err(SendError::NoProc(Msg::Call(request)));
+        };
+        // The time left travels, not the moment: the nodes' clocks need not agree.
+        let left_us = request
+            .deadline()
+            .filter(|_| peer.has(crate::wire::caps::DEADLINES))
+            .map(|at| {
+                at.saturating_duration_since(std::time::Instant::now())
+                    .as_micros()
+                    .min(u64::MAX as u128) as u64
+            });
+        let to = self.target.wire();
+        let p = match left_us {
+            Some(left_us) => Packet::CallUntil {
+                to,
+                reff,
+                name: C::NAME,
+                left_us,
+            },
+            None => Packet::Call {
+                to,
+                reff,
+                name: C::NAME,
+            },
         };
         let translation = &inner.translation;
         // A request that cannot be encoded fails its call at once (with the reason), as a lost
@@ -222,7 +240,11 @@ impl<C: Wire, K: Wire, I: Send + 'static> Inbox for ExportedBehaviour<C, K, I> {
                 let cast = wire::decode::<K>(name, body, &inner.translation)?;
                 Ok(push(&self.addr, Msg::Cast(cast), behind))
             }
-            Inbound::Call { reff, stream } => {
+            Inbound::Call {
+                reff,
+                stream,
+                deadline,
+            } => {
                 let gen = peer.connection_gen().unwrap_or(0);
                 let key = (Arc::as_ptr(peer) as usize, gen, reff);
                 let sink = RemoteReply {
@@ -243,10 +265,16 @@ impl<C: Wire, K: Wire, I: Send + 'static> Inbox for ExportedBehaviour<C, K, I> {
                     inflight: Arc::downgrade(&self.inflight),
                 };
                 self.inflight.lock().insert(key, (peer.clone(), stream));
-                match decode_call(Box::new(sink), || {
+                match decode_call(Box::new(sink), deadline, || {
                     wire::decode::<C>(name, body, &inner.translation)
                 }) {
-                    Ok(req) => Ok(push(&self.addr, Msg::Call(Request::new(req)), behind)),
+                    Ok(req) => {
+                        let request = match deadline {
+                            Some(at) => Request::new(req).with_deadline(at),
+                            None => Request::new(req),
+                        };
+                        Ok(push(&self.addr, Msg::Call(request), behind))
+                    }
                     Err(e) => {
                         self.inflight.lock().remove(&key);
                         Err(e)

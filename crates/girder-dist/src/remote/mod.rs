@@ -29,7 +29,12 @@ use process::{ExportedProcess, RemoteProcess};
 #[derive(Clone, Copy)]
 pub(crate) enum Inbound {
     Send,
-    Call { reff: u64, stream: u64 },
+    Call {
+        reff: u64,
+        stream: u64,
+        /// When the caller stops waiting, on this node's clock.
+        deadline: Option<std::time::Instant>,
+    },
 }
 
 pub(crate) enum Delivery {

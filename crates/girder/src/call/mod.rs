@@ -54,13 +54,50 @@ pub struct Request<Q> {
     /// The call's identity (reply slot, generation, caller), if a local process is waiting on
     /// it (see `watch`).
     tag: Option<watch::CallId>,
+    /// When the caller stops waiting: past it, a callee with a backlog drops the request
+    /// unhandled.
+    deadline: Option<crate::timer::Deadline>,
 }
 
 impl<Q> Request<Q> {
     /// A request with no local caller to tell about its reply handle (one decoded from another
     /// node, whose node watches for it, or one built by hand).
     pub fn new(body: Q) -> Self {
-        Request { body, tag: None }
+        Request {
+            body,
+            tag: None,
+            deadline: None,
+        }
+    }
+
+    /// The same request with the moment its caller stops waiting (for a request from another
+    /// node: the time it had left, counted from its arrival). A behaviour drops a request whose
+    /// deadline has passed before it starts on it.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use girder::call::Request;
+    /// let at = Instant::now() + Duration::from_secs(1);
+    /// let r = Request::new("ping").with_deadline(at);
+    /// let d = r.deadline().unwrap();
+    /// assert!(d <= at + Duration::from_millis(1) && d + Duration::from_millis(1) >= at);
+    /// ```
+    pub fn with_deadline(mut self, at: std::time::Instant) -> Self {
+        self.deadline = Some(crate::timer::Deadline::at(at));
+        self
+    }
+
+    /// When the caller stops waiting, if it said.
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.deadline.map(|d| d.to_std())
+    }
+
+    /// True if the request should be dropped unhandled: its deadline has passed. Checked only
+    /// when the callee has a `backlog` (other messages waiting): a request taken from an empty
+    /// mailbox has not waited, and a clock read per call would cost the fast path.
+    #[inline]
+    pub(crate) fn stale(&self, backlog: bool) -> bool {
+        backlog && self.deadline.is_some_and(|d| d.passed_coarse())
     }
 
     /// The request.
@@ -104,7 +141,8 @@ where
     let _timed = crate::stats::CallTimer::start();
     let deadline = (timeout != Duration::MAX).then(|| crate::timer::Deadline::after(timeout));
     let slack = crate::timer::slack(timeout);
-    let (from, rx, watch) = ReplyTo::for_call();
+    let (mut from, rx, watch) = ReplyTo::for_call();
+    from.deadline = deadline;
     let gone = || match addr.exit_reason() {
         Some(reason) => CallError::Exited(reason),
         None => CallError::NoReply,
@@ -113,6 +151,7 @@ where
     let request = Request {
         body: make(from),
         tag,
+        deadline,
     };
     // The common case, room in the mailbox, queues without building a waiting future.
     match addr.send(wrap(request)) {
@@ -149,6 +188,11 @@ where
         // The handler panicked: the callee is exiting; report its reason.
         Err(Unanswered::Panicking) => Err(CallError::Exited(addr.wait_exit().await)),
         Err(Unanswered::Exited(reason)) => Err(CallError::Exited(reason)),
+        // Dropped unhandled as its deadline passed (the callee checks before the caller's
+        // timer, which has some slack, fires): the caller timed out.
+        Err(Unanswered::Dropped) if deadline.is_some_and(|d| d.passed_coarse()) => {
+            Err(CallError::Timeout(timeout))
+        }
         Err(Unanswered::Dropped) => Err(gone()),
     }
 }

@@ -17,6 +17,8 @@ use super::slot::{self, SlotReceiver, SlotSender};
 /// ```
 pub struct ReplyTo<R> {
     tx: Option<Sender<R>>,
+    /// When the caller stops waiting, if it said (a call with a timeout).
+    pub(crate) deadline: Option<crate::timer::Deadline>,
 }
 
 enum Sender<R> {
@@ -58,6 +60,7 @@ impl<R> ReplyTo<R> {
         (
             ReplyTo {
                 tx: Some(Sender::Plain(tx)),
+                deadline: None,
             },
             rx,
         )
@@ -65,7 +68,10 @@ impl<R> ReplyTo<R> {
 
     /// A handle that answers nothing (what is left where a handle was taken out).
     pub(crate) fn none() -> Self {
-        ReplyTo { tx: None }
+        ReplyTo {
+            tx: None,
+            deadline: None,
+        }
     }
 
     /// A reply handle for a call from the running process (or from outside any process),
@@ -79,6 +85,7 @@ impl<R> ReplyTo<R> {
         (
             ReplyTo {
                 tx: Some(Sender::Call(tx)),
+                deadline: None,
             },
             rx,
             watch,
@@ -100,6 +107,7 @@ impl<R> ReplyTo<R> {
     pub fn forward(f: impl FnOnce(Outcome<R>) + Send + Sync + 'static) -> Self {
         ReplyTo {
             tx: Some(Sender::Forward(Box::new(f))),
+            deadline: None,
         }
     }
 
@@ -158,7 +166,46 @@ impl<R> ReplyTo<R> {
         }
     }
 
-    /// True if the caller is no longer waiting.
+    /// When the caller stops waiting (its call's timeout), if it has one: the same for a call
+    /// from another node, whose time left travels with it.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use std::time::Duration;
+    /// use girder::{Flow, Node, ReplyTo, Server, ServerContext};
+    /// struct Clock;
+    /// impl Server for Clock {
+    ///     type Call = ReplyTo<Option<Duration>>; type Cast = (); type Info = ();
+    ///     async fn handle_call(&mut self, from: ReplyTo<Option<Duration>>, _: &mut ServerContext<Self>) -> Flow {
+    ///         let left = from.time_left();
+    ///         from.reply(left);
+    ///         Flow::Continue
+    ///     }
+    /// }
+    /// let node = Node::new("docs");
+    /// let clock = girder::server::start(&node, Clock).await.unwrap();
+    /// let left = clock.call_timeout(|r| r, Duration::from_millis(500)).await.unwrap().unwrap();
+    /// assert!(left > Duration::from_millis(400) && left <= Duration::from_millis(501));
+    /// # }
+    /// ```
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.deadline.map(|d| d.to_std())
+    }
+
+    /// How long the caller will still wait (zero once it has given up), if it said.
+    pub fn time_left(&self) -> Option<std::time::Duration> {
+        self.deadline()
+            .map(|d| d.saturating_duration_since(std::time::Instant::now()))
+    }
+
+    /// True if the caller is no longer waiting for this reply: it timed out (its deadline
+    /// passed, also for a caller on another node) or went away. Work for it can stop.
+    pub fn caller_gave_up(&self) -> bool {
+        self.is_closed() || self.time_left().is_some_and(|left| left.is_zero())
+    }
+
+    /// True if the caller is no longer waiting (a local caller that went away; see also
+    /// [`caller_gave_up`](Self::caller_gave_up)).
     pub fn is_closed(&self) -> bool {
         match &self.tx {
             Some(Sender::Plain(tx)) => tx.is_closed(),

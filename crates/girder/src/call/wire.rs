@@ -98,7 +98,7 @@ struct Export {
 
 thread_local! {
     static EXPORT: Cell<*mut Export> = const { Cell::new(std::ptr::null_mut()) };
-    static IMPORT: Cell<*mut Option<Box<dyn ReplySink>>> = const { Cell::new(std::ptr::null_mut()) };
+    static IMPORT: Cell<*mut Import> = const { Cell::new(std::ptr::null_mut()) };
 }
 
 /// A call's request sent to another node: the caller's node keeps it until the call ends. It
@@ -183,14 +183,26 @@ impl OutgoingCall {
     }
 }
 
+/// What a request being decoded gives the reply handle inside it.
+struct Import {
+    sink: Option<Box<dyn ReplySink>>,
+    deadline: Option<crate::timer::Deadline>,
+}
+
 /// Decodes a call's request that came from another node with `decode` (the layer's codec);
-/// the reply handle inside it sends the call's outcome through `sink`. A request without one
-/// drops `sink` unused (its caller hears nothing until it times out, as a cast would).
+/// the reply handle inside it sends the call's outcome through `sink`, and knows the call's
+/// `deadline` (when its caller stops waiting, on this node's clock; see
+/// [`ReplyTo::time_left`]). A request without one drops `sink` unused (its caller hears
+/// nothing until it times out, as a cast would).
 pub fn decode_call<Q, E>(
     sink: Box<dyn ReplySink>,
+    deadline: Option<std::time::Instant>,
     decode: impl FnOnce() -> Result<Q, E>,
 ) -> Result<Q, E> {
-    let mut slot = Some(sink);
+    let mut slot = Import {
+        sink: Some(sink),
+        deadline: deadline.map(crate::timer::Deadline::at),
+    };
     let outer = IMPORT.replace(&mut slot);
     let decoded = decode();
     IMPORT.set(outer);
@@ -233,14 +245,14 @@ impl<'de, R: Serialize + Send + 'static> Deserialize<'de> for ReplyTo<R> {
         let ctx = IMPORT.get();
         // SAFETY: set by `decode_call` to its own slot for the length of the decode, on this
         // thread.
-        let sink = unsafe { ctx.as_mut() }
-            .and_then(Option::take)
-            .ok_or_else(|| {
-                serde::de::Error::custom(
-                    "a reply handle crosses nodes only inside the call it answers, once",
-                )
-            })?;
-        Ok(ReplyTo::forward(move |outcome: Outcome<R>| {
+        let import = unsafe { ctx.as_mut() };
+        let deadline = import.as_ref().and_then(|i| i.deadline);
+        let sink = import.and_then(|i| i.sink.take()).ok_or_else(|| {
+            serde::de::Error::custom(
+                "a reply handle crosses nodes only inside the call it answers, once",
+            )
+        })?;
+        let mut from = ReplyTo::forward(move |outcome: Outcome<R>| {
             let outcome = match &outcome {
                 Outcome::Replied(r) => Outcome::Replied(r as &dyn erased_serde::Serialize),
                 Outcome::Dropped => Outcome::Dropped,
@@ -248,7 +260,9 @@ impl<'de, R: Serialize + Send + 'static> Deserialize<'de> for ReplyTo<R> {
                 Outcome::Failed(reason) => Outcome::Failed(reason.clone()),
             };
             sink.send(outcome);
-        }))
+        });
+        from.deadline = deadline;
+        Ok(from)
     }
 }
 
@@ -285,7 +299,7 @@ mod tests {
         assert!(!call.is_closed());
         // The callee's node.
         let out = Arc::new(Mutex::new(Vec::new()));
-        let req: Req = decode_call(Box::new(Collect(out.clone())), || {
+        let req: Req = decode_call(Box::new(Collect(out.clone())), None, || {
             serde_json::from_str(&json)
         })
         .unwrap();
@@ -307,7 +321,7 @@ mod tests {
         let (from, _rx) = ReplyTo::<u32>::pair();
         let (json, _call) =
             OutgoingCall::encode(Req::Get("k".into(), from), serde_json::to_string).unwrap();
-        let req: Req = decode_call(Box::new(Collect(out.clone())), || {
+        let req: Req = decode_call(Box::new(Collect(out.clone())), None, || {
             serde_json::from_str(&json)
         })
         .unwrap();

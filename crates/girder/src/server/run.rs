@@ -279,6 +279,12 @@ async fn run<S: Server>(
             }
         }
         let flow = match event {
+            // Its caller has given up and others wait: dropped before it starts.
+            Event::Message(Msg::Call(request)) if request.stale(ctx.ctx.mailbox_len() > 0) => {
+                ctx.ctx.node().inner.counters.call_expired();
+                drop(request);
+                Ok(Flow::Continue)
+            }
             Event::Message(Msg::Call(request)) => {
                 let (req, tag) = request.into_parts();
                 let noted = watch::begin(tag);

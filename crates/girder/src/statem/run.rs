@@ -409,6 +409,13 @@ impl<S: StateMachine> Machine<S> {
                     Some(e) => e,
                     None => continue,
                 },
+                // Its caller has given up and others wait: dropped before it starts.
+                Some(Event::Message(Msg::Call(request)))
+                    if request.stale(self.ctx.mailbox_len() > 0) =>
+                {
+                    self.ctx.node().inner.counters.call_expired();
+                    continue;
+                }
                 Some(Event::Message(Msg::Call(request))) => {
                     let (req, t) = request.into_parts();
                     tag = t;

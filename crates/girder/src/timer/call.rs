@@ -62,6 +62,25 @@ impl Deadline {
         )
     }
 
+    /// The deadline at `at` (a moment from another clock reading, such as a remote call's
+    /// time left added to its arrival).
+    pub(crate) fn at(at: std::time::Instant) -> Deadline {
+        Deadline(units(at.saturating_duration_since(base().precise)))
+    }
+
+    /// The same moment as a std `Instant`.
+    pub(crate) fn to_std(self) -> std::time::Instant {
+        base().precise + Duration::from(coarsetime::Duration::from_u64(self.0))
+    }
+
+    /// True if the deadline has passed by the kernel's coarse clock: 5 ns, and late by at most
+    /// a kernel tick, which errs on the side of running the work.
+    #[inline]
+    pub(crate) fn passed_coarse(self) -> bool {
+        let now = coarsetime::Instant::now_without_cache_update().as_u64();
+        now.saturating_sub(base().coarse) > self.0
+    }
+
     fn later_by(self, units: u64) -> Deadline {
         Deadline(self.0.saturating_add(units))
     }

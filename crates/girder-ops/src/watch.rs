@@ -3,7 +3,6 @@
 //! supervisors' lifecycle and the cluster's nodes as notices and alarms, and the notices
 //! written to the log.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use girder::{Node, OwnedTask};
@@ -16,8 +15,8 @@ use crate::alarm::{AlarmManager, Severity, Threshold};
 use crate::notice::Notice;
 use crate::OpsConfig;
 
-/// Mailbox length, restart storms, overload and memory, checked every second: the samplers'
-/// tasks (and the scheduling-lag probe's).
+/// Mailbox length, restart storms, overload and memory, checked every second. Overload and
+/// memory read the node's load sampler ([`Node::load`]), as regulators do.
 pub(crate) fn standard_thresholds(
     node: &Node,
     alarms: &AlarmManager,
@@ -75,8 +74,8 @@ pub(crate) fn standard_thresholds(
             Duration::from_secs(1),
         ),
     );
-    let (lag, probe) = scheduling_lag(node);
-    tasks.push(probe);
+    // The node's own sampler: lag measured on its schedulers, where its processes run.
+    let n = node.clone();
     let limit = cfg.overload_lag.as_secs_f64();
     tasks.push(
         alarms.watch(
@@ -88,7 +87,7 @@ pub(crate) fn standard_thresholds(
                     "the runtime is overloaded: timers fire more than {} ms late",
                     cfg.overload_lag.as_millis()
                 ),
-                move || f64::from_bits(lag.load(std::sync::atomic::Ordering::Relaxed)),
+                move || n.load().lag.as_secs_f64(),
             )
             .raise_above(limit)
             .clear_below(limit / 4.0)
@@ -98,6 +97,7 @@ pub(crate) fn standard_thresholds(
         ),
     );
     if let Some(limit) = cfg.memory_alarm {
+        let n = node.clone();
         tasks.push(
             alarms.watch(
                 node,
@@ -105,7 +105,7 @@ pub(crate) fn standard_thresholds(
                     "memory_high",
                     Severity::Major,
                     format!("resident memory above {} MiB", limit >> 20),
-                    || resident_bytes() as f64,
+                    move || n.load().memory_bytes as f64,
                 )
                 .raise_above(limit as f64)
                 .clear_below(limit as f64 * 0.9)
@@ -118,45 +118,10 @@ pub(crate) fn standard_thresholds(
     tasks
 }
 
-/// How late the runtime runs a task that asks to wake every 100 ms, in seconds (the worst of
-/// the last second): when every worker is busy, everything waits this long. The BEAM's
-/// equivalent is its run-queue length. Measured where the node's tasks run (on its schedulers,
-/// if it has them), by the returned task.
-fn scheduling_lag(node: &Node) -> (Arc<std::sync::atomic::AtomicU64>, OwnedTask) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let lag = Arc::new(std::sync::atomic::AtomicU64::new(0f64.to_bits()));
-    let weak = Arc::downgrade(&lag);
-    let task = node.spawn_owned(async move {
-        let period = Duration::from_millis(100);
-        let mut worst = 0f64;
-        let mut n = 0;
-        loop {
-            let asked = tokio::time::Instant::now();
-            tokio::time::sleep(period).await;
-            let late = (asked.elapsed().saturating_sub(period)).as_secs_f64();
-            worst = worst.max(late);
-            n += 1;
-            if n == 10 {
-                let Some(lag) = weak.upgrade() else { return };
-                lag.store(worst.to_bits(), Relaxed);
-                (worst, n) = (0.0, 0);
-            }
-        }
-    });
-    (lag, task)
-}
-
-/// The OS process's resident memory, from `/proc/self/statm` (0 where there is none).
+/// The OS process's resident memory, from `/proc/self/statm` (0 where there is none): what the
+/// node's load sampler reports ([`girder::sampler::resident_bytes`]).
 pub fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u64>().ok())
-        })
-        .map(|pages| pages * 4096)
-        .unwrap_or(0)
+    girder::sampler::resident_bytes()
 }
 
 /// Every notice goes to the log.

@@ -20,6 +20,7 @@
 //! | [`supervisor`] | [`Supervisor`]: restart strategies, intensity, ordered shutdown | `supervisor` |
 //! | [`application`] | [`Application`]: a root tree started and stopped as a unit | `application` |
 //! | [`remote`] | the seam distribution plugs into: remote links, monitors, sends | `net_kernel`, `dist_util` |
+//! | [`sampler`] | [`Node::load`]: scheduling lag on the node's own schedulers, run queue, per-scheduler busy share, memory, mailbox fill; one snapshot for alarms and regulators | `erlang:statistics/1`, `os_mon`'s `memsup`, the overload signals of `jobs` |
 //! | [`stats`] | [`Node::stats`]: processes, spawns, exits by reason, messages, mailboxes; sampled call latency | `erlang:statistics/1`, `observer` |
 //! | [`lifecycle`] | [`Node::lifecycle`]: children restarted, supervisors giving up | SASL progress and supervisor reports |
 //! | [`sys`] | any behaviour's state, suspend and resume, traces, without stopping it | `sys` |
@@ -82,6 +83,7 @@ mod pid;
 pub mod process;
 mod registry;
 pub mod remote;
+pub mod sampler;
 pub mod scheduler;
 pub mod server;
 pub mod statem;
@@ -101,7 +103,8 @@ pub use node::{LinkError, LookupError, Node, NodeBuilder, OwnedTask};
 pub use pid::Pid;
 pub use process::{Addr, Context, Down, Event, MonitorRef, SpawnOptions};
 pub use registry::RegisterError;
-pub use scheduler::{SchedulerStats, Schedulers};
+pub use sampler::LoadSample;
+pub use scheduler::{SchedulerLoad, SchedulerStats, Schedulers};
 pub use server::{Flow, Server, ServerContext, ServerRef};
 pub use statem::{StateMachine, StateMachineRef};
 pub use supervisor::{ChildSpec, RestartStrategy, Supervisor, SupervisorRef};

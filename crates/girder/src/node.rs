@@ -47,6 +47,8 @@ pub(crate) struct NodeInner {
     /// Girder's schedulers, if the node runs its processes on them rather than on the ambient
     /// tokio runtime.
     pub(crate) spawner: Option<crate::scheduler::Spawner>,
+    /// The load sampler, started by the first `Node::load`.
+    pub(crate) sampler: OnceLock<Arc<crate::sampler::Sampler>>,
 }
 
 /// Sets up a [`Node`]: its name, creation number and where its processes run.
@@ -94,6 +96,7 @@ impl NodeBuilder {
                 procs: crate::process::table::new_table(),
                 names: DashMap::new(),
                 dist: OnceLock::new(),
+                sampler: OnceLock::new(),
                 counters: Default::default(),
                 lifecycle: tokio::sync::broadcast::channel(crate::lifecycle::BUFFER).0,
                 spawner: match &self.schedulers {

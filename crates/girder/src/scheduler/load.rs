@@ -49,6 +49,11 @@ impl Load {
         }
     }
 
+    /// The mean length of recent runs in nanoseconds (0: not measured yet).
+    pub(super) fn mean_run_ns(&self) -> u64 {
+        self.mean_run_ns.load(Ordering::Relaxed)
+    }
+
     fn record(&self, window: std::time::Duration, runs: u32) {
         let sample = (window.as_nanos() / u128::from(runs)).clamp(1, u128::from(u64::MAX >> 2));
         let sample = sample as u64;

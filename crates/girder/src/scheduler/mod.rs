@@ -128,6 +128,11 @@ impl Spawner {
         self.0.stats()
     }
 
+    /// Each scheduler's queue and counters.
+    pub(crate) fn loads(&self) -> Vec<SchedulerLoad> {
+        self.0.loads()
+    }
+
     /// Has `w` told when the pool stops.
     pub(crate) fn watch(&self, w: std::sync::Weak<dyn StopWatcher>) {
         self.0.watch(w);
@@ -140,6 +145,20 @@ impl std::fmt::Debug for Schedulers {
             .field("threads", &self.threads())
             .finish()
     }
+}
+
+/// One scheduler's queue and counters, as [`Schedulers::loads`] reports them; the node's load
+/// sampler ([`Node::load`](crate::Node::load)) turns them into rates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SchedulerLoad {
+    /// Processes (and tasks) queued on it now.
+    pub queued: usize,
+    /// Times it polled a process or task, ever.
+    pub runs: u64,
+    /// The mean length of its recent runs, in nanoseconds (0 until measured).
+    pub mean_run_ns: u64,
+    /// Nanoseconds it spent asleep with nothing to run, ever.
+    pub parked_ns: u64,
 }
 
 /// What the pool has done so far, summed over its schedulers.
@@ -251,6 +270,17 @@ impl Schedulers {
     /// What the pool has done so far.
     pub fn stats(&self) -> SchedulerStats {
         self.shared.stats()
+    }
+
+    /// Each scheduler's queue length and counters (one entry per thread).
+    ///
+    /// ```
+    /// let pool = girder::Schedulers::new(2);
+    /// assert_eq!(pool.loads().len(), 2);
+    /// pool.shutdown();
+    /// ```
+    pub fn loads(&self) -> Vec<SchedulerLoad> {
+        self.shared.loads()
     }
 
     /// Stops the scheduler threads and waits for them to finish. Whatever they still hold is

@@ -103,6 +103,8 @@ struct Counters {
     steals: AtomicU64,
     parks: AtomicU64,
     remote_wakes: AtomicU64,
+    /// Nanoseconds spent asleep (parked with nothing to run): what is not, is busy.
+    parked_ns: AtomicU64,
     load: Load,
 }
 
@@ -292,6 +294,19 @@ impl Shared {
         }
     }
 
+    /// Each scheduler's queue and counters, for the load sampler.
+    pub(super) fn loads(&self) -> Vec<super::SchedulerLoad> {
+        self.shards
+            .iter()
+            .map(|shard| super::SchedulerLoad {
+                queued: shard.stealer.len() + shard.inbox.len(),
+                runs: shard.counters.runs.load(Ordering::Relaxed),
+                mean_run_ns: shard.counters.load.mean_run_ns(),
+                parked_ns: shard.counters.parked_ns.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
     pub(super) fn stats(&self) -> SchedulerStats {
         let mut s = SchedulerStats {
             threads: self.shards.len(),
@@ -392,6 +407,7 @@ impl Shared {
         fence(Ordering::SeqCst);
         if shard.inbox.is_empty() && local.queue.is_empty() && !self.stop.load(Ordering::Acquire) {
             bump(&shard.counters.parks);
+            let asleep = std::time::Instant::now();
             let woken = std::future::poll_fn(|cx| {
                 shard.waker.register(cx.waker());
                 let woken = !shard.sleeping.load(Ordering::Acquire)
@@ -405,6 +421,10 @@ impl Shared {
                 }
             });
             let _ = tokio::time::timeout(PARK_AT_MOST, woken).await;
+            // Owner-written only: a plain load and store.
+            let c = &shard.counters.parked_ns;
+            let slept = asleep.elapsed().as_nanos() as u64;
+            c.store(c.load(Ordering::Relaxed) + slept, Ordering::Relaxed);
         }
         if shard.sleeping.swap(false, Ordering::AcqRel) {
             self.sleepers.fetch_sub(1, Ordering::Relaxed);

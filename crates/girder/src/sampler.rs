@@ -192,12 +192,7 @@ fn collect(
 
 /// The longest mailbox, and the fullest bounded one's share of its capacity.
 fn mailboxes(node: &Node) -> (usize, f64) {
-    let procs: Vec<_> = node
-        .inner
-        .procs
-        .iter()
-        .map(|e| e.value().clone())
-        .collect();
+    let procs: Vec<_> = node.inner.procs.iter().map(|e| e.value().clone()).collect();
     let (mut max, mut fill) = (0usize, 0f64);
     for p in procs {
         let len = p.mailbox_len();

@@ -32,3 +32,8 @@ fn the_supervised_server_in_the_readme_is_the_example_that_runs() {
 fn across_nodes_in_the_readme_is_the_example_that_runs() {
     check("## Across nodes", "across_nodes.rs");
 }
+
+#[test]
+fn protecting_a_service_in_the_readme_is_the_example_that_runs() {
+    check("## Protecting a service", "protect_a_service.rs");
+}

@@ -131,10 +131,25 @@ enum Command {
     /// The server node of the remote benchmarks (started by `girder bench`).
     #[command(hide = true)]
     BenchPeer,
+    /// One case of the `overload` benchmark, in a fresh process (started by `girder bench`).
+    #[command(hide = true)]
+    BenchOverload {
+        /// Measure the service's capacity instead of running a case.
+        #[arg(long)]
+        calibrate: bool,
+        #[arg(long, default_value_t = 1.0)]
+        offered_x: f64,
+        #[arg(long)]
+        regulated: bool,
+        #[arg(long, default_value_t = 0.0)]
+        capacity: f64,
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+    },
     /// Runs the runtime's benchmark workloads and prints a table (or JSON lines).
     Bench {
         /// Workloads to run: spawn, ring, pingpong, call_c1, call_c100, fanin, dist_link,
-        /// dist_send, dist_call_c1, dist_call_c50, detect, attack, or all.
+        /// dist_send, dist_call_c1, dist_call_c50, hol, detect, attack, overload, or all.
         #[arg(long = "workload", short = 'w')]
         workloads: Vec<String>,
         /// One JSON object per line instead of a table.
@@ -192,6 +207,19 @@ fn main() {
     let result = match cli.command {
         Command::Demo { duration, seed } => demo::run(duration, seed),
         Command::BenchPeer => bench::remote::serve(),
+        Command::BenchOverload {
+            calibrate,
+            offered_x,
+            regulated,
+            capacity,
+            scale,
+        } => bench::overload::case(bench::overload::CaseArgs {
+            calibrate,
+            offered_x,
+            regulated,
+            capacity,
+            scale,
+        }),
         Command::Status { node, token_file } => target(node, token_file).and_then(status::status),
         Command::Top {
             node,

@@ -110,7 +110,7 @@ pub fn run(args: LoadgenArgs) -> Result<(), String> {
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create --out {}: {e}", args.out.display()))?;
     // Self-contained: a node of our own, kept until the run ends (dropping it kills it).
-    let (_local, target, cookie) = match (&args.target, &args.cookie_file) {
+    let (local, target, cookie) = match (&args.target, &args.cookie_file) {
         (Some(t), Some(c)) => (None, drive::Target::parse(t)?, c.clone()),
         (Some(_), None) => return Err("--target needs --cookie-file (the cluster's cookie)".into()),
         (None, _) => {
@@ -161,6 +161,11 @@ pub fn run(args: LoadgenArgs) -> Result<(), String> {
         &format!("{} on {}", args.server, target.name),
     )?;
     println!("wrote {} and {}", csv.display(), png.display());
+    if local.is_some() {
+        // The self-contained run's own cookie: its node is gone with `local`.
+        drop(local);
+        let _ = std::fs::remove_file(&cookie);
+    }
     Ok(())
 }
 

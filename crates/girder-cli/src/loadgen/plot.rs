@@ -65,7 +65,16 @@ fn draw(
         .map(|s| s.throughput_per_s.max(s.offered_per_s))
         .fold(1.0, f64::max)
         * 1.1;
-    let lat_max = steps.iter().map(|s| s.p99_ms).fold(1.0, f64::max) * 1.15;
+    // Latency on a log scale: the knee is where it leaves the floor, which a linear axis
+    // flattens against the overload's seconds.
+    let lat_max = steps.iter().map(|s| s.p99_ms).fold(1.0, f64::max) * 2.0;
+    let lat_min = steps
+        .iter()
+        .map(|s| s.p50_ms)
+        .filter(|v| *v > 0.0)
+        .fold(lat_max, f64::min)
+        .min(lat_max / 10.0)
+        / 2.0;
     let mut chart = ChartBuilder::on(&root)
         .caption(format!("girder loadgen: {title}"), ("sans-serif", 22))
         .margin(15)
@@ -73,16 +82,19 @@ fn draw(
         .y_label_area_size(80)
         .right_y_label_area_size(80)
         .build_cartesian_2d(0f64..x_max, 0f64..y_max)?
-        .set_secondary_coord(0f64..x_max, 0f64..lat_max);
+        .set_secondary_coord(0f64..x_max, (lat_min..lat_max).log_scale());
     chart
         .configure_mesh()
         .x_desc("offered load (calls/s)")
         .y_desc("throughput (calls/s)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .label_style(("sans-serif", 15))
         .draw()?;
     chart
         .configure_secondary_axes()
-        .y_desc("latency (ms)")
+        .y_desc("latency (ms, log scale)")
+        .y_label_formatter(&|v| format!("{v}"))
         .label_style(("sans-serif", 15))
         .draw()?;
 

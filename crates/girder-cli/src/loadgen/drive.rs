@@ -29,13 +29,12 @@ impl Target {
         };
         let (name, port) = s.rsplit_once(':').ok_or_else(|| bad("no :PORT"))?;
         let port: u16 = port.parse().map_err(|_| bad("the port is not a number"))?;
-        let name = name.trim_start_matches('[').replace(']', "");
-        let host = name
-            .split_once('@')
-            .map(|(_, h)| h.to_string())
-            .ok_or_else(|| bad("no @HOST"))?;
-        let node = NodeName::new(&name).map_err(|e| bad(&e.to_string()))?;
-        let addr = (host.as_str(), port)
+        let (who, host) = name.split_once('@').ok_or_else(|| bad("no @HOST"))?;
+        // Brackets, as around an IPv6 address, are not part of a host (node names refuse
+        // colons, so `a@[::1]:7000` is refused there, clearly).
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let node = NodeName::new(&format!("{who}@{host}")).map_err(|e| bad(&e.to_string()))?;
+        let addr = (host, port)
             .to_socket_addrs()
             .map_err(|e| bad(&format!("cannot resolve {host}: {e}")))?
             .next()
@@ -195,5 +194,32 @@ async fn step(node: &Node, server: &ServerRef<Simulated>, args: &LoadgenArgs, ra
         p99_ms: ms(0.99),
         errors: tally.errors.load(Ordering::Relaxed) + unresolved,
         arrivals: total,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Target;
+
+    #[test]
+    fn a_target_is_a_node_name_and_a_port() {
+        let t = Target::parse("a@127.0.0.1:7000").unwrap();
+        assert_eq!(t.name.as_str(), "a@127.0.0.1");
+        assert_eq!(t.addr, "127.0.0.1:7000".parse().unwrap());
+        let t = Target::parse("b@localhost:7001").unwrap();
+        assert!(t.addr.ip().is_loopback(), "{}", t.addr);
+        for (bad, why) in [
+            ("a@127.0.0.1", "no :PORT"),
+            ("127.0.0.1:7000", "no @HOST"),
+            ("a@127.0.0.1:http", "the port is not a number"),
+            // A node name's host has no colons, so an IPv6 address cannot be one.
+            ("b@[::1]:7001", "invalid node name"),
+        ] {
+            let err = Target::parse(bad).err().unwrap();
+            assert!(
+                err.contains(why) && err.contains("NAME@HOST:PORT"),
+                "{bad}: {err}"
+            );
+        }
     }
 }

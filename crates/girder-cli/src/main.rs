@@ -137,9 +137,11 @@ enum Command {
         #[command(subcommand)]
         command: sys::SysCommand,
     },
-    /// Capacity planning: drives a server at a stepped, open-loop load and writes throughput
-    /// and p50/p99 latency against offered load (loadgen.csv, loadgen.png), the knee marked.
-    /// Without --target, starts a local `girder node` and drives its `girder.loadgen` server.
+    /// Capacity planning: throughput and latency against a stepped offered load, the knee marked.
+    ///
+    /// Drives a server at a stepped, open-loop load and writes throughput and p50/p99 latency
+    /// against offered load (loadgen.csv, loadgen.png in --out). Without --target, starts a
+    /// local `girder node` and drives its `girder.loadgen` server.
     Loadgen {
         /// The node to drive, NAME@HOST:PORT (the node `NAME@HOST`, listening on HOST:PORT).
         #[arg(long, requires = "cookie_file")]

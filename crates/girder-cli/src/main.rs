@@ -4,6 +4,7 @@ mod alloc;
 mod bench;
 mod child;
 mod demo;
+mod loadgen;
 mod node;
 mod status;
 mod sys;
@@ -94,6 +95,14 @@ enum Command {
         /// Runs the demo's failover service (used by `girder demo`).
         #[arg(long, hide = true)]
         demo_service: bool,
+        /// Simulated work per request of the `girder.loadgen` server this node hosts (what
+        /// `girder loadgen` drives), unless a request names its own.
+        #[arg(long, default_value = "1ms", value_parser = parse_duration)]
+        loadgen_cost: std::time::Duration,
+        /// Requests the `girder.loadgen` server works on at once (its capacity is this ÷ the
+        /// cost); 0: no loadgen server.
+        #[arg(long, default_value_t = 4)]
+        loadgen_concurrency: usize,
         /// Scheduler threads for the node's processes (Girder's schedulers, like `+S`); 0 runs
         /// them as tasks of the tokio runtime instead. Default: one per core.
         #[arg(long)]
@@ -128,13 +137,68 @@ enum Command {
         #[command(subcommand)]
         command: sys::SysCommand,
     },
+    /// Capacity planning: throughput and latency against a stepped offered load, the knee marked.
+    ///
+    /// Drives a server at a stepped, open-loop load and writes throughput and p50/p99 latency
+    /// against offered load (loadgen.csv, loadgen.png in --out). Without --target, starts a
+    /// local `girder node` and drives its `girder.loadgen` server.
+    Loadgen {
+        /// The node to drive, NAME@HOST:PORT (the node `NAME@HOST`, listening on HOST:PORT).
+        #[arg(long, requires = "cookie_file")]
+        target: Option<String>,
+        /// File holding the cluster cookie (with --target).
+        #[arg(long)]
+        cookie_file: Option<std::path::PathBuf>,
+        /// The server's registered name on the target node; it must take loadgen.work.v1.
+        #[arg(long, default_value = loadgen::service::NAME)]
+        server: String,
+        /// Offered load of the first step, calls a second.
+        #[arg(long, default_value_t = 500.0)]
+        from: f64,
+        /// Offered load of the last step, calls a second.
+        #[arg(long, default_value_t = 5000.0)]
+        to: f64,
+        /// Steps from --from to --to, evenly spaced.
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Seconds each step lasts.
+        #[arg(long, default_value_t = 3.0)]
+        step_secs: f64,
+        /// Calls outstanding at most; arrivals past it are dropped and counted as errors.
+        #[arg(long, default_value_t = 10_000)]
+        max_outstanding: usize,
+        /// A call not answered within this counts as an error.
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+        /// Simulated work each request asks for (default: the server's own).
+        #[arg(long, value_parser = parse_duration)]
+        cost: Option<std::time::Duration>,
+        /// Directory for loadgen.csv and loadgen.png.
+        #[arg(long, default_value = ".")]
+        out: std::path::PathBuf,
+    },
     /// The server node of the remote benchmarks (started by `girder bench`).
     #[command(hide = true)]
     BenchPeer,
+    /// One case of the `overload` benchmark, in a fresh process (started by `girder bench`).
+    #[command(hide = true)]
+    BenchOverload {
+        /// Measure the service's capacity instead of running a case.
+        #[arg(long)]
+        calibrate: bool,
+        #[arg(long, default_value_t = 1.0)]
+        offered_x: f64,
+        #[arg(long)]
+        regulated: bool,
+        #[arg(long, default_value_t = 0.0)]
+        capacity: f64,
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+    },
     /// Runs the runtime's benchmark workloads and prints a table (or JSON lines).
     Bench {
         /// Workloads to run: spawn, ring, pingpong, call_c1, call_c100, fanin, dist_link,
-        /// dist_send, dist_call_c1, dist_call_c50, detect, attack, or all.
+        /// dist_send, dist_call_c1, dist_call_c50, hol, detect, attack, overload, or all.
         #[arg(long = "workload", short = 'w')]
         workloads: Vec<String>,
         /// One JSON object per line instead of a table.
@@ -192,6 +256,19 @@ fn main() {
     let result = match cli.command {
         Command::Demo { duration, seed } => demo::run(duration, seed),
         Command::BenchPeer => bench::remote::serve(),
+        Command::BenchOverload {
+            calibrate,
+            offered_x,
+            regulated,
+            capacity,
+            scale,
+        } => bench::overload::case(bench::overload::CaseArgs {
+            calibrate,
+            offered_x,
+            regulated,
+            capacity,
+            scale,
+        }),
         Command::Status { node, token_file } => target(node, token_file).and_then(status::status),
         Command::Top {
             node,
@@ -199,6 +276,31 @@ fn main() {
             every,
         } => target(node, token_file).and_then(|t| status::top(t, every)),
         Command::Sys { command } => sys::run(command),
+        Command::Loadgen {
+            target,
+            cookie_file,
+            server,
+            from,
+            to,
+            steps,
+            step_secs,
+            max_outstanding,
+            timeout,
+            cost,
+            out,
+        } => loadgen::run(loadgen::LoadgenArgs {
+            target,
+            cookie_file,
+            server,
+            from,
+            to,
+            steps,
+            step_secs,
+            max_outstanding,
+            timeout,
+            cost,
+            out,
+        }),
         Command::Bench {
             workloads,
             json,
@@ -234,8 +336,11 @@ fn main() {
             webhook,
             protect_reads,
             schedulers,
+            loadgen_cost,
+            loadgen_concurrency,
         } => node::run(node::NodeArgs {
             schedulers,
+            loadgen: (loadgen_concurrency > 0).then_some((loadgen_cost, loadgen_concurrency)),
             webhook,
             protect_reads,
             demo_service,

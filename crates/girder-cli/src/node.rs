@@ -44,6 +44,8 @@ pub struct NodeArgs {
     pub webhook: Option<String>,
     /// Reads need the token too.
     pub protect_reads: bool,
+    /// The `girder.loadgen` server's cost and concurrency; `None`: not started.
+    pub loadgen: Option<(Duration, usize)>,
 }
 
 pub fn run(args: NodeArgs) -> Result<(), String> {
@@ -261,6 +263,20 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
         None => None,
     };
     println!("node {name} up (creation {creation}) on {listen}; seeds {seeds:?}");
+    if let Some((cost, concurrency)) = args.loadgen {
+        // What `girder loadgen` drives out of the box: a known capacity (concurrency ÷ cost)
+        // that costs nothing until called. Its backlog is bounded: past it, `Busy`.
+        let server = crate::loadgen::service::Simulated::new(cost, concurrency, 100_000);
+        let server = girder::server::start_with(
+            dist.node(),
+            server,
+            Default::default(),
+            Some(crate::loadgen::service::NAME),
+        )
+        .await
+        .map_err(|e| format!("cannot start {}: {e}", crate::loadgen::service::NAME))?;
+        dist.export_server(&server);
+    }
     if args.demo_service {
         crate::demo::cluster::singleton(&dist, &global);
     }

@@ -26,7 +26,10 @@ fn bench_json_prints_one_line_per_workload_with_the_documented_keys() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
-    let expect: [(&str, &[&str]); 14] = [
+    // `overload` prints a line per case: checked below.
+    let (overload, lines): (Vec<_>, Vec<_>) =
+        lines.into_iter().partition(|l| l["workload"] == "overload");
+    let expect: [(&str, &[&str]); 15] = [
         ("spawn", &["spawn_ns_per_proc", "mem_bytes_per_proc"]),
         ("ring", &["hops_per_s"]),
         ("pingpong", &["round_trips_per_s"]),
@@ -47,6 +50,7 @@ fn bench_json_prints_one_line_per_workload_with_the_documented_keys() {
         ("dist_send", &["msgs_per_s"]),
         ("dist_call_c1", &["calls_per_s", "p50_us", "p99_us"]),
         ("dist_call_c50", &["calls_per_s", "p50_us", "p99_us"]),
+        ("hol", &["p99_us_unloaded", "p99_us_loaded"]),
         ("detect", &["detect_s", "detect_silent_s"]),
         (
             "attack",
@@ -70,10 +74,40 @@ fn bench_json_prints_one_line_per_workload_with_the_documented_keys() {
         }
     }
     // Counts that are 0 when all is well: present all the same.
-    let attack = &lines[13];
+    let attack = &lines[14];
     for k in ["pending_bytes", "udp_false_downs", "udp_cpu_pct"] {
         assert!(attack[k].as_f64().is_some(), "attack lacks {k}: {attack}");
     }
+    check_overload_lines(&overload);
+}
+
+/// Eight cases (1×, 2×, 5×, 10×, unregulated then regulated) with the keys the issue names; the
+/// regulated ones reject at 10× and keep their accepted requests' p99 below the unregulated
+/// one's (not a bound on it: the tests share a busy machine).
+fn check_overload_lines(lines: &[serde_json::Value]) {
+    assert_eq!(lines.len(), 8, "{lines:?}");
+    for (i, line) in lines.iter().enumerate() {
+        let regulated = i >= 4;
+        assert_eq!(line["regulated"], regulated, "{line}");
+        assert_eq!(line["offered_x"], [1, 2, 5, 10][i % 4], "{line}");
+        assert_eq!(line["deadline_ms"], 100, "{line}");
+        for k in ["goodput_ratio", "p99_ms", "peak_rss_mb", "capacity_per_s"] {
+            let v = line[k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("lacks {k}: {line}"));
+            assert!(v > 0.0, "{k} = {v}: {line}");
+        }
+        for k in ["rejected", "late", "arrived", "in_deadline", "unfinished"] {
+            assert!(line[k].as_u64().is_some(), "lacks {k}: {line}");
+        }
+    }
+    let reg10 = &lines[7];
+    assert!(reg10["rejected"].as_u64().unwrap() > 0, "{reg10}");
+    let unreg10 = &lines[3];
+    assert!(
+        reg10["p99_ms"].as_f64().unwrap() < unreg10["p99_ms"].as_f64().unwrap(),
+        "{reg10} vs {unreg10}"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod attack;
 mod detect;
 mod hol;
 mod link;
+pub mod overload;
 pub mod remote;
 mod supervision;
 mod timers;
@@ -20,7 +21,7 @@ pub struct Outcome {
     pub values: Vec<(&'static str, f64)>,
 }
 
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
     "spawn",
     "ring",
     "pingpong",
@@ -36,6 +37,7 @@ pub const ALL: [&str; 15] = [
     "hol",
     "detect",
     "attack",
+    "overload",
 ];
 
 pub fn run(names: &[String], scale: f64, json: bool, schedulers: bool) -> Result<(), String> {
@@ -87,8 +89,21 @@ pub fn run(names: &[String], scale: f64, json: bool, schedulers: bool) -> Result
         if let Some(bar) = &progress {
             bar.set_message(format!("running {name}"));
         }
-        // `detect` runs two `girder node` OS processes; the rest run in this runtime.
+        // `detect` runs two `girder node` OS processes; `overload` a child per case; the rest
+        // run in this runtime.
         let outcome = match name {
+            "overload" => {
+                for o in overload::run(scale, pool_threads)? {
+                    match &progress {
+                        Some(bar) => bar.suspend(|| report(&o, json, schedulers)),
+                        None => report(&o, json, schedulers),
+                    }
+                }
+                if let Some(bar) = &progress {
+                    bar.inc(1);
+                }
+                continue;
+            }
             "detect" => detect::run(pool_threads)?,
             "attack" => attack::run(scale, pool_threads)?,
             "dist_send" | "dist_call_c1" | "dist_call_c50" | "hol" => {
@@ -130,6 +145,9 @@ pub fn run(names: &[String], scale: f64, json: bool, schedulers: bool) -> Result
     Ok(())
 }
 
+/// Keys whose values are yes or no.
+const BOOL_KEYS: [&str; 1] = ["regulated"];
+
 fn report(o: &Outcome, json: bool, schedulers: bool) {
     if json {
         let mut obj = serde_json::Map::new();
@@ -141,6 +159,11 @@ fn report(o: &Outcome, json: bool, schedulers: bool) {
             json!(if schedulers { "girder" } else { "tokio" }),
         );
         for (k, v) in &o.values {
+            // Yes/no keys travel as 1.0/0.0 in `values`; the line says true/false.
+            if BOOL_KEYS.contains(k) {
+                obj.insert((*k).into(), json!(*v != 0.0));
+                continue;
+            }
             // Whole numbers stay whole; small values keep four decimals, others two.
             let v = if v.fract() == 0.0 {
                 json!(*v as i64)
@@ -153,6 +176,9 @@ fn report(o: &Outcome, json: bool, schedulers: bool) {
         }
         println!("{}", Value::Object(obj));
         return;
+    }
+    if o.workload == "overload" {
+        return overload::table_line(o);
     }
     let get = |k: &str| o.values.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
     let (rate, unit) = match o.workload {

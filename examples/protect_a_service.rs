@@ -27,7 +27,9 @@ impl Server for Database {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let node = Node::new("app");
     // 1. A bounded mailbox that lets nobody wait: when it is full, callers hear `Overloaded`.
-    let opts = SpawnOptions::new().capacity(32).overflow(Overflow::FailFast);
+    let opts = SpawnOptions::new()
+        .capacity(32)
+        .overflow(Overflow::FailFast);
     let db = girder::server::start_with(&node, Database, opts, Some("db")).await?;
     // 2. A regulated queue in front: one request in the database at a time, at most 20
     //    waiting, none for more than 50 ms. Past that, `Rejected` at once.
@@ -74,7 +76,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("served {served}, rejected at once {rejected}, late {late}; slowest served {worst:?}");
     assert!(served > 100, "the database kept working at its capacity");
-    assert!(worst <= Duration::from_millis(150), "what was served was served in time");
+    assert!(
+        worst <= Duration::from_millis(150),
+        "what was served was served in time"
+    );
     assert!(rejected > 500, "the excess was turned away early");
     Ok(())
 }

@@ -142,41 +142,7 @@ enum Command {
     /// Drives a server at a stepped, open-loop load and writes throughput and p50/p99 latency
     /// against offered load (loadgen.csv, loadgen.png in --out). Without --target, starts a
     /// local `girder node` and drives its `girder.loadgen` server.
-    Loadgen {
-        /// The node to drive, NAME@HOST:PORT (the node `NAME@HOST`, listening on HOST:PORT).
-        #[arg(long, requires = "cookie_file")]
-        target: Option<String>,
-        /// File holding the cluster cookie (with --target).
-        #[arg(long)]
-        cookie_file: Option<std::path::PathBuf>,
-        /// The server's registered name on the target node; it must take loadgen.work.v1.
-        #[arg(long, default_value = loadgen::service::NAME)]
-        server: String,
-        /// Offered load of the first step, calls a second.
-        #[arg(long, default_value_t = 500.0)]
-        from: f64,
-        /// Offered load of the last step, calls a second.
-        #[arg(long, default_value_t = 5000.0)]
-        to: f64,
-        /// Steps from --from to --to, evenly spaced.
-        #[arg(long, default_value_t = 10)]
-        steps: usize,
-        /// Seconds each step lasts.
-        #[arg(long, default_value_t = 3.0)]
-        step_secs: f64,
-        /// Calls outstanding at most; arrivals past it are dropped and counted as errors.
-        #[arg(long, default_value_t = 10_000)]
-        max_outstanding: usize,
-        /// A call not answered within this counts as an error.
-        #[arg(long, default_value = "2s", value_parser = parse_duration)]
-        timeout: std::time::Duration,
-        /// Simulated work each request asks for (default: the server's own).
-        #[arg(long, value_parser = parse_duration)]
-        cost: Option<std::time::Duration>,
-        /// Directory for loadgen.csv and loadgen.png.
-        #[arg(long, default_value = ".")]
-        out: std::path::PathBuf,
-    },
+    Loadgen(loadgen::LoadgenArgs),
     /// The server node of the remote benchmarks (started by `girder bench`).
     #[command(hide = true)]
     BenchPeer,
@@ -276,31 +242,7 @@ fn main() {
             every,
         } => target(node, token_file).and_then(|t| status::top(t, every)),
         Command::Sys { command } => sys::run(command),
-        Command::Loadgen {
-            target,
-            cookie_file,
-            server,
-            from,
-            to,
-            steps,
-            step_secs,
-            max_outstanding,
-            timeout,
-            cost,
-            out,
-        } => loadgen::run(loadgen::LoadgenArgs {
-            target,
-            cookie_file,
-            server,
-            from,
-            to,
-            steps,
-            step_secs,
-            max_outstanding,
-            timeout,
-            cost,
-            out,
-        }),
+        Command::Loadgen(args) => loadgen::run(args),
         Command::Bench {
             workloads,
             json,

@@ -2,11 +2,9 @@
 //! the node's processes run is above the line, the queue is tightened and `overload:<name>` is
 //! raised; once the load is gone, the alarm clears and the queue loosens back to its ceiling.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use girder::{Context, ExitReason, Node};
+use girder::Node;
 use girder_ops::Ops;
 use girder_testkit::eventually;
 
@@ -17,18 +15,7 @@ async fn a_governed_queue_tightens_under_lag_and_recovers() {
     let queue = girder_regulate::Queue::builder().count(20).build();
     let _governor = ops.govern(&node, "db", &queue, Duration::from_millis(20));
     // Processes that hog every worker the node runs on in 60 ms slices.
-    let workers = node.scheduler_stats().map_or(1, |s| s.threads);
-    let hogging = Arc::new(AtomicBool::new(true));
-    for _ in 0..workers {
-        let h = hogging.clone();
-        node.spawn(move |_: Context<()>| async move {
-            while h.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(60));
-                tokio::task::yield_now().await;
-            }
-            ExitReason::Normal
-        });
-    }
+    let hogging = girder_testkit::procs::hog(&node, Duration::from_millis(60));
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ops.alarms().is_active("overload:db") {
         assert!(Instant::now() < deadline, "overload:db never raised");
@@ -38,7 +25,7 @@ async fn a_governed_queue_tightens_under_lag_and_recovers() {
         (queue.limit() < Some(20)).then_some(())
     })
     .await;
-    hogging.store(false, Ordering::Relaxed);
+    hogging.stop();
     eventually("overload:db cleared", || {
         !ops.alarms().is_active("overload:db")
     })

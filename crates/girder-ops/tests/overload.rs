@@ -2,11 +2,9 @@
 //! (every worker busy: the tokio runtime's, or the node's schedulers), cleared once the load is
 //! gone.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use girder::{Context, ExitReason, Node};
+use girder::Node;
 use girder_ops::{Ops, OpsConfig};
 use girder_testkit::eventually;
 
@@ -18,18 +16,7 @@ async fn a_busy_runtime_raises_overload_and_clears_it_when_idle() {
     let ops = Ops::start_local(node.clone(), cfg).await.unwrap();
     // Processes that hog every worker the node runs on in 60 ms slices (as CPU-bound handlers
     // would): this runtime's only one, or each of the node's schedulers (GIRDER_SCHEDULERS).
-    let workers = node.scheduler_stats().map_or(1, |s| s.threads);
-    let hogging = Arc::new(AtomicBool::new(true));
-    for _ in 0..workers {
-        let h = hogging.clone();
-        node.spawn(move |_: Context<()>| async move {
-            while h.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(60));
-                tokio::task::yield_now().await;
-            }
-            ExitReason::Normal
-        });
-    }
+    let hogging = girder_testkit::procs::hog(&node, Duration::from_millis(60));
     // Its own bound, not the testkit's WAIT (10 s): raising takes 5 s above the line after
     // the first second's measurement, over 7 s on an idle machine, so 10 s would be a race.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -37,6 +24,6 @@ async fn a_busy_runtime_raises_overload_and_clears_it_when_idle() {
         assert!(Instant::now() < deadline, "overload never raised");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    hogging.store(false, Ordering::Relaxed);
+    hogging.stop();
     eventually("overload cleared", || !ops.alarms().is_active("overload")).await;
 }

@@ -170,3 +170,48 @@ impl Server for Counter {
         Flow::Continue
     }
 }
+
+/// Processes that hold every worker `node` runs on (this runtime's, or each of its schedulers)
+/// in `slice`-long blocking stretches, as CPU-bound handlers would, until the returned
+/// [`Hog`] is dropped or [`stopped`](Hog::stop): how a test overloads a node.
+///
+/// ```
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let node = girder::Node::new("t");
+/// let hog = girder_testkit::procs::hog(&node, Duration::from_millis(5));
+/// tokio::time::sleep(Duration::from_millis(20)).await;
+/// hog.stop();
+/// # }
+/// ```
+pub fn hog(node: &Node, slice: std::time::Duration) -> Hog {
+    let on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let workers = node.scheduler_stats().map_or(1, |s| s.threads);
+    for _ in 0..workers {
+        let on = on.clone();
+        node.spawn(move |_: Context<()>| async move {
+            while on.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(slice);
+                tokio::task::yield_now().await;
+            }
+            ExitReason::Normal
+        });
+    }
+    Hog(on)
+}
+
+/// The processes [`hog`] started; they end when this is dropped.
+pub struct Hog(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Hog {
+    /// Lets the hogging processes end.
+    pub fn stop(&self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Hog {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -253,35 +253,36 @@ impl Server for Slow {
     }
 }
 
+/// A `Slow` server whose one-message mailbox has `policy`, busy with a first call and with a
+/// second waiting: the two calls' tasks, and the server.
+async fn busy_slow_server(
+    policy: Overflow,
+) -> (
+    girder::ServerRef<Slow>,
+    [tokio::task::JoinHandle<Result<u32, CallError>>; 2],
+) {
+    let node = Node::new("overflow");
+    let opts = SpawnOptions::new().capacity(1).overflow(policy);
+    let server = girder::server::start_with(&node, Slow, opts, None)
+        .await
+        .unwrap();
+    let call = || {
+        let s = server.clone();
+        tokio::spawn(async move { s.call(|r| r).await })
+    };
+    let first = call();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = call();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    (server, [first, second])
+}
+
 #[tokio::test]
 async fn a_call_dropped_by_drop_oldest_fails_its_caller_at_once() {
-    let node = Node::new("overflow");
-    let server = girder::server::start_with(
-        &node,
-        Slow,
-        SpawnOptions::new()
-            .capacity(1)
-            .overflow(Overflow::DropOldest),
-        None,
-    )
-    .await
-    .unwrap();
     // The first call is being handled; the second waits in the mailbox; the third pushes the
     // second out.
-    let first = tokio::spawn({
-        let s = server.clone();
-        async move { s.call(|r| r).await }
-    });
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let second = tokio::spawn({
-        let s = server.clone();
-        async move { s.call(|r| r).await }
-    });
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let third = tokio::spawn({
-        let s = server.clone();
-        async move { s.call(|r| r).await }
-    });
+    let (server, [first, second]) = busy_slow_server(Overflow::DropOldest).await;
+    let third = tokio::spawn(async move { server.call(|r| r).await });
     let second = within("the dropped call to fail", second).await.unwrap();
     assert!(
         matches!(second, Err(CallError::NoReply)),
@@ -293,26 +294,8 @@ async fn a_call_dropped_by_drop_oldest_fails_its_caller_at_once() {
 
 #[tokio::test]
 async fn a_call_to_a_full_fail_fast_server_is_refused_as_overloaded() {
-    let node = Node::new("overflow");
-    let server = girder::server::start_with(
-        &node,
-        Slow,
-        SpawnOptions::new().capacity(1).overflow(Overflow::FailFast),
-        None,
-    )
-    .await
-    .unwrap();
-    let first = tokio::spawn({
-        let s = server.clone();
-        async move { s.call(|r| r).await }
-    });
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let second = tokio::spawn({
-        let s = server.clone();
-        async move { s.call(|r| r).await }
-    });
-    tokio::time::sleep(Duration::from_millis(20)).await;
     // The first is being handled, the second fills the mailbox: the third is refused at once.
+    let (server, [first, second]) = busy_slow_server(Overflow::FailFast).await;
     let third = within("the refusal", server.call(|r| r)).await;
     assert_eq!(third, Err(CallError::Overloaded));
     assert_eq!(within("first", first).await.unwrap(), Ok(1));

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use girder::{Context, ExitReason, Node, Schedulers, SpawnOptions};
+use girder::{Context, Node, Schedulers, SpawnOptions};
 
 /// Waits until the sampler has published a sample after `after`.
 async fn next_sample(node: &Node, after: u64) -> girder::LoadSample {
@@ -32,17 +32,9 @@ fn lag_and_busy_are_measured_on_the_nodes_schedulers() {
         assert!(idle.lag < Duration::from_millis(100), "idle: {idle:?}");
         assert!(idle.memory_bytes > 0);
 
-        // Two processes that hold their scheduler for 250 ms at a time: everything else on
-        // the pool, the probes included, waits.
-        let mut hogs = Vec::new();
-        for _ in 0..2 {
-            hogs.push(node.spawn(|_: Context<()>| async {
-                loop {
-                    std::thread::sleep(Duration::from_millis(250));
-                    tokio::task::yield_now().await;
-                }
-            }));
-        }
+        // Processes that hold each scheduler for 250 ms at a time: everything else on the
+        // pool, the probes included, waits.
+        let hog = girder_testkit::procs::hog(&node, Duration::from_millis(250));
         let seen = idle.samples;
         let busy = next_sample(&node, seen + 1).await;
         assert!(
@@ -53,9 +45,7 @@ fn lag_and_busy_are_measured_on_the_nodes_schedulers() {
             busy.schedulers.iter().any(|s| s.busy > 0.5),
             "a hogged scheduler is busy: {busy:?}"
         );
-        for h in &hogs {
-            node.exit(h.pid(), ExitReason::Kill);
-        }
+        hog.stop();
         // Recovery: the lag falls back.
         let mut after = busy.samples;
         let mut calm = busy;

@@ -18,23 +18,41 @@ use std::time::Duration;
 use crate::child::NodeProcess;
 
 /// What `girder loadgen` was asked.
+#[derive(clap::Args, Debug)]
 pub struct LoadgenArgs {
-    /// `NAME@HOST:PORT`: the node `NAME@HOST`, dialled at `HOST:PORT`.
+    /// The node to drive, NAME@HOST:PORT (the node `NAME@HOST`, listening on HOST:PORT).
+    #[arg(long, requires = "cookie_file")]
     pub target: Option<String>,
-    pub cookie_file: Option<PathBuf>,
-    /// The server's registered name on the target node.
+    /// File holding the cluster cookie (with --target).
+    #[arg(long)]
+    pub cookie_file: Option<std::path::PathBuf>,
+    /// The server's registered name on the target node; it must take loadgen.work.v1.
+    #[arg(long, default_value = service::NAME)]
     pub server: String,
+    /// Offered load of the first step, calls a second.
+    #[arg(long, default_value_t = 500.0)]
     pub from: f64,
+    /// Offered load of the last step, calls a second.
+    #[arg(long, default_value_t = 5000.0)]
     pub to: f64,
+    /// Steps from --from to --to, evenly spaced.
+    #[arg(long, default_value_t = 10)]
     pub steps: usize,
+    /// Seconds each step lasts.
+    #[arg(long, default_value_t = 3.0)]
     pub step_secs: f64,
-    /// Calls outstanding at most; an arrival past it is dropped (counted as an error).
+    /// Calls outstanding at most; arrivals past it are dropped and counted as errors.
+    #[arg(long, default_value_t = 10_000)]
     pub max_outstanding: usize,
-    /// How long a call may take before it counts as an error.
-    pub timeout: Duration,
-    /// Simulated work per request; `None`: the server's default.
-    pub cost: Option<Duration>,
-    pub out: PathBuf,
+    /// A call not answered within this counts as an error.
+    #[arg(long, default_value = "2s", value_parser = crate::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Simulated work each request asks for (default: the server's own).
+    #[arg(long, value_parser = crate::parse_duration)]
+    pub cost: Option<std::time::Duration>,
+    /// Directory for loadgen.csv and loadgen.png.
+    #[arg(long, default_value = ".")]
+    pub out: std::path::PathBuf,
 }
 
 /// One step's result: one row of the table, the CSV and the plot.

@@ -11,6 +11,7 @@
 //! | [`breaker`] | [`Breaker`]: closed / open / half-open on a failure rate over a sliding window | Hystrix, resilience4j |
 //! | [`retry`] | [`Retry`]: exponential back-off with full jitter, attempts and deadline; at most once unless asked | AWS "exponential back-off and jitter" |
 //! | [`dedup`] | [`Dedup`]: the receiver's memory of idempotency keys, making at-least-once effectively once | idempotent receivers |
+//! | [`flow`] | [`flow::Credit`] and [`flow::Demand`]: credit-based flow control for a stream between two processes, local or remote (the producer sends only against demand) | Reactive Streams' `request(n)`, GenStage |
 //! | [`governor`] | [`Governor`]: tightens a queue while a load signal (the node's scheduling lag, say) is above its line, loosens it when it recovers, and says when overload starts and ends | `jobs`' samplers and regulators |
 //! | [`IdempotencyKey`] | what a retried request carries so its repeats can be recognised | — |
 //! | [`Rejected`] | why a regulator said no | `{error, rejected}` |
@@ -42,6 +43,7 @@
 pub mod breaker;
 pub mod dedup;
 mod error;
+pub mod flow;
 pub mod governor;
 mod key;
 pub mod queue;

@@ -1,6 +1,7 @@
 //! Deterministic simulation with turmoil: nodes on a simulated network with partitions, a crash
 //! and restart (a new creation), and message delay. Checks that monitors fire, calls fail
-//! cleanly, membership converges and the global registry ends with one owner per name.
+//! cleanly, membership converges, the global registry ends with one owner per name, and a slow
+//! receiver holds back only its own senders.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -419,4 +420,102 @@ fn membership_converges_notices_a_partitioned_member_and_takes_it_back() {
         panic!("c never came back: {:?}", m.members());
     });
     sim.run().unwrap();
+}
+
+#[test]
+fn a_slow_receiver_slows_only_its_senders_over_a_slow_network() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(Duration::from_secs(120))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(20))
+        .rng_seed(13)
+        .build();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let open = Arc::new(AtomicBool::new(false));
+    let (g, o) = (got.clone(), open.clone());
+    sim.host("b", move || {
+        let (g, o) = (g.clone(), o.clone());
+        async move {
+            let dist = node("b", &["a"]).await;
+            // A bounded receiver that takes nothing until it is opened.
+            let slow = dist.node().spawn_opts(
+                SpawnOptions::new().capacity(8),
+                move |mut ctx: Context<u64>| async move {
+                    while !o.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    while let Event::Message(m) = ctx.recv().await {
+                        g.lock().unwrap().push(m);
+                    }
+                    ExitReason::Normal
+                },
+            );
+            dist.node().register("slow", slow.pid())?;
+            dist.export(&slow);
+            let kv = girder::server::start_with(
+                dist.node(),
+                Counter(0),
+                SpawnOptions::new(),
+                Some("kv"),
+            )
+            .await?;
+            dist.export_server(&kv);
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    });
+    let o = open.clone();
+    let g = got.clone();
+    sim.client("a", async move {
+        let a = node("a", &["b"]).await;
+        let mut events = a.subscribe();
+        let slow = a.whereis(&name("b"), "slow").await?.expect("slow");
+        let slow = a.addr::<u64>(slow);
+        for f in 0..4u64 {
+            let slow = slow.clone();
+            a.node().spawn(move |_: Context<()>| async move {
+                for i in 0..1000u64 {
+                    slow.send_wait(f * 1_000_000 + i).await.unwrap();
+                }
+                ExitReason::Normal
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The flood is held at b, and calls beside it answer as fast as the network lets them.
+        let kv = a.whereis(&name("b"), "kv").await?.expect("kv");
+        let kv = a.remote_server::<Counter>(&name("b"), kv);
+        for i in 1..=50 {
+            let t = tokio::time::Instant::now();
+            assert_eq!(kv.call(|r| (1, r)).await, Ok(i));
+            assert!(
+                t.elapsed() < Duration::from_millis(200),
+                "call {i}: {:?}",
+                t.elapsed()
+            );
+        }
+        assert!(g.lock().unwrap().is_empty());
+        o.store(true, Ordering::Relaxed);
+        while g.lock().unwrap().len() < 4000 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        while let Ok(ev) = events.try_recv() {
+            assert!(!matches!(ev, girder_dist::NodeEvent::Down { .. }), "{ev:?}");
+        }
+        Ok(())
+    });
+    sim.run().unwrap();
+    let got = got.lock().unwrap();
+    for f in 0..4u64 {
+        let mine: Vec<u64> = got
+            .iter()
+            .filter(|m| *m / 1_000_000 == f)
+            .map(|m| m % 1_000_000)
+            .collect();
+        assert_eq!(
+            mine,
+            (0..1000).collect::<Vec<u64>>(),
+            "sender {f}: all, in order"
+        );
+    }
 }

@@ -77,6 +77,42 @@ const DESCRIBED: &[(&str, Kind, Unit, &str)] = &[
         "Sends refused with Full by full bounded mailboxes (policies wait and fail_fast).",
     ),
     (
+        "girder_queue_granted_total",
+        Kind::Counter,
+        Unit::Count,
+        "Permits a regulated queue (girder-regulate) granted, by queue.",
+    ),
+    (
+        "girder_queue_rejected_total",
+        Kind::Counter,
+        Unit::Count,
+        "Asks a regulated queue rejected, by queue and reason.",
+    ),
+    (
+        "girder_queue_waiting",
+        Kind::Gauge,
+        Unit::Count,
+        "Asks waiting in a regulated queue now.",
+    ),
+    (
+        "girder_queue_in_use",
+        Kind::Gauge,
+        Unit::Count,
+        "Permits of a regulated queue held now.",
+    ),
+    (
+        "girder_queue_limit",
+        Kind::Gauge,
+        Unit::Count,
+        "A regulated queue's concurrency limit now (it moves under a governor or an adaptive regulator).",
+    ),
+    (
+        "girder_queue_wait_p99_seconds",
+        Kind::Gauge,
+        Unit::Seconds,
+        "A regulated queue's 99th percentile time from ask to grant.",
+    ),
+    (
         "girder_calls_expired_total",
         Kind::Counter,
         Unit::Count,

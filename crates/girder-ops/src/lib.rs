@@ -57,6 +57,7 @@ pub mod cluster;
 pub mod exporter;
 mod http;
 pub mod notice;
+mod regulated;
 mod server;
 mod view;
 mod watch;
@@ -290,53 +291,6 @@ impl Ops {
     /// The node's alarm manager (applications raise their own alarms here).
     pub fn alarms(&self) -> &AlarmManager {
         &self.alarms
-    }
-
-    /// Puts `queue` under the node's load: while the scheduling lag measured on `node`'s
-    /// schedulers ([`Node::load`]) is above `lag`, the queue is tightened every second and the
-    /// alarm `overload:<name>` is raised; once the lag is below a quarter of `lag`, the alarm
-    /// clears and the queue loosens back a step a second. Runs until the returned task is
-    /// dropped.
-    ///
-    /// ```
-    /// # #[tokio::main] async fn main() {
-    /// use std::time::Duration;
-    /// let node = girder::Node::new("docs");
-    /// let (_router, ops) = girder_ops::Ops::builder(&node).router().await;
-    /// let queue = girder_regulate::Queue::builder().count(8).build();
-    /// let _governor = ops.govern(&node, "db", &queue, Duration::from_millis(100));
-    /// assert!(!ops.alarms().is_active("overload:db"));
-    /// # }
-    /// ```
-    pub fn govern(
-        &self,
-        node: &Node,
-        name: &str,
-        queue: &girder_regulate::Queue,
-        lag: Duration,
-    ) -> OwnedTask {
-        let alarms = self.alarms.clone();
-        let id = format!("overload:{name}");
-        let source = node.name().to_string();
-        let n = node.clone();
-        let line = lag.as_secs_f64();
-        let governor = girder_regulate::Governor::new(queue, move || n.load().lag.as_secs_f64())
-            .tighten_above(line)
-            .loosen_below(line / 4.0)
-            .on_change(move |change, v| match change {
-                girder_regulate::governor::Overload::Started => {
-                    let text = format!(
-                        "scheduling lag {:.0} ms past {:.0} ms: regulated queue tightened",
-                        v * 1e3,
-                        line * 1e3
-                    );
-                    let _ = alarms.raise(Alarm::new(&id, Severity::Major, &source, text));
-                }
-                girder_regulate::governor::Overload::Ended => {
-                    let _ = alarms.clear(&id);
-                }
-            });
-        node.spawn_owned(governor.run())
     }
 
     /// Ends everything the handle owns, now: the same as dropping it, said out loud.

@@ -566,3 +566,48 @@ async fn readiness_follows_critical_alarms_and_events_stream_live() {
         200
     );
 }
+
+#[tokio::test]
+async fn metrics_show_regulation_a_regulated_queue_and_full_mailboxes() {
+    let node = Node::new("regulated-metrics");
+    let (ops, base) = serve(&node, None, false).await;
+    let queue = girder_regulate::Queue::builder().count(2).build();
+    let _published = ops.watch_queue(&node, "db", &queue);
+    let held = (queue.try_ask().unwrap(), queue.try_ask().unwrap());
+    assert!(queue.try_ask().is_err(), "a third finds no capacity");
+    // A full mailbox that drops its oldest, and one that refuses.
+    let opts = girder::SpawnOptions::new().capacity(1);
+    let dropping = node.spawn_opts(
+        opts.clone().overflow(girder::Overflow::DropOldest),
+        |_: Context<u8>| std::future::pending(),
+    );
+    let refusing = node.spawn_opts(opts, |_: Context<u8>| std::future::pending());
+    for i in 0..3 {
+        dropping.send(i).unwrap();
+        let _ = refusing.send(i);
+    }
+    let l = r#"node="regulated-metrics",queue="db""#;
+    let body = eventually_async("the queue's numbers published", || async {
+        let body = reqwest::get(format!("{base}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (metric(&body, "girder_queue_in_use", l) == Some(2.0)).then_some(body)
+    })
+    .await;
+    assert_eq!(metric(&body, "girder_queue_granted_total", l), Some(2.0));
+    assert_eq!(metric(&body, "girder_queue_limit", l), Some(2.0));
+    let overloaded = r#"node="regulated-metrics",queue="db",reason="overloaded""#;
+    assert_eq!(
+        metric(&body, "girder_queue_rejected_total", overloaded),
+        Some(1.0),
+        "{body}"
+    );
+    let n = r#"node="regulated-metrics""#;
+    assert_eq!(metric(&body, "girder_mailbox_dropped_total", n), Some(2.0));
+    assert_eq!(metric(&body, "girder_mailbox_refused_total", n), Some(2.0));
+    assert_eq!(metric(&body, "girder_calls_expired_total", n), Some(0.0));
+    drop(held);
+}

@@ -68,7 +68,8 @@ erl -noshell -name "hcli_$tag@127.0.0.1" -setcookie "$cookie" -pa "$work" \
 cli_pid=$!
 # Hard limit on the whole run: the flood is capped at 20 s and the loaded calls at 120 s after
 # it, so 300 s means something is stuck.
-( sleep 300; kill "$cli_pid" 2>/dev/null ) &
+# (Its sleep is killed with it, and holds no stdout: `$(hol.sh)` must not wait for it.)
+( sleep 300 & s=$!; trap 'kill $s; exit 0' TERM; wait $s; kill "$cli_pid" ) >/dev/null 2>&1 &
 watchdog=$!
 rc=0
 wait "$cli_pid" || rc=$?

@@ -130,6 +130,12 @@ async fn handle_packet(inner: &Arc<Inner>, peer: &Arc<Peer>, gen: u64, stream: u
                 call.complete(Completion::Failed(reason));
             }
         }
+        Packet::CallRefused { reff } => {
+            let call = peer.waiting.lock().calls.remove(&reff);
+            if let Some(call) = call {
+                call.complete(Completion::Refused);
+            }
+        }
         Packet::Link { from, to } => {
             if !node.remote_link(remote(from), local(to)) {
                 let p = Packet::Exit {

@@ -24,8 +24,12 @@ pub(crate) trait PendingReply: Send {
 }
 
 pub(crate) enum Completion<'a> {
-    Reply { body: &'a [u8] },
+    Reply {
+        body: &'a [u8],
+    },
     Failed(Option<ExitReason>),
+    /// Refused unhandled by an overloaded callee.
+    Refused,
 }
 
 /// What is waiting on one peer.

@@ -79,10 +79,12 @@ pub(crate) mod caps {
     pub(crate) const PAUSE: u64 = 1 << 0;
     /// `CallUntil`: calls that carry their time left.
     pub(crate) const DEADLINES: u64 = 1 << 1;
+    /// `CallRefused`: a call turned away unhandled by an overloaded callee.
+    pub(crate) const REFUSED: u64 = 1 << 2;
 }
 
 /// Every capability this build has.
-pub(crate) const CAPABILITIES: u64 = caps::PAUSE | caps::DEADLINES;
+pub(crate) const CAPABILITIES: u64 = caps::PAUSE | caps::DEADLINES | caps::REFUSED;
 
 /// A pid of the sending or the receiving node: which one is implied by the field it is in, so
 /// the node need not be named.
@@ -205,6 +207,11 @@ pub(crate) enum Packet<'a> {
         reff: u64,
         name: &'a str,
         left_us: u64,
+    },
+    /// The call `reff` was refused unhandled: the callee is overloaded (a full mailbox that
+    /// lets nobody wait, or a handler that said so). The caller gets `CallError::Overloaded`.
+    CallRefused {
+        reff: u64,
     },
 }
 

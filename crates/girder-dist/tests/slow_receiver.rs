@@ -318,3 +318,54 @@ async fn past_the_parking_bound_the_connection_waits_and_loses_nothing() {
     }
     assert!(a.connected().contains(b.name()));
 }
+
+/// Takes 200 ms per call.
+struct Sluggish;
+
+impl Server for Sluggish {
+    type Call = (Ping, ReplyTo<u64>);
+    type Cast = ();
+    type Info = ();
+
+    async fn handle_call(
+        &mut self,
+        (Ping(n), from): Self::Call,
+        _: &mut ServerContext<Self>,
+    ) -> Flow {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        from.reply(n);
+        Flow::Continue
+    }
+
+    async fn handle_cast(&mut self, _: (), _: &mut ServerContext<Self>) -> Flow {
+        Flow::Continue
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_fail_fast_server_refuses_remote_calls_as_overloaded() {
+    let (a, b) = pair("slow-g@localhost", "slow-h@localhost").await;
+    let opts = SpawnOptions::new()
+        .capacity(1)
+        .overflow(girder::Overflow::FailFast);
+    let server = girder::server::start_with(b.node(), Sluggish, opts, None)
+        .await
+        .unwrap();
+    b.export_server(&server);
+    a.connect(b.name()).await.unwrap();
+    let remote = a.server::<Sluggish>(a.pid_on(b.name(), server.pid()));
+    // One being handled, one waiting: the mailbox of one is full.
+    let call = |n| {
+        let remote = remote.clone();
+        tokio::spawn(async move { remote.call(|r| (Ping(n), r)).await })
+    };
+    let first = call(1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = call(2);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let third = within("the refusal", remote.call(|r| (Ping(3), r))).await;
+    assert_eq!(third, Err(girder::CallError::Overloaded));
+    assert_eq!(within("first", first).await.unwrap(), Ok(1));
+    assert_eq!(within("second", second).await.unwrap(), Ok(2));
+    assert_eq!(server.addr().mailbox_stats().unwrap().refused, 1);
+}

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use girder::behaviour::Msg;
@@ -185,6 +186,7 @@ impl PendingReply for CallReply {
                 }
             }
             Completion::Failed(Some(reason)) => self.call.fail(reason),
+            Completion::Refused => self.call.overloaded(),
             // Dropped without a reply: the local handle's drop says so to the caller.
             Completion::Failed(None) => drop(self),
         }
@@ -238,7 +240,7 @@ impl<C: Wire, K: Wire, I: Send + 'static> Inbox for ExportedBehaviour<C, K, I> {
         match how {
             Inbound::Send => {
                 let cast = wire::decode::<K>(name, body, &inner.translation)?;
-                Ok(push(&self.addr, Msg::Cast(cast), behind))
+                Ok(push(&self.addr, Msg::Cast(cast), behind, || {}))
             }
             Inbound::Call {
                 reff,
@@ -247,7 +249,9 @@ impl<C: Wire, K: Wire, I: Send + 'static> Inbox for ExportedBehaviour<C, K, I> {
             } => {
                 let gen = peer.connection_gen().unwrap_or(0);
                 let key = (Arc::as_ptr(peer) as usize, gen, reff);
+                let refused = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let sink = RemoteReply {
+                    refused: refused.clone(),
                     peer: peer.clone(),
                     key,
                     stream,
@@ -273,7 +277,8 @@ impl<C: Wire, K: Wire, I: Send + 'static> Inbox for ExportedBehaviour<C, K, I> {
                             Some(at) => Request::new(req).with_deadline(at),
                             None => Request::new(req),
                         };
-                        Ok(push(&self.addr, Msg::Call(request), behind))
+                        let refuse = move || refused.store(true, Ordering::Relaxed);
+                        Ok(push(&self.addr, Msg::Call(request), behind, refuse))
                     }
                     Err(e) => {
                         self.inflight.lock().remove(&key);
@@ -299,9 +304,22 @@ impl<C: Wire, K: Wire, I: Send + 'static> Inbox for ExportedBehaviour<C, K, I> {
     }
 }
 
+/// What tells a remote caller its call was refused: `CallRefused`, or for a peer that does not
+/// know it, the `CallFailed` of a dropped request.
+fn refused(peer: &Peer, reff: u64) -> bytes::Bytes {
+    let p = if peer.has(crate::wire::caps::REFUSED) {
+        Packet::CallRefused { reff }
+    } else {
+        Packet::CallFailed { reff, reason: None }
+    };
+    wire::packet(&p)
+}
+
 /// The callee's end of a remote call: sends its outcome back, once, on the connection the call
 /// came on.
 struct RemoteReply {
+    /// Set when the callee's mailbox refused the request: its drop then says so.
+    refused: Arc<std::sync::atomic::AtomicBool>,
     peer: Arc<Peer>,
     key: (usize, u64, u64),
     stream: u64,
@@ -339,6 +357,8 @@ impl ReplySink for RemoteReply {
                 }
             }
             Outcome::Failed(reason) => failed(Some(reason)),
+            Outcome::Overloaded => refused(&self.peer, reff),
+            Outcome::Dropped if self.refused.load(Ordering::Relaxed) => refused(&self.peer, reff),
             Outcome::Dropped => failed((self.exit)()),
             // The handler panicked; the callee's exit reason is known once it has exited.
             Outcome::Panicking => {

@@ -105,13 +105,19 @@ impl<M: Wire> Inbox for ExportedProcess<M> {
             return Err(format!("{} takes messages, not calls", self.addr.pid()));
         }
         let msg = wire::decode::<M>(name, body, &inner.translation)?;
-        Ok(push(&self.addr, msg, behind))
+        Ok(push(&self.addr, msg, behind, || {}))
     }
 }
 
 /// Queues without waiting if there is room (and nothing waits before it: `behind`); otherwise
-/// a future that waits for room.
-pub(super) fn push<M: Send + 'static>(addr: &Addr<M>, msg: M, behind: bool) -> Delivery {
+/// a future that waits for room. A mailbox that lets nobody wait refuses: `refuse` runs, then
+/// the message is dropped.
+pub(super) fn push<M: Send + 'static>(
+    addr: &Addr<M>,
+    msg: M,
+    behind: bool,
+    refuse: impl FnOnce(),
+) -> Delivery {
     let tried = if behind {
         Err(SendError::Full(msg))
     } else {
@@ -120,12 +126,13 @@ pub(super) fn push<M: Send + 'static>(addr: &Addr<M>, msg: M, behind: bool) -> D
     match tried {
         Ok(()) | Err(SendError::NoProc(_)) => Delivery::Done,
         // A mailbox that lets nobody wait refuses what finds it full, from any node: dropped
-        // (counted as refused by the mailbox); a call's caller learns it got no reply.
+        // (counted as refused by the mailbox); a call's caller is told it was refused.
         Err(SendError::Full(m))
             if addr
                 .mailbox_stats()
                 .is_some_and(|s| s.overflow == girder::Overflow::FailFast) =>
         {
+            refuse();
             drop(m);
             Delivery::Done
         }

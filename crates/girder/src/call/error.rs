@@ -15,8 +15,9 @@ pub enum CallError {
     /// The server dropped the request without replying and is still running.
     #[error("server dropped the request without replying")]
     NoReply,
-    /// The server is overloaded and refused the call before it was queued: its bounded
-    /// mailbox is full and lets no caller wait ([`Overflow::FailFast`](crate::Overflow)).
+    /// The server is overloaded and refused the call before handling it: its bounded mailbox
+    /// is full and lets no caller wait ([`Overflow::FailFast`](crate::Overflow), on this node
+    /// or another), or it refused with [`ReplyTo::overloaded`](crate::ReplyTo::overloaded).
     /// Nothing was handled; the call may be retried later or elsewhere.
     #[error("server overloaded: call refused")]
     Overloaded,

@@ -188,6 +188,7 @@ where
         // The handler panicked: the callee is exiting; report its reason.
         Err(Unanswered::Panicking) => Err(CallError::Exited(addr.wait_exit().await)),
         Err(Unanswered::Exited(reason)) => Err(CallError::Exited(reason)),
+        Err(Unanswered::Overloaded) => Err(CallError::Overloaded),
         // Dropped unhandled as its deadline passed (the callee checks before the caller's
         // timer, which has some slack, fires): the caller timed out.
         Err(Unanswered::Dropped) if deadline.is_some_and(|d| d.passed_coarse()) => {

@@ -40,6 +40,8 @@ pub enum Outcome<R> {
     Panicking,
     /// The call failed because the callee exited (see [`ReplyTo::fail`]).
     Failed(crate::ExitReason),
+    /// The callee refused the call unhandled: it is overloaded (see [`ReplyTo::overloaded`]).
+    Overloaded,
 }
 
 /// Why a reply handle was dropped without a reply.
@@ -51,6 +53,8 @@ pub(crate) enum Unanswered {
     Panicking,
     /// Failed on purpose by a proxy whose callee exited.
     Exited(crate::ExitReason),
+    /// Refused unhandled: the callee (or the node it is on) is overloaded.
+    Overloaded,
 }
 
 impl<R> ReplyTo<R> {
@@ -202,6 +206,36 @@ impl<R> ReplyTo<R> {
     /// passed, also for a caller on another node) or went away. Work for it can stop.
     pub fn caller_gave_up(&self) -> bool {
         self.is_closed() || self.time_left().is_some_and(|left| left.is_zero())
+    }
+
+    /// Ends the call with [`CallError::Overloaded`](crate::CallError::Overloaded): the request
+    /// was refused unhandled (for a proxy or a distribution layer whose callee turned it away).
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use girder::{CallError, Flow, Node, ReplyTo, Server, ServerContext};
+    /// struct Busy;
+    /// impl Server for Busy {
+    ///     type Call = ReplyTo<()>; type Cast = (); type Info = ();
+    ///     async fn handle_call(&mut self, from: ReplyTo<()>, _: &mut ServerContext<Self>) -> Flow {
+    ///         from.overloaded();
+    ///         Flow::Continue
+    ///     }
+    /// }
+    /// let node = Node::new("docs");
+    /// let busy = girder::server::start(&node, Busy).await.unwrap();
+    /// assert_eq!(busy.call(|r| r).await, Err(CallError::Overloaded));
+    /// # }
+    /// ```
+    pub fn overloaded(mut self) {
+        match self.tx.take() {
+            Some(Sender::Call(tx)) => {
+                super::watch::answered(tx.slot_id());
+                tx.send(Err(Unanswered::Overloaded))
+            }
+            Some(Sender::Forward(f)) => f(Outcome::Overloaded),
+            Some(Sender::Plain(_)) | None => {}
+        }
     }
 
     /// True if the caller is no longer waiting (a local caller that went away; see also

@@ -34,6 +34,7 @@ pub trait ReplySink: Send + Sync + 'static {
 struct HandleOps {
     reply: unsafe fn(NonNull<()>, &mut dyn erased_serde::Deserializer<'_>) -> Result<(), String>,
     fail: unsafe fn(NonNull<()>, ExitReason),
+    overloaded: unsafe fn(NonNull<()>),
     is_closed: unsafe fn(NonNull<()>) -> bool,
 }
 
@@ -72,6 +73,15 @@ unsafe fn fail_as<R: Send + 'static>(at: NonNull<()>, reason: ExitReason) {
 /// # Safety
 ///
 /// As [`reply_as`].
+unsafe fn overloaded_as<R: Send + 'static>(at: NonNull<()>) {
+    // SAFETY: the caller's contract.
+    let handle = unsafe { &mut *at.cast::<ReplyTo<R>>().as_ptr() };
+    std::mem::replace(handle, ReplyTo::none()).overloaded();
+}
+
+/// # Safety
+///
+/// As [`reply_as`].
 unsafe fn is_closed_as<R: Send + 'static>(at: NonNull<()>) -> bool {
     // SAFETY: the caller's contract.
     unsafe { &*at.cast::<ReplyTo<R>>().as_ptr() }.is_closed()
@@ -83,6 +93,7 @@ impl<R: DeserializeOwned + Send + 'static> Ops<R> {
     const OPS: HandleOps = HandleOps {
         reply: reply_as::<R>,
         fail: fail_as::<R>,
+        overloaded: overloaded_as::<R>,
         is_closed: is_closed_as::<R>,
     };
 }
@@ -165,6 +176,15 @@ impl OutgoingCall {
         if let Some((at, ops)) = self.handle.take() {
             // SAFETY: as in `reply`.
             unsafe { (ops.fail)(at, reason) }
+        }
+    }
+
+    /// The callee refused the call unhandled: the caller gets
+    /// [`CallError::Overloaded`](crate::CallError::Overloaded).
+    pub fn overloaded(mut self) {
+        if let Some((at, ops)) = self.handle.take() {
+            // SAFETY: as in `reply`.
+            unsafe { (ops.overloaded)(at) }
         }
     }
 
@@ -258,6 +278,7 @@ impl<'de, R: Serialize + Send + 'static> Deserialize<'de> for ReplyTo<R> {
                 Outcome::Dropped => Outcome::Dropped,
                 Outcome::Panicking => Outcome::Panicking,
                 Outcome::Failed(reason) => Outcome::Failed(reason.clone()),
+                Outcome::Overloaded => Outcome::Overloaded,
             };
             sink.send(outcome);
         });
@@ -286,6 +307,7 @@ mod tests {
                 Outcome::Dropped => "dropped".into(),
                 Outcome::Panicking => "panicking".into(),
                 Outcome::Failed(reason) => format!("failed: {reason}"),
+                Outcome::Overloaded => "overloaded".into(),
             };
             self.0.lock().unwrap().push(text);
         }

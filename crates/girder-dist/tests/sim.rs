@@ -113,12 +113,23 @@ fn sim(seconds: u64) -> turmoil::Sim<'static> {
 
 /// Host software: a node with a `kv` server registered locally and exported; runs forever.
 async fn kv_host(host: &'static str, peers: &'static [&'static str]) -> turmoil::Result {
-    let dist = node(host, peers).await;
+    serve_kv(node(host, peers).await).await
+}
+
+/// Serves a `kv` counter, registered and exported, on `dist`; runs forever.
+async fn serve_kv(dist: DistNode) -> turmoil::Result {
     let kv = girder::server::start_with(dist.node(), Counter(0), SpawnOptions::new(), Some("kv"))
         .await?;
     dist.export_server(&kv);
     std::future::pending::<()>().await;
     Ok(())
+}
+
+/// Registers `p` as `name` and exports it, then serves a `kv` counter beside it; runs forever.
+async fn serve_beside_kv(dist: DistNode, name: &str, p: girder::Addr<u64>) -> turmoil::Result {
+    dist.node().register(name, p.pid())?;
+    dist.export(&p);
+    serve_kv(dist).await
 }
 
 #[test]
@@ -244,18 +255,7 @@ fn delayed_messages_keep_their_order_and_calls_still_work() {
                 }
                 ExitReason::Normal
             });
-            dist.node().register("sink", sink.pid())?;
-            dist.export(&sink);
-            let kv = girder::server::start_with(
-                dist.node(),
-                Counter(0),
-                SpawnOptions::new(),
-                Some("kv"),
-            )
-            .await?;
-            dist.export_server(&kv);
-            std::future::pending::<()>().await;
-            Ok(())
+            serve_beside_kv(dist, "sink", sink).await
         }
     });
     let g = got.clone();
@@ -451,18 +451,7 @@ fn a_slow_receiver_slows_only_its_senders_over_a_slow_network() {
                     ExitReason::Normal
                 },
             );
-            dist.node().register("slow", slow.pid())?;
-            dist.export(&slow);
-            let kv = girder::server::start_with(
-                dist.node(),
-                Counter(0),
-                SpawnOptions::new(),
-                Some("kv"),
-            )
-            .await?;
-            dist.export_server(&kv);
-            std::future::pending::<()>().await;
-            Ok(())
+            serve_beside_kv(dist, "slow", slow).await
         }
     });
     let o = open.clone();

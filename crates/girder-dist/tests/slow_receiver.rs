@@ -20,7 +20,8 @@ impl girder_dist::Wire for Ping {
     const NAME: &'static str = "test.slow.ping.v1";
 }
 
-struct Echo;
+/// Answers with its request, after `.0` of work.
+struct Echo(Duration);
 
 impl Server for Echo {
     type Call = (Ping, ReplyTo<u64>);
@@ -32,6 +33,9 @@ impl Server for Echo {
         (Ping(n), from): Self::Call,
         _: &mut ServerContext<Self>,
     ) -> Flow {
+        if !self.0.is_zero() {
+            tokio::time::sleep(self.0).await;
+        }
         from.reply(n);
         Flow::Continue
     }
@@ -96,7 +100,9 @@ async fn a_slow_receiver_slows_only_its_own_senders() {
     let (a, b) = pair("slow-a@localhost", "slow-b@localhost").await;
     let mut events = a.subscribe();
 
-    let echo = girder::server::start(b.node(), Echo).await.unwrap();
+    let echo = girder::server::start(b.node(), Echo(Duration::ZERO))
+        .await
+        .unwrap();
     b.export_server(&echo);
     let remote_echo = a.server::<Echo>(a.pid_on(b.name(), echo.pid()));
 
@@ -319,41 +325,18 @@ async fn past_the_parking_bound_the_connection_waits_and_loses_nothing() {
     assert!(a.connected().contains(b.name()));
 }
 
-/// Takes 200 ms per call.
-struct Sluggish;
-
-impl Server for Sluggish {
-    type Call = (Ping, ReplyTo<u64>);
-    type Cast = ();
-    type Info = ();
-
-    async fn handle_call(
-        &mut self,
-        (Ping(n), from): Self::Call,
-        _: &mut ServerContext<Self>,
-    ) -> Flow {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        from.reply(n);
-        Flow::Continue
-    }
-
-    async fn handle_cast(&mut self, _: (), _: &mut ServerContext<Self>) -> Flow {
-        Flow::Continue
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_fail_fast_server_refuses_remote_calls_as_overloaded() {
     let (a, b) = pair("slow-g@localhost", "slow-h@localhost").await;
     let opts = SpawnOptions::new()
         .capacity(1)
         .overflow(girder::Overflow::FailFast);
-    let server = girder::server::start_with(b.node(), Sluggish, opts, None)
+    let server = girder::server::start_with(b.node(), Echo(Duration::from_millis(200)), opts, None)
         .await
         .unwrap();
     b.export_server(&server);
     a.connect(b.name()).await.unwrap();
-    let remote = a.server::<Sluggish>(a.pid_on(b.name(), server.pid()));
+    let remote = a.server::<Echo>(a.pid_on(b.name(), server.pid()));
     // One being handled, one waiting: the mailbox of one is full.
     let call = |n| {
         let remote = remote.clone();

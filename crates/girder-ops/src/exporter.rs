@@ -77,6 +77,12 @@ const DESCRIBED: &[(&str, Kind, Unit, &str)] = &[
         "Sends refused with Full by full bounded mailboxes (policies wait and fail_fast).",
     ),
     (
+        "girder_breaker_open",
+        Kind::Gauge,
+        Unit::Count,
+        "1 while a circuit breaker followed by Ops::watch_breaker is open, else 0.",
+    ),
+    (
         "girder_queue_granted_total",
         Kind::Counter,
         Unit::Count,

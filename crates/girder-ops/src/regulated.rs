@@ -1,10 +1,12 @@
-//! Regulated queues under the ops layer: a queue that follows the node's load and raises an
-//! alarm while it is tightened ([`Ops::govern`]), and a queue's numbers as metrics
-//! ([`Ops::watch_queue`]), what an operator of Erlang's `jobs` reads from `jobs:queue_info`.
+//! Regulation under the ops layer: a queue that follows the node's load and raises an alarm
+//! while it is tightened ([`Ops::govern`]), a queue's numbers as metrics ([`Ops::watch_queue`]),
+//! what an operator of Erlang's `jobs` reads from `jobs:queue_info`, and a circuit breaker's
+//! state as an alarm and a gauge ([`Ops::watch_breaker`]).
 
 use std::time::Duration;
 
 use girder::{Node, OwnedTask};
+use girder_regulate::breaker::{Breaker, State};
 use girder_regulate::Queue;
 use metrics::{counter, gauge};
 
@@ -77,6 +79,46 @@ impl Ops {
     /// ```
     pub fn watch_queue(&self, node: &Node, name: &str, queue: &Queue) -> OwnedTask {
         watch_queue(node, name, queue)
+    }
+
+    /// Follows `breaker`: while it is open, the alarm `circuit_open:<name>` is raised (major)
+    /// and `girder_breaker_open{breaker="<name>"}` reads 1; it clears when the breaker closes
+    /// again (a breaker goes half-open when it is next used after its cool-down, and closes
+    /// when its trials succeed). Runs until the returned task is dropped.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let node = girder::Node::new("docs");
+    /// let (_router, ops) = girder_ops::Ops::builder(&node).router().await;
+    /// let breaker = girder_regulate::Breaker::builder().build();
+    /// let _followed = ops.watch_breaker(&node, "payments", &breaker);
+    /// # }
+    /// ```
+    pub fn watch_breaker(&self, node: &Node, name: &str, breaker: &Breaker) -> OwnedTask {
+        let alarms = self.alarms.clone();
+        let (id, name, source) = (
+            format!("circuit_open:{name}"),
+            name.to_string(),
+            node.name().to_string(),
+        );
+        let mut states = breaker.subscribe();
+        node.spawn_owned(async move {
+            loop {
+                let state = *states.borrow_and_update();
+                let open = state == State::Open;
+                gauge!("girder_breaker_open", "node" => source.clone(), "breaker" => name.clone())
+                    .set(if open { 1.0 } else { 0.0 });
+                if open {
+                    let text = format!("circuit breaker {name} is open: calls are refused");
+                    let _ = alarms.raise(Alarm::new(&id, Severity::Major, &source, text));
+                } else if state == State::Closed && alarms.is_active(&id) {
+                    let _ = alarms.clear(&id);
+                }
+                if states.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
     }
 }
 

@@ -40,3 +40,26 @@ async fn a_governed_queue_tightens_under_lag_and_recovers() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_open_circuit_breaker_is_an_alarm_until_it_closes() {
+    let node = Node::new("breaker");
+    let (_router, ops) = Ops::builder(&node).router().await;
+    let breaker = girder_regulate::Breaker::builder()
+        .minimum_calls(2)
+        .open_for(Duration::from_secs(60))
+        .build();
+    let _followed = ops.watch_breaker(&node, "payments", &breaker);
+    for _ in 0..2 {
+        breaker.acquire().unwrap().failure();
+    }
+    eventually("circuit_open:payments raised", || {
+        ops.alarms().is_active("circuit_open:payments")
+    })
+    .await;
+    breaker.reset();
+    eventually("circuit_open:payments cleared", || {
+        !ops.alarms().is_active("circuit_open:payments")
+    })
+    .await;
+}

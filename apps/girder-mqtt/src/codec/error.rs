@@ -1,0 +1,58 @@
+//! What can be wrong with bytes from a client.
+
+/// Why bytes from a client are not a valid MQTT packet. Each closes that client's connection
+/// (with the matching reason code in 5.0); the broker and its other clients carry on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// A variable byte integer ran past four bytes.
+    #[error("malformed variable byte integer (more than 4 bytes)")]
+    MalformedVarint,
+    /// A variable byte integer used more bytes than its value needs (5.0 §1.5.5).
+    #[error("variable byte integer not in its shortest form")]
+    NonMinimalVarint,
+    /// The packet is larger than this connection accepts.
+    #[error("packet of {size} bytes is larger than the maximum of {max}")]
+    PacketTooLarge {
+        /// The whole packet's size, fixed header included.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Packet type 0 or 15 (15 is AUTH, which only 5.0 has).
+    #[error("unknown packet type {0}")]
+    UnknownPacketType(u8),
+    /// The fixed header's flags are not what the packet type requires.
+    #[error("{kind:?} with reserved flags {flags:#06b}")]
+    BadFlags {
+        /// The packet type.
+        kind: super::PacketType,
+        /// The flags it came with.
+        flags: u8,
+    },
+    /// A PUBLISH with QoS 3.
+    #[error("PUBLISH with QoS 3")]
+    BadQos,
+    /// A field runs past the end of the packet.
+    #[error("a field runs past the end of the packet")]
+    Truncated,
+    /// A string that is not well-formed UTF-8 (surrogates included, which Rust rejects too).
+    #[error("string is not valid UTF-8")]
+    InvalidUtf8,
+    /// A string containing U+0000, which MQTT forbids (§1.5.3 / §1.5.4).
+    #[error("string contains U+0000")]
+    NulInString,
+}
+
+/// Why a value cannot be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// A length over 268,435,455 (the largest variable byte integer).
+    #[error("{0} does not fit a variable byte integer")]
+    TooLong(usize),
+    /// A string or binary field over 65,535 bytes.
+    #[error("a field of {0} bytes is longer than 65,535")]
+    FieldTooLong(usize),
+    /// A string containing U+0000.
+    #[error("string contains U+0000")]
+    NulInString,
+}

@@ -1,0 +1,12 @@
+//! # girder-mqtt: an MQTT broker on Girder
+//!
+//! Girder's reference system (issue 15): an MQTT 3.1.1 and 5.0 broker built only on Girder's
+//! public API and girder-regulate. Built in pieces; so far:
+//!
+//! | module | what it is | spec |
+//! |---|---|---|
+//! | [`codec`] | the packet codec's foundation: variable byte integers, strings, the fixed header, and the checks the spec makes on them before a packet is read | MQTT 3.1.1 §1.5, §2; 5.0 §1.5, §2 |
+
+#![warn(missing_docs)]
+
+pub mod codec;

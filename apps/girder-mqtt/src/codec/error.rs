@@ -41,6 +41,27 @@ pub enum DecodeError {
     /// A string containing U+0000, which MQTT forbids (§1.5.3 / §1.5.4).
     #[error("string contains U+0000")]
     NulInString,
+    /// A 5.0 property identifier this version does not define.
+    #[error("unknown property {0:#04x}")]
+    UnknownProperty(u8),
+    /// A property that may appear once appeared twice.
+    #[error("property {0:#04x} given twice")]
+    DuplicateProperty(u8),
+    /// CONNECT for a protocol this broker does not speak (answered with "unacceptable protocol
+    /// version" before the connection closes).
+    #[error("unsupported protocol {name:?} level {level}")]
+    UnsupportedProtocol {
+        /// The protocol name given (at most 16 characters of it).
+        name: String,
+        /// The protocol level given.
+        level: u8,
+    },
+    /// CONNECT flags the spec forbids.
+    #[error("bad CONNECT flags: {0}")]
+    BadConnectFlags(&'static str),
+    /// Bytes left over after the last field.
+    #[error("{0} bytes after the last field")]
+    TrailingBytes(usize),
 }
 
 /// Why a value cannot be encoded.

@@ -16,7 +16,9 @@
 //! assert_eq!(codec::fixed_header(&[0x30, 0x80], 1024), Ok(None));
 //! ```
 
+pub mod connect;
 mod error;
+pub mod properties;
 
 pub use error::{DecodeError, EncodeError};
 

@@ -62,6 +62,12 @@ pub enum DecodeError {
     /// Bytes left over after the last field.
     #[error("{0} bytes after the last field")]
     TrailingBytes(usize),
+    /// A PUBLISH the spec forbids.
+    #[error("bad PUBLISH: {0}")]
+    BadPublish(&'static str),
+    /// A packet identifier of 0 where one is required (§2.2.1 / §2.3.1).
+    #[error("packet identifier 0")]
+    ZeroPacketId,
 }
 
 /// Why a value cannot be encoded.
@@ -76,4 +82,7 @@ pub enum EncodeError {
     /// A string containing U+0000.
     #[error("string contains U+0000")]
     NulInString,
+    /// A QoS 1 or 2 message without a packet identifier (or with 0).
+    #[error("a QoS 1 or 2 message needs a non-zero packet identifier")]
+    MissingPacketId,
 }

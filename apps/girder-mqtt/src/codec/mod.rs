@@ -19,6 +19,7 @@
 pub mod connect;
 mod error;
 pub mod properties;
+pub mod publish;
 
 pub use error::{DecodeError, EncodeError};
 

@@ -68,6 +68,15 @@ pub enum DecodeError {
     /// A packet identifier of 0 where one is required (§2.2.1 / §2.3.1).
     #[error("packet identifier 0")]
     ZeroPacketId,
+    /// A topic filter the spec forbids (§4.7.1, §4.8.2).
+    #[error("bad topic filter: {0}")]
+    BadFilter(&'static str),
+    /// Subscription options with reserved bits or retain handling 3.
+    #[error("bad subscription options {0:#010b}")]
+    BadSubscriptionOptions(u8),
+    /// A SUBSCRIBE or UNSUBSCRIBE without a filter.
+    #[error("no topic filter")]
+    NoFilters,
 }
 
 /// Why a value cannot be encoded.

@@ -20,6 +20,7 @@ pub mod connect;
 mod error;
 pub mod properties;
 pub mod publish;
+pub mod subscribe;
 
 pub use error::{DecodeError, EncodeError};
 

@@ -5,7 +5,7 @@
 //!
 //! | module | what it is | spec |
 //! |---|---|---|
-//! | [`codec`] | the packet codec's foundation: variable byte integers, strings, the fixed header, and the checks the spec makes on them before a packet is read; 5.0 properties; CONNECT, PUBLISH, SUBSCRIBE and UNSUBSCRIBE (with the topic filter rules) in both versions | MQTT 3.1.1 §1.5, §2, §3.1; 5.0 §1.5, §2, §3.1 |
+//! | [`codec`] | the packet codec's foundation: variable byte integers, strings, the fixed header, and the checks the spec makes on them before a packet is read; 5.0 properties; CONNECT, PUBLISH, SUBSCRIBE and UNSUBSCRIBE (with the topic filter rules), the acknowledgements and DISCONNECT with 5.0's reason codes, in both versions | MQTT 3.1.1 §1.5, §2, §3.1; 5.0 §1.5, §2, §3.1 |
 
 #![warn(missing_docs)]
 

@@ -16,6 +16,7 @@
 //! assert_eq!(codec::fixed_header(&[0x30, 0x80], 1024), Ok(None));
 //! ```
 
+pub mod ack;
 pub mod connect;
 mod error;
 pub mod properties;

@@ -77,6 +77,9 @@ pub enum DecodeError {
     /// A SUBSCRIBE or UNSUBSCRIBE without a filter.
     #[error("no topic filter")]
     NoFilters,
+    /// A packet only a server sends (or AUTH from a 3.1.1 client).
+    #[error("{0:?} is not a packet a client sends")]
+    NotFromClient(super::PacketType),
 }
 
 /// Why a value cannot be encoded.

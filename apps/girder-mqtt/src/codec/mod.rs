@@ -19,6 +19,7 @@
 pub mod ack;
 pub mod connect;
 mod error;
+pub mod packet;
 pub mod properties;
 pub mod publish;
 pub mod subscribe;

@@ -162,3 +162,73 @@ mod acks;
 mod connect;
 mod publish;
 mod subscribe;
+
+mod whole_packets {
+    use crate::codec::connect::Protocol;
+    use crate::codec::packet::{decode, Packet};
+    use crate::codec::{fixed_header, DecodeError, PacketType};
+    use proptest::prelude::*;
+
+    fn one(bytes: &[u8], protocol: Protocol) -> Result<Packet<'_>, DecodeError> {
+        let h = fixed_header(bytes, usize::MAX)?.expect("a whole header");
+        decode(&h, &bytes[h.len..h.packet_len()], protocol)
+    }
+
+    #[test]
+    fn server_packets_and_311_auth_are_refused() {
+        assert_eq!(
+            one(&[0x20, 0x02, 0x00, 0x00], Protocol::V311),
+            Err(DecodeError::NotFromClient(PacketType::ConnAck))
+        );
+        assert_eq!(
+            one(&[0xD0, 0x00], Protocol::V5),
+            Err(DecodeError::NotFromClient(PacketType::PingResp))
+        );
+        assert_eq!(
+            one(&[0xF0, 0x00], Protocol::V311),
+            Err(DecodeError::NotFromClient(PacketType::Auth))
+        );
+        assert_eq!(
+            one(&[0xC0, 0x01, 0x00], Protocol::V311),
+            Err(DecodeError::TrailingBytes(1))
+        );
+    }
+
+    #[test]
+    fn disconnects_in_both_versions() {
+        assert_eq!(
+            one(&[0xE0, 0x00], Protocol::V5),
+            Ok(Packet::Disconnect {
+                reason: 0,
+                properties: Default::default()
+            })
+        );
+        let Packet::Disconnect { reason, .. } =
+            one(&[0xE0, 0x02, 0x04, 0x00], Protocol::V5).unwrap()
+        else {
+            panic!("a disconnect");
+        };
+        assert_eq!(reason, 4, "disconnect with will");
+        assert_eq!(
+            one(&[0xE0, 0x01, 0x04], Protocol::V311),
+            Err(DecodeError::TrailingBytes(1))
+        );
+    }
+
+    proptest! {
+        /// The stable stand-in for the fuzz target: whatever the bytes, a header and a packet
+        /// decode, or an error says why; nothing panics or reads past the packet.
+        #[test]
+        fn any_bytes_are_a_packet_or_an_error(
+            bytes in proptest::collection::vec(any::<u8>(), 0..128),
+            v5 in any::<bool>(),
+        ) {
+            let protocol = if v5 { Protocol::V5 } else { Protocol::V311 };
+            if let Ok(Some(h)) = fixed_header(&bytes, 1024) {
+                if h.packet_len() <= bytes.len() {
+                    let _ = decode(&h, &bytes[h.len..h.packet_len()], protocol);
+                }
+            }
+        }
+    }
+}

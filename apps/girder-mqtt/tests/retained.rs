@@ -7,24 +7,8 @@ use girder_mqtt::codec::subscribe::check_filter;
 use girder_mqtt::retained::Retained;
 use proptest::prelude::*;
 
-fn spec_matches(filter: &str, topic: &str) -> bool {
-    let f: Vec<&str> = filter.split('/').collect();
-    let t: Vec<&str> = topic.split('/').collect();
-    if topic.starts_with('$') && (f[0] == "+" || f[0] == "#") {
-        return false;
-    }
-    let mut i = 0;
-    loop {
-        match (f.get(i), t.get(i)) {
-            (Some(&"#"), _) => return true,
-            (Some(&"+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-        i += 1;
-    }
-}
+mod common;
+use common::spec_matches;
 
 proptest! {
     #[test]

@@ -168,7 +168,17 @@ pub fn run(workload: &'static str, scale: f64, schedulers: usize) -> Result<Outc
             .map_err(|e| e.to_string())?;
         let server = NodeName::new("server@127.0.0.1").map_err(|e| e.to_string())?;
         dist.add_address(server.clone(), addr);
-        dist.connect(&server).await.map_err(|e| e.to_string())?;
+        let mut events = dist.subscribe();
+        if let Err(e) = dist.connect(&server).await {
+            // Say why, if the dial said.
+            let mut why = e.to_string();
+            while let Ok(ev) = events.try_recv() {
+                if let girder_dist::NodeEvent::DialFailed { reason, .. } = ev {
+                    why = format!("{why}: {reason}");
+                }
+            }
+            return Err(why);
+        }
         let count = |n: f64| ((n * scale).round() as u64).max(1);
         match workload {
             "dist_send" => send(&dist, &server, count(1_000_000.0)).await,

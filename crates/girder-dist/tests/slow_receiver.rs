@@ -331,9 +331,10 @@ async fn a_full_fail_fast_server_refuses_remote_calls_as_overloaded() {
     let opts = SpawnOptions::new()
         .capacity(1)
         .overflow(girder::Overflow::FailFast);
-    let server = girder::server::start_with(b.node(), Echo(Duration::from_millis(200)), opts, None)
-        .await
-        .unwrap();
+    let server =
+        girder::server::start_with(b.node(), Echo(Duration::from_millis(1000)), opts, None)
+            .await
+            .unwrap();
     b.export_server(&server);
     a.connect(b.name()).await.unwrap();
     let remote = a.server::<Echo>(a.pid_on(b.name(), server.pid()));
@@ -342,10 +343,25 @@ async fn a_full_fail_fast_server_refuses_remote_calls_as_overloaded() {
         let remote = remote.clone();
         tokio::spawn(async move { remote.call(|r| (Ping(n), r)).await })
     };
+    // Known states, not sleeps: the first taken (being handled), then the second queued.
+    let node = b.node().clone();
+    let pid = server.pid();
+    let state = move || {
+        let info = node.process_info(pid).expect("the server runs");
+        (info.messages_in, info.mailbox_len)
+    };
     let first = call(1);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let s = state.clone();
+    girder_testkit::eventually("the first call to be taken", move || {
+        (s() == (1, 0)).then_some(())
+    })
+    .await;
     let second = call(2);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let s = state.clone();
+    girder_testkit::eventually("the second call to wait", move || {
+        (s() == (2, 1)).then_some(())
+    })
+    .await;
     let third = within("the refusal", remote.call(|r| (Ping(3), r))).await;
     assert_eq!(third, Err(girder::CallError::Overloaded));
     assert_eq!(within("first", first).await.unwrap(), Ok(1));

@@ -188,35 +188,48 @@ impl<'a> Properties<'a> {
 
     /// Writes the property length and the properties.
     pub fn write(&self, out: &mut impl BufMut) -> Result<(), EncodeError> {
-        let mut body = Vec::new();
+        write_varint(out, self.body_len())?;
         for (property, value) in &self.items {
-            write_varint(&mut body, *property as usize)?;
+            write_varint(out, *property as usize)?;
             match value {
-                Value::Byte(b) => body.put_u8(*b),
-                Value::U16(v) => body.put_u16(*v),
-                Value::U32(v) => body.put_u32(*v),
-                Value::Varint(v) => write_varint(&mut body, *v as usize)?,
-                Value::Str(s) => write_string(&mut body, s)?,
-                Value::Bin(b) => write_binary(&mut body, b)?,
+                Value::Byte(b) => out.put_u8(*b),
+                Value::U16(v) => out.put_u16(*v),
+                Value::U32(v) => out.put_u32(*v),
+                Value::Varint(v) => write_varint(out, *v as usize)?,
+                Value::Str(s) => write_string(out, s)?,
+                Value::Bin(b) => write_binary(out, b)?,
                 Value::Pair(k, v) => {
-                    write_string(&mut body, k)?;
-                    write_string(&mut body, v)?;
+                    write_string(out, k)?;
+                    write_string(out, v)?;
                 }
             }
         }
-        write_varint(out, body.len())?;
-        out.put_slice(&body);
         Ok(())
     }
 
-    /// The bytes [`write`](Self::write) takes.
+    /// The bytes [`write`](Self::write) takes, counted without writing them.
     pub fn encoded_len(&self) -> usize {
-        let mut v = Vec::new();
-        // Writing to a Vec fails only for values that do not encode at all.
-        match self.write(&mut v) {
-            Ok(()) => v.len(),
-            Err(_) => varint_len(0),
-        }
+        let body = self.body_len();
+        varint_len(body) + body
+    }
+
+    /// The properties' bytes after their length.
+    fn body_len(&self) -> usize {
+        self.items
+            .iter()
+            .map(|(property, value)| {
+                varint_len(*property as usize)
+                    + match value {
+                        Value::Byte(_) => 1,
+                        Value::U16(_) => 2,
+                        Value::U32(_) => 4,
+                        Value::Varint(v) => varint_len(*v as usize),
+                        Value::Str(s) => 2 + s.len(),
+                        Value::Bin(b) => 2 + b.len(),
+                        Value::Pair(k, v) => 4 + k.len() + v.len(),
+                    }
+            })
+            .sum()
     }
 
     /// True when there are none.

@@ -368,3 +368,112 @@ async fn a_full_fail_fast_server_refuses_remote_calls_as_overloaded() {
     assert_eq!(within("second", second).await.unwrap(), Ok(2));
     assert_eq!(server.addr().mailbox_stats().unwrap().refused, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_full_of_messages_delays_lookups_and_monitors_but_never_fails_them() {
+    // B's delivery stalls on a parked message (a parking bound of one byte); a flood to a
+    // healthy process then fills B's delivery queue, the socket and A's send queue. A lookup
+    // or a monitor sent then waits its turn: it must not fail as if B were unreachable.
+    let start = |name: &str, tune: fn(&mut girder_dist::ConnectionConfig)| {
+        let mut cfg = girder_testkit::dist::config(name, girder_testkit::dist::COOKIE);
+        tune(&mut cfg.connection);
+        DistNode::start(girder::Node::new(name), cfg)
+    };
+    let (a, b) = (
+        start("slow-i@localhost", |c| c.send_queue = 8)
+            .await
+            .unwrap(),
+        start("slow-j@localhost", |c| {
+            c.max_parked = 1;
+            c.delivery_queue = 8;
+        })
+        .await
+        .unwrap(),
+    );
+    a.add_address(b.name().clone(), b.local_addr());
+    b.add_address(a.name().clone(), a.local_addr());
+    let mut events = a.subscribe();
+
+    let (gate_tx, gate) = oneshot::channel();
+    let (out_tx, _out) = mpsc::unbounded_channel();
+    let slow = slow_receiver(&b, 1, gate, out_tx);
+    let sink = b.node().spawn(|mut ctx: Context<Tag>| async move {
+        while !matches!(ctx.recv().await, girder::Event::Stop(_)) {}
+        ExitReason::Normal
+    });
+    b.export(&sink);
+    b.node().register("healthy", sink.pid()).unwrap();
+    let victim = b.node().spawn(|mut ctx: Context<()>| async move {
+        let _ = ctx.recv().await;
+        ExitReason::Normal
+    });
+    b.export(&victim);
+
+    // Two messages for the slow receiver: one in its mailbox, one parked past the bound.
+    let remote_slow = a.remote::<Tag>(b.name(), slow.pid());
+    flood(&a, &remote_slow, 1, 2);
+    girder_testkit::eventually("b's delivery to stall", || {
+        b.peers()
+            .first()
+            .is_some_and(|p| p.parked_stalls > 0)
+            .then_some(())
+    })
+    .await;
+    let remote_sink = a.remote::<Tag>(b.name(), sink.pid());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for f in 0..4 {
+        let (to, stop) = (remote_sink.clone(), stop.clone());
+        a.node().spawn(move |_: Context<()>| async move {
+            let mut seq = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sent =
+                    tokio::time::timeout(Duration::from_millis(50), to.send_wait(Tag(f, seq)));
+                if let Ok(Err(_)) = sent.await {
+                    break;
+                }
+                seq += 1;
+            }
+            ExitReason::Normal
+        });
+    }
+    girder_testkit::eventually("a's send queue to fill", || {
+        matches!(remote_sink.send(Tag(9, 0)), Err(SendError::Full(_))).then_some(())
+    })
+    .await;
+
+    let lookup = {
+        let (a, name) = (a.clone(), b.name().clone());
+        tokio::spawn(async move { a.whereis(&name, "healthy").await })
+    };
+    let remote_victim = a.remote::<()>(b.name(), victim.pid());
+    let exited = tokio::spawn(async move { remote_victim.wait_exit().await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !lookup.is_finished(),
+        "the lookup waits for room: {lookup:?}"
+    );
+    assert!(!exited.is_finished(), "the monitor waits for room");
+
+    // The slow receiver takes its messages: B's delivery goes on and everything drains.
+    gate_tx.send(()).unwrap();
+    let found = within("the lookup", lookup).await.unwrap();
+    assert_eq!(found, Ok(Some(a.pid_on(b.name(), sink.pid()))));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (node, pid) = (b.node().clone(), victim.pid());
+    girder_testkit::eventually("the monitor to arrive", move || {
+        (node.process_info(pid)?.monitored_by == 1).then_some(())
+    })
+    .await;
+    b.node().exit(victim.pid(), ExitReason::Kill);
+    assert_eq!(
+        within("the monitor", exited).await.unwrap(),
+        ExitReason::Killed
+    );
+    assert!(a.connected().contains(b.name()));
+    while let Ok(ev) = events.try_recv() {
+        assert!(
+            !matches!(ev, NodeEvent::Down { .. }),
+            "no connection lost: {ev:?}"
+        );
+    }
+}

@@ -78,11 +78,28 @@ impl Inner {
         let Some(peer) = self.table.by_index(remote.node()) else {
             return unreachable();
         };
-        let bytes = wire::packet(p);
-        match self.send_to(&peer, stream, bytes.clone()) {
-            Ok(()) => {}
-            Err(Unsent::Full) => peer.send_reliable(stream, bytes, self.cfg.connection.send_queue),
-            Err(Unsent::Unreachable) => unreachable(),
+        if self.send_control(&peer, stream, wire::packet(p)).is_err() {
+            unreachable()
+        }
+    }
+
+    /// Queues a control packet (a signal, a name lookup), dialling the peer if it is idle. A
+    /// full connection does not refuse it: it waits its turn behind the messages already on
+    /// the way, in the peer's overflow queue, so a flood of messages never makes a lookup or a
+    /// monitor fail as if the node were unreachable. The only error is `Unreachable`.
+    pub(crate) fn send_control(
+        self: &Arc<Self>,
+        peer: &Arc<Peer>,
+        stream: u64,
+        bytes: Bytes,
+    ) -> Result<(), Unsent> {
+        match self.send_to(peer, stream, bytes.clone()) {
+            Ok(()) => Ok(()),
+            Err(Unsent::Full) => {
+                peer.send_reliable(stream, bytes, self.cfg.connection.send_queue);
+                Ok(())
+            }
+            Err(Unsent::Unreachable) => Err(Unsent::Unreachable),
         }
     }
 

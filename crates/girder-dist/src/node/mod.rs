@@ -380,7 +380,7 @@ impl DistNode {
         let (tx, rx) = tokio::sync::oneshot::channel();
         peer.waiting.lock().lookups.insert(reff, tx);
         let bytes = wire::packet(&Packet::WhereIs { reff, name });
-        if self.inner.send_to(&peer, 0, bytes).is_err() {
+        if self.inner.send_control(&peer, 0, bytes).is_err() {
             peer.waiting.lock().lookups.remove(&reff);
             return Err(ConnectError::Failed(node.clone()));
         }

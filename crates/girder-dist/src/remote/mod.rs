@@ -330,7 +330,7 @@ impl Target {
                 target,
                 id,
             };
-            if inner.send_to(&peer, 0, wire::packet(&p)).is_err() {
+            if inner.send_control(&peer, 0, wire::packet(&p)).is_err() {
                 peer.waiting.lock().exits.remove(&id);
                 return ExitReason::NoConnection;
             }

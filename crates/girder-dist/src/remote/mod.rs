@@ -238,10 +238,10 @@ impl Target {
         girder::process::current().map_or(0, |p| p.id())
     }
 
-    /// Queues a signal for the process.
+    /// Queues a signal for the process (waiting its turn if the connection is full).
     fn send(&self, bytes: bytes::Bytes) -> Result<(), Unsent> {
         match &self.peer {
-            Some(peer) => self.inner.send_to(peer, Self::stream(), bytes),
+            Some(peer) => self.inner.send_control(peer, Self::stream(), bytes),
             None => Err(Unsent::Unreachable),
         }
     }

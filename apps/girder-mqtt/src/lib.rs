@@ -15,6 +15,13 @@
 
 pub mod acl;
 pub mod auth;
+pub mod broker;
 pub mod codec;
+pub mod config;
+pub mod connection;
+pub mod message;
 pub mod retained;
+pub mod router;
+pub mod session;
+pub mod stats;
 pub mod topic;

@@ -192,6 +192,24 @@ impl<S: Clone + Eq + Hash, V> Subscriptions<S, V> {
         removed
     }
 
+    /// Keeps only the subscriptions for which `keep(who, options)` is true, and returns how
+    /// many were removed. It walks the whole table: for cleaning up after a subscriber that
+    /// went without unsubscribing, not for the common path.
+    ///
+    /// ```
+    /// let mut subs = girder_mqtt::topic::Subscriptions::new();
+    /// subs.subscribe("a/b", "alice", 0);
+    /// subs.subscribe("$share/g/a/#", "alice", 1);
+    /// subs.subscribe("a/+", "bob", 0);
+    /// assert_eq!(subs.retain(|who, _| *who != "alice"), 2);
+    /// assert_eq!(subs.len(), 1);
+    /// ```
+    pub fn retain(&mut self, mut keep: impl FnMut(&S, &V) -> bool) -> usize {
+        let removed = retain(&mut self.root, &mut keep);
+        self.len -= removed;
+        removed
+    }
+
     /// Calls `deliver` for every subscription matching the topic name `topic`: each plain
     /// subscription, and one member per shared group (the next in turn). A subscriber with
     /// several matching filters is called once per filter.
@@ -292,5 +310,27 @@ fn remove<S: Eq + Hash, V>(
     if child.is_empty() {
         node.children.remove(*level);
     }
+    removed
+}
+
+fn retain<S, V>(node: &mut Node<S, V>, keep: &mut impl FnMut(&S, &V) -> bool) -> usize {
+    let mut removed = 0;
+    for map in [&mut node.here, &mut node.below] {
+        let before = map.len();
+        map.retain(|s, v| keep(s, v));
+        removed += before - map.len();
+    }
+    for groups in [&mut node.shared, &mut node.shared_below] {
+        groups.retain(|_, g| {
+            let before = g.members.len();
+            g.members.retain(|(s, v)| keep(s, v));
+            removed += before - g.members.len();
+            !g.members.is_empty()
+        });
+    }
+    node.children.retain(|_, child| {
+        removed += retain(child, keep);
+        !child.is_empty()
+    });
     removed
 }

@@ -82,6 +82,31 @@ pub enum DecodeError {
     NotFromClient(super::PacketType),
 }
 
+impl DecodeError {
+    /// The 5.0 reason code a DISCONNECT (or CONNACK) carries for it (§4.13): too large,
+    /// unsupported protocol, a protocol error for what is well formed but not allowed, and
+    /// malformed packet for the rest.
+    ///
+    /// ```
+    /// use girder_mqtt::codec::{ack::Reason, DecodeError};
+    /// assert_eq!(DecodeError::PacketTooLarge { size: 9, max: 8 }.reason(), Reason::PacketTooLarge);
+    /// assert_eq!(DecodeError::Truncated.reason(), Reason::MalformedPacket);
+    /// ```
+    pub fn reason(&self) -> super::ack::Reason {
+        use super::ack::Reason;
+        match self {
+            DecodeError::PacketTooLarge { .. } => Reason::PacketTooLarge,
+            DecodeError::UnsupportedProtocol { .. } => Reason::UnsupportedProtocolVersion,
+            DecodeError::DuplicateProperty(_)
+            | DecodeError::NotFromClient(_)
+            | DecodeError::ZeroPacketId
+            | DecodeError::BadConnectFlags(_) => Reason::ProtocolError,
+            DecodeError::BadFilter(_) => Reason::TopicFilterInvalid,
+            _ => Reason::MalformedPacket,
+        }
+    }
+}
+
 /// Why a value cannot be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {

@@ -119,6 +119,19 @@ pub(crate) fn send_as<M: Send + 'static, T>(
     })
 }
 
+/// As [`send_as`], waiting for room in a full bounded mailbox (`Addr::send_wait`).
+pub(crate) async fn send_wait_as<M: Send + 'static, T>(
+    addr: &Addr<M>,
+    msg: T,
+    wrap: impl FnOnce(T) -> M,
+    unwrap: impl Fn(M) -> Option<T>,
+) -> Result<(), SendError<T>> {
+    addr.send_wait(wrap(msg)).await.map_err(|e| match e {
+        SendError::Full(m) => SendError::Full(unwrap(m).expect("the message sent comes back")),
+        SendError::NoProc(m) => SendError::NoProc(unwrap(m).expect("the message sent comes back")),
+    })
+}
+
 /// Runs one callback with panics caught: `Err` carries the panic as an exit reason.
 /// A plain combinator rather than an `async fn`, so every callback of every behaviour loop goes
 /// through no extra layer.

@@ -22,6 +22,7 @@ pub use crate::behaviour::{InitError, StartError};
 pub use crate::call::{CallError, Outcome, ReplyTo, DEFAULT_CALL_TIMEOUT};
 pub use run::{ServerContext, ServerMsg};
 
+use crate::behaviour::Msg;
 use crate::sys::StateView;
 use crate::{Addr, Down, ExitReason, Node, Pid, SendError, SpawnOptions};
 
@@ -271,6 +272,53 @@ impl<S: Server> ServerRef<S> {
     /// Sends an info message (handled by [`Server::handle_info`]).
     pub fn info(&self, msg: S::Info) -> Result<(), SendError<S::Info>> {
         crate::behaviour::info(&self.addr, msg)
+    }
+
+    /// Sends a cast, waiting while the server's bounded mailbox is full (as
+    /// [`Addr::send_wait`]): for a message that must not be shed, such as an acknowledgement.
+    /// Fails only if the server is not alive.
+    ///
+    /// ```
+    /// use girder::{Flow, Node, Server, ServerContext, SpawnOptions};
+    ///
+    /// struct Count(u32);
+    /// impl Server for Count {
+    ///     type Call = girder::ReplyTo<u32>; type Cast = u32; type Info = ();
+    ///     async fn handle_call(&mut self, r: Self::Call, _: &mut ServerContext<Self>) -> Flow {
+    ///         r.reply(self.0);
+    ///         Flow::Continue
+    ///     }
+    ///     async fn handle_cast(&mut self, n: u32, _: &mut ServerContext<Self>) -> Flow {
+    ///         self.0 += n;
+    ///         Flow::Continue
+    ///     }
+    /// }
+    /// # #[tokio::main] async fn main() {
+    /// let node = Node::new("docs");
+    /// let opts = SpawnOptions::new().capacity(1);
+    /// let count = girder::server::start_with(&node, Count(0), opts, None).await.unwrap();
+    /// for _ in 0..100 {
+    ///     count.cast_wait(1).await.unwrap(); // never `Full`: waits for room instead
+    /// }
+    /// assert_eq!(count.call(|r| r).await.unwrap(), 100);
+    /// # }
+    /// ```
+    pub async fn cast_wait(&self, msg: S::Cast) -> Result<(), SendError<S::Cast>> {
+        crate::behaviour::send_wait_as(&self.addr, msg, Msg::Cast, |m| match m {
+            Msg::Cast(c) => Some(c),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Sends an info message, waiting while the server's bounded mailbox is full (as
+    /// [`cast_wait`](Self::cast_wait)).
+    pub async fn info_wait(&self, msg: S::Info) -> Result<(), SendError<S::Info>> {
+        crate::behaviour::send_wait_as(&self.addr, msg, Msg::Info, |m| match m {
+            Msg::Info(i) => Some(i),
+            _ => None,
+        })
+        .await
     }
 }
 

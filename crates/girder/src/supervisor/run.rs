@@ -88,6 +88,7 @@ async fn start_spec(spec: &ChildSpec, ctx: &Ctx) -> Result<Pid, StartError> {
             parent: ctx.pid(),
             name: spec.name.clone(),
             trap_exit: spec.trap_exit,
+            capacity: spec.capacity,
         })
         .await
 }

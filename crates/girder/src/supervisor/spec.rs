@@ -58,15 +58,21 @@ pub struct ChildStart {
     pub name: Option<String>,
     /// Whether the child should start trapping exits (see [`ChildSpec::trap_exit`]).
     pub trap_exit: bool,
+    /// The child's mailbox bound, if its spec sets one (see [`ChildSpec::capacity`]).
+    pub capacity: Option<usize>,
 }
 
 impl ChildStart {
     /// Spawn options that link the child to its supervisor before it runs (and make it trap
     /// exits if its spec says so).
     pub fn spawn_options(&self) -> SpawnOptions {
-        SpawnOptions::new()
+        let opts = SpawnOptions::new()
             .link(self.parent)
-            .trap_exit(self.trap_exit)
+            .trap_exit(self.trap_exit);
+        match self.capacity {
+            Some(n) => opts.capacity(n),
+            None => opts,
+        }
     }
 }
 
@@ -134,6 +140,7 @@ pub struct ChildSpec {
     pub(crate) kind: ChildKind,
     pub(crate) name: Option<String>,
     pub(crate) trap_exit: bool,
+    pub(crate) capacity: Option<usize>,
 }
 
 /// The default shutdown time for workers, as in OTP.
@@ -149,6 +156,7 @@ impl ChildSpec {
             kind: ChildKind::Worker,
             name: None,
             trap_exit: false,
+            capacity: None,
         }
     }
 
@@ -307,6 +315,31 @@ impl ChildSpec {
     /// Registers the child under `name` each time it starts.
     pub fn named(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Bounds the child's mailbox to `capacity` messages each time it starts (the default is
+    /// unbounded): senders then get `Full` or wait, as [`SpawnOptions::capacity`] says. Start
+    /// functions that spawn through [`ChildStart::spawn_options`] (every constructor here
+    /// does) apply it.
+    ///
+    /// ```
+    /// use girder::supervisor::{ChildSpec, RestartStrategy, Supervisor};
+    /// use girder::{Node, Server, ServerRef};
+    ///
+    /// struct Idle;
+    /// impl Server for Idle { type Call = (); type Cast = (); type Info = (); }
+    ///
+    /// # #[tokio::main] async fn main() {
+    /// let node = Node::new("docs");
+    /// let sup = Supervisor::builder().start(&node).await.unwrap();
+    /// let pid = sup.start_child(ChildSpec::server("idle", || Idle).capacity(8)).await.unwrap();
+    /// let idle = ServerRef::<Idle>::from_pid(&node, pid).unwrap();
+    /// assert_eq!(idle.addr().mailbox_stats().unwrap().capacity, 8);
+    /// # }
+    /// ```
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = Some(capacity);
         self
     }
 

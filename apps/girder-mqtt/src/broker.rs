@@ -1,0 +1,210 @@
+//! The broker: its supervision tree, its listeners and what every process of it shares.
+//!
+//! ```text
+//! broker (one_for_one)
+//! ├── sessions    (dynamic supervisor: one Session per client id, registered under it)
+//! └── connections (dynamic supervisor: one Connection per socket, temporary)
+//! ```
+//!
+//! A listener task accepts sockets and starts a connection for each; the router (the
+//! subscription table and the retained store) is shared data, written by sessions and read by
+//! connections as they publish.
+//!
+//! ```no_run
+//! # #[tokio::main] async fn main() {
+//! use girder_mqtt::{broker::Broker, config::Config};
+//! let node = girder::Node::new("mqtt");
+//! let config = Config { listen: "127.0.0.1:1883".parse().unwrap(), ..Config::default() };
+//! let broker = Broker::start(&node, config).await.unwrap();
+//! println!("listening on {}", broker.local_addr());
+//! # }
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use girder::supervisor::{ChildSpec, RestartStrategy, Supervisor, SupervisorRef};
+use girder::Node;
+use tokio::net::TcpListener;
+
+use crate::acl::{Acl, AclError};
+use crate::auth::{PasswordFile, PasswordFileError};
+use crate::config::Config;
+use crate::connection::Connection;
+use crate::message::Message;
+use crate::router::Router;
+use crate::stats::Stats;
+
+/// What every process of one broker shares.
+pub struct Shared {
+    /// The node it runs on.
+    pub node: Node,
+    /// Its settings.
+    pub config: Config,
+    /// Anonymous clients may connect.
+    pub allow_anonymous: bool,
+    /// The users, if a password file is configured.
+    pub passwords: Option<PasswordFile>,
+    /// The topic permissions, if an ACL file is configured.
+    pub acl: Option<Acl>,
+    /// Subscriptions and retained messages.
+    pub router: Router,
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// The sessions' supervisor.
+    pub sessions: SupervisorRef,
+}
+
+impl Shared {
+    /// Publishes a message to its subscribers (and keeps it if retained). Returns how many
+    /// sessions it went to.
+    pub fn publish(&self, msg: &Arc<Message>) -> usize {
+        self.router.publish(msg)
+    }
+}
+
+/// Why a broker did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The password file could not be read.
+    #[error("password file: {0}")]
+    Passwords(#[from] PasswordFileError),
+    /// The ACL file could not be read.
+    #[error("ACL file: {0}")]
+    Acl(#[from] AclError),
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {error}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The supervision tree did not start.
+    #[error("supervisor: {0}")]
+    Supervisor(String),
+}
+
+/// A running broker.
+pub struct Broker {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    root: SupervisorRef,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Broker {
+    /// Starts a broker on `node` with `config`: reads its files, binds its listener and
+    /// starts its supervision tree.
+    pub async fn start(node: &Node, config: Config) -> Result<Broker, StartError> {
+        let passwords = match &config.password_file {
+            Some(p) => Some(PasswordFile::load(p)?),
+            None => None,
+        };
+        let acl = match &config.acl_file {
+            Some(p) => Some(Acl::load(p)?),
+            None => None,
+        };
+        let allow_anonymous = config.allow_anonymous.unwrap_or(passwords.is_none());
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|error| StartError::Listen {
+                    addr: config.listen,
+                    error,
+                })?;
+        let local_addr = listener.local_addr().map_err(|error| StartError::Listen {
+            addr: config.listen,
+            error,
+        })?;
+        let dynamic = || {
+            Supervisor::builder()
+                .strategy(RestartStrategy::Dynamic)
+                .intensity(u32::MAX, std::time::Duration::from_secs(1))
+        };
+        let root = Supervisor::builder()
+            .child(ChildSpec::supervisor("sessions", dynamic()))
+            .child(ChildSpec::supervisor("connections", dynamic()))
+            .start(node)
+            .await
+            .map_err(|e| StartError::Supervisor(e.to_string()))?;
+        let child = |id: &str| {
+            let root = root.clone();
+            let node = node.clone();
+            let id = id.to_string();
+            async move {
+                let children = root.which_children().await.map_err(|e| e.to_string())?;
+                let pid = children
+                    .into_iter()
+                    .find(|c| c.id == id)
+                    .and_then(|c| c.pid)
+                    .ok_or_else(|| format!("no {id} supervisor"))?;
+                SupervisorRef::from_pid(&node, pid).map_err(|e| e.to_string())
+            }
+        };
+        let sessions = child("sessions").await.map_err(StartError::Supervisor)?;
+        let connections = child("connections").await.map_err(StartError::Supervisor)?;
+        let stats = Arc::new(Stats::default());
+        let shared = Arc::new(Shared {
+            node: node.clone(),
+            router: Router::new(stats.clone()),
+            config,
+            allow_anonymous,
+            passwords,
+            acl,
+            stats,
+            sessions,
+        });
+        let accept = tokio::spawn(accept(listener, shared.clone(), connections));
+        tracing::info!(%local_addr, "MQTT listener up");
+        Ok(Broker {
+            shared,
+            local_addr,
+            root,
+            accept,
+        })
+    }
+
+    /// The address the TCP listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The broker's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// What the broker's processes share.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops accepting, then stops every connection and session.
+    pub async fn stop(self) {
+        self.accept.abort();
+        self.root.stop(girder::ExitReason::Shutdown).await;
+    }
+}
+
+async fn accept(listener: TcpListener, shared: Arc<Shared>, connections: SupervisorRef) {
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors, usually: wait a little rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let (r, w) = socket.into_split();
+        let conn = Connection::new(shared.clone(), peer, Box::new(r), Box::new(w));
+        // Bounded, so a session sending faster than the client reads is told `Full`.
+        let spec = ChildSpec::server_once("connection", conn).capacity(1024);
+        if let Err(e) = connections.start_child(spec).await {
+            tracing::warn!(%peer, error = %e, "connection not started");
+        }
+    }
+}

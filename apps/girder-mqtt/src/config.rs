@@ -1,0 +1,88 @@
+//! The broker's settings: embedded defaults, a TOML file (`--config`), and flags over both.
+//! Every limit a client could otherwise push without bound is here, with its default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What a broker is started with.
+///
+/// ```
+/// let c = girder_mqtt::config::Config::default();
+/// assert_eq!(c.listen.port(), 1883);
+/// assert_eq!((c.max_inflight, c.max_queued), (20, 1000));
+/// ```
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The plain TCP listener.
+    pub listen: SocketAddr,
+    /// The ops HTTP listener (metrics, dashboard, health), if any.
+    pub http: Option<SocketAddr>,
+    /// Where persistent sessions and retained messages are kept.
+    pub data_dir: PathBuf,
+    /// Anonymous clients (no user name) may connect. Unset: allowed when no password file is
+    /// configured, refused when one is.
+    pub allow_anonymous: Option<bool>,
+    /// Users and password hashes in `mosquitto_passwd`'s format.
+    pub password_file: Option<PathBuf>,
+    /// Topic permissions in Mosquitto's `acl_file` format.
+    pub acl_file: Option<PathBuf>,
+    /// The largest keep alive a client may ask for, in seconds. A 5.0 client asking more is
+    /// told this one (Server Keep Alive); a 3.1.1 client is refused (identifier rejected), as
+    /// Mosquitto does, since 3.1.1 has no way to tell it.
+    pub max_keepalive: u16,
+    /// The largest packet a client may send, in bytes; a larger one closes its connection
+    /// (5.0: reason 0x95) before it is read.
+    pub max_packet_size: usize,
+    /// Clients connected at once; past it a CONNECT is refused (server unavailable / 0x97
+    /// quota exceeded).
+    pub max_connections: usize,
+    /// QoS 1 and 2 messages on their way to one client, unacknowledged (a 5.0 client's
+    /// receive maximum lowers it).
+    pub max_inflight: u16,
+    /// Messages a session keeps for its client beyond the in-flight ones (while it is offline
+    /// or slow). Past it the newest are dropped and counted, as Mosquitto's
+    /// `max_queued_messages`.
+    pub max_queued: usize,
+    /// Queue QoS 0 messages for an offline persistent session too (Mosquitto's
+    /// `queue_qos0_messages`).
+    pub queue_qos0: bool,
+    /// Seconds a new connection has to send its CONNECT.
+    pub connect_timeout_secs: u64,
+    /// Seconds a write to a client may stall before the client is taken to be gone.
+    pub write_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: ([0, 0, 0, 0], 1883).into(),
+            http: Some(([127, 0, 0, 1], 8080).into()),
+            data_dir: PathBuf::from("./data"),
+            allow_anonymous: None,
+            password_file: None,
+            acl_file: None,
+            max_keepalive: 65_535,
+            max_packet_size: 1024 * 1024,
+            max_connections: 100_000,
+            max_inflight: 20,
+            max_queued: 1000,
+            queue_qos0: false,
+            connect_timeout_secs: 10,
+            write_timeout_secs: 30,
+        }
+    }
+}
+
+impl Config {
+    /// How long a new connection has to send its CONNECT.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// How long a write to a client may stall.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs)
+    }
+}

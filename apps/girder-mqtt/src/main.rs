@@ -1,0 +1,136 @@
+//! `girder-mqtt`: the broker, from embedded defaults, a TOML file and flags over both.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use girder_mqtt::broker::Broker;
+use girder_mqtt::config::Config;
+
+/// An MQTT 3.1.1 and 5.0 broker built on Girder.
+#[derive(Parser, Debug)]
+#[command(name = "girder-mqtt", version)]
+struct Args {
+    /// A TOML file of settings (the flags below override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The MQTT TCP listener (default 0.0.0.0:1883).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// The ops HTTP listener (default 127.0.0.1:8080).
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Where sessions and retained messages are kept (default ./data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Let clients without a user name connect.
+    #[arg(long)]
+    allow_anonymous: bool,
+    /// Users and password hashes, in mosquitto_passwd's format.
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// Topic permissions, in Mosquitto's acl_file format.
+    #[arg(long)]
+    acl_file: Option<PathBuf>,
+    /// The largest keep alive a client may ask for, in seconds.
+    #[arg(long)]
+    max_keepalive: Option<u16>,
+    /// The largest packet a client may send, in bytes.
+    #[arg(long)]
+    max_packet_size: Option<usize>,
+    /// Clients connected at once.
+    #[arg(long)]
+    max_connections: Option<usize>,
+}
+
+impl Args {
+    fn config(self) -> Result<Config, String> {
+        let mut c = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(v) = self.listen {
+            c.listen = v;
+        }
+        if let Some(v) = self.http {
+            c.http = Some(v);
+        }
+        if let Some(v) = self.data_dir {
+            c.data_dir = v;
+        }
+        if self.allow_anonymous {
+            c.allow_anonymous = Some(true);
+        }
+        if let Some(v) = self.password_file {
+            c.password_file = Some(v);
+        }
+        if let Some(v) = self.acl_file {
+            c.acl_file = Some(v);
+        }
+        if let Some(v) = self.max_keepalive {
+            c.max_keepalive = v;
+        }
+        if let Some(v) = self.max_packet_size {
+            c.max_packet_size = v;
+        }
+        if let Some(v) = self.max_connections {
+            c.max_connections = v;
+        }
+        Ok(c)
+    }
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Args::parse().config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("girder-mqtt: {e}");
+            std::process::exit(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let code = rt.block_on(async move {
+        let node = girder::Node::new("girder-mqtt");
+        let broker = match Broker::start(&node, config).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("girder-mqtt: {e}");
+                return 1;
+            }
+        };
+        // The tests and scripts read this line to learn the port.
+        println!("girder-mqtt listening on {}", broker.local_addr());
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        broker.stop().await;
+        0
+    });
+    std::process::exit(code);
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,139 @@
+//! Routing: the subscription table and the retained messages of one broker, shared by every
+//! connection that publishes and every session that subscribes.
+//!
+//! A publish reads the table under a read lock, so publishers never queue behind each other,
+//! and casts the message to each matching session. A session's mailbox is bounded: a session
+//! too slow to take what it is sent loses the newest messages (counted in
+//! `messages_dropped`), never the publisher's time — the policy Mosquitto has for a full
+//! queue. A session that has gone (crashed or killed) is found by its closed mailbox and its
+//! subscriptions removed.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::codec::connect::QoS;
+use crate::message::Message;
+use crate::retained::Retained;
+use crate::session::{Delivery, SessionRef};
+use crate::stats::Stats;
+use crate::topic::Subscriptions;
+
+/// A session's subscription, as the table holds it.
+#[derive(Clone)]
+pub struct Route {
+    /// The session it delivers to.
+    pub session: SessionRef,
+    /// The most QoS granted.
+    pub qos: QoS,
+    /// 5.0: not the subscriber's own messages.
+    pub no_local: bool,
+    /// 5.0: keep the retain flag as published.
+    pub retain_as_published: bool,
+    /// 5.0: the subscription identifier, sent with each message it matches.
+    pub id: Option<u32>,
+}
+
+/// The subscription table and the retained store.
+pub struct Router {
+    subs: RwLock<Subscriptions<Arc<str>, Route>>,
+    retained: RwLock<Retained<Arc<Message>>>,
+    stats: Arc<Stats>,
+}
+
+impl Router {
+    /// An empty router counting into `stats`.
+    pub fn new(stats: Arc<Stats>) -> Self {
+        Router {
+            subs: RwLock::new(Subscriptions::new()),
+            retained: RwLock::new(Retained::new()),
+            stats,
+        }
+    }
+
+    /// Adds or replaces `client`'s subscription to `filter` (checked already). True if new.
+    pub fn subscribe(&self, filter: &str, client: &Arc<str>, route: Route) -> bool {
+        let new = self.subs.write().subscribe(filter, client.clone(), route);
+        if new {
+            self.stats.subscriptions.inc();
+        }
+        new
+    }
+
+    /// Removes `client`'s subscription to `filter`. True if it existed.
+    pub fn unsubscribe(&self, filter: &str, client: &Arc<str>) -> bool {
+        let gone = self.subs.write().unsubscribe(filter, client);
+        if gone {
+            self.stats.subscriptions.dec();
+        }
+        gone
+    }
+
+    /// Subscriptions in the table.
+    pub fn subscriptions(&self) -> usize {
+        self.subs.read().len()
+    }
+
+    /// Retained messages held.
+    pub fn retained_count(&self) -> usize {
+        self.retained.read().len()
+    }
+
+    /// Publishes `msg`: keeps it if retained (an empty retained payload deletes the topic's),
+    /// and sends it to every matching subscription. Returns how many sessions it went to.
+    pub fn publish(&self, msg: &Arc<Message>) -> usize {
+        if msg.retain {
+            let mut r = self.retained.write();
+            if msg.payload.is_empty() {
+                r.remove(&msg.topic);
+            } else {
+                r.set(&msg.topic, msg.clone());
+            }
+            self.stats.retained.set(r.len() as u64);
+        }
+        let mut sent = 0;
+        let mut gone: Vec<(Arc<str>, SessionRef)> = Vec::new();
+        self.subs.read().matches(&msg.topic, |who, route| {
+            if route.no_local && **who == *msg.from {
+                return;
+            }
+            let d = Delivery {
+                msg: msg.clone(),
+                qos: msg.qos.min(route.qos),
+                retain: route.retain_as_published && msg.retain,
+                sub_id: route.id,
+            };
+            match route.session.deliver(d) {
+                Ok(()) => sent += 1,
+                Err(girder::SendError::Full(_)) => self.stats.messages_dropped.inc(),
+                Err(girder::SendError::NoProc(_)) => {
+                    gone.push((who.clone(), route.session.clone()))
+                }
+            }
+        });
+        for (who, session) in gone {
+            self.forget(&who, &session);
+        }
+        sent
+    }
+
+    /// Every retained message whose topic `filter` matches, for a new subscription.
+    pub fn retained(&self, filter: &str) -> Vec<Arc<Message>> {
+        let mut found = Vec::new();
+        self.retained
+            .read()
+            .matching(filter, |_, m| found.push(m.clone()));
+        found
+    }
+
+    /// Removes every subscription of a session that is gone (found by its closed mailbox).
+    fn forget(&self, who: &Arc<str>, session: &SessionRef) {
+        tracing::debug!(client = %who, pid = %session.pid(), "subscriptions of a session that is gone removed");
+        let pid = session.pid();
+        let removed = self
+            .subs
+            .write()
+            .retain(|w, r| w != who || r.session.pid() != pid);
+        self.stats.subscriptions.sub(removed as u64);
+    }
+}

@@ -1,0 +1,603 @@
+//! A session: one process per client id, registered under it, that outlives its connections.
+//!
+//! It holds what MQTT says a session is (§4.1): the client's subscriptions, the QoS 1 and 2
+//! messages on their way to it (in flight, up to its window) and those waiting behind them
+//! (the offline queue, bounded), the QoS 2 packet identifiers it has received and not yet
+//! released, and its will. A connection attaches to it after CONNECT; a second connection
+//! with the same client id attaches in its place and the first is told to go (takeover,
+//! 0x8E). When its connection ends, the session publishes the will (after the will delay) and
+//! ends at once (expiry 0, 3.1.1's clean session) or when its expiry interval has passed.
+//!
+//! Slow clients: what the session sends its connection goes through the connection's
+//! bounded mailbox. When that is full, QoS 0 messages are dropped and counted, and QoS 1 and
+//! 2 messages wait in the session's queue, which is bounded by `max_queued` (past it the
+//! newest are dropped and counted). Nothing a client does grows the broker without bound.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use girder::{
+    Down, Flow, MonitorRef, ReplyTo, SendError, Server, ServerContext, ServerRef, TimerRef,
+};
+
+use crate::broker::Shared;
+use crate::codec::ack::Reason;
+use crate::codec::connect::{Protocol, QoS};
+use crate::codec::subscribe::RetainHandling;
+use crate::connection::{Connection, ToClient};
+use crate::message::Message;
+use crate::router::Route;
+
+/// A message on its way to one subscriber.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message.
+    pub msg: Arc<Message>,
+    /// The QoS it goes with (the lower of the published and the granted).
+    pub qos: QoS,
+    /// The retain flag it goes with.
+    pub retain: bool,
+    /// The subscription identifier that matched (5.0).
+    pub sub_id: Option<u32>,
+}
+
+/// A PUBLISH for the connection to write.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Its packet identifier (QoS 1 and 2).
+    pub packet_id: Option<u16>,
+    /// A re-delivery.
+    pub dup: bool,
+    /// What it carries.
+    pub delivery: Delivery,
+}
+
+/// A handle to a session.
+#[derive(Clone)]
+pub struct SessionRef(ServerRef<Session>);
+
+impl SessionRef {
+    /// The session's process.
+    pub fn pid(&self) -> girder::Pid {
+        self.0.pid()
+    }
+
+    /// Sends it a message to deliver (never waits: a full mailbox refuses it).
+    pub fn deliver(&self, d: Delivery) -> Result<(), SendError<Delivery>> {
+        self.0.cast(Cast::Deliver(d)).map_err(|e| match e {
+            SendError::Full(Cast::Deliver(d)) => SendError::Full(d),
+            SendError::NoProc(Cast::Deliver(d)) => SendError::NoProc(d),
+            _ => unreachable!("the message sent comes back"),
+        })
+    }
+
+    /// The server handle.
+    pub fn server(&self) -> &ServerRef<Session> {
+        &self.0
+    }
+}
+
+/// What a connection asks of its session when it attaches.
+pub struct Attach {
+    /// The connection.
+    pub conn: ServerRef<Connection>,
+    /// Discard any state first (clean session / clean start).
+    pub clean_start: bool,
+    /// The protocol the client speaks.
+    pub protocol: Protocol,
+    /// The most QoS 1 and 2 messages in flight to it (its receive maximum, capped).
+    pub window: u16,
+    /// Seconds the session outlives its connection (`u32::MAX`: for ever).
+    pub expiry: u32,
+    /// The will and its delay.
+    pub will: Option<(Arc<Message>, Duration)>,
+}
+
+/// What the session says back.
+#[derive(Debug)]
+pub struct Attached {
+    /// A session was present (§3.2.2.2).
+    pub present: bool,
+    /// QoS 2 packet identifiers received and not yet released.
+    pub awaiting_rel: Vec<u16>,
+}
+
+/// A subscription request, checked by the connection (filter syntax and ACL).
+#[derive(Debug, Clone)]
+pub struct SubRequest {
+    /// The filter.
+    pub filter: String,
+    /// The most QoS.
+    pub qos: QoS,
+    /// 5.0 options.
+    pub no_local: bool,
+    /// 5.0 options.
+    pub retain_as_published: bool,
+    /// 5.0 options.
+    pub retain_handling: RetainHandling,
+    /// 5.0 subscription identifier.
+    pub id: Option<u32>,
+}
+
+/// Requests that expect a reply.
+pub enum Call {
+    /// A connection attaches.
+    Attach(Box<Attach>, ReplyTo<Attached>),
+    /// Subscribe; replies per filter whether it is new.
+    Subscribe(Vec<SubRequest>, ReplyTo<Vec<bool>>),
+    /// Unsubscribe; replies per filter whether it existed.
+    Unsubscribe(Vec<String>, ReplyTo<Vec<bool>>),
+}
+
+/// Fire-and-forget requests.
+pub enum Cast {
+    /// A message to deliver.
+    Deliver(Delivery),
+    /// The client acknowledged a QoS 1 message (PUBACK).
+    PubAck(u16),
+    /// The client received a QoS 2 message (PUBREC).
+    PubRec(u16),
+    /// The client completed a QoS 2 message (PUBCOMP).
+    PubComp(u16),
+    /// The client sent a QoS 2 message with this identifier (kept until released).
+    Qos2Received(u16),
+    /// The client released it (PUBREL).
+    Qos2Released(u16),
+    /// The connection ends with a DISCONNECT: without the will unless `will`, with a new
+    /// expiry if given (5.0).
+    Detach {
+        /// The connection's process.
+        conn: girder::Pid,
+        /// Publish the will anyway (5.0 reason 0x04).
+        will: bool,
+        /// A new session expiry interval.
+        expiry: Option<u32>,
+    },
+}
+
+/// Timers.
+pub enum Info {
+    /// The will delay has passed (for the detachment numbered so).
+    WillDue(u64),
+    /// The expiry interval has passed (for the detachment numbered so).
+    Expired(u64),
+    /// Try again to hand queued messages to a connection that was full.
+    Retry,
+}
+
+enum State {
+    /// On its way: a PUBLISH sent (or to resend), or for QoS 2 after PUBREC, a PUBREL.
+    Sent(Delivery),
+    Released,
+}
+
+struct Inflight {
+    id: u16,
+    state: State,
+    /// Handed to the current connection (false: to be sent when it has room).
+    handed: bool,
+}
+
+/// The session process's state.
+pub struct Session {
+    client_id: Arc<str>,
+    shared: Arc<Shared>,
+    fresh: bool,
+    conn: Option<(ServerRef<Connection>, MonitorRef)>,
+    window: usize,
+    subs: HashMap<String, SubRequest>,
+    next_id: u16,
+    inflight: VecDeque<Inflight>,
+    queue: VecDeque<Delivery>,
+    awaiting_rel: HashSet<u16>,
+    will: Option<(Arc<Message>, Duration)>,
+    expiry: u32,
+    /// Numbers detachments, so a timer set for one is ignored after a re-attach.
+    detached: u64,
+    timers: Vec<TimerRef>,
+    retrying: bool,
+}
+
+impl Session {
+    /// A new session for `client_id`.
+    pub fn new(client_id: Arc<str>, shared: Arc<Shared>) -> Self {
+        Session {
+            client_id,
+            shared,
+            fresh: true,
+            conn: None,
+            window: 1,
+            subs: HashMap::new(),
+            next_id: 0,
+            inflight: VecDeque::new(),
+            queue: VecDeque::new(),
+            awaiting_rel: HashSet::new(),
+            will: None,
+            expiry: 0,
+            detached: 0,
+            timers: Vec::new(),
+            retrying: false,
+        }
+    }
+
+    /// The name a session registers under.
+    pub fn name(client_id: &str) -> String {
+        format!("mqtt:session:{client_id}")
+    }
+
+    /// Finds the session of `client_id`, or starts one under the broker's session supervisor.
+    pub async fn find_or_start(
+        shared: &Arc<Shared>,
+        client_id: &str,
+    ) -> Result<SessionRef, String> {
+        let name = Session::name(client_id);
+        for _ in 0..3 {
+            if let Ok(s) = ServerRef::<Session>::lookup(&shared.node, &name) {
+                return Ok(SessionRef(s));
+            }
+            let spec = girder::ChildSpec::server_once(
+                "session",
+                Session::new(client_id.into(), shared.clone()),
+            )
+            .named(name.clone());
+            match shared.sessions.start_child(spec).await {
+                Ok(pid) => {
+                    if let Ok(s) = ServerRef::<Session>::from_pid(&shared.node, pid) {
+                        return Ok(SessionRef(s));
+                    }
+                }
+                // Another connection with this client id started it first: use that one.
+                Err(girder::supervisor::SupervisorError::StartFailed {
+                    error: girder::StartError::AlreadyStarted(_),
+                    ..
+                }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err(format!("no session for {client_id:?} after three tries"))
+    }
+
+    fn next_packet_id(&mut self) -> u16 {
+        loop {
+            self.next_id = self.next_id.wrapping_add(1).max(1);
+            let id = self.next_id;
+            if !self.inflight.iter().any(|f| f.id == id) {
+                return id;
+            }
+        }
+    }
+
+    /// Hands queued messages to the connection while the window has room.
+    fn pump(&mut self, ctx: &mut ServerContext<Self>) {
+        let Some((conn, _)) = &self.conn else { return };
+        let conn = conn.clone();
+        let now = Instant::now();
+        while self.inflight.len() < self.window {
+            let Some(d) = self.queue.pop_front() else {
+                break;
+            };
+            if d.msg.expired(now) {
+                self.shared.stats.messages_expired.inc();
+                continue;
+            }
+            let id = self.next_packet_id();
+            self.inflight.push_back(Inflight {
+                id,
+                state: State::Sent(d.clone()),
+                handed: true,
+            });
+            let out = Outgoing {
+                packet_id: Some(id),
+                dup: false,
+                delivery: d,
+            };
+            if let Err(e) = conn.cast(ToClient::Publish(out)) {
+                self.inflight.pop_back();
+                if let ToClient::Publish(out) = e.into_inner() {
+                    self.queue.push_front(out.delivery);
+                }
+                self.retry_later(ctx);
+                break;
+            }
+        }
+    }
+
+    fn retry_later(&mut self, ctx: &mut ServerContext<Self>) {
+        if !self.retrying {
+            self.retrying = true;
+            ctx.info_after(Info::Retry, Duration::from_millis(20));
+        }
+    }
+
+    /// Keeps a message for later, within `max_queued`.
+    fn enqueue(&mut self, d: Delivery) {
+        if self.queue.len() >= self.shared.config.max_queued {
+            self.shared.stats.messages_dropped.inc();
+            return;
+        }
+        self.queue.push_back(d);
+    }
+
+    fn deliver(&mut self, d: Delivery, ctx: &mut ServerContext<Self>) {
+        if d.qos == QoS::AtMostOnce {
+            match &self.conn {
+                Some((conn, _)) => {
+                    let out = Outgoing {
+                        packet_id: None,
+                        dup: false,
+                        delivery: d,
+                    };
+                    if conn.cast(ToClient::Publish(out)).is_err() {
+                        self.shared.stats.messages_dropped.inc();
+                    }
+                }
+                None if self.shared.config.queue_qos0 && self.expiry > 0 => self.enqueue(d),
+                None => self.shared.stats.messages_dropped.inc(),
+            }
+            return;
+        }
+        self.enqueue(d);
+        self.pump(ctx);
+    }
+
+    /// What is in flight and not yet handed to the connection, then the queue: after a
+    /// reconnect everything in flight goes again (§4.4: PUBLISH with DUP, or PUBREL).
+    fn resend(&mut self, ctx: &mut ServerContext<Self>) {
+        let Some((conn, _)) = &self.conn else { return };
+        let conn = conn.clone();
+        for f in self.inflight.iter_mut().filter(|f| !f.handed) {
+            let msg = match &f.state {
+                State::Sent(d) => ToClient::Publish(Outgoing {
+                    packet_id: Some(f.id),
+                    dup: true,
+                    delivery: d.clone(),
+                }),
+                State::Released => ToClient::PubRel(f.id),
+            };
+            if conn.cast(msg).is_err() {
+                // The connection is full: the rest wait for room.
+                self.retry_later(ctx);
+                return;
+            }
+            f.handed = true;
+        }
+        self.pump(ctx);
+    }
+
+    fn ack(&mut self, id: u16, from: &str) -> Option<State> {
+        let at = self.inflight.iter().position(|f| f.id == id);
+        match at {
+            Some(at) => self.inflight.remove(at).map(|f| f.state),
+            None => {
+                tracing::debug!(client = %self.client_id, id, from, "acknowledgement of an unknown packet id");
+                None
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        for filter in self.subs.keys() {
+            self.shared.router.unsubscribe(filter, &self.client_id);
+        }
+        self.subs.clear();
+        self.inflight.clear();
+        self.queue.clear();
+        self.awaiting_rel.clear();
+    }
+
+    fn cancel_timers(&mut self) {
+        for t in self.timers.drain(..) {
+            t.cancel();
+        }
+    }
+
+    fn publish_will(&mut self) {
+        if let Some((will, _)) = self.will.take() {
+            self.shared.stats.wills_published.inc();
+            self.shared.publish(&will);
+        }
+    }
+
+    /// The connection is gone: the will (now or after its delay), then the end of the
+    /// session (now or after its expiry).
+    fn detach(&mut self, with_will: bool, ctx: &mut ServerContext<Self>) -> Flow {
+        self.conn = None;
+        self.detached += 1;
+        if !with_will {
+            self.will = None;
+        }
+        if self.expiry == 0 {
+            self.publish_will();
+            return Flow::Stop(girder::ExitReason::Normal);
+        }
+        if let Some((_, delay)) = &self.will {
+            if delay.is_zero() {
+                self.publish_will();
+            } else {
+                let delay = (*delay).min(Duration::from_secs(self.expiry as u64));
+                self.timers
+                    .push(ctx.info_after(Info::WillDue(self.detached), delay));
+            }
+        }
+        if self.expiry != u32::MAX {
+            let after = Duration::from_secs(self.expiry as u64);
+            self.timers
+                .push(ctx.info_after(Info::Expired(self.detached), after));
+        }
+        Flow::Continue
+    }
+}
+
+impl Server for Session {
+    type Call = Call;
+    type Cast = Cast;
+    type Info = Info;
+
+    async fn init(&mut self, _: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
+        self.shared.stats.sessions.inc();
+        Ok(())
+    }
+
+    async fn handle_call(&mut self, req: Call, ctx: &mut ServerContext<Self>) -> Flow {
+        match req {
+            Call::Attach(a, reply) => {
+                let a = *a;
+                if let Some((old, mref)) = self.conn.take() {
+                    // Takeover (§3.1.4): the old connection goes, told why.
+                    ctx.demonitor(mref);
+                    let _ = old.cast(ToClient::Kick(Reason::SessionTakenOver));
+                }
+                self.cancel_timers();
+                if a.clean_start {
+                    self.reset();
+                    // A will still pending from the last connection goes now (§3.1.2.5).
+                    self.publish_will();
+                }
+                let present = !self.fresh && !a.clean_start;
+                self.fresh = false;
+                self.window = a.window.max(1) as usize;
+                for f in &mut self.inflight {
+                    f.handed = false;
+                }
+                self.expiry = a.expiry;
+                self.will = a.will;
+                let mref = ctx.monitor(a.conn.pid());
+                self.conn = Some((a.conn, mref));
+                reply.reply(Attached {
+                    present,
+                    awaiting_rel: self.awaiting_rel.iter().copied().collect(),
+                });
+                self.resend(ctx);
+            }
+            Call::Subscribe(reqs, reply) => {
+                let mut new = Vec::with_capacity(reqs.len());
+                let me = SessionRef(ctx.me());
+                for r in &reqs {
+                    let route = Route {
+                        session: me.clone(),
+                        qos: r.qos,
+                        no_local: r.no_local,
+                        retain_as_published: r.retain_as_published,
+                        id: r.id,
+                    };
+                    let fresh = self
+                        .shared
+                        .router
+                        .subscribe(&r.filter, &self.client_id, route);
+                    self.subs.insert(r.filter.clone(), r.clone());
+                    new.push(fresh);
+                }
+                reply.reply(new.clone());
+                // Retained messages (§3.3.1.3), after the SUBACK: never for a shared
+                // subscription (5.0 §4.8.2).
+                for (r, fresh) in reqs.iter().zip(new) {
+                    let wanted = match r.retain_handling {
+                        RetainHandling::OnSubscribe => true,
+                        RetainHandling::OnNewSubscription => fresh,
+                        RetainHandling::Never => false,
+                    };
+                    if !wanted || r.filter.starts_with("$share/") {
+                        continue;
+                    }
+                    for msg in self.shared.router.retained(&r.filter) {
+                        let qos = msg.qos.min(r.qos);
+                        self.deliver(
+                            Delivery {
+                                msg,
+                                qos,
+                                retain: true,
+                                sub_id: r.id,
+                            },
+                            ctx,
+                        );
+                    }
+                }
+            }
+            Call::Unsubscribe(filters, reply) => {
+                let existed = filters
+                    .iter()
+                    .map(|f| {
+                        self.subs.remove(f);
+                        self.shared.router.unsubscribe(f, &self.client_id)
+                    })
+                    .collect();
+                reply.reply(existed);
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn handle_cast(&mut self, msg: Cast, ctx: &mut ServerContext<Self>) -> Flow {
+        match msg {
+            Cast::Deliver(d) => self.deliver(d, ctx),
+            Cast::PubAck(id) | Cast::PubComp(id) => {
+                self.ack(id, "PUBACK/PUBCOMP");
+                self.pump(ctx);
+            }
+            Cast::PubRec(id) => {
+                if let Some(f) = self.inflight.iter_mut().find(|f| f.id == id) {
+                    f.state = State::Released;
+                    f.handed = false;
+                    self.resend(ctx);
+                }
+            }
+            Cast::Qos2Received(id) => {
+                self.awaiting_rel.insert(id);
+            }
+            Cast::Qos2Released(id) => {
+                self.awaiting_rel.remove(&id);
+            }
+            Cast::Detach { conn, will, expiry } => {
+                if self.conn.as_ref().is_some_and(|(c, _)| c.pid() == conn) {
+                    if let Some((_, mref)) = self.conn.take() {
+                        ctx.demonitor(mref);
+                    }
+                    if let Some(e) = expiry {
+                        self.expiry = e;
+                    }
+                    return self.detach(will, ctx);
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn handle_info(&mut self, info: Info, ctx: &mut ServerContext<Self>) -> Flow {
+        match info {
+            Info::WillDue(n) if n == self.detached && self.conn.is_none() => self.publish_will(),
+            Info::Expired(n) if n == self.detached && self.conn.is_none() => {
+                return Flow::Stop(girder::ExitReason::Normal)
+            }
+            Info::Retry => {
+                self.retrying = false;
+                self.resend(ctx);
+            }
+            _ => {}
+        }
+        Flow::Continue
+    }
+
+    async fn handle_down(&mut self, down: Down, ctx: &mut ServerContext<Self>) -> Flow {
+        if self.conn.as_ref().is_some_and(|(c, _)| c.pid() == down.pid) {
+            // Gone without a DISCONNECT: the will goes (§3.1.2.5).
+            return self.detach(true, ctx);
+        }
+        Flow::Continue
+    }
+
+    async fn terminate(&mut self, _: &girder::ExitReason, _: &mut ServerContext<Self>) {
+        self.cancel_timers();
+        self.publish_will();
+        for filter in self.subs.keys() {
+            self.shared.router.unsubscribe(filter, &self.client_id);
+        }
+        if !self.queue.is_empty() {
+            self.shared
+                .stats
+                .messages_dropped
+                .add(self.queue.len() as u64);
+        }
+        self.shared.stats.sessions.dec();
+    }
+}

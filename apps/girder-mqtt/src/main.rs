@@ -1,4 +1,7 @@
-//! `girder-mqtt`: the broker, from embedded defaults, a TOML file and flags over both.
+//! `girder-mqtt`: the broker, from embedded defaults, a TOML file and flags over both;
+//! `girder-mqtt bench` measures it beside Mosquitto and rumqttd (see `bench/`).
+
+mod bench;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +14,9 @@ use girder_mqtt::config::Config;
 #[derive(Parser, Debug)]
 #[command(name = "girder-mqtt", version)]
 struct Args {
+    /// What to do instead of running the broker.
+    #[command(subcommand)]
+    command: Option<Command>,
     /// A TOML file of settings (the flags below override it).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -41,6 +47,12 @@ struct Args {
     /// Clients connected at once.
     #[arg(long)]
     max_connections: Option<usize>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Measures this broker beside Mosquitto and rumqttd (each started as a child process).
+    Bench(bench::BenchArgs),
 }
 
 impl Args {
@@ -91,7 +103,11 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = match Args::parse().config() {
+    let mut args = Args::parse();
+    if let Some(Command::Bench(b)) = args.command.take() {
+        std::process::exit(bench::main(b));
+    }
+    let config = match args.config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("girder-mqtt: {e}");

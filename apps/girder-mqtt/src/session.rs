@@ -240,7 +240,10 @@ impl Session {
                 "session",
                 Session::new(client_id.into(), shared.clone()),
             )
-            .named(name.clone());
+            .named(name.clone())
+            // Bounded, as the router expects: deliveries past it are dropped and counted, so a
+            // session that falls behind its publishers cannot grow the broker without bound.
+            .capacity(shared.config.max_queued.max(1024));
             match shared.sessions.start_child(spec).await {
                 Ok(pid) => {
                     if let Ok(s) = ServerRef::<Session>::from_pid(&shared.node, pid) {

@@ -15,6 +15,9 @@
 //! girder-mqtt bench --scale 0.01                   # a smoke run: seconds
 //! ```
 //!
+//! The clients are tokio tasks: the subscribers on one worker thread, the publishers on
+//! another, connection set-up and the idle workload on a runtime of one worker per core.
+//!
 //! `--scale` multiplies the durations (a 2 s warm-up and a 10 s window at 1); below 0.1 it
 //! shrinks the client counts too.
 
@@ -109,6 +112,19 @@ pub fn main(args: BenchArgs) -> i32 {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    let side = |name: &str| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    };
+    let (subs, pubs) = (side("bench-subs"), side("bench-pubs"));
+    let sides = workloads::Sides {
+        subs: subs.handle().clone(),
+        pubs: pubs.handle().clone(),
+    };
     let kinds: Vec<Kind> = match args.broker {
         BrokerChoice::Girder => vec![Kind::Girder],
         BrokerChoice::Mosquitto => vec![Kind::Mosquitto],
@@ -181,7 +197,7 @@ pub fn main(args: BenchArgs) -> i32 {
                     qos.map_or("-".into(), |q| format!("qos{}", q as u8)),
                     mode.map_or("-", Mode::name)
                 );
-                match run_one(kind, &exe, w, qos, mode, shape, timing, settle, &rt) {
+                match run_one(kind, &exe, w, qos, mode, shape, timing, settle, &rt, &sides) {
                     Ok(mut line) => {
                         line["scale"] = json!(s);
                         if args.json {
@@ -213,11 +229,13 @@ fn run_one(
     timing: Timing,
     settle: Duration,
     rt: &tokio::runtime::Runtime,
+    sides: &workloads::Sides,
 ) -> Result<serde_json::Value, String> {
     let mut broker = Running::start(kind, exe)?;
     let result = match (qos, mode) {
         (Some(qos), Some(mode)) => rt
             .block_on(workloads::messaging(
+                sides,
                 broker.addr,
                 w,
                 qos,

@@ -21,6 +21,7 @@ use girder_mqtt::codec::connect::QoS;
 use girder_mqtt::codec::PacketType;
 use hdrhistogram::Histogram;
 use tokio::io::AsyncWriteExt;
+use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::timeout_at;
@@ -186,8 +187,21 @@ fn err(what: &str) -> impl Fn(io::Error) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
-/// Connects `n` clients (`CONNECTING` at a time), each subscribing to `filter(i)` if given.
+/// The runtimes the clients of a messaging run live on: one worker thread for the subscribers
+/// and one for the publishers, so that in fan-in the lone subscriber is not one task among a
+/// hundred busy publishers on the same threads (the load generator would then measure its own
+/// scheduling, not the broker).
+pub struct Sides {
+    /// Subscribers' runtime.
+    pub subs: Handle,
+    /// Publishers' runtime.
+    pub pubs: Handle,
+}
+
+/// Connects `n` clients (`CONNECTING` at a time) on `rt`, each subscribing to `filter(i)` if
+/// given.
 async fn connect_many(
+    rt: &Handle,
     addr: SocketAddr,
     n: usize,
     prefix: &str,
@@ -199,14 +213,17 @@ async fn connect_many(
         let gate = gate.clone();
         let id = format!("{prefix}-{i}");
         let sub = filter.map(|(f, q)| (f(i), q));
-        set.spawn(async move {
-            let _permit = gate.acquire_owned().await;
-            let mut c = Client::connect(addr, &id).await.map_err(err(&id))?;
-            if let Some((f, q)) = sub {
-                c.subscribe(&f, q).await.map_err(err(&id))?;
-            }
-            Ok::<_, String>((i, c))
-        });
+        set.spawn_on(
+            async move {
+                let _permit = gate.acquire_owned().await;
+                let mut c = Client::connect(addr, &id).await.map_err(err(&id))?;
+                if let Some((f, q)) = sub {
+                    c.subscribe(&f, q).await.map_err(err(&id))?;
+                }
+                Ok::<_, String>((i, c))
+            },
+            rt,
+        );
     }
     let mut clients: Vec<Option<Client>> = (0..n).map(|_| None).collect();
     while let Some(r) = set.join_next().await {
@@ -358,6 +375,7 @@ async fn publisher(c: Client, topic: String, p: Pace) -> io::Result<u64> {
 
 /// Runs workload `w` (not idle) against the broker at `addr`.
 pub async fn messaging(
+    sides: &Sides,
     addr: SocketAddr,
     w: Workload,
     qos: QoS,
@@ -366,8 +384,15 @@ pub async fn messaging(
     timing: Timing,
 ) -> Result<Outcome, String> {
     let filter = |i: usize| Shape::topic(w, i);
-    let subs = connect_many(addr, shape.subs, "bench-sub", Some((&filter, qos))).await?;
-    let pubs = connect_many(addr, shape.pubs, "bench-pub", None).await?;
+    let subs = connect_many(
+        &sides.subs,
+        addr,
+        shape.subs,
+        "bench-sub",
+        Some((&filter, qos)),
+    )
+    .await?;
+    let pubs = connect_many(&sides.pubs, addr, shape.pubs, "bench-pub", None).await?;
     let clock = Instant::now();
     let begin = Duration::from_millis(50);
     let t0 = begin + timing.warmup;
@@ -375,12 +400,10 @@ pub async fn messaging(
     let nanos = |d: Duration| d.as_nanos() as u64;
     let mut receivers = JoinSet::new();
     for c in subs {
-        receivers.spawn(subscriber(
-            c,
-            clock,
-            (nanos(t0), nanos(t1)),
-            clock + t1 + timing.drain,
-        ));
+        receivers.spawn_on(
+            subscriber(c, clock, (nanos(t0), nanos(t1)), clock + t1 + timing.drain),
+            &sides.subs,
+        );
     }
     let period = Duration::from_secs_f64(1.0 / shape.paced_rate);
     let mut senders = JoinSet::new();
@@ -392,7 +415,7 @@ pub async fn messaging(
             period: (mode == Mode::Paced).then(|| (period, period * i as u32 / shape.pubs as u32)),
             qos,
         };
-        senders.spawn(publisher(c, Shape::topic(w, i), pace));
+        senders.spawn_on(publisher(c, Shape::topic(w, i), pace), &sides.pubs);
     }
     let mut sent = 0;
     while let Some(r) = senders.join_next().await {
@@ -425,7 +448,7 @@ pub async fn messaging(
 pub async fn idle(broker: &Running, n: usize, settle: Duration) -> Result<IdleOutcome, String> {
     let before = broker.memory().ok_or("the broker is gone")?;
     let start = Instant::now();
-    let held = connect_many(broker.addr, n, "bench-idle", None).await?;
+    let held = connect_many(&Handle::current(), broker.addr, n, "bench-idle", None).await?;
     let took = start.elapsed();
     tokio::time::sleep(settle).await;
     let after = broker.memory().ok_or("the broker is gone")?;

@@ -32,13 +32,18 @@ fn the_bench_runs_every_workload_against_girder_and_reports_its_keys() {
         assert!(["fan_in", "fan_out", "p2p"].contains(&l["workload"].as_str().unwrap()));
         assert!(["max", "paced"].contains(&l["mode"].as_str().unwrap()));
         assert!([0, 1].contains(&l["qos"].as_u64().unwrap()));
-        assert!(l["msgs_per_s"].as_f64().unwrap() > 0.0, "{l}");
-        let (p50, p99) = (l["p50_us"].as_u64().unwrap(), l["p99_us"].as_u64().unwrap());
-        assert!(0 < p50 && p50 <= p99, "{l}");
         for key in ["sent", "delivered", "delivered_pct", "clients"] {
             assert!(l[key].is_number(), "{key} in {l}");
         }
+        // A debug build on a busy machine may deliver nothing inside a full-rate run's short
+        // window (it is all in buffers), but something by the end of the drain.
+        assert!(l["delivered"].as_u64().unwrap() > 0, "{l}");
+        let (p50, p99) = (l["p50_us"].as_u64().unwrap(), l["p99_us"].as_u64().unwrap());
+        if l["msgs_per_s"].as_f64().unwrap() > 0.0 {
+            assert!(0 < p50 && p50 <= p99, "{l}");
+        }
         if l["mode"] == "paced" {
+            assert!(l["msgs_per_s"].as_f64().unwrap() > 0.0, "{l}");
             assert!(l["target_msgs_per_s"].as_f64().unwrap() > 0.0, "{l}");
             // Far below saturation, nothing is lost.
             assert!(l["delivered_pct"].as_f64().unwrap() > 90.0, "{l}");

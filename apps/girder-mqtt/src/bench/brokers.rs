@@ -125,14 +125,15 @@ impl Running {
                     .env("RUST_LOG", "warn");
             }
             Kind::Mosquitto => {
-                // TCP_NODELAY as Girder sets it (Mosquitto's default leaves Nagle on).
+                // TCP_NODELAY as Girder sets it (Mosquitto's default leaves Nagle on); `user root`
+                // keeps it from changing user, which would clear its parent-death signal.
                 let conf = write(
                     "mosquitto.conf",
                     format!(
                         "listener {port} 127.0.0.1\nallow_anonymous true\n\
                          max_inflight_messages {MAX_INFLIGHT}\n\
                          max_queued_messages {MAX_QUEUED}\n\
-                         set_tcp_nodelay true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n"
+                         set_tcp_nodelay true\npersistence false\nuser root\nlog_dest stderr\nlog_type error\nlog_type warning\n"
                     ),
                 )?;
                 cmd.arg("-c").arg(conf);
@@ -154,6 +155,18 @@ impl Running {
                     ),
                 )?;
                 cmd.arg("--quiet").arg("--config").arg(conf);
+            }
+        }
+        // A bench that is killed (a CI timeout) takes its broker with it.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl(2) is async-signal-safe and touches only the child being started.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                    Ok(())
+                });
             }
         }
         let log = dir.join("stderr.log");

@@ -33,7 +33,9 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::message::Message;
 use crate::router::Router;
+use crate::session::{self, Session};
 use crate::stats::Stats;
+use crate::store::{Snapshot, Store, StoreError};
 
 /// What every process of one broker shares.
 pub struct Shared {
@@ -53,6 +55,8 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// The sessions' supervisor.
     pub sessions: SupervisorRef,
+    /// Where snapshots go, if anywhere.
+    pub store: Option<Store>,
 }
 
 impl Shared {
@@ -60,6 +64,40 @@ impl Shared {
     /// sessions it went to.
     pub fn publish(&self, msg: &Arc<Message>) -> usize {
         self.router.publish(msg)
+    }
+
+    /// Every retained message and the state of every session that outlives its connection.
+    pub async fn snapshot(&self) -> Snapshot {
+        let mut snap = Snapshot {
+            retained: self.router.all_retained(),
+            sessions: Vec::new(),
+        };
+        let Ok(children) = self.sessions.which_children().await else {
+            return snap;
+        };
+        for pid in children.into_iter().filter_map(|c| c.pid) {
+            let Ok(s) = girder::ServerRef::<Session>::from_pid(&self.node, pid) else {
+                continue;
+            };
+            if let Ok(Some(saved)) = s.call(session::Call::Save).await {
+                snap.sessions.push(saved);
+            }
+        }
+        snap
+    }
+
+    /// Saves a snapshot, if there is a store. Errors are logged: the broker runs on.
+    pub async fn save(&self) {
+        let Some(store) = &self.store else { return };
+        let snap = self.snapshot().await;
+        let (r, s) = (snap.retained.len(), snap.sessions.len());
+        let started = std::time::Instant::now();
+        match store.save(&snap) {
+            Ok(()) => {
+                tracing::debug!(retained = r, sessions = s, took = ?started.elapsed(), "saved")
+            }
+            Err(e) => tracing::error!(error = %e, "could not save sessions and retained messages"),
+        }
     }
 }
 
@@ -83,6 +121,9 @@ pub enum StartError {
     /// The supervision tree did not start.
     #[error("supervisor: {0}")]
     Supervisor(String),
+    /// The store could not be opened or read.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// A running broker.
@@ -91,6 +132,7 @@ pub struct Broker {
     local_addr: SocketAddr,
     root: SupervisorRef,
     accept: tokio::task::JoinHandle<()>,
+    autosave: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Broker {
@@ -106,6 +148,14 @@ impl Broker {
             None => None,
         };
         let allow_anonymous = config.allow_anonymous.unwrap_or(passwords.is_none());
+        let store = match &config.data_dir {
+            Some(dir) => Some(Store::open(dir)?),
+            None => None,
+        };
+        let saved = match &store {
+            Some(store) => store.load()?,
+            None => Snapshot::default(),
+        };
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -154,14 +204,29 @@ impl Broker {
             acl,
             stats,
             sessions,
+            store,
         });
+        restore(&shared, saved).await;
         let accept = tokio::spawn(accept(listener, shared.clone(), connections));
+        let autosave = (shared.store.is_some() && shared.config.autosave_secs > 0).then(|| {
+            let shared = shared.clone();
+            let every = std::time::Duration::from_secs(shared.config.autosave_secs);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    shared.save().await;
+                }
+            })
+        });
         tracing::info!(%local_addr, "MQTT listener up");
         Ok(Broker {
             shared,
             local_addr,
             root,
             accept,
+            autosave,
         })
     }
 
@@ -180,10 +245,34 @@ impl Broker {
         &self.shared
     }
 
-    /// Stops accepting, then stops every connection and session.
+    /// Stops gracefully: stops accepting, ends every connection (5.0 clients are told
+    /// 0x8B, server shutting down), saves the sessions that outlive them and the retained
+    /// messages, then stops the sessions.
     pub async fn stop(self) {
         self.accept.abort();
+        if let Some(a) = &self.autosave {
+            a.abort();
+        }
+        let _ = self.root.terminate_child("connections").await;
+        self.shared.save().await;
         self.root.stop(girder::ExitReason::Shutdown).await;
+    }
+}
+
+/// Puts back what the store held: the retained messages, and each saved session, detached.
+async fn restore(shared: &Arc<Shared>, saved: Snapshot) {
+    let (r, s) = (saved.retained.len(), saved.sessions.len());
+    shared.router.restore_retained(saved.retained);
+    for session in saved.sessions {
+        let name = Session::name(&session.client_id);
+        let spec = ChildSpec::server_once("session", Session::restore(session, shared.clone()))
+            .named(name);
+        if let Err(e) = shared.sessions.start_child(spec).await {
+            tracing::warn!(error = %e, "a saved session did not start");
+        }
+    }
+    if r + s > 0 {
+        tracing::info!(retained = r, sessions = s, "restored from the store");
     }
 }
 
@@ -202,7 +291,13 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, connections: Supervi
         let (r, w) = socket.into_split();
         let conn = Connection::new(shared.clone(), peer, Box::new(r), Box::new(w));
         // Bounded, so a session sending faster than the client reads is told `Full`.
-        let spec = ChildSpec::server_once("connection", conn).capacity(1024);
+        let spec = ChildSpec::server_once("connection", conn)
+            .capacity(1024)
+            // Trapping exits, a shutdown runs its `terminate`, which tells the client.
+            .trap_exit(true)
+            .shutdown(girder::supervisor::Shutdown::Timeout(
+                std::time::Duration::from_secs(1),
+            ));
         if let Err(e) = connections.start_child(spec).await {
             tracing::warn!(%peer, error = %e, "connection not started");
         }

@@ -19,8 +19,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The ops HTTP listener (metrics, dashboard, health), if any.
     pub http: Option<SocketAddr>,
-    /// Where persistent sessions and retained messages are kept.
-    pub data_dir: PathBuf,
+    /// Where persistent sessions and retained messages are kept (`None`: nowhere; they last
+    /// as long as the process).
+    pub data_dir: Option<PathBuf>,
+    /// Seconds between saves while running (0: only when the broker stops). A broker killed
+    /// outright loses what changed since the last save, as Mosquitto's `autosave_interval`.
+    pub autosave_secs: u64,
     /// Anonymous clients (no user name) may connect. Unset: allowed when no password file is
     /// configured, refused when one is.
     pub allow_anonymous: Option<bool>,
@@ -59,7 +63,8 @@ impl Default for Config {
         Config {
             listen: ([0, 0, 0, 0], 1883).into(),
             http: Some(([127, 0, 0, 1], 8080).into()),
-            data_dir: PathBuf::from("./data"),
+            data_dir: Some(PathBuf::from("./data")),
+            autosave_secs: 60,
             allow_anonymous: None,
             password_file: None,
             acl_file: None,

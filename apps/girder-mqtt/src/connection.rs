@@ -803,8 +803,18 @@ impl Server for Connection {
         flow
     }
 
-    async fn terminate(&mut self, _: &ExitReason, _: &mut ServerContext<Self>) {
+    async fn terminate(&mut self, reason: &ExitReason, ctx: &mut ServerContext<Self>) {
         if self.client.is_some() {
+            if *reason == ExitReason::Shutdown {
+                let protocol = self.protocol();
+                let _ = ack::disconnect(
+                    &mut self.out,
+                    protocol,
+                    Reason::ServerShuttingDown,
+                    &Properties::default(),
+                );
+                self.flush(ctx, true).await;
+            }
             self.shared.stats.connections.dec();
         }
     }

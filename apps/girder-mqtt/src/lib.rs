@@ -24,4 +24,5 @@ pub mod retained;
 pub mod router;
 pub mod session;
 pub mod stats;
+pub mod store;
 pub mod topic;

@@ -60,7 +60,7 @@ impl Args {
             c.http = Some(v);
         }
         if let Some(v) = self.data_dir {
-            c.data_dir = v;
+            c.data_dir = Some(v);
         }
         if self.allow_anonymous {
             c.allow_anonymous = Some(true);

@@ -28,6 +28,7 @@ use crate::codec::subscribe::RetainHandling;
 use crate::connection::{Connection, ToClient};
 use crate::message::Message;
 use crate::router::Route;
+use crate::store::{SavedDelivery, SavedSession, SavedSub};
 
 /// A message on its way to one subscriber.
 #[derive(Debug, Clone)]
@@ -40,6 +41,19 @@ pub struct Delivery {
     pub retain: bool,
     /// The subscription identifier that matched (5.0).
     pub sub_id: Option<u32>,
+}
+
+impl Delivery {
+    /// A placeholder for a QoS 2 message already received by the client, of which only the
+    /// packet id matters.
+    fn released() -> Self {
+        Delivery {
+            msg: Message::broker("", bytes::Bytes::new(), false),
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            sub_id: None,
+        }
+    }
 }
 
 /// A PUBLISH for the connection to write.
@@ -120,6 +134,19 @@ pub struct SubRequest {
     pub id: Option<u32>,
 }
 
+impl SubRequest {
+    /// The router's entry for this subscription of session `me`.
+    fn route(&self, me: &SessionRef) -> Route {
+        Route {
+            session: me.clone(),
+            qos: self.qos,
+            no_local: self.no_local,
+            retain_as_published: self.retain_as_published,
+            id: self.id,
+        }
+    }
+}
+
 /// Requests that expect a reply.
 pub enum Call {
     /// A connection attaches.
@@ -128,6 +155,8 @@ pub enum Call {
     Subscribe(Vec<SubRequest>, ReplyTo<Vec<bool>>),
     /// Unsubscribe; replies per filter whether it existed.
     Unsubscribe(Vec<String>, ReplyTo<Vec<bool>>),
+    /// Its state to save, if it outlives its connection.
+    Save(ReplyTo<Option<SavedSession>>),
 }
 
 /// Fire-and-forget requests.
@@ -197,6 +226,10 @@ pub struct Session {
     detached: u64,
     timers: Vec<TimerRef>,
     retrying: bool,
+    /// When a restored session's client reconnects at the latest (from the store).
+    restored_expiry: Option<Option<Instant>>,
+    /// When it expires, while detached.
+    expires_at: Option<Instant>,
 }
 
 impl Session {
@@ -218,7 +251,65 @@ impl Session {
             detached: 0,
             timers: Vec::new(),
             retrying: false,
+            restored_expiry: None,
+            expires_at: None,
         }
+    }
+
+    /// A session as saved, started again after a restart: detached, its subscriptions back in
+    /// the router when it starts, and expiring when it would have.
+    pub fn restore(saved: SavedSession, shared: Arc<Shared>) -> Self {
+        let mut s = Session::new(saved.client_id.as_str().into(), shared);
+        s.fresh = false;
+        s.expiry = saved.expiry;
+        s.subs = saved
+            .subs
+            .into_iter()
+            .map(|sub| {
+                let r = sub.into_request();
+                (r.filter.clone(), r)
+            })
+            .collect();
+        s.inflight = saved
+            .inflight
+            .into_iter()
+            .map(|(id, d, released)| Inflight {
+                id,
+                state: if released {
+                    State::Released
+                } else {
+                    State::Sent(d.into_delivery())
+                },
+                handed: false,
+            })
+            .collect();
+        s.queue = saved.queue.into_iter().map(|d| d.into_delivery()).collect();
+        s.awaiting_rel = saved.awaiting_rel.into_iter().collect();
+        s.restored_expiry = Some(saved.expires_at_ms.map(crate::store::instant_of));
+        s
+    }
+
+    fn save(&self) -> Option<SavedSession> {
+        if self.expiry == 0 {
+            return None;
+        }
+        Some(SavedSession {
+            client_id: self.client_id.to_string(),
+            expiry: self.expiry,
+            expires_at_ms: self.expires_at.map(crate::store::wall_ms),
+            subs: self.subs.values().map(SavedSub::of).collect(),
+            inflight: self
+                .inflight
+                .iter()
+                .map(|f| match &f.state {
+                    State::Sent(d) => (f.id, SavedDelivery::of(d), false),
+                    // The message itself is no longer needed: only its id, for the PUBREL.
+                    State::Released => (f.id, SavedDelivery::of(&Delivery::released()), true),
+                })
+                .collect(),
+            queue: self.queue.iter().map(SavedDelivery::of).collect(),
+            awaiting_rel: self.awaiting_rel.iter().copied().collect(),
+        })
     }
 
     /// The name a session registers under.
@@ -422,10 +513,15 @@ impl Session {
         }
         if self.expiry != u32::MAX {
             let after = Duration::from_secs(self.expiry as u64);
-            self.timers
-                .push(ctx.info_after(Info::Expired(self.detached), after));
+            self.expire_after(after, ctx);
         }
         Flow::Continue
+    }
+
+    fn expire_after(&mut self, after: Duration, ctx: &mut ServerContext<Self>) {
+        self.expires_at = Some(Instant::now() + after);
+        let t = ctx.info_after(Info::Expired(self.detached), after);
+        self.timers.push(t);
     }
 }
 
@@ -434,8 +530,27 @@ impl Server for Session {
     type Cast = Cast;
     type Info = Info;
 
-    async fn init(&mut self, _: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
+    async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
         self.shared.stats.sessions.inc();
+        if let Some(expires) = self.restored_expiry.take() {
+            let me = SessionRef(ctx.me());
+            for r in self.subs.values() {
+                self.shared
+                    .router
+                    .subscribe(&r.filter, &self.client_id, r.route(&me));
+            }
+            self.detached += 1;
+            match expires {
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    self.expire_after(left, ctx);
+                }
+                None if self.expiry != u32::MAX => {
+                    self.expire_after(Duration::from_secs(self.expiry as u64), ctx);
+                }
+                None => {}
+            }
+        }
         Ok(())
     }
 
@@ -449,6 +564,7 @@ impl Server for Session {
                     let _ = old.cast(ToClient::Kick(Reason::SessionTakenOver));
                 }
                 self.cancel_timers();
+                self.expires_at = None;
                 if a.clean_start {
                     self.reset();
                     // A will still pending from the last connection goes now (§3.1.2.5).
@@ -474,17 +590,10 @@ impl Server for Session {
                 let mut new = Vec::with_capacity(reqs.len());
                 let me = SessionRef(ctx.me());
                 for r in &reqs {
-                    let route = Route {
-                        session: me.clone(),
-                        qos: r.qos,
-                        no_local: r.no_local,
-                        retain_as_published: r.retain_as_published,
-                        id: r.id,
-                    };
-                    let fresh = self
-                        .shared
-                        .router
-                        .subscribe(&r.filter, &self.client_id, route);
+                    let fresh =
+                        self.shared
+                            .router
+                            .subscribe(&r.filter, &self.client_id, r.route(&me));
                     self.subs.insert(r.filter.clone(), r.clone());
                     new.push(fresh);
                 }
@@ -524,6 +633,7 @@ impl Server for Session {
                     .collect();
                 reply.reply(existed);
             }
+            Call::Save(reply) => reply.reply(self.save()),
         }
         Flow::Continue
     }

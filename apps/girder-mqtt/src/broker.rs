@@ -3,7 +3,8 @@
 //! ```text
 //! broker (one_for_one)
 //! ├── sessions    (dynamic supervisor: one Session per client id, registered under it)
-//! └── connections (dynamic supervisor: one Connection per socket, temporary)
+//! ├── connections (dynamic supervisor: one Connection per socket, temporary)
+//! └── sys         ($SYS/broker/... every sys_interval_secs)
 //! ```
 //!
 //! A listener task accepts sockets and starts a connection for each; the router (the
@@ -25,6 +26,7 @@ use std::sync::Arc;
 
 use girder::supervisor::{ChildSpec, RestartStrategy, Supervisor, SupervisorRef};
 use girder::Node;
+use girder_ops::AlarmManager;
 use tokio::net::TcpListener;
 
 use crate::acl::{Acl, AclError};
@@ -36,6 +38,7 @@ use crate::router::Router;
 use crate::session::{self, Session};
 use crate::stats::Stats;
 use crate::store::{Snapshot, Store, StoreError};
+use crate::sys::SysPublisher;
 
 /// What every process of one broker shares.
 pub struct Shared {
@@ -57,6 +60,10 @@ pub struct Shared {
     pub sessions: SupervisorRef,
     /// Where snapshots go, if anywhere.
     pub store: Option<Store>,
+    /// Where client notices and alarms go (the node's ops), if anywhere.
+    pub alarms: Option<AlarmManager>,
+    /// From a PUBLISH read to its copy written to a subscriber.
+    pub latency: metrics::Histogram,
 }
 
 impl Shared {
@@ -133,12 +140,24 @@ pub struct Broker {
     root: SupervisorRef,
     accept: tokio::task::JoinHandle<()>,
     autosave: Option<tokio::task::JoinHandle<()>>,
+    _tasks: Vec<girder::OwnedTask>,
 }
 
 impl Broker {
     /// Starts a broker on `node` with `config`: reads its files, binds its listener and
     /// starts its supervision tree.
     pub async fn start(node: &Node, config: Config) -> Result<Broker, StartError> {
+        Self::start_with(node, config, None).await
+    }
+
+    /// Starts a broker as [`start`](Self::start) does, telling `alarms` (the node's ops, see
+    /// [`girder_ops::Ops::alarms`]) about clients connecting and going, and raising its
+    /// alarms there ([`crate::ops`]).
+    pub async fn start_with(
+        node: &Node,
+        config: Config,
+        alarms: Option<AlarmManager>,
+    ) -> Result<Broker, StartError> {
         let passwords = match &config.password_file {
             Some(p) => Some(PasswordFile::load(p)?),
             None => None,
@@ -205,8 +224,22 @@ impl Broker {
             stats,
             sessions,
             store,
+            alarms,
+            latency: metrics::histogram!("mqtt_delivery_latency_seconds"),
         });
+        let mut tasks = vec![crate::ops::metrics(&shared)];
+        if let Some(a) = &shared.alarms {
+            tasks.extend(crate::ops::alarms(&shared, a));
+        }
         restore(&shared, saved).await;
+        if shared.config.sys_interval_secs > 0 {
+            let every = std::time::Duration::from_secs(shared.config.sys_interval_secs);
+            let s = shared.clone();
+            let spec = ChildSpec::server("sys", move || SysPublisher::new(s.clone(), every));
+            root.start_child(spec)
+                .await
+                .map_err(|e| StartError::Supervisor(e.to_string()))?;
+        }
         let accept = tokio::spawn(accept(listener, shared.clone(), connections));
         let autosave = (shared.store.is_some() && shared.config.autosave_secs > 0).then(|| {
             let shared = shared.clone();
@@ -227,6 +260,7 @@ impl Broker {
             root,
             accept,
             autosave,
+            _tasks: tasks,
         })
     }
 

@@ -56,6 +56,8 @@ pub struct Config {
     pub connect_timeout_secs: u64,
     /// Seconds a write to a client may stall before the client is taken to be gone.
     pub write_timeout_secs: u64,
+    /// Seconds between `$SYS/broker/...` updates (0: none), as Mosquitto's `sys_interval`.
+    pub sys_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -76,6 +78,7 @@ impl Default for Config {
             queue_qos0: false,
             connect_timeout_secs: 10,
             write_timeout_secs: 30,
+            sys_interval_secs: 10,
         }
     }
 }

@@ -347,6 +347,13 @@ impl Connection {
             &Properties::from(props),
         );
         self.shared.stats.connections.inc();
+        if let Some(alarms) = &self.shared.alarms {
+            let text = format!(
+                "{client_id} from {} ({protocol:?}, user {:?}, clean start {}, keep alive {keep_alive} s)",
+                self.peer, c.username, c.clean_start
+            );
+            crate::ops::notice(alarms, "client_connected", text);
+        }
         self.client = Some(Client {
             protocol,
             username: c.username.map(Into::into),
@@ -708,6 +715,9 @@ impl Connection {
         }
         if p.encode(&mut self.out, client.protocol).is_ok() {
             self.shared.stats.messages_out.inc();
+            self.shared
+                .latency
+                .record(d.msg.received.elapsed().as_secs_f64());
         }
         true
     }
@@ -816,6 +826,10 @@ impl Server for Connection {
                 self.flush(ctx, true).await;
             }
             self.shared.stats.connections.dec();
+            if let (Some(alarms), Some(c)) = (&self.shared.alarms, &self.client) {
+                let text = format!("{} from {} ({reason})", c.id, self.peer);
+                crate::ops::notice(alarms, "client_disconnected", text);
+            }
         }
     }
 }

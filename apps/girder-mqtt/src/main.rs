@@ -104,7 +104,22 @@ fn main() {
         .expect("a tokio runtime");
     let code = rt.block_on(async move {
         let node = girder::Node::new("girder-mqtt");
-        let broker = match Broker::start(&node, config).await {
+        // The node's ops endpoint: metrics, alarms, the supervision tree, the dashboard.
+        let ops = match config.http {
+            Some(addr) => match girder_ops::Ops::builder(&node).serve(addr).await {
+                Ok(ops) => {
+                    println!("girder-mqtt ops on http://{}/", ops.local_addr());
+                    Some(ops)
+                }
+                Err(e) => {
+                    eprintln!("girder-mqtt: cannot serve ops on {addr}: {e}");
+                    return 1;
+                }
+            },
+            None => None,
+        };
+        let alarms = ops.as_ref().map(|o| o.alarms().clone());
+        let broker = match Broker::start_with(&node, config, alarms).await {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("girder-mqtt: {e}");
@@ -116,6 +131,7 @@ fn main() {
         shutdown_signal().await;
         tracing::info!("shutting down");
         broker.stop().await;
+        drop(ops);
         0
     });
     std::process::exit(code);

@@ -230,6 +230,8 @@ pub struct Session {
     restored_expiry: Option<Option<Instant>>,
     /// When it expires, while detached.
     expires_at: Option<Instant>,
+    /// Messages it holds as last counted in the broker's `queued`.
+    counted: usize,
 }
 
 impl Session {
@@ -253,7 +255,19 @@ impl Session {
             retrying: false,
             restored_expiry: None,
             expires_at: None,
+            counted: 0,
         }
+    }
+
+    /// Brings the broker's count of held messages up to date with this session's.
+    fn account(&mut self) {
+        let now = self.queue.len() + self.inflight.len();
+        if now > self.counted {
+            self.shared.stats.queued.add((now - self.counted) as u64);
+        } else {
+            self.shared.stats.queued.sub((self.counted - now) as u64);
+        }
+        self.counted = now;
     }
 
     /// A session as saved, started again after a restart: detached, its subscriptions back in
@@ -635,6 +649,7 @@ impl Server for Session {
             }
             Call::Save(reply) => reply.reply(self.save()),
         }
+        self.account();
         Flow::Continue
     }
 
@@ -670,6 +685,7 @@ impl Server for Session {
                 }
             }
         }
+        self.account();
         Flow::Continue
     }
 
@@ -685,6 +701,7 @@ impl Server for Session {
             }
             _ => {}
         }
+        self.account();
         Flow::Continue
     }
 
@@ -708,6 +725,9 @@ impl Server for Session {
                 .messages_dropped
                 .add(self.queue.len() as u64);
         }
+        self.queue.clear();
+        self.inflight.clear();
+        self.account();
         self.shared.stats.sessions.dec();
     }
 }

@@ -201,6 +201,7 @@ impl SavedMessage {
                     SavedProperty::User(k, v) => Forwarded::User(k.into(), v.into()),
                 })
                 .collect(),
+            received: Instant::now(),
         })
     }
 }

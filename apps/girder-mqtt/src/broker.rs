@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use crate::acl::{Acl, AclError};
 use crate::auth::{PasswordFile, PasswordFileError};
 use crate::config::Config;
-use crate::connection::Connection;
+use crate::listener::Transport;
 use crate::message::Message;
 use crate::router::Router;
 use crate::session::{self, Session};
@@ -58,8 +58,8 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// The sessions' supervisor.
     pub sessions: SupervisorRef,
-    /// Where snapshots go, if anywhere.
-    pub store: Option<Store>,
+    /// Where snapshots go, if anywhere (taken, and the file closed, when the broker stops).
+    pub store: parking_lot::Mutex<Option<Store>>,
     /// Where client notices and alarms go (the node's ops), if anywhere.
     pub alarms: Option<AlarmManager>,
     /// From a PUBLISH read to its copy written to a subscriber.
@@ -95,11 +95,17 @@ impl Shared {
 
     /// Saves a snapshot, if there is a store. Errors are logged: the broker runs on.
     pub async fn save(&self) {
-        let Some(store) = &self.store else { return };
+        if self.store.lock().is_none() {
+            return;
+        }
         let snap = self.snapshot().await;
         let (r, s) = (snap.retained.len(), snap.sessions.len());
         let started = std::time::Instant::now();
-        match store.save(&snap) {
+        let saved = match &*self.store.lock() {
+            Some(store) => store.save(&snap),
+            None => return,
+        };
+        match saved {
             Ok(()) => {
                 tracing::debug!(retained = r, sessions = s, took = ?started.elapsed(), "saved")
             }
@@ -117,6 +123,12 @@ pub enum StartError {
     /// The ACL file could not be read.
     #[error("ACL file: {0}")]
     Acl(#[from] AclError),
+    /// The TLS listener's certificate or key could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::listener::TlsError),
+    /// TLS was asked for without a certificate and key.
+    #[error("a TLS listener needs tls_cert and tls_key")]
+    TlsIncomplete,
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {error}")]
     Listen {
@@ -137,8 +149,10 @@ pub enum StartError {
 pub struct Broker {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
+    ws_addr: Option<SocketAddr>,
     root: SupervisorRef,
-    accept: tokio::task::JoinHandle<()>,
+    accept: Vec<tokio::task::JoinHandle<()>>,
     autosave: Option<tokio::task::JoinHandle<()>>,
     _tasks: Vec<girder::OwnedTask>,
 }
@@ -175,17 +189,26 @@ impl Broker {
             Some(store) => store.load()?,
             None => Snapshot::default(),
         };
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|error| StartError::Listen {
-                    addr: config.listen,
-                    error,
-                })?;
-        let local_addr = listener.local_addr().map_err(|error| StartError::Listen {
-            addr: config.listen,
-            error,
-        })?;
+        let mut listeners = vec![(bind(config.listen).await?, Transport::Tcp)];
+        if let Some(addr) = config.tls_listen {
+            let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+                return Err(StartError::TlsIncomplete);
+            };
+            listeners.push((bind(addr).await?, crate::listener::tls(cert, key)?));
+        }
+        if let Some(addr) = config.ws_listen {
+            listeners.push((bind(addr).await?, Transport::WebSocket));
+        }
+        let addr_of = |l: &TcpListener| l.local_addr().ok();
+        let local_addr = addr_of(&listeners[0].0).unwrap_or(config.listen);
+        let find = |t: fn(&Transport) -> bool| {
+            listeners
+                .iter()
+                .find(|(_, tr)| t(tr))
+                .and_then(|(l, _)| addr_of(l))
+        };
+        let tls_addr = find(|t| matches!(t, Transport::Tls(_)));
+        let ws_addr = find(|t| matches!(t, Transport::WebSocket));
         let dynamic = || {
             Supervisor::builder()
                 .strategy(RestartStrategy::Dynamic)
@@ -223,7 +246,7 @@ impl Broker {
             acl,
             stats,
             sessions,
-            store,
+            store: parking_lot::Mutex::new(store),
             alarms,
             latency: metrics::histogram!("mqtt_delivery_latency_seconds"),
         });
@@ -240,8 +263,19 @@ impl Broker {
                 .await
                 .map_err(|e| StartError::Supervisor(e.to_string()))?;
         }
-        let accept = tokio::spawn(accept(listener, shared.clone(), connections));
-        let autosave = (shared.store.is_some() && shared.config.autosave_secs > 0).then(|| {
+        let accept = listeners
+            .into_iter()
+            .map(|(l, t)| {
+                tokio::spawn(crate::listener::accept(
+                    l,
+                    t,
+                    shared.clone(),
+                    connections.clone(),
+                ))
+            })
+            .collect();
+        let persistent = shared.store.lock().is_some();
+        let autosave = (persistent && shared.config.autosave_secs > 0).then(|| {
             let shared = shared.clone();
             let every = std::time::Duration::from_secs(shared.config.autosave_secs);
             tokio::spawn(async move {
@@ -257,6 +291,8 @@ impl Broker {
         Ok(Broker {
             shared,
             local_addr,
+            tls_addr,
+            ws_addr,
             root,
             accept,
             autosave,
@@ -267,6 +303,16 @@ impl Broker {
     /// The address the TCP listener is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the TLS listener is bound to, if there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// The address the WebSocket listener is bound to, if there is one.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
     }
 
     /// The broker's counters.
@@ -283,12 +329,17 @@ impl Broker {
     /// 0x8B, server shutting down), saves the sessions that outlive them and the retained
     /// messages, then stops the sessions.
     pub async fn stop(self) {
-        self.accept.abort();
+        for a in &self.accept {
+            a.abort();
+        }
         if let Some(a) = &self.autosave {
             a.abort();
         }
         let _ = self.root.terminate_child("connections").await;
         self.shared.save().await;
+        // Closed now, not when the last process holding `Shared` is gone: a broker started
+        // again on the same directory opens it at once.
+        self.shared.store.lock().take();
         self.root.stop(girder::ExitReason::Shutdown).await;
     }
 }
@@ -310,30 +361,8 @@ async fn restore(shared: &Arc<Shared>, saved: Snapshot) {
     }
 }
 
-async fn accept(listener: TcpListener, shared: Arc<Shared>, connections: SupervisorRef) {
-    loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                // Out of file descriptors, usually: wait a little rather than spin.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = socket.set_nodelay(true);
-        let (r, w) = socket.into_split();
-        let conn = Connection::new(shared.clone(), peer, Box::new(r), Box::new(w));
-        // Bounded, so a session sending faster than the client reads is told `Full`.
-        let spec = ChildSpec::server_once("connection", conn)
-            .capacity(1024)
-            // Trapping exits, a shutdown runs its `terminate`, which tells the client.
-            .trap_exit(true)
-            .shutdown(girder::supervisor::Shutdown::Timeout(
-                std::time::Duration::from_secs(1),
-            ));
-        if let Err(e) = connections.start_child(spec).await {
-            tracing::warn!(%peer, error = %e, "connection not started");
-        }
-    }
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| StartError::Listen { addr, error })
 }

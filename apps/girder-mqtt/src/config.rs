@@ -17,6 +17,14 @@ use std::time::Duration;
 pub struct Config {
     /// The plain TCP listener.
     pub listen: SocketAddr,
+    /// The TLS listener, if any (needs `tls_cert` and `tls_key`).
+    pub tls_listen: Option<SocketAddr>,
+    /// The TLS certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The WebSocket listener, if any (for browsers: binary frames, subprotocol `mqtt`).
+    pub ws_listen: Option<SocketAddr>,
     /// The ops HTTP listener (metrics, dashboard, health), if any.
     pub http: Option<SocketAddr>,
     /// Where persistent sessions and retained messages are kept (`None`: nowhere; they last
@@ -64,6 +72,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: ([0, 0, 0, 0], 1883).into(),
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            ws_listen: None,
             http: Some(([127, 0, 0, 1], 8080).into()),
             data_dir: Some(PathBuf::from("./data")),
             autosave_secs: 60,

@@ -19,6 +19,7 @@ pub mod broker;
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod listener;
 pub mod message;
 pub mod ops;
 pub mod retained;

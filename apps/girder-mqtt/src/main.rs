@@ -17,6 +17,18 @@ struct Args {
     /// The MQTT TCP listener (default 0.0.0.0:1883).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// A TLS listener (needs --tls-cert and --tls-key).
+    #[arg(long)]
+    tls_listen: Option<SocketAddr>,
+    /// The TLS certificate chain (PEM).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// A WebSocket listener (for browsers).
+    #[arg(long)]
+    ws_listen: Option<SocketAddr>,
     /// The ops HTTP listener (default 127.0.0.1:8080).
     #[arg(long)]
     http: Option<SocketAddr>,
@@ -55,6 +67,18 @@ impl Args {
         };
         if let Some(v) = self.listen {
             c.listen = v;
+        }
+        if let Some(v) = self.tls_listen {
+            c.tls_listen = Some(v);
+        }
+        if let Some(v) = self.tls_cert {
+            c.tls_cert = Some(v);
+        }
+        if let Some(v) = self.tls_key {
+            c.tls_key = Some(v);
+        }
+        if let Some(v) = self.ws_listen {
+            c.ws_listen = Some(v);
         }
         if let Some(v) = self.http {
             c.http = Some(v);

@@ -17,9 +17,10 @@
 //! let store = Store::open(&dir).unwrap();
 //! let snap = Snapshot { retained: vec![Message::broker("a/b", "kept", true)], sessions: vec![] };
 //! store.save(&snap).unwrap();
+//! drop(store); // one process opens the file at a time
 //! let back = Store::open(&dir).unwrap().load().unwrap();
 //! assert_eq!(&*back.retained[0].topic, "a/b");
-//! # drop(store); std::fs::remove_dir_all(&dir).unwrap();
+//! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
 use std::path::Path;

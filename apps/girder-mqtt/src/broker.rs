@@ -349,9 +349,7 @@ async fn restore(shared: &Arc<Shared>, saved: Snapshot) {
     let (r, s) = (saved.retained.len(), saved.sessions.len());
     shared.router.restore_retained(saved.retained);
     for session in saved.sessions {
-        let name = Session::name(&session.client_id);
-        let spec = ChildSpec::server_once("session", Session::restore(session, shared.clone()))
-            .named(name);
+        let spec = Session::restore(session, shared.clone()).spec();
         if let Err(e) = shared.sessions.start_child(spec).await {
             tracing::warn!(error = %e, "a saved session did not start");
         }

@@ -50,6 +50,18 @@ pub struct Config {
     /// Clients connected at once; past it a CONNECT is refused (server unavailable / 0x97
     /// quota exceeded).
     pub max_connections: usize,
+    /// New connections accepted per second, in bursts of up to a second's worth (`None`: no
+    /// limit). Past it the listener accepts more slowly: connecting clients wait in the
+    /// kernel's backlog, and those refused by a full backlog retry as TCP does.
+    pub max_connection_rate: Option<f64>,
+    /// PUBLISH packets one client may send per second, in bursts of up to a second's worth
+    /// (`None`: no limit). Past it the broker stops reading that client's socket until the
+    /// rate allows (TCP's back pressure slows the client); nothing is dropped.
+    pub max_publish_rate: Option<f64>,
+    /// QoS 2 messages one client may have unreleased (sent, PUBREL not yet received). A 5.0
+    /// client is told it as its Receive Maximum and disconnected with 0x93 past it; a 3.1.1
+    /// client past it is disconnected.
+    pub max_inflight_in: u16,
     /// QoS 1 and 2 messages on their way to one client, unacknowledged (a 5.0 client's
     /// receive maximum lowers it).
     pub max_inflight: u16,
@@ -85,6 +97,9 @@ impl Default for Config {
             max_keepalive: 65_535,
             max_packet_size: 1024 * 1024,
             max_connections: 100_000,
+            max_connection_rate: None,
+            max_publish_rate: None,
+            max_inflight_in: 100,
             max_inflight: 20,
             max_queued: 1000,
             queue_qos0: false,

@@ -106,6 +106,8 @@ struct Client {
     aliases: HashMap<u16, Arc<str>>,
     /// The client's maximum packet size (5.0): larger messages are not sent to it.
     max_out: usize,
+    /// Its publish rate limit, if the broker has one.
+    rate: Option<girder_regulate::Queue>,
 }
 
 /// The connection process's state.
@@ -332,6 +334,7 @@ impl Connection {
                 props.push((id::SERVER_KEEP_ALIVE, Value::U16(k)));
             }
             props.push((id::TOPIC_ALIAS_MAXIMUM, Value::U16(TOPIC_ALIAS_MAX)));
+            props.push((id::RECEIVE_MAXIMUM, Value::U16(cfg.max_inflight_in)));
             if cfg.max_packet_size < u32::MAX as usize {
                 props.push((
                     id::MAXIMUM_PACKET_SIZE,
@@ -363,6 +366,11 @@ impl Connection {
             awaiting_rel: attached.awaiting_rel.into_iter().collect(),
             aliases: HashMap::new(),
             max_out,
+            rate: cfg.max_publish_rate.map(|r| {
+                girder_regulate::Queue::builder()
+                    .rate(r, r.ceil().max(1.0) as u32)
+                    .build()
+            }),
         });
         if keep_alive > 0 {
             ctx.info_after(
@@ -400,6 +408,13 @@ impl Connection {
 
     async fn on_publish(&mut self, p: Publish<'_>, ctx: &ServerContext<Self>) -> Flow {
         let client = self.client.as_mut().expect("connected");
+        if let Some(rate) = &client.rate {
+            // Waiting stops this connection reading its socket: the client is slowed by TCP,
+            // and nobody else is.
+            if let Ok(permit) = rate.ask().await {
+                permit.ignore();
+            }
+        }
         let protocol = client.protocol;
         // 5.0 topic aliases (§3.3.2.3.4).
         let topic: Arc<str> = match p.properties.u16(id::TOPIC_ALIAS) {
@@ -464,6 +479,17 @@ impl Connection {
                 // a re-sent PUBLISH is acknowledged and not routed again.
                 let client = self.client.as_mut().expect("connected");
                 let mut reason = Reason::Success;
+                let max = self.shared.config.max_inflight_in as usize;
+                if !client.awaiting_rel.contains(&id) && client.awaiting_rel.len() >= max {
+                    self.shared.stats.protocol_errors.inc();
+                    return self
+                        .close(
+                            Reason::ReceiveMaximumExceeded,
+                            "too many QoS 2 messages unreleased",
+                            ctx,
+                        )
+                        .await;
+                }
                 if client.awaiting_rel.insert(id) {
                     let msg = Message::from_publish(&p, &topic, &client.id);
                     let session = client.session.clone();

@@ -94,6 +94,13 @@ pub async fn accept(
 ) {
     // Peers still in their TLS handshake or WebSocket upgrade.
     let pending = Arc::new(AtomicUsize::new(0));
+    let rate = shared.config.max_connection_rate.map(|r| {
+        girder_regulate::Queue::builder()
+            .rate(r, r.ceil().max(1.0) as u32)
+            .max_queue_len(1000)
+            .max_queue_time(shared.config.connect_timeout())
+            .build()
+    });
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -104,6 +111,18 @@ pub async fn accept(
                 continue;
             }
         };
+        if let Some(rate) = &rate {
+            // Waiting here holds the accept loop back, so the kernel's backlog fills and
+            // connecting clients wait in it: the rate, not the broker, gives way.
+            match rate.ask().await {
+                Ok(permit) => permit.ignore(),
+                Err(e) => {
+                    shared.stats.connections_refused.inc();
+                    tracing::debug!(%peer, error = %e, "connection refused by the rate limit");
+                    continue;
+                }
+            }
+        }
         let _ = socket.set_nodelay(true);
         match &transport {
             Transport::Tcp => {

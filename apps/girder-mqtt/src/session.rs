@@ -30,6 +30,10 @@ use crate::message::Message;
 use crate::router::Route;
 use crate::store::{SavedDelivery, SavedSession, SavedSub};
 
+/// Messages that may wait in a session's mailbox: the bound on what a burst of publishes
+/// leaves with a session that has not yet sorted them into its queue.
+pub const MAILBOX: usize = 4096;
+
 /// A message on its way to one subscriber.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -326,6 +330,16 @@ impl Session {
         })
     }
 
+    /// The child spec a session runs under: registered under its name, with a bounded
+    /// mailbox of [`MAILBOX`] (a publisher's message for a session whose mailbox is full is
+    /// dropped and counted, never waited for).
+    pub fn spec(self) -> girder::ChildSpec {
+        let name = Session::name(&self.client_id);
+        girder::ChildSpec::server_once("session", self)
+            .named(name)
+            .capacity(MAILBOX)
+    }
+
     /// The name a session registers under.
     pub fn name(client_id: &str) -> String {
         format!("mqtt:session:{client_id}")
@@ -341,11 +355,7 @@ impl Session {
             if let Ok(s) = ServerRef::<Session>::lookup(&shared.node, &name) {
                 return Ok(SessionRef(s));
             }
-            let spec = girder::ChildSpec::server_once(
-                "session",
-                Session::new(client_id.into(), shared.clone()),
-            )
-            .named(name.clone());
+            let spec = Session::new(client_id.into(), shared.clone()).spec();
             match shared.sessions.start_child(spec).await {
                 Ok(pid) => {
                     if let Ok(s) = ServerRef::<Session>::from_pid(&shared.node, pid) {

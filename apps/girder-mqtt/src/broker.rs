@@ -152,8 +152,8 @@ pub struct Broker {
     tls_addr: Option<SocketAddr>,
     ws_addr: Option<SocketAddr>,
     root: SupervisorRef,
-    accept: Vec<tokio::task::JoinHandle<()>>,
-    autosave: Option<tokio::task::JoinHandle<()>>,
+    accept: Vec<girder::OwnedTask>,
+    autosave: Option<girder::OwnedTask>,
     _tasks: Vec<girder::OwnedTask>,
 }
 
@@ -266,7 +266,7 @@ impl Broker {
         let accept = listeners
             .into_iter()
             .map(|(l, t)| {
-                tokio::spawn(crate::listener::accept(
+                shared.node.spawn_owned(crate::listener::accept(
                     l,
                     t,
                     shared.clone(),
@@ -278,7 +278,7 @@ impl Broker {
         let autosave = (persistent && shared.config.autosave_secs > 0).then(|| {
             let shared = shared.clone();
             let every = std::time::Duration::from_secs(shared.config.autosave_secs);
-            tokio::spawn(async move {
+            shared.node.clone().spawn_owned(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.tick().await;
                 loop {
@@ -329,12 +329,8 @@ impl Broker {
     /// 0x8B, server shutting down), saves the sessions that outlive them and the retained
     /// messages, then stops the sessions.
     pub async fn stop(self) {
-        for a in &self.accept {
-            a.abort();
-        }
-        if let Some(a) = &self.autosave {
-            a.abort();
-        }
+        drop(self.accept);
+        drop(self.autosave);
         let _ = self.root.terminate_child("connections").await;
         self.shared.save().await;
         // Closed now, not when the last process holding `Shared` is gone: a broker started

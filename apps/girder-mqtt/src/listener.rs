@@ -141,9 +141,9 @@ pub async fn accept(
                 let (shared, connections, pending) =
                     (shared.clone(), connections.clone(), pending.clone());
                 let other = other.clone();
-                tokio::spawn(async move {
+                shared.node.clone().spawn_task(async move {
                     let limit = shared.config.connect_timeout();
-                    let upgraded = tokio::time::timeout(limit, upgrade(socket, &other)).await;
+                    let upgraded = tokio::time::timeout(limit, upgrade(&shared.node, socket, &other)).await;
                     pending.fetch_sub(1, Ordering::Relaxed);
                     match upgraded {
                         Ok(Ok((r, w))) => start(&shared, &connections, peer, r, w).await,
@@ -163,7 +163,11 @@ type Halves = (
     Box<dyn AsyncWrite + Send + Unpin>,
 );
 
-async fn upgrade(socket: TcpStream, transport: &Transport) -> std::io::Result<Halves> {
+async fn upgrade(
+    node: &girder::Node,
+    socket: TcpStream,
+    transport: &Transport,
+) -> std::io::Result<Halves> {
     match transport {
         Transport::Tcp => {
             let (r, w) = socket.into_split();
@@ -174,7 +178,7 @@ async fn upgrade(socket: TcpStream, transport: &Transport) -> std::io::Result<Ha
             let (r, w) = tokio::io::split(tls);
             Ok((Box::new(r), Box::new(w)))
         }
-        Transport::WebSocket => websocket(socket).await,
+        Transport::WebSocket => websocket(node, socket).await,
     }
 }
 
@@ -184,7 +188,7 @@ const WS_MAX: usize = 16 * 1024 * 1024;
 /// Upgrades to WebSocket with the `mqtt` subprotocol (§6: a client must offer it; MQTT 3.1
 /// clients offering `mqttv3.1` are taken too) and bridges its binary messages to a byte
 /// stream for the connection, through an in-memory pipe.
-async fn websocket(socket: TcpStream) -> std::io::Result<Halves> {
+async fn websocket(node: &girder::Node, socket: TcpStream) -> std::io::Result<Halves> {
     // tungstenite's callback type fixes the large error variant.
     #[allow(clippy::result_large_err)]
     let choose = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
@@ -224,7 +228,7 @@ async fn websocket(socket: TcpStream) -> std::io::Result<Halves> {
     let (mut sink, mut stream) = ws.split();
     // Client to connection: each binary message's bytes, in order (a packet may span
     // messages, and a message may hold several packets: §6 allows both).
-    tokio::spawn(async move {
+    node.spawn_task(async move {
         while let Some(Ok(m)) = stream.next().await {
             match m {
                 WsMessage::Binary(b) => {
@@ -240,7 +244,7 @@ async fn websocket(socket: TcpStream) -> std::io::Result<Halves> {
         let _ = to_conn.shutdown().await;
     });
     // Connection to client: what it writes, as binary messages.
-    tokio::spawn(async move {
+    node.spawn_task(async move {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match from_conn.read(&mut buf).await {

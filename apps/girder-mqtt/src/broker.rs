@@ -64,6 +64,9 @@ pub struct Shared {
     pub alarms: Option<AlarmManager>,
     /// From a PUBLISH read to its copy written to a subscriber.
     pub latency: metrics::Histogram,
+    /// Admission: connections between accept and CONNACK at once (`max_connecting`), a
+    /// regulated queue the node's load can tighten ([`Broker::admission`]).
+    pub admission: girder_regulate::Queue,
 }
 
 impl Shared {
@@ -181,6 +184,7 @@ impl Broker {
             None => None,
         };
         let allow_anonymous = config.allow_anonymous.unwrap_or(passwords.is_none());
+        let config_max_connecting = config.max_connecting;
         let store = match &config.data_dir {
             Some(dir) => Some(Store::open(dir)?),
             None => None,
@@ -249,6 +253,9 @@ impl Broker {
             store: parking_lot::Mutex::new(store),
             alarms,
             latency: metrics::histogram!("mqtt_delivery_latency_seconds"),
+            admission: girder_regulate::Queue::builder()
+                .count(config_max_connecting)
+                .build(),
         });
         let mut tasks = vec![crate::ops::metrics(&shared)];
         if let Some(a) = &shared.alarms {
@@ -313,6 +320,13 @@ impl Broker {
     /// The address the WebSocket listener is bound to, if there is one.
     pub fn ws_addr(&self) -> Option<SocketAddr> {
         self.ws_addr
+    }
+
+    /// The admission queue: connections between accept and CONNACK. Put it under the node's
+    /// load with [`girder_ops::Ops::govern`], and connects slow down while the node is
+    /// overloaded, while the clients already connected keep their service.
+    pub fn admission(&self) -> &girder_regulate::Queue {
+        &self.shared.admission
     }
 
     /// The broker's counters.

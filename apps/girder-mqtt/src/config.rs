@@ -54,6 +54,12 @@ pub struct Config {
     /// limit). Past it the listener accepts more slowly: connecting clients wait in the
     /// kernel's backlog, and those refused by a full backlog retry as TCP does.
     pub max_connection_rate: Option<f64>,
+    /// Connections between accept and CONNACK at once (TLS handshakes and WebSocket upgrades
+    /// included). Past it the listener waits for one to finish; with the ops endpoint, the
+    /// limit is tightened while the node's scheduling lag is high (alarm
+    /// `overload:mqtt_admission`), so connects slow down and connected clients keep their
+    /// service.
+    pub max_connecting: usize,
     /// PUBLISH packets one client may send per second, in bursts of up to a second's worth
     /// (`None`: no limit). Past it the broker stops reading that client's socket until the
     /// rate allows (TCP's back pressure slows the client); nothing is dropped.
@@ -98,6 +104,7 @@ impl Default for Config {
             max_packet_size: 1024 * 1024,
             max_connections: 100_000,
             max_connection_rate: None,
+            max_connecting: 1000,
             max_publish_rate: None,
             max_inflight_in: 100,
             max_inflight: 20,

@@ -119,6 +119,8 @@ pub struct Connection {
     out: BytesMut,
     client: Option<Client>,
     last_packet: Instant,
+    /// The admission permit, held from accept to CONNACK.
+    admitted: Option<girder_regulate::Permit>,
 }
 
 impl Connection {
@@ -132,7 +134,14 @@ impl Connection {
             out: BytesMut::with_capacity(4096),
             client: None,
             last_packet: Instant::now(),
+            admitted: None,
         }
+    }
+
+    /// Holds the broker's admission permit until CONNECT is answered.
+    pub fn admitted(mut self, permit: girder_regulate::Permit) -> Self {
+        self.admitted = Some(permit);
+        self
     }
 
     fn protocol(&self) -> Protocol {
@@ -350,6 +359,10 @@ impl Connection {
             &Properties::from(props),
         );
         self.shared.stats.connections.inc();
+        if let Some(p) = self.admitted.take() {
+            // Its latency teaches an adaptive admission regulator what a connect costs.
+            p.success();
+        }
         if let Some(alarms) = &self.shared.alarms {
             let text = format!(
                 "{client_id} from {} ({protocol:?}, user {:?}, clean start {}, keep alive {keep_alive} s)",

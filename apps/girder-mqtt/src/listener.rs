@@ -123,11 +123,29 @@ pub async fn accept(
                 }
             }
         }
+        // Admission: a permit for each connection between accept and CONNACK, so a flood of
+        // connects (or a node falling behind: the governor tightens it) waits here.
+        let admitted = match shared.admission.ask().await {
+            Ok(permit) => permit,
+            Err(e) => {
+                shared.stats.connections_refused.inc();
+                tracing::debug!(%peer, error = %e, "connection refused by admission");
+                continue;
+            }
+        };
         let _ = socket.set_nodelay(true);
         match &transport {
             Transport::Tcp => {
                 let (r, w) = socket.into_split();
-                start(&shared, &connections, peer, Box::new(r), Box::new(w)).await;
+                start(
+                    &shared,
+                    &connections,
+                    peer,
+                    admitted,
+                    Box::new(r),
+                    Box::new(w),
+                )
+                .await;
             }
             other => {
                 let busy =
@@ -146,7 +164,7 @@ pub async fn accept(
                     let upgraded = tokio::time::timeout(limit, upgrade(&shared.node, socket, &other)).await;
                     pending.fetch_sub(1, Ordering::Relaxed);
                     match upgraded {
-                        Ok(Ok((r, w))) => start(&shared, &connections, peer, r, w).await,
+                        Ok(Ok((r, w))) => start(&shared, &connections, peer, admitted, r, w).await,
                         Ok(Err(e)) => {
                             tracing::info!(%peer, transport = ?other, error = %e, "handshake failed")
                         }
@@ -267,10 +285,11 @@ async fn start(
     shared: &Arc<Shared>,
     connections: &SupervisorRef,
     peer: SocketAddr,
+    admitted: girder_regulate::Permit,
     r: Box<dyn AsyncRead + Send + Unpin>,
     w: Box<dyn AsyncWrite + Send + Unpin>,
 ) {
-    let conn = Connection::new(shared.clone(), peer, r, w);
+    let conn = Connection::new(shared.clone(), peer, r, w).admitted(admitted);
     // Bounded, so a session sending faster than the client reads is told `Full`.
     let spec = ChildSpec::server_once("connection", conn)
         .capacity(1024)

@@ -150,6 +150,15 @@ fn main() {
                 return 1;
             }
         };
+        // Connects slow down while the node falls behind (scheduling lag past 100 ms).
+        let _governor = ops.as_ref().map(|o| {
+            o.govern(
+                &node,
+                "mqtt_admission",
+                broker.admission(),
+                std::time::Duration::from_millis(100),
+            )
+        });
         // The tests and scripts read this line to learn the port.
         println!("girder-mqtt listening on {}", broker.local_addr());
         shutdown_signal().await;

@@ -277,3 +277,41 @@ async fn a_subscriber_that_never_reads_harms_nobody_and_holds_bounded_memory() {
     drop(silent);
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_wait_for_admission_and_a_silent_socket_cannot_hold_it_for_long() {
+    if !have_clients() {
+        return;
+    }
+    let b = Broker::start(
+        &girder::Node::new("admission"),
+        Config {
+            max_connecting: 1,
+            connect_timeout_secs: 1,
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    // A socket that never sends CONNECT holds the one admission permit...
+    let _silent = tokio::net::TcpStream::connect(b.local_addr())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(b.admission().stats().in_use, 1);
+    // ... so the next client waits, until the connect timeout frees it.
+    let port = b.local_addr().port().to_string();
+    let started = Instant::now();
+    let out = tokio::process::Command::new("mosquitto_pub")
+        .args(["-p", &port, "-t", "a", "-m", "b"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(10),
+        "waited for the silent socket's timeout: {took:?}"
+    );
+    b.stop().await;
+}

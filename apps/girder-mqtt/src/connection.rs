@@ -207,27 +207,27 @@ impl Connection {
         } else {
             c.client_id.into()
         };
-        // Credentials.
-        if let Some(passwords) = &self.shared.passwords {
-            let ok = match c.username {
-                Some(user) => passwords.check(user, c.password.unwrap_or_default()),
-                None => self.shared.allow_anonymous,
-            };
-            if !ok {
-                return self
-                    .refused(
-                        Reason::BadUserNameOrPassword,
-                        "bad user name or password",
-                        refuse,
-                        ctx,
-                    )
-                    .await;
-            }
-        } else if c.username.is_none() && !self.shared.allow_anonymous {
+        // Credentials. No user name at all is not a bad one: anonymous clients are refused as
+        // not authorized (3.1.1 return code 5), with a password file or without, as Mosquitto.
+        let bad_password = match (c.username, &self.shared.passwords) {
+            (Some(user), Some(passwords)) => !passwords.check(user, c.password.unwrap_or_default()),
+            _ => false,
+        };
+        if c.username.is_none() && !self.shared.allow_anonymous {
             return self
                 .refused(
                     Reason::NotAuthorized,
                     "anonymous clients are not allowed",
+                    refuse,
+                    ctx,
+                )
+                .await;
+        }
+        if bad_password {
+            return self
+                .refused(
+                    Reason::BadUserNameOrPassword,
+                    "bad user name or password",
                     refuse,
                     ctx,
                 )
@@ -654,12 +654,19 @@ impl Connection {
             }
             Packet::PingReq => ack::pingresp(&mut self.out),
             Packet::Disconnect { reason, properties } => {
-                let detach = session::Cast::Detach {
-                    conn: ctx.pid(),
-                    will: reason == Reason::DisconnectWithWill as u8,
-                    expiry: properties.u32(id::SESSION_EXPIRY),
-                };
-                let _ = client.session.server().cast_wait(detach).await;
+                let (conn, will) = (ctx.pid(), reason == Reason::DisconnectWithWill as u8);
+                let expiry = properties.u32(id::SESSION_EXPIRY);
+                // Waited for: a cast could be overtaken by the `Down` of this end.
+                let _ = client
+                    .session
+                    .server()
+                    .call(|reply| session::Call::Detach {
+                        conn,
+                        will,
+                        expiry,
+                        reply,
+                    })
+                    .await;
                 self.flush(ctx, true).await;
                 return Flow::Stop(ExitReason::Normal);
             }

@@ -569,7 +569,13 @@ impl Connection {
                 );
             }
             Packet::Subscribe(s) => {
-                let sub_id = s.properties.u32(id::SUBSCRIPTION_ID);
+                // A variable byte integer, 1 to 268,435,455 (§3.8.2.1.2).
+                let sub_id = s.properties.varint(id::SUBSCRIPTION_ID);
+                if sub_id == Some(0) {
+                    return self
+                        .close(Reason::ProtocolError, "subscription identifier 0", ctx)
+                        .await;
+                }
                 let mut codes = Vec::with_capacity(s.subscriptions.len());
                 let mut wanted = Vec::new();
                 for f in &s.subscriptions {

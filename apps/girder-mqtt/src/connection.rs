@@ -288,39 +288,47 @@ impl Connection {
                     .await;
             }
         }
-        let session = match Session::find_or_start(&self.shared, &client_id).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(client = %client_id, error = %e, "no session");
-                return self
-                    .refused(Reason::ServerUnavailable, "no session", refuse, ctx)
-                    .await;
-            }
-        };
-        let attach = Attach {
-            conn: ctx.me(),
-            clean_start: c.clean_start,
-            protocol,
-            window,
-            expiry,
-            will,
-        };
-        let attached = match session
-            .server()
-            .call(|r| session::Call::Attach(Box::new(attach), r))
-            .await
-        {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(client = %client_id, error = %e, "session did not attach");
-                return self
-                    .refused(
-                        Reason::ServerUnavailable,
-                        "session did not attach",
-                        refuse,
-                        ctx,
-                    )
-                    .await;
+        // The session found may be on its way out (its connection just ended and it ends
+        // with it): the call then fails with `Exited`, its name is free by then, and the next
+        // try starts a new one.
+        let mut tries = 0;
+        let (session, attached) = loop {
+            tries += 1;
+            let session = match Session::find_or_start(&self.shared, &client_id).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(client = %client_id, error = %e, "no session");
+                    return self
+                        .refused(Reason::ServerUnavailable, "no session", refuse, ctx)
+                        .await;
+                }
+            };
+            let attach = Attach {
+                conn: ctx.me(),
+                clean_start: c.clean_start,
+                protocol,
+                window,
+                expiry,
+                will: will.clone(),
+            };
+            match session
+                .server()
+                .call(|r| session::Call::Attach(Box::new(attach), r))
+                .await
+            {
+                Ok(a) => break (session, a),
+                Err(girder::CallError::Exited(_)) if tries < 3 => {}
+                Err(e) => {
+                    tracing::warn!(client = %client_id, error = %e, "session did not attach");
+                    return self
+                        .refused(
+                            Reason::ServerUnavailable,
+                            "session did not attach",
+                            refuse,
+                            ctx,
+                        )
+                        .await;
+                }
             }
         };
         let mut props = Vec::new();

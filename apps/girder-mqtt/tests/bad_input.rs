@@ -2,7 +2,8 @@
 //! CONNECT, a second CONNECT, a packet over `max_packet_size`, a PUBLISH to a wildcard topic,
 //! an unsupported protocol level; a socket that never sends CONNECT; a client that stops
 //! sending. Each closes that connection alone (5.0: with a DISCONNECT saying why), while a
-//! rumqttc client on the same broker keeps receiving.
+//! rumqttc client on the same broker keeps receiving. And, with the same raw sockets, a client
+//! id that connects again the moment its connection ended.
 
 #[path = "common/harness.rs"]
 mod harness;
@@ -315,6 +316,41 @@ async fn a_client_that_stops_sending_is_closed_after_one_and_a_half_keep_alives(
             "closed after {waited:?} of silence, before 1.5 x its keep alive of 1 s"
         );
         by.still_receiving("a silent client").await;
+    }
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_coming_back_at_once_after_its_connection_ended_is_accepted() {
+    // The session of the connection that ended (clean: it ends with it) may still be on its
+    // way out when the same client id connects again; the new connection gets a session all
+    // the same (it was once refused "server unavailable").
+    let b = harness::start().await;
+    let mut s = connected(&b, V311, "again", 30).await;
+    for i in 0..300 {
+        let level = if i % 2 == 0 { V311 } else { V5 };
+        // The next socket is open before this one ends, and its CONNECT follows the end at
+        // once.
+        let mut next = open(&b).await;
+        match i % 3 {
+            0 => s.write_all(&[0xE0, 0x00]).await.unwrap(), // DISCONNECT
+            1 => s.write_all(&[0xF0]).await.unwrap(),       // a protocol error
+            _ => {}                                         // just gone
+        }
+        drop(s);
+        next.write_all(&connect(level, "again", 30)).await.unwrap();
+        let mut connack = [0u8; 4];
+        tokio::time::timeout(WAIT, next.read_exact(&mut connack))
+            .await
+            .expect("a CONNACK in time")
+            .expect("a CONNACK");
+        assert_eq!(connack[..2], [0x20, connack[1]]);
+        assert_eq!(connack[3], 0, "round {i}: refused ({connack:02x?})");
+        if level == V5 {
+            let mut rest = vec![0u8; connack[1] as usize - 2];
+            next.read_exact(&mut rest).await.unwrap();
+        }
+        s = next;
     }
     b.stop().await;
 }

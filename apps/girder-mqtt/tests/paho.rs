@@ -1,7 +1,8 @@
 //! MQTT 5.0 features driven end to end by Eclipse paho-mqtt (Python, 2.x): user properties,
 //! request/response, message expiry, subscription identifiers, no local, retain as
 //! published, retain handling, topic aliases, session expiry, receive maximum, server keep
-//! alive, QoS 2 exactly once across reconnects, and PUBACK's "no matching subscribers".
+//! alive, QoS 1 redelivery and QoS 2 exactly once across reconnects, the client's maximum
+//! packet size, and PUBACK's "no matching subscribers".
 //!
 //! Each test starts a broker and runs one scenario of `tests/paho/scenarios.py` against it;
 //! the script says what failed. Skipped, saying so, only where python3 or paho-mqtt is
@@ -130,6 +131,16 @@ async fn qos_2_from_a_publisher_that_reconnects_before_pubrec_is_delivered_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qos_2_to_a_subscriber_that_reconnects_before_pubcomp_is_delivered_once() {
     scenario("qos2_subscriber_reconnects_before_pubcomp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_qos_1_message_comes_again_with_dup_after_a_reconnect() {
+    scenario("qos1_redelivered_after_reconnect").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_clients_maximum_packet_size_is_not_sent_to_it() {
+    scenario("maximum_packet_size").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -439,6 +439,44 @@ def qos2_subscriber_reconnects_before_pubcomp():
     assert sub.messages.empty()
 
 
+def qos1_redelivered_after_reconnect():
+    """A QoS 1 message the subscriber had not acknowledged when its connection dropped comes
+    again on its session, flagged DUP, before what was queued meanwhile."""
+    sub = Client("q1r-sub", manual_ack=True)
+    sub.connect(SessionExpiryInterval=60)
+    sub.subscribe("q1/r")
+    pub = Client("q1r-pub")
+    pub.connect()
+    pub.publish("q1/r", b"unacked")
+    first = sub.message()
+    assert (first.payload, first.dup) == (b"unacked", False)
+    sub.c.loop_stop()  # no PUBACK, and the connection goes without a DISCONNECT
+    sub.c.socket().close()
+    pub.publish("q1/r", b"queued")
+    sub.c.reconnect()
+    sub.c.loop_start()
+    again = sub.message("the unacknowledged message again")
+    assert (again.payload, again.dup) == (b"unacked", True), (again.payload, again.dup)
+    sub.c.ack(again.mid, 1)
+    queued = sub.message("the message queued meanwhile")
+    assert queued.payload == b"queued", queued.payload
+    sub.c.ack(queued.mid, 1)
+
+
+def maximum_packet_size():
+    """A message larger than the maximum packet size the client asked for is not sent to it
+    (5.0 §3.1.2.11.4); smaller ones are."""
+    small = Client("mps-small")
+    small.connect(MaximumPacketSize=128)
+    small.subscribe("mps/t")
+    pub = Client("mps-pub")
+    pub.connect()
+    pub.publish("mps/t", b"x" * 500)
+    pub.publish("mps/t", b"fits")
+    m = small.message()
+    assert m.payload == b"fits", f"got {len(m.payload)} bytes, over its maximum packet size"
+
+
 def puback_no_matching_subscribers():
     pub = Client("nm-pub")
     pub.connect()

@@ -2,7 +2,8 @@
 //! request/response, message expiry, subscription identifiers, no local, retain as
 //! published, retain handling, topic aliases, session expiry, receive maximum, server keep
 //! alive, QoS 1 redelivery and QoS 2 exactly once across reconnects, the client's maximum
-//! packet size, and PUBACK's "no matching subscribers".
+//! packet size, PUBACK's "no matching subscribers"; and UNSUBSCRIBE, will delay and shared
+//! subscriptions.
 //!
 //! Each test starts a broker and runs one scenario of `tests/paho/scenarios.py` against it;
 //! the script says what failed. Skipped, saying so, only where python3 or paho-mqtt is
@@ -141,6 +142,21 @@ async fn an_unacknowledged_qos_1_message_comes_again_with_dup_after_a_reconnect(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_over_the_clients_maximum_packet_size_is_not_sent_to_it() {
     scenario("maximum_packet_size").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_says_which_subscriptions_existed_and_ends_delivery() {
+    scenario("unsubscribe").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_will_with_a_delay_waits_for_it_and_a_client_back_in_time_cancels_it() {
+    scenario("will_delay").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_of_a_shared_subscription_take_turns() {
+    scenario("shared_subscription").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

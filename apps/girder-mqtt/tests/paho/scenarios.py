@@ -477,6 +477,77 @@ def maximum_packet_size():
     assert m.payload == b"fits", f"got {len(m.payload)} bytes, over its maximum packet size"
 
 
+def unsubscribe():
+    """UNSUBACK says per filter whether there was a subscription (0x11 if not), and what
+    was unsubscribed is no longer delivered."""
+    c = Client("uns")
+    c.connect()
+    c.subscribe("uns/a")
+    c.subscribe("uns/b")
+    acks = queue.Queue()
+    c.c.on_unsubscribe = lambda cl, u, mid, rcs, p: acks.put((mid, rcs))
+    _, mid = c.c.unsubscribe(["uns/a", "uns/none"])
+    got_mid, codes = get(acks, "UNSUBACK")
+    assert got_mid == mid and [r.value for r in codes] == [0x00, 0x11], codes
+    pub = Client("uns-pub")
+    pub.connect()
+    pub.publish("uns/a", b"gone")
+    pub.publish("uns/b", b"kept")
+    assert c.message().payload == b"kept"
+
+
+def will_delay():
+    """A will with a delay waits for it: a client back within the delay cancels it; one not
+    back has it published when the delay has passed."""
+    watcher = Client("wd-watch")
+    watcher.connect()
+    watcher.subscribe("wd/#")
+    for client_id, comes_back in (("wd-back", True), ("wd-gone", False)):
+        c = Client(client_id)
+        c.c.will_set(f"wd/{client_id}", b"gone", qos=1,
+                     properties=props(PacketTypes.WILLMESSAGE, WillDelayInterval=2))
+        c.connect(SessionExpiryInterval=60)
+        c.c.loop_stop()
+        c.c.socket().close()  # no DISCONNECT: the will is due, after its delay
+        started = time.monotonic()
+        if comes_back:
+            c.c.will_clear()
+            c.c.reconnect()
+            c.c.loop_start()
+            get(c.connacks, "the reconnection")
+            nothing(watcher.messages, "the will of a client that came back in time", 3.0)
+        else:
+            m = watcher.message("the will, after its delay")
+            waited = time.monotonic() - started
+            assert m.topic == "wd/wd-gone" and m.payload == b"gone", m.topic
+            assert waited >= 1.5, f"the will came after {waited:.1f} s, before its 2 s delay"
+
+
+def shared_subscription():
+    """Members of a shared subscription group take turns: each message goes to one of them."""
+    members = []
+    for n in range(2):
+        c = Client(f"sh-{n}")
+        c.connect()
+        c.subscribe("$share/g/sh/t")
+        members.append(c)
+    pub = Client("sh-pub")
+    pub.connect()
+    for n in range(10):
+        pub.publish("sh/t", str(n).encode())
+    pub.publish("sh/end", b"end")  # nobody: after it, everything is delivered
+    got = []
+    deadline = time.monotonic() + WAIT
+    while len(got) < 10 and time.monotonic() < deadline:
+        for c in members:
+            try:
+                got.append((c.id, int(c.messages.get(timeout=0.05).payload)))
+            except queue.Empty:
+                pass
+    assert sorted(n for _, n in got) == list(range(10)), got
+    assert {who for who, _ in got} == {"sh-0", "sh-1"}, f"one member got everything: {got}"
+
+
 def puback_no_matching_subscribers():
     pub = Client("nm-pub")
     pub.connect()

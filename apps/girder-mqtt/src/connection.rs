@@ -106,6 +106,8 @@ struct Client {
     aliases: HashMap<u16, Arc<str>>,
     /// The client's maximum packet size (5.0): larger messages are not sent to it.
     max_out: usize,
+    /// Its publish rate limit, if the broker has one.
+    rate: Option<girder_regulate::Queue>,
 }
 
 /// The connection process's state.
@@ -117,6 +119,8 @@ pub struct Connection {
     out: BytesMut,
     client: Option<Client>,
     last_packet: Instant,
+    /// The admission permit, held from accept to CONNACK.
+    admitted: Option<girder_regulate::Permit>,
 }
 
 impl Connection {
@@ -130,7 +134,14 @@ impl Connection {
             out: BytesMut::with_capacity(4096),
             client: None,
             last_packet: Instant::now(),
+            admitted: None,
         }
+    }
+
+    /// Holds the broker's admission permit until CONNECT is answered.
+    pub fn admitted(mut self, permit: girder_regulate::Permit) -> Self {
+        self.admitted = Some(permit);
+        self
     }
 
     fn protocol(&self) -> Protocol {
@@ -340,6 +351,7 @@ impl Connection {
                 props.push((id::SERVER_KEEP_ALIVE, Value::U16(k)));
             }
             props.push((id::TOPIC_ALIAS_MAXIMUM, Value::U16(TOPIC_ALIAS_MAX)));
+            props.push((id::RECEIVE_MAXIMUM, Value::U16(cfg.max_inflight_in)));
             if cfg.max_packet_size < u32::MAX as usize {
                 props.push((
                     id::MAXIMUM_PACKET_SIZE,
@@ -355,6 +367,17 @@ impl Connection {
             &Properties::from(props),
         );
         self.shared.stats.connections.inc();
+        if let Some(p) = self.admitted.take() {
+            // Its latency teaches an adaptive admission regulator what a connect costs.
+            p.success();
+        }
+        if let Some(alarms) = &self.shared.alarms {
+            let text = format!(
+                "{client_id} from {} ({protocol:?}, user {:?}, clean start {}, keep alive {keep_alive} s)",
+                self.peer, c.username, c.clean_start
+            );
+            crate::ops::notice(alarms, "client_connected", text);
+        }
         self.client = Some(Client {
             protocol,
             username: c.username.map(Into::into),
@@ -364,6 +387,11 @@ impl Connection {
             awaiting_rel: attached.awaiting_rel.into_iter().collect(),
             aliases: HashMap::new(),
             max_out,
+            rate: cfg.max_publish_rate.map(|r| {
+                girder_regulate::Queue::builder()
+                    .rate(r, r.ceil().max(1.0) as u32)
+                    .build()
+            }),
         });
         if keep_alive > 0 {
             ctx.info_after(
@@ -401,6 +429,13 @@ impl Connection {
 
     async fn on_publish(&mut self, p: Publish<'_>, ctx: &ServerContext<Self>) -> Flow {
         let client = self.client.as_mut().expect("connected");
+        if let Some(rate) = &client.rate {
+            // Waiting stops this connection reading its socket: the client is slowed by TCP,
+            // and nobody else is.
+            if let Ok(permit) = rate.ask().await {
+                permit.ignore();
+            }
+        }
         let protocol = client.protocol;
         // 5.0 topic aliases (§3.3.2.3.4).
         let topic: Arc<str> = match p.properties.u16(id::TOPIC_ALIAS) {
@@ -465,6 +500,17 @@ impl Connection {
                 // a re-sent PUBLISH is acknowledged and not routed again.
                 let client = self.client.as_mut().expect("connected");
                 let mut reason = Reason::Success;
+                let max = self.shared.config.max_inflight_in as usize;
+                if !client.awaiting_rel.contains(&id) && client.awaiting_rel.len() >= max {
+                    self.shared.stats.protocol_errors.inc();
+                    return self
+                        .close(
+                            Reason::ReceiveMaximumExceeded,
+                            "too many QoS 2 messages unreleased",
+                            ctx,
+                        )
+                        .await;
+                }
                 if client.awaiting_rel.insert(id) {
                     let msg = Message::from_publish(&p, &topic, &client.id);
                     let session = client.session.clone();
@@ -729,6 +775,9 @@ impl Connection {
         }
         if p.encode(&mut self.out, client.protocol).is_ok() {
             self.shared.stats.messages_out.inc();
+            self.shared
+                .latency
+                .record(d.msg.received.elapsed().as_secs_f64());
         }
         true
     }
@@ -824,9 +873,23 @@ impl Server for Connection {
         flow
     }
 
-    async fn terminate(&mut self, _: &ExitReason, _: &mut ServerContext<Self>) {
+    async fn terminate(&mut self, reason: &ExitReason, ctx: &mut ServerContext<Self>) {
         if self.client.is_some() {
+            if *reason == ExitReason::Shutdown {
+                let protocol = self.protocol();
+                let _ = ack::disconnect(
+                    &mut self.out,
+                    protocol,
+                    Reason::ServerShuttingDown,
+                    &Properties::default(),
+                );
+                self.flush(ctx, true).await;
+            }
             self.shared.stats.connections.dec();
+            if let (Some(alarms), Some(c)) = (&self.shared.alarms, &self.client) {
+                let text = format!("{} from {} ({reason})", c.id, self.peer);
+                crate::ops::notice(alarms, "client_disconnected", text);
+            }
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct Message {
     pub expires: Option<Instant>,
     /// The properties it carries on.
     pub properties: Vec<Forwarded>,
+    /// When the broker got it (for the delivery latency).
+    pub received: Instant,
 }
 
 impl Message {
@@ -72,6 +74,7 @@ impl Message {
             from: from.into(),
             expires: expiry(&p.properties),
             properties: forwarded(&p.properties),
+            received: Instant::now(),
         })
     }
 
@@ -85,6 +88,7 @@ impl Message {
             from: from.into(),
             expires: expiry(&w.properties),
             properties: forwarded(&w.properties),
+            received: Instant::now(),
         })
     }
 
@@ -98,6 +102,7 @@ impl Message {
             from: "".into(),
             expires: None,
             properties: Vec::new(),
+            received: Instant::now(),
         })
     }
 

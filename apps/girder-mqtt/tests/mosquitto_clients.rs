@@ -148,12 +148,13 @@ async fn wildcards_match_level_by_level_and_hash_does_not_match_dollar_topics() 
         let mut plus = sub(&b, v, &["-q", "1", "-t", "w/+/temp"]).await;
         let mut under = sub(&b, v, &["-q", "1", "-t", "w/#"]).await;
         let mut all = sub(&b, v, &["-q", "1", "-t", "#"]).await;
-        let mut sys = sub(&b, v, &["-q", "1", "-t", "$SYS/#"]).await;
+        let mut sys = sub(&b, v, &["-q", "1", "-t", "$SYS/broker/test"]).await;
         for topic in ["w/a/temp", "w/b/hum", "w/a/b/temp", "x/y", "$foo/bar"] {
             publish(&b, v, &["-q", "1", "-t", topic, "-m", topic]).await;
         }
-        // The broker's own $SYS message, then one everybody but $SYS/# matches: the last each
-        // sees, so whatever came before it was all they were sent.
+        // A $SYS message as the broker publishes its own (its retained $SYS/broker/... ones
+        // are there too), then one everybody else matches: the last each sees, so whatever
+        // came before it was all they were sent.
         let sys_msg = girder_mqtt::message::Message::broker("$SYS/broker/test", "sys", false);
         b.broker().shared().publish(&sys_msg);
         publish(&b, v, &["-q", "1", "-t", "w/end/temp", "-m", "end"]).await;
@@ -193,7 +194,7 @@ async fn a_retained_message_goes_to_later_subscribers_until_an_empty_one_clears_
         drop(s);
         // An empty retained message clears r/1 (and is itself not kept).
         publish(&b, v, &["-q", "1", "-r", "-t", "r/1", "-n"]).await;
-        assert_eq!(b.broker().shared().router.retained_count(), 1, "{v}");
+        assert_eq!(b.broker().shared().router.retained("r/#").len(), 1, "{v}");
         let mut s = sub(&b, v, &["-q", "1", "-t", "r/#"]).await;
         // r/2 alone, then a live message: r/1 was not sent.
         assert_eq!(next(&mut s).await, m("r/2", 1, true, "also"), "{v}");

@@ -53,7 +53,7 @@ pub fn config(dir: &Path) -> Config {
     Config {
         listen: ([127, 0, 0, 1], 0).into(),
         http: None,
-        data_dir: dir.join("data"),
+        data_dir: Some(dir.join("data")),
         allow_anonymous: Some(true),
         ..Config::default()
     }

@@ -333,6 +333,12 @@ def session_expiry():
     assert c.message().payload == b"new"
     # A DISCONNECT may shorten the interval (to 0: the session ends with the connection).
     c.disconnect(SessionExpiryInterval=0)
+    # Its subscription goes with it. (Waited for: a CONNECT on a new socket can reach the
+    # broker before the DISCONNECT sent on the old one, and would take the session over.)
+    deadline = time.monotonic() + WAIT
+    while pub.publish("se/t", b"probe").value != 0x10:
+        assert time.monotonic() < deadline, "the session outlived DISCONNECT's expiry 0"
+        time.sleep(0.05)
     flags, _, _ = c.connect(clean_start=False, SessionExpiryInterval=60)
     assert not flags.session_present, "DISCONNECT's session expiry 0 did not end the session"
 

@@ -218,27 +218,27 @@ impl Connection {
         } else {
             c.client_id.into()
         };
-        // Credentials.
-        if let Some(passwords) = &self.shared.passwords {
-            let ok = match c.username {
-                Some(user) => passwords.check(user, c.password.unwrap_or_default()),
-                None => self.shared.allow_anonymous,
-            };
-            if !ok {
-                return self
-                    .refused(
-                        Reason::BadUserNameOrPassword,
-                        "bad user name or password",
-                        refuse,
-                        ctx,
-                    )
-                    .await;
-            }
-        } else if c.username.is_none() && !self.shared.allow_anonymous {
+        // Credentials. No user name at all is not a bad one: anonymous clients are refused as
+        // not authorized (3.1.1 return code 5), with a password file or without, as Mosquitto.
+        let bad_password = match (c.username, &self.shared.passwords) {
+            (Some(user), Some(passwords)) => !passwords.check(user, c.password.unwrap_or_default()),
+            _ => false,
+        };
+        if c.username.is_none() && !self.shared.allow_anonymous {
             return self
                 .refused(
                     Reason::NotAuthorized,
                     "anonymous clients are not allowed",
+                    refuse,
+                    ctx,
+                )
+                .await;
+        }
+        if bad_password {
+            return self
+                .refused(
+                    Reason::BadUserNameOrPassword,
+                    "bad user name or password",
                     refuse,
                     ctx,
                 )
@@ -299,39 +299,47 @@ impl Connection {
                     .await;
             }
         }
-        let session = match Session::find_or_start(&self.shared, &client_id).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(client = %client_id, error = %e, "no session");
-                return self
-                    .refused(Reason::ServerUnavailable, "no session", refuse, ctx)
-                    .await;
-            }
-        };
-        let attach = Attach {
-            conn: ctx.me(),
-            clean_start: c.clean_start,
-            protocol,
-            window,
-            expiry,
-            will,
-        };
-        let attached = match session
-            .server()
-            .call(|r| session::Call::Attach(Box::new(attach), r))
-            .await
-        {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(client = %client_id, error = %e, "session did not attach");
-                return self
-                    .refused(
-                        Reason::ServerUnavailable,
-                        "session did not attach",
-                        refuse,
-                        ctx,
-                    )
-                    .await;
+        // The session found may be on its way out (its connection just ended and it ends
+        // with it): the call then fails with `Exited`, its name is free by then, and the next
+        // try starts a new one.
+        let mut tries = 0;
+        let (session, attached) = loop {
+            tries += 1;
+            let session = match Session::find_or_start(&self.shared, &client_id).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(client = %client_id, error = %e, "no session");
+                    return self
+                        .refused(Reason::ServerUnavailable, "no session", refuse, ctx)
+                        .await;
+                }
+            };
+            let attach = Attach {
+                conn: ctx.me(),
+                clean_start: c.clean_start,
+                protocol,
+                window,
+                expiry,
+                will: will.clone(),
+            };
+            match session
+                .server()
+                .call(|r| session::Call::Attach(Box::new(attach), r))
+                .await
+            {
+                Ok(a) => break (session, a),
+                Err(girder::CallError::Exited(_)) if tries < 3 => {}
+                Err(e) => {
+                    tracing::warn!(client = %client_id, error = %e, "session did not attach");
+                    return self
+                        .refused(
+                            Reason::ServerUnavailable,
+                            "session did not attach",
+                            refuse,
+                            ctx,
+                        )
+                        .await;
+                }
             }
         };
         let mut props = Vec::new();
@@ -615,7 +623,13 @@ impl Connection {
                 );
             }
             Packet::Subscribe(s) => {
-                let sub_id = s.properties.u32(id::SUBSCRIPTION_ID);
+                // A variable byte integer, 1 to 268,435,455 (§3.8.2.1.2).
+                let sub_id = s.properties.varint(id::SUBSCRIPTION_ID);
+                if sub_id == Some(0) {
+                    return self
+                        .close(Reason::ProtocolError, "subscription identifier 0", ctx)
+                        .await;
+                }
                 let mut codes = Vec::with_capacity(s.subscriptions.len());
                 let mut wanted = Vec::new();
                 for f in &s.subscriptions {
@@ -700,12 +714,19 @@ impl Connection {
             }
             Packet::PingReq => ack::pingresp(&mut self.out),
             Packet::Disconnect { reason, properties } => {
-                let detach = session::Cast::Detach {
-                    conn: ctx.pid(),
-                    will: reason == Reason::DisconnectWithWill as u8,
-                    expiry: properties.u32(id::SESSION_EXPIRY),
-                };
-                let _ = client.session.server().cast_wait(detach).await;
+                let (conn, will) = (ctx.pid(), reason == Reason::DisconnectWithWill as u8);
+                let expiry = properties.u32(id::SESSION_EXPIRY);
+                // Waited for: a cast could be overtaken by the `Down` of this end.
+                let _ = client
+                    .session
+                    .server()
+                    .call(|reply| session::Call::Detach {
+                        conn,
+                        will,
+                        expiry,
+                        reply,
+                    })
+                    .await;
                 self.flush(ctx, true).await;
                 return Flow::Stop(ExitReason::Normal);
             }

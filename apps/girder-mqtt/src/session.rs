@@ -159,6 +159,20 @@ pub enum Call {
     Subscribe(Vec<SubRequest>, ReplyTo<Vec<bool>>),
     /// Unsubscribe; replies per filter whether it existed.
     Unsubscribe(Vec<String>, ReplyTo<Vec<bool>>),
+    /// The connection ends with a DISCONNECT: without the will unless `will`, with a new
+    /// expiry if given (5.0). A call, which the connection waits for before it ends: the
+    /// `Down` of its end may overtake a message it sent (signals go first, decision 001), and
+    /// would publish the will.
+    Detach {
+        /// The connection's process.
+        conn: girder::Pid,
+        /// Publish the will anyway (5.0 reason 0x04).
+        will: bool,
+        /// A new session expiry interval.
+        expiry: Option<u32>,
+        /// Answered once handled.
+        reply: ReplyTo<()>,
+    },
     /// Its state to save, if it outlives its connection.
     Save(ReplyTo<Option<SavedSession>>),
 }
@@ -177,16 +191,6 @@ pub enum Cast {
     Qos2Received(u16),
     /// The client released it (PUBREL).
     Qos2Released(u16),
-    /// The connection ends with a DISCONNECT: without the will unless `will`, with a new
-    /// expiry if given (5.0).
-    Detach {
-        /// The connection's process.
-        conn: girder::Pid,
-        /// Publish the will anyway (5.0 reason 0x04).
-        will: bool,
-        /// A new session expiry interval.
-        expiry: Option<u32>,
-    },
 }
 
 /// Timers.
@@ -657,6 +661,23 @@ impl Server for Session {
                     .collect();
                 reply.reply(existed);
             }
+            Call::Detach {
+                conn,
+                will,
+                expiry,
+                reply,
+            } => {
+                reply.reply(());
+                if self.conn.as_ref().is_some_and(|(c, _)| c.pid() == conn) {
+                    if let Some((_, mref)) = self.conn.take() {
+                        ctx.demonitor(mref);
+                    }
+                    if let Some(e) = expiry {
+                        self.expiry = e;
+                    }
+                    return self.detach(will, ctx);
+                }
+            }
             Call::Save(reply) => reply.reply(self.save()),
         }
         self.account();
@@ -682,17 +703,6 @@ impl Server for Session {
             }
             Cast::Qos2Released(id) => {
                 self.awaiting_rel.remove(&id);
-            }
-            Cast::Detach { conn, will, expiry } => {
-                if self.conn.as_ref().is_some_and(|(c, _)| c.pid() == conn) {
-                    if let Some((_, mref)) = self.conn.take() {
-                        ctx.demonitor(mref);
-                    }
-                    if let Some(e) = expiry {
-                        self.expiry = e;
-                    }
-                    return self.detach(will, ctx);
-                }
             }
         }
         self.account();

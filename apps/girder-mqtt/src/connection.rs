@@ -108,6 +108,8 @@ struct Client {
     max_out: usize,
     /// Its publish rate limit, if the broker has one.
     rate: Option<girder_regulate::Queue>,
+    /// The topic of its last PUBLISH, reused while it publishes to the same topic.
+    last_topic: Arc<str>,
 }
 
 /// The connection process's state.
@@ -387,6 +389,7 @@ impl Connection {
             awaiting_rel: attached.awaiting_rel.into_iter().collect(),
             aliases: HashMap::new(),
             max_out,
+            last_topic: "".into(),
             rate: cfg.max_publish_rate.map(|r| {
                 girder_regulate::Queue::builder()
                     .rate(r, r.ceil().max(1.0) as u32)
@@ -462,7 +465,11 @@ impl Connection {
                     .close(Reason::ProtocolError, "empty topic without an alias", ctx)
                     .await;
             }
-            None => p.topic.into(),
+            None if *client.last_topic == *p.topic => client.last_topic.clone(),
+            None => {
+                client.last_topic = p.topic.into();
+                client.last_topic.clone()
+            }
         };
         self.shared.stats.messages_in.inc();
         let client = self.client.as_ref().expect("connected");

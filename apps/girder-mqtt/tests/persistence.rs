@@ -4,21 +4,17 @@
 //! new broker starts on the same data directory; the client comes back and gets its message,
 //! and a new subscriber gets the retained one.
 
+#[path = "common/harness.rs"]
+mod harness;
+
+use harness::{found, run, WAIT};
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use girder_mqtt::broker::Broker;
 use girder_mqtt::config::Config;
 use girder_mqtt::store::{SavedSession, Snapshot, Store};
-
-fn have_clients() -> bool {
-    let ok = Command::new("mosquitto_sub").arg("--help").output().is_ok();
-    if !ok {
-        eprintln!("SKIPPED: mosquitto_sub is not installed (Debian's mosquitto-clients; .ci/run installs it)");
-    }
-    ok
-}
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("girder-mqtt-{name}-{}", std::process::id()));
@@ -38,20 +34,9 @@ async fn broker(dir: &Path) -> Broker {
         .expect("the broker starts")
 }
 
-/// Runs a Mosquitto client to its end (bounded by its own `-W` timeout and ours).
-async fn run(program: &str, args: &[&str]) -> String {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args).kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(20), cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("{program} {args:?} did not finish"))
-        .expect("the client runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_and_retained_messages_survive_a_restart() {
-    if !have_clients() {
+    if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
     let dir = temp_dir("restart");
@@ -67,7 +52,7 @@ async fn sessions_and_retained_messages_survive_a_restart() {
         if v == "mqttv5" {
             args.extend(["-x", "3600"]);
         }
-        run("mosquitto_sub", &args).await;
+        run("mosquitto_sub", &args, WAIT).await;
     }
     run(
         "mosquitto_pub",
@@ -81,11 +66,13 @@ async fn sessions_and_retained_messages_survive_a_restart() {
             "-m",
             "while you were away",
         ],
+        WAIT,
     )
     .await;
     run(
         "mosquitto_pub",
         &["-p", &port, "-q", "1", "-r", "-t", "r/x", "-m", "kept"],
+        WAIT,
     )
     .await;
     first.stop().await;
@@ -100,7 +87,7 @@ async fn sessions_and_retained_messages_survive_a_restart() {
         if v == "mqttv5" {
             args.extend(["-x", "3600"]);
         }
-        let got = run("mosquitto_sub", &args).await;
+        let got = run("mosquitto_sub", &args, WAIT).await.stdout;
         assert_eq!(
             got.trim(),
             "while you were away",
@@ -110,8 +97,10 @@ async fn sessions_and_retained_messages_survive_a_restart() {
     let got = run(
         "mosquitto_sub",
         &["-p", &port, "-t", "r/#", "-C", "1", "-W", "10", "-v"],
+        WAIT,
     )
-    .await;
+    .await
+    .stdout;
     assert_eq!(got.trim(), "r/x kept");
     second.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();

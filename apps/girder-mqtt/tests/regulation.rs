@@ -2,20 +2,16 @@
 //! not dropped; connections past the connection rate wait; a client holding too many QoS 2
 //! messages unreleased is disconnected with 0x93 after being told its Receive Maximum.
 
-use std::process::Command;
+#[path = "common/harness.rs"]
+mod harness;
+
+use harness::found;
+
 use std::time::{Duration, Instant};
 
 use girder_mqtt::broker::Broker;
 use girder_mqtt::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn have_clients() -> bool {
-    let ok = Command::new("mosquitto_sub").arg("--help").output().is_ok();
-    if !ok {
-        eprintln!("SKIPPED: mosquitto_sub is not installed (Debian's mosquitto-clients; .ci/run installs it)");
-    }
-    ok
-}
 
 fn config() -> Config {
     Config {
@@ -28,7 +24,7 @@ fn config() -> Config {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_over_its_publish_rate_is_slowed_and_loses_nothing() {
-    if !have_clients() {
+    if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
     let b = Broker::start(
@@ -81,7 +77,7 @@ async fn a_client_over_its_publish_rate_is_slowed_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_connection_rate_wait() {
-    if !have_clients() {
+    if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
     let b = Broker::start(
@@ -188,7 +184,7 @@ fn publish_qos0(topic: &str, payload: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_never_reads_harms_nobody_and_holds_bounded_memory() {
-    if !have_clients() {
+    if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
     let b = Broker::start(
@@ -280,7 +276,7 @@ async fn a_subscriber_that_never_reads_harms_nobody_and_holds_bounded_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connects_wait_for_admission_and_a_silent_socket_cannot_hold_it_for_long() {
-    if !have_clients() {
+    if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
     let b = Broker::start(

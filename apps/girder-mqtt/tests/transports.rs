@@ -2,6 +2,11 @@
 //! (a WebSocket client speaking raw MQTT bytes, as a browser library does), each bridged to
 //! clients on plain TCP: one broker, whatever the transport.
 
+#[path = "common/harness.rs"]
+mod harness;
+
+use harness::{found, run, WAIT};
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -11,24 +16,6 @@ use girder_mqtt::broker::Broker;
 use girder_mqtt::config::Config;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as Ws;
-
-fn have_clients() -> bool {
-    let ok = Command::new("mosquitto_sub").arg("--help").output().is_ok();
-    if !ok {
-        eprintln!("SKIPPED: mosquitto_sub is not installed (Debian's mosquitto-clients; .ci/run installs it)");
-    }
-    ok
-}
-
-async fn run(program: &str, args: &[&str]) -> String {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args).kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(20), cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("{program} {args:?} did not finish"))
-        .expect("the client runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A CA, and a certificate for `localhost` it signed with its key: (ca, cert, key) paths.
 fn certificates() -> [PathBuf; 3] {
@@ -65,7 +52,7 @@ fn certificates() -> [PathBuf; 3] {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_clients_and_tcp_clients_share_one_broker() {
-    if !have_clients() {
+    if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
     let [ca, cert, key] = certificates();
@@ -106,8 +93,10 @@ async fn tls_clients_and_tcp_clients_share_one_broker() {
                     "-q",
                     "1",
                 ],
+                WAIT,
             )
             .await
+            .stdout
         })
     };
     // Until the subscriber is in (it may still be in its handshake), publish on TCP.
@@ -122,6 +111,7 @@ async fn tls_clients_and_tcp_clients_share_one_broker() {
     run(
         "mosquitto_pub",
         &["-p", &tcp, "-t", "s/tcp", "-m", "plain", "-q", "1"],
+        WAIT,
     )
     .await;
     run(
@@ -140,6 +130,7 @@ async fn tls_clients_and_tcp_clients_share_one_broker() {
             "-q",
             "1",
         ],
+        WAIT,
     )
     .await;
     let got = sub.await.unwrap();
@@ -211,7 +202,7 @@ async fn ws_connect(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_clients_speak_mqtt_in_binary_frames() {
-    if !have_clients() {
+    if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
     let config = Config {
@@ -251,7 +242,7 @@ async fn websocket_clients_speak_mqtt_in_binary_frames() {
         "SUBACK, QoS 0 granted"
     );
     let tcp = b.local_addr().port().to_string();
-    run("mosquitto_pub", &["-p", &tcp, "-t", "t", "-m", "hi"]).await;
+    run("mosquitto_pub", &["-p", &tcp, "-t", "t", "-m", "hi"], WAIT).await;
     assert_eq!(
         next(&mut ws).await,
         [0x30, 5, 0, 1, b't', b'h', b'i'],

@@ -2,30 +2,17 @@
 //! notices on the node's alarm manager (where the log, webhooks and the dashboard listen), and
 //! the connection alarm.
 
+#[path = "common/harness.rs"]
+mod harness;
+
+use harness::{found, run, WAIT};
+
 use std::process::Command;
 use std::time::Duration;
 
 use girder_mqtt::broker::Broker;
 use girder_mqtt::config::Config;
 use girder_ops::{AlarmManager, Notice};
-
-fn have_clients() -> bool {
-    let ok = Command::new("mosquitto_sub").arg("--help").output().is_ok();
-    if !ok {
-        eprintln!("SKIPPED: mosquitto_sub is not installed (Debian's mosquitto-clients; .ci/run installs it)");
-    }
-    ok
-}
-
-async fn run(program: &str, args: &[&str]) -> String {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args).kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(20), cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("{program} {args:?} did not finish"))
-        .expect("the client runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn config(max_connections: usize) -> Config {
     Config {
@@ -40,7 +27,7 @@ fn config(max_connections: usize) -> Config {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sys_topics_count_what_happened() {
-    if !have_clients() {
+    if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
     let b = Broker::start(&girder::Node::new("sys"), config(100))
@@ -52,6 +39,7 @@ async fn sys_topics_count_what_happened() {
         run(
             "mosquitto_pub",
             &["-p", &port, "-t", "a/b", "-m", &m, "-q", "1"],
+            WAIT,
         )
         .await;
     }
@@ -71,8 +59,10 @@ async fn sys_topics_count_what_happened() {
                 "-W",
                 "10",
             ],
+            WAIT,
         )
-        .await;
+        .await
+        .stdout;
         n = got.trim().parse().expect("a count");
         if n >= 3 {
             break;
@@ -92,8 +82,10 @@ async fn sys_topics_count_what_happened() {
             "-W",
             "10",
         ],
+        WAIT,
     )
-    .await;
+    .await
+    .stdout;
     assert!(version.starts_with("girder-mqtt "), "{version}");
     let uptime = run(
         "mosquitto_sub",
@@ -107,15 +99,17 @@ async fn sys_topics_count_what_happened() {
             "-W",
             "10",
         ],
+        WAIT,
     )
-    .await;
+    .await
+    .stdout;
     assert!(uptime.trim().ends_with(" seconds"), "{uptime}");
     b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_are_announced_and_a_full_broker_raises_its_alarm() {
-    if !have_clients() {
+    if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
     let node = girder::Node::new("notices");
@@ -132,8 +126,10 @@ async fn clients_are_announced_and_a_full_broker_raises_its_alarm() {
             run(
                 "mosquitto_sub",
                 &["-p", &port, "-i", id, "-t", "x", "-W", "4"],
+                WAIT,
             )
             .await
+            .stdout
         })
     };
     let (h1, h2) = (hold("holder-1"), hold("holder-2"));

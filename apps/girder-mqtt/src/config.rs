@@ -17,10 +17,22 @@ use std::time::Duration;
 pub struct Config {
     /// The plain TCP listener.
     pub listen: SocketAddr,
+    /// The TLS listener, if any (needs `tls_cert` and `tls_key`).
+    pub tls_listen: Option<SocketAddr>,
+    /// The TLS certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The WebSocket listener, if any (for browsers: binary frames, subprotocol `mqtt`).
+    pub ws_listen: Option<SocketAddr>,
     /// The ops HTTP listener (metrics, dashboard, health), if any.
     pub http: Option<SocketAddr>,
-    /// Where persistent sessions and retained messages are kept.
-    pub data_dir: PathBuf,
+    /// Where persistent sessions and retained messages are kept (`None`: nowhere; they last
+    /// as long as the process).
+    pub data_dir: Option<PathBuf>,
+    /// Seconds between saves while running (0: only when the broker stops). A broker killed
+    /// outright loses what changed since the last save, as Mosquitto's `autosave_interval`.
+    pub autosave_secs: u64,
     /// Anonymous clients (no user name) may connect. Unset: allowed when no password file is
     /// configured, refused when one is.
     pub allow_anonymous: Option<bool>,
@@ -38,6 +50,24 @@ pub struct Config {
     /// Clients connected at once; past it a CONNECT is refused (server unavailable / 0x97
     /// quota exceeded).
     pub max_connections: usize,
+    /// New connections accepted per second, in bursts of up to a second's worth (`None`: no
+    /// limit). Past it the listener accepts more slowly: connecting clients wait in the
+    /// kernel's backlog, and those refused by a full backlog retry as TCP does.
+    pub max_connection_rate: Option<f64>,
+    /// Connections between accept and CONNACK at once (TLS handshakes and WebSocket upgrades
+    /// included). Past it the listener waits for one to finish; with the ops endpoint, the
+    /// limit is tightened while the node's scheduling lag is high (alarm
+    /// `overload:mqtt_admission`), so connects slow down and connected clients keep their
+    /// service.
+    pub max_connecting: usize,
+    /// PUBLISH packets one client may send per second, in bursts of up to a second's worth
+    /// (`None`: no limit). Past it the broker stops reading that client's socket until the
+    /// rate allows (TCP's back pressure slows the client); nothing is dropped.
+    pub max_publish_rate: Option<f64>,
+    /// QoS 2 messages one client may have unreleased (sent, PUBREL not yet received). A 5.0
+    /// client is told it as its Receive Maximum and disconnected with 0x93 past it; a 3.1.1
+    /// client past it is disconnected.
+    pub max_inflight_in: u16,
     /// QoS 1 and 2 messages on their way to one client, unacknowledged (a 5.0 client's
     /// receive maximum lowers it).
     pub max_inflight: u16,
@@ -52,25 +82,37 @@ pub struct Config {
     pub connect_timeout_secs: u64,
     /// Seconds a write to a client may stall before the client is taken to be gone.
     pub write_timeout_secs: u64,
+    /// Seconds between `$SYS/broker/...` updates (0: none), as Mosquitto's `sys_interval`.
+    pub sys_interval_secs: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: ([0, 0, 0, 0], 1883).into(),
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            ws_listen: None,
             http: Some(([127, 0, 0, 1], 8080).into()),
-            data_dir: PathBuf::from("./data"),
+            data_dir: Some(PathBuf::from("./data")),
+            autosave_secs: 60,
             allow_anonymous: None,
             password_file: None,
             acl_file: None,
             max_keepalive: 65_535,
             max_packet_size: 1024 * 1024,
             max_connections: 100_000,
+            max_connection_rate: None,
+            max_connecting: 1000,
+            max_publish_rate: None,
+            max_inflight_in: 100,
             max_inflight: 20,
             max_queued: 1000,
             queue_qos0: false,
             connect_timeout_secs: 10,
             write_timeout_secs: 30,
+            sys_interval_secs: 10,
         }
     }
 }

@@ -106,6 +106,10 @@ struct Client {
     aliases: HashMap<u16, Arc<str>>,
     /// The client's maximum packet size (5.0): larger messages are not sent to it.
     max_out: usize,
+    /// Its publish rate limit, if the broker has one.
+    rate: Option<girder_regulate::Queue>,
+    /// The topic of its last PUBLISH, reused while it publishes to the same topic.
+    last_topic: Arc<str>,
 }
 
 /// The connection process's state.
@@ -117,6 +121,8 @@ pub struct Connection {
     out: BytesMut,
     client: Option<Client>,
     last_packet: Instant,
+    /// The admission permit, held from accept to CONNACK.
+    admitted: Option<girder_regulate::Permit>,
 }
 
 impl Connection {
@@ -130,7 +136,14 @@ impl Connection {
             out: BytesMut::with_capacity(4096),
             client: None,
             last_packet: Instant::now(),
+            admitted: None,
         }
+    }
+
+    /// Holds the broker's admission permit until CONNECT is answered.
+    pub fn admitted(mut self, permit: girder_regulate::Permit) -> Self {
+        self.admitted = Some(permit);
+        self
     }
 
     fn protocol(&self) -> Protocol {
@@ -207,27 +220,27 @@ impl Connection {
         } else {
             c.client_id.into()
         };
-        // Credentials.
-        if let Some(passwords) = &self.shared.passwords {
-            let ok = match c.username {
-                Some(user) => passwords.check(user, c.password.unwrap_or_default()),
-                None => self.shared.allow_anonymous,
-            };
-            if !ok {
-                return self
-                    .refused(
-                        Reason::BadUserNameOrPassword,
-                        "bad user name or password",
-                        refuse,
-                        ctx,
-                    )
-                    .await;
-            }
-        } else if c.username.is_none() && !self.shared.allow_anonymous {
+        // Credentials. No user name at all is not a bad one: anonymous clients are refused as
+        // not authorized (3.1.1 return code 5), with a password file or without, as Mosquitto.
+        let bad_password = match (c.username, &self.shared.passwords) {
+            (Some(user), Some(passwords)) => !passwords.check(user, c.password.unwrap_or_default()),
+            _ => false,
+        };
+        if c.username.is_none() && !self.shared.allow_anonymous {
             return self
                 .refused(
                     Reason::NotAuthorized,
                     "anonymous clients are not allowed",
+                    refuse,
+                    ctx,
+                )
+                .await;
+        }
+        if bad_password {
+            return self
+                .refused(
+                    Reason::BadUserNameOrPassword,
+                    "bad user name or password",
                     refuse,
                     ctx,
                 )
@@ -288,39 +301,47 @@ impl Connection {
                     .await;
             }
         }
-        let session = match Session::find_or_start(&self.shared, &client_id).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(client = %client_id, error = %e, "no session");
-                return self
-                    .refused(Reason::ServerUnavailable, "no session", refuse, ctx)
-                    .await;
-            }
-        };
-        let attach = Attach {
-            conn: ctx.me(),
-            clean_start: c.clean_start,
-            protocol,
-            window,
-            expiry,
-            will,
-        };
-        let attached = match session
-            .server()
-            .call(|r| session::Call::Attach(Box::new(attach), r))
-            .await
-        {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(client = %client_id, error = %e, "session did not attach");
-                return self
-                    .refused(
-                        Reason::ServerUnavailable,
-                        "session did not attach",
-                        refuse,
-                        ctx,
-                    )
-                    .await;
+        // The session found may be on its way out (its connection just ended and it ends
+        // with it): the call then fails with `Exited`, its name is free by then, and the next
+        // try starts a new one.
+        let mut tries = 0;
+        let (session, attached) = loop {
+            tries += 1;
+            let session = match Session::find_or_start(&self.shared, &client_id).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(client = %client_id, error = %e, "no session");
+                    return self
+                        .refused(Reason::ServerUnavailable, "no session", refuse, ctx)
+                        .await;
+                }
+            };
+            let attach = Attach {
+                conn: ctx.me(),
+                clean_start: c.clean_start,
+                protocol,
+                window,
+                expiry,
+                will: will.clone(),
+            };
+            match session
+                .server()
+                .call(|r| session::Call::Attach(Box::new(attach), r))
+                .await
+            {
+                Ok(a) => break (session, a),
+                Err(girder::CallError::Exited(_)) if tries < 3 => {}
+                Err(e) => {
+                    tracing::warn!(client = %client_id, error = %e, "session did not attach");
+                    return self
+                        .refused(
+                            Reason::ServerUnavailable,
+                            "session did not attach",
+                            refuse,
+                            ctx,
+                        )
+                        .await;
+                }
             }
         };
         let mut props = Vec::new();
@@ -332,6 +353,7 @@ impl Connection {
                 props.push((id::SERVER_KEEP_ALIVE, Value::U16(k)));
             }
             props.push((id::TOPIC_ALIAS_MAXIMUM, Value::U16(TOPIC_ALIAS_MAX)));
+            props.push((id::RECEIVE_MAXIMUM, Value::U16(cfg.max_inflight_in)));
             if cfg.max_packet_size < u32::MAX as usize {
                 props.push((
                     id::MAXIMUM_PACKET_SIZE,
@@ -347,6 +369,17 @@ impl Connection {
             &Properties::from(props),
         );
         self.shared.stats.connections.inc();
+        if let Some(p) = self.admitted.take() {
+            // Its latency teaches an adaptive admission regulator what a connect costs.
+            p.success();
+        }
+        if let Some(alarms) = &self.shared.alarms {
+            let text = format!(
+                "{client_id} from {} ({protocol:?}, user {:?}, clean start {}, keep alive {keep_alive} s)",
+                self.peer, c.username, c.clean_start
+            );
+            crate::ops::notice(alarms, "client_connected", text);
+        }
         self.client = Some(Client {
             protocol,
             username: c.username.map(Into::into),
@@ -356,6 +389,12 @@ impl Connection {
             awaiting_rel: attached.awaiting_rel.into_iter().collect(),
             aliases: HashMap::new(),
             max_out,
+            last_topic: "".into(),
+            rate: cfg.max_publish_rate.map(|r| {
+                girder_regulate::Queue::builder()
+                    .rate(r, r.ceil().max(1.0) as u32)
+                    .build()
+            }),
         });
         if keep_alive > 0 {
             ctx.info_after(
@@ -393,6 +432,13 @@ impl Connection {
 
     async fn on_publish(&mut self, p: Publish<'_>, ctx: &ServerContext<Self>) -> Flow {
         let client = self.client.as_mut().expect("connected");
+        if let Some(rate) = &client.rate {
+            // Waiting stops this connection reading its socket: the client is slowed by TCP,
+            // and nobody else is.
+            if let Ok(permit) = rate.ask().await {
+                permit.ignore();
+            }
+        }
         let protocol = client.protocol;
         // 5.0 topic aliases (§3.3.2.3.4).
         let topic: Arc<str> = match p.properties.u16(id::TOPIC_ALIAS) {
@@ -419,7 +465,11 @@ impl Connection {
                     .close(Reason::ProtocolError, "empty topic without an alias", ctx)
                     .await;
             }
-            None => p.topic.into(),
+            None if *client.last_topic == *p.topic => client.last_topic.clone(),
+            None => {
+                client.last_topic = p.topic.into();
+                client.last_topic.clone()
+            }
         };
         self.shared.stats.messages_in.inc();
         let client = self.client.as_ref().expect("connected");
@@ -457,6 +507,17 @@ impl Connection {
                 // a re-sent PUBLISH is acknowledged and not routed again.
                 let client = self.client.as_mut().expect("connected");
                 let mut reason = Reason::Success;
+                let max = self.shared.config.max_inflight_in as usize;
+                if !client.awaiting_rel.contains(&id) && client.awaiting_rel.len() >= max {
+                    self.shared.stats.protocol_errors.inc();
+                    return self
+                        .close(
+                            Reason::ReceiveMaximumExceeded,
+                            "too many QoS 2 messages unreleased",
+                            ctx,
+                        )
+                        .await;
+                }
                 if client.awaiting_rel.insert(id) {
                     let msg = Message::from_publish(&p, &topic, &client.id);
                     let session = client.session.clone();
@@ -569,7 +630,13 @@ impl Connection {
                 );
             }
             Packet::Subscribe(s) => {
-                let sub_id = s.properties.u32(id::SUBSCRIPTION_ID);
+                // A variable byte integer, 1 to 268,435,455 (§3.8.2.1.2).
+                let sub_id = s.properties.varint(id::SUBSCRIPTION_ID);
+                if sub_id == Some(0) {
+                    return self
+                        .close(Reason::ProtocolError, "subscription identifier 0", ctx)
+                        .await;
+                }
                 let mut codes = Vec::with_capacity(s.subscriptions.len());
                 let mut wanted = Vec::new();
                 for f in &s.subscriptions {
@@ -654,12 +721,19 @@ impl Connection {
             }
             Packet::PingReq => ack::pingresp(&mut self.out),
             Packet::Disconnect { reason, properties } => {
-                let detach = session::Cast::Detach {
-                    conn: ctx.pid(),
-                    will: reason == Reason::DisconnectWithWill as u8,
-                    expiry: properties.u32(id::SESSION_EXPIRY),
-                };
-                let _ = client.session.server().cast_wait(detach).await;
+                let (conn, will) = (ctx.pid(), reason == Reason::DisconnectWithWill as u8);
+                let expiry = properties.u32(id::SESSION_EXPIRY);
+                // Waited for: a cast could be overtaken by the `Down` of this end.
+                let _ = client
+                    .session
+                    .server()
+                    .call(|reply| session::Call::Detach {
+                        conn,
+                        will,
+                        expiry,
+                        reply,
+                    })
+                    .await;
                 self.flush(ctx, true).await;
                 return Flow::Stop(ExitReason::Normal);
             }
@@ -708,6 +782,9 @@ impl Connection {
         }
         if p.encode(&mut self.out, client.protocol).is_ok() {
             self.shared.stats.messages_out.inc();
+            self.shared
+                .latency
+                .record(d.msg.received.elapsed().as_secs_f64());
         }
         true
     }
@@ -803,9 +880,23 @@ impl Server for Connection {
         flow
     }
 
-    async fn terminate(&mut self, _: &ExitReason, _: &mut ServerContext<Self>) {
+    async fn terminate(&mut self, reason: &ExitReason, ctx: &mut ServerContext<Self>) {
         if self.client.is_some() {
+            if *reason == ExitReason::Shutdown {
+                let protocol = self.protocol();
+                let _ = ack::disconnect(
+                    &mut self.out,
+                    protocol,
+                    Reason::ServerShuttingDown,
+                    &Properties::default(),
+                );
+                self.flush(ctx, true).await;
+            }
             self.shared.stats.connections.dec();
+            if let (Some(alarms), Some(c)) = (&self.shared.alarms, &self.client) {
+                let text = format!("{} from {} ({reason})", c.id, self.peer);
+                crate::ops::notice(alarms, "client_disconnected", text);
+            }
         }
     }
 }

@@ -23,6 +23,18 @@ struct Args {
     /// The MQTT TCP listener (default 0.0.0.0:1883).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// A TLS listener (needs --tls-cert and --tls-key).
+    #[arg(long)]
+    tls_listen: Option<SocketAddr>,
+    /// The TLS certificate chain (PEM).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// A WebSocket listener (for browsers).
+    #[arg(long)]
+    ws_listen: Option<SocketAddr>,
     /// The ops HTTP listener (default 127.0.0.1:8080).
     #[arg(long)]
     http: Option<SocketAddr>,
@@ -68,11 +80,23 @@ impl Args {
         if let Some(v) = self.listen {
             c.listen = v;
         }
+        if let Some(v) = self.tls_listen {
+            c.tls_listen = Some(v);
+        }
+        if let Some(v) = self.tls_cert {
+            c.tls_cert = Some(v);
+        }
+        if let Some(v) = self.tls_key {
+            c.tls_key = Some(v);
+        }
+        if let Some(v) = self.ws_listen {
+            c.ws_listen = Some(v);
+        }
         if let Some(v) = self.http {
             c.http = Some(v);
         }
         if let Some(v) = self.data_dir {
-            c.data_dir = v;
+            c.data_dir = Some(v);
         }
         if self.allow_anonymous {
             c.allow_anonymous = Some(true);
@@ -120,18 +144,43 @@ fn main() {
         .expect("a tokio runtime");
     let code = rt.block_on(async move {
         let node = girder::Node::new("girder-mqtt");
-        let broker = match Broker::start(&node, config).await {
+        // The node's ops endpoint: metrics, alarms, the supervision tree, the dashboard.
+        let ops = match config.http {
+            Some(addr) => match girder_ops::Ops::builder(&node).serve(addr).await {
+                Ok(ops) => {
+                    println!("girder-mqtt ops on http://{}/", ops.local_addr());
+                    Some(ops)
+                }
+                Err(e) => {
+                    eprintln!("girder-mqtt: cannot serve ops on {addr}: {e}");
+                    return 1;
+                }
+            },
+            None => None,
+        };
+        let alarms = ops.as_ref().map(|o| o.alarms().clone());
+        let broker = match Broker::start_with(&node, config, alarms).await {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("girder-mqtt: {e}");
                 return 1;
             }
         };
+        // Connects slow down while the node falls behind (scheduling lag past 100 ms).
+        let _governor = ops.as_ref().map(|o| {
+            o.govern(
+                &node,
+                "mqtt_admission",
+                broker.admission(),
+                std::time::Duration::from_millis(100),
+            )
+        });
         // The tests and scripts read this line to learn the port.
         println!("girder-mqtt listening on {}", broker.local_addr());
         shutdown_signal().await;
         tracing::info!("shutting down");
         broker.stop().await;
+        drop(ops);
         0
     });
     std::process::exit(code);

@@ -13,7 +13,7 @@
 //! use girder_mqtt::message::Message;
 //! let body = [0, 3, b'a', b'/', b'b', 0, 7, b'h', b'i'];
 //! let p = decode(0b0010, &body, Protocol::V311).unwrap();
-//! let m = Message::from_publish(&p, "a/b", "client-1");
+//! let m = Message::from_publish(&p, &"a/b".into(), &"client-1".into());
 //! assert_eq!((&*m.topic, &m.payload[..], m.qos), ("a/b", &b"hi"[..], QoS::AtLeastOnce));
 //! ```
 
@@ -58,20 +58,25 @@ pub struct Message {
     pub expires: Option<Instant>,
     /// The properties it carries on.
     pub properties: Vec<Forwarded>,
+    /// When the broker got it (for the delivery latency).
+    pub received: Instant,
 }
 
 impl Message {
     /// The message a PUBLISH carries, on `topic` (the packet's, or its alias's), from
-    /// client `from`.
-    pub fn from_publish(p: &Publish<'_>, topic: &str, from: &str) -> Arc<Message> {
+    /// client `from` (shared, not copied: the connection holds both).
+    pub fn from_publish(p: &Publish<'_>, topic: &Arc<str>, from: &Arc<str>) -> Arc<Message> {
         Arc::new(Message {
-            topic: topic.into(),
+            topic: topic.clone(),
+            // Copied, not a slice of the packet's buffer: a queued message must not keep a
+            // whole read buffer alive.
             payload: Bytes::copy_from_slice(p.payload),
             qos: p.qos,
             retain: p.retain,
-            from: from.into(),
+            from: from.clone(),
             expires: expiry(&p.properties),
             properties: forwarded(&p.properties),
+            received: Instant::now(),
         })
     }
 
@@ -85,6 +90,7 @@ impl Message {
             from: from.into(),
             expires: expiry(&w.properties),
             properties: forwarded(&w.properties),
+            received: Instant::now(),
         })
     }
 
@@ -98,6 +104,7 @@ impl Message {
             from: "".into(),
             expires: None,
             properties: Vec::new(),
+            received: Instant::now(),
         })
     }
 

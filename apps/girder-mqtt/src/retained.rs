@@ -111,6 +111,31 @@ impl<M> Retained<M> {
     }
 }
 
+impl<M> Retained<M> {
+    /// Calls `found` with every retained message, `$` topics included (for saving them).
+    ///
+    /// ```
+    /// let mut r = girder_mqtt::retained::Retained::new();
+    /// r.set("a/b", 1);
+    /// r.set("$SYS/x", 2);
+    /// let mut all = Vec::new();
+    /// r.each(|m| all.push(*m));
+    /// all.sort();
+    /// assert_eq!(all, vec![1, 2]);
+    /// ```
+    pub fn each(&self, mut found: impl FnMut(&M)) {
+        fn visit<M>(level: &Level<M>, found: &mut impl FnMut(&M)) {
+            if let Some(m) = &level.message {
+                found(m);
+            }
+            for child in level.children.values() {
+                visit(child, found);
+            }
+        }
+        visit(&self.root, &mut found);
+    }
+}
+
 fn remove<M>(level: &mut Level<M>, names: &[&str]) -> Option<M> {
     let Some((name, rest)) = names.split_first() else {
         return level.message.take();

@@ -117,6 +117,22 @@ impl Router {
         sent
     }
 
+    /// Every retained message (for saving them).
+    pub fn all_retained(&self) -> Vec<Arc<Message>> {
+        let mut all = Vec::new();
+        self.retained.read().each(|m| all.push(m.clone()));
+        all
+    }
+
+    /// Puts back saved retained messages.
+    pub fn restore_retained(&self, msgs: Vec<Arc<Message>>) {
+        let mut r = self.retained.write();
+        for m in msgs {
+            r.set(&m.topic.clone(), m);
+        }
+        self.stats.retained.set(r.len() as u64);
+    }
+
     /// Every retained message whose topic `filter` matches, for a new subscription.
     pub fn retained(&self, filter: &str) -> Vec<Arc<Message>> {
         let mut found = Vec::new();

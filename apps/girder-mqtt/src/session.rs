@@ -28,6 +28,11 @@ use crate::codec::subscribe::RetainHandling;
 use crate::connection::{Connection, ToClient};
 use crate::message::Message;
 use crate::router::Route;
+use crate::store::{SavedDelivery, SavedSession, SavedSub};
+
+/// Messages that may wait in a session's mailbox: the bound on what a burst of publishes
+/// leaves with a session that has not yet sorted them into its queue.
+pub const MAILBOX: usize = 4096;
 
 /// A message on its way to one subscriber.
 #[derive(Debug, Clone)]
@@ -40,6 +45,19 @@ pub struct Delivery {
     pub retain: bool,
     /// The subscription identifier that matched (5.0).
     pub sub_id: Option<u32>,
+}
+
+impl Delivery {
+    /// A placeholder for a QoS 2 message already received by the client, of which only the
+    /// packet id matters.
+    fn released() -> Self {
+        Delivery {
+            msg: Message::broker("", bytes::Bytes::new(), false),
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            sub_id: None,
+        }
+    }
 }
 
 /// A PUBLISH for the connection to write.
@@ -120,6 +138,19 @@ pub struct SubRequest {
     pub id: Option<u32>,
 }
 
+impl SubRequest {
+    /// The router's entry for this subscription of session `me`.
+    fn route(&self, me: &SessionRef) -> Route {
+        Route {
+            session: me.clone(),
+            qos: self.qos,
+            no_local: self.no_local,
+            retain_as_published: self.retain_as_published,
+            id: self.id,
+        }
+    }
+}
+
 /// Requests that expect a reply.
 pub enum Call {
     /// A connection attaches.
@@ -128,6 +159,22 @@ pub enum Call {
     Subscribe(Vec<SubRequest>, ReplyTo<Vec<bool>>),
     /// Unsubscribe; replies per filter whether it existed.
     Unsubscribe(Vec<String>, ReplyTo<Vec<bool>>),
+    /// The connection ends with a DISCONNECT: without the will unless `will`, with a new
+    /// expiry if given (5.0). A call, which the connection waits for before it ends: the
+    /// `Down` of its end may overtake a message it sent (signals go first, decision 001), and
+    /// would publish the will.
+    Detach {
+        /// The connection's process.
+        conn: girder::Pid,
+        /// Publish the will anyway (5.0 reason 0x04).
+        will: bool,
+        /// A new session expiry interval.
+        expiry: Option<u32>,
+        /// Answered once handled.
+        reply: ReplyTo<()>,
+    },
+    /// Its state to save, if it outlives its connection.
+    Save(ReplyTo<Option<SavedSession>>),
 }
 
 /// Fire-and-forget requests.
@@ -144,16 +191,6 @@ pub enum Cast {
     Qos2Received(u16),
     /// The client released it (PUBREL).
     Qos2Released(u16),
-    /// The connection ends with a DISCONNECT: without the will unless `will`, with a new
-    /// expiry if given (5.0).
-    Detach {
-        /// The connection's process.
-        conn: girder::Pid,
-        /// Publish the will anyway (5.0 reason 0x04).
-        will: bool,
-        /// A new session expiry interval.
-        expiry: Option<u32>,
-    },
 }
 
 /// Timers.
@@ -197,6 +234,12 @@ pub struct Session {
     detached: u64,
     timers: Vec<TimerRef>,
     retrying: bool,
+    /// When a restored session's client reconnects at the latest (from the store).
+    restored_expiry: Option<Option<Instant>>,
+    /// When it expires, while detached.
+    expires_at: Option<Instant>,
+    /// Messages it holds as last counted in the broker's `queued`.
+    counted: usize,
 }
 
 impl Session {
@@ -218,7 +261,87 @@ impl Session {
             detached: 0,
             timers: Vec::new(),
             retrying: false,
+            restored_expiry: None,
+            expires_at: None,
+            counted: 0,
         }
+    }
+
+    /// Brings the broker's count of held messages up to date with this session's.
+    fn account(&mut self) {
+        let now = self.queue.len() + self.inflight.len();
+        if now > self.counted {
+            self.shared.stats.queued.add((now - self.counted) as u64);
+        } else {
+            self.shared.stats.queued.sub((self.counted - now) as u64);
+        }
+        self.counted = now;
+    }
+
+    /// A session as saved, started again after a restart: detached, its subscriptions back in
+    /// the router when it starts, and expiring when it would have.
+    pub fn restore(saved: SavedSession, shared: Arc<Shared>) -> Self {
+        let mut s = Session::new(saved.client_id.as_str().into(), shared);
+        s.fresh = false;
+        s.expiry = saved.expiry;
+        s.subs = saved
+            .subs
+            .into_iter()
+            .map(|sub| {
+                let r = sub.into_request();
+                (r.filter.clone(), r)
+            })
+            .collect();
+        s.inflight = saved
+            .inflight
+            .into_iter()
+            .map(|(id, d, released)| Inflight {
+                id,
+                state: if released {
+                    State::Released
+                } else {
+                    State::Sent(d.into_delivery())
+                },
+                handed: false,
+            })
+            .collect();
+        s.queue = saved.queue.into_iter().map(|d| d.into_delivery()).collect();
+        s.awaiting_rel = saved.awaiting_rel.into_iter().collect();
+        s.restored_expiry = Some(saved.expires_at_ms.map(crate::store::instant_of));
+        s
+    }
+
+    fn save(&self) -> Option<SavedSession> {
+        if self.expiry == 0 {
+            return None;
+        }
+        Some(SavedSession {
+            client_id: self.client_id.to_string(),
+            expiry: self.expiry,
+            expires_at_ms: self.expires_at.map(crate::store::wall_ms),
+            subs: self.subs.values().map(SavedSub::of).collect(),
+            inflight: self
+                .inflight
+                .iter()
+                .map(|f| match &f.state {
+                    State::Sent(d) => (f.id, SavedDelivery::of(d), false),
+                    // The message itself is no longer needed: only its id, for the PUBREL.
+                    State::Released => (f.id, SavedDelivery::of(&Delivery::released()), true),
+                })
+                .collect(),
+            queue: self.queue.iter().map(SavedDelivery::of).collect(),
+            awaiting_rel: self.awaiting_rel.iter().copied().collect(),
+        })
+    }
+
+    /// The child spec a session runs under: registered under its name, with a bounded
+    /// mailbox of [`MAILBOX`] (a publisher's message for a session whose mailbox is full is
+    /// dropped and counted, never waited for).
+    pub fn spec(self) -> girder::ChildSpec {
+        let name = Session::name(&self.client_id);
+        girder::ChildSpec::server_once("session", self)
+            .named(name)
+            .capacity(MAILBOX)
     }
 
     /// The name a session registers under.
@@ -236,14 +359,7 @@ impl Session {
             if let Ok(s) = ServerRef::<Session>::lookup(&shared.node, &name) {
                 return Ok(SessionRef(s));
             }
-            let spec = girder::ChildSpec::server_once(
-                "session",
-                Session::new(client_id.into(), shared.clone()),
-            )
-            .named(name.clone())
-            // Bounded, as the router expects: deliveries past it are dropped and counted, so a
-            // session that falls behind its publishers cannot grow the broker without bound.
-            .capacity(shared.config.max_queued.max(1024));
+            let spec = Session::new(client_id.into(), shared.clone()).spec();
             match shared.sessions.start_child(spec).await {
                 Ok(pid) => {
                     if let Ok(s) = ServerRef::<Session>::from_pid(&shared.node, pid) {
@@ -425,10 +541,15 @@ impl Session {
         }
         if self.expiry != u32::MAX {
             let after = Duration::from_secs(self.expiry as u64);
-            self.timers
-                .push(ctx.info_after(Info::Expired(self.detached), after));
+            self.expire_after(after, ctx);
         }
         Flow::Continue
+    }
+
+    fn expire_after(&mut self, after: Duration, ctx: &mut ServerContext<Self>) {
+        self.expires_at = Some(Instant::now() + after);
+        let t = ctx.info_after(Info::Expired(self.detached), after);
+        self.timers.push(t);
     }
 }
 
@@ -437,8 +558,27 @@ impl Server for Session {
     type Cast = Cast;
     type Info = Info;
 
-    async fn init(&mut self, _: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
+    async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
         self.shared.stats.sessions.inc();
+        if let Some(expires) = self.restored_expiry.take() {
+            let me = SessionRef(ctx.me());
+            for r in self.subs.values() {
+                self.shared
+                    .router
+                    .subscribe(&r.filter, &self.client_id, r.route(&me));
+            }
+            self.detached += 1;
+            match expires {
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    self.expire_after(left, ctx);
+                }
+                None if self.expiry != u32::MAX => {
+                    self.expire_after(Duration::from_secs(self.expiry as u64), ctx);
+                }
+                None => {}
+            }
+        }
         Ok(())
     }
 
@@ -452,6 +592,7 @@ impl Server for Session {
                     let _ = old.cast(ToClient::Kick(Reason::SessionTakenOver));
                 }
                 self.cancel_timers();
+                self.expires_at = None;
                 if a.clean_start {
                     self.reset();
                     // A will still pending from the last connection goes now (§3.1.2.5).
@@ -477,17 +618,10 @@ impl Server for Session {
                 let mut new = Vec::with_capacity(reqs.len());
                 let me = SessionRef(ctx.me());
                 for r in &reqs {
-                    let route = Route {
-                        session: me.clone(),
-                        qos: r.qos,
-                        no_local: r.no_local,
-                        retain_as_published: r.retain_as_published,
-                        id: r.id,
-                    };
-                    let fresh = self
-                        .shared
-                        .router
-                        .subscribe(&r.filter, &self.client_id, route);
+                    let fresh =
+                        self.shared
+                            .router
+                            .subscribe(&r.filter, &self.client_id, r.route(&me));
                     self.subs.insert(r.filter.clone(), r.clone());
                     new.push(fresh);
                 }
@@ -527,7 +661,26 @@ impl Server for Session {
                     .collect();
                 reply.reply(existed);
             }
+            Call::Detach {
+                conn,
+                will,
+                expiry,
+                reply,
+            } => {
+                reply.reply(());
+                if self.conn.as_ref().is_some_and(|(c, _)| c.pid() == conn) {
+                    if let Some((_, mref)) = self.conn.take() {
+                        ctx.demonitor(mref);
+                    }
+                    if let Some(e) = expiry {
+                        self.expiry = e;
+                    }
+                    return self.detach(will, ctx);
+                }
+            }
+            Call::Save(reply) => reply.reply(self.save()),
         }
+        self.account();
         Flow::Continue
     }
 
@@ -551,18 +704,8 @@ impl Server for Session {
             Cast::Qos2Released(id) => {
                 self.awaiting_rel.remove(&id);
             }
-            Cast::Detach { conn, will, expiry } => {
-                if self.conn.as_ref().is_some_and(|(c, _)| c.pid() == conn) {
-                    if let Some((_, mref)) = self.conn.take() {
-                        ctx.demonitor(mref);
-                    }
-                    if let Some(e) = expiry {
-                        self.expiry = e;
-                    }
-                    return self.detach(will, ctx);
-                }
-            }
         }
+        self.account();
         Flow::Continue
     }
 
@@ -578,6 +721,7 @@ impl Server for Session {
             }
             _ => {}
         }
+        self.account();
         Flow::Continue
     }
 
@@ -601,6 +745,9 @@ impl Server for Session {
                 .messages_dropped
                 .add(self.queue.len() as u64);
         }
+        self.queue.clear();
+        self.inflight.clear();
+        self.account();
         self.shared.stats.sessions.dec();
     }
 }

@@ -89,6 +89,8 @@ pub struct Stats {
     pub messages_expired: Count,
     /// Wills published.
     pub wills_published: Count,
+    /// Messages held by sessions for their clients (queued or in flight).
+    pub queued: Count,
 }
 
 impl Default for Stats {
@@ -109,6 +111,7 @@ impl Default for Stats {
             messages_dropped: Count::default(),
             messages_expired: Count::default(),
             wills_published: Count::default(),
+            queued: Count::default(),
         }
     }
 }

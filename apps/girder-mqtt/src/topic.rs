@@ -214,9 +214,20 @@ impl<S: Clone + Eq + Hash, V> Subscriptions<S, V> {
     /// subscription, and one member per shared group (the next in turn). A subscriber with
     /// several matching filters is called once per filter.
     pub fn matches(&self, topic: &str, mut deliver: impl FnMut(&S, &V)) {
-        let levels: Vec<&str> = topic.split('/').collect();
         let dollar = topic.starts_with('$');
-        walk(&self.root, &levels, 0, dollar, &mut deliver);
+        // The levels on the stack for the common depths: a publish allocates nothing here.
+        const DEPTH: usize = 16;
+        let mut stack = [""; DEPTH];
+        let mut n = 0;
+        for level in topic.split('/') {
+            if n == DEPTH {
+                let levels: Vec<&str> = topic.split('/').collect();
+                return walk(&self.root, &levels, 0, dollar, &mut deliver);
+            }
+            stack[n] = level;
+            n += 1;
+        }
+        walk(&self.root, &stack[..n], 0, dollar, &mut deliver);
     }
 }
 

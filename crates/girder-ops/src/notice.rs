@@ -59,6 +59,29 @@ pub enum Notice {
         /// The supervisor (its name, or its pid).
         supervisor: String,
     },
+    /// An application's own news, published with
+    /// [`AlarmManager::publish`](crate::AlarmManager::publish): an MQTT client connected to a
+    /// broker, say. It goes wherever notices go (the log, webhooks, the live stream).
+    ///
+    /// ```
+    /// use girder_ops::{AlarmManager, Notice};
+    /// let alarms = AlarmManager::new();
+    /// let mut rx = alarms.subscribe();
+    /// alarms.publish(Notice::App {
+    ///     source: "mqtt".into(),
+    ///     event: "client_connected".into(),
+    ///     text: "sensor-1 from 10.0.0.7".into(),
+    /// });
+    /// assert_eq!(rx.try_recv().unwrap().line(), "mqtt client_connected: sensor-1 from 10.0.0.7");
+    /// ```
+    App {
+        /// Who says it (an application or component name).
+        source: String,
+        /// What happened, as a short snake_case name.
+        event: String,
+        /// The details, in words.
+        text: String,
+    },
 }
 
 impl Notice {
@@ -82,6 +105,11 @@ impl Notice {
             Notice::SupervisorGaveUp { supervisor } => {
                 format!("{supervisor} passed its restart intensity and gave up")
             }
+            Notice::App {
+                source,
+                event,
+                text,
+            } => format!("{source} {event}: {text}"),
         }
     }
 }

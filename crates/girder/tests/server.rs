@@ -226,6 +226,22 @@ async fn dropping_the_reply_handle_ends_the_call_with_no_reply() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_given_before_stopping_always_wins_over_the_exit() {
+    // As in Erlang, where the reply is a message sent before the exit signal: the caller gets
+    // the reply, never `Exited`, however the two race (before the fix, this failed within a
+    // few hundred calls on two schedulers).
+    let node = Node::new("t");
+    for _ in 0..2_000 {
+        let (s, _term) = start(&node).await;
+        assert_eq!(
+            s.call(|r| (Req::StopWith(ExitReason::error("done")), r))
+                .await,
+            Ok(-1)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_with_a_reason_runs_terminate() {
     let node = Node::new("t");
     let (s, mut term) = start(&node).await;

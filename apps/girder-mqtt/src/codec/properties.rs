@@ -273,6 +273,14 @@ impl<'a> Properties<'a> {
         }
     }
 
+    /// A variable byte integer property (the first, for a subscription identifier).
+    pub fn varint(&self, property: u8) -> Option<u32> {
+        match self.first(property)? {
+            Value::Varint(v) => Some(v),
+            _ => None,
+        }
+    }
+
     /// A string property.
     pub fn str(&self, property: u8) -> Option<&'a str> {
         match self.first(property)? {

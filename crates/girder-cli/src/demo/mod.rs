@@ -17,6 +17,7 @@
 mod chaos;
 pub mod cluster;
 mod events;
+mod mqtt;
 mod services;
 
 use std::collections::HashMap;
@@ -180,7 +181,8 @@ pub fn run(duration: Duration, seed: u64) -> Result<(), String> {
         if stopped_by == "signal" {
             return Ok(());
         }
-        cluster::run().await
+        cluster::run().await?;
+        mqtt::run().await
     })
 }
 

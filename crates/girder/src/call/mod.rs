@@ -235,7 +235,13 @@ impl<M: Send + 'static, R: Send + 'static> Future for Wait<'_, M, R> {
                 }
             }
         };
-        // An answer being written wins over the exit: it is in at once.
+        // An answer given before the exit wins over it, as in Erlang, where the reply is a
+        // message sent before the exit signal. It may have landed after the look above and
+        // before the exit was seen: look again, now that the exit (which came after it) is.
+        if let Poll::Ready(answer) = this.rx.poll_answer(cx, |_| false) {
+            return Poll::Ready(answer);
+        }
+        // An answer being written wins too: it is in at once.
         if this.rx.writing() {
             this.exited = Some(Box::new(reason));
             cx.waker().wake_by_ref();

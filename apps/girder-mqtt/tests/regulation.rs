@@ -1,0 +1,313 @@
+//! Regulation at the edge (issue 15 §3): a client publishing faster than its rate is slowed,
+//! not dropped; connections past the connection rate wait; a client holding too many QoS 2
+//! messages unreleased is disconnected with 0x93 after being told its Receive Maximum.
+
+#[path = "common/harness.rs"]
+mod harness;
+
+use harness::found;
+
+use std::time::{Duration, Instant};
+
+use girder_mqtt::broker::Broker;
+use girder_mqtt::config::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        http: None,
+        data_dir: None,
+        ..Config::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_publish_rate_is_slowed_and_loses_nothing() {
+    if !found("mosquitto_sub", "apt install mosquitto-clients") {
+        return;
+    }
+    let b = Broker::start(
+        &girder::Node::new("rate"),
+        Config {
+            max_publish_rate: Some(20.0),
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    let port = b.local_addr().port().to_string();
+    let mut sub = tokio::process::Command::new("mosquitto_sub")
+        .args(["-p", &port, "-t", "r", "-C", "60", "-W", "30"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    while b.stats().subscriptions.get() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lines: String = (0..60).map(|i| format!("{i}\n")).collect();
+    let started = Instant::now();
+    let mut publisher = tokio::process::Command::new("mosquitto_pub")
+        .args(["-p", &port, "-t", "r", "-l"])
+        .stdin(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = publisher.stdin.take().unwrap();
+    stdin.write_all(lines.as_bytes()).await.unwrap();
+    drop(stdin);
+    let mut out = String::new();
+    sub.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    let got: Vec<u32> = out.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(got, (0..60).collect::<Vec<_>>(), "every message, in order");
+    // 20 at once (the burst), then 20 a second: at least 2 s for the other 40.
+    assert!(
+        took >= Duration::from_millis(1_500),
+        "slowed to the rate: took {took:?}"
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_connection_rate_wait() {
+    if !found("mosquitto_sub", "apt install mosquitto-clients") {
+        return;
+    }
+    let b = Broker::start(
+        &girder::Node::new("conn-rate"),
+        Config {
+            max_connection_rate: Some(5.0),
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    let port = b.local_addr().port().to_string();
+    let started = Instant::now();
+    for i in 0..15 {
+        let out = tokio::process::Command::new("mosquitto_pub")
+            .args(["-p", &port, "-t", "c", "-m", &i.to_string()])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "every connection gets through in the end"
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1_500),
+        "5 at once, then 5 a second: took {took:?}"
+    );
+    assert_eq!(b.stats().connections_total.get(), 15);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_unreleased_qos2_messages_end_the_connection() {
+    let b = Broker::start(
+        &girder::Node::new("inflight-in"),
+        Config {
+            max_inflight_in: 2,
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    let mut s = tokio::net::TcpStream::connect(b.local_addr())
+        .await
+        .unwrap();
+    // CONNECT, 5.0, clean start, keep alive 60, no properties, client id "c".
+    s.write_all(&[
+        0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0, 0, 1, b'c',
+    ])
+    .await
+    .unwrap();
+    let mut connack = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut connack))
+        .await
+        .unwrap()
+        .unwrap();
+    // The Receive Maximum property (0x21) says 2.
+    assert!(
+        connack[..n].windows(3).any(|w| w == [0x21, 0, 2]),
+        "CONNACK {:?} carries Receive Maximum 2",
+        &connack[..n]
+    );
+    // Three QoS 2 PUBLISHes, none released.
+    for id in 1..=3u8 {
+        s.write_all(&[0x34, 7, 0, 1, b't', 0, id, 0, b'x'])
+            .await
+            .unwrap();
+    }
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+        .await
+        .expect("the broker closes the connection")
+        .unwrap();
+    assert!(
+        rest.ends_with(&[0xE0, 2, 0x93, 0]),
+        "DISCONNECT 0x93 (receive maximum exceeded) last: {rest:?}"
+    );
+    b.stop().await;
+}
+
+/// One PUBLISH, QoS 0, on `topic`.
+fn publish_qos0(topic: &str, payload: &[u8]) -> Vec<u8> {
+    let remaining = 2 + topic.len() + payload.len();
+    let mut p = vec![0x30];
+    let mut n = remaining;
+    loop {
+        let mut byte = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            byte |= 0x80;
+        }
+        p.push(byte);
+        if n == 0 {
+            break;
+        }
+    }
+    p.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    p.extend_from_slice(topic.as_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_never_reads_harms_nobody_and_holds_bounded_memory() {
+    if !found("mosquitto_sub", "apt install mosquitto-clients") {
+        return;
+    }
+    let b = Broker::start(
+        &girder::Node::new("silent"),
+        Config {
+            max_queued: 100,
+            write_timeout_secs: 2,
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    let port = b.local_addr().port().to_string();
+    // The silent subscriber: subscribes to everything at QoS 1 and never reads again.
+    let mut silent = tokio::net::TcpStream::connect(b.local_addr())
+        .await
+        .unwrap();
+    silent
+        .write_all(&[
+            0x10, 17, 0, 4, b'M', b'Q', b'T', b'T', 4, 0, 0, 60, 0, 5, b's', b'l', b'o', b'w', b'1',
+        ])
+        .await
+        .unwrap();
+    silent
+        .write_all(&[0x82, 6, 0, 1, 0, 1, b'#', 1])
+        .await
+        .unwrap();
+    // The healthy one.
+    let healthy = tokio::process::Command::new("mosquitto_sub")
+        .args(["-p", &port, "-t", "f/end", "-q", "1", "-C", "1", "-W", "60"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    while b.stats().subscriptions.get() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // 20 MB of QoS 0 messages, far more than the silent client's socket holds.
+    let mut publisher = tokio::net::TcpStream::connect(b.local_addr())
+        .await
+        .unwrap();
+    publisher
+        .write_all(&[
+            0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'p', b'1',
+        ])
+        .await
+        .unwrap();
+    let one = publish_qos0("f/data", &[7u8; 1000]);
+    let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 100).collect();
+    for _ in 0..200 {
+        publisher.write_all(&batch).await.unwrap();
+    }
+    // The broker holds at most its bounds for the silent one, whatever it was sent.
+    let held = b.stats().queued.get();
+    assert!(
+        held <= 100 + 20,
+        "a session holds at most max_queued + max_inflight: {held}"
+    );
+    // The healthy subscriber gets what comes after the flood, promptly.
+    let started = Instant::now();
+    let out = tokio::process::Command::new("mosquitto_pub")
+        .args(["-p", &port, "-t", "f/end", "-m", "done", "-q", "1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let got = tokio::time::timeout(Duration::from_secs(30), healthy.wait_with_output())
+        .await
+        .expect("the healthy subscriber is not held up")
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "done");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(
+        b.stats().messages_dropped.get() > 0,
+        "what the silent one could not take was dropped and counted"
+    );
+    // Its writes stalled past the write timeout: the broker let it go.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.stats().connections.get() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the silent subscriber is disconnected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(silent);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connects_wait_for_admission_and_a_silent_socket_cannot_hold_it_for_long() {
+    if !found("mosquitto_sub", "apt install mosquitto-clients") {
+        return;
+    }
+    let b = Broker::start(
+        &girder::Node::new("admission"),
+        Config {
+            max_connecting: 1,
+            connect_timeout_secs: 1,
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    // A socket that never sends CONNECT holds the one admission permit...
+    let _silent = tokio::net::TcpStream::connect(b.local_addr())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(b.admission().stats().in_use, 1);
+    // ... so the next client waits, until the connect timeout frees it.
+    let port = b.local_addr().port().to_string();
+    let started = Instant::now();
+    let out = tokio::process::Command::new("mosquitto_pub")
+        .args(["-p", &port, "-t", "a", "-m", "b"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(10),
+        "waited for the silent socket's timeout: {took:?}"
+    );
+    b.stop().await;
+}

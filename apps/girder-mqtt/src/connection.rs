@@ -494,7 +494,8 @@ impl Connection {
             }
             QoS::AtLeastOnce => {
                 let msg = Message::from_publish(&p, &topic, &client.id);
-                let n = self.shared.publish(&msg);
+                let shared = self.shared.clone();
+                let n = Self::route(&shared, &msg).await;
                 let reason = if n == 0 {
                     Reason::NoMatchingSubscribers
                 } else {
@@ -521,7 +522,8 @@ impl Connection {
                 if client.awaiting_rel.insert(id) {
                     let msg = Message::from_publish(&p, &topic, &client.id);
                     let session = client.session.clone();
-                    if self.shared.publish(&msg) == 0 {
+                    let shared = self.shared.clone();
+                    if Self::route(&shared, &msg).await == 0 {
                         reason = Reason::NoMatchingSubscribers;
                     }
                     let _ = session
@@ -533,6 +535,19 @@ impl Connection {
             }
         }
         Flow::Continue
+    }
+
+    /// Routes a QoS 1 or 2 message, waiting for room in the mailboxes of sessions that are
+    /// full (this connection reads nothing meanwhile: TCP slows its client). Returns how many
+    /// sessions it went to.
+    async fn route(shared: &Shared, msg: &Arc<Message>) -> usize {
+        let (mut sent, held) = shared.router.publish_held(msg);
+        for (session, d) in held {
+            if session.deliver_wait(d).await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
     }
 
     async fn on_packet(&mut self, bytes: BytesMut, ctx: &mut ServerContext<Self>) -> Flow {

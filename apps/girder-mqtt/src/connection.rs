@@ -27,7 +27,7 @@ use crate::codec::properties::{id, Properties, Value};
 use crate::codec::publish::Publish;
 use crate::codec::{fixed_header, DecodeError, PacketType};
 use crate::message::Message;
-use crate::session::{self, Attach, Outgoing, Session, SessionRef, SubRequest};
+use crate::session::{self, Ack, Attach, Outgoing, Session, SessionRef, SubRequest};
 
 /// Topic aliases a 5.0 client may use towards the broker.
 pub const TOPIC_ALIAS_MAX: u16 = 64;
@@ -113,6 +113,17 @@ struct Client {
     rate: Option<girder_regulate::Queue>,
     /// The topic of its last PUBLISH, reused while it publishes to the same topic.
     last_topic: Arc<str>,
+    /// Where its acknowledgements go to its session.
+    acks: Arc<session::Acks>,
+}
+
+impl Client {
+    /// Hands an acknowledgement to the session, waking it if it had none waiting.
+    async fn ack(&self, ack: Ack) {
+        if self.acks.push(ack) {
+            let _ = self.session.server().cast_wait(session::Cast::Acks).await;
+        }
+    }
 }
 
 /// The connection process's state.
@@ -394,6 +405,7 @@ impl Connection {
             aliases: HashMap::new(),
             max_out,
             last_topic: "".into(),
+            acks: attached.acks,
             rate: cfg.max_publish_rate.map(|r| {
                 girder_regulate::Queue::builder()
                     .rate(r, r.ceil().max(1.0) as u32)
@@ -602,29 +614,17 @@ impl Connection {
                     .await;
             }
             Packet::Publish(p) => return self.on_publish(p, ctx).await,
-            Packet::PubAck(a) => {
-                let _ = client
-                    .session
-                    .server()
-                    .cast_wait(session::Cast::PubAck(a.packet_id))
-                    .await;
-            }
+            Packet::PubAck(a) => client.ack(Ack::Done(a.packet_id)).await,
             Packet::PubRec(a) => {
                 // A failure code ends the exchange as PUBCOMP would (5.0 §4.3.3).
-                let m = if a.reason >= 0x80 {
-                    session::Cast::PubComp(a.packet_id)
+                let ack = if a.reason >= 0x80 {
+                    Ack::Done(a.packet_id)
                 } else {
-                    session::Cast::PubRec(a.packet_id)
+                    Ack::Received(a.packet_id)
                 };
-                let _ = client.session.server().cast_wait(m).await;
+                client.ack(ack).await;
             }
-            Packet::PubComp(a) => {
-                let _ = client
-                    .session
-                    .server()
-                    .cast_wait(session::Cast::PubComp(a.packet_id))
-                    .await;
-            }
+            Packet::PubComp(a) => client.ack(Ack::Done(a.packet_id)).await,
             Packet::PubRel(a) => {
                 let known = client.awaiting_rel.remove(&a.packet_id);
                 if known {

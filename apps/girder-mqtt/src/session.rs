@@ -71,6 +71,36 @@ pub struct Outgoing {
     pub delivery: Delivery,
 }
 
+/// Acknowledgements from the client, handed from its connection to its session beside the
+/// mailbox: a session's mailbox may hold thousands of deliveries, and an acknowledgement
+/// queued behind them would hold the in-flight window shut that long (the benchmark's QoS 1
+/// fan-in). The session takes them all before each message it handles; the connection casts
+/// [`Cast::Acks`] only when it finds the box empty, to wake a session with nothing else to do.
+#[derive(Debug, Default)]
+pub struct Acks(parking_lot::Mutex<Vec<Ack>>);
+
+/// One acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// PUBACK (QoS 1) or PUBCOMP (QoS 2): the message is done with.
+    Done(u16),
+    /// PUBREC (QoS 2): received; a PUBREL goes next.
+    Received(u16),
+}
+
+impl Acks {
+    /// Adds one; true if the box was empty (the session needs waking).
+    pub fn push(&self, ack: Ack) -> bool {
+        let mut v = self.0.lock();
+        v.push(ack);
+        v.len() == 1
+    }
+
+    fn take(&self) -> Vec<Ack> {
+        std::mem::take(&mut *self.0.lock())
+    }
+}
+
 /// A handle to a session.
 #[derive(Clone)]
 pub struct SessionRef(ServerRef<Session>);
@@ -131,6 +161,8 @@ pub struct Attached {
     pub present: bool,
     /// QoS 2 packet identifiers received and not yet released.
     pub awaiting_rel: Vec<u16>,
+    /// Where the connection puts the client's acknowledgements.
+    pub acks: Arc<Acks>,
 }
 
 /// A subscription request, checked by the connection (filter syntax and ACL).
@@ -199,6 +231,8 @@ pub enum Cast {
     PubRec(u16),
     /// The client completed a QoS 2 message (PUBCOMP).
     PubComp(u16),
+    /// Acknowledgements wait in the session's [`Acks`].
+    Acks,
     /// The client sent a QoS 2 message with this identifier (kept until released).
     Qos2Received(u16),
     /// The client released it (PUBREL).
@@ -252,6 +286,7 @@ pub struct Session {
     expires_at: Option<Instant>,
     /// Messages it holds as last counted in the broker's `queued`.
     counted: usize,
+    acks: Arc<Acks>,
 }
 
 impl Session {
@@ -276,7 +311,30 @@ impl Session {
             restored_expiry: None,
             expires_at: None,
             counted: 0,
+            acks: Arc::default(),
         }
+    }
+
+    /// Applies the acknowledgements waiting in the box, then fills the window again.
+    fn take_acks(&mut self, ctx: &mut ServerContext<Self>) {
+        let acks = self.acks.take();
+        if acks.is_empty() {
+            return;
+        }
+        for a in acks {
+            match a {
+                Ack::Done(id) => {
+                    self.ack(id, "PUBACK/PUBCOMP");
+                }
+                Ack::Received(id) => {
+                    if let Some(f) = self.inflight.iter_mut().find(|f| f.id == id) {
+                        f.state = State::Released;
+                        f.handed = false;
+                    }
+                }
+            }
+        }
+        self.resend(ctx);
     }
 
     /// Brings the broker's count of held messages up to date with this session's.
@@ -595,6 +653,7 @@ impl Server for Session {
     }
 
     async fn handle_call(&mut self, req: Call, ctx: &mut ServerContext<Self>) -> Flow {
+        self.take_acks(ctx);
         match req {
             Call::Attach(a, reply) => {
                 let a = *a;
@@ -623,6 +682,7 @@ impl Server for Session {
                 reply.reply(Attached {
                     present,
                     awaiting_rel: self.awaiting_rel.iter().copied().collect(),
+                    acks: self.acks.clone(),
                 });
                 self.resend(ctx);
             }
@@ -697,8 +757,10 @@ impl Server for Session {
     }
 
     async fn handle_cast(&mut self, msg: Cast, ctx: &mut ServerContext<Self>) -> Flow {
+        self.take_acks(ctx);
         match msg {
             Cast::Deliver(d) => self.deliver(d, ctx),
+            Cast::Acks => {}
             Cast::PubAck(id) | Cast::PubComp(id) => {
                 self.ack(id, "PUBACK/PUBCOMP");
                 self.pump(ctx);
@@ -722,6 +784,7 @@ impl Server for Session {
     }
 
     async fn handle_info(&mut self, info: Info, ctx: &mut ServerContext<Self>) -> Flow {
+        self.take_acks(ctx);
         match info {
             Info::WillDue(n) if n == self.detached && self.conn.is_none() => self.publish_will(),
             Info::Expired(n) if n == self.detached && self.conn.is_none() => {

@@ -32,6 +32,9 @@ use crate::session::{self, Attach, Outgoing, Session, SessionRef, SubRequest};
 /// Topic aliases a 5.0 client may use towards the broker.
 pub const TOPIC_ALIAS_MAX: u16 = 64;
 
+/// The read buffer a connection starts with.
+const READ_BUFFER: usize = 256;
+
 /// Writes are sent once this much is waiting, even if more messages are queued.
 const FLUSH_AT: usize = 64 * 1024;
 
@@ -133,7 +136,8 @@ impl Connection {
             peer,
             reader: Some(reader),
             writer,
-            out: BytesMut::with_capacity(4096),
+            // Taken on first use: an idle connection holds no output buffer.
+            out: BytesMut::new(),
             client: None,
             last_packet: Instant::now(),
             admitted: None,
@@ -165,7 +169,7 @@ impl Connection {
         self.out.clear();
         self.shared.stats.bytes_out.add(n as u64);
         if self.out.capacity() > 4 * FLUSH_AT {
-            self.out = BytesMut::with_capacity(4096);
+            self.out = BytesMut::new();
         }
         ok
     }
@@ -494,7 +498,8 @@ impl Connection {
             }
             QoS::AtLeastOnce => {
                 let msg = Message::from_publish(&p, &topic, &client.id);
-                let n = self.shared.publish(&msg);
+                let shared = self.shared.clone();
+                let n = Self::route(&shared, &msg).await;
                 let reason = if n == 0 {
                     Reason::NoMatchingSubscribers
                 } else {
@@ -521,7 +526,8 @@ impl Connection {
                 if client.awaiting_rel.insert(id) {
                     let msg = Message::from_publish(&p, &topic, &client.id);
                     let session = client.session.clone();
-                    if self.shared.publish(&msg) == 0 {
+                    let shared = self.shared.clone();
+                    if Self::route(&shared, &msg).await == 0 {
                         reason = Reason::NoMatchingSubscribers;
                     }
                     let _ = session
@@ -533,6 +539,19 @@ impl Connection {
             }
         }
         Flow::Continue
+    }
+
+    /// Routes a QoS 1 or 2 message, waiting for room in the mailboxes of sessions that are
+    /// full (this connection reads nothing meanwhile: TCP slows its client). Returns how many
+    /// sessions it went to.
+    async fn route(shared: &Shared, msg: &Arc<Message>) -> usize {
+        let (mut sent, held) = shared.router.publish_held(msg);
+        for (session, d) in held {
+            if session.deliver_wait(d).await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
     }
 
     async fn on_packet(&mut self, bytes: BytesMut, ctx: &mut ServerContext<Self>) -> Flow {
@@ -798,11 +817,14 @@ impl Server for Connection {
     async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
         self.shared.stats.connections_total.inc();
         let reader = self.reader.take().expect("a reader to start with");
-        let frames = FramedRead::new(
+        // A small read buffer to start with (tokio-util's default is 8 KiB): most of a
+        // connection's life is idle, and it grows as packets need.
+        let frames = FramedRead::with_capacity(
             reader,
             Frames {
                 max: self.shared.config.max_packet_size,
             },
+            READ_BUFFER,
         );
         ctx.add_source(frames, |item| match item {
             Some(r) => Info::Packet(r),

@@ -2,10 +2,9 @@
 //! connection that publishes and every session that subscribes.
 //!
 //! A publish reads the table under a read lock, so publishers never queue behind each other,
-//! and casts the message to each matching session. A session's mailbox is bounded: a session
-//! too slow to take what it is sent loses the newest messages (counted in
-//! `messages_dropped`), never the publisher's time — the policy Mosquitto has for a full
-//! queue. A session that has gone (crashed or killed) is found by its closed mailbox and its
+//! and casts the message to each matching session. A session's mailbox is bounded: when it is
+//! full, a QoS 0 message is dropped (counted in `messages_dropped`), and a QoS 1 or 2
+//! message makes its publisher wait for room (decision 016). A session that has gone (crashed or killed) is found by its closed mailbox and its
 //! subscriptions removed.
 
 use std::sync::Arc;
@@ -80,8 +79,24 @@ impl Router {
     }
 
     /// Publishes `msg`: keeps it if retained (an empty retained payload deletes the topic's),
-    /// and sends it to every matching subscription. Returns how many sessions it went to.
+    /// and sends it to every matching subscription. A session whose mailbox is full loses it
+    /// (counted). Returns how many sessions it went to. For the broker's own messages (wills,
+    /// `$SYS`); a client's go through [`publish_held`](Self::publish_held).
     pub fn publish(&self, msg: &Arc<Message>) -> usize {
+        self.route(msg, false).0
+    }
+
+    /// Publishes a client's message as [`publish`](Self::publish) does, except that a QoS 1
+    /// or 2 delivery for a session whose mailbox is full is handed back, for the publishing
+    /// connection to wait for room ([`SessionRef::deliver_wait`]) before it reads on: so a
+    /// session that cannot keep up slows its publishers (TCP carries it to them) instead of
+    /// losing messages already acknowledged. A session's mailbox drains at the speed of the
+    /// session process, not of its client, so a slow or silent client does not hold anyone.
+    pub fn publish_held(&self, msg: &Arc<Message>) -> (usize, Vec<(SessionRef, Delivery)>) {
+        self.route(msg, true)
+    }
+
+    fn route(&self, msg: &Arc<Message>, hold: bool) -> (usize, Vec<(SessionRef, Delivery)>) {
         if msg.retain {
             let mut r = self.retained.write();
             if msg.payload.is_empty() {
@@ -92,6 +107,7 @@ impl Router {
             self.stats.retained.set(r.len() as u64);
         }
         let mut sent = 0;
+        let mut held = Vec::new();
         let mut gone: Vec<(Arc<str>, SessionRef)> = Vec::new();
         self.subs.read().matches(&msg.topic, |who, route| {
             if route.no_local && **who == *msg.from {
@@ -105,6 +121,9 @@ impl Router {
             };
             match route.session.deliver(d) {
                 Ok(()) => sent += 1,
+                Err(girder::SendError::Full(d)) if hold && d.qos != QoS::AtMostOnce => {
+                    held.push((route.session.clone(), d))
+                }
                 Err(girder::SendError::Full(_)) => self.stats.messages_dropped.inc(),
                 Err(girder::SendError::NoProc(_)) => {
                     gone.push((who.clone(), route.session.clone()))
@@ -114,7 +133,7 @@ impl Router {
         for (who, session) in gone {
             self.forget(&who, &session);
         }
-        sent
+        (sent, held)
     }
 
     /// Every retained message (for saving them).

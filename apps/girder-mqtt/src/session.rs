@@ -90,6 +90,18 @@ impl SessionRef {
         })
     }
 
+    /// Sends it a message to deliver, waiting while its mailbox is full.
+    pub async fn deliver_wait(&self, d: Delivery) -> Result<(), SendError<Delivery>> {
+        self.0
+            .cast_wait(Cast::Deliver(d))
+            .await
+            .map_err(|e| match e {
+                SendError::Full(Cast::Deliver(d)) => SendError::Full(d),
+                SendError::NoProc(Cast::Deliver(d)) => SendError::NoProc(d),
+                _ => unreachable!("the message sent comes back"),
+            })
+    }
+
     /// The server handle.
     pub fn server(&self) -> &ServerRef<Session> {
         &self.0

@@ -311,3 +311,102 @@ async fn connects_wait_for_admission_and_a_silent_socket_cannot_hold_it_for_long
     );
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_cannot_keep_up_holds_its_qos1_publishers_back_and_loses_nothing() {
+    if !found("mosquitto_sub", "apt install mosquitto-clients") {
+        return;
+    }
+    let b = Broker::start(
+        &girder::Node::new("held"),
+        Config {
+            max_queued: 10_000,
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    let port = b.local_addr().port().to_string();
+    let n = girder_mqtt::session::MAILBOX + 1_000;
+    let count = n.to_string();
+    let mut sub = tokio::process::Command::new("mosquitto_sub")
+        .args([
+            "-p", &port, "-i", "held-sub", "-q", "1", "-t", "t", "-C", &count, "-W", "60",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    while b.stats().subscriptions.get() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The subscriber's session stops taking messages (suspended, as `girder sys` does).
+    let node = b.shared().node.clone();
+    let session = node.whereis("mqtt:session:held-sub").expect("the session");
+    girder::sys::suspend(&node, session).await.unwrap();
+
+    // A publisher pipelines more QoS 1 messages than the session's mailbox holds.
+    let mut publisher = tokio::net::TcpStream::connect(b.local_addr())
+        .await
+        .unwrap();
+    publisher
+        .write_all(&[
+            0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'p', b'2',
+        ])
+        .await
+        .unwrap();
+    let mut connack = [0u8; 4];
+    publisher.read_exact(&mut connack).await.unwrap();
+    let mut all = Vec::new();
+    for i in 0..n {
+        let payload = i.to_string();
+        let id = (i % 65_535 + 1) as u16;
+        all.push(0x32);
+        all.push((2 + 1 + 2 + payload.len()) as u8);
+        all.extend_from_slice(&[0, 1, b't']);
+        all.extend_from_slice(&id.to_be_bytes());
+        all.extend_from_slice(payload.as_bytes());
+    }
+    let (mut rd, mut wr) = publisher.into_split();
+    let writer = tokio::spawn(async move { wr.write_all(&all).await.map(|_| wr) });
+    // PUBACKs (4 bytes each) come for what the session's mailbox took, then stop: the
+    // publisher's connection waits for room, and no message is acknowledged and dropped.
+    let mut acks = 0usize;
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), rd.read(&mut buf)).await {
+            Ok(Ok(0)) => panic!("the broker closed the publisher's connection"),
+            Ok(Ok(k)) => acks += k / 4,
+            Ok(Err(e)) => panic!("{e}"),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        acks <= girder_mqtt::session::MAILBOX && acks < n,
+        "{acks} of {n} acknowledged while the session takes nothing"
+    );
+    assert_eq!(b.stats().messages_dropped.get(), 0);
+    girder::sys::resume(&node, session).await.unwrap();
+    // Everything flows again: every message acknowledged, every message delivered, in order.
+    while acks < n {
+        let k = tokio::time::timeout(Duration::from_secs(20), rd.read(&mut buf))
+            .await
+            .expect("the rest of the PUBACKs")
+            .unwrap();
+        assert!(k > 0, "the broker closed the publisher's connection");
+        acks += k / 4;
+    }
+    let _wr = writer.await.unwrap().unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        sub.stdout.take().unwrap().read_to_string(&mut out),
+    )
+    .await
+    .expect("the subscriber gets everything")
+    .unwrap();
+    let got: Vec<usize> = out.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+    assert_eq!(b.stats().messages_dropped.get(), 0);
+    b.stop().await;
+}

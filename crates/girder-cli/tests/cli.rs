@@ -169,6 +169,17 @@ fn demo_survives_injected_crashes_and_stops_cleanly() {
         text.contains("remaining nodes stopped gracefully"),
         "{text}"
     );
+    // Act 3: the MQTT broker with simulated devices: every crashed device's will arrives, a
+    // takeover ends the first connection, garbage closes only the stranger's connection.
+    for line in [
+        "200 devices online",
+        "20 devices crashed; the monitor had their 20 wills",
+        "took its session over",
+        "its connection closed; the devices went on",
+        "broker stopped",
+    ] {
+        assert!(text.contains(line), "act 3: no {line:?} in\n{text}");
+    }
 }
 
 #[test]

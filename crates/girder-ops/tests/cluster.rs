@@ -355,7 +355,12 @@ async fn a_node_down_alarm_clears_when_membership_forgets_the_node() {
         ma.members().len() == 1 && mb.members().len() == 1
     })
     .await;
-    a.connect(b.name()).await.unwrap();
+    // Following the membership gives `a` b's address a moment after b is a member (it failed
+    // once in CI with `NoAddress`): connect once it has it.
+    eventually_async("a connected to b", async || {
+        a.connect(b.name()).await.is_ok()
+    })
+    .await;
     let mut notices = ops_a.alarms().subscribe();
 
     // b is lost without a goodbye (its membership stops answering, its connection drops): a

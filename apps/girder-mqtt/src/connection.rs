@@ -25,7 +25,7 @@ use crate::codec::connect::{Connect, Protocol, QoS};
 use crate::codec::packet::{self, Packet};
 use crate::codec::properties::{id, Properties, Value};
 use crate::codec::publish::Publish;
-use crate::codec::{fixed_header, DecodeError, PacketType};
+use crate::codec::{fixed_header, DecodeError, FixedHeader, PacketType};
 use crate::message::Message;
 use crate::session::{self, Ack, Attach, Outgoing, Session, SessionRef, SubRequest};
 
@@ -67,10 +67,11 @@ pub struct Frames {
 }
 
 impl Decoder for Frames {
-    type Item = BytesMut;
+    /// A whole packet and its fixed header, checked once here.
+    type Item = (FixedHeader, BytesMut);
     type Error = ReadError;
 
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, ReadError> {
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Self::Item>, ReadError> {
         let Some(h) = fixed_header(src, self.max)? else {
             return Ok(None);
         };
@@ -79,14 +80,14 @@ impl Decoder for Frames {
             src.reserve(n - src.len());
             return Ok(None);
         }
-        Ok(Some(src.split_to(n)))
+        Ok(Some((h, src.split_to(n))))
     }
 }
 
 /// Packets and timers.
 pub enum Info {
-    /// A packet from the socket (or why reading stopped).
-    Packet(Result<BytesMut, ReadError>),
+    /// A packet from the socket with its fixed header (or why reading stopped).
+    Packet(Result<(FixedHeader, BytesMut), ReadError>),
     /// The client closed the socket.
     Closed,
     /// Time to check that the client sent CONNECT.
@@ -566,14 +567,14 @@ impl Connection {
         sent
     }
 
-    async fn on_packet(&mut self, bytes: BytesMut, ctx: &mut ServerContext<Self>) -> Flow {
+    async fn on_packet(
+        &mut self,
+        h: FixedHeader,
+        bytes: BytesMut,
+        ctx: &mut ServerContext<Self>,
+    ) -> Flow {
         self.last_packet = Instant::now();
         self.shared.stats.bytes_in.add(bytes.len() as u64);
-        let h = match fixed_header(&bytes, usize::MAX) {
-            Ok(Some(h)) => h,
-            Ok(None) => unreachable!("the framer hands over whole packets"),
-            Err(e) => return self.protocol_error(&e, ctx).await,
-        };
         let body = &bytes[h.len..];
         let packet = match packet::decode(&h, body, self.protocol()) {
             Ok(p) => p,
@@ -845,8 +846,11 @@ impl Server for Connection {
                     // Not sent (expired or too large for the client): done with, as far as
                     // the session is concerned.
                     if let Some(id) = id {
-                        let session = self.client.as_ref().expect("connected").session.clone();
-                        let _ = session.server().cast_wait(session::Cast::PubComp(id)).await;
+                        let client = self.client.as_ref().expect("connected");
+                        let (acks, session) = (client.acks.clone(), client.session.clone());
+                        if acks.push(Ack::Done(id)) {
+                            let _ = session.server().cast_wait(session::Cast::Acks).await;
+                        }
                     }
                 }
             }
@@ -871,7 +875,7 @@ impl Server for Connection {
 
     async fn handle_info(&mut self, info: Info, ctx: &mut ServerContext<Self>) -> Flow {
         let flow = match info {
-            Info::Packet(Ok(bytes)) => self.on_packet(bytes, ctx).await,
+            Info::Packet(Ok((h, bytes))) => self.on_packet(h, bytes, ctx).await,
             Info::Packet(Err(ReadError::Decode(e))) => return self.protocol_error(&e, ctx).await,
             Info::Packet(Err(ReadError::Io(_))) | Info::Closed => {
                 return Flow::Stop(ExitReason::Normal)

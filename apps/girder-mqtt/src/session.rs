@@ -105,6 +105,15 @@ impl Acks {
 #[derive(Clone)]
 pub struct SessionRef(ServerRef<Session>);
 
+/// The delivery a refused `Cast::Deliver` carried.
+fn delivery_back(e: SendError<Cast>) -> SendError<Delivery> {
+    match e {
+        SendError::Full(Cast::Deliver(d)) => SendError::Full(d),
+        SendError::NoProc(Cast::Deliver(d)) => SendError::NoProc(d),
+        _ => unreachable!("the message sent comes back"),
+    }
+}
+
 impl SessionRef {
     /// The session's process.
     pub fn pid(&self) -> girder::Pid {
@@ -113,11 +122,7 @@ impl SessionRef {
 
     /// Sends it a message to deliver (never waits: a full mailbox refuses it).
     pub fn deliver(&self, d: Delivery) -> Result<(), SendError<Delivery>> {
-        self.0.cast(Cast::Deliver(d)).map_err(|e| match e {
-            SendError::Full(Cast::Deliver(d)) => SendError::Full(d),
-            SendError::NoProc(Cast::Deliver(d)) => SendError::NoProc(d),
-            _ => unreachable!("the message sent comes back"),
-        })
+        self.0.cast(Cast::Deliver(d)).map_err(delivery_back)
     }
 
     /// Sends it a message to deliver, waiting while its mailbox is full.
@@ -125,11 +130,7 @@ impl SessionRef {
         self.0
             .cast_wait(Cast::Deliver(d))
             .await
-            .map_err(|e| match e {
-                SendError::Full(Cast::Deliver(d)) => SendError::Full(d),
-                SendError::NoProc(Cast::Deliver(d)) => SendError::NoProc(d),
-                _ => unreachable!("the message sent comes back"),
-            })
+            .map_err(delivery_back)
     }
 
     /// The server handle.
@@ -225,12 +226,6 @@ pub enum Call {
 pub enum Cast {
     /// A message to deliver.
     Deliver(Delivery),
-    /// The client acknowledged a QoS 1 message (PUBACK).
-    PubAck(u16),
-    /// The client received a QoS 2 message (PUBREC).
-    PubRec(u16),
-    /// The client completed a QoS 2 message (PUBCOMP).
-    PubComp(u16),
     /// Acknowledgements wait in the session's [`Acks`].
     Acks,
     /// The client sent a QoS 2 message with this identifier (kept until released).
@@ -760,18 +755,8 @@ impl Server for Session {
         self.take_acks(ctx);
         match msg {
             Cast::Deliver(d) => self.deliver(d, ctx),
+            // Taken above, with every other acknowledgement waiting.
             Cast::Acks => {}
-            Cast::PubAck(id) | Cast::PubComp(id) => {
-                self.ack(id, "PUBACK/PUBCOMP");
-                self.pump(ctx);
-            }
-            Cast::PubRec(id) => {
-                if let Some(f) = self.inflight.iter_mut().find(|f| f.id == id) {
-                    f.state = State::Released;
-                    f.handed = false;
-                    self.resend(ctx);
-                }
-            }
             Cast::Qos2Received(id) => {
                 self.awaiting_rel.insert(id);
             }

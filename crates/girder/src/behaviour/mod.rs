@@ -113,10 +113,7 @@ pub(crate) fn send_as<M: Send + 'static, T>(
     wrap: impl FnOnce(T) -> M,
     unwrap: impl Fn(M) -> Option<T>,
 ) -> Result<(), SendError<T>> {
-    addr.send(wrap(msg)).map_err(|e| match e {
-        SendError::Full(m) => SendError::Full(unwrap(m).expect("the message sent comes back")),
-        SendError::NoProc(m) => SendError::NoProc(unwrap(m).expect("the message sent comes back")),
-    })
+    addr.send(wrap(msg)).map_err(|e| sent_back(e, unwrap))
 }
 
 /// As [`send_as`], waiting for room in a full bounded mailbox (`Addr::send_wait`).
@@ -126,10 +123,18 @@ pub(crate) async fn send_wait_as<M: Send + 'static, T>(
     wrap: impl FnOnce(T) -> M,
     unwrap: impl Fn(M) -> Option<T>,
 ) -> Result<(), SendError<T>> {
-    addr.send_wait(wrap(msg)).await.map_err(|e| match e {
-        SendError::Full(m) => SendError::Full(unwrap(m).expect("the message sent comes back")),
-        SendError::NoProc(m) => SendError::NoProc(unwrap(m).expect("the message sent comes back")),
-    })
+    addr.send_wait(wrap(msg))
+        .await
+        .map_err(|e| sent_back(e, unwrap))
+}
+
+/// The refused message, unwrapped from the mailbox's message type.
+fn sent_back<M, T>(e: SendError<M>, unwrap: impl Fn(M) -> Option<T>) -> SendError<T> {
+    let back = |m| unwrap(m).expect("the message sent comes back");
+    match e {
+        SendError::Full(m) => SendError::Full(back(m)),
+        SendError::NoProc(m) => SendError::NoProc(back(m)),
+    }
 }
 
 /// Runs one callback with panics caught: `Err` carries the panic as an exit reason.

@@ -78,6 +78,18 @@ pub struct Config {
     /// Queue QoS 0 messages for an offline persistent session too (Mosquitto's
     /// `queue_qos0_messages`).
     pub queue_qos0: bool,
+    /// QoS 1 and 2 messages a connected client's session may hold beyond those in flight
+    /// before the connections publishing to it wait (and stop reading their sockets, so TCP
+    /// slows their clients): back pressure from a subscriber that is behind to its publishers,
+    /// instead of a queue that grows to `max_queued` and drops what was acknowledged. As in
+    /// a broadcast with back pressure, the slowest subscriber of a topic sets its pace, as
+    /// long as it keeps acknowledging (see `backpressure_timeout_ms`). 0: publishers never
+    /// wait for a client (Mosquitto's behaviour: the queue drops past `max_queued`).
+    pub backpressure_queued: usize,
+    /// Milliseconds publishers wait for one session before it is taken as stalled: its
+    /// publishers then pass, and its queue fills to `max_queued`, dropping past it, until it
+    /// has drained to half `backpressure_queued` (decision 016).
+    pub backpressure_timeout_ms: u64,
     /// Seconds a new connection has to send its CONNECT.
     pub connect_timeout_secs: u64,
     /// Seconds a write to a client may stall before the client is taken to be gone.
@@ -110,6 +122,8 @@ impl Default for Config {
             max_inflight: 20,
             max_queued: 1000,
             queue_qos0: false,
+            backpressure_queued: 50,
+            backpressure_timeout_ms: 1000,
             connect_timeout_secs: 10,
             write_timeout_secs: 30,
             sys_interval_secs: 10,
@@ -121,6 +135,11 @@ impl Config {
     /// How long a new connection has to send its CONNECT.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// How long publishers wait for a session that is behind.
+    pub fn backpressure_timeout(&self) -> Duration {
+        Duration::from_millis(self.backpressure_timeout_ms)
     }
 
     /// How long a write to a client may stall.

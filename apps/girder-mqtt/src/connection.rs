@@ -507,7 +507,8 @@ impl Connection {
         match p.qos {
             QoS::AtMostOnce => {
                 let msg = Message::from_publish(&p, &topic, &client.id);
-                self.shared.publish(&msg);
+                let shared = self.shared.clone();
+                Self::route(&shared, &msg).await;
             }
             QoS::AtLeastOnce => {
                 let msg = Message::from_publish(&p, &topic, &client.id);
@@ -554,13 +555,13 @@ impl Connection {
         Flow::Continue
     }
 
-    /// Routes a QoS 1 or 2 message, waiting for room in the mailboxes of sessions that are
-    /// full (this connection reads nothing meanwhile: TCP slows its client). Returns how many
-    /// sessions it went to.
+    /// Routes a client's message, waiting for sessions that are full or behind (this
+    /// connection reads nothing meanwhile: TCP slows its client). Returns how many sessions
+    /// it went to.
     async fn route(shared: &Shared, msg: &Arc<Message>) -> usize {
         let (mut sent, held) = shared.router.publish_held(msg);
-        for (session, d) in held {
-            if session.deliver_wait(d).await.is_ok() {
+        for h in held {
+            if h.deliver(shared.config.backpressure_timeout()).await {
                 sent += 1;
             }
         }

@@ -22,6 +22,7 @@
 //! | [`listener`] | TCP, TLS (rustls) and WebSocket (binary frames, subprotocol `mqtt`) listeners; handshakes bounded; the connection rate | §4.2, §6 |
 //! | [`connection`] | [`connection::Connection`]: one process per socket; CONNECT and its checks, keep alive (1.5×), topic aliases, the QoS 1 and 2 flows of a client's messages, SUBSCRIBE with the ACL, batched writes, a write timeout | §3, §4.3 |
 //! | [`session`] | [`session::Session`]: one process per client id; subscriptions, in-flight window, bounded offline queue, QoS 2 ids, will (with delay), expiry, takeover | §4.1, §3.1.2.5, §3.1.4 |
+//! | [`backlog`] | [`backlog::Backlog`]: what a connected client's session holds, as its publishers see it; they wait while it is behind, up to a timeout | — |
 //! | [`router`] | [`router::Router`]: the subscription table and the retained store, shared; publish | §4.7, §3.3.1.3 |
 //! | [`message`] | [`message::Message`]: a message once the broker owns it, its forwarded 5.0 properties and expiry | 5.0 §3.3.2.3 |
 //! | [`store`] | [`store::Store`]: snapshots of sessions and retained messages in redb | — |
@@ -38,6 +39,7 @@
 
 pub mod acl;
 pub mod auth;
+pub mod backlog;
 pub mod broker;
 pub mod codec;
 pub mod config;

@@ -2,15 +2,19 @@
 //! connection that publishes and every session that subscribes.
 //!
 //! A publish reads the table under a read lock, so publishers never queue behind each other,
-//! and casts the message to each matching session. A session's mailbox is bounded: when it is
-//! full, a QoS 0 message is dropped (counted in `messages_dropped`), and a QoS 1 or 2
-//! message makes its publisher wait for room (decision 016). A session that has gone (crashed or killed) is found by its closed mailbox and its
-//! subscriptions removed.
+//! and casts the message to each matching session. A client's publish is handed back, for its
+//! connection to wait ([`Held`]), where a session's mailbox is full, and for QoS 1 and 2 also
+//! where a connected client's session is behind ([`Backlog`]); the broker's own messages
+//! (wills, `$SYS`) never wait, and are dropped (counted in `messages_dropped`) where a mailbox
+//! is full (decision 016). A session that has gone (crashed or killed) is found by its closed
+//! mailbox and its subscriptions removed.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::RwLock;
 
+use crate::backlog::Backlog;
 use crate::codec::connect::QoS;
 use crate::message::Message;
 use crate::retained::Retained;
@@ -23,6 +27,8 @@ use crate::topic::Subscriptions;
 pub struct Route {
     /// The session it delivers to.
     pub session: SessionRef,
+    /// What that session holds, as its publishers see it.
+    pub backlog: Arc<Backlog>,
     /// The most QoS granted.
     pub qos: QoS,
     /// 5.0: not the subscriber's own messages.
@@ -31,6 +37,34 @@ pub struct Route {
     pub retain_as_published: bool,
     /// 5.0: the subscription identifier, sent with each message it matches.
     pub id: Option<u32>,
+}
+
+/// A delivery its publisher waits to hand over: the session's mailbox was full, or (QoS 1
+/// and 2) the session is behind.
+pub struct Held {
+    session: SessionRef,
+    backlog: Arc<Backlog>,
+    delivery: Delivery,
+}
+
+impl Held {
+    /// Waits while the session is behind (at most `timeout`, then it is taken as stalled)
+    /// and then for room in its mailbox, and hands the delivery over. False if the session
+    /// has gone meanwhile.
+    pub async fn deliver(self, timeout: Duration) -> bool {
+        let counted = self.delivery.qos != QoS::AtMostOnce;
+        if counted {
+            if self.backlog.holds() {
+                self.backlog.wait_room(timeout).await;
+            }
+            self.backlog.sent();
+        }
+        let ok = self.session.deliver_wait(self.delivery).await.is_ok();
+        if counted && !ok {
+            self.backlog.received();
+        }
+        ok
+    }
 }
 
 /// The subscription table and the retained store.
@@ -86,17 +120,18 @@ impl Router {
         self.route(msg, false).0
     }
 
-    /// Publishes a client's message as [`publish`](Self::publish) does, except that a QoS 1
-    /// or 2 delivery for a session whose mailbox is full is handed back, for the publishing
-    /// connection to wait for room ([`SessionRef::deliver_wait`]) before it reads on: so a
-    /// session that cannot keep up slows its publishers (TCP carries it to them) instead of
-    /// losing messages already acknowledged. A session's mailbox drains at the speed of the
-    /// session process, not of its client, so a slow or silent client does not hold anyone.
-    pub fn publish_held(&self, msg: &Arc<Message>) -> (usize, Vec<(SessionRef, Delivery)>) {
+    /// Publishes a client's message as [`publish`](Self::publish) does, except that a
+    /// delivery for a session whose mailbox is full, or (QoS 1 and 2) whose connected client
+    /// is behind, is handed back, for the publishing connection to wait ([`Held::deliver`])
+    /// before it reads on: so a subscriber that cannot keep up slows its publishers (TCP
+    /// carries it to them) instead of losing messages already acknowledged. The wait for a
+    /// client is bounded by `backpressure_timeout`; the wait for a mailbox by the session
+    /// process, which drains it at its own speed, not its client's.
+    pub fn publish_held(&self, msg: &Arc<Message>) -> (usize, Vec<Held>) {
         self.route(msg, true)
     }
 
-    fn route(&self, msg: &Arc<Message>, hold: bool) -> (usize, Vec<(SessionRef, Delivery)>) {
+    fn route(&self, msg: &Arc<Message>, hold: bool) -> (usize, Vec<Held>) {
         if msg.retain {
             let mut r = self.retained.write();
             if msg.payload.is_empty() {
@@ -119,11 +154,26 @@ impl Router {
                 retain: route.retain_as_published && msg.retain,
                 sub_id: route.id,
             };
-            match route.session.deliver(d) {
+            let counted = d.qos != QoS::AtMostOnce;
+            let hold_it = |delivery| Held {
+                session: route.session.clone(),
+                backlog: route.backlog.clone(),
+                delivery,
+            };
+            if hold && counted && route.backlog.holds() {
+                held.push(hold_it(d));
+                return;
+            }
+            if counted {
+                route.backlog.sent();
+            }
+            let result = route.session.deliver(d);
+            if counted && result.is_err() {
+                route.backlog.received();
+            }
+            match result {
                 Ok(()) => sent += 1,
-                Err(girder::SendError::Full(d)) if hold && d.qos != QoS::AtMostOnce => {
-                    held.push((route.session.clone(), d))
-                }
+                Err(girder::SendError::Full(d)) if hold => held.push(hold_it(d)),
                 Err(girder::SendError::Full(_)) => self.stats.messages_dropped.inc(),
                 Err(girder::SendError::NoProc(_)) => {
                     gone.push((who.clone(), route.session.clone()))

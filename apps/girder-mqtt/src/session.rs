@@ -10,8 +10,10 @@
 //!
 //! Slow clients: what the session sends its connection goes through the connection's
 //! bounded mailbox. When that is full, QoS 0 messages are dropped and counted, and QoS 1 and
-//! 2 messages wait in the session's queue, which is bounded by `max_queued` (past it the
-//! newest are dropped and counted). Nothing a client does grows the broker without bound.
+//! 2 messages wait in the session's queue. While a client is connected, its publishers wait
+//! once the queue reaches `backpressure_queued` ([`Backlog`]); the queue itself is bounded by
+//! `max_queued` (past it the newest are dropped and counted), which an offline or stalled
+//! client reaches. Nothing a client does grows the broker without bound.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use girder::{
     Down, Flow, MonitorRef, ReplyTo, SendError, Server, ServerContext, ServerRef, TimerRef,
 };
 
+use crate::backlog::Backlog;
 use crate::broker::Shared;
 use crate::codec::ack::Reason;
 use crate::codec::connect::{Protocol, QoS};
@@ -31,8 +34,9 @@ use crate::router::Route;
 use crate::store::{SavedDelivery, SavedSession, SavedSub};
 
 /// Messages that may wait in a session's mailbox: the bound on what a burst of publishes
-/// leaves with a session that has not yet sorted them into its queue.
-pub const MAILBOX: usize = 4096;
+/// leaves with a session that has not yet sorted them into its queue (past it, publishers
+/// wait).
+pub const MAILBOX: usize = 1024;
 
 /// A message on its way to one subscriber.
 #[derive(Debug, Clone)]
@@ -185,9 +189,10 @@ pub struct SubRequest {
 
 impl SubRequest {
     /// The router's entry for this subscription of session `me`.
-    fn route(&self, me: &SessionRef) -> Route {
+    fn route(&self, me: &SessionRef, backlog: &Arc<Backlog>) -> Route {
         Route {
             session: me.clone(),
+            backlog: backlog.clone(),
             qos: self.qos,
             no_local: self.no_local,
             retain_as_published: self.retain_as_published,
@@ -282,6 +287,7 @@ pub struct Session {
     /// Messages it holds as last counted in the broker's `queued`.
     counted: usize,
     acks: Arc<Acks>,
+    backlog: Arc<Backlog>,
 }
 
 impl Session {
@@ -289,7 +295,6 @@ impl Session {
     pub fn new(client_id: Arc<str>, shared: Arc<Shared>) -> Self {
         Session {
             client_id,
-            shared,
             fresh: true,
             conn: None,
             window: 1,
@@ -307,6 +312,13 @@ impl Session {
             expires_at: None,
             counted: 0,
             acks: Arc::default(),
+            backlog: Arc::new(Backlog::new(
+                shared
+                    .config
+                    .backpressure_queued
+                    .min(shared.config.max_queued),
+            )),
+            shared,
         }
     }
 
@@ -341,6 +353,7 @@ impl Session {
             self.shared.stats.queued.sub((self.counted - now) as u64);
         }
         self.counted = now;
+        self.backlog.queued(self.queue.len());
     }
 
     /// A session as saved, started again after a restart: detached, its subscriptions back in
@@ -400,8 +413,8 @@ impl Session {
     }
 
     /// The child spec a session runs under: registered under its name, with a bounded
-    /// mailbox of [`MAILBOX`] (a publisher's message for a session whose mailbox is full is
-    /// dropped and counted, never waited for).
+    /// mailbox of [`MAILBOX`] (a client's publish waits for room in it; the broker's own
+    /// messages are dropped and counted).
     pub fn spec(self) -> girder::ChildSpec {
         let name = Session::name(&self.client_id);
         girder::ChildSpec::server_once("session", self)
@@ -587,6 +600,7 @@ impl Session {
     /// session (now or after its expiry).
     fn detach(&mut self, with_will: bool, ctx: &mut ServerContext<Self>) -> Flow {
         self.conn = None;
+        self.backlog.attached(false);
         self.detached += 1;
         if !with_will {
             self.will = None;
@@ -628,9 +642,11 @@ impl Server for Session {
         if let Some(expires) = self.restored_expiry.take() {
             let me = SessionRef(ctx.me());
             for r in self.subs.values() {
-                self.shared
-                    .router
-                    .subscribe(&r.filter, &self.client_id, r.route(&me));
+                self.shared.router.subscribe(
+                    &r.filter,
+                    &self.client_id,
+                    r.route(&me, &self.backlog),
+                );
             }
             self.detached += 1;
             match expires {
@@ -674,6 +690,7 @@ impl Server for Session {
                 self.will = a.will;
                 let mref = ctx.monitor(a.conn.pid());
                 self.conn = Some((a.conn, mref));
+                self.backlog.attached(true);
                 reply.reply(Attached {
                     present,
                     awaiting_rel: self.awaiting_rel.iter().copied().collect(),
@@ -685,10 +702,11 @@ impl Server for Session {
                 let mut new = Vec::with_capacity(reqs.len());
                 let me = SessionRef(ctx.me());
                 for r in &reqs {
-                    let fresh =
-                        self.shared
-                            .router
-                            .subscribe(&r.filter, &self.client_id, r.route(&me));
+                    let fresh = self.shared.router.subscribe(
+                        &r.filter,
+                        &self.client_id,
+                        r.route(&me, &self.backlog),
+                    );
                     self.subs.insert(r.filter.clone(), r.clone());
                     new.push(fresh);
                 }
@@ -754,7 +772,12 @@ impl Server for Session {
     async fn handle_cast(&mut self, msg: Cast, ctx: &mut ServerContext<Self>) -> Flow {
         self.take_acks(ctx);
         match msg {
-            Cast::Deliver(d) => self.deliver(d, ctx),
+            Cast::Deliver(d) => {
+                if d.qos != QoS::AtMostOnce {
+                    self.backlog.received();
+                }
+                self.deliver(d, ctx)
+            }
             // Taken above, with every other acknowledgement waiting.
             Cast::Acks => {}
             Cast::Qos2Received(id) => {
@@ -794,6 +817,7 @@ impl Server for Session {
     }
 
     async fn terminate(&mut self, _: &girder::ExitReason, _: &mut ServerContext<Self>) {
+        self.backlog.attached(false);
         self.cancel_timers();
         self.publish_will();
         for filter in self.subs.keys() {

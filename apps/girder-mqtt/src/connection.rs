@@ -561,7 +561,8 @@ impl Connection {
     async fn route(shared: &Shared, msg: &Arc<Message>) -> usize {
         let (mut sent, held) = shared.router.publish_held(msg);
         for h in held {
-            if h.deliver(shared.config.backpressure_timeout()).await {
+            // Boxed: rare, and inline it would be room every idle connection keeps.
+            if Box::pin(h.deliver(shared.config.backpressure_timeout())).await {
                 sent += 1;
             }
         }
@@ -599,7 +600,9 @@ impl Connection {
         };
         let Some(client) = &mut self.client else {
             return match packet {
-                Packet::Connect(c) => self.on_connect(c, ctx).await,
+                // Boxed: once per connection, and the largest future a connection awaits;
+                // inline it would be room every idle connection keeps for its whole life.
+                Packet::Connect(c) => Box::pin(self.on_connect(c, ctx)).await,
                 _ => {
                     self.shared.stats.protocol_errors.inc();
                     tracing::info!(peer = %self.peer, "first packet is not CONNECT");

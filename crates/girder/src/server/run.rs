@@ -240,81 +240,87 @@ pub(super) async fn start<S: Server>(
     Ok(ServerRef { addr })
 }
 
-async fn run<S: Server>(
+/// The server's life: register, `init`, then the message loop. A plain function returning an
+/// `async move` block rather than an `async fn`: an `async fn` moves its arguments into locals
+/// and its future keeps room for both copies in every state (the server and its context, some
+/// hundreds of bytes per process for as long as it lives).
+fn run<S: Server>(
     mut server: S,
     mut ctx: ServerContext<S>,
     name: Option<String>,
     starter: Starter,
-) -> ExitReason {
-    let starter = match starter.register(&ctx, name.as_deref()) {
-        Ok(s) => s,
-        Err(reason) => return reason,
-    };
-    if let Err(reason) = starter.init(server.init(&mut ctx)).await {
-        return reason;
-    }
+) -> impl std::future::Future<Output = ExitReason> + Send {
+    async move {
+        let starter = match starter.register(&ctx, name.as_deref()) {
+            Ok(s) => s,
+            Err(reason) => return reason,
+        };
+        if let Err(reason) = starter.init(server.init(&mut ctx)).await {
+            return reason;
+        }
 
-    let reason = loop {
-        let Some(event) = poll_fn(|cx| ctx.poll_next(cx)).await else {
-            if let Some(req) = ctx.sys.inbox.take() {
-                let (pid, name) = (ctx.pid(), ctx.behaviour_name());
-                ctx.sys
-                    .handle(pid, name, *req, || (None, server.state_view()));
-                continue;
-            }
-            let info = ctx.source_item.take().expect("a source's item is waiting");
+        let reason = loop {
+            let Some(event) = poll_fn(|cx| ctx.poll_next(cx)).await else {
+                if let Some(req) = ctx.sys.inbox.take() {
+                    let (pid, name) = (ctx.pid(), ctx.behaviour_name());
+                    ctx.sys
+                        .handle(pid, name, *req, || (None, server.state_view()));
+                    continue;
+                }
+                let info = ctx.source_item.take().expect("a source's item is waiting");
+                if ctx.sys.tracing() {
+                    let detail = sys::detail(|| S::trace_view(TraceMsg::Info(&info)));
+                    ctx.trace(Traced::Info, detail);
+                }
+                match guarded(server.handle_info(info, &mut ctx)).await {
+                    Ok(Flow::Continue) => continue,
+                    Ok(Flow::Stop(reason)) => break reason,
+                    Err(panic) => break panic,
+                }
+            };
             if ctx.sys.tracing() {
-                let detail = sys::detail(|| S::trace_view(TraceMsg::Info(&info)));
-                ctx.trace(Traced::Info, detail);
+                if let Some((kind, detail)) = traced::<S>(&event) {
+                    ctx.trace(kind, detail);
+                }
             }
-            match guarded(server.handle_info(info, &mut ctx)).await {
-                Ok(Flow::Continue) => continue,
+            let flow = match event {
+                // Its caller has given up and others wait: dropped before it starts.
+                Event::Message(Msg::Call(request)) if request.stale(ctx.ctx.mailbox_len() > 0) => {
+                    ctx.ctx.node().inner.counters.call_expired();
+                    drop(request);
+                    Ok(Flow::Continue)
+                }
+                Event::Message(Msg::Call(request)) => {
+                    let (req, tag) = request.into_parts();
+                    let noted = watch::begin(tag);
+                    let flow = guarded(server.handle_call(req, &mut ctx)).await;
+                    watch::end(noted, ctx.node(), ctx.pid());
+                    flow
+                }
+                Event::Message(Msg::Cast(msg)) => guarded(server.handle_cast(msg, &mut ctx)).await,
+                Event::Message(Msg::Info(msg)) => guarded(server.handle_info(msg, &mut ctx)).await,
+                Event::Stop(reason) => break reason,
+                Event::Exit { from, reason } if Some(from) == ctx.parent => break reason,
+                Event::Exit { from, reason } => {
+                    guarded(server.handle_exit(from, reason, &mut ctx)).await
+                }
+                Event::Down(down) => guarded(server.handle_down(down, &mut ctx)).await,
+            };
+            match flow {
+                Ok(Flow::Continue) => {}
                 Ok(Flow::Stop(reason)) => break reason,
                 Err(panic) => break panic,
             }
         };
-        if ctx.sys.tracing() {
-            if let Some((kind, detail)) = traced::<S>(&event) {
-                ctx.trace(kind, detail);
-            }
-        }
-        let flow = match event {
-            // Its caller has given up and others wait: dropped before it starts.
-            Event::Message(Msg::Call(request)) if request.stale(ctx.ctx.mailbox_len() > 0) => {
-                ctx.ctx.node().inner.counters.call_expired();
-                drop(request);
-                Ok(Flow::Continue)
-            }
-            Event::Message(Msg::Call(request)) => {
-                let (req, tag) = request.into_parts();
-                let noted = watch::begin(tag);
-                let flow = guarded(server.handle_call(req, &mut ctx)).await;
-                watch::end(noted, ctx.node(), ctx.pid());
-                flow
-            }
-            Event::Message(Msg::Cast(msg)) => guarded(server.handle_cast(msg, &mut ctx)).await,
-            Event::Message(Msg::Info(msg)) => guarded(server.handle_info(msg, &mut ctx)).await,
-            Event::Stop(reason) => break reason,
-            Event::Exit { from, reason } if Some(from) == ctx.parent => break reason,
-            Event::Exit { from, reason } => {
-                guarded(server.handle_exit(from, reason, &mut ctx)).await
-            }
-            Event::Down(down) => guarded(server.handle_down(down, &mut ctx)).await,
-        };
-        match flow {
-            Ok(Flow::Continue) => {}
-            Ok(Flow::Stop(reason)) => break reason,
-            Err(panic) => break panic,
-        }
-    };
-    // Recorded before the mailbox and its pending calls are dropped, so their callers see why.
-    ctx.record_exit_reason(&reason);
-    ctx.trace(
-        Traced::Stopping {
-            reason: reason.to_string(),
-        },
-        None,
-    );
-    let _ = guarded(server.terminate(&reason, &mut ctx)).await;
-    reason
+        // Recorded before the mailbox and its pending calls are dropped, so their callers see why.
+        ctx.record_exit_reason(&reason);
+        ctx.trace(
+            Traced::Stopping {
+                reason: reason.to_string(),
+            },
+            None,
+        );
+        let _ = guarded(server.terminate(&reason, &mut ctx)).await;
+        reason
+    }
 }

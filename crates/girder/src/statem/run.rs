@@ -269,52 +269,57 @@ struct Machine<S: StateMachine> {
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
-async fn run<S: StateMachine>(
+/// As the server's: a function returning an `async move` block, so the machine and its context
+/// are kept once in the process's future, not twice (an `async fn` keeps its arguments and
+/// their moved copies side by side).
+fn run<S: StateMachine>(
     mut machine: S,
     mut ctx: StateMachineContext<S>,
     name: Option<String>,
     starter: Starter,
-) -> ExitReason {
-    let starter = match starter.register(&ctx, name.as_deref()) {
-        Ok(s) => s,
-        Err(reason) => return reason,
-    };
-    let (state, actions) = match starter.init(machine.init(&mut ctx)).await {
-        Ok(init) => init,
-        Err(reason) => return reason,
-    };
-    let mut m = Machine {
-        machine,
-        ctx,
-        state,
-        timers: Timers {
-            state: None,
-            event: None,
-            generic: Vec::new(),
-        },
-        postponed: VecDeque::new(),
-        replay: VecDeque::new(),
-        sleep: None,
-    };
-    m.apply_actions(actions);
-    let mut stopping = None;
-    if S::state_enter() {
-        let old = m.state.clone();
-        stopping = m.enter(old).await;
+) -> impl std::future::Future<Output = ExitReason> + Send {
+    async move {
+        let starter = match starter.register(&ctx, name.as_deref()) {
+            Ok(s) => s,
+            Err(reason) => return reason,
+        };
+        let (state, actions) = match starter.init(machine.init(&mut ctx)).await {
+            Ok(init) => init,
+            Err(reason) => return reason,
+        };
+        let mut m = Machine {
+            machine,
+            ctx,
+            state,
+            timers: Timers {
+                state: None,
+                event: None,
+                generic: Vec::new(),
+            },
+            postponed: VecDeque::new(),
+            replay: VecDeque::new(),
+            sleep: None,
+        };
+        m.apply_actions(actions);
+        let mut stopping = None;
+        if S::state_enter() {
+            let old = m.state.clone();
+            stopping = m.enter(old).await;
+        }
+        let reason = match stopping {
+            Some(reason) => reason,
+            None => m.serve().await,
+        };
+        m.ctx.record_exit_reason(&reason);
+        m.ctx.trace(
+            Traced::Stopping {
+                reason: reason.to_string(),
+            },
+            None,
+        );
+        let _ = guarded(m.machine.terminate(&reason, &m.state, &mut m.ctx)).await;
+        reason
     }
-    let reason = match stopping {
-        Some(reason) => reason,
-        None => m.serve().await,
-    };
-    m.ctx.record_exit_reason(&reason);
-    m.ctx.trace(
-        Traced::Stopping {
-            reason: reason.to_string(),
-        },
-        None,
-    );
-    let _ = guarded(m.machine.terminate(&reason, &m.state, &mut m.ctx)).await;
-    reason
 }
 
 impl<S: StateMachine> Machine<S> {

@@ -164,6 +164,23 @@ impl Acl {
         granted
     }
 
+    /// True if some topic `filter` matches may be denied to the client although the filter
+    /// was granted: a deny rule that applies to it overlaps the filter (`a/#` granted, `a/secret`
+    /// denied). Its deliveries are then checked one by one ([`allows`](Self::allows) with
+    /// [`Access::Read`]), as Mosquitto checks each message it sends.
+    ///
+    /// ```
+    /// use girder_mqtt::acl::Acl;
+    /// let acl = Acl::parse("topic read a/#\ntopic deny a/secret\n").unwrap();
+    /// assert!(acl.may_subscribe(None, "c1", "a/#"));
+    /// assert!(acl.denies_within(None, "c1", "a/#"));
+    /// assert!(!acl.denies_within(None, "c1", "a/open/+"));
+    /// ```
+    pub fn denies_within(&self, username: Option<&str>, client_id: &str, filter: &str) -> bool {
+        self.rules(username, client_id)
+            .any(|(rule, denied)| rule.grant == Grant::Deny && overlaps(&denied, filter))
+    }
+
     /// The rules that apply to a client, with patterns' `%c` and `%u` filled in (a pattern whose
     /// substitute is missing or holds `/`, `+` or `#` is left out).
     fn rules<'a>(
@@ -232,6 +249,21 @@ fn matches(filter: &str, topic: &str) -> bool {
             (Some("+"), Some(_)) => {}
             (Some(a), Some(b)) if a == b => {}
             (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Is there a topic both filters match? (The `$` rule is left out: a check it would have
+/// spared is only a check too many.)
+fn overlaps(a: &str, b: &str) -> bool {
+    let mut x = a.split('/');
+    let mut y = b.split('/');
+    loop {
+        match (x.next(), y.next()) {
+            (Some("#"), _) | (_, Some("#")) => return true,
+            (None, None) => return true,
+            (Some(p), Some(q)) if p == q || p == "+" || q == "+" => {}
             _ => return false,
         }
     }

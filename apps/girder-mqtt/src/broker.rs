@@ -51,7 +51,7 @@ pub struct Shared {
     /// The users, if a password file is configured.
     pub passwords: Option<PasswordFile>,
     /// The topic permissions, if an ACL file is configured.
-    pub acl: Option<Acl>,
+    pub acl: Option<Arc<Acl>>,
     /// Subscriptions and retained messages.
     pub router: Router,
     /// Counters.
@@ -180,7 +180,7 @@ impl Broker {
             None => None,
         };
         let acl = match &config.acl_file {
-            Some(p) => Some(Acl::load(p)?),
+            Some(p) => Some(Arc::new(Acl::load(p)?)),
             None => None,
         };
         let allow_anonymous = config.allow_anonymous.unwrap_or(passwords.is_none());

@@ -339,6 +339,7 @@ impl Connection {
                 window,
                 expiry,
                 will: will.clone(),
+                username: c.username.map(Into::into),
             };
             match session
                 .server()

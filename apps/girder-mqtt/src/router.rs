@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 
+use crate::acl::{Access, Acl};
 use crate::backlog::Backlog;
 use crate::codec::connect::QoS;
 use crate::message::Message;
@@ -37,6 +38,32 @@ pub struct Route {
     pub retain_as_published: bool,
     /// 5.0: the subscription identifier, sent with each message it matches.
     pub id: Option<u32>,
+    /// Who reads, where the ACL may deny some of the topics the filter matches
+    /// ([`Acl::denies_within`]): each message is checked before it goes.
+    pub reader: Option<Arc<Reader>>,
+}
+
+/// A subscriber whose deliveries the ACL checks one by one.
+#[derive(Debug)]
+pub struct Reader {
+    /// The ACL.
+    pub acl: Arc<Acl>,
+    /// The client's user name.
+    pub username: Option<Arc<str>>,
+    /// Its client id.
+    pub client_id: Arc<str>,
+}
+
+impl Reader {
+    /// True if the ACL lets the client read `topic`.
+    pub fn may_read(&self, topic: &str) -> bool {
+        self.acl.allows(
+            self.username.as_deref(),
+            &self.client_id,
+            topic,
+            Access::Read,
+        )
+    }
 }
 
 /// A delivery its publisher waits to hand over: the session's mailbox was full, or (QoS 1
@@ -146,6 +173,13 @@ impl Router {
         let mut gone: Vec<(Arc<str>, SessionRef)> = Vec::new();
         self.subs.read().matches(&msg.topic, |who, route| {
             if route.no_local && **who == *msg.from {
+                return;
+            }
+            if route
+                .reader
+                .as_ref()
+                .is_some_and(|r| !r.may_read(&msg.topic))
+            {
                 return;
             }
             let d = Delivery {

@@ -30,7 +30,7 @@ use crate::codec::connect::{Protocol, QoS};
 use crate::codec::subscribe::RetainHandling;
 use crate::connection::{Connection, ToClient};
 use crate::message::Message;
-use crate::router::Route;
+use crate::router::{Reader, Route};
 use crate::store::{SavedDelivery, SavedSession, SavedSub};
 
 /// Messages that may wait in a session's mailbox: the bound on what a burst of publishes
@@ -157,6 +157,8 @@ pub struct Attach {
     pub expiry: u32,
     /// The will and its delay.
     pub will: Option<(Arc<Message>, Duration)>,
+    /// The user name it authenticated with (the ACL's rules depend on it).
+    pub username: Option<Arc<str>>,
 }
 
 /// What the session says back.
@@ -189,10 +191,11 @@ pub struct SubRequest {
 
 impl SubRequest {
     /// The router's entry for this subscription of session `me`.
-    fn route(&self, me: &SessionRef, backlog: &Arc<Backlog>) -> Route {
+    fn route(&self, me: &SessionRef, backlog: &Arc<Backlog>, reader: Option<Arc<Reader>>) -> Route {
         Route {
             session: me.clone(),
             backlog: backlog.clone(),
+            reader,
             qos: self.qos,
             no_local: self.no_local,
             retain_as_published: self.retain_as_published,
@@ -265,6 +268,7 @@ struct Inflight {
 /// The session process's state.
 pub struct Session {
     client_id: Arc<str>,
+    username: Option<Arc<str>>,
     shared: Arc<Shared>,
     fresh: bool,
     conn: Option<(ServerRef<Connection>, MonitorRef)>,
@@ -295,6 +299,7 @@ impl Session {
     pub fn new(client_id: Arc<str>, shared: Arc<Shared>) -> Self {
         Session {
             client_id,
+            username: None,
             fresh: true,
             conn: None,
             window: 1,
@@ -361,6 +366,7 @@ impl Session {
     pub fn restore(saved: SavedSession, shared: Arc<Shared>) -> Self {
         let mut s = Session::new(saved.client_id.as_str().into(), shared);
         s.fresh = false;
+        s.username = saved.username.map(Into::into);
         s.expiry = saved.expiry;
         s.subs = saved
             .subs
@@ -395,6 +401,7 @@ impl Session {
         }
         Some(SavedSession {
             client_id: self.client_id.to_string(),
+            username: self.username.as_deref().map(str::to_string),
             expiry: self.expiry,
             expires_at_ms: self.expires_at.map(crate::store::wall_ms),
             subs: self.subs.values().map(SavedSub::of).collect(),
@@ -453,6 +460,42 @@ impl Session {
             }
         }
         Err(format!("no session for {client_id:?} after three tries"))
+    }
+
+    /// The router's entry for subscription `r`: checked message by message where the ACL may
+    /// deny some of the topics its filter matches.
+    fn route(&self, r: &SubRequest, me: &SessionRef) -> Route {
+        let filter = r
+            .filter
+            .strip_prefix("$share/")
+            .and_then(|rest| rest.split_once('/'))
+            .map_or(r.filter.as_str(), |(_, inner)| inner);
+        let reader = self
+            .shared
+            .acl
+            .as_ref()
+            .filter(|acl| acl.denies_within(self.username.as_deref(), &self.client_id, filter))
+            .map(|acl| {
+                Arc::new(Reader {
+                    acl: acl.clone(),
+                    username: self.username.clone(),
+                    client_id: self.client_id.clone(),
+                })
+            });
+        r.route(me, &self.backlog, reader)
+    }
+
+    /// True if the ACL (if any) lets the client read `topic` (for retained messages, which do
+    /// not pass the router's check).
+    fn may_read(&self, topic: &str) -> bool {
+        self.shared.acl.as_ref().is_none_or(|acl| {
+            acl.allows(
+                self.username.as_deref(),
+                &self.client_id,
+                topic,
+                crate::acl::Access::Read,
+            )
+        })
     }
 
     fn next_packet_id(&mut self) -> u16 {
@@ -642,11 +685,9 @@ impl Server for Session {
         if let Some(expires) = self.restored_expiry.take() {
             let me = SessionRef(ctx.me());
             for r in self.subs.values() {
-                self.shared.router.subscribe(
-                    &r.filter,
-                    &self.client_id,
-                    r.route(&me, &self.backlog),
-                );
+                self.shared
+                    .router
+                    .subscribe(&r.filter, &self.client_id, self.route(r, &me));
             }
             self.detached += 1;
             match expires {
@@ -688,6 +729,19 @@ impl Server for Session {
                 }
                 self.expiry = a.expiry;
                 self.will = a.will;
+                if self.username != a.username {
+                    // Another user took the session over: its subscriptions are checked
+                    // against that user's rules from now on.
+                    self.username = a.username;
+                    let me = SessionRef(ctx.me());
+                    for r in self.subs.values() {
+                        self.shared.router.subscribe(
+                            &r.filter,
+                            &self.client_id,
+                            self.route(r, &me),
+                        );
+                    }
+                }
                 let mref = ctx.monitor(a.conn.pid());
                 self.conn = Some((a.conn, mref));
                 self.backlog.attached(true);
@@ -705,7 +759,7 @@ impl Server for Session {
                     let fresh = self.shared.router.subscribe(
                         &r.filter,
                         &self.client_id,
-                        r.route(&me, &self.backlog),
+                        self.route(r, &me),
                     );
                     self.subs.insert(r.filter.clone(), r.clone());
                     new.push(fresh);
@@ -723,6 +777,9 @@ impl Server for Session {
                         continue;
                     }
                     for msg in self.shared.router.retained(&r.filter) {
+                        if !self.may_read(&msg.topic) {
+                            continue;
+                        }
                         let qos = msg.qos.min(r.qos);
                         self.deliver(
                             Delivery {

@@ -85,6 +85,40 @@ pub struct SavedSession {
     pub queue: Vec<SavedDelivery>,
     /// QoS 2 ids received and not yet released.
     pub awaiting_rel: Vec<u16>,
+    /// The user name its client authenticated with (the ACL's rules depend on it).
+    pub username: Option<String>,
+}
+
+/// A session as the first release saved it (before `username`): still read.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct SavedSessionV1 {
+    client_id: String,
+    expiry: u32,
+    expires_at_ms: Option<u64>,
+    subs: Vec<SavedSub>,
+    inflight: Vec<(u16, SavedDelivery, bool)>,
+    queue: Vec<SavedDelivery>,
+    awaiting_rel: Vec<u16>,
+}
+
+impl SavedSession {
+    /// Reads a saved session, in today's format or the first release's.
+    fn decode(bytes: &[u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes(bytes).or_else(|e| {
+            let v1: SavedSessionV1 = postcard::from_bytes(bytes).map_err(|_| e)?;
+            Ok(SavedSession {
+                client_id: v1.client_id,
+                expiry: v1.expiry,
+                expires_at_ms: v1.expires_at_ms,
+                subs: v1.subs,
+                inflight: v1.inflight,
+                queue: v1.queue,
+                awaiting_rel: v1.awaiting_rel,
+                username: None,
+            })
+        })
+    }
 }
 
 /// A subscription as saved.
@@ -322,7 +356,7 @@ impl Store {
             Ok(t) => {
                 for row in t.iter().map_err(db)? {
                     let (_, v) = row.map_err(db)?;
-                    let s: SavedSession = postcard::from_bytes(v.value())
+                    let s = SavedSession::decode(v.value())
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     snap.sessions.push(s);
                 }
@@ -331,5 +365,38 @@ impl Store {
             Err(e) => return Err(db(e)),
         }
         Ok(snap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_saved_by_the_first_release_is_still_read() {
+        let old = SavedSessionV1 {
+            client_id: "c1".into(),
+            expiry: 60,
+            expires_at_ms: Some(1),
+            subs: Vec::new(),
+            inflight: Vec::new(),
+            queue: Vec::new(),
+            awaiting_rel: vec![7],
+        };
+        let bytes = postcard::to_stdvec(&old).unwrap();
+        let s = SavedSession::decode(&bytes).unwrap();
+        assert_eq!(
+            (s.client_id.as_str(), s.expiry, s.awaiting_rel),
+            ("c1", 60, vec![7])
+        );
+        assert_eq!(s.username, None);
+        // Today's format keeps the user name.
+        let now = SavedSession {
+            username: Some("bob".into()),
+            ..SavedSession::decode(&bytes).unwrap()
+        };
+        let again = SavedSession::decode(&postcard::to_stdvec(&now).unwrap()).unwrap();
+        assert_eq!(again, now);
+        assert!(SavedSession::decode(&[0xff; 3]).is_err());
     }
 }

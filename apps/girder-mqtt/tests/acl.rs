@@ -127,3 +127,31 @@ fn bad_lines_name_their_line() {
     let acl = Acl::parse("topic write\n").unwrap();
     assert!(acl.allows(None, "c", "write", Access::Write));
 }
+
+#[test]
+fn a_deny_rule_inside_a_granted_filter_marks_that_filter_for_checks_per_message() {
+    let acl = Acl::parse(
+        "topic read a/#\ntopic deny a/+/secret\nuser bob\ntopic read b/#\npattern deny b/%c/private\n",
+    )
+    .unwrap();
+    for (user, id, filter, checked) in [
+        (None, "c", "a/#", true),
+        (None, "c", "a/x/+", true),
+        (None, "c", "a/x/secret", true),
+        (None, "c", "a/x/open", false),
+        (None, "c", "a/x", false),
+        (Some("bob"), "c1", "b/#", true),
+        (Some("bob"), "c1", "b/c2/private", false),
+        (Some("bob"), "c1", "b/c1/+", true),
+    ] {
+        assert_eq!(
+            acl.denies_within(user, id, filter),
+            checked,
+            "{user:?} {id} {filter}"
+        );
+    }
+    // Granted as a whole, denied topic by topic.
+    assert!(acl.may_subscribe(None, "c", "a/#"));
+    assert!(!acl.allows(None, "c", "a/x/secret", Access::Read));
+    assert!(acl.allows(None, "c", "a/x/open", Access::Read));
+}

@@ -401,6 +401,64 @@ async fn an_acl_file_refuses_subscriptions_and_publishes_it_does_not_grant() {
     b.stop().await;
 }
 
+/// A rule that denies a client part of what a wider rule lets it read.
+const ACL_WITH_DENY: &str = "\
+topic readwrite open/#
+pattern deny open/private/%c/#
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_denied_inside_a_granted_filter_is_never_delivered() {
+    if !peers() {
+        return;
+    }
+    let b = harness::start_with(|c, dir| {
+        let file = dir.join("acl");
+        std::fs::write(&file, ACL_WITH_DENY).unwrap();
+        c.acl_file = Some(file);
+    })
+    .await;
+    for v in VERSIONS {
+        let id = format!("reader-{v}");
+        let private = format!("open/private/{id}");
+        // Retained before it subscribes: the denied one is not sent on SUBSCRIBE.
+        publish(
+            &b,
+            v,
+            &[
+                "-r",
+                "-q",
+                "1",
+                "-t",
+                &format!("{private}/r"),
+                "-m",
+                "hidden",
+            ],
+        )
+        .await;
+        publish(&b, v, &["-r", "-q", "1", "-t", "open/r", "-m", "shown"]).await;
+        // `open/#` is granted (the deny rule does not cover all of it)...
+        let mut s = sub(&b, v, &["-i", &id, "-q", "1", "-t", "open/#"]).await;
+        assert_eq!(next(&mut s).await, m("open/r", 1, true, "shown"), "{v}");
+        // ... and each message is checked: another client may write what this one may not read.
+        for qos in ["0", "1", "2"] {
+            publish(
+                &b,
+                v,
+                &["-q", qos, "-t", &format!("{private}/x"), "-m", "hidden"],
+            )
+            .await;
+        }
+        publish(&b, v, &["-q", "1", "-t", "open/x", "-m", "after"]).await;
+        assert_eq!(next(&mut s).await, m("open/x", 1, false, "after"), "{v}");
+        s.kill().await;
+        // Clear the retained messages for the next round.
+        publish(&b, v, &["-r", "-t", &format!("{private}/r"), "-n"]).await;
+        publish(&b, v, &["-r", "-t", "open/r", "-n"]).await;
+    }
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_persistent_session_gets_what_was_published_while_it_was_offline() {
     if !peers() {

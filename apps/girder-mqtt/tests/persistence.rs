@@ -117,6 +117,7 @@ async fn a_clean_session_is_not_saved_and_an_expired_one_is_not_restored() {
         inflight: vec![],
         queue: vec![],
         awaiting_rel: vec![],
+        username: None,
     };
     let past = girder_mqtt::store::wall_ms(std::time::Instant::now()) - 1_000;
     let store = Store::open(&dir).unwrap();

@@ -710,9 +710,15 @@ impl Server for Session {
             Call::Attach(a, reply) => {
                 let a = *a;
                 if let Some((old, mref)) = self.conn.take() {
-                    // Takeover (§3.1.4): the old connection goes, told why.
+                    // Takeover (§3.1.4): the old connection goes, told why. Its network
+                    // connection closes without a DISCONNECT, so its will goes (§3.1.2.5):
+                    // now if it has no delay; one with a delay goes only if the session ends
+                    // (clean start, below), as the new connection came before the delay ran out.
                     ctx.demonitor(mref);
                     let _ = old.cast(ToClient::Kick(Reason::SessionTakenOver));
+                    if self.will.as_ref().is_some_and(|(_, delay)| delay.is_zero()) {
+                        self.publish_will();
+                    }
                 }
                 self.cancel_timers();
                 self.expires_at = None;

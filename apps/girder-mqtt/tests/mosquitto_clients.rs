@@ -258,12 +258,32 @@ async fn a_second_client_with_the_same_id_takes_the_session_over() {
     }
     // 5.0: the first client is told why (DISCONNECT 0x8E, session taken over) and, told, it
     // does not come back.
+    // Its network connection closes without a DISCONNECT of its own: its will goes.
     let b = harness::start().await;
-    let mut first = sub(&b, "mqttv5", &["-i", "same", "-q", "1", "-t", "tk/x"]).await;
-    let mut second = sub(&b, "mqttv5", &["-i", "same", "-q", "1", "-t", "tk/x"]).await;
+    let mut watcher = sub(&b, "mqttv5", &["-q", "1", "-t", "tk/will"]).await;
+    let will = [
+        "--will-topic",
+        "tk/will",
+        "--will-payload",
+        "first gone",
+        "--will-qos",
+        "1",
+    ];
+    let mut first = sub(
+        &b,
+        "mqttv5",
+        &[&["-i", "same", "-q", "1", "-t", "tk/x"][..], &will[..]].concat(),
+    )
+    .await;
+    // Not a clean start: the session goes on, and the will goes because it has no delay.
+    let mut second = sub(&b, "mqttv5", &["-c", "-i", "same", "-q", "1", "-t", "tk/x"]).await;
     first.expect_text("Received DISCONNECT (142)").await;
     first.wait().await;
-    b.until_connections(1).await;
+    assert_eq!(
+        next(&mut watcher).await,
+        m("tk/will", 1, false, "first gone")
+    );
+    b.until_connections(2).await;
     publish(&b, "mqttv5", &["-q", "1", "-t", "tk/x", "-m", "after"]).await;
     assert_eq!(next(&mut second).await, m("tk/x", 1, false, "after"));
     assert!(!first.seen().iter().any(|l| l.starts_with("MSG ")));

@@ -67,6 +67,11 @@ impl Backlog {
         self.attached.load(SeqCst) && !self.stalled.load(SeqCst) && self.held() >= self.high
     }
 
+    /// True while the session has a connection.
+    pub fn is_attached(&self) -> bool {
+        self.attached.load(SeqCst)
+    }
+
     /// A delivery is about to be cast to the session (undo with [`received`](Self::received)
     /// if the cast fails).
     pub fn sent(&self) {

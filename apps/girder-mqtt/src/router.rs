@@ -171,49 +171,53 @@ impl Router {
         let mut sent = 0;
         let mut held = Vec::new();
         let mut gone: Vec<(Arc<str>, SessionRef)> = Vec::new();
-        self.subs.read().matches(&msg.topic, |who, route| {
-            if route.no_local && **who == *msg.from {
-                return;
-            }
-            if route
-                .reader
-                .as_ref()
-                .is_some_and(|r| !r.may_read(&msg.topic))
-            {
-                return;
-            }
-            let d = Delivery {
-                msg: msg.clone(),
-                qos: msg.qos.min(route.qos),
-                retain: route.retain_as_published && msg.retain,
-                sub_id: route.id,
-            };
-            let counted = d.qos != QoS::AtMostOnce;
-            let hold_it = |delivery| Held {
-                session: route.session.clone(),
-                backlog: route.backlog.clone(),
-                delivery,
-            };
-            if hold && counted && route.backlog.holds() {
-                held.push(hold_it(d));
-                return;
-            }
-            if counted {
-                route.backlog.sent();
-            }
-            let result = route.session.deliver(d);
-            if counted && result.is_err() {
-                route.backlog.received();
-            }
-            match result {
-                Ok(()) => sent += 1,
-                Err(girder::SendError::Full(d)) if hold => held.push(hold_it(d)),
-                Err(girder::SendError::Full(_)) => self.stats.messages_dropped.inc(),
-                Err(girder::SendError::NoProc(_)) => {
-                    gone.push((who.clone(), route.session.clone()))
+        // A shared group's turn passes over offline members and those behind, if it can.
+        let ready = |r: &Route| r.backlog.is_attached() && !r.backlog.holds();
+        self.subs
+            .read()
+            .matches_preferring(&msg.topic, ready, |who, route| {
+                if route.no_local && **who == *msg.from {
+                    return;
                 }
-            }
-        });
+                if route
+                    .reader
+                    .as_ref()
+                    .is_some_and(|r| !r.may_read(&msg.topic))
+                {
+                    return;
+                }
+                let d = Delivery {
+                    msg: msg.clone(),
+                    qos: msg.qos.min(route.qos),
+                    retain: route.retain_as_published && msg.retain,
+                    sub_id: route.id,
+                };
+                let counted = d.qos != QoS::AtMostOnce;
+                let hold_it = |delivery| Held {
+                    session: route.session.clone(),
+                    backlog: route.backlog.clone(),
+                    delivery,
+                };
+                if hold && counted && route.backlog.holds() {
+                    held.push(hold_it(d));
+                    return;
+                }
+                if counted {
+                    route.backlog.sent();
+                }
+                let result = route.session.deliver(d);
+                if counted && result.is_err() {
+                    route.backlog.received();
+                }
+                match result {
+                    Ok(()) => sent += 1,
+                    Err(girder::SendError::Full(d)) if hold => held.push(hold_it(d)),
+                    Err(girder::SendError::Full(_)) => self.stats.messages_dropped.inc(),
+                    Err(girder::SendError::NoProc(_)) => {
+                        gone.push((who.clone(), route.session.clone()))
+                    }
+                }
+            });
         for (who, session) in gone {
             self.forget(&who, &session);
         }

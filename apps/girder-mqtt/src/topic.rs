@@ -213,7 +213,30 @@ impl<S: Clone + Eq + Hash, V> Subscriptions<S, V> {
     /// Calls `deliver` for every subscription matching the topic name `topic`: each plain
     /// subscription, and one member per shared group (the next in turn). A subscriber with
     /// several matching filters is called once per filter.
-    pub fn matches(&self, topic: &str, mut deliver: impl FnMut(&S, &V)) {
+    pub fn matches(&self, topic: &str, deliver: impl FnMut(&S, &V)) {
+        self.matches_preferring(topic, |_| true, deliver)
+    }
+
+    /// As [`matches`](Self::matches), but a shared group's turn passes over members that are
+    /// not `preferred` (an offline client, one that is behind), unless none is.
+    ///
+    /// ```
+    /// use girder_mqtt::topic::Subscriptions;
+    /// let mut subs = Subscriptions::new();
+    /// subs.subscribe("$share/g/t", "offline", false);
+    /// subs.subscribe("$share/g/t", "online", true);
+    /// for _ in 0..4 {
+    ///     let mut got = Vec::new();
+    ///     subs.matches_preferring("t", |online| *online, |who, _| got.push(*who));
+    ///     assert_eq!(got, ["online"]);
+    /// }
+    /// ```
+    pub fn matches_preferring(
+        &self,
+        topic: &str,
+        prefer: impl Fn(&V) -> bool,
+        mut deliver: impl FnMut(&S, &V),
+    ) {
         let dollar = topic.starts_with('$');
         // The levels on the stack for the common depths: a publish allocates nothing here.
         const DEPTH: usize = 16;
@@ -222,12 +245,12 @@ impl<S: Clone + Eq + Hash, V> Subscriptions<S, V> {
         for level in topic.split('/') {
             if n == DEPTH {
                 let levels: Vec<&str> = topic.split('/').collect();
-                return walk(&self.root, &levels, 0, dollar, &mut deliver);
+                return walk(&self.root, &levels, 0, dollar, &prefer, &mut deliver);
             }
             stack[n] = level;
             n += 1;
         }
-        walk(&self.root, &stack[..n], 0, dollar, &mut deliver);
+        walk(&self.root, &stack[..n], 0, dollar, &prefer, &mut deliver);
     }
 }
 
@@ -236,6 +259,7 @@ fn walk<S, V>(
     levels: &[&str],
     depth: usize,
     dollar: bool,
+    prefer: &impl Fn(&V) -> bool,
     deliver: &mut impl FnMut(&S, &V),
 ) {
     // At the root of a `$` topic, wildcards do not match the first level (§4.7.2).
@@ -246,7 +270,7 @@ fn walk<S, V>(
             deliver(s, v);
         }
         for g in node.shared_below.values() {
-            pick(g, deliver);
+            pick(g, prefer, deliver);
         }
     }
     let Some((level, rest)) = levels.split_first() else {
@@ -254,26 +278,35 @@ fn walk<S, V>(
             deliver(s, v);
         }
         for g in node.shared.values() {
-            pick(g, deliver);
+            pick(g, prefer, deliver);
         }
         return;
     };
     if let Some(child) = node.children.get(*level) {
-        walk(child, rest, depth + 1, dollar, deliver);
+        walk(child, rest, depth + 1, dollar, prefer, deliver);
     }
     if wild_ok {
         if let Some(plus) = node.children.get("+") {
-            walk(plus, rest, depth + 1, dollar, deliver);
+            walk(plus, rest, depth + 1, dollar, prefer, deliver);
         }
     }
 }
 
-/// The next member of a shared group, in turn.
-fn pick<S, V>(g: &Group<S, V>, deliver: &mut impl FnMut(&S, &V)) {
-    if g.members.is_empty() {
+/// The next member of a shared group, in turn, passing over those not preferred (if any is).
+fn pick<S, V>(g: &Group<S, V>, prefer: &impl Fn(&V) -> bool, deliver: &mut impl FnMut(&S, &V)) {
+    let n = g.members.len();
+    if n == 0 {
         return;
     }
-    let i = g.next.fetch_add(1, Ordering::Relaxed) % g.members.len();
+    let turn = g.next.fetch_add(1, Ordering::Relaxed);
+    let i = (0..n)
+        .map(|k| (turn + k) % n)
+        .find(|&i| prefer(&g.members[i].1))
+        .unwrap_or(turn % n);
+    if i != turn % n {
+        // The turn moves on past the one chosen, so the preferred members still alternate.
+        g.next.store(i + 1, Ordering::Relaxed);
+    }
     let (s, v) = &g.members[i];
     deliver(s, v);
 }

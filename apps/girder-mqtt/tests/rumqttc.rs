@@ -145,3 +145,43 @@ async fn a_burst_of_ten_thousand_qos_1_messages_arrives_whole_and_in_order() {
     assert_eq!(b.stats().messages_dropped.get(), 0);
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_subscription_passes_over_a_member_that_is_offline() {
+    use v311::{Event, Packet, QoS};
+    let b = harness::start().await;
+    // A member with a persistent session, subscribed and then gone: its session stays.
+    let (away, mut away_rx) = v311::client("away", b.port, |o| {
+        o.set_clean_session(false);
+    })
+    .await;
+    v311::subscribe(&away, &mut away_rx, "$share/g/jobs", QoS::AtLeastOnce).await;
+    away.disconnect().await.unwrap();
+    b.until_connections(0).await;
+    let (here, mut here_rx) = v311::client("here", b.port, |_| {}).await;
+    v311::subscribe(&here, &mut here_rx, "$share/g/jobs", QoS::AtLeastOnce).await;
+    b.until_subscriptions(2).await;
+    let (publisher, mut pub_rx) = v311::client("publisher", b.port, |_| {}).await;
+    for i in 0..10 {
+        publisher
+            .publish("jobs", QoS::AtLeastOnce, false, i.to_string())
+            .await
+            .unwrap();
+        wait_for(&mut pub_rx, "a PUBACK", |e| match e {
+            Event::Incoming(Packet::PubAck(_)) => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+    // Every job goes to the member that is here; none waits for the one away.
+    for i in 0..10 {
+        let (_, payload, _) = v311::message(&mut here_rx).await;
+        assert_eq!(payload, i.to_string().as_bytes());
+    }
+    assert_eq!(
+        b.stats().queued.get(),
+        0,
+        "nothing queued for the member away"
+    );
+    b.stop().await;
+}

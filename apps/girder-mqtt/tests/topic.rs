@@ -123,3 +123,23 @@ fn a_million_subscriptions_match_in_microseconds_and_go_away() {
     }
     assert_eq!(subs.len(), 1);
 }
+
+#[test]
+fn a_shared_group_alternates_between_its_preferred_members_and_falls_back_to_any() {
+    let mut subs = Subscriptions::new();
+    for (who, ready) in [("a", true), ("b", false), ("c", true)] {
+        subs.subscribe("$share/g/t", who, ready);
+    }
+    let mut picked = Vec::new();
+    for _ in 0..6 {
+        subs.matches_preferring("t", |ready| *ready, |who, _| picked.push(*who));
+    }
+    assert_eq!(picked, ["a", "c", "a", "c", "a", "c"]);
+    // With none preferred, the turn goes round them all.
+    let mut picked = Vec::new();
+    for _ in 0..3 {
+        subs.matches_preferring("t", |_| false, |who, _| picked.push(*who));
+    }
+    picked.sort();
+    assert_eq!(picked, ["a", "b", "c"]);
+}

@@ -244,6 +244,7 @@ pub(super) async fn start<S: Server>(
 /// `async move` block rather than an `async fn`: an `async fn` moves its arguments into locals
 /// and its future keeps room for both copies in every state (the server and its context, some
 /// hundreds of bytes per process for as long as it lives).
+#[allow(clippy::manual_async_fn)] // on purpose: see above
 fn run<S: Server>(
     mut server: S,
     mut ctx: ServerContext<S>,

@@ -272,6 +272,7 @@ struct Machine<S: StateMachine> {
 /// As the server's: a function returning an `async move` block, so the machine and its context
 /// are kept once in the process's future, not twice (an `async fn` keeps its arguments and
 /// their moved copies side by side).
+#[allow(clippy::manual_async_fn)] // on purpose: see above
 fn run<S: StateMachine>(
     mut machine: S,
     mut ctx: StateMachineContext<S>,

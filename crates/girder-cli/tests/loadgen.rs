@@ -186,3 +186,91 @@ fn bad_input_and_an_unreachable_target_fail_clearly() {
     let _ = std::fs::remove_file(&cookie);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_run_against_an_mqtt_broker_measures_messages_end_to_end() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let broker = rt
+        .block_on(girder_mqtt::broker::Broker::start(
+            &girder::Node::new("loadgen-mqtt"),
+            girder_mqtt::config::Config {
+                listen: ([127, 0, 0, 1], 0).into(),
+                http: None,
+                data_dir: None,
+                allow_anonymous: Some(true),
+                ..Default::default()
+            },
+        ))
+        .expect("the broker starts");
+    let addr = broker.local_addr().to_string();
+    for qos in ["0", "1"] {
+        let dir = out_dir(&format!("mqtt-{qos}"));
+        let out = run(
+            GIRDER,
+            &[
+                "loadgen",
+                "--mqtt",
+                &addr,
+                "--qos",
+                qos,
+                "--out",
+                dir.to_str().unwrap(),
+                "--from",
+                "200",
+                "--to",
+                "600",
+                "--steps",
+                "3",
+                "--step-secs",
+                "0.5",
+            ],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("through the MQTT broker at"), "{stdout}");
+        assert!(stdout.contains("knee: "), "{stdout}");
+        check_light_load(&rows(&dir), &[200.0, 400.0, 600.0]);
+        assert_png(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // Every message went through the broker: the counters say so.
+    let stats = broker.stats();
+    assert!(
+        stats.messages_in.get() >= 2 * (100 + 200 + 300),
+        "{}",
+        stats.messages_in.get()
+    );
+    rt.block_on(broker.stop());
+}
+
+#[test]
+fn an_unreachable_mqtt_broker_fails_clearly() {
+    let dir = out_dir("mqtt-bad");
+    let d = dir.to_str().unwrap();
+    for (args, needle) in [
+        (
+            &["--mqtt", "127.0.0.1:1"][..],
+            "cannot use the MQTT broker at 127.0.0.1:1",
+        ),
+        (&["--mqtt", "nowhere"][..], "expected HOST:PORT"),
+        (&["--mqtt", "127.0.0.1:1", "--qos", "3"][..], "--qos"),
+        (
+            &["--mqtt", "127.0.0.1:1", "--target", "a@127.0.0.1:1"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let out = run(GIRDER, &[&["loadgen", "--out", d][..], args].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

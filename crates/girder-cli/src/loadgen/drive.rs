@@ -128,17 +128,68 @@ fn work(args: &LoadgenArgs) -> Work {
     }
 }
 
-/// One step: `rate` arrivals a second for `step_secs`, each a process calling the server,
-/// paced by the clock (open loop), then a wait for the stragglers.
+/// One step against the server: each arrival a process calling it.
 async fn step(node: &Node, server: &ServerRef<Simulated>, args: &LoadgenArgs, rate: f64) -> Step {
+    paced(args, rate, |arrival, rec| {
+        let (server, req, timeout) = (server.clone(), work(args), args.timeout);
+        node.spawn(move |_: Context<()>| async move {
+            let ok = matches!(
+                server.call_timeout(|r| (req, r), timeout).await,
+                Ok(WorkReply::Done { .. })
+            );
+            rec.resolve(arrival, ok);
+            ExitReason::Normal
+        });
+    })
+    .await
+}
+
+/// What a step's calls came to, shared with each call: one is told [`resolve`](Self::resolve).
+pub struct Recorder {
+    tally: Tally,
+    hist: Mutex<Histogram<u64>>,
+    span_end: Instant,
+}
+
+impl Recorder {
+    /// A call that arrived (was scheduled) at `arrival` has ended, with success or not.
+    pub fn resolve(&self, arrival: Instant, ok: bool) {
+        let done = Instant::now();
+        if ok {
+            self.hist
+                .lock()
+                .expect("not poisoned")
+                .saturating_record((done - arrival).as_micros() as u64);
+            if done <= self.span_end {
+                self.tally.ok_in_span.fetch_add(1, Ordering::Relaxed);
+            }
+        } else {
+            self.tally.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.tally.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.tally.resolved.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One step: `rate` arrivals a second for `step_secs`, each handed to `launch` (which starts
+/// the call and has it [`Recorder::resolve`]d, by its timeout at the latest), paced by the
+/// clock (open loop), then a wait for the stragglers.
+pub async fn paced(
+    args: &LoadgenArgs,
+    rate: f64,
+    mut launch: impl FnMut(Instant, Arc<Recorder>),
+) -> Step {
     let span = Duration::from_secs_f64(args.step_secs);
-    let tally = Arc::new(Tally::default());
-    let hist = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds"),
-    ));
     let total = (rate * args.step_secs).round().max(1.0) as u64;
     let t0 = Instant::now();
-    let span_end = t0 + span;
+    let rec = Arc::new(Recorder {
+        tally: Tally::default(),
+        hist: Mutex::new(
+            Histogram::<u64>::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds"),
+        ),
+        span_end: t0 + span,
+    });
+    let tally = &rec.tally;
     let mut sent = 0u64;
     while sent < total {
         let due = ((t0.elapsed().as_secs_f64() * rate) as u64 + 1).min(total);
@@ -152,40 +203,19 @@ async fn step(node: &Node, server: &ServerRef<Simulated>, args: &LoadgenArgs, ra
                 continue;
             }
             tally.outstanding.fetch_add(1, Ordering::Relaxed);
-            let (server, tally, hist) = (server.clone(), tally.clone(), hist.clone());
-            let (req, timeout) = (work(args), args.timeout);
-            node.spawn(move |_: Context<()>| async move {
-                let r = server.call_timeout(|r| (req, r), timeout).await;
-                let done = Instant::now();
-                match r {
-                    Ok(WorkReply::Done { .. }) => {
-                        hist.lock()
-                            .expect("not poisoned")
-                            .saturating_record((done - arrival).as_micros() as u64);
-                        if done <= span_end {
-                            tally.ok_in_span.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Ok(WorkReply::Busy) | Err(_) => {
-                        tally.errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                tally.outstanding.fetch_sub(1, Ordering::Relaxed);
-                tally.resolved.fetch_add(1, Ordering::Relaxed);
-                ExitReason::Normal
-            });
+            launch(arrival, rec.clone());
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     // Every call ends by its timeout: wait for them all, so that a step does not leak load
     // into the next (the server skips what waited past the calls' budget).
-    tokio::time::sleep_until(span_end.into()).await;
+    tokio::time::sleep_until(rec.span_end.into()).await;
     let drain = Instant::now() + args.timeout + Duration::from_secs(1);
     while tally.resolved.load(Ordering::Relaxed) < total && Instant::now() < drain {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let unresolved = total - tally.resolved.load(Ordering::Relaxed).min(total);
-    let hist = hist.lock().expect("not poisoned");
+    let hist = rec.hist.lock().expect("not poisoned");
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     Step {
         offered_per_s: rate,

@@ -9,6 +9,7 @@
 //! itself (a `girder node` child on loopback) and drives that.
 
 mod drive;
+mod mqtt;
 mod plot;
 pub mod service;
 
@@ -50,6 +51,16 @@ pub struct LoadgenArgs {
     /// Simulated work each request asks for (default: the server's own).
     #[arg(long, value_parser = crate::parse_duration)]
     pub cost: Option<std::time::Duration>,
+    /// Drive the MQTT broker at HOST:PORT instead of a node: each call is a PUBLISH, done
+    /// when a subscriber of ours has received it (end-to-end latency).
+    #[arg(long, conflicts_with_all = ["target", "cookie_file"])]
+    pub mqtt: Option<String>,
+    /// QoS of the messages (with --mqtt).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+    /// Publishing connections, taking turns (with --mqtt).
+    #[arg(long, default_value_t = 10)]
+    pub publishers: usize,
     /// Directory for loadgen.csv and loadgen.png.
     #[arg(long, default_value = ".")]
     pub out: std::path::PathBuf,
@@ -127,6 +138,16 @@ pub fn run(args: LoadgenArgs) -> Result<(), String> {
     let offered = plan(&args)?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create --out {}: {e}", args.out.display()))?;
+    if let Some(m) = &args.mqtt {
+        let addr = mqtt::parse(m)?;
+        let what = format!(
+            "QoS {} messages through the MQTT broker at {addr}",
+            args.qos
+        );
+        announce(&args, &what, &offered, "messages");
+        let steps = mqtt::run(&args, addr, &offered, print_step)?;
+        return report(&args, &steps, &what, "messages");
+    }
     // Self-contained: a node of our own, kept until the run ends (dropping it kills it).
     let (local, target, cookie) = match (&args.target, &args.cookie_file) {
         (Some(t), Some(c)) => (None, drive::Target::parse(t)?, c.clone()),
@@ -136,11 +157,26 @@ pub fn run(args: LoadgenArgs) -> Result<(), String> {
             (Some(node), target, cookie)
         }
     };
+    let what = format!("{} on {} ({})", args.server, target.name, target.addr);
+    announce(&args, &what, &offered, "calls");
+    let steps = drive::run(&args, &target, &cookie, &offered, print_step)?;
+    report(
+        &args,
+        &steps,
+        &format!("{} on {}", args.server, target.name),
+        "calls",
+    )?;
+    if local.is_some() {
+        // The self-contained run's own cookie: its node is gone with `local`.
+        drop(local);
+        let _ = std::fs::remove_file(&cookie);
+    }
+    Ok(())
+}
+
+fn announce(args: &LoadgenArgs, what: &str, offered: &[f64], unit: &str) {
     println!(
-        "driving {} on {} ({}) in {} steps of {} s, {:.0} to {:.0} calls/s",
-        args.server,
-        target.name,
-        target.addr,
+        "driving {what} in {} steps of {} s, {:.0} to {:.0} {unit}/s",
         offered.len(),
         args.step_secs,
         args.from,
@@ -150,18 +186,23 @@ pub fn run(args: LoadgenArgs) -> Result<(), String> {
         "{:>12} {:>12} {:>9} {:>9} {:>8}",
         "offered/s", "throughput/s", "p50 ms", "p99 ms", "errors"
     );
-    let steps = drive::run(&args, &target, &cookie, &offered, |s| {
-        println!(
-            "{:>12.0} {:>12.0} {:>9.2} {:>9.2} {:>8}",
-            s.offered_per_s, s.throughput_per_s, s.p50_ms, s.p99_ms, s.errors
-        );
-    })?;
-    let knee = knee(&steps);
+}
+
+fn print_step(s: &Step) {
+    println!(
+        "{:>12.0} {:>12.0} {:>9.2} {:>9.2} {:>8}",
+        s.offered_per_s, s.throughput_per_s, s.p50_ms, s.p99_ms, s.errors
+    );
+}
+
+/// The knee, the CSV and the plot.
+fn report(args: &LoadgenArgs, steps: &[Step], title: &str, unit: &str) -> Result<(), String> {
+    let knee = knee(steps);
     match knee {
         Some(k) => println!(
-            "knee: {:.0} calls/s offered, {:.0} served, p99 {:.2} ms (the highest step from the \
-             lowest up with throughput ≥ 95% of offered, p99 ≤ 3× the lowest step's and ≤ 1% \
-             errors)",
+            "knee: {:.0} {unit}/s offered, {:.0} served, p99 {:.2} ms (the highest step from \
+             the lowest up with throughput ≥ 95% of offered, p99 ≤ 3× the lowest step's and \
+             ≤ 1% errors)",
             steps[k].offered_per_s, steps[k].throughput_per_s, steps[k].p99_ms
         ),
         None => println!(
@@ -170,20 +211,10 @@ pub fn run(args: LoadgenArgs) -> Result<(), String> {
         ),
     }
     let csv = args.out.join("loadgen.csv");
-    plot::write_csv(&csv, &steps).map_err(|e| format!("cannot write {}: {e}", csv.display()))?;
+    plot::write_csv(&csv, steps).map_err(|e| format!("cannot write {}: {e}", csv.display()))?;
     let png = args.out.join("loadgen.png");
-    plot::write_png(
-        &png,
-        &steps,
-        knee,
-        &format!("{} on {}", args.server, target.name),
-    )?;
+    plot::write_png(&png, steps, knee, title)?;
     println!("wrote {} and {}", csv.display(), png.display());
-    if local.is_some() {
-        // The self-contained run's own cookie: its node is gone with `local`.
-        drop(local);
-        let _ = std::fs::remove_file(&cookie);
-    }
     Ok(())
 }
 

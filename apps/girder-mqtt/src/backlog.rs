@@ -147,6 +147,25 @@ impl Backlog {
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use tokio::task::JoinHandle;
+
+    /// A publisher waiting for room (for long), once it has had time to start waiting.
+    async fn waiting(b: &Arc<Backlog>) -> JoinHandle<bool> {
+        let waiter = tokio::spawn({
+            let b = b.clone();
+            async move { b.wait_room(Duration::from_secs(30)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waiter
+    }
+
+    /// What the waiter's wait came to, once it has been woken.
+    async fn woken(waiter: JoinHandle<bool>) -> bool {
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("woken")
+            .unwrap()
+    }
 
     #[test]
     fn an_offline_session_never_holds() {
@@ -173,21 +192,13 @@ mod tests {
         let b = Arc::new(Backlog::new(3));
         b.attached(true);
         b.queued(5);
-        let waiter = tokio::spawn({
-            let b = b.clone();
-            async move { b.wait_room(Duration::from_secs(30)).await }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waiter = waiting(&b).await;
         assert!(
             !waiter.is_finished(),
             "it waits while the session is at its mark"
         );
         b.queued(2);
-        let made_room = tokio::time::timeout(Duration::from_secs(10), waiter)
-            .await
-            .expect("woken")
-            .unwrap();
-        assert!(made_room);
+        assert!(woken(waiter).await, "it made room");
     }
 
     #[tokio::test]
@@ -212,16 +223,8 @@ mod tests {
         let b = Arc::new(Backlog::new(1));
         b.attached(true);
         b.queued(4);
-        let waiter = tokio::spawn({
-            let b = b.clone();
-            async move { b.wait_room(Duration::from_secs(30)).await }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waiter = waiting(&b).await;
         b.attached(false);
-        let made_room = tokio::time::timeout(Duration::from_secs(10), waiter)
-            .await
-            .expect("woken")
-            .unwrap();
-        assert!(made_room);
+        assert!(woken(waiter).await, "it made room");
     }
 }

@@ -20,7 +20,7 @@
 //! | [`broker`] | [`broker::Broker`]: the supervision tree, the listeners, what the processes share; start, graceful stop (saving) | — |
 //! | [`config`] | [`config::Config`]: every setting and limit, with its default (TOML, flags) | Mosquitto's `mosquitto.conf` where it has one |
 //! | [`listener`] | TCP, TLS (rustls) and WebSocket (binary frames, subprotocol `mqtt`) listeners; handshakes bounded; the connection rate | §4.2, §6 |
-//! | [`connection`] | [`connection::Connection`]: one process per socket; CONNECT and its checks, keep alive (1.5×), topic aliases, the QoS 1 and 2 flows of a client's messages, SUBSCRIBE with the ACL, batched writes, a write timeout | §3, §4.3 |
+//! | [`connection`] | [`connection::Connection`]: one process per socket; CONNECT and its checks, keep alive (1.5×), topic aliases, the QoS 1 and 2 flows of a client's messages, SUBSCRIBE with the ACL, batched writes, a write timeout; the packets that come by the thousand handled without awaiting | §3, §4.3 |
 //! | [`session`] | [`session::Session`]: one process per client id; subscriptions, in-flight window, bounded offline queue, QoS 2 ids, will (with delay), expiry, takeover | §4.1, §3.1.2.5, §3.1.4 |
 //! | [`backlog`] | [`backlog::Backlog`]: what a connected client's session holds, as its publishers see it; they wait while it is behind, up to a timeout | — |
 //! | [`router`] | [`router::Router`]: the subscription table and the retained store, shared; publish | §4.7, §3.3.1.3 |

@@ -48,6 +48,18 @@ fn check_light_load(rows: &[Vec<f64>], offered: &[f64]) {
     }
 }
 
+/// Runs `girder` with `args`, which must succeed; its standard output.
+fn succeeds(args: &[&str]) -> String {
+    let out = run(GIRDER, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn assert_png(dir: &std::path::Path) {
     let png = std::fs::read(dir.join("loadgen.png")).expect("loadgen.png written");
     assert!(png.len() > 1000, "a PNG of {} bytes", png.len());
@@ -57,28 +69,19 @@ fn assert_png(dir: &std::path::Path) {
 #[test]
 fn a_self_contained_run_writes_a_row_per_step_and_a_plot() {
     let dir = out_dir("self");
-    let out = run(
-        GIRDER,
-        &[
-            "loadgen",
-            "--out",
-            dir.to_str().unwrap(),
-            "--from",
-            "100",
-            "--to",
-            "300",
-            "--steps",
-            "3",
-            "--step-secs",
-            "0.5",
-        ],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeds(&[
+        "loadgen",
+        "--out",
+        dir.to_str().unwrap(),
+        "--from",
+        "100",
+        "--to",
+        "300",
+        "--steps",
+        "3",
+        "--step-secs",
+        "0.5",
+    ]);
     // Where the knee falls depends on this machine's noise (a p99 hiccup ends the run of
     // good steps); that it is found and printed does not.
     assert!(stdout.contains("knee: "), "{stdout}");
@@ -135,12 +138,7 @@ fn a_run_against_a_node_drives_its_loadgen_server() {
         a.into_iter().map(String::from).collect::<Vec<_>>()
     };
     let a = args(&[]);
-    let out = run(GIRDER, &a.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(&a.iter().map(String::as_str).collect::<Vec<_>>());
     check_light_load(&rows(&dir), &[50.0, 150.0]);
     assert_png(&dir);
     // A name nothing is registered under.
@@ -209,32 +207,23 @@ fn a_run_against_an_mqtt_broker_measures_messages_end_to_end() {
     let addr = broker.local_addr().to_string();
     for qos in ["0", "1"] {
         let dir = out_dir(&format!("mqtt-{qos}"));
-        let out = run(
-            GIRDER,
-            &[
-                "loadgen",
-                "--mqtt",
-                &addr,
-                "--qos",
-                qos,
-                "--out",
-                dir.to_str().unwrap(),
-                "--from",
-                "200",
-                "--to",
-                "600",
-                "--steps",
-                "3",
-                "--step-secs",
-                "0.5",
-            ],
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stdout = succeeds(&[
+            "loadgen",
+            "--mqtt",
+            &addr,
+            "--qos",
+            qos,
+            "--out",
+            dir.to_str().unwrap(),
+            "--from",
+            "200",
+            "--to",
+            "600",
+            "--steps",
+            "3",
+            "--step-secs",
+            "0.5",
+        ]);
         assert!(stdout.contains("through the MQTT broker at"), "{stdout}");
         assert!(stdout.contains("knee: "), "{stdout}");
         check_light_load(&rows(&dir), &[200.0, 400.0, 600.0]);

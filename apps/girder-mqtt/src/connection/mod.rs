@@ -29,6 +29,9 @@ use crate::codec::{fixed_header, DecodeError, FixedHeader, PacketType};
 use crate::message::Message;
 use crate::session::{self, Ack, Attach, Outgoing, Session, SessionRef, SubRequest};
 
+mod publish;
+use publish::Now;
+
 /// Topic aliases a 5.0 client may use towards the broker.
 pub const TOPIC_ALIAS_MAX: u16 = 64;
 
@@ -116,15 +119,6 @@ struct Client {
     last_topic: Arc<str>,
     /// Where its acknowledgements go to its session.
     acks: Arc<session::Acks>,
-}
-
-impl Client {
-    /// Hands an acknowledgement to the session, waking it if it had none waiting.
-    async fn ack(&self, ack: Ack) {
-        if self.acks.push(ack) {
-            let _ = self.session.server().cast_wait(session::Cast::Acks).await;
-        }
-    }
 }
 
 /// The connection process's state.
@@ -438,146 +432,12 @@ impl Connection {
         Flow::Stop(ExitReason::Normal)
     }
 
-    fn may_publish(&self, username: Option<&str>, client_id: &str, topic: &str) -> bool {
-        if topic.starts_with("$SYS") {
-            return false;
-        }
-        match &self.shared.acl {
-            Some(acl) => acl.allows(username, client_id, topic, crate::acl::Access::Write),
-            None => true,
-        }
-    }
-
-    async fn on_publish(&mut self, p: Publish<'_>, ctx: &ServerContext<Self>) -> Flow {
-        let client = self.client.as_mut().expect("connected");
-        if let Some(rate) = &client.rate {
-            // Waiting stops this connection reading its socket: the client is slowed by TCP,
-            // and nobody else is.
-            if let Ok(permit) = rate.ask().await {
-                permit.ignore();
-            }
-        }
-        let protocol = client.protocol;
-        // 5.0 topic aliases (§3.3.2.3.4).
-        let topic: Arc<str> = match p.properties.u16(id::TOPIC_ALIAS) {
-            Some(a) if a == 0 || a > TOPIC_ALIAS_MAX => {
-                return self
-                    .close(Reason::TopicAliasInvalid, "topic alias out of range", ctx)
-                    .await;
-            }
-            Some(a) if p.topic.is_empty() => match client.aliases.get(&a) {
-                Some(t) => t.clone(),
-                None => {
-                    return self
-                        .close(Reason::ProtocolError, "unknown topic alias", ctx)
-                        .await
-                }
-            },
-            Some(a) => {
-                let t: Arc<str> = p.topic.into();
-                client.aliases.insert(a, t.clone());
-                t
-            }
-            None if p.topic.is_empty() => {
-                return self
-                    .close(Reason::ProtocolError, "empty topic without an alias", ctx)
-                    .await;
-            }
-            None if *client.last_topic == *p.topic => client.last_topic.clone(),
-            None => {
-                client.last_topic = p.topic.into();
-                client.last_topic.clone()
-            }
-        };
-        self.shared.stats.messages_in.inc();
-        let client = self.client.as_ref().expect("connected");
-        let allowed = self.may_publish(client.username.as_deref(), &client.id, &topic);
-        let id = p.packet_id.unwrap_or(0);
-        let reply = |out: &mut BytesMut, kind: PacketType, reason: Reason| {
-            let _ = ack::pub_ack(out, kind, id, protocol, reason, &Properties::default());
-        };
-        if !allowed {
-            tracing::debug!(client = %client.id, %topic, "publish not allowed");
-            match p.qos {
-                QoS::AtMostOnce => {}
-                QoS::AtLeastOnce => reply(&mut self.out, PacketType::PubAck, Reason::NotAuthorized),
-                QoS::ExactlyOnce => reply(&mut self.out, PacketType::PubRec, Reason::NotAuthorized),
-            }
-            return Flow::Continue;
-        }
-        match p.qos {
-            QoS::AtMostOnce => {
-                let msg = Message::from_publish(&p, &topic, &client.id);
-                let shared = self.shared.clone();
-                Self::route(&shared, &msg).await;
-            }
-            QoS::AtLeastOnce => {
-                let msg = Message::from_publish(&p, &topic, &client.id);
-                let shared = self.shared.clone();
-                let n = Self::route(&shared, &msg).await;
-                let reason = if n == 0 {
-                    Reason::NoMatchingSubscribers
-                } else {
-                    Reason::Success
-                };
-                reply(&mut self.out, PacketType::PubAck, reason);
-            }
-            QoS::ExactlyOnce => {
-                // Method B of §4.3.3: routed on the first PUBLISH, its id kept until PUBREL, so
-                // a re-sent PUBLISH is acknowledged and not routed again.
-                let client = self.client.as_mut().expect("connected");
-                let mut reason = Reason::Success;
-                let max = self.shared.config.max_inflight_in as usize;
-                if !client.awaiting_rel.contains(&id) && client.awaiting_rel.len() >= max {
-                    self.shared.stats.protocol_errors.inc();
-                    return self
-                        .close(
-                            Reason::ReceiveMaximumExceeded,
-                            "too many QoS 2 messages unreleased",
-                            ctx,
-                        )
-                        .await;
-                }
-                if client.awaiting_rel.insert(id) {
-                    let msg = Message::from_publish(&p, &topic, &client.id);
-                    let session = client.session.clone();
-                    let shared = self.shared.clone();
-                    if Self::route(&shared, &msg).await == 0 {
-                        reason = Reason::NoMatchingSubscribers;
-                    }
-                    let _ = session
-                        .server()
-                        .cast_wait(session::Cast::Qos2Received(id))
-                        .await;
-                }
-                reply(&mut self.out, PacketType::PubRec, reason);
-            }
-        }
-        Flow::Continue
-    }
-
-    /// Routes a client's message, waiting for sessions that are full or behind (this
-    /// connection reads nothing meanwhile: TCP slows its client). Returns how many sessions
-    /// it went to.
-    async fn route(shared: &Shared, msg: &Arc<Message>) -> usize {
-        let (mut sent, held) = shared.router.publish_held(msg);
-        for h in held {
-            // Boxed: rare, and inline it would be room every idle connection keeps.
-            if Box::pin(h.deliver(shared.config.backpressure_timeout())).await {
-                sent += 1;
-            }
-        }
-        sent
-    }
-
     async fn on_packet(
         &mut self,
         h: FixedHeader,
         bytes: BytesMut,
         ctx: &mut ServerContext<Self>,
     ) -> Flow {
-        self.last_packet = Instant::now();
-        self.shared.stats.bytes_in.add(bytes.len() as u64);
         let body = &bytes[h.len..];
         let packet = match packet::decode(&h, body, self.protocol()) {
             Ok(p) => p,
@@ -601,9 +461,7 @@ impl Connection {
         };
         let Some(client) = &mut self.client else {
             return match packet {
-                // Boxed: once per connection, and the largest future a connection awaits;
-                // inline it would be room every idle connection keeps for its whole life.
-                Packet::Connect(c) => Box::pin(self.on_connect(c, ctx)).await,
+                Packet::Connect(c) => self.on_connect(c, ctx).await,
                 _ => {
                     self.shared.stats.protocol_errors.inc();
                     tracing::info!(peer = %self.peer, "first packet is not CONNECT");
@@ -620,17 +478,8 @@ impl Connection {
                     .await;
             }
             Packet::Publish(p) => return self.on_publish(p, ctx).await,
-            Packet::PubAck(a) => client.ack(Ack::Done(a.packet_id)).await,
-            Packet::PubRec(a) => {
-                // A failure code ends the exchange as PUBCOMP would (5.0 §4.3.3).
-                let ack = if a.reason >= 0x80 {
-                    Ack::Done(a.packet_id)
-                } else {
-                    Ack::Received(a.packet_id)
-                };
-                client.ack(ack).await;
-            }
-            Packet::PubComp(a) => client.ack(Ack::Done(a.packet_id)).await,
+            // Handled at once (`at_once`), as long as a client is connected.
+            Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) => {}
             Packet::PubRel(a) => {
                 let known = client.awaiting_rel.remove(&a.packet_id);
                 if known {
@@ -851,10 +700,9 @@ impl Server for Connection {
                     // Not sent (expired or too large for the client): done with, as far as
                     // the session is concerned.
                     if let Some(id) = id {
-                        let client = self.client.as_ref().expect("connected");
-                        let (acks, session) = (client.acks.clone(), client.session.clone());
-                        if acks.push(Ack::Done(id)) {
-                            let _ = session.server().cast_wait(session::Cast::Acks).await;
+                        let now = self.ack_now(Ack::Done(id));
+                        if matches!(now, Now::Wake) {
+                            Box::pin(self.finish(now, ctx)).await;
                         }
                     }
                 }
@@ -870,7 +718,7 @@ impl Server for Connection {
                     &Properties::default(),
                 );
             }
-            ToClient::Kick(reason) => return self.close(reason, "told to go", ctx).await,
+            ToClient::Kick(reason) => return Box::pin(self.close(reason, "told to go", ctx)).await,
         }
         if !self.flush(ctx, false).await {
             return Flow::Stop(ExitReason::Normal);
@@ -880,8 +728,20 @@ impl Server for Connection {
 
     async fn handle_info(&mut self, info: Info, ctx: &mut ServerContext<Self>) -> Flow {
         let flow = match info {
-            Info::Packet(Ok((h, bytes))) => self.on_packet(h, bytes, ctx).await,
-            Info::Packet(Err(ReadError::Decode(e))) => return self.protocol_error(&e, ctx).await,
+            Info::Packet(Ok((h, bytes))) => {
+                self.last_packet = Instant::now();
+                self.shared.stats.bytes_in.add(bytes.len() as u64);
+                match self.at_once(&h, &bytes) {
+                    Now::Done => Flow::Continue,
+                    // Boxed, as every wait here: inline, the largest future awaited is room
+                    // every connection keeps for its whole life, idle or not (`publish`).
+                    Now::Later => Box::pin(self.on_packet(h, bytes, ctx)).await,
+                    now => Box::pin(self.finish(now, ctx)).await,
+                }
+            }
+            Info::Packet(Err(ReadError::Decode(e))) => {
+                return Box::pin(self.protocol_error(&e, ctx)).await
+            }
             Info::Packet(Err(ReadError::Io(_))) | Info::Closed => {
                 return Flow::Stop(ExitReason::Normal)
             }
@@ -897,9 +757,12 @@ impl Server for Connection {
                     .map_or(Duration::ZERO, |c| c.keep_alive * 3 / 2);
                 let quiet = self.last_packet.elapsed();
                 if quiet >= limit {
-                    return self
-                        .close(Reason::KeepAliveTimeout, "keep alive timed out", ctx)
-                        .await;
+                    return Box::pin(self.close(
+                        Reason::KeepAliveTimeout,
+                        "keep alive timed out",
+                        ctx,
+                    ))
+                    .await;
                 }
                 ctx.info_after(Info::KeepAlive, limit - quiet);
                 Flow::Continue

@@ -465,11 +465,7 @@ impl Session {
     /// The router's entry for subscription `r`: checked message by message where the ACL may
     /// deny some of the topics its filter matches.
     fn route(&self, r: &SubRequest, me: &SessionRef) -> Route {
-        let filter = r
-            .filter
-            .strip_prefix("$share/")
-            .and_then(|rest| rest.split_once('/'))
-            .map_or(r.filter.as_str(), |(_, inner)| inner);
+        let (_, filter) = crate::topic::shared_group(&r.filter);
         let reader = self
             .shared
             .acl

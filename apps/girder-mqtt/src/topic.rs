@@ -77,16 +77,28 @@ impl<S, V> Node<S, V> {
     }
 }
 
-/// A filter taken apart: its shared group, its levels (without a final `#`), and whether it
-/// ends with `#`.
-fn parse(filter: &str) -> (Option<&str>, Vec<&str>, bool) {
-    let (group, filter) = match filter
+/// A shared subscription's group and the filter after it (`$share/{group}/{filter}`, 5.0
+/// §4.8.2); no group and the whole filter for any other.
+///
+/// ```
+/// use girder_mqtt::topic::shared_group;
+/// assert_eq!(shared_group("$share/g/a/#"), (Some("g"), "a/#"));
+/// assert_eq!(shared_group("a/#"), (None, "a/#"));
+/// ```
+pub fn shared_group(filter: &str) -> (Option<&str>, &str) {
+    match filter
         .strip_prefix("$share/")
         .and_then(|r| r.split_once('/'))
     {
         Some((group, inner)) => (Some(group), inner),
         None => (None, filter),
-    };
+    }
+}
+
+/// A filter taken apart: its shared group, its levels (without a final `#`), and whether it
+/// ends with `#`.
+fn parse(filter: &str) -> (Option<&str>, Vec<&str>, bool) {
+    let (group, filter) = shared_group(filter);
     let mut levels: Vec<&str> = filter.split('/').collect();
     let hash = levels.last() == Some(&"#");
     if hash {

@@ -9,34 +9,18 @@ use harness::found;
 
 use std::time::{Duration, Instant};
 
-use girder_mqtt::broker::Broker;
-use girder_mqtt::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn config() -> Config {
-    Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        http: None,
-        data_dir: None,
-        ..Config::default()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_over_its_publish_rate_is_slowed_and_loses_nothing() {
     if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
-    let b = Broker::start(
-        &girder::Node::new("rate"),
-        Config {
-            max_publish_rate: Some(20.0),
-            ..config()
-        },
-    )
-    .await
-    .unwrap();
-    let port = b.local_addr().port().to_string();
+    let b = harness::start_with(|c, _| {
+        c.max_publish_rate = Some(20.0);
+    })
+    .await;
+    let port = b.addr().port().to_string();
     let mut sub = tokio::process::Command::new("mosquitto_sub")
         .args(["-p", &port, "-t", "r", "-C", "60", "-W", "30"])
         .stdout(std::process::Stdio::piped())
@@ -80,16 +64,11 @@ async fn connections_past_the_connection_rate_wait() {
     if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
-    let b = Broker::start(
-        &girder::Node::new("conn-rate"),
-        Config {
-            max_connection_rate: Some(5.0),
-            ..config()
-        },
-    )
-    .await
-    .unwrap();
-    let port = b.local_addr().port().to_string();
+    let b = harness::start_with(|c, _| {
+        c.max_connection_rate = Some(5.0);
+    })
+    .await;
+    let port = b.addr().port().to_string();
     let started = Instant::now();
     for i in 0..15 {
         let out = tokio::process::Command::new("mosquitto_pub")
@@ -113,18 +92,11 @@ async fn connections_past_the_connection_rate_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_unreleased_qos2_messages_end_the_connection() {
-    let b = Broker::start(
-        &girder::Node::new("inflight-in"),
-        Config {
-            max_inflight_in: 2,
-            ..config()
-        },
-    )
-    .await
-    .unwrap();
-    let mut s = tokio::net::TcpStream::connect(b.local_addr())
-        .await
-        .unwrap();
+    let b = harness::start_with(|c, _| {
+        c.max_inflight_in = 2;
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(b.addr()).await.unwrap();
     // CONNECT, 5.0, clean start, keep alive 60, no properties, client id "c".
     s.write_all(&[
         0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 60, 0, 0, 1, b'c',
@@ -187,21 +159,14 @@ async fn a_subscriber_that_never_reads_harms_nobody_and_holds_bounded_memory() {
     if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
-    let b = Broker::start(
-        &girder::Node::new("silent"),
-        Config {
-            max_queued: 100,
-            write_timeout_secs: 2,
-            ..config()
-        },
-    )
-    .await
-    .unwrap();
-    let port = b.local_addr().port().to_string();
+    let b = harness::start_with(|c, _| {
+        c.max_queued = 100;
+        c.write_timeout_secs = 2;
+    })
+    .await;
+    let port = b.addr().port().to_string();
     // The silent subscriber: subscribes to everything at QoS 1 and never reads again.
-    let mut silent = tokio::net::TcpStream::connect(b.local_addr())
-        .await
-        .unwrap();
+    let mut silent = tokio::net::TcpStream::connect(b.addr()).await.unwrap();
     silent
         .write_all(&[
             0x10, 17, 0, 4, b'M', b'Q', b'T', b'T', 4, 0, 0, 60, 0, 5, b's', b'l', b'o', b'w', b'1',
@@ -223,9 +188,7 @@ async fn a_subscriber_that_never_reads_harms_nobody_and_holds_bounded_memory() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // 20 MB of QoS 0 messages, far more than the silent client's socket holds.
-    let mut publisher = tokio::net::TcpStream::connect(b.local_addr())
-        .await
-        .unwrap();
+    let mut publisher = tokio::net::TcpStream::connect(b.addr()).await.unwrap();
     publisher
         .write_all(&[
             0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'p', b'1',
@@ -279,24 +242,17 @@ async fn connects_wait_for_admission_and_a_silent_socket_cannot_hold_it_for_long
     if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
-    let b = Broker::start(
-        &girder::Node::new("admission"),
-        Config {
-            max_connecting: 1,
-            connect_timeout_secs: 1,
-            ..config()
-        },
-    )
-    .await
-    .unwrap();
+    let b = harness::start_with(|c, _| {
+        c.max_connecting = 1;
+        c.connect_timeout_secs = 1;
+    })
+    .await;
     // A socket that never sends CONNECT holds the one admission permit...
-    let _silent = tokio::net::TcpStream::connect(b.local_addr())
-        .await
-        .unwrap();
+    let _silent = tokio::net::TcpStream::connect(b.addr()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(b.admission().stats().in_use, 1);
+    assert_eq!(b.broker().admission().stats().in_use, 1);
     // ... so the next client waits, until the connect timeout frees it.
-    let port = b.local_addr().port().to_string();
+    let port = b.addr().port().to_string();
     let started = Instant::now();
     let out = tokio::process::Command::new("mosquitto_pub")
         .args(["-p", &port, "-t", "a", "-m", "b"])
@@ -317,16 +273,11 @@ async fn a_session_that_cannot_keep_up_holds_its_qos1_publishers_back_and_loses_
     if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
-    let b = Broker::start(
-        &girder::Node::new("held"),
-        Config {
-            max_queued: 10_000,
-            ..config()
-        },
-    )
-    .await
-    .unwrap();
-    let port = b.local_addr().port().to_string();
+    let b = harness::start_with(|c, _| {
+        c.max_queued = 10_000;
+    })
+    .await;
+    let port = b.addr().port().to_string();
     let n = girder_mqtt::session::MAILBOX + 1_000;
     let count = n.to_string();
     let mut sub = tokio::process::Command::new("mosquitto_sub")
@@ -341,14 +292,12 @@ async fn a_session_that_cannot_keep_up_holds_its_qos1_publishers_back_and_loses_
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // The subscriber's session stops taking messages (suspended, as `girder sys` does).
-    let node = b.shared().node.clone();
+    let node = b.broker().shared().node.clone();
     let session = node.whereis("mqtt:session:held-sub").expect("the session");
     girder::sys::suspend(&node, session).await.unwrap();
 
     // A publisher pipelines more QoS 1 messages than the session's mailbox holds.
-    let mut publisher = tokio::net::TcpStream::connect(b.local_addr())
-        .await
-        .unwrap();
+    let mut publisher = tokio::net::TcpStream::connect(b.addr()).await.unwrap();
     publisher
         .write_all(&[
             0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'p', b'2',

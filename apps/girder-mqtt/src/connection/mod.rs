@@ -494,14 +494,7 @@ impl Connection {
                 } else {
                     Reason::PacketIdentifierNotFound
                 };
-                let _ = ack::pub_ack(
-                    &mut self.out,
-                    PacketType::PubComp,
-                    a.packet_id,
-                    protocol,
-                    reason,
-                    &Properties::default(),
-                );
+                self.reply(PacketType::PubComp, a.packet_id, reason);
             }
             Packet::Subscribe(s) => {
                 // A variable byte integer, 1 to 268,435,455 (§3.8.2.1.2).
@@ -514,11 +507,7 @@ impl Connection {
                 let mut codes = Vec::with_capacity(s.subscriptions.len());
                 let mut wanted = Vec::new();
                 for f in &s.subscriptions {
-                    let inner = f
-                        .filter
-                        .strip_prefix("$share/")
-                        .and_then(|r| r.split_once('/'))
-                        .map_or(f.filter, |(_, inner)| inner);
+                    let (_, inner) = crate::topic::shared_group(f.filter);
                     let allowed = self.shared.acl.as_ref().is_none_or(|acl| {
                         acl.may_subscribe(client.username.as_deref(), &client.id, inner)
                     });
@@ -707,17 +696,7 @@ impl Server for Connection {
                     }
                 }
             }
-            ToClient::PubRel(id) => {
-                let protocol = self.protocol();
-                let _ = ack::pub_ack(
-                    &mut self.out,
-                    PacketType::PubRel,
-                    id,
-                    protocol,
-                    Reason::Success,
-                    &Properties::default(),
-                );
-            }
+            ToClient::PubRel(id) => self.reply(PacketType::PubRel, id, Reason::Success),
             ToClient::Kick(reason) => return Box::pin(self.close(reason, "told to go", ctx)).await,
         }
         if !self.flush(ctx, false).await {

@@ -87,12 +87,7 @@ impl Connection {
                 mut sent,
                 puback,
             } => {
-                let timeout = self.shared.config.backpressure_timeout();
-                for h in held {
-                    if h.deliver(timeout).await {
-                        sent += 1;
-                    }
-                }
+                sent += deliver_held(held, self.shared.config.backpressure_timeout()).await;
                 if let Some(id) = puback {
                     self.reply(PacketType::PubAck, id, routed(sent));
                 }
@@ -106,7 +101,8 @@ impl Connection {
         }
     }
 
-    fn reply(&mut self, kind: PacketType, id: u16, reason: Reason) {
+    /// Writes an acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP) without properties.
+    pub(super) fn reply(&mut self, kind: PacketType, id: u16, reason: Reason) {
         let protocol = self.protocol();
         let _ = ack::pub_ack(
             &mut self.out,
@@ -232,14 +228,9 @@ impl Connection {
         if client.awaiting_rel.insert(id) {
             let msg = Message::from_publish(&p, &topic, &client.id);
             let session = client.session.clone();
-            let (mut sent, held) = self.shared.router.publish_held(&msg);
+            let (sent, held) = self.shared.router.publish_held(&msg);
             let timeout = self.shared.config.backpressure_timeout();
-            for h in held {
-                if h.deliver(timeout).await {
-                    sent += 1;
-                }
-            }
-            reason = routed(sent);
+            reason = routed(sent + deliver_held(held, timeout).await);
             let _ = session
                 .server()
                 .cast_wait(session::Cast::Qos2Received(id))
@@ -248,6 +239,18 @@ impl Connection {
         self.reply(PacketType::PubRec, id, reason);
         Flow::Continue
     }
+}
+
+/// Hands over what the router held back, waiting for each session in turn (each wait at most
+/// `timeout` for a session that is behind); how many it reached.
+async fn deliver_held(held: Vec<Held>, timeout: std::time::Duration) -> usize {
+    let mut sent = 0;
+    for h in held {
+        if h.deliver(timeout).await {
+            sent += 1;
+        }
+    }
+    sent
 }
 
 /// The reason code for a message that went to `sent` sessions (5.0: 0x10 when none).

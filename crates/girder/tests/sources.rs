@@ -379,3 +379,101 @@ async fn an_always_ready_source_yields_its_thread_to_others() {
     assert!(handled.load(Ordering::SeqCst) >= seen);
     busy.stop(ExitReason::Shutdown).await;
 }
+
+type Lines = FramedRead<tokio::net::tcp::OwnedReadHalf, LinesCodec>;
+
+/// Reads one line of its socket (a panic here fails the test: the lines never arrive), then hands the socket's read half (and what it has buffered)
+/// to `next`; or, as `next`, reads what it is handed.
+struct Relay {
+    sock: Option<TcpStream>,
+    source: Option<girder::behaviour::SourceId>,
+    next: Option<girder::ServerRef<Relay>>,
+    lines: Vec<String>,
+}
+
+enum RelayInfo {
+    Line(String),
+    End,
+}
+
+impl Server for Relay {
+    type Call = ReplyTo<Vec<String>>;
+    type Cast = Lines;
+    type Info = RelayInfo;
+
+    async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), InitError> {
+        if let Some(sock) = self.sock.take() {
+            let (read, _write) = sock.into_split();
+            let lines = FramedRead::new(read, LinesCodec::new());
+            self.source = Some(ctx.add_source(lines, relay_info));
+        }
+        Ok(())
+    }
+
+    async fn handle_call(&mut self, from: Self::Call, _: &mut ServerContext<Self>) -> Flow {
+        from.reply(self.lines.clone());
+        Flow::Continue
+    }
+
+    async fn handle_cast(&mut self, lines: Lines, ctx: &mut ServerContext<Self>) -> Flow {
+        self.source = Some(ctx.add_source(lines, relay_info));
+        Flow::Continue
+    }
+
+    async fn handle_info(&mut self, info: RelayInfo, ctx: &mut ServerContext<Self>) -> Flow {
+        let RelayInfo::Line(l) = info else {
+            return Flow::Continue;
+        };
+        self.lines.push(l);
+        if let (Some(next), Some(id)) = (self.next.take(), self.source) {
+            // Asked for the wrong type, the source stays where it is.
+            let wrong: Option<futures_util::stream::Empty<u8>> = ctx.take_source(id);
+            assert!(wrong.is_none() && ctx.sources() == 1);
+            let lines: Lines = ctx.take_source(id).expect("the socket's source");
+            assert_eq!(ctx.sources(), 0);
+            assert!(ctx.take_source::<Lines>(id).is_none(), "taken once");
+            next.cast(lines).expect("room");
+        }
+        Flow::Continue
+    }
+}
+
+fn relay_info(line: Option<Result<String, tokio_util::codec::LinesCodecError>>) -> RelayInfo {
+    match line {
+        Some(Ok(l)) => RelayInfo::Line(l),
+        _ => RelayInfo::End,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_taken_back_goes_to_another_process_with_what_it_had_buffered() {
+    let node = Node::new("t");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let mut client = TcpStream::connect(at).await.unwrap();
+    let (sock, _) = listener.accept().await.unwrap();
+    let relay = |sock, next| Relay {
+        sock,
+        source: None,
+        next,
+        lines: Vec::new(),
+    };
+    let second = girder::server::start(&node, relay(None, None)).await.unwrap();
+    let first = girder::server::start(&node, relay(Some(sock), Some(second.clone())))
+        .await
+        .unwrap();
+    // One write: the first process's framer reads all three lines into its buffer at once.
+    client.write_all(b"one\ntwo\nthree\n").await.unwrap();
+    eventually_async("the second to read what the first had buffered", async || {
+        second.call(|r| r).await.unwrap() == ["two", "three"]
+    })
+    .await;
+    assert_eq!(first.call(|r| r).await.unwrap(), ["one"]);
+    // And the socket itself moved: what comes next goes to the second.
+    client.write_all(b"four\n").await.unwrap();
+    eventually_async("the second to read on from the socket", async || {
+        second.call(|r| r).await.unwrap().len() == 3
+    })
+    .await;
+    assert_eq!(first.call(|r| r).await.unwrap(), ["one"]);
+}

@@ -19,6 +19,10 @@ pub struct SourceId(u64);
 /// One source: a stream mapped into the behaviour's info messages, with its end announced once.
 trait Source<I>: Send {
     fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<I>>;
+    /// The type of the stream inside, and whether it has ended.
+    fn stream_type(&self) -> (std::any::TypeId, bool);
+    /// The stream inside, as a `Pin<Box<St>>`.
+    fn into_stream(self: Box<Self>) -> Box<dyn std::any::Any>;
 }
 
 struct Mapped<St, F> {
@@ -29,9 +33,17 @@ struct Mapped<St, F> {
 
 impl<St, F, I> Source<I> for Mapped<St, F>
 where
-    St: Stream + Send,
+    St: Stream + Send + 'static,
     F: FnMut(Option<St::Item>) -> I + Send,
 {
+    fn stream_type(&self) -> (std::any::TypeId, bool) {
+        (std::any::TypeId::of::<St>(), self.ended)
+    }
+
+    fn into_stream(self: Box<Self>) -> Box<dyn std::any::Any> {
+        Box::new(self.stream)
+    }
+
     fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<I>> {
         let this = self;
         if this.ended {
@@ -114,6 +126,20 @@ impl<I: Send + 'static> Sources<I> {
             }
             None => false,
         }
+    }
+
+    /// Takes a source's stream back out, unpolled from then on (what it buffered goes with
+    /// it). `None` if there is no such source, it has ended, or its stream is not an `St`.
+    pub(crate) fn take<St: Stream + Unpin + 'static>(&mut self, id: SourceId) -> Option<St> {
+        let i = self.list.iter().position(|(s, source)| {
+            *s == id && source.stream_type() == (std::any::TypeId::of::<St>(), false)
+        })?;
+        let (_, source) = self.list.remove(i);
+        if self.cursor > i {
+            self.cursor -= 1;
+        }
+        let stream = source.into_stream().downcast::<Pin<Box<St>>>().ok()?;
+        Some(*Pin::into_inner(*stream))
     }
 
     pub(crate) fn len(&self) -> usize {

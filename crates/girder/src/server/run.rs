@@ -106,6 +106,58 @@ impl<S: Server> ServerContext<S> {
         self.sources.remove(id)
     }
 
+    /// Takes an event source's stream back, with whatever it has buffered and not yet yielded:
+    /// to stop reading it for a while (add it again to go on), or to hand it to another
+    /// process (a socket whose client's session lives elsewhere). `None` if the source has
+    /// ended or was removed, or its stream is not an `St`.
+    ///
+    /// ```
+    /// use futures_util::stream::{self, Iter, StreamExt};
+    /// use girder::behaviour::SourceId;
+    /// use girder::{Flow, Node, Server, ServerContext};
+    ///
+    /// type Numbers = Iter<std::vec::IntoIter<u32>>;
+    ///
+    /// /// Handles the first number of its stream, then hands the stream on, unread past it.
+    /// struct First {
+    ///     source: Option<SourceId>,
+    ///     out: Option<tokio::sync::oneshot::Sender<(u32, Numbers)>>,
+    /// }
+    ///
+    /// impl Server for First {
+    ///     type Call = (); type Cast = (); type Info = Option<u32>;
+    ///
+    ///     async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
+    ///         let numbers: Numbers = stream::iter(vec![1, 2, 3]);
+    ///         self.source = Some(ctx.add_source(numbers, |n| n));
+    ///         Ok(())
+    ///     }
+    ///
+    ///     async fn handle_info(&mut self, n: Option<u32>, ctx: &mut ServerContext<Self>) -> Flow {
+    ///         let rest: Numbers = ctx.take_source(self.source.unwrap()).expect("not ended");
+    ///         let _ = self.out.take().unwrap().send((n.unwrap(), rest));
+    ///         Flow::Continue
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main] async fn main() {
+    /// let node = Node::new("docs");
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// let first = First { source: None, out: Some(tx) };
+    /// let server = girder::server::start(&node, first).await.unwrap();
+    /// let (n, rest) = rx.await.unwrap();
+    /// assert_eq!(n, 1);
+    /// assert_eq!(rest.collect::<Vec<_>>().await, vec![2, 3]);
+    /// assert_eq!(server.mailbox_len(), 0);
+    /// # }
+    /// ```
+    pub fn take_source<St>(&mut self, id: SourceId) -> Option<St>
+    where
+        St: futures_util::Stream + Unpin + 'static,
+    {
+        self.sources.take(id)
+    }
+
     /// How many event sources the server has.
     pub fn sources(&self) -> usize {
         self.sources.len()

@@ -90,6 +90,15 @@ impl<S: StateMachine> StateMachineContext<S> {
         self.sources.remove(id)
     }
 
+    /// Takes an event source's stream back, with what it has buffered (see
+    /// [`ServerContext::take_source`](crate::ServerContext::take_source)).
+    pub fn take_source<St>(&mut self, id: SourceId) -> Option<St>
+    where
+        St: futures_util::Stream + Unpin + 'static,
+    {
+        self.sources.take(id)
+    }
+
     /// How many event sources the machine has.
     pub fn sources(&self) -> usize {
         self.sources.len()

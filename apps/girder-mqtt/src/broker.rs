@@ -2,14 +2,14 @@
 //!
 //! ```text
 //! broker (one_for_one)
-//! ├── sessions    (dynamic supervisor: one Session per client id, registered under it)
-//! ├── connections (dynamic supervisor: one Connection per socket, temporary)
-//! └── sys         ($SYS/broker/... every sys_interval_secs)
+//! ├── clients (dynamic supervisor: one Client per connection, temporary; once CONNECT names
+//! │            it, registered under its client id, and kept while its session lasts)
+//! └── sys     ($SYS/broker/... every sys_interval_secs)
 //! ```
 //!
-//! A listener task accepts sockets and starts a connection for each; the router (the
-//! subscription table and the retained store) is shared data, written by sessions and read by
-//! connections as they publish.
+//! A listener task accepts sockets and starts a client process for each; the router (the
+//! subscription table and the retained store) is shared data, written by sessions as they
+//! subscribe and read by clients as they publish.
 //!
 //! ```no_run
 //! # #[tokio::main] async fn main() {
@@ -35,7 +35,7 @@ use crate::config::Config;
 use crate::listener::Transport;
 use crate::message::Message;
 use crate::router::Router;
-use crate::session::{self, Session};
+use crate::client::{self, Client};
 use crate::stats::Stats;
 use crate::store::{Snapshot, Store, StoreError};
 use crate::sys::SysPublisher;
@@ -56,8 +56,8 @@ pub struct Shared {
     pub router: Router,
     /// Counters.
     pub stats: Arc<Stats>,
-    /// The sessions' supervisor.
-    pub sessions: SupervisorRef,
+    /// The client processes' supervisor.
+    pub clients: SupervisorRef,
     /// Where snapshots go, if anywhere (taken, and the file closed, when the broker stops).
     pub store: parking_lot::Mutex<Option<Store>>,
     /// Where client notices and alarms go (the node's ops), if anywhere.
@@ -82,18 +82,24 @@ impl Shared {
             retained: self.router.all_retained(),
             sessions: Vec::new(),
         };
-        let Ok(children) = self.sessions.which_children().await else {
-            return snap;
-        };
-        for pid in children.into_iter().filter_map(|c| c.pid) {
-            let Ok(s) = girder::ServerRef::<Session>::from_pid(&self.node, pid) else {
-                continue;
-            };
-            if let Ok(Some(saved)) = s.call(session::Call::Save).await {
+        for c in self.clients().await {
+            if let Ok(Some(saved)) = c.call(client::Call::Save).await {
                 snap.sessions.push(saved);
             }
         }
         snap
+    }
+
+    /// Every client process.
+    async fn clients(&self) -> Vec<girder::ServerRef<Client>> {
+        let Ok(children) = self.clients.which_children().await else {
+            return Vec::new();
+        };
+        children
+            .into_iter()
+            .filter_map(|c| c.pid)
+            .filter_map(|pid| girder::ServerRef::<Client>::from_pid(&self.node, pid).ok())
+            .collect()
     }
 
     /// Saves a snapshot, if there is a store. Errors are logged: the broker runs on.
@@ -219,8 +225,7 @@ impl Broker {
                 .intensity(u32::MAX, std::time::Duration::from_secs(1))
         };
         let root = Supervisor::builder()
-            .child(ChildSpec::supervisor("sessions", dynamic()))
-            .child(ChildSpec::supervisor("connections", dynamic()))
+            .child(ChildSpec::supervisor("clients", dynamic()))
             .start(node)
             .await
             .map_err(|e| StartError::Supervisor(e.to_string()))?;
@@ -238,8 +243,7 @@ impl Broker {
                 SupervisorRef::from_pid(&node, pid).map_err(|e| e.to_string())
             }
         };
-        let sessions = child("sessions").await.map_err(StartError::Supervisor)?;
-        let connections = child("connections").await.map_err(StartError::Supervisor)?;
+        let clients = child("clients").await.map_err(StartError::Supervisor)?;
         let stats = Arc::new(Stats::default());
         let shared = Arc::new(Shared {
             node: node.clone(),
@@ -249,7 +253,7 @@ impl Broker {
             passwords,
             acl,
             stats,
-            sessions,
+            clients: clients.clone(),
             store: parking_lot::Mutex::new(store),
             alarms,
             latency: metrics::histogram!("mqtt_delivery_latency_seconds"),
@@ -277,7 +281,7 @@ impl Broker {
                     l,
                     t,
                     shared.clone(),
-                    connections.clone(),
+                    clients.clone(),
                 ))
             })
             .collect();
@@ -345,7 +349,12 @@ impl Broker {
     pub async fn stop(self) {
         drop(self.accept);
         drop(self.autosave);
-        let _ = self.root.terminate_child("connections").await;
+        let closing = self.shared.clients().await.into_iter().map(|c| async move {
+            let _ = c
+                .call(|r| client::Call::Close(crate::codec::ack::Reason::ServerShuttingDown, r))
+                .await;
+        });
+        futures_util::future::join_all(closing).await;
         self.shared.save().await;
         // Closed now, not when the last process holding `Shared` is gone: a broker started
         // again on the same directory opens it at once.
@@ -359,8 +368,8 @@ async fn restore(shared: &Arc<Shared>, saved: Snapshot) {
     let (r, s) = (saved.retained.len(), saved.sessions.len());
     shared.router.restore_retained(saved.retained);
     for session in saved.sessions {
-        let spec = Session::restore(session, shared.clone()).spec();
-        if let Err(e) = shared.sessions.start_child(spec).await {
+        let spec = Client::restored(session, shared.clone()).spec();
+        if let Err(e) = shared.clients.start_child(spec).await {
             tracing::warn!(error = %e, "a saved session did not start");
         }
     }

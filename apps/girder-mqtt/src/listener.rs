@@ -1,6 +1,6 @@
 //! Listeners: plain TCP (1883), TLS (rustls, 8883 by convention) and WebSocket (for browsers;
 //! MQTT in binary frames, subprotocol `mqtt`, §6). Each accepts sockets and starts a
-//! [`Connection`] for each under the connections' supervisor; the connection sees a byte
+//! [`Client`] process for each under the clients' supervisor; the client sees a byte
 //! stream whatever the transport.
 //!
 //! A TLS handshake or a WebSocket upgrade runs in a task of its own, bounded by the
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
-use girder::supervisor::{ChildSpec, Shutdown, SupervisorRef};
+use girder::supervisor::SupervisorRef;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::broker::Shared;
-use crate::connection::Connection;
+use crate::client::Client;
 
 /// How a listener's sockets carry MQTT.
 #[derive(Clone)]
@@ -289,13 +289,9 @@ async fn start(
     r: Box<dyn AsyncRead + Send + Unpin>,
     w: Box<dyn AsyncWrite + Send + Unpin>,
 ) {
-    let conn = Connection::new(shared.clone(), peer, r, w).admitted(admitted);
-    // Bounded, so a session sending faster than the client reads is told `Full`.
-    let spec = ChildSpec::server_once("connection", conn)
-        .capacity(1024)
-        // Trapping exits, a shutdown runs its `terminate`, which tells the client.
-        .trap_exit(true)
-        .shutdown(Shutdown::Timeout(std::time::Duration::from_secs(1)));
+    let spec = Client::new(shared.clone(), peer, r, w)
+        .admitted(admitted)
+        .spec();
     if let Err(e) = connections.start_child(spec).await {
         tracing::warn!(%peer, error = %e, "connection not started");
     }

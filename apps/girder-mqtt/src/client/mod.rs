@@ -268,14 +268,14 @@ impl Client {
         self.link_gone(Some(reason), true, ctx)
     }
 
-    /// Writes what waits if the batch is over; pumps the session again once the link has
-    /// room; ends the link if the client is gone or has stopped reading for too long.
-    fn flush(&mut self, ctx: &mut ServerContext<Self>) -> Flow {
+    /// Writes what waits if the batch is over (`batch_over`: nothing more is waiting to be
+    /// handled) or large; pumps the session again once the link has room; ends the link if
+    /// the client is gone or has stopped reading for too long.
+    fn flush(&mut self, batch_over: bool, ctx: &mut ServerContext<Self>) -> Flow {
         let Some(link) = &mut self.link else {
             return Flow::Continue;
         };
         let full = !link.has_room() || link.is_blocked();
-        let batch_over = ctx.mailbox_len() == 0;
         let timeout = self.shared.config.write_timeout();
         let mut written = link.flush(false, batch_over, timeout, &self.shared.stats);
         if written == Written::Done && full && link.connected {
@@ -306,7 +306,7 @@ impl Client {
         if flow != Flow::Continue {
             return flow;
         }
-        self.flush(ctx)
+        self.flush(false, ctx)
     }
 
     /// A new connection for the session this process holds: the old one (if any) ends,
@@ -515,6 +515,12 @@ impl Server for Client {
             _ => Flow::Continue,
         };
         self.after(flow, ctx)
+    }
+
+    /// What the handlers wrote goes out once nothing more is waiting: one write for a burst
+    /// of deliveries or acknowledgements, however they came.
+    async fn handle_idle(&mut self, ctx: &mut ServerContext<Self>) -> Flow {
+        self.flush(true, ctx)
     }
 
     async fn terminate(&mut self, reason: &ExitReason, _: &mut ServerContext<Self>) {

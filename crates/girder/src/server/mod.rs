@@ -134,6 +134,49 @@ pub trait Server: Sized + Send + 'static {
         async { Flow::Continue }
     }
 
+    /// Called when the server has handled everything that was waiting (its mailbox and its
+    /// event sources have nothing ready), before it waits for more: once per busy spell, not
+    /// once per message. For work that is cheaper in batches, as Netty's `channelReadComplete`:
+    /// a connection buffers what its handlers write and sends it here, in one system call for
+    /// however many messages came together. The default does nothing.
+    ///
+    /// ```
+    /// use girder::{Flow, Node, Server, ServerContext};
+    ///
+    /// /// Collects numbers; hands on their sum once no more are waiting.
+    /// struct Batcher { sum: u64, batches: tokio::sync::mpsc::UnboundedSender<u64> }
+    ///
+    /// impl Server for Batcher {
+    ///     type Call = (); type Cast = u64; type Info = ();
+    ///
+    ///     async fn handle_cast(&mut self, n: u64, _: &mut ServerContext<Self>) -> Flow {
+    ///         self.sum += n;
+    ///         Flow::Continue
+    ///     }
+    ///
+    ///     async fn handle_idle(&mut self, _: &mut ServerContext<Self>) -> Flow {
+    ///         let _ = self.batches.send(std::mem::take(&mut self.sum));
+    ///         Flow::Continue
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main] async fn main() {
+    /// let node = Node::new("docs");
+    /// let (tx, mut batches) = tokio::sync::mpsc::unbounded_channel();
+    /// let b = girder::server::start(&node, Batcher { sum: 0, batches: tx }).await.unwrap();
+    /// girder::sys::suspend(&node, b.pid()).await.unwrap(); // holds it while the casts queue
+    /// for n in 1..=4 { b.cast(n).unwrap(); }
+    /// girder::sys::resume(&node, b.pid()).await.unwrap();
+    /// let mut batch = 0;
+    /// while batch == 0 { batch = batches.recv().await.unwrap(); }
+    /// assert_eq!(batch, 10); // four casts, one batch
+    /// # }
+    /// ```
+    fn handle_idle(&mut self, ctx: &mut ServerContext<Self>) -> impl Future<Output = Flow> + Send {
+        let _ = ctx;
+        async { Flow::Continue }
+    }
+
     /// Handles a trapped exit signal from a process other than the parent (an exit from the
     /// parent stops the server). The default stops on an abnormal exit of a linked process, as an
     /// untrapped link would, and ignores `Normal`.

@@ -312,8 +312,25 @@ fn run<S: Server>(
             return reason;
         }
 
+        // Something was handled since the server last found nothing waiting.
+        let mut busy = false;
         let reason = loop {
-            let Some(event) = poll_fn(|cx| ctx.poll_next(cx)).await else {
+            let next = poll_fn(|cx| match ctx.poll_next(cx) {
+                Poll::Ready(e) => Poll::Ready(Some(e)),
+                Poll::Pending if busy => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            })
+            .await;
+            let Some(next) = next else {
+                busy = false;
+                match guarded(server.handle_idle(&mut ctx)).await {
+                    Ok(Flow::Continue) => continue,
+                    Ok(Flow::Stop(reason)) => break reason,
+                    Err(panic) => break panic,
+                }
+            };
+            busy = true;
+            let Some(event) = next else {
                 if let Some(req) = ctx.sys.inbox.take() {
                     let (pid, name) = (ctx.pid(), ctx.behaviour_name());
                     ctx.sys

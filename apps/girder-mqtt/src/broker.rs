@@ -31,11 +31,11 @@ use tokio::net::TcpListener;
 
 use crate::acl::{Acl, AclError};
 use crate::auth::{PasswordFile, PasswordFileError};
+use crate::client::{self, Client};
 use crate::config::Config;
 use crate::listener::Transport;
 use crate::message::Message;
 use crate::router::Router;
-use crate::client::{self, Client};
 use crate::stats::Stats;
 use crate::store::{Snapshot, Store, StoreError};
 use crate::sys::SysPublisher;

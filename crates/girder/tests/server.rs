@@ -541,3 +541,130 @@ async fn a_panicking_init_or_terminate_is_contained() {
     assert_eq!(s.stop(ExitReason::Shutdown).await, ExitReason::Shutdown);
     assert_eq!(node.process_count(), 0);
 }
+
+/// Counts what it handles; at each `handle_idle`, logs how many it had handled by then.
+struct Idler {
+    handled: u64,
+    idles: std::sync::Arc<parking_lot::Mutex<Vec<u64>>>,
+    burst: usize,
+    stop_after: Option<u64>,
+}
+
+impl Server for Idler {
+    type Call = ReplyTo<u64>;
+    type Cast = ();
+    type Info = Option<u64>;
+
+    async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
+        if self.burst > 0 {
+            // Every item ready at once: one busy spell.
+            let items = futures_util::stream::iter(0..self.burst as u64);
+            ctx.add_source(items, |i| i);
+        }
+        Ok(())
+    }
+
+    async fn handle_call(&mut self, r: ReplyTo<u64>, _: &mut ServerContext<Self>) -> Flow {
+        r.reply(self.handled);
+        Flow::Continue
+    }
+
+    async fn handle_cast(&mut self, (): (), _: &mut ServerContext<Self>) -> Flow {
+        self.handled += 1;
+        Flow::Continue
+    }
+
+    async fn handle_info(&mut self, item: Option<u64>, _: &mut ServerContext<Self>) -> Flow {
+        if item.is_some() {
+            self.handled += 1;
+        }
+        Flow::Continue
+    }
+
+    async fn handle_idle(&mut self, _: &mut ServerContext<Self>) -> Flow {
+        self.idles.lock().push(self.handled);
+        match self.stop_after {
+            Some(n) if self.handled >= n => Flow::Stop(ExitReason::error("idle said stop")),
+            _ => Flow::Continue,
+        }
+    }
+}
+
+fn idler(
+    burst: usize,
+    stop_after: Option<u64>,
+) -> (Idler, std::sync::Arc<parking_lot::Mutex<Vec<u64>>>) {
+    let idles = std::sync::Arc::default();
+    let s = Idler {
+        handled: 0,
+        idles: std::sync::Arc::clone(&idles),
+        burst,
+        stop_after,
+    };
+    (s, idles)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handle_idle_runs_once_per_busy_spell_not_once_per_message() {
+    let node = Node::new("t");
+    let (s, idles) = idler(0, None);
+    let s = server::start(&node, s).await.unwrap();
+    // Nothing handled yet: never idle.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(idles.lock().is_empty(), "{:?}", idles.lock());
+    girder::sys::suspend(&node, s.pid()).await.unwrap();
+    for _ in 0..100 {
+        s.cast(()).unwrap();
+    }
+    girder::sys::resume(&node, s.pid()).await.unwrap();
+    girder_testkit::eventually_async("the burst to be handled", async || {
+        idles.lock().last() == Some(&100)
+    })
+    .await;
+    // The hundred queued casts were one spell: no idle in the middle of it.
+    let log = idles.lock().clone();
+    assert!(log.iter().all(|&n| n == 0 || n == 100), "{log:?}");
+    // A call is a spell of its own, and is followed by one idle.
+    assert_eq!(s.call(|r| r).await.unwrap(), 100);
+    girder_testkit::eventually_async("the idle after the call", async || {
+        idles.lock().len() > log.len()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(idles.lock().len(), log.len() + 1, "{:?}", idles.lock());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_from_a_source_is_one_spell_and_handle_idle_may_stop_the_server() {
+    let node = Node::new("t");
+    let (s, idles) = idler(50, None);
+    let s = server::start(&node, s).await.unwrap();
+    girder_testkit::eventually_async("the source's burst", async || !idles.lock().is_empty()).await;
+    assert_eq!(*idles.lock(), [50]);
+    assert_eq!(s.call(|r| r).await.unwrap(), 50);
+
+    let (s, _) = idler(0, Some(3));
+    let s = server::start(&node, s).await.unwrap();
+    let (tx, mut exited) = mpsc::unbounded_channel();
+    let watcher = s.pid();
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    node.spawn(move |mut ctx: girder::Context<()>| async move {
+        ctx.monitor(watcher);
+        let _ = ready_tx.send(());
+        loop {
+            if let girder::Event::Down(d) = ctx.recv().await {
+                let _ = tx.send(d.reason);
+                return ExitReason::Normal;
+            }
+        }
+    });
+    within("the watcher to monitor", ready).await.unwrap();
+    for _ in 0..3 {
+        let _ = s.cast(());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reason = within("the stop from handle_idle", exited.recv())
+        .await
+        .unwrap();
+    assert_eq!(reason, ExitReason::error("idle said stop"));
+}

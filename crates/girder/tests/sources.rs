@@ -458,15 +458,18 @@ async fn a_source_taken_back_goes_to_another_process_with_what_it_had_buffered()
         next,
         lines: Vec::new(),
     };
-    let second = girder::server::start(&node, relay(None, None)).await.unwrap();
+    let second = girder::server::start(&node, relay(None, None))
+        .await
+        .unwrap();
     let first = girder::server::start(&node, relay(Some(sock), Some(second.clone())))
         .await
         .unwrap();
     // One write: the first process's framer reads all three lines into its buffer at once.
     client.write_all(b"one\ntwo\nthree\n").await.unwrap();
-    eventually_async("the second to read what the first had buffered", async || {
-        second.call(|r| r).await.unwrap() == ["two", "three"]
-    })
+    eventually_async(
+        "the second to read what the first had buffered",
+        async || second.call(|r| r).await.unwrap() == ["two", "three"],
+    )
     .await;
     assert_eq!(first.call(|r| r).await.unwrap(), ["one"]);
     // And the socket itself moved: what comes next goes to the second.

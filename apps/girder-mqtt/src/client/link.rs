@@ -273,12 +273,8 @@ impl Link {
     pub fn close(mut self, reason: Option<Reason>, stats: &Stats) {
         if let Some(reason) = reason {
             if self.connected {
-                let _ = ack::disconnect(
-                    &mut self.out,
-                    self.protocol,
-                    reason,
-                    &Properties::default(),
-                );
+                let _ =
+                    ack::disconnect(&mut self.out, self.protocol, reason, &Properties::default());
             }
         }
         self.flush(true, true, Duration::MAX, stats);

@@ -188,7 +188,9 @@ impl Client {
         girder::ChildSpec::server_once("client", self)
             .capacity(crate::session::MAILBOX)
             .trap_exit(true)
-            .shutdown(girder::supervisor::Shutdown::Timeout(Duration::from_secs(1)))
+            .shutdown(girder::supervisor::Shutdown::Timeout(Duration::from_secs(
+                1,
+            )))
     }
 
     fn me(ctx: &ServerContext<Self>) -> SessionRef {
@@ -480,8 +482,8 @@ impl Server for Client {
                 Flow::Continue
             }
             Info::Expired(n) => {
-                let ends = self.link.is_none()
-                    && self.session.as_ref().is_some_and(|s| s.detached == n);
+                let ends =
+                    self.link.is_none() && self.session.as_ref().is_some_and(|s| s.detached == n);
                 if ends {
                     Flow::Stop(ExitReason::Normal)
                 } else {

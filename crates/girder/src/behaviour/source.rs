@@ -142,6 +142,11 @@ impl<I: Send + 'static> Sources<I> {
         Some(*Pin::into_inner(*stream))
     }
 
+    /// How many sources were ever added (to tell whether any was added since).
+    pub(crate) fn added(&self) -> u64 {
+        self.next_id
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.list.len()
     }

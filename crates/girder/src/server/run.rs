@@ -317,17 +317,36 @@ fn run<S: Server>(
         let reason = loop {
             let next = poll_fn(|cx| match ctx.poll_next(cx) {
                 Poll::Ready(e) => Poll::Ready(Some(e)),
-                Poll::Pending if busy => Poll::Ready(None),
+                // Suspended (`sys::suspend`), no callback runs: the idle waits for the resume.
+                Poll::Pending if busy && !ctx.sys.is_suspended() => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
             })
             .await;
             let Some(next) = next else {
                 busy = false;
+                let added = ctx.sources.added();
                 match guarded(server.handle_idle(&mut ctx)).await {
-                    Ok(Flow::Continue) => continue,
+                    Ok(Flow::Continue) => {}
                     Ok(Flow::Stop(reason)) => break reason,
                     Err(panic) => break panic,
                 }
+                // Back to the scheduler, not polling again here: the poll that found nothing
+                // left a waker with the mailbox and every source (or, if it only gave up its
+                // turn, woke the task already). A source added by `handle_idle` has not been
+                // polled yet, so then the loop polls at once.
+                if ctx.sources.added() == added {
+                    let mut yielded = false;
+                    poll_fn(|_| {
+                        if yielded {
+                            Poll::Ready(())
+                        } else {
+                            yielded = true;
+                            Poll::Pending
+                        }
+                    })
+                    .await;
+                }
+                continue;
             };
             busy = true;
             let Some(event) = next else {

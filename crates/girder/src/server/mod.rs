@@ -173,7 +173,8 @@ pub trait Server: Sized + Send + 'static {
     /// # }
     /// ```
     fn handle_idle(&mut self, ctx: &mut ServerContext<Self>) -> impl Future<Output = Flow> + Send {
-        let _ = ctx;
+        // Not overridden: never called again.
+        ctx.wants_idle = false;
         async { Flow::Continue }
     }
 

@@ -23,6 +23,9 @@ pub struct ServerContext<S: Server> {
     /// A source's item taken by `poll_next`, handled next.
     source_item: Option<S::Info>,
     sys: Sys,
+    /// The server has a `handle_idle` of its own (the default clears this the first time it
+    /// runs, so a server without one pays nothing for it after).
+    pub(super) wants_idle: bool,
 }
 
 impl<S: Server> ServerContext<S> {
@@ -266,6 +269,35 @@ impl<S: Server> DerefMut for ServerContext<S> {
     }
 }
 
+/// `handle_idle`, then back to the scheduler without polling again: the poll that found
+/// nothing left a waker with the mailbox and every source (or, if it only gave up its turn,
+/// woke the task already). A source added by `handle_idle` has not been polled yet, so then
+/// the loop polls at once. `Err`: the server stops.
+async fn idle_spell<S: Server>(
+    server: &mut S,
+    ctx: &mut ServerContext<S>,
+) -> Result<(), ExitReason> {
+    let added = ctx.sources.added();
+    match guarded(server.handle_idle(ctx)).await {
+        Ok(Flow::Continue) => {}
+        Ok(Flow::Stop(reason)) => return Err(reason),
+        Err(panic) => return Err(panic),
+    }
+    if ctx.sources.added() == added {
+        let mut yielded = false;
+        poll_fn(|_| {
+            if yielded {
+                Poll::Ready(())
+            } else {
+                yielded = true;
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+    Ok(())
+}
+
 pub(super) async fn start<S: Server>(
     node: &Node,
     server: S,
@@ -282,6 +314,7 @@ pub(super) async fn start<S: Server>(
                 parent,
                 sources: Sources::new(),
                 source_item: None,
+                wants_idle: true,
                 sys: Sys::default(),
             },
             name,
@@ -314,40 +347,27 @@ fn run<S: Server>(
 
         // Something was handled since the server last found nothing waiting.
         let mut busy = false;
+        // Set when the poll found nothing waiting after a busy spell: `handle_idle` is due.
+        let mut idle = false;
         let reason = loop {
-            let next = poll_fn(|cx| match ctx.poll_next(cx) {
-                Poll::Ready(e) => Poll::Ready(Some(e)),
+            let next = poll_fn(|cx| {
+                let p = ctx.poll_next(cx);
                 // Suspended (`sys::suspend`), no callback runs: the idle waits for the resume.
-                Poll::Pending if busy && !ctx.sys.is_suspended() => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
+                if p.is_pending() && busy && ctx.wants_idle && !ctx.sys.is_suspended() {
+                    idle = true;
+                    return Poll::Ready(None);
+                }
+                p
             })
             .await;
-            let Some(next) = next else {
+            if idle {
+                idle = false;
                 busy = false;
-                let added = ctx.sources.added();
-                match guarded(server.handle_idle(&mut ctx)).await {
-                    Ok(Flow::Continue) => {}
-                    Ok(Flow::Stop(reason)) => break reason,
-                    Err(panic) => break panic,
-                }
-                // Back to the scheduler, not polling again here: the poll that found nothing
-                // left a waker with the mailbox and every source (or, if it only gave up its
-                // turn, woke the task already). A source added by `handle_idle` has not been
-                // polled yet, so then the loop polls at once.
-                if ctx.sources.added() == added {
-                    let mut yielded = false;
-                    poll_fn(|_| {
-                        if yielded {
-                            Poll::Ready(())
-                        } else {
-                            yielded = true;
-                            Poll::Pending
-                        }
-                    })
-                    .await;
+                if let Err(reason) = idle_spell(&mut server, &mut ctx).await {
+                    break reason;
                 }
                 continue;
-            };
+            }
             busy = true;
             let Some(event) = next else {
                 if let Some(req) = ctx.sys.inbox.take() {

@@ -1,9 +1,9 @@
 //! # girder-mqtt: an MQTT broker on Girder
 //!
 //! Girder's reference system (issue 15): an MQTT 3.1.1 and 5.0 broker built only on Girder's
-//! public API, girder-regulate and girder-ops. One process per connection (owning its socket),
-//! one per session (per client id, outliving its connections), under dynamic supervisors; a
-//! shared routing table; Mosquitto's password and ACL files; TCP, TLS and WebSocket; sessions
+//! public API, girder-regulate and girder-ops. One process per client, owning its socket and,
+//! once CONNECT names it, its session (outliving its connections), under a dynamic supervisor;
+//! a shared routing table; Mosquitto's password and ACL files; TCP, TLS and WebSocket; sessions
 //! and retained messages kept across restarts (decision 016).
 //!
 //! ```no_run
@@ -20,8 +20,8 @@
 //! | [`broker`] | [`broker::Broker`]: the supervision tree, the listeners, what the processes share; start, graceful stop (saving) | — |
 //! | [`config`] | [`config::Config`]: every setting and limit, with its default (TOML, flags) | Mosquitto's `mosquitto.conf` where it has one |
 //! | [`listener`] | TCP, TLS (rustls) and WebSocket (binary frames, subprotocol `mqtt`) listeners; handshakes bounded; the connection rate | §4.2, §6 |
-//! | [`connection`] | [`connection::Connection`]: one process per socket; CONNECT and its checks, keep alive (1.5×), topic aliases, the QoS 1 and 2 flows of a client's messages, SUBSCRIBE with the ACL, batched writes, a write timeout; the packets that come by the thousand handled without awaiting | §3, §4.3 |
-//! | [`session`] | [`session::Session`]: one process per client id; subscriptions, in-flight window, bounded offline queue, QoS 2 ids, will (with delay), expiry, takeover | §4.1, §3.1.2.5, §3.1.4 |
+//! | [`client`] | [`client::Client`]: one process per client; CONNECT and its checks, takeover (the new connection handed to the session's process), keep alive (1.5×), topic aliases, the QoS 1 and 2 flows, SUBSCRIBE with the ACL; writes that never wait, sent once a busy spell is over; a publish that waits for a subscriber pauses its socket and waits beside its mailbox | §3, §4.3, §3.1.4 |
+//! | [`session`] | [`session::Session`]: what outlives a connection; subscriptions, in-flight window, bounded queue, QoS 2 ids, will (with delay), expiry | §4.1, §3.1.2.5 |
 //! | [`backlog`] | [`backlog::Backlog`]: what a connected client's session holds, as its publishers see it; they wait while it is behind, up to a timeout | — |
 //! | [`router`] | [`router::Router`]: the subscription table and the retained store, shared; publish | §4.7, §3.3.1.3 |
 //! | [`message`] | [`message::Message`]: a message once the broker owns it, its forwarded 5.0 properties and expiry | 5.0 §3.3.2.3 |

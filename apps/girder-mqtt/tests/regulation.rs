@@ -359,3 +359,74 @@ async fn a_session_that_cannot_keep_up_holds_its_qos1_publishers_back_and_loses_
     assert_eq!(b.stats().messages_dropped.get(), 0);
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_coming_back_while_its_old_connection_cannot_be_written_is_answered_at_once() {
+    // The old connection's writes have stalled (its client reads nothing), with a write
+    // timeout far longer than the test: the session's process is not stuck in that write, so
+    // the client's new connection takes the session over at once.
+    let b = harness::start_with(|c, _| c.write_timeout_secs = 120).await;
+    let connect = [
+        0x10, 18, 0, 4, b'M', b'Q', b'T', b'T', 4, 0, 0, 60, 0, 6, b'r', b'o', b'a', b'm', b'e',
+        b'r',
+    ];
+    let mut old = tokio::net::TcpStream::connect(b.addr()).await.unwrap();
+    old.write_all(&connect).await.unwrap();
+    old.write_all(&[0x82, 6, 0, 1, 0, 1, b'#', 0])
+        .await
+        .unwrap();
+    let mut ack = [0u8; 9];
+    old.read_exact(&mut ack).await.unwrap();
+    assert_eq!(&ack[..4], &[0x20, 2, 0, 0], "CONNACK");
+    // Far more than the socket holds, so the broker's writes to it stall.
+    let mut publisher = tokio::net::TcpStream::connect(b.addr()).await.unwrap();
+    publisher
+        .write_all(&[
+            0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'p', b'2',
+        ])
+        .await
+        .unwrap();
+    let one = publish_qos0("r/data", &[7u8; 1000]);
+    let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 100).collect();
+    for _ in 0..100 {
+        publisher.write_all(&batch).await.unwrap();
+    }
+    let sent = b.stats().bytes_out.get();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        b.stats().bytes_out.get() - sent < 1_000_000,
+        "the old connection takes no more"
+    );
+    // The client comes back on a new connection.
+    let started = Instant::now();
+    let mut new = tokio::net::TcpStream::connect(b.addr()).await.unwrap();
+    new.write_all(&connect).await.unwrap();
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), new.read_exact(&mut connack))
+        .await
+        .expect("CONNACK while the old connection is still stuck")
+        .unwrap();
+    assert_eq!(connack, [0x20, 2, 1, 0], "session present, accepted");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The new connection gets what is published now.
+    publisher
+        .write_all(&publish_qos0("r/after", b"hello"))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !got.windows(5).any(|w| w == b"hello") {
+        assert!(Instant::now() < deadline, "the message after the takeover");
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(10), new.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            other => panic!("the new connection ended: {other:?}"),
+        }
+    }
+    assert_eq!(
+        b.stats().connections.get(),
+        2,
+        "the new one and the publisher"
+    );
+    b.stop().await;
+}

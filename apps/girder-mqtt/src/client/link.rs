@@ -26,17 +26,17 @@ use crate::session::Outgoing;
 use crate::stats::Stats;
 
 /// The read buffer a connection starts with.
-pub(crate) const READ_BUFFER: usize = 256;
+pub const READ_BUFFER: usize = 256;
 
 /// Writes are sent once this much is waiting, even if more messages are queued.
 const FLUSH_AT: usize = 64 * 1024;
 
 /// What may wait to be written to a client that does not read: past it, QoS 0 messages are
 /// dropped (counted) and QoS 1 and 2 messages stay in the session's queue.
-pub(crate) const OUT_MAX: usize = 256 * 1024;
+pub const OUT_MAX: usize = 256 * 1024;
 
 /// How often a socket that took no more is tried again.
-pub(crate) const RETRY_WRITE: Duration = Duration::from_millis(2);
+pub const RETRY_WRITE: Duration = Duration::from_millis(2);
 
 /// Why reading from the socket stopped.
 #[derive(Debug, thiserror::Error)]

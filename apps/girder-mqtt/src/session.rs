@@ -12,7 +12,7 @@
 //! The rules here are the session's alone; the process ([`crate::client`]) hands it the link
 //! to write to, if connected, and keeps its timers.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -157,21 +157,23 @@ pub struct Session {
     shared: Arc<Shared>,
     fresh: bool,
     window: usize,
-    subs: HashMap<String, SubRequest>,
+    /// Its subscriptions, one per filter (a list: most clients have a few).
+    subs: Vec<SubRequest>,
     next_id: u16,
     inflight: VecDeque<Inflight>,
     queue: VecDeque<Delivery>,
-    /// QoS 2 packet identifiers received from the client and not yet released.
-    pub awaiting_rel: HashSet<u16>,
+    /// QoS 2 packet identifiers received from the client and not yet released (at most
+    /// `max_inflight_in`).
+    awaiting_rel: Vec<u16>,
     will: Option<(Arc<Message>, Duration)>,
     /// Seconds it outlives its connection (0: not at all; `u32::MAX`: for ever).
     pub expiry: u32,
     /// Numbers detachments, so a timer set for one is ignored after a re-attach.
     pub detached: u64,
     timers: Vec<TimerRef>,
-    /// When a restored session's client reconnects at the latest (from the store).
-    restored_expiry: Option<Option<Instant>>,
-    /// When it expires, while detached.
+    /// Restored from the store, not yet resumed.
+    restored: bool,
+    /// When it expires, while detached (for a restored session, as the store said).
     expires_at: Option<Instant>,
     /// Messages it holds as last counted in the broker's `queued`.
     counted: usize,
@@ -187,16 +189,16 @@ impl Session {
             username: None,
             fresh: true,
             window: 1,
-            subs: HashMap::new(),
+            subs: Vec::new(),
             next_id: 0,
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
-            awaiting_rel: HashSet::new(),
+            awaiting_rel: Vec::new(),
             will: None,
             expiry: 0,
             detached: 0,
             timers: Vec::new(),
-            restored_expiry: None,
+            restored: false,
             expires_at: None,
             counted: 0,
             backlog: Arc::new(Backlog::new(
@@ -221,14 +223,7 @@ impl Session {
         s.fresh = false;
         s.username = saved.username.map(Into::into);
         s.expiry = saved.expiry;
-        s.subs = saved
-            .subs
-            .into_iter()
-            .map(|sub| {
-                let r = sub.into_request();
-                (r.filter.clone(), r)
-            })
-            .collect();
+        s.subs = saved.subs.into_iter().map(SavedSub::into_request).collect();
         s.inflight = saved
             .inflight
             .into_iter()
@@ -244,15 +239,19 @@ impl Session {
             .collect();
         s.queue = saved.queue.into_iter().map(|d| d.into_delivery()).collect();
         s.awaiting_rel = saved.awaiting_rel.into_iter().collect();
-        s.restored_expiry = Some(saved.expires_at_ms.map(crate::store::instant_of));
+        s.restored = true;
+        s.expires_at = saved.expires_at_ms.map(crate::store::instant_of);
         s
     }
 
     /// A restored session's subscriptions back in the router; when it expires, if it does
     /// (`None` if never, or not restored).
     pub fn resume(&mut self, me: &SessionRef) -> Option<Duration> {
-        let expires = self.restored_expiry.take()?;
-        for r in self.subs.values() {
+        if !std::mem::take(&mut self.restored) {
+            return None;
+        }
+        let expires = self.expires_at;
+        for r in &self.subs {
             self.shared
                 .router
                 .subscribe(&r.filter, &self.client_id, self.route(r, me));
@@ -275,7 +274,7 @@ impl Session {
             username: self.username.as_deref().map(str::to_string),
             expiry: self.expiry,
             expires_at_ms: self.expires_at.map(crate::store::wall_ms),
-            subs: self.subs.values().map(SavedSub::of).collect(),
+            subs: self.subs.iter().map(SavedSub::of).collect(),
             inflight: self
                 .inflight
                 .iter()
@@ -286,7 +285,7 @@ impl Session {
                 })
                 .collect(),
             queue: self.queue.iter().map(SavedDelivery::of).collect(),
-            awaiting_rel: self.awaiting_rel.iter().copied().collect(),
+            awaiting_rel: self.awaiting_rel.clone(),
         })
     }
 
@@ -467,7 +466,10 @@ impl Session {
                     self.shared
                         .router
                         .subscribe(&r.filter, &self.client_id, self.route(r, me));
-                self.subs.insert(r.filter.clone(), r.clone());
+                match self.subs.iter_mut().find(|s| s.filter == r.filter) {
+                    Some(s) => *s = r.clone(),
+                    None => self.subs.push(r.clone()),
+                }
                 fresh
             })
             .collect()
@@ -510,20 +512,48 @@ impl Session {
         filters
             .iter()
             .map(|f| {
-                self.subs.remove(f);
+                self.subs.retain(|s| s.filter != *f);
                 self.shared.router.unsubscribe(f, &self.client_id)
             })
             .collect()
     }
 
     fn reset(&mut self) {
-        for filter in self.subs.keys() {
-            self.shared.router.unsubscribe(filter, &self.client_id);
+        for s in &self.subs {
+            self.shared.router.unsubscribe(&s.filter, &self.client_id);
         }
         self.subs.clear();
         self.inflight.clear();
         self.queue.clear();
         self.awaiting_rel.clear();
+    }
+
+    /// True if the client's QoS 2 message `id` was received and not yet released.
+    pub fn awaits_release(&self, id: u16) -> bool {
+        self.awaiting_rel.contains(&id)
+    }
+
+    /// QoS 2 messages received and not yet released.
+    pub fn unreleased(&self) -> usize {
+        self.awaiting_rel.len()
+    }
+
+    /// The client's QoS 2 message `id` was received (and routed).
+    pub fn received_qos2(&mut self, id: u16) {
+        if !self.awaiting_rel.contains(&id) {
+            self.awaiting_rel.push(id);
+        }
+    }
+
+    /// PUBREL: true if `id` was awaiting it.
+    pub fn release(&mut self, id: u16) -> bool {
+        match self.awaiting_rel.iter().position(|&x| x == id) {
+            Some(i) => {
+                self.awaiting_rel.swap_remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Publishes the will, if there is one still.
@@ -564,7 +594,7 @@ impl Session {
             // Another user took the session over: its subscriptions are checked against that
             // user's rules from now on.
             self.username = a.username;
-            for r in self.subs.values() {
+            for r in &self.subs {
                 self.shared
                     .router
                     .subscribe(&r.filter, &self.client_id, self.route(r, me));
@@ -625,8 +655,8 @@ impl Session {
         self.backlog.attached(false);
         self.cancel_timers();
         self.publish_will();
-        for filter in self.subs.keys() {
-            self.shared.router.unsubscribe(filter, &self.client_id);
+        for s in &self.subs {
+            self.shared.router.unsubscribe(&s.filter, &self.client_id);
         }
         if !self.queue.is_empty() {
             self.shared

@@ -151,7 +151,7 @@ impl Client {
             }
         }
         let link = self.link.as_mut().expect("checked above");
-        link.keep_alive = Duration::from_secs(keep_alive as u64);
+        link.keep_alive = keep_alive;
         link.max_out = p
             .u32(id::MAXIMUM_PACKET_SIZE)
             .map_or(usize::MAX, |n| n as usize);

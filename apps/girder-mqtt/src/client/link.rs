@@ -25,8 +25,10 @@ use crate::codec::{fixed_header, DecodeError, FixedHeader, PacketType};
 use crate::session::Outgoing;
 use crate::stats::Stats;
 
-/// The read buffer a connection starts with.
-pub const READ_BUFFER: usize = 256;
+/// The read buffer a connection starts with: enough for an idle client's CONNECT and
+/// PINGREQs (most of a connection's life is idle); it grows as packets need and keeps what it
+/// grew to, so a busy client reads in large chunks.
+pub const READ_BUFFER: usize = 64;
 
 /// Writes are sent once this much is waiting, even if more messages are queued.
 const FLUSH_AT: usize = 64 * 1024;
@@ -106,26 +108,27 @@ pub struct Link {
     /// another process's, or paused: then in `paused`).
     pub source: Option<SourceId>,
     /// Its read half while not a source: in transit to the client's session, or paused while
-    /// the process waits for a subscriber that is behind.
-    pub paused: Option<Packets>,
+    /// the process waits for a subscriber that is behind (boxed: rare, and a process keeps
+    /// room for its state's every field for as long as it lives).
+    pub paused: Option<Box<Packets>>,
     writer: Writer,
     out: BytesMut,
     /// Since when the socket has taken no more.
     blocked: Option<Instant>,
     /// The protocol version (3.1.1 until CONNECT says).
     pub protocol: Protocol,
-    /// Its keep alive (zero: none).
-    pub keep_alive: Duration,
+    /// Its keep alive, seconds (zero: none).
+    pub keep_alive: u16,
     /// When its last packet came.
     pub last_packet: Instant,
-    /// Topic aliases it set (5.0).
-    pub aliases: HashMap<u16, Arc<str>>,
+    /// Topic aliases it set (5.0; most clients set none).
+    pub aliases: Option<Box<HashMap<u16, Arc<str>>>>,
     /// The client's maximum packet size (5.0): larger messages are not sent to it.
     pub max_out: usize,
     /// Its publish rate limit, if the broker has one.
     pub rate: Option<girder_regulate::Queue>,
     /// The topic of its last PUBLISH, reused while it publishes to the same topic.
-    pub last_topic: Arc<str>,
+    pub last_topic: Option<Arc<str>>,
     /// CONNECT was answered: the client is connected.
     pub connected: bool,
     /// Its reading is paused while a publish waits (for subscribers, or the client's rate).
@@ -145,12 +148,12 @@ impl Link {
             out: BytesMut::new(),
             blocked: None,
             protocol: Protocol::V311,
-            keep_alive: Duration::ZERO,
+            keep_alive: 0,
             last_packet: Instant::now(),
-            aliases: HashMap::new(),
+            aliases: None,
             max_out: usize::MAX,
             rate: None,
-            last_topic: "".into(),
+            last_topic: None,
             connected: false,
             waiting: false,
         }
@@ -255,7 +258,9 @@ impl Link {
         let flushed = matches!(self.writer.flush().now_or_never(), Some(Ok(())));
         if self.out.is_empty() && flushed {
             self.blocked = None;
-            if self.out.capacity() > 4 * FLUSH_AT {
+            // A large buffer is not kept after a burst, nor a tiny one by a client that is
+            // mostly idle (a CONNACK, a PINGRESP): both come back when needed.
+            if self.out.capacity() > 4 * FLUSH_AT || self.out.capacity() <= 64 {
                 self.out = BytesMut::new();
             }
             return Written::Done;

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures_util::future::Either;
 use girder::{ExitReason, Flow, ReplyTo, Server, ServerContext, ServerRef};
 
 use crate::broker::Shared;
@@ -71,7 +72,7 @@ pub struct Handover {
     /// The connection, its read half paused.
     pub link: Link,
     /// The admission permit, released once CONNECT is answered.
-    pub permit: Option<girder_regulate::Permit>,
+    pub permit: Option<Box<girder_regulate::Permit>>,
 }
 
 /// What a CONNACK tells the client beside the session-present flag.
@@ -123,15 +124,17 @@ pub enum Info {
 pub struct Client {
     shared: Arc<Shared>,
     link: Option<Link>,
-    /// The read half, until `init` makes it the link's source.
-    reader: Option<Reader>,
     session: Option<Session>,
-    /// The admission permit, held from accept to CONNACK.
-    admitted: Option<girder_regulate::Permit>,
+    /// The admission permit, held from accept to CONNACK (boxed: the process keeps room for
+    /// its state's every field for as long as it lives).
+    admitted: Option<Box<girder_regulate::Permit>>,
     /// Numbers the links the process has had, so a timer or wait for one is ignored after.
     links: u64,
     /// A write retry is due.
     retry_due: bool,
+    /// The CONNECT timeout, cancelled once CONNECT is answered (a timer lives in the wheel
+    /// until it fires or is cancelled).
+    connect_timer: Option<Box<girder::TimerRef>>,
 }
 
 /// The item of a link's read source, as the process sees it.
@@ -150,14 +153,20 @@ impl Client {
         reader: Reader,
         writer: link::Writer,
     ) -> Self {
+        let mut link = Link::new(peer, writer);
+        // A source once `init` runs.
+        link.paused = Some(Box::new(link::packets(
+            reader,
+            shared.config.max_packet_size,
+        )));
         Client {
             shared,
-            link: Some(Link::new(peer, writer)),
-            reader: Some(reader),
+            link: Some(link),
             session: None,
             admitted: None,
             links: 1,
             retry_due: false,
+            connect_timer: None,
         }
     }
 
@@ -167,16 +176,16 @@ impl Client {
             session: Some(Session::restore(saved, shared.clone())),
             shared,
             link: None,
-            reader: None,
             admitted: None,
             links: 0,
             retry_due: false,
+            connect_timer: None,
         }
     }
 
     /// Holds the broker's admission permit until CONNECT is answered.
     pub fn admitted(mut self, permit: girder_regulate::Permit) -> Self {
-        self.admitted = Some(permit);
+        self.admitted = Some(Box::new(permit));
         self
     }
 
@@ -200,14 +209,14 @@ impl Client {
     /// Reads the link's socket again (after a pause, or a handover).
     fn read_on(link: &mut Link, ctx: &mut ServerContext<Self>) {
         if let Some(packets) = link.paused.take() {
-            link.source = Some(ctx.add_source(packets, packet_info));
+            link.source = Some(ctx.add_source(*packets, packet_info));
         }
     }
 
     /// Stops reading the link's socket: TCP slows its client.
     fn pause(link: &mut Link, ctx: &mut ServerContext<Self>) {
         if let Some(id) = link.source.take() {
-            link.paused = ctx.take_source::<Packets>(id);
+            link.paused = ctx.take_source::<Packets>(id).map(Box::new);
         }
     }
 
@@ -348,10 +357,13 @@ impl Client {
         mut link: Link,
         c: Connack,
         present: bool,
-        permit: Option<girder_regulate::Permit>,
+        permit: Option<Box<girder_regulate::Permit>>,
         ctx: &mut ServerContext<Self>,
     ) {
         connect::connack(&mut link, &self.shared, &c, present);
+        if let Some(t) = self.connect_timer.take() {
+            t.cancel();
+        }
         link.connected = true;
         self.shared.stats.connections.inc();
         if let Some(p) = permit {
@@ -388,13 +400,11 @@ impl Server for Client {
     type Info = Info;
 
     async fn init(&mut self, ctx: &mut ServerContext<Self>) -> Result<(), girder::InitError> {
-        if let Some(reader) = self.reader.take() {
+        if let Some(link) = &mut self.link {
             self.shared.stats.connections_total.inc();
-            let packets = link::packets(reader, self.shared.config.max_packet_size);
-            if let Some(link) = &mut self.link {
-                link.source = Some(ctx.add_source(packets, packet_info));
-            }
-            ctx.info_after(Info::ConnectTimeout, self.shared.config.connect_timeout());
+            Self::read_on(link, ctx);
+            let after = self.shared.config.connect_timeout();
+            self.connect_timer = Some(Box::new(ctx.info_after(Info::ConnectTimeout, after)));
         }
         let me = Self::me(ctx);
         if let Some(session) = &mut self.session {
@@ -447,20 +457,29 @@ impl Server for Client {
         self.after(Flow::Continue, ctx)
     }
 
-    async fn handle_info(&mut self, info: Info, ctx: &mut ServerContext<Self>) -> Flow {
+    // Not an `async fn`: everything but a first packet is handled before the future is made,
+    // which only carries the result. A process's future keeps room for its largest handler's
+    // future for as long as it lives; CONNECT, the one that waits (for the process holding the
+    // session), is boxed.
+    #[allow(clippy::manual_async_fn)]
+    fn handle_info(
+        &mut self,
+        info: Info,
+        ctx: &mut ServerContext<Self>,
+    ) -> impl std::future::Future<Output = Flow> + Send {
         let flow = match info {
             Info::Packet(Ok((h, bytes))) => {
                 if let Some(link) = &mut self.link {
                     link.last_packet = std::time::Instant::now();
                 }
                 self.shared.stats.bytes_in.add(bytes.len() as u64);
-                if self.link.as_ref().is_some_and(|l| l.connected) {
-                    self.on_packet(h, bytes, false, ctx)
-                } else {
-                    // CONNECT may wait for the process holding the session: boxed, so the
-                    // room for that wait is taken only while it lasts.
-                    Box::pin(self.on_first(h, bytes, ctx)).await
+                if !self.link.as_ref().is_some_and(|l| l.connected) {
+                    return Either::Right(Box::pin(async move {
+                        let flow = self.on_first(h, bytes, ctx).await;
+                        self.after(flow, ctx)
+                    }));
                 }
+                self.on_packet(h, bytes, false, ctx)
             }
             Info::Packet(Err(ReadError::Decode(e))) => {
                 self.shared.stats.protocol_errors.inc();
@@ -516,7 +535,7 @@ impl Server for Client {
             }
             _ => Flow::Continue,
         };
-        self.after(flow, ctx)
+        Either::Left(std::future::ready(self.after(flow, ctx)))
     }
 
     /// What the handlers wrote goes out once nothing more is waiting: one write for a burst
@@ -542,7 +561,7 @@ impl Client {
         let Some(link) = &self.link else {
             return Flow::Continue;
         };
-        let limit = link.keep_alive * 3 / 2;
+        let limit = Duration::from_secs(link.keep_alive as u64) * 3 / 2;
         let quiet = link.last_packet.elapsed();
         // A connection paused by its publisher's wait is not silent: its packets wait unread.
         if quiet >= limit && !link.waiting {

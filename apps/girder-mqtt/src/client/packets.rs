@@ -77,7 +77,7 @@ impl Client {
             Packet::PubRec(a) if a.reason >= 0x80 => session.acked(a.packet_id, link),
             Packet::PubRec(a) => session.received(a.packet_id, link),
             Packet::PubRel(a) => {
-                let reason = if session.awaiting_rel.remove(&a.packet_id) {
+                let reason = if session.release(a.packet_id) {
                     Reason::Success
                 } else {
                     Reason::PacketIdentifierNotFound
@@ -174,23 +174,22 @@ impl Client {
             Some(a) if a == 0 || a > super::TOPIC_ALIAS_MAX => {
                 return Err((Reason::TopicAliasInvalid, "topic alias out of range"))
             }
-            Some(a) if p.topic.is_empty() => match link.aliases.get(&a) {
+            Some(a) if p.topic.is_empty() => match link.aliases.as_ref().and_then(|m| m.get(&a)) {
                 Some(t) => t.clone(),
                 None => return Err((Reason::ProtocolError, "unknown topic alias")),
             },
             Some(a) => {
                 let t: Arc<str> = p.topic.into();
-                link.aliases.insert(a, t.clone());
+                link.aliases.get_or_insert_default().insert(a, t.clone());
                 t
             }
             None if p.topic.is_empty() => {
                 return Err((Reason::ProtocolError, "empty topic without an alias"))
             }
-            None if *link.last_topic == *p.topic => link.last_topic.clone(),
-            None => {
-                link.last_topic = p.topic.into();
-                link.last_topic.clone()
-            }
+            None => match &link.last_topic {
+                Some(t) if **t == *p.topic => t.clone(),
+                _ => link.last_topic.insert(p.topic.into()).clone(),
+            },
         };
         self.shared.stats.messages_in.inc();
         if self.may_publish(session.username.as_deref(), &session.client_id, &topic) {
@@ -227,11 +226,11 @@ impl Client {
             QoS::ExactlyOnce => Some((PacketType::PubRec, id)),
         };
         if p.qos == QoS::ExactlyOnce {
-            if session.awaiting_rel.contains(&id) {
+            if session.awaits_release(id) {
                 link.reply(PacketType::PubRec, id, Reason::Success);
                 return Flow::Continue;
             }
-            if session.awaiting_rel.len() >= max {
+            if session.unreleased() >= max {
                 self.shared.stats.protocol_errors.inc();
                 return self.close(
                     Reason::ReceiveMaximumExceeded,
@@ -239,7 +238,7 @@ impl Client {
                     ctx,
                 );
             }
-            session.awaiting_rel.insert(id);
+            session.received_qos2(id);
         }
         let msg = Message::from_publish(&p, &topic, &session.client_id);
         let (sent, held) = self.shared.router.publish_held(&msg);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{Flow, Server, ServerRef, StartError, TraceMsg};
 use crate::behaviour::{self, guarded, Msg, SourceId, Sources, Starter};
-use crate::call::watch;
+use crate::call::{watch, Request};
 use crate::sys::{self, Sys, Traced};
 use crate::{Context, Event, ExitReason, Node, Pid, SpawnOptions, TimerRef};
 
@@ -222,6 +222,48 @@ impl<S: Server> ServerContext<S> {
     }
 }
 
+/// What the loop's poll found.
+enum Next<E> {
+    /// A mailbox event.
+    Event(E),
+    /// A source's item or a `sys` request, kept aside in the context.
+    Aside,
+    /// Nothing, after a busy spell: `handle_idle` is due.
+    Idle,
+}
+
+/// The call, unless its caller has given up and others wait: then it is dropped before it
+/// starts (and counted).
+fn fresh<S: Server>(ctx: &ServerContext<S>, request: Request<S::Call>) -> Option<Request<S::Call>> {
+    if request.stale(ctx.ctx.mailbox_len() > 0) {
+        ctx.ctx.node().inner.counters.call_expired();
+        return None;
+    }
+    Some(request)
+}
+
+/// Records a source's item to the attached traces, if any.
+fn trace_info<S: Server>(ctx: &mut ServerContext<S>, info: S::Info) -> S::Info {
+    if ctx.sys.tracing() {
+        let detail = sys::detail(|| S::trace_view(TraceMsg::Info(&info)));
+        ctx.trace(Traced::Info, detail);
+    }
+    info
+}
+
+/// Records a mailbox event to the attached traces, if any.
+fn trace_event<S: Server>(
+    ctx: &mut ServerContext<S>,
+    event: Event<ServerMsg<S>>,
+) -> Event<ServerMsg<S>> {
+    if ctx.sys.tracing() {
+        if let Some((kind, detail)) = traced::<S>(&event) {
+            ctx.trace(kind, detail);
+        }
+    }
+    event
+}
+
 /// How a trace shows an event.
 fn traced<S: Server>(event: &Event<ServerMsg<S>>) -> Option<(Traced, Option<String>)> {
     Some(match event {
@@ -347,65 +389,59 @@ fn run<S: Server>(
 
         // Something was handled since the server last found nothing waiting.
         let mut busy = false;
-        // Set when the poll found nothing waiting after a busy spell: `handle_idle` is due.
-        let mut idle = false;
+        // No local of the loop is borrowed, and none stays set across a handler's await
+        // unless it must: a process's future keeps room for every local that may be live at an
+        // await, for as long as the process lives.
         let reason = loop {
-            let next = poll_fn(|cx| {
-                let p = ctx.poll_next(cx);
+            let polled = poll_fn(|cx| match ctx.poll_next(cx) {
+                Poll::Ready(Some(e)) => Poll::Ready(Next::Event(e)),
+                Poll::Ready(None) => Poll::Ready(Next::Aside),
                 // Suspended (`sys::suspend`), no callback runs: the idle waits for the resume.
-                if p.is_pending() && busy && ctx.wants_idle && !ctx.sys.is_suspended() {
-                    idle = true;
-                    return Poll::Ready(None);
+                Poll::Pending if busy && ctx.wants_idle && !ctx.sys.is_suspended() => {
+                    Poll::Ready(Next::Idle)
                 }
-                p
+                Poll::Pending => Poll::Pending,
             })
             .await;
-            if idle {
-                idle = false;
-                busy = false;
-                if let Err(reason) = idle_spell(&mut server, &mut ctx).await {
-                    break reason;
-                }
-                continue;
-            }
-            busy = true;
-            let Some(event) = next else {
-                if let Some(req) = ctx.sys.inbox.take() {
-                    let (pid, name) = (ctx.pid(), ctx.behaviour_name());
-                    ctx.sys
-                        .handle(pid, name, *req, || (None, server.state_view()));
+            let event = match polled {
+                Next::Event(e) => e,
+                Next::Idle => {
+                    busy = false;
+                    if let Err(reason) = idle_spell(&mut server, &mut ctx).await {
+                        break reason;
+                    }
                     continue;
                 }
-                let info = ctx.source_item.take().expect("a source's item is waiting");
-                if ctx.sys.tracing() {
-                    let detail = sys::detail(|| S::trace_view(TraceMsg::Info(&info)));
-                    ctx.trace(Traced::Info, detail);
-                }
-                match guarded(server.handle_info(info, &mut ctx)).await {
-                    Ok(Flow::Continue) => continue,
-                    Ok(Flow::Stop(reason)) => break reason,
-                    Err(panic) => break panic,
+                Next::Aside => {
+                    busy = true;
+                    if let Some(req) = ctx.sys.inbox.take() {
+                        let (pid, name) = (ctx.pid(), ctx.behaviour_name());
+                        ctx.sys
+                            .handle(pid, name, *req, || (None, server.state_view()));
+                        continue;
+                    }
+                    let info = ctx.source_item.take().expect("a source's item is waiting");
+                    let info = trace_info(&mut ctx, info);
+                    match guarded(server.handle_info(info, &mut ctx)).await {
+                        Ok(Flow::Continue) => continue,
+                        Ok(Flow::Stop(reason)) => break reason,
+                        Err(panic) => break panic,
+                    }
                 }
             };
-            if ctx.sys.tracing() {
-                if let Some((kind, detail)) = traced::<S>(&event) {
-                    ctx.trace(kind, detail);
-                }
-            }
+            busy = true;
+            let event = trace_event(&mut ctx, event);
             let flow = match event {
-                // Its caller has given up and others wait: dropped before it starts.
-                Event::Message(Msg::Call(request)) if request.stale(ctx.ctx.mailbox_len() > 0) => {
-                    ctx.ctx.node().inner.counters.call_expired();
-                    drop(request);
-                    Ok(Flow::Continue)
-                }
-                Event::Message(Msg::Call(request)) => {
-                    let (req, tag) = request.into_parts();
-                    let noted = watch::begin(tag);
-                    let flow = guarded(server.handle_call(req, &mut ctx)).await;
-                    watch::end(noted, ctx.node(), ctx.pid());
-                    flow
-                }
+                Event::Message(Msg::Call(request)) => match fresh(&ctx, request) {
+                    Some(request) => {
+                        let (req, tag) = request.into_parts();
+                        let noted = watch::begin(tag);
+                        let flow = guarded(server.handle_call(req, &mut ctx)).await;
+                        watch::end(noted, ctx.node(), ctx.pid());
+                        flow
+                    }
+                    None => Ok(Flow::Continue),
+                },
                 Event::Message(Msg::Cast(msg)) => guarded(server.handle_cast(msg, &mut ctx)).await,
                 Event::Message(Msg::Info(msg)) => guarded(server.handle_info(msg, &mut ctx)).await,
                 Event::Stop(reason) => break reason,

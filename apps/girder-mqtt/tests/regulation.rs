@@ -154,6 +154,24 @@ fn publish_qos0(topic: &str, payload: &[u8]) -> Vec<u8> {
     p
 }
 
+/// Connects a publisher (client id `p` + `id`) and writes `mb` megabytes of QoS 0 messages of
+/// 1,000 bytes to `topic`; the publisher, still connected.
+async fn flood(at: std::net::SocketAddr, id: u8, topic: &str, mb: usize) -> tokio::net::TcpStream {
+    let mut publisher = tokio::net::TcpStream::connect(at).await.unwrap();
+    publisher
+        .write_all(&[
+            0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'p', id,
+        ])
+        .await
+        .unwrap();
+    let one = publish_qos0(topic, &[7u8; 1000]);
+    let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 100).collect();
+    for _ in 0..mb * 10 {
+        publisher.write_all(&batch).await.unwrap();
+    }
+    publisher
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_never_reads_harms_nobody_and_holds_bounded_memory() {
     if !found("mosquitto_sub", "apt install mosquitto-clients") {
@@ -188,18 +206,7 @@ async fn a_subscriber_that_never_reads_harms_nobody_and_holds_bounded_memory() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // 20 MB of QoS 0 messages, far more than the silent client's socket holds.
-    let mut publisher = tokio::net::TcpStream::connect(b.addr()).await.unwrap();
-    publisher
-        .write_all(&[
-            0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'p', b'1',
-        ])
-        .await
-        .unwrap();
-    let one = publish_qos0("f/data", &[7u8; 1000]);
-    let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 100).collect();
-    for _ in 0..200 {
-        publisher.write_all(&batch).await.unwrap();
-    }
+    let _publisher = flood(b.addr(), b'1', "f/data", 20).await;
     // The broker holds at most its bounds for the silent one, whatever it was sent.
     let held = b.stats().queued.get();
     assert!(
@@ -379,18 +386,7 @@ async fn a_client_coming_back_while_its_old_connection_cannot_be_written_is_answ
     old.read_exact(&mut ack).await.unwrap();
     assert_eq!(&ack[..4], &[0x20, 2, 0, 0], "CONNACK");
     // Far more than the socket holds, so the broker's writes to it stall.
-    let mut publisher = tokio::net::TcpStream::connect(b.addr()).await.unwrap();
-    publisher
-        .write_all(&[
-            0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'p', b'2',
-        ])
-        .await
-        .unwrap();
-    let one = publish_qos0("r/data", &[7u8; 1000]);
-    let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 100).collect();
-    for _ in 0..100 {
-        publisher.write_all(&batch).await.unwrap();
-    }
+    let mut publisher = flood(b.addr(), b'2', "r/data", 10).await;
     let sent = b.stats().bytes_out.get();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(

@@ -30,6 +30,9 @@ use crate::stats::Stats;
 /// grew to, so a busy client reads in large chunks.
 pub const READ_BUFFER: usize = 64;
 
+/// The read buffer of a client that publishes.
+const BUSY_READ: usize = 4096;
+
 /// Writes are sent once this much is waiting, even if more messages are queued.
 const FLUSH_AT: usize = 64 * 1024;
 
@@ -72,7 +75,13 @@ impl Decoder for Frames {
             src.reserve(n - src.len());
             return Ok(None);
         }
-        Ok(Some((h, src.split_to(n))))
+        let packet = src.split_to(n);
+        if h.kind == PacketType::Publish && src.capacity() < BUSY_READ {
+            // A client that publishes reads in large chunks from now on: one read for many
+            // packets. (An idle one keeps its small buffer.)
+            src.reserve(BUSY_READ);
+        }
+        Ok(Some((h, packet)))
     }
 }
 

@@ -152,8 +152,8 @@ impl Router {
     /// is behind, is handed back, for the publishing connection to wait ([`Held::deliver`])
     /// before it reads on: so a subscriber that cannot keep up slows its publishers (TCP
     /// carries it to them) instead of losing messages already acknowledged. The wait for a
-    /// client is bounded by `backpressure_timeout`; the wait for a mailbox by the session
-    /// process, which drains it at its own speed, not its client's.
+    /// client is bounded by `backpressure_timeout`; the wait for a mailbox by the subscriber's
+    /// process, which drains it at its own speed, never waiting on its client (decision 017).
     pub fn publish_held(&self, msg: &Arc<Message>) -> (usize, Vec<Held>) {
         self.route(msg, true)
     }

@@ -604,9 +604,8 @@ impl Session {
         present
     }
 
-    /// The connection is gone: the will now (`Some(ZERO)` or none: `None`), or after the
-    /// returned delay; the session ends if its expiry is 0 (`Err`), else after the expiry
-    /// (`expire_after`).
+    /// The connection is gone: the will goes now, or after its delay; the session ends now
+    /// (expiry 0) or after its expiry. What to time is returned for the process to set.
     pub fn detach(&mut self, with_will: bool) -> Detached {
         self.backlog.attached(false);
         self.detached += 1;

@@ -227,9 +227,6 @@ impl Client {
             tokio::task::yield_now().await;
         }
         tracing::warn!(client = %client_id, "no session after five tries");
-        if let Some(link) = &mut self.link {
-            Self::read_on(link, ctx);
-        }
         self.refused(Reason::ServerUnavailable, "no session", ctx)
     }
 

@@ -235,20 +235,14 @@ impl Link {
     }
 
     /// Writes what is waiting, without waiting: all of it if the socket takes it, else what
-    /// it takes. Unless `force`, only once `batch_over` (the process's mailbox is empty) or
-    /// enough is waiting.
-    pub(crate) fn flush(
-        &mut self,
-        force: bool,
-        batch_over: bool,
-        write_timeout: Duration,
-        stats: &Stats,
-    ) -> Written {
+    /// it takes. Unless `now` (the batch is over), only once enough is waiting or the socket
+    /// is being tried again.
+    pub(crate) fn flush(&mut self, now: bool, write_timeout: Duration, stats: &Stats) -> Written {
         if self.out.is_empty() {
             self.blocked = None;
             return Written::Done;
         }
-        if !force && !batch_over && self.out.len() < FLUSH_AT && self.blocked.is_none() {
+        if !now && self.out.len() < FLUSH_AT && self.blocked.is_none() {
             return Written::Done;
         }
         while !self.out.is_empty() {
@@ -291,7 +285,7 @@ impl Link {
                     ack::disconnect(&mut self.out, self.protocol, reason, &Properties::default());
             }
         }
-        self.flush(true, true, Duration::MAX, stats);
+        self.flush(true, Duration::MAX, stats);
         let _ = self.writer.shutdown().now_or_never();
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::future::Either;
-use girder::{ExitReason, Flow, ReplyTo, Server, ServerContext, ServerRef};
+use girder::{ExitReason, Flow, ReplyTo, Server, ServerContext};
 
 use crate::broker::Shared;
 use crate::codec::ack::Reason;
@@ -230,11 +230,7 @@ impl Client {
         ctx: &mut ServerContext<Self>,
     ) -> Flow {
         if let Some(link) = self.link.take() {
-            if let Some(id) = link.source {
-                ctx.remove_source(id);
-            }
-            self.disconnected(&link, "closed");
-            link.close(reason, &self.shared.stats);
+            self.end_link(link, reason, "closed", ctx);
         }
         let Some(session) = &mut self.session else {
             return Flow::Stop(ExitReason::Normal);
@@ -257,16 +253,26 @@ impl Client {
         }
     }
 
-    /// Counts a connected link's end and tells the ops' notices.
-    fn disconnected(&self, link: &Link, why: &str) {
-        if !link.connected {
-            return;
+    /// Ends a link: no more reading, the client told `reason` (5.0) and the socket closed;
+    /// a connected one counted and noticed (`why`).
+    fn end_link(
+        &self,
+        link: Link,
+        reason: Option<Reason>,
+        why: &str,
+        ctx: &mut ServerContext<Self>,
+    ) {
+        if let Some(id) = link.source {
+            ctx.remove_source(id);
         }
-        self.shared.stats.connections.dec();
-        if let (Some(alarms), Some(s)) = (&self.shared.alarms, &self.session) {
-            let text = format!("{} from {} ({why})", s.client_id, link.peer);
-            crate::ops::notice(alarms, "client_disconnected", text);
+        if link.connected {
+            self.shared.stats.connections.dec();
+            if let (Some(alarms), Some(s)) = (&self.shared.alarms, &self.session) {
+                let text = format!("{} from {} ({why})", s.client_id, link.peer);
+                crate::ops::notice(alarms, "client_disconnected", text);
+            }
         }
+        link.close(reason, &self.shared.stats);
     }
 
     /// Ends the connection for a protocol error, with its reason code and a log line.
@@ -288,13 +294,13 @@ impl Client {
         };
         let full = !link.has_room() || link.is_blocked();
         let timeout = self.shared.config.write_timeout();
-        let mut written = link.flush(false, batch_over, timeout, &self.shared.stats);
+        let mut written = link.flush(batch_over, timeout, &self.shared.stats);
         if written == Written::Done && full && link.connected {
             // Room again: what waited for it goes now.
             if let Some(session) = &mut self.session {
                 session.resend(link);
             }
-            written = link.flush(false, batch_over, timeout, &self.shared.stats);
+            written = link.flush(batch_over, timeout, &self.shared.stats);
         }
         match written {
             Written::Done => Flow::Continue,
@@ -329,20 +335,16 @@ impl Client {
         let Some(Handover { mut link, permit }) = a.handover.lock().take() else {
             return false;
         };
-        if let Some(old) = self.link.take() {
-            if let Some(id) = old.source {
-                ctx.remove_source(id);
-            }
-            self.disconnected(&old, "taken over");
-            old.close(Some(Reason::SessionTakenOver), &self.shared.stats);
-            if let Some(s) = &mut self.session {
-                s.taken_over();
-            }
-        }
         let me = Self::me(ctx);
-        let Some(session) = &mut self.session else {
-            return false;
-        };
+        let old = self.link.take();
+        let session_taken_over = old.is_some();
+        if let Some(old) = old {
+            self.end_link(old, Some(Reason::SessionTakenOver), "taken over", ctx);
+        }
+        let session = self.session.as_mut().expect("checked above");
+        if session_taken_over {
+            session.taken_over();
+        }
         let present = session.attach(a.attach, &me);
         self.links += 1;
         Self::read_on(&mut link, ctx);
@@ -544,11 +546,10 @@ impl Server for Client {
         self.flush(true, ctx)
     }
 
-    async fn terminate(&mut self, reason: &ExitReason, _: &mut ServerContext<Self>) {
+    async fn terminate(&mut self, reason: &ExitReason, ctx: &mut ServerContext<Self>) {
         if let Some(link) = self.link.take() {
-            self.disconnected(&link, &reason.to_string());
             let told = (*reason == ExitReason::Shutdown).then_some(Reason::ServerShuttingDown);
-            link.close(told, &self.shared.stats);
+            self.end_link(link, told, &reason.to_string(), ctx);
         }
         if let Some(s) = &mut self.session {
             s.end();
@@ -574,6 +575,3 @@ impl Client {
         Flow::Continue
     }
 }
-
-/// A handle to a client process.
-pub type ClientRef = ServerRef<Client>;

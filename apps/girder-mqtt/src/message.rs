@@ -108,14 +108,20 @@ impl Message {
         })
     }
 
-    /// True once its expiry has passed: it is no longer delivered (§3.3.2.3.3).
-    pub fn expired(&self, now: Instant) -> bool {
+    /// True once its expiry has passed at `now`: it is no longer delivered (§3.3.2.3.3).
+    pub fn expired_at(&self, now: Instant) -> bool {
         self.expires.is_some_and(|e| e <= now)
+    }
+
+    /// True once its expiry has passed. Reads the clock only for a message with an expiry:
+    /// most have none, and a delivery is cheap enough for a clock read to show.
+    pub fn expired(&self) -> bool {
+        self.expires.is_some_and(|e| e <= Instant::now())
     }
 
     /// Its properties as a PUBLISH to a subscriber carries them: the forwarded ones, what is
     /// left of its expiry interval, and the subscription identifiers that matched.
-    pub fn properties_for(&self, now: Instant, subscription_ids: &[u32]) -> Properties<'_> {
+    pub fn properties_for(&self, subscription_ids: &[u32]) -> Properties<'_> {
         if self.properties.is_empty() && self.expires.is_none() && subscription_ids.is_empty() {
             return Properties::default();
         }
@@ -130,7 +136,7 @@ impl Message {
             });
         }
         if let Some(e) = self.expires {
-            let left = e.saturating_duration_since(now).as_secs().max(1);
+            let left = e.saturating_duration_since(Instant::now()).as_secs().max(1);
             items.push((
                 id::MESSAGE_EXPIRY,
                 Value::U32(left.min(u32::MAX as u64) as u32),

@@ -17,7 +17,7 @@
 //! | `mqtt_messages_dropped_total` | counter | messages dropped (full queues, too large for the client) |
 //! | `mqtt_messages_expired_total` | counter | messages expired before delivery |
 //! | `mqtt_wills_total` | counter | wills published |
-//! | `mqtt_delivery_latency_seconds` | histogram | from a PUBLISH read to its copy written to a subscriber |
+//! | `mqtt_delivery_latency_seconds` | histogram | from a PUBLISH read to its copy written to a subscriber (sampled: one copy in 16 per connection) |
 //!
 //! Alarms: `mqtt_connections_high` (major) above 90% of `max_connections`, cleared below 80%;
 //! `mqtt_messages_dropping` (warning) while messages are being dropped, cleared after a

@@ -289,16 +289,24 @@ impl Session {
         })
     }
 
-    /// Brings the broker's count of held messages up to date with this session's.
+    /// Tells the session's publishers how much its queue holds: after every message handled,
+    /// so a publisher waits as soon as the session is behind.
+    pub fn account_backlog(&self) {
+        self.backlog.queued(self.queue.len());
+    }
+
+    /// Brings the broker's count of held messages up to date with this session's, and the
+    /// backlog. The count is one atomic every session shares: brought up to date once a busy
+    /// spell is over, not per message, where two cores fighting over it cost a fan-out 6%.
     pub fn account(&mut self) {
         let now = self.queue.len() + self.inflight.len();
         if now > self.counted {
             self.shared.stats.queued.add((now - self.counted) as u64);
-        } else {
+        } else if now < self.counted {
             self.shared.stats.queued.sub((self.counted - now) as u64);
         }
         self.counted = now;
-        self.backlog.queued(self.queue.len());
+        self.account_backlog();
     }
 
     /// The router's entry for subscription `r`: checked message by message where the ACL may
@@ -353,12 +361,11 @@ impl Session {
 
     /// Writes queued messages to the link while the window and the link have room.
     pub fn pump(&mut self, link: &mut Link) {
-        let now = Instant::now();
         while self.inflight.len() < self.window && link.has_room() {
             let Some(d) = self.queue.pop_front() else {
                 break;
             };
-            if d.msg.expired(now) {
+            if d.msg.expired() {
                 self.shared.stats.messages_expired.inc();
                 continue;
             }

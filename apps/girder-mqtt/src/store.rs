@@ -344,7 +344,7 @@ impl Store {
                     let m: SavedMessage = postcard::from_bytes(v.value())
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     let m = m.into_message();
-                    if !m.expired(now) {
+                    if !m.expired_at(now) {
                         snap.retained.push(m);
                     }
                 }

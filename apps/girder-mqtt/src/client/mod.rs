@@ -317,8 +317,8 @@ impl Client {
 
     /// After each message handled: the broker's counts, and the writes.
     fn after(&mut self, flow: Flow, ctx: &mut ServerContext<Self>) -> Flow {
-        if let Some(s) = &mut self.session {
-            s.account();
+        if let Some(s) = &self.session {
+            s.account_backlog();
         }
         if flow != Flow::Continue {
             return flow;
@@ -388,7 +388,7 @@ impl Client {
         if c.keep_alive > 0 {
             ctx.info_after(
                 Info::KeepAlive(self.links),
-                Duration::from_secs(c.keep_alive as u64) * 3 / 2,
+                Duration::from_secs(c.keep_alive as u64) * 3 / 8,
             );
         }
         session.resend(&mut link);
@@ -472,9 +472,8 @@ impl Server for Client {
         let flow = match info {
             Info::Packet(Ok((h, bytes))) => {
                 if let Some(link) = &mut self.link {
-                    link.last_packet = std::time::Instant::now();
+                    link.read(bytes.len(), &self.shared.stats);
                 }
-                self.shared.stats.bytes_in.add(bytes.len() as u64);
                 if !self.link.as_ref().is_some_and(|l| l.connected) {
                     return Either::Right(Box::pin(async move {
                         let flow = self.on_first(h, bytes, ctx).await;
@@ -543,6 +542,12 @@ impl Server for Client {
     /// What the handlers wrote goes out once nothing more is waiting: one write for a burst
     /// of deliveries or acknowledgements, however they came.
     async fn handle_idle(&mut self, ctx: &mut ServerContext<Self>) -> Flow {
+        if let Some(s) = &mut self.session {
+            s.account();
+        }
+        if let Some(link) = &mut self.link {
+            link.settle(&self.shared.stats);
+        }
         self.flush(true, ctx)
     }
 
@@ -559,18 +564,23 @@ impl Server for Client {
 
 impl Client {
     fn keep_alive(&mut self, ctx: &mut ServerContext<Self>) -> Flow {
-        let Some(link) = &self.link else {
+        let Some(link) = &mut self.link else {
             return Flow::Continue;
         };
         let limit = Duration::from_secs(link.keep_alive as u64) * 3 / 2;
-        let quiet = link.last_packet.elapsed();
+        let now = std::time::Instant::now();
         // A connection paused by its publisher's wait is not silent: its packets wait unread.
-        if quiet >= limit && !link.waiting {
+        if std::mem::take(&mut link.heard) || link.waiting {
+            link.last_seen = now;
+        }
+        if now.duration_since(link.last_seen) >= limit {
             return self.close(Reason::KeepAliveTimeout, "keep alive timed out", ctx);
         }
+        // Looked at four times a limit: a silent client is cut off between 1.5 and about 1.9
+        // keep-alives after its last packet.
         ctx.info_after(
             Info::KeepAlive(self.links),
-            limit.saturating_sub(quiet).max(Duration::from_millis(100)),
+            (limit / 4).max(Duration::from_millis(100)),
         );
         Flow::Continue
     }

@@ -191,7 +191,7 @@ impl Client {
                 _ => link.last_topic.insert(p.topic.into()).clone(),
             },
         };
-        self.shared.stats.messages_in.inc();
+        link.published();
         if self.may_publish(session.username.as_deref(), &session.client_id, &topic) {
             return Ok(Some(topic));
         }

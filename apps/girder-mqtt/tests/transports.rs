@@ -12,15 +12,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use girder_mqtt::broker::Broker;
-use girder_mqtt::config::Config;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
 /// A CA, and a certificate for `localhost` it signed with its key: (ca, cert, key) paths.
 fn certificates() -> [PathBuf; 3] {
-    let dir = std::env::temp_dir().join(format!("girder-mqtt-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = harness::scratch_dir("tls");
     // Names of their own: OpenSSL takes a certificate whose issuer is its subject for a
     // self-signed one.
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -56,20 +53,14 @@ async fn tls_clients_and_tcp_clients_share_one_broker() {
         return;
     }
     let [ca, cert, key] = certificates();
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tls_listen: Some("127.0.0.1:0".parse().unwrap()),
-        tls_cert: Some(cert),
-        tls_key: Some(key),
-        http: None,
-        data_dir: None,
-        ..Config::default()
-    };
-    let b = Broker::start(&girder::Node::new("tls"), config)
-        .await
-        .unwrap();
-    let tcp = b.local_addr().port().to_string();
-    let tls = b.tls_addr().unwrap().port().to_string();
+    let b = harness::start_with(|c, _| {
+        c.tls_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.tls_cert = Some(cert);
+        c.tls_key = Some(key);
+    })
+    .await;
+    let tcp = b.port.to_string();
+    let tls = b.broker().tls_addr().unwrap().port().to_string();
     let ca = ca.to_str().unwrap().to_string();
     let sub = {
         let (tls, ca) = (tls.clone(), ca.clone());
@@ -205,17 +196,8 @@ async fn websocket_clients_speak_mqtt_in_binary_frames() {
     if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ws_listen: Some("127.0.0.1:0".parse().unwrap()),
-        http: None,
-        data_dir: None,
-        ..Config::default()
-    };
-    let b = Broker::start(&girder::Node::new("ws"), config)
-        .await
-        .unwrap();
-    let ws_port = b.ws_addr().unwrap().port();
+    let b = harness::start_with(|c, _| c.ws_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let ws_port = b.broker().ws_addr().unwrap().port();
     // Without the subprotocol the upgrade is refused (§6).
     assert!(ws_connect(ws_port, None).await.is_err());
 
@@ -241,7 +223,7 @@ async fn websocket_clients_speak_mqtt_in_binary_frames() {
         [0x90, 3, 0, 1, 0],
         "SUBACK, QoS 0 granted"
     );
-    let tcp = b.local_addr().port().to_string();
+    let tcp = b.port.to_string();
     run("mosquitto_pub", &["-p", &tcp, "-t", "t", "-m", "hi"], WAIT).await;
     assert_eq!(
         next(&mut ws).await,

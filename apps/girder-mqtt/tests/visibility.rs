@@ -10,18 +10,14 @@ use harness::{found, run, WAIT};
 use std::process::Command;
 use std::time::Duration;
 
-use girder_mqtt::broker::Broker;
 use girder_mqtt::config::Config;
 use girder_ops::{AlarmManager, Notice};
 
-fn config(max_connections: usize) -> Config {
-    Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        http: None,
-        data_dir: None,
-        sys_interval_secs: 1,
-        max_connections,
-        ..Config::default()
+/// `$SYS` every second, at most `max_connections` clients.
+fn config(max_connections: usize) -> impl FnOnce(&mut Config, &std::path::Path) {
+    move |c, _| {
+        c.sys_interval_secs = 1;
+        c.max_connections = max_connections;
     }
 }
 
@@ -30,10 +26,8 @@ async fn sys_topics_count_what_happened() {
     if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
-    let b = Broker::start(&girder::Node::new("sys"), config(100))
-        .await
-        .unwrap();
-    let port = b.local_addr().port().to_string();
+    let b = harness::start_with(config(100)).await;
+    let port = b.port.to_string();
     for i in 0..3 {
         let m = format!("m{i}");
         run(
@@ -112,14 +106,11 @@ async fn clients_are_announced_and_a_full_broker_raises_its_alarm() {
     if !found("mosquitto_sub", "apt install mosquitto-clients") {
         return;
     }
-    let node = girder::Node::new("notices");
     let alarms = AlarmManager::new();
     let mut rx = alarms.subscribe();
     // Two connections allowed: two held open pass the alarm's line (90%).
-    let b = Broker::start_with(&node, config(2), Some(alarms.clone()))
-        .await
-        .unwrap();
-    let port = b.local_addr().port().to_string();
+    let b = harness::start_with_alarms(config(2), alarms.clone()).await;
+    let port = b.port.to_string();
     let hold = |id: &'static str| {
         let port = port.clone();
         tokio::spawn(async move {

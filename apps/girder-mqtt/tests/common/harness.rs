@@ -73,9 +73,31 @@ pub async fn start() -> TestBroker {
     start_with(|_, _| {}).await
 }
 
+/// As [`start_with`], telling `alarms` of the broker's alarms and notices.
+#[allow(dead_code)] // not every test file watches alarms
+pub async fn start_with_alarms(
+    edit: impl FnOnce(&mut Config, &Path),
+    alarms: girder_ops::AlarmManager,
+) -> TestBroker {
+    let dir = scratch_dir("broker");
+    let mut cfg = config(&dir);
+    edit(&mut cfg, &dir);
+    start_in_with(dir, cfg, Some(alarms)).await
+}
+
 async fn start_in(dir: PathBuf, cfg: Config) -> TestBroker {
+    start_in_with(dir, cfg, None).await
+}
+
+async fn start_in_with(
+    dir: PathBuf,
+    cfg: Config,
+    alarms: Option<girder_ops::AlarmManager>,
+) -> TestBroker {
     let node = girder::Node::new("mqtt-e2e");
-    let broker = Broker::start(&node, cfg).await.expect("the broker starts");
+    let broker = Broker::start_with(&node, cfg, alarms)
+        .await
+        .expect("the broker starts");
     TestBroker {
         port: broker.local_addr().port(),
         broker: Some(broker),

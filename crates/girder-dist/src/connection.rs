@@ -155,7 +155,14 @@ impl ConnectionHandle {
 
     /// Queues `payload` on `stream`, waiting for room.
     pub async fn send_wait(&self, stream: u64, payload: Bytes) -> Result<(), SendError> {
-        self.queue(stream, payload, false).await
+        self.tx
+            .send(Outgoing {
+                stream,
+                payload,
+                last: false,
+            })
+            .await
+            .map_err(|_| SendError::Lost)
     }
 
     /// Queues `payload` on `stream` as the last message this side sends, waiting for room:
@@ -167,15 +174,11 @@ impl ConnectionHandle {
     /// neither side closes with unread data in its socket, which the kernel would answer with a
     /// reset that can overtake what was sent before it. Sends after this are dropped.
     pub async fn send_last(&self, stream: u64, payload: Bytes) -> Result<(), SendError> {
-        self.queue(stream, payload, true).await
-    }
-
-    async fn queue(&self, stream: u64, payload: Bytes, last: bool) -> Result<(), SendError> {
         self.tx
             .send(Outgoing {
                 stream,
                 payload,
-                last,
+                last: true,
             })
             .await
             .map_err(|_| SendError::Lost)

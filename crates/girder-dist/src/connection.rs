@@ -111,8 +111,6 @@ pub struct Received {
 struct Outgoing {
     stream: u64,
     payload: Bytes,
-    /// The last message this side sends: after it, the writer ends the sending direction.
-    last: bool,
 }
 
 /// What went through a connection, counted by its reader and writer tasks (one writer per
@@ -142,11 +140,7 @@ impl ConnectionHandle {
     /// Queues `payload` on `stream` without waiting.
     pub fn send(&self, stream: u64, payload: Bytes) -> Result<(), SendError> {
         self.tx
-            .try_send(Outgoing {
-                stream,
-                payload,
-                last: false,
-            })
+            .try_send(Outgoing { stream, payload })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => SendError::Full,
                 mpsc::error::TrySendError::Closed(_) => SendError::Lost,
@@ -156,30 +150,7 @@ impl ConnectionHandle {
     /// Queues `payload` on `stream`, waiting for room.
     pub async fn send_wait(&self, stream: u64, payload: Bytes) -> Result<(), SendError> {
         self.tx
-            .send(Outgoing {
-                stream,
-                payload,
-                last: false,
-            })
-            .await
-            .map_err(|_| SendError::Lost)
-    }
-
-    /// Queues `payload` on `stream` as the last message this side sends, waiting for room:
-    /// once it and everything queued before it are written, the writer ends the sending
-    /// direction (a TCP FIN) and sends nothing more, ticks included, while the receiving side
-    /// goes on reading. The peer reads the message, then the end of the stream.
-    ///
-    /// For a graceful close: a peer that answers by closing its end is read to the end, so
-    /// neither side closes with unread data in its socket, which the kernel would answer with a
-    /// reset that can overtake what was sent before it. Sends after this are dropped.
-    pub async fn send_last(&self, stream: u64, payload: Bytes) -> Result<(), SendError> {
-        self.tx
-            .send(Outgoing {
-                stream,
-                payload,
-                last: true,
-            })
+            .send(Outgoing { stream, payload })
             .await
             .map_err(|_| SendError::Lost)
     }
@@ -309,17 +280,11 @@ where
     let mut queued = 0usize;
     let mut tick = tokio::time::interval(cfg.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Set once the last message is queued: nothing is taken after it.
-    let mut finishing = false;
     loop {
-        if finishing && order.is_empty() {
-            return finish(sink, lost).await;
-        }
         if order.is_empty() {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(m) => {
-                        finishing = m.last;
                         enqueue(&mut streams, &mut order, m);
                         queued += 1;
                     }
@@ -335,10 +300,9 @@ where
             }
         }
         // Take what else is ready, holding at most one queue's worth in the per-stream FIFOs.
-        while queued < cfg.send_queue && !finishing {
+        while queued < cfg.send_queue {
             match rx.try_recv() {
                 Ok(m) => {
-                    finishing = m.last;
                     enqueue(&mut streams, &mut order, m);
                     queued += 1;
                 }
@@ -400,23 +364,6 @@ where
         }
         tick.reset();
     }
-}
-
-/// Ends the sending direction after the last message, then waits, sending nothing, until the
-/// connection is lost (the reader sees the peer's end, or this side closes).
-async fn finish<K>(mut sink: K, mut lost: watch::Receiver<Option<Lost>>) -> Lost
-where
-    K: futures_util::Sink<Frame, Error = FrameError> + Unpin,
-{
-    if let Err(e) = sink.close().await {
-        return e.into();
-    }
-    while lost.borrow_and_update().is_none() {
-        if lost.changed().await.is_err() {
-            break;
-        }
-    }
-    Lost::Local
 }
 
 fn enqueue(streams: &mut HashMap<u64, StreamQueue>, order: &mut VecDeque<u64>, m: Outgoing) {

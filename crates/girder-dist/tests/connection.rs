@@ -300,29 +300,3 @@ async fn frames_that_break_the_protocol_are_refused() {
         ));
     }
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_last_message_ends_the_sending_direction_and_the_other_still_reads() {
-    let ((a, mut from_b), (b, mut from_a)) =
-        connected(ConnectionConfig::default(), ConnectionConfig::default()).await;
-    a.send_wait(1, Bytes::from_static(b"before")).await.unwrap();
-    a.send_last(2, Bytes::from_static(b"goodbye"))
-        .await
-        .unwrap();
-    // Dropped: nothing follows the last message.
-    let _ = a.send_wait(1, Bytes::from_static(b"after")).await;
-    assert_eq!(
-        recv(&mut from_a).await.payload,
-        Bytes::from_static(b"before")
-    );
-    assert_eq!(
-        recv(&mut from_a).await.payload,
-        Bytes::from_static(b"goodbye")
-    );
-    // Then the end of a's stream, clean: no reset, nothing after the last message.
-    assert_eq!(within("the end of a's stream", from_a.recv()).await, None);
-    assert_eq!(within("b's loss", b.lost()).await, Lost::Closed);
-    // a went on reading after its end, until b closed: a clean end on both sides.
-    assert_eq!(within("a's loss", a.lost()).await, Lost::Closed);
-    assert_eq!(within("the end of b's stream", from_b.recv()).await, None);
-}

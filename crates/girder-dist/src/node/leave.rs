@@ -126,13 +126,10 @@ impl Inner {
                 self.attempt_failed(&p, gen);
             }
             if let Some(h) = p.handle() {
-                // The goodbye is the last thing sent (a FIN follows it), and the connection is
-                // read until the peer closes: closing with its ticks unread would answer them
-                // with a reset, which can reach the peer before the goodbye is read.
                 farewells.push(async move {
                     let bye = wire::packet(&Packet::Goodbye);
                     let heard = async {
-                        if h.send_last(0, bye).await.is_ok() {
+                        if h.send_wait(0, bye).await.is_ok() {
                             h.lost().await;
                         }
                     };

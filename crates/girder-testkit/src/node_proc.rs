@@ -120,13 +120,19 @@ impl NodeProc {
     /// True if a line containing `needle` comes within `within` (on stdout or stderr); the
     /// lines before it are passed over. For asserting that something does *not* happen.
     pub fn saw(&self, needle: &str, within: Duration) -> bool {
+        self.seen(needle, within).is_some()
+    }
+
+    /// The first line containing `needle` that comes within `within`, if one does: as
+    /// [`saw`](Self::saw), for a failure that should say what it saw.
+    pub fn seen(&self, needle: &str, within: Duration) -> Option<String> {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.text.contains(needle) => return true,
+                Ok(line) if line.text.contains(needle) => return Some(line.text),
                 Ok(_) => {}
-                Err(_) => return false,
+                Err(_) => return None,
             }
         }
     }

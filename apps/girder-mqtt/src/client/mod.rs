@@ -386,10 +386,7 @@ impl Client {
             crate::ops::notice(alarms, "client_connected", text);
         }
         if c.keep_alive > 0 {
-            ctx.info_after(
-                Info::KeepAlive(self.links),
-                Duration::from_secs(c.keep_alive as u64) * 3 / 8,
-            );
+            ctx.info_after(Info::KeepAlive(self.links), keep_alive_check(c.keep_alive));
         }
         session.resend(&mut link);
         self.link = Some(link);
@@ -567,7 +564,7 @@ impl Client {
         let Some(link) = &mut self.link else {
             return Flow::Continue;
         };
-        let limit = Duration::from_secs(link.keep_alive as u64) * 3 / 2;
+        let limit = keep_alive_limit(link.keep_alive);
         let now = std::time::Instant::now();
         // A connection paused by its publisher's wait is not silent: its packets wait unread.
         if std::mem::take(&mut link.heard) || link.waiting {
@@ -576,12 +573,21 @@ impl Client {
         if now.duration_since(link.last_seen) >= limit {
             return self.close(Reason::KeepAliveTimeout, "keep alive timed out", ctx);
         }
-        // Looked at four times a limit: a silent client is cut off between 1.5 and about 1.9
-        // keep-alives after its last packet.
         ctx.info_after(
             Info::KeepAlive(self.links),
-            (limit / 4).max(Duration::from_millis(100)),
+            keep_alive_check(link.keep_alive),
         );
         Flow::Continue
     }
+}
+
+/// How long a client with keep alive `secs` may stay silent (§3.1.2.10: 1.5 times it).
+fn keep_alive_limit(secs: u16) -> Duration {
+    Duration::from_secs(secs as u64) * 3 / 2
+}
+
+/// How often the keep-alive check looks: four times a limit, so a silent client is cut off
+/// between 1.5 and about 1.9 keep-alives after its last packet.
+fn keep_alive_check(secs: u16) -> Duration {
+    (keep_alive_limit(secs) / 4).max(Duration::from_millis(100))
 }

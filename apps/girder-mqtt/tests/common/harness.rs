@@ -62,10 +62,7 @@ pub fn config(dir: &Path) -> Config {
 /// Starts a broker with the test settings changed by `edit` (which is given the scratch
 /// directory, to write password or ACL files into).
 pub async fn start_with(edit: impl FnOnce(&mut Config, &Path)) -> TestBroker {
-    let dir = scratch_dir("broker");
-    let mut cfg = config(&dir);
-    edit(&mut cfg, &dir);
-    start_in(dir, cfg).await
+    start_edited(edit, None).await
 }
 
 /// Starts a broker with the test settings.
@@ -79,21 +76,16 @@ pub async fn start_with_alarms(
     edit: impl FnOnce(&mut Config, &Path),
     alarms: girder_ops::AlarmManager,
 ) -> TestBroker {
+    start_edited(edit, Some(alarms)).await
+}
+
+async fn start_edited(
+    edit: impl FnOnce(&mut Config, &Path),
+    alarms: Option<girder_ops::AlarmManager>,
+) -> TestBroker {
     let dir = scratch_dir("broker");
     let mut cfg = config(&dir);
     edit(&mut cfg, &dir);
-    start_in_with(dir, cfg, Some(alarms)).await
-}
-
-async fn start_in(dir: PathBuf, cfg: Config) -> TestBroker {
-    start_in_with(dir, cfg, None).await
-}
-
-async fn start_in_with(
-    dir: PathBuf,
-    cfg: Config,
-    alarms: Option<girder_ops::AlarmManager>,
-) -> TestBroker {
     let node = girder::Node::new("mqtt-e2e");
     let broker = Broker::start_with(&node, cfg, alarms)
         .await

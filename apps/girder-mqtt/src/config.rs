@@ -96,6 +96,11 @@ pub struct Config {
     pub write_timeout_secs: u64,
     /// Seconds between `$SYS/broker/...` updates (0: none), as Mosquitto's `sys_interval`.
     pub sys_interval_secs: u64,
+    /// Scheduler threads for the broker's processes: Girder's own schedulers, like the BEAM's
+    /// `+S` (`None`: one per core). 0 runs the processes as tasks of a tokio runtime
+    /// instead. Read by the `girder-mqtt` program; a broker started in a program of one's own
+    /// runs on the node it is given.
+    pub schedulers: Option<usize>,
 }
 
 impl Default for Config {
@@ -127,6 +132,7 @@ impl Default for Config {
             connect_timeout_secs: 10,
             write_timeout_secs: 30,
             sys_interval_secs: 10,
+            schedulers: None,
         }
     }
 }

@@ -59,6 +59,10 @@ struct Args {
     /// Clients connected at once.
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Scheduler threads for the broker's processes (Girder's schedulers, like the BEAM's
+    /// `+S`; default one per core); 0 runs them as tasks of a tokio runtime.
+    #[arg(long)]
+    schedulers: Option<usize>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -116,6 +120,9 @@ impl Args {
         if let Some(v) = self.max_connections {
             c.max_connections = v;
         }
+        if let Some(v) = self.schedulers {
+            c.schedulers = Some(v);
+        }
         Ok(c)
     }
 }
@@ -142,8 +149,19 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
+    // Kept for the life of the broker: the last handle dropped stops the schedulers.
+    let pool = match config.schedulers {
+        Some(0) => None,
+        Some(n) => Some(girder::Schedulers::new(n)),
+        None => Some(girder::Schedulers::per_core()),
+    };
     let code = rt.block_on(async move {
-        let node = girder::Node::new("girder-mqtt");
+        let node = girder::Node::builder("girder-mqtt");
+        let node = match &pool {
+            Some(pool) => node.schedulers(pool.clone()),
+            None => node.tokio_tasks(),
+        }
+        .build();
         // The node's ops endpoint: metrics, alarms, the supervision tree, the dashboard.
         let ops = match config.http {
             Some(addr) => match girder_ops::Ops::builder(&node).serve(addr).await {

@@ -178,10 +178,11 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
         Some(n) => Some(girder::Schedulers::new(n)),
         None => Some(girder::Schedulers::per_core()),
     };
-    let mut node = Node::builder(name.as_str());
-    if let Some(pool) = &pool {
-        node = node.schedulers(pool.clone());
-    }
+    let node = Node::builder(name.as_str());
+    let node = match &pool {
+        Some(pool) => node.schedulers(pool.clone()),
+        None => node.tokio_tasks(),
+    };
     // The node's own creation: the clock's milliseconds, compared across a wrap as serial
     // numbers (`Node::is_newer_creation`).
     let node = node.build();

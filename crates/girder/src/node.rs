@@ -66,6 +66,8 @@ pub struct NodeBuilder {
     name: String,
     creation: Option<u32>,
     schedulers: Option<crate::Schedulers>,
+    /// Tokio tasks chosen explicitly: `GIRDER_SCHEDULERS` is not consulted.
+    tokio_tasks: bool,
 }
 
 impl NodeBuilder {
@@ -81,6 +83,23 @@ impl NodeBuilder {
     /// [`GIRDER_SCHEDULERS`](crate::scheduler::SCHEDULERS_ENV) asks for, if it is set.
     pub fn schedulers(mut self, pool: crate::Schedulers) -> Self {
         self.schedulers = Some(pool);
+        self.tokio_tasks = false;
+        self
+    }
+
+    /// Runs the node's processes as tasks of the ambient tokio runtime, whatever
+    /// [`GIRDER_SCHEDULERS`](crate::scheduler::SCHEDULERS_ENV) says: a program's own
+    /// `--schedulers 0`. The last of this and [`schedulers`](Self::schedulers) wins.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// let node = girder::Node::builder("on-tokio").tokio_tasks().build();
+    /// assert!(node.scheduler_stats().is_none());
+    /// # }
+    /// ```
+    pub fn tokio_tasks(mut self) -> Self {
+        self.schedulers = None;
+        self.tokio_tasks = true;
         self
     }
 
@@ -101,6 +120,7 @@ impl NodeBuilder {
                 lifecycle: tokio::sync::broadcast::channel(crate::lifecycle::BUFFER).0,
                 spawner: match &self.schedulers {
                     Some(pool) => Some(pool.spawner()),
+                    None if self.tokio_tasks => None,
                     None => crate::scheduler::from_env(),
                 },
             }),
@@ -210,6 +230,7 @@ impl Node {
             name: name.into(),
             creation: None,
             schedulers: None,
+            tokio_tasks: false,
         }
     }
 

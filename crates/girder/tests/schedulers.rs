@@ -440,6 +440,61 @@ fn timers_fire_on_a_scheduler_busy_with_long_runs() {
     pool.shutdown();
 }
 
+/// A process just woken runs next on its scheduler (the LIFO slot), but not for ever: two
+/// processes passing a message back and forth, each waking the other, would otherwise keep a
+/// one-thread pool to themselves. A process woken by its timer meanwhile still runs.
+#[test]
+fn processes_waking_each_other_do_not_starve_the_rest_of_the_queue() {
+    enum Ball {
+        To(Addr<Ball>),
+        Hit,
+    }
+    let pool = Schedulers::new(1);
+    let node = pooled(&pool);
+    let stop = Arc::new(AtomicBool::new(false));
+    let rallies = Arc::new(AtomicUsize::new(0));
+    let player = |stop: Arc<AtomicBool>, rallies: Arc<AtomicUsize>| {
+        move |mut ctx: Context<Ball>| async move {
+            let Event::Message(Ball::To(other)) = ctx.recv().await else {
+                return ExitReason::Normal;
+            };
+            while !stop.load(Ordering::Relaxed) {
+                rallies.fetch_add(1, Ordering::Relaxed);
+                let _ = other.send(Ball::Hit);
+                if !matches!(ctx.recv().await, Event::Message(Ball::Hit)) {
+                    break;
+                }
+            }
+            let _ = other.send(Ball::Hit);
+            ExitReason::Normal
+        }
+    };
+    let a = node.spawn(player(stop.clone(), rallies.clone()));
+    let b = node.spawn(player(stop.clone(), rallies.clone()));
+    let _ = a.send(Ball::To(b.clone()));
+    let _ = b.send(Ball::To(a.clone()));
+    let t0 = Instant::now();
+    while rallies.load(Ordering::Relaxed) < 1000 {
+        assert!(t0.elapsed() < WAIT, "the rally did not start");
+        std::thread::yield_now();
+    }
+    // Woken by its timer while the two rally: queued behind them, not in the slot. Waited
+    // for from this thread, which the rally cannot hold up.
+    let (tx, rx) = std::sync::mpsc::channel();
+    node.spawn(move |_: Context<()>| async move {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let _ = tx.send(());
+        ExitReason::Normal
+    });
+    let ran = rx.recv_timeout(WAIT);
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        ran.is_ok(),
+        "a process woken by its timer did not run beside the rally"
+    );
+    pool.shutdown();
+}
+
 /// Blocking work leaves the scheduler through `spawn_blocking` (the BEAM's dirty schedulers):
 /// a process on a one-thread pool keeps answering while another waits for blocking work.
 #[test]

@@ -294,6 +294,11 @@ impl Peer {
             .await
     }
 
+    /// Its process id, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Every line read so far.
     pub fn seen(&self) -> &[String] {
         &self.seen

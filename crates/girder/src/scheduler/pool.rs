@@ -34,15 +34,27 @@ impl Schedule for Pool {
         // SAFETY: the job's task holds this `Arc` while the job exists. `Shared::schedule`
         // either queues the job (the queue then keeps the task, and with it the pool) or hands
         // it back refused.
-        let refused = unsafe { &*pool }.schedule(job);
+        let refused = unsafe { &*pool }.queue(job, true);
         // Dropped after the borrow of the pool has ended: dropping the job may free its task,
         // and that may drop the last reference to the pool.
+        drop(refused);
+    }
+
+    fn reschedule(job: Job) {
+        let pool: *const Shared = Arc::as_ptr(&job.metadata().pool);
+        // SAFETY: as in `schedule`.
+        let refused = unsafe { &*pool }.queue(job, false);
         drop(refused);
     }
 }
 
 type Job = task::Job<Pool>;
 
+/// Runs in a row a scheduler may give to processes just woken on it (its LIFO slot) before it
+/// takes the oldest of its queue, as tokio's workers do: a message's receiver runs while the
+/// message (and the receiver's state, touched by the sender's wake-up) is still in the cache,
+/// and a server woken by its client's I/O answers before the next hundred clients are run.
+const LIFO_AT_MOST: u32 = 3;
 /// Every this many runs a scheduler looks at its inbox before its local queue, so wake-ups from
 /// other threads are not starved by a busy local chain.
 const INBOX_EVERY: u32 = 61;
@@ -56,6 +68,13 @@ const IDLE_SPINS: u32 = 64;
 const IO_AT_MOST: Duration = Duration::from_micros(100);
 /// Runs between looks at the clock for `IO_AT_MOST` (a clock read is ~20 ns).
 const IO_CHECK_EVERY: u32 = 64;
+/// While its polls find work (sockets ready, timers due), a busy scheduler polls this often
+/// instead, looking every `IO_BUSY_CHECK_EVERY` runs: processes fed by sockets (a broker's
+/// clients) otherwise wait up to 100 µs and 64 runs for their readiness, which a saturated
+/// scheduler turns into a collapse (decision 008, amendment of issue 15). A poll that finds
+/// nothing puts the scheduler back on the slow rate, so message passing alone never pays it.
+const IO_BUSY: Duration = Duration::from_micros(20);
+const IO_BUSY_CHECK_EVERY: u32 = 8;
 /// A sleeping scheduler wakes this often to steal from a scheduler stuck in a long poll.
 const PARK_AT_MOST: Duration = Duration::from_millis(10);
 
@@ -113,6 +132,26 @@ struct Local {
     shared: Arc<Shared>,
     index: usize,
     queue: Worker<Job>,
+    /// True while the loop has yielded to the tokio runtime (its I/O driver and timers).
+    polling: Cell<bool>,
+    /// Jobs queued here while `polling`: what the last poll found.
+    found: Cell<u32>,
+    /// The process woken last by a run on this scheduler: it runs next (not stealable).
+    lifo: Cell<Option<Job>>,
+    /// Runs in a row taken from `lifo`.
+    lifo_streak: Cell<u32>,
+}
+
+impl Local {
+    /// How often to poll I/O from now on (runs between looks at the clock, and the time), by
+    /// what the last poll found; forgets what it found.
+    fn io_rate(&self) -> (u32, Duration) {
+        if self.found.replace(0) > 0 {
+            (IO_BUSY_CHECK_EVERY, IO_BUSY)
+        } else {
+            (IO_CHECK_EVERY, IO_AT_MOST)
+        }
+    }
 }
 
 thread_local! {
@@ -236,7 +275,7 @@ impl Shared {
     /// Queues `job`; hands it back if the pool has stopped (nobody will run it: the caller
     /// drops it, which drops the future and ends a process as `Shutdown`).
     #[must_use = "a refused job is dropped by the caller, after its borrow of the pool"]
-    fn schedule(&self, job: Job) -> Option<Job> {
+    fn queue(&self, job: Job, lifo: bool) -> Option<Job> {
         let home = job.metadata().home.load(Ordering::Relaxed);
         let here = local_of(self);
         if let Some(local) = here {
@@ -246,7 +285,16 @@ impl Shared {
                 if local.index != home {
                     job.metadata().home.store(local.index, Ordering::Relaxed);
                 }
-                local.queue.push(job);
+                if local.polling.get() {
+                    local.found.set(local.found.get() + 1);
+                    local.queue.push(job);
+                } else if lifo {
+                    if let Some(older) = local.lifo.replace(Some(job)) {
+                        local.queue.push(older);
+                    }
+                } else {
+                    local.queue.push(job);
+                }
                 // Woken by this thread's own I/O driver or timer while the scheduler sleeps
                 // in it: end the sleep.
                 if self.shards[local.index].sleeping.load(Ordering::Relaxed) {
@@ -356,6 +404,14 @@ impl Shared {
                 return Some(job);
             }
         }
+        if let Some(job) = local.lifo.take() {
+            if local.lifo_streak.get() < LIFO_AT_MOST {
+                local.lifo_streak.set(local.lifo_streak.get() + 1);
+                return Some(job);
+            }
+            local.queue.push(job);
+        }
+        local.lifo_streak.set(0);
         local.queue.pop().or_else(|| take_from(inbox, &local.queue))
     }
 
@@ -482,6 +538,10 @@ async fn schedule_loop(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
         shared: shared.clone(),
         index,
         queue,
+        polling: Cell::new(false),
+        found: Cell::new(0),
+        lifo: Cell::new(None),
+        lifo_streak: Cell::new(0),
     };
     LOCAL.set(&local);
     let shard = &shared.shards[index];
@@ -489,6 +549,8 @@ async fn schedule_loop(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
     let mut clock = RunClock::new();
     let mut seen = vec![0u64; shared.shards.len()];
     let mut last_io = std::time::Instant::now();
+    // The I/O poll's rate: slow until a poll finds work (see `IO_BUSY`).
+    let (mut io_every, mut io_after) = local.io_rate();
     'run: while !shared.stop.load(Ordering::Relaxed) {
         if let Some(job) = shared.next_job(&local, tick) {
             tick = tick.wrapping_add(1);
@@ -498,13 +560,16 @@ async fn schedule_loop(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
             if shard.counters.load.worth_spreading(queued) {
                 shared.wake_other(index);
             }
-            if tick.is_multiple_of(IO_CHECK_EVERY) {
+            if tick.is_multiple_of(io_every) {
                 let now = std::time::Instant::now();
-                if now.saturating_duration_since(last_io) >= IO_AT_MOST {
+                if now.saturating_duration_since(last_io) >= io_after {
                     // Lets the runtime poll I/O and timers (and run tasks spawned on it),
                     // which it does only while this loop is pending.
+                    local.polling.set(true);
                     tokio::task::yield_now().await;
+                    local.polling.set(false);
                     last_io = now;
+                    (io_every, io_after) = local.io_rate();
                 }
             }
             continue;
@@ -532,9 +597,12 @@ async fn schedule_loop(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
         for (seen, other) in seen.iter_mut().zip(shared.shards.iter()) {
             *seen = other.counters.runs.load(Ordering::Relaxed);
         }
+        local.polling.set(true);
         shared.park(&local).await;
+        local.polling.set(false);
         // Parking polled I/O (as of about when the scheduler went idle).
         last_io = idle_since;
+        (io_every, io_after) = local.io_rate();
         // A scheduler that ran nothing while this one slept is stuck in a long poll: what
         // waits behind it is taken even if it is a single process.
         if let Some(job) = shared.steal(&local, Some(&seen)) {
@@ -543,6 +611,7 @@ async fn schedule_loop(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
     }
     LOCAL.set(std::ptr::null());
     // Dropping queued jobs drops their futures: processes end as `Shutdown`.
+    drop(local.lifo.take());
     while let Some(job) = local.queue.pop() {
         drop(job);
     }

@@ -389,42 +389,53 @@ fn a_timer_firing_while_its_scheduler_sleeps_wakes_it_at_once() {
     pool.shutdown();
 }
 
+enum Ball {
+    To(Addr<Ball>),
+    Hit,
+}
+
+/// Starts two processes passing a ball back and forth until `stop`, counting the hits in
+/// `hits`; each hit holds the scheduler's thread for `hold` first (a blocking run).
+fn rally(node: &Node, stop: &Arc<AtomicBool>, hits: &Arc<AtomicUsize>, hold: Duration) {
+    let player = || {
+        let (stop, hits) = (stop.clone(), hits.clone());
+        move |mut ctx: Context<Ball>| async move {
+            let Event::Message(Ball::To(other)) = ctx.recv().await else {
+                return ExitReason::Normal;
+            };
+            while !stop.load(Ordering::Relaxed) {
+                if !hold.is_zero() {
+                    std::thread::sleep(hold);
+                }
+                hits.fetch_add(1, Ordering::Relaxed);
+                let _ = other.send(Ball::Hit);
+                if !matches!(ctx.recv().await, Event::Message(Ball::Hit)) {
+                    break;
+                }
+            }
+            let _ = other.send(Ball::Hit);
+            ExitReason::Normal
+        }
+    };
+    let a = node.spawn(player());
+    let b = node.spawn(player());
+    let _ = a.send(Ball::To(b.clone()));
+    let _ = b.send(Ball::To(a));
+}
+
 /// A busy scheduler polls its timers by time, not by a count of runs: with every run taking a
 /// millisecond (two processes that block while passing a message back and forth), timers
 /// sleeping beside them fire about four times sooner than when timers were polled every 256
 /// runs.
 #[test]
 fn timers_fire_on_a_scheduler_busy_with_long_runs() {
-    enum Ball {
-        To(Addr<Ball>),
-        Hit,
-    }
     let pool = Schedulers::new(1);
     let node = pooled(&pool);
     let stop = Arc::new(AtomicBool::new(false));
     let took = pool.block_on({
         let stop = stop.clone();
         async move {
-            let player = |stop: Arc<AtomicBool>| {
-                move |mut ctx: Context<Ball>| async move {
-                    let Event::Message(Ball::To(other)) = ctx.recv().await else {
-                        return ExitReason::Normal;
-                    };
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(1));
-                        let _ = other.send(Ball::Hit);
-                        if !matches!(ctx.recv().await, Event::Message(Ball::Hit)) {
-                            break;
-                        }
-                    }
-                    let _ = other.send(Ball::Hit);
-                    ExitReason::Normal
-                }
-            };
-            let a = node.spawn(player(stop.clone()));
-            let b = node.spawn(player(stop.clone()));
-            let _ = a.send(Ball::To(b.clone()));
-            let _ = b.send(Ball::To(a.clone()));
+            rally(&node, &stop, &Arc::default(), Duration::from_millis(1));
             let took = sleeper(&node, 5).await.unwrap();
             stop.store(true, Ordering::Relaxed);
             took
@@ -445,34 +456,11 @@ fn timers_fire_on_a_scheduler_busy_with_long_runs() {
 /// one-thread pool to themselves. A process woken by its timer meanwhile still runs.
 #[test]
 fn processes_waking_each_other_do_not_starve_the_rest_of_the_queue() {
-    enum Ball {
-        To(Addr<Ball>),
-        Hit,
-    }
     let pool = Schedulers::new(1);
     let node = pooled(&pool);
     let stop = Arc::new(AtomicBool::new(false));
     let rallies = Arc::new(AtomicUsize::new(0));
-    let player = |stop: Arc<AtomicBool>, rallies: Arc<AtomicUsize>| {
-        move |mut ctx: Context<Ball>| async move {
-            let Event::Message(Ball::To(other)) = ctx.recv().await else {
-                return ExitReason::Normal;
-            };
-            while !stop.load(Ordering::Relaxed) {
-                rallies.fetch_add(1, Ordering::Relaxed);
-                let _ = other.send(Ball::Hit);
-                if !matches!(ctx.recv().await, Event::Message(Ball::Hit)) {
-                    break;
-                }
-            }
-            let _ = other.send(Ball::Hit);
-            ExitReason::Normal
-        }
-    };
-    let a = node.spawn(player(stop.clone(), rallies.clone()));
-    let b = node.spawn(player(stop.clone(), rallies.clone()));
-    let _ = a.send(Ball::To(b.clone()));
-    let _ = b.send(Ball::To(a.clone()));
+    rally(&node, &stop, &rallies, Duration::ZERO);
     let t0 = Instant::now();
     while rallies.load(Ordering::Relaxed) < 1000 {
         assert!(t0.elapsed() < WAIT, "the rally did not start");

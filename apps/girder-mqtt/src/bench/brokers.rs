@@ -94,12 +94,19 @@ impl Running {
     /// Starts `kind` (at `exe`) on a free loopback port and waits until it accepts
     /// connections.
     pub fn start(kind: Kind, exe: &Path) -> Result<Running, String> {
-        let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+        // Girder's broker takes a port of its own and says which (a port picked here and freed
+        // could be taken by anyone, the broker's own ops listener included, before it binds).
+        let port = match kind {
+            Kind::Girder => 0,
+            _ => free_port().map_err(|e| format!("no free port: {e}"))?,
+        };
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "girder-mqtt-bench-{}-{}-{port}",
+            "girder-mqtt-bench-{}-{}-{}",
             std::process::id(),
-            kind.name()
+            kind.name(),
+            STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let write = |name: &str, text: String| {
@@ -171,9 +178,13 @@ impl Running {
         }
         let log = dir.join("stderr.log");
         let stderr = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let stdout = match kind {
+            Kind::Girder => Stdio::piped(),
+            _ => Stdio::null(),
+        };
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(stderr)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
@@ -183,8 +194,34 @@ impl Running {
             child,
             dir,
         };
+        if let Some(out) = running.child.stdout.take() {
+            running.addr = running.announced(out)?;
+        }
         running.wait_ready()?;
         Ok(running)
+    }
+
+    /// The address the broker says it listens on (`girder-mqtt listening on ADDR` on its
+    /// standard output), read within 15 s; the rest of its output is drained meanwhile.
+    fn announced(&mut self, out: std::process::ChildStdout) -> Result<SocketAddr, String> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("girder-mqtt listening on ") {
+                    let _ = tx.send(addr.trim().parse::<SocketAddr>());
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(Ok(addr)) => Ok(addr),
+            Ok(Err(e)) => Err(format!("{} announced a bad address: {e}", self.kind.name())),
+            Err(_) => Err(format!(
+                "{} did not say where it listens within 15 s: {}",
+                self.kind.name(),
+                self.log_tail()
+            )),
+        }
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {

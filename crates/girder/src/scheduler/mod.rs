@@ -21,11 +21,7 @@
 //!   would be a cross-core wake-up costing more than the work;
 //! * **a process woken towards a sleeping scheduler comes to the waker's scheduler instead**:
 //!   waking a sleeping thread costs a futex call, running the process where its message came
-//!   from costs nothing;
-//! * **the process a run wakes runs next** (a LIFO slot, as tokio's workers have): a message's
-//!   receiver runs while the message is still in the cache. At most three in a row, so two
-//!   processes waking each other cannot keep a scheduler to themselves, and a process woken
-//!   while it ran (it yielded) goes behind the queue.
+//!   from costs nothing.
 //!
 //! Timers and I/O stay tokio's: every scheduler thread runs a tokio current-thread runtime of its
 //! own, polls it between runs (every 100 µs when busy, every 20 µs while its polls find sockets

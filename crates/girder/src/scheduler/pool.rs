@@ -34,27 +34,15 @@ impl Schedule for Pool {
         // SAFETY: the job's task holds this `Arc` while the job exists. `Shared::schedule`
         // either queues the job (the queue then keeps the task, and with it the pool) or hands
         // it back refused.
-        let refused = unsafe { &*pool }.queue(job, true);
+        let refused = unsafe { &*pool }.schedule(job);
         // Dropped after the borrow of the pool has ended: dropping the job may free its task,
         // and that may drop the last reference to the pool.
-        drop(refused);
-    }
-
-    fn reschedule(job: Job) {
-        let pool: *const Shared = Arc::as_ptr(&job.metadata().pool);
-        // SAFETY: as in `schedule`.
-        let refused = unsafe { &*pool }.queue(job, false);
         drop(refused);
     }
 }
 
 type Job = task::Job<Pool>;
 
-/// Runs in a row a scheduler may give to processes just woken on it (its LIFO slot) before it
-/// takes the oldest of its queue, as tokio's workers do: a message's receiver runs while the
-/// message (and the receiver's state, touched by the sender's wake-up) is still in the cache,
-/// and a server woken by its client's I/O answers before the next hundred clients are run.
-const LIFO_AT_MOST: u32 = 3;
 /// Every this many runs a scheduler looks at its inbox before its local queue, so wake-ups from
 /// other threads are not starved by a busy local chain.
 const INBOX_EVERY: u32 = 61;
@@ -136,10 +124,6 @@ struct Local {
     polling: Cell<bool>,
     /// Jobs queued here while `polling`: what the last poll found.
     found: Cell<u32>,
-    /// The process woken last by a run on this scheduler: it runs next (not stealable).
-    lifo: Cell<Option<Job>>,
-    /// Runs in a row taken from `lifo`.
-    lifo_streak: Cell<u32>,
 }
 
 impl Local {
@@ -275,7 +259,7 @@ impl Shared {
     /// Queues `job`; hands it back if the pool has stopped (nobody will run it: the caller
     /// drops it, which drops the future and ends a process as `Shutdown`).
     #[must_use = "a refused job is dropped by the caller, after its borrow of the pool"]
-    fn queue(&self, job: Job, lifo: bool) -> Option<Job> {
+    fn schedule(&self, job: Job) -> Option<Job> {
         let home = job.metadata().home.load(Ordering::Relaxed);
         let here = local_of(self);
         if let Some(local) = here {
@@ -285,15 +269,9 @@ impl Shared {
                 if local.index != home {
                     job.metadata().home.store(local.index, Ordering::Relaxed);
                 }
+                local.queue.push(job);
                 if local.polling.get() {
                     local.found.set(local.found.get() + 1);
-                    local.queue.push(job);
-                } else if lifo {
-                    if let Some(older) = local.lifo.replace(Some(job)) {
-                        local.queue.push(older);
-                    }
-                } else {
-                    local.queue.push(job);
                 }
                 // Woken by this thread's own I/O driver or timer while the scheduler sleeps
                 // in it: end the sleep.
@@ -404,14 +382,6 @@ impl Shared {
                 return Some(job);
             }
         }
-        if let Some(job) = local.lifo.take() {
-            if local.lifo_streak.get() < LIFO_AT_MOST {
-                local.lifo_streak.set(local.lifo_streak.get() + 1);
-                return Some(job);
-            }
-            local.queue.push(job);
-        }
-        local.lifo_streak.set(0);
         local.queue.pop().or_else(|| take_from(inbox, &local.queue))
     }
 
@@ -540,8 +510,6 @@ async fn schedule_loop(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
         queue,
         polling: Cell::new(false),
         found: Cell::new(0),
-        lifo: Cell::new(None),
-        lifo_streak: Cell::new(0),
     };
     LOCAL.set(&local);
     let shard = &shared.shards[index];
@@ -611,7 +579,6 @@ async fn schedule_loop(shared: Arc<Shared>, index: usize, queue: Worker<Job>) {
     }
     LOCAL.set(std::ptr::null());
     // Dropping queued jobs drops their futures: processes end as `Shutdown`.
-    drop(local.lifo.take());
     while let Some(job) = local.queue.pop() {
         drop(job);
     }

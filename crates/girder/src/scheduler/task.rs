@@ -64,12 +64,6 @@ pub(crate) trait Schedule: Sized + 'static {
 
     /// Queues `job` to run. Dropping it instead drops the task's future (a stopped pool).
     fn schedule(job: Job<Self>);
-
-    /// Queues `job` again after a run during which it was woken (it yielded, or a message
-    /// came while it ran): behind what waits, so a task cannot keep its scheduler to itself.
-    fn reschedule(job: Job<Self>) {
-        Self::schedule(job)
-    }
 }
 
 /// The part of a task that does not depend on its future's type; a task pointer, a job and
@@ -223,7 +217,7 @@ impl<S: Schedule> Job<S> {
         // RUNNING -> idle, or back to the queue if woken (or cancelled) during the run.
         let before = header.state.fetch_sub(RUNNING, Ordering::AcqRel);
         if before & SCHEDULED != 0 {
-            S::reschedule(Job::at(ptr));
+            S::schedule(Job::at(ptr));
         } else if refs(before) == 0 {
             // Idle, and nothing can wake it any more: end it here, on the scheduler.
             // SAFETY: no references and no job: this side is alone with the task.

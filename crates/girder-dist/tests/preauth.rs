@@ -40,7 +40,8 @@ fn creation_of(node: &DistNode, peer: &NodeName) -> Option<u32> {
 async fn a_hello_claiming_a_restarted_peer_without_the_cookie_changes_nothing() {
     let (a, b) = pair("a1@127.0.0.1", "b1@127.0.0.1").await;
     a.connect(b.name()).await.unwrap();
-    let creation = creation_of(&b, a.name()).expect("b sees a connected");
+    // The dialer is up once the acceptor's proof arrives; the acceptor a moment later.
+    let creation = eventually("b sees a connected", || creation_of(&b, a.name())).await;
     // A monitor across the connection, from b on a process of a: it would fire `noconnection`
     // if the connection were torn down.
     let target = idle(a.node());
@@ -212,5 +213,9 @@ async fn a_newcomer_with_a_live_nodes_name_is_refused_clearly_and_the_live_one_s
         twin.connect(a.name()).await.is_ok()
     })
     .await;
-    assert_eq!(creation_of(&a, twin.name()), Some(twin.node().creation()));
+    // The twin (the dialer) is up once a's proof arrives; a records it a moment later.
+    eventually("a holds the twin's creation", || {
+        creation_of(&a, twin.name()) == Some(twin.node().creation())
+    })
+    .await;
 }

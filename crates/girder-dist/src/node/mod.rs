@@ -238,7 +238,10 @@ impl DistNode {
     }
 
     /// Connects to `name` now (sends connect on demand anyway), waiting until the connection is
-    /// up. Erlang's `net_kernel:connect_node/1`.
+    /// up on this side. Erlang's `net_kernel:connect_node/1`. The peer records the connection a
+    /// moment later (when it accepted, only after sending its last proof), so its
+    /// [`peers`](Self::peers) may not show this node yet when this returns; messages sent now
+    /// are delivered in order all the same.
     pub async fn connect(&self, name: &NodeName) -> Result<(), ConnectError> {
         let peer = self.inner.table.peer(name);
         let deadline = tokio::time::Instant::now() + self.inner.cfg.connect_timeout;

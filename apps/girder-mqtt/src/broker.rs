@@ -277,6 +277,11 @@ impl Broker {
         let accept = listeners
             .into_iter()
             .map(|(l, t)| {
+                // A socket is driven by the I/O driver of the runtime it was registered on:
+                // bound here, on the caller's runtime, the listener would wake that runtime's
+                // thread for every accept, which then wakes a scheduler. Handed over as a std
+                // listener, it is registered where the accept loop runs.
+                let l = l.into_std().expect("a listener just bound");
                 shared.node.spawn_owned(crate::listener::accept(
                     l,
                     t,

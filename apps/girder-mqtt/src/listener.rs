@@ -85,13 +85,22 @@ pub fn tls(cert: &Path, key: &Path) -> Result<Transport, TlsError> {
     Ok(Transport::Tls(TlsAcceptor::from(Arc::new(config))))
 }
 
-/// Accepts on `listener` until the task is aborted.
+/// Accepts on `listener` (non-blocking, not registered with any runtime) until the task is
+/// aborted. The listener is registered with the I/O driver of the scheduler that first runs
+/// this, and so is every socket it accepts.
 pub async fn accept(
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     transport: Transport,
     shared: Arc<Shared>,
     connections: SupervisorRef,
 ) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, ?transport, "listener not registered");
+            return;
+        }
+    };
     // Peers still in their TLS handshake or WebSocket upgrade.
     let pending = Arc::new(AtomicUsize::new(0));
     let rate = shared.config.max_connection_rate.map(|r| {

@@ -21,7 +21,8 @@
 //! assert_eq!(all.len(), 2, "# does not reach $SYS");
 //! ```
 
-use std::collections::HashMap;
+/// Keyed by what clients choose (topic levels, client ids): seeded per process.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Retained messages `M` by topic.
 #[derive(Debug)]
@@ -39,7 +40,7 @@ struct Level<M> {
 impl<M> Default for Level<M> {
     fn default() -> Self {
         Level {
-            children: HashMap::new(),
+            children: HashMap::default(),
             message: None,
         }
     }

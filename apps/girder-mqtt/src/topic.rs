@@ -24,7 +24,8 @@
 //! assert!(sys.is_empty(), "wildcards at the first level do not match $ topics");
 //! ```
 
-use std::collections::HashMap;
+/// Keyed by what clients choose (topic levels, client ids): seeded per process.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -51,11 +52,11 @@ struct Node<S, V> {
 impl<S, V> Default for Node<S, V> {
     fn default() -> Self {
         Node {
-            children: HashMap::new(),
-            here: HashMap::new(),
-            below: HashMap::new(),
-            shared: HashMap::new(),
-            shared_below: HashMap::new(),
+            children: HashMap::default(),
+            here: HashMap::default(),
+            below: HashMap::default(),
+            shared: HashMap::default(),
+            shared_below: HashMap::default(),
         }
     }
 }

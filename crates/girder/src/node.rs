@@ -39,7 +39,9 @@ pub(crate) struct NodeInner {
     next_ref: AtomicU64,
     /// Local processes by pid number, hashed for locality (`process::table`).
     pub(crate) procs: crate::process::table::ProcessTable,
-    pub(crate) names: DashMap<Arc<str>, Pid>,
+    /// Registered names. Names can come from peers (an MQTT client id): foldhash is seeded
+    /// per process, so no one can pick names that collide, and costs a fraction of SipHash.
+    pub(crate) names: DashMap<Arc<str>, Pid, foldhash::fast::RandomState>,
     pub(crate) counters: crate::stats::Counters,
     pub(crate) lifecycle: tokio::sync::broadcast::Sender<crate::lifecycle::Lifecycle>,
     /// Set once when a distribution layer makes this node reachable.
@@ -113,7 +115,7 @@ impl NodeBuilder {
                 next_id: AtomicU64::new(1),
                 next_ref: AtomicU64::new(1),
                 procs: crate::process::table::new_table(),
-                names: DashMap::new(),
+                names: DashMap::default(),
                 dist: OnceLock::new(),
                 sampler: OnceLock::new(),
                 counters: Default::default(),

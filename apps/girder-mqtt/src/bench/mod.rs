@@ -23,6 +23,7 @@
 
 mod brokers;
 mod client;
+mod dial;
 mod workloads;
 
 use std::time::Duration;

@@ -150,18 +150,11 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     // Kept for the life of the broker: the last handle dropped stops the schedulers.
-    let pool = match config.schedulers {
-        Some(0) => None,
-        Some(n) => Some(girder::Schedulers::new(n)),
-        None => Some(girder::Schedulers::per_core()),
-    };
+    let pool = girder::Schedulers::from_setting(config.schedulers);
     let code = rt.block_on(async move {
-        let node = girder::Node::builder("girder-mqtt");
-        let node = match &pool {
-            Some(pool) => node.schedulers(pool.clone()),
-            None => node.tokio_tasks(),
-        }
-        .build();
+        let node = girder::Node::builder("girder-mqtt")
+            .schedulers_or_tasks(pool.clone())
+            .build();
         // The node's ops endpoint: metrics, alarms, the supervision tree, the dashboard.
         let ops = match config.http {
             Some(addr) => match girder_ops::Ops::builder(&node).serve(addr).await {

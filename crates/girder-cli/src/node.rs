@@ -173,16 +173,8 @@ async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), Str
     let mut cfg = DistConfig::new(name.clone(), cookie.clone(), args.listen);
     cfg.tls = tls_cfg;
     // Kept for the life of the node: the last handle dropped stops the schedulers.
-    let pool = match args.schedulers {
-        Some(0) => None,
-        Some(n) => Some(girder::Schedulers::new(n)),
-        None => Some(girder::Schedulers::per_core()),
-    };
-    let node = Node::builder(name.as_str());
-    let node = match &pool {
-        Some(pool) => node.schedulers(pool.clone()),
-        None => node.tokio_tasks(),
-    };
+    let pool = girder::Schedulers::from_setting(args.schedulers);
+    let node = Node::builder(name.as_str()).schedulers_or_tasks(pool.clone());
     // The node's own creation: the clock's milliseconds, compared across a wrap as serial
     // numbers (`Node::is_newer_creation`).
     let node = node.build();

@@ -105,6 +105,27 @@ impl NodeBuilder {
         self
     }
 
+    /// Runs the node's processes on `pool` if there is one ([`schedulers`](Self::schedulers)),
+    /// else as tokio tasks ([`tokio_tasks`](Self::tokio_tasks)): with
+    /// [`Schedulers::from_setting`](crate::Schedulers::from_setting), a program's
+    /// `--schedulers` flag.
+    ///
+    /// ```
+    /// # #[tokio::main] async fn main() {
+    /// use girder::{Node, Schedulers};
+    ///
+    /// let pool = Schedulers::from_setting(Some(0));
+    /// let node = Node::builder("flagged").schedulers_or_tasks(pool.clone()).build();
+    /// assert!(node.scheduler_stats().is_none());
+    /// # }
+    /// ```
+    pub fn schedulers_or_tasks(self, pool: Option<crate::Schedulers>) -> Self {
+        match pool {
+            Some(pool) => self.schedulers(pool),
+            None => self.tokio_tasks(),
+        }
+    }
+
     /// The node.
     pub fn build(self) -> Node {
         let creation = self.creation.unwrap_or_else(fresh_creation);

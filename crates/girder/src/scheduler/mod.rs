@@ -29,6 +29,12 @@
 //! `tokio::spawn` work inside processes as they do anywhere else, and a socket opened by a
 //! process is polled by the thread that runs it. (A `tokio::spawn` from a process starts a tokio task pinned to that
 //! thread; [`Node::spawn_task`](crate::Node::spawn_task) starts one on the pool instead.)
+//! The converse holds too: a socket opened outside the pool (a listener bound in `main`, on
+//! another tokio runtime) stays on that runtime's driver, and each of its events wakes that
+//! runtime's thread, which then wakes a scheduler. Open sockets inside a process or a
+//! [`spawn_task`](crate::Node::spawn_task), or hand a std socket over and register it there
+//! (`TcpListener::from_std`): girder-mqtt's accept loops do, which took a sixth off the
+//! broker's CPU per connect.
 //!
 //! A process must not block its scheduler (a long computation or a blocking system call stalls
 //! everything queued behind it until an idle scheduler steals it, ~10 ms later). Blocking work
@@ -212,6 +218,28 @@ impl Schedulers {
     /// ```
     pub fn per_core() -> Self {
         Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// A program's scheduler setting (its `--schedulers N`) as a pool: not set, one per core;
+    /// `0`, none (the node's processes run as tokio tasks, see
+    /// [`NodeBuilder::schedulers_or_tasks`](crate::NodeBuilder::schedulers_or_tasks)); `n`,
+    /// `n` of them.
+    ///
+    /// ```
+    /// use girder::Schedulers;
+    ///
+    /// assert!(Schedulers::from_setting(Some(0)).is_none());
+    /// let two = Schedulers::from_setting(Some(2)).unwrap();
+    /// assert_eq!(two.threads(), 2);
+    /// let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    /// assert_eq!(Schedulers::from_setting(None).unwrap().threads(), cores);
+    /// ```
+    pub fn from_setting(setting: Option<usize>) -> Option<Self> {
+        match setting {
+            Some(0) => None,
+            Some(n) => Some(Self::new(n)),
+            None => Some(Self::per_core()),
+        }
     }
 
     /// The pool whose scheduler thread is running the caller, if any.

@@ -16,7 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use girder::supervisor::SupervisorRef;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use crate::broker::Shared;
-use crate::client::Client;
+use crate::client::{stream, Client};
 
 /// How a listener's sockets carry MQTT.
 #[derive(Clone)]
@@ -145,16 +145,8 @@ pub async fn accept(
         let _ = socket.set_nodelay(true);
         match &transport {
             Transport::Tcp => {
-                let (r, w) = socket.into_split();
-                start(
-                    &shared,
-                    &connections,
-                    peer,
-                    admitted,
-                    Box::new(r),
-                    Box::new(w),
-                )
-                .await;
+                let (r, w) = stream::tcp(socket);
+                start(&shared, &connections, peer, admitted, r, w).await;
             }
             other => {
                 let busy =
@@ -185,10 +177,7 @@ pub async fn accept(
     }
 }
 
-type Halves = (
-    Box<dyn AsyncRead + Send + Unpin>,
-    Box<dyn AsyncWrite + Send + Unpin>,
-);
+type Halves = (stream::Reader, stream::Writer);
 
 async fn upgrade(
     node: &girder::Node,
@@ -196,15 +185,8 @@ async fn upgrade(
     transport: &Transport,
 ) -> std::io::Result<Halves> {
     match transport {
-        Transport::Tcp => {
-            let (r, w) = socket.into_split();
-            Ok((Box::new(r), Box::new(w)))
-        }
-        Transport::Tls(acceptor) => {
-            let tls = acceptor.accept(socket).await?;
-            let (r, w) = tokio::io::split(tls);
-            Ok((Box::new(r), Box::new(w)))
-        }
+        Transport::Tcp => Ok(stream::tcp(socket)),
+        Transport::Tls(acceptor) => Ok(stream::boxed(acceptor.accept(socket).await?)),
         Transport::WebSocket => websocket(node, socket).await,
     }
 }
@@ -286,8 +268,7 @@ async fn websocket(node: &girder::Node, socket: TcpStream) -> std::io::Result<Ha
         }
         let _ = sink.close().await;
     });
-    let (r, w) = tokio::io::split(theirs);
-    Ok((Box::new(r), Box::new(w)))
+    Ok(stream::boxed(theirs))
 }
 
 async fn start(
@@ -295,8 +276,8 @@ async fn start(
     connections: &SupervisorRef,
     peer: SocketAddr,
     admitted: girder_regulate::Permit,
-    r: Box<dyn AsyncRead + Send + Unpin>,
-    w: Box<dyn AsyncWrite + Send + Unpin>,
+    r: stream::Reader,
+    w: stream::Writer,
 ) {
     let spec = Client::new(shared.clone(), peer, r, w)
         .admitted(admitted)

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use futures_util::FutureExt;
 use girder::behaviour::SourceId;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_util::codec::{Decoder, FramedRead};
 
 use crate::codec::ack::{self, Reason};
@@ -96,10 +96,7 @@ impl Decoder for Frames {
     }
 }
 
-/// The read half of a socket.
-pub type Reader = Box<dyn AsyncRead + Send + Unpin>;
-/// The write half of a socket.
-pub type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+pub use super::stream::{Reader, Writer};
 /// The read half, cut into packets: the process's event source.
 pub type Packets = FramedRead<Reader, Frames>;
 

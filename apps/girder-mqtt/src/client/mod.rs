@@ -31,6 +31,7 @@ use crate::store::SavedSession;
 mod connect;
 pub mod link;
 mod packets;
+pub mod stream;
 
 pub use link::{Link, ReadError};
 use link::{Packets, Reader, Written};

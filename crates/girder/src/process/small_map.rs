@@ -57,6 +57,11 @@ impl<K: Copy + Eq + Hash, V> SmallMap<K, V> {
                     return false;
                 }
                 if vec.len() < SPILL {
+                    // Room for one at first: most processes have a single link (to their
+                    // supervisor), and a vector's first growth would make room for four.
+                    if vec.capacity() == 0 {
+                        vec.reserve_exact(1);
+                    }
                     vec.push((k, v));
                     return true;
                 }

@@ -86,9 +86,19 @@ pub(crate) enum StartFn {
     Repeat(Arc<dyn Fn(ChildStart) -> StartFuture + Send + Sync>),
     /// Once: it owns what it starts the child with (an accepted socket, say).
     Once(Arc<Mutex<Option<OnceFn>>>),
+    /// A `Once` that has started its child: what the supervisor keeps for it (a dynamic
+    /// supervisor of a hundred thousand connections keeps no empty closure cell for each).
+    Spent,
 }
 
 impl StartFn {
+    /// Forgets a `Once` start that has run (it cannot run again).
+    pub(crate) fn spend(&mut self) {
+        if matches!(self, StartFn::Once(_)) {
+            *self = StartFn::Spent;
+        }
+    }
+
     /// Runs the start function with panics caught: a start function that panics is a failed
     /// start, never a crash of the supervisor that runs it.
     pub(crate) async fn run(&self, s: ChildStart) -> Result<Pid, StartError> {
@@ -98,12 +108,9 @@ impl StartFn {
                 StartFn::Repeat(f) => f(s),
                 StartFn::Once(cell) => match cell.lock().take() {
                     Some(f) => f(s),
-                    None => {
-                        return Err(StartError::Other(
-                            "a child spec made with `once` can start only once".into(),
-                        ))
-                    }
+                    None => return Err(spent()),
                 },
+                StartFn::Spent => return Err(spent()),
             };
             start.await
         })
@@ -111,6 +118,10 @@ impl StartFn {
         .await
         .unwrap_or_else(|panic| Err(StartError::Init(ExitReason::from_panic(panic))))
     }
+}
+
+fn spent() -> StartError {
+    StartError::Other("a child spec made with `once` can start only once".into())
 }
 
 /// A child specification: an id, a start function, and restart and shutdown policies. Specs are
@@ -388,7 +399,9 @@ impl ChildSpec {
         if self.id.is_empty() {
             return Err("a child spec has an empty id".into());
         }
-        if matches!(self.start, StartFn::Once(_)) && self.restart != Restart::Temporary {
+        if matches!(self.start, StartFn::Once(_) | StartFn::Spent)
+            && self.restart != Restart::Temporary
+        {
             return Err(format!(
                 "child {:?} can start only once (`ChildSpec::once`), so it must be temporary, not {:?}",
                 self.id, self.restart

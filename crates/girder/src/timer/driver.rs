@@ -171,12 +171,20 @@ async fn turn(shared: Arc<Shared>) {
 /// wheel. Keys of timers that have fired or been cancelled are dropped whenever the list has
 /// doubled since it was last pruned, so a process that arms a timer a second for a year keeps
 /// only the ones still armed.
+///
+/// A process arms its timers on the wheel of the scheduler it runs on, and rarely moves: the
+/// first wheel and its keys are kept apart from the rest, so an MQTT client with its keep
+/// alive pays one small allocation for its list rather than a list of lists.
 #[derive(Default)]
 pub(crate) struct Owned {
-    wheels: Vec<(Arc<Shared>, Vec<Key>)>,
+    home: Option<(Arc<Shared>, Vec<Key>)>,
+    away: Vec<(Arc<Shared>, Vec<Key>)>,
     len: usize,
     prune_at: usize,
 }
+
+/// Keys a wheel's list starts with room for (most processes have one or two timers armed).
+const FIRST_KEYS: usize = 2;
 
 impl Owned {
     pub(super) fn push(&mut self, wheel: &Arc<Shared>, key: Key) {
@@ -184,26 +192,39 @@ impl Owned {
             self.prune();
         }
         self.len += 1;
-        match self.wheels.iter_mut().find(|(w, _)| Arc::ptr_eq(w, wheel)) {
-            Some((_, keys)) => keys.push(key),
-            None => self.wheels.push((wheel.clone(), vec![key])),
+        let keys = match &mut self.home {
+            None => &mut self.home.insert((wheel.clone(), Vec::new())).1,
+            Some((w, keys)) if Arc::ptr_eq(w, wheel) => keys,
+            Some(_) => match self.away.iter().position(|(w, _)| Arc::ptr_eq(w, wheel)) {
+                Some(i) => &mut self.away[i].1,
+                None => {
+                    self.away.push((wheel.clone(), Vec::new()));
+                    &mut self.away.last_mut().expect("just pushed").1
+                }
+            },
+        };
+        if keys.capacity() == 0 {
+            keys.reserve_exact(FIRST_KEYS);
         }
+        keys.push(key);
     }
 
     fn prune(&mut self) {
-        for (wheel, keys) in &mut self.wheels {
+        let mut len = 0;
+        for (wheel, keys) in self.home.iter_mut().chain(self.away.iter_mut()) {
             let inner = wheel.inner.lock();
             keys.retain(|&k| inner.wheel.deadline(k).is_some());
+            len += keys.len();
         }
-        self.wheels.retain(|(_, keys)| !keys.is_empty());
-        self.len = self.wheels.iter().map(|(_, keys)| keys.len()).sum();
+        self.away.retain(|(_, keys)| !keys.is_empty());
+        self.len = len;
         self.prune_at = (self.len * 2).max(16);
     }
 
     /// Cancels every timer still armed (at the process's exit). Their messages are dropped
     /// after each wheel's lock is released.
     pub(crate) fn cancel_all(self) {
-        for (wheel, keys) in self.wheels {
+        for (wheel, keys) in self.home.into_iter().chain(self.away) {
             let cancelled: Vec<Fire> = {
                 let mut inner = wheel.inner.lock();
                 keys.into_iter()
@@ -237,5 +258,41 @@ mod tests {
         }
         owned.cancel_all();
         assert!(armed.iter().all(|&k| !wheel.is_armed(k)));
+    }
+
+    /// A process that moved between schedulers armed timers on several wheels: each is
+    /// listed with its own wheel, and every one is cancelled at its exit.
+    #[test]
+    fn a_process_that_moved_has_its_timers_on_every_wheel_cancelled() {
+        let wheel_of_a_thread = || {
+            std::thread::spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async { current() })
+            })
+            .join()
+            .unwrap()
+        };
+        let wheels = [
+            wheel_of_a_thread(),
+            wheel_of_a_thread(),
+            wheel_of_a_thread(),
+        ];
+        let mut owned = Owned::default();
+        let mut keys = Vec::new();
+        for _ in 0..3 {
+            for w in &wheels {
+                let k = w.arm(Duration::from_secs(3600), Box::new(|| {}));
+                owned.push(w, k);
+                keys.push((w.clone(), k));
+            }
+        }
+        assert_eq!(owned.len, 9);
+        assert!(Arc::ptr_eq(&owned.home.as_ref().unwrap().0, &wheels[0]));
+        assert_eq!(owned.away.len(), 2);
+        owned.cancel_all();
+        assert!(keys.iter().all(|(w, k)| !w.is_armed(*k)));
     }
 }

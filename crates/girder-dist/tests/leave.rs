@@ -43,6 +43,7 @@ async fn next_about(events: &mut broadcast::Receiver<NodeEvent>, node: &NodeName
 async fn a_node_that_shuts_down_has_left_and_a_lost_connection_is_down() {
     let (a, b) = pair("la@localhost", "lb@localhost").await;
     a.connect(b.name()).await.unwrap();
+    eventually("b has the connection", || b.connected().contains(a.name())).await;
     // A monitor across the connection still fires: leaving is no reason to keep it quiet.
     let target = a.pid_on(b.name(), {
         let w = idle(b.node());
@@ -98,11 +99,12 @@ async fn shutdown_returns_at_once_and_the_goodbyes_finish_behind_it() {
     let (a, b) = pair("lsa@localhost", "lsb@localhost").await;
     a.connect(b.name()).await.unwrap();
     let mut a_events = a.subscribe();
+    // The dialler is up when the acceptor's proof arrives, the acceptor a moment later: a
+    // node that shuts down before it has the connection has no goodbye to say on it.
+    eventually("b has the connection", || b.connected().contains(a.name())).await;
     b.shutdown();
-    assert!(matches!(
-        next_about(&mut a_events, b.name()).await,
-        NodeEvent::Left { .. }
-    ));
+    let heard = next_about(&mut a_events, b.name()).await;
+    assert!(matches!(heard, NodeEvent::Left { .. }), "{heard:?}");
     eventually("both sides closed", || {
         a.connected().is_empty() && b.connected().is_empty()
     })

@@ -21,8 +21,7 @@
 //! assert_eq!(all.len(), 2, "# does not reach $SYS");
 //! ```
 
-/// Keyed by what clients choose (topic levels, client ids): seeded per process.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use crate::topic::HashMap;
 
 /// Retained messages `M` by topic.
 #[derive(Debug)]

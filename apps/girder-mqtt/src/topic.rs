@@ -24,8 +24,9 @@
 //! assert!(sys.is_empty(), "wildcards at the first level do not match $ topics");
 //! ```
 
-/// Keyed by what clients choose (topic levels, client ids): seeded per process.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// Keyed by what clients choose (topic levels, client ids): seeded per process. The retained
+/// store's tree uses it too.
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

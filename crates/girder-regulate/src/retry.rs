@@ -49,6 +49,9 @@ use std::time::Duration;
 use rand::RngExt;
 use tokio::time::Instant;
 
+/// The resolution of tokio's timer: a sleep ends on the next tick at or after its deadline.
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
 use crate::IdempotencyKey;
 
 /// A retry policy: how many attempts, how far apart, until when. Cheap to clone; one policy
@@ -463,7 +466,9 @@ impl Retry {
                 });
             }
             let delay = self.delay(number);
-            if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+            // tokio's timer fires on whole-millisecond ticks, so the sleep may end up to a tick
+            // after `delay`: a retry that would start at the deadline is not made either.
+            if deadline.is_some_and(|d| Instant::now() + delay + TIMER_TICK >= d) {
                 return Err(RetryError::DeadlinePassed {
                     attempts: number,
                     last: Some(error),

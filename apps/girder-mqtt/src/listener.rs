@@ -146,7 +146,15 @@ pub async fn accept(
         match &transport {
             Transport::Tcp => {
                 let (r, w) = stream::tcp(socket);
-                start(&shared, &connections, peer, admitted, r, w).await;
+                // Not awaited here: a start is a call to the connections' supervisor, which
+                // waits for the client's `init`, and an accept loop waiting for it made every
+                // connect wait for the one before (connects/s bounded by that round trip, not
+                // by the machine). The admission permit, held until CONNACK, bounds the starts
+                // under way (`max_connecting`).
+                let (shared, connections) = (shared.clone(), connections.clone());
+                shared.node.clone().spawn_task(async move {
+                    start(&shared, &connections, peer, admitted, r, w).await
+                });
             }
             other => {
                 let busy =

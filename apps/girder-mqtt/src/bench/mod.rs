@@ -100,6 +100,10 @@ pub struct BenchArgs {
     /// One JSON object per line instead of text.
     #[arg(long)]
     json: bool,
+    /// The Girder broker to start (default: this binary): another build of `girder-mqtt`, so
+    /// that two builds are compared by one load generator.
+    #[arg(long, value_name = "PATH")]
+    girder_exe: Option<std::path::PathBuf>,
 }
 
 fn secs(s: f64) -> Duration {
@@ -173,7 +177,12 @@ pub fn main(args: BenchArgs) -> i32 {
     }
     let mut failed = 0;
     for kind in kinds {
-        let exe = match kind.locate() {
+        let located = match (&args.girder_exe, kind) {
+            (Some(path), Kind::Girder) if path.is_file() => Ok(path.clone()),
+            (Some(path), Kind::Girder) => Err(format!("{}: no such file", path.display())),
+            _ => kind.locate(),
+        };
+        let exe = match located {
             Ok(exe) => exe,
             Err(why) if args.broker == BrokerChoice::All => {
                 eprintln!("girder-mqtt bench: skipping {}: {why}", kind.name());

@@ -126,7 +126,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             if self.buf.len() - at < h.packet_len() {
                 break;
             }
-            f(&h, &self.buf[at + h.len..at + h.packet_len()])?;
+            f(&h, &self.buf[at + h.header_len()..at + h.packet_len()])?;
             at += h.packet_len();
         }
         self.buf.advance(at);
@@ -140,7 +140,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 codec::fixed_header(&self.buf, usize::MAX).map_err(|e| invalid(e.to_string()))?
             {
                 if self.buf.len() >= h.packet_len() {
-                    let body = self.buf[h.len..h.packet_len()].to_vec();
+                    let body = self.buf[h.header_len()..h.packet_len()].to_vec();
                     self.buf.advance(h.packet_len());
                     return Ok((h, body));
                 }
@@ -207,7 +207,7 @@ mod tests {
     fn server_reads(bytes: &[u8]) -> Packet<'_> {
         let h = codec::fixed_header(bytes, usize::MAX).unwrap().unwrap();
         assert_eq!(h.packet_len(), bytes.len());
-        decode(&h, &bytes[h.len..], Protocol::V311).unwrap()
+        decode(&h, &bytes[h.header_len()..], Protocol::V311).unwrap()
     }
 
     #[test]
@@ -236,7 +236,7 @@ mod tests {
         out.clear();
         write_publish(&mut out, "t", QoS::AtLeastOnce, 9, 123_456);
         let h = codec::fixed_header(&out, usize::MAX).unwrap().unwrap();
-        let (qos, id, stamp) = read_publish(&h, &out[h.len..]).unwrap();
+        let (qos, id, stamp) = read_publish(&h, &out[h.header_len()..]).unwrap();
         assert_eq!((qos, id, stamp), (QoS::AtLeastOnce, Some(9), 123_456));
     }
 

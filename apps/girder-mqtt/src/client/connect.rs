@@ -27,7 +27,7 @@ impl Client {
         bytes: BytesMut,
         ctx: &mut ServerContext<Self>,
     ) -> Flow {
-        match packet::decode(&h, &bytes[h.len..], Protocol::V311) {
+        match packet::decode(&h, &bytes[h.header_len()..], Protocol::V311) {
             Ok(Packet::Connect(c)) => self.on_connect(c, ctx).await,
             Ok(_) => {
                 self.shared.stats.protocol_errors.inc();

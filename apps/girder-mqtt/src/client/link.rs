@@ -81,7 +81,7 @@ impl Decoder for Frames {
         let Some(h) = fixed_header(src, self.max)? else {
             return Ok(None);
         };
-        let n = h.len + h.remaining;
+        let n = h.packet_len();
         if src.len() < n {
             src.reserve(n - src.len());
             return Ok(None);

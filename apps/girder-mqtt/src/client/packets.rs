@@ -36,7 +36,7 @@ impl Client {
             return Flow::Continue;
         };
         let protocol = link.protocol;
-        let packet = match packet::decode(&h, &bytes[h.len..], protocol) {
+        let packet = match packet::decode(&h, &bytes[h.header_len()..], protocol) {
             Ok(p) => p,
             Err(e) => {
                 self.shared.stats.protocol_errors.inc();

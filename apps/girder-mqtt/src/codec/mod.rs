@@ -136,16 +136,22 @@ pub struct FixedHeader {
     pub kind: PacketType,
     /// The low nibble: PUBLISH's dup, QoS and retain; fixed values for the others.
     pub flags: u8,
-    /// The bytes after the fixed header.
-    pub remaining: usize,
+    /// The bytes after the fixed header (at most 268,435,455, §1.5.5; 32 bits keep the
+    /// header, which rides in every packet event of a client's process, at 8 bytes).
+    pub remaining: u32,
     /// The fixed header's own length (2 to 5 bytes).
-    pub len: usize,
+    pub len: u8,
 }
 
 impl FixedHeader {
     /// The whole packet's length.
     pub fn packet_len(&self) -> usize {
-        self.len + self.remaining
+        self.header_len() + self.remaining as usize
+    }
+
+    /// The fixed header's own length.
+    pub fn header_len(&self) -> usize {
+        usize::from(self.len)
     }
 }
 
@@ -181,8 +187,9 @@ pub fn fixed_header(buf: &[u8], max_packet: usize) -> Result<Option<FixedHeader>
     let header = FixedHeader {
         kind,
         flags,
-        remaining,
-        len: 1 + used,
+        // At most 4 bytes of varint: 268,435,455 at most, and 5 bytes of header.
+        remaining: remaining as u32,
+        len: 1 + used as u8,
     };
     if header.packet_len() > max_packet {
         return Err(DecodeError::PacketTooLarge {

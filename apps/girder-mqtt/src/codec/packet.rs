@@ -52,7 +52,7 @@ pub enum Packet<'a> {
 /// use girder_mqtt::codec::{fixed_header, packet::{decode, Packet}, connect::Protocol};
 /// let bytes = [0xC0, 0x00];
 /// let h = fixed_header(&bytes, 1024).unwrap().unwrap();
-/// assert_eq!(decode(&h, &bytes[h.len..], Protocol::V311), Ok(Packet::PingReq));
+/// assert_eq!(decode(&h, &bytes[h.header_len()..], Protocol::V311), Ok(Packet::PingReq));
 /// ```
 pub fn decode<'a>(
     header: &FixedHeader,

@@ -92,7 +92,7 @@ impl Publish<'_> {
     /// let mut out = Vec::new();
     /// p.encode(&mut out, Protocol::V5).unwrap();
     /// let h = fixed_header(&out, usize::MAX).unwrap().unwrap();
-    /// assert_eq!(decode(h.flags, &out[h.len..], Protocol::V5).unwrap(), p);
+    /// assert_eq!(decode(h.flags, &out[h.header_len()..], Protocol::V5).unwrap(), p);
     /// ```
     pub fn encode(&self, out: &mut impl BufMut, protocol: Protocol) -> Result<(), EncodeError> {
         if self.qos != QoS::AtMostOnce && matches!(self.packet_id, None | Some(0)) {

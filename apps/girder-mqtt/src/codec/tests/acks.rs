@@ -57,7 +57,7 @@ fn acks_are_well_formed_and_read_back() {
             pub_ack(&mut out, kind, 300, protocol, reason, &props).unwrap();
             let h = fixed_header(&out, usize::MAX).unwrap().unwrap();
             assert_eq!((h.kind, h.packet_len()), (kind, out.len()));
-            let back = decode_pub_ack(&out[h.len..], protocol).unwrap();
+            let back = decode_pub_ack(&out[h.header_len()..], protocol).unwrap();
             assert_eq!(
                 (back.packet_id, back.reason, back.properties),
                 (300, reason as u8, props)

@@ -139,7 +139,7 @@ proptest! {
     ) {
         if let Ok(Some(h)) = fixed_header(&bytes, max) {
             prop_assert!(h.packet_len() <= max);
-            prop_assert!(h.len >= 2 && h.len <= 5 && h.len <= bytes.len());
+            prop_assert!(h.len >= 2 && h.len <= 5 && h.header_len() <= bytes.len());
         }
     }
 
@@ -154,7 +154,7 @@ proptest! {
         let mut out = Vec::new();
         write_fixed_header(&mut out, kind, flags, remaining).unwrap();
         let h = fixed_header(&out, usize::MAX).unwrap().unwrap();
-        prop_assert_eq!((h.kind, h.flags, h.remaining, h.len), (kind, flags, remaining, out.len()));
+        prop_assert_eq!((h.kind, h.flags, h.remaining as usize, h.header_len()), (kind, flags, remaining, out.len()));
     }
 }
 
@@ -171,7 +171,7 @@ mod whole_packets {
 
     fn one(bytes: &[u8], protocol: Protocol) -> Result<Packet<'_>, DecodeError> {
         let h = fixed_header(bytes, usize::MAX)?.expect("a whole header");
-        decode(&h, &bytes[h.len..h.packet_len()], protocol)
+        decode(&h, &bytes[h.header_len()..h.packet_len()], protocol)
     }
 
     #[test]
@@ -226,7 +226,7 @@ mod whole_packets {
             let protocol = if v5 { Protocol::V5 } else { Protocol::V311 };
             if let Ok(Some(h)) = fixed_header(&bytes, 1024) {
                 if h.packet_len() <= bytes.len() {
-                    let _ = decode(&h, &bytes[h.len..h.packet_len()], protocol);
+                    let _ = decode(&h, &bytes[h.header_len()..h.packet_len()], protocol);
                 }
             }
         }

@@ -94,7 +94,7 @@ proptest! {
         prop_assert_eq!(out.len(), p.encoded_len(protocol));
         let h = fixed_header(&out, usize::MAX).unwrap().unwrap();
         prop_assert_eq!(h.packet_len(), out.len());
-        prop_assert_eq!(decode(h.flags, &out[h.len..], protocol).unwrap(), p);
+        prop_assert_eq!(decode(h.flags, &out[h.header_len()..], protocol).unwrap(), p);
     }
 
     #[test]

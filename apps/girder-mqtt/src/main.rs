@@ -152,6 +152,8 @@ fn main() {
     // Kept for the life of the broker: the last handle dropped stops the schedulers.
     let pool = girder::Schedulers::from_setting(config.schedulers);
     let code = rt.block_on(async move {
+        // Caught from here on: a SIGTERM as soon as the broker says it listens is a drain.
+        let stop = girder::application::shutdown_signal();
         let node = girder::Node::builder("girder-mqtt")
             .schedulers_or_tasks(pool.clone())
             .build();
@@ -188,25 +190,11 @@ fn main() {
         });
         // The tests and scripts read this line to learn the port.
         println!("girder-mqtt listening on {}", broker.local_addr());
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("shutting down");
         broker.stop().await;
         drop(ops);
         0
     });
     std::process::exit(code);
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

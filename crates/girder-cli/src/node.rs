@@ -140,17 +140,12 @@ fn raise_open_files_limit() {
 
 async fn serve(name: NodeName, cookie: Cookie, args: NodeArgs) -> Result<(), String> {
     let started = Instant::now();
-    // SIGTERM and Ctrl-C are caught from here on (polled once, the handlers are installed): one
-    // that comes while the node is still starting is a graceful leave as soon as it is up,
-    // rather than the default action, an abrupt exit that the other nodes see as a crash.
+    // SIGTERM and Ctrl-C are caught from here on: one that comes while the node is still
+    // starting is a graceful leave as soon as it is up, rather than the default action, an
+    // abrupt exit that the other nodes see as a crash.
     let signal = girder::application::shutdown_signal();
     tokio::pin!(signal);
     let mut signalled = false;
-    tokio::select! {
-        biased;
-        _ = &mut signal => signalled = true,
-        _ = std::future::ready(()) => {}
-    }
     raise_open_files_limit();
     let mut seeds = args.seeds.clone();
     if let Some(dns) = &args.seed_dns {

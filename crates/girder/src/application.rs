@@ -119,30 +119,41 @@ impl RunningApplication {
 /// Waits for SIGTERM or Ctrl-C (Ctrl-C only where there is no SIGTERM). What a node's `main`
 /// waits on before stopping gracefully.
 ///
+/// The handlers are installed by the call, not when the future is first polled: from then on
+/// either signal is caught, so one sent as soon as a program says it is up (as a test or a
+/// supervisor does) is a graceful stop, not the default action, which ends the process at
+/// once. Call it inside a tokio runtime with its I/O driver enabled.
+///
 /// ```no_run
 /// # #[tokio::main] async fn main() {
-/// girder::application::shutdown_signal().await;
+/// let stop = girder::application::shutdown_signal();
+/// println!("up"); // a SIGTERM from here on is caught
+/// stop.await;
 /// println!("stopping");
 /// # }
 /// ```
-pub async fn shutdown_signal() {
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    {
+    async {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -113,10 +113,16 @@ impl Drop for Handling {
     fn drop(&mut self) {
         // SAFETY: see `Handling::callee`.
         let header = unsafe { self.callee.as_ref() };
-        header.meta.lock().extra().pending_tells.push(Pending {
-            caller: self.caller,
-            slot: self.slot,
-        });
+        header
+            .meta
+            .lock()
+            .extra()
+            .watches()
+            .pending_tells
+            .push(Pending {
+                caller: self.caller,
+                slot: self.slot,
+            });
     }
 }
 
@@ -149,12 +155,13 @@ fn tell(node: &Node, callee: Pid, caller: u64, slot: usize) {
             return;
         }
         let extra = meta.extra();
-        if extra.escapes.len() >= ESCAPES_KEPT {
+        let w = extra.watches.get_or_insert_with(Default::default);
+        if w.escapes.len() >= ESCAPES_KEPT {
             // Waits that find no escape of theirs now watch their callee, to be safe.
-            extra.escapes.remove(0);
-            extra.escapes_dropped = true;
+            w.escapes.remove(0);
+            w.escapes_dropped = true;
         }
-        extra.escapes.push(Escape { callee, slot });
+        w.escapes.push(Escape { callee, slot });
         extra.task_waker.clone()
     };
     if let Some(w) = waker {
@@ -275,17 +282,17 @@ impl Caller {
         // Only a wake without the answer gets here (rare): the lock is affordable.
         let wanted = Escape { callee, slot };
         let mut meta = header.meta.lock();
-        let extra = meta.extra();
-        let found = match extra.escapes.iter().position(|e| *e == wanted) {
+        let w = meta.extra().watches();
+        let found = match w.escapes.iter().position(|e| *e == wanted) {
             Some(i) => {
-                extra.escapes.remove(i);
+                w.escapes.remove(i);
                 true
             }
             // Escapes were dropped for room: this call's may have been one.
-            None => extra.escapes_dropped,
+            None => w.escapes_dropped,
         };
-        if extra.escapes.is_empty() {
-            extra.escapes_dropped = false;
+        if w.escapes.is_empty() {
+            w.escapes_dropped = false;
         }
         found
     }

@@ -59,19 +59,28 @@ pub(crate) struct Extra {
     /// Both ends of this process's monitors, so either side's exit can clean up the other:
     /// `(id, other end)` → whether this process is the watched end.
     monitors: SmallMap<(u64, Pid), bool>,
-    /// Tasks outside any process waiting for this one to exit.
-    pub(crate) waiters: Vec<oneshot::Sender<ExitReason>>,
     pub(crate) name: Option<Arc<str>>,
     /// The process's task waker, once it has made a call: what a callee wakes it with.
     pub(crate) task_waker: Option<std::task::Waker>,
+    /// Waits on this process and escaped calls of its own, made on first use.
+    pub(crate) watches: Option<Box<Watches>>,
+    /// Timers armed for this process, cancelled at its exit.
+    pub(crate) timers: crate::timer::Owned,
+}
+
+/// What waits on a process, and what its calls left behind, that most processes never have:
+/// boxed, three empty lists cost a process that has an `Extra` (a name, a timer, a monitor)
+/// 8 bytes rather than 80.
+#[derive(Default)]
+pub(crate) struct Watches {
+    /// Tasks outside any process waiting for this one to exit.
+    pub(crate) waiters: Vec<oneshot::Sender<ExitReason>>,
     /// Calls of this process whose reply handle escaped their callee's handler.
     pub(crate) escapes: Vec<crate::call::watch::Escape>,
     /// Escapes were dropped to keep `escapes` bounded (cleared when it empties).
     pub(crate) escapes_dropped: bool,
     /// Tells left by handlers of this process that were interrupted, sent at its exit.
     pub(crate) pending_tells: Vec<crate::call::watch::Pending>,
-    /// Timers armed for this process, cancelled at its exit.
-    pub(crate) timers: crate::timer::Owned,
 }
 
 /// Where a process is in its life.
@@ -86,6 +95,11 @@ pub(crate) enum Life {
 }
 
 impl Extra {
+    /// Its watches, made on first use.
+    pub(crate) fn watches(&mut self) -> &mut Watches {
+        self.watches.get_or_insert_with(Default::default)
+    }
+
     pub(crate) fn monitor_ends(&self) -> impl Iterator<Item = MonitorEnd> + '_ {
         self.monitors
             .iter()
@@ -182,7 +196,7 @@ impl Header {
             return Ok(r.clone());
         }
         let (tx, rx) = oneshot::channel();
-        let waiters = &mut meta.extra().waiters;
+        let waiters = &mut meta.extra().watches().waiters;
         // Waiters that gave up (a timed-out wait) are dropped when the list doubles, so it stays
         // small at a constant cost per wait.
         if waiters.len() >= 8 && waiters.len().is_power_of_two() {

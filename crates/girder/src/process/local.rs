@@ -118,7 +118,7 @@ impl ProcessLocal {
         let mut meta = self.header().meta.lock();
         let extra = meta.extra();
         extra.task_waker = Some(waker.clone());
-        extra.escapes.is_empty()
+        extra.watches.as_ref().is_none_or(|w| w.escapes.is_empty())
     }
 }
 

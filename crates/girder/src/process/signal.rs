@@ -99,7 +99,7 @@ pub(crate) fn on_exit(node: &Node, proc_: &dyn AnyProcess, completed: Option<Exi
         let mut meta = header.meta.lock();
         meta.life = Life::Gone(reason.clone());
         // Waiters from before the exit, plus any that came while it was handled.
-        if let Some(late) = meta.take_extra() {
+        if let Some(late) = meta.take_extra().and_then(|e| e.watches) {
             waiters.extend(late.waiters);
         }
         waiters
@@ -123,12 +123,9 @@ fn end_extra(
     extra: Extra,
 ) -> (Vec<oneshot::Sender<ExitReason>>, Vec<Pending>) {
     let ends: Vec<MonitorEnd> = extra.monitor_ends().collect();
-    let Extra {
-        waiters,
-        pending_tells,
-        timers,
-        ..
-    } = extra;
+    let watches = extra.watches.map(|w| *w).unwrap_or_default();
+    let (waiters, pending_tells) = (watches.waiters, watches.pending_tells);
+    let Extra { timers, .. } = extra;
     timers.cancel_all();
     for end in ends {
         if !end.other.is_local() {

@@ -107,6 +107,7 @@ def main(paths):
     print("|---|---|---|---|---|---|")
     for field, label, hb, d in [
         ("connects_per_s", "connects/s", True, 0),
+        ("reconnects_per_s", "connects/s, again (a reconnect storm)", True, 0),
         ("kb_per_conn", "broker kB / connection", False, 1),
         ("rss_mb", "broker peak MB", False, 1),
     ]:

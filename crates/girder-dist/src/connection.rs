@@ -543,7 +543,11 @@ mod tests {
             // Before the reader has run (this runtime has one thread and nothing yielded).
             handle.close();
             let got = rx.recv().await.expect("the frame that had arrived");
-            assert_eq!((got.stream, &got.payload[..]), (7, &b"goodbye"[..]), "round {round}");
+            assert_eq!(
+                (got.stream, &got.payload[..]),
+                (7, &b"goodbye"[..]),
+                "round {round}"
+            );
             assert!(rx.recv().await.is_none(), "round {round}: nothing after");
             assert!(matches!(handle.lost().await, Lost::Local));
         }

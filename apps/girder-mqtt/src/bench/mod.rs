@@ -6,7 +6,8 @@
 //! (1 publisher, 1,000 subscribers), `p2p` (1,000 pairs), each at QoS 0 and 1, at full rate
 //! (delivered msgs/s, p50/p99 end-to-end latency) and paced below saturation (10,000
 //! deliveries/s: p99 latency); and `idle` (15,000 connections: connects/s and the broker's
-//! memory per connection). Every run gets a fresh broker, so its peak resident memory
+//! memory per connection; then, once they have gone, 15,000 more: connects/s again, a
+//! reconnect storm into memory the broker has held before). Every run gets a fresh broker, so its peak resident memory
 //! (`rss_mb`, VmHWM) is that run's.
 //!
 //! ```text
@@ -275,6 +276,7 @@ fn run_one(
                     "system": kind.name(), "workload": w.name(), "qos": null, "mode": "idle",
                     "conns": o.conns, "connects_per_s": o.connects_per_s.round(),
                     "kb_per_conn": (o.kb_per_conn * 100.0).round() / 100.0,
+                    "reconnects_per_s": o.reconnects_per_s.round(),
                 })
             }),
     };
@@ -306,7 +308,7 @@ fn text(v: &serde_json::Value) -> String {
     let n = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     if v["mode"] == "idle" {
         return format!(
-            "{:<10} {:<8} {:<10} {:>7} conns {:>10.0} connects/s {:>8.2} kB/conn  rss {:>7.1} MB",
+            "{:<10} {:<8} {:<10} {:>7} conns {:>10.0} connects/s {:>8.2} kB/conn  rss {:>7.1} MB  again {:>8.0} connects/s",
             s("system"),
             s("workload"),
             "",
@@ -314,6 +316,7 @@ fn text(v: &serde_json::Value) -> String {
             n("connects_per_s"),
             n("kb_per_conn"),
             n("rss_mb"),
+            n("reconnects_per_s"),
         );
     }
     format!(

@@ -182,6 +182,10 @@ pub struct IdleOutcome {
     pub connects_per_s: f64,
     /// The broker's resident memory grown per connection, kB.
     pub kb_per_conn: f64,
+    /// The same clients (new client ids) connecting again once the first ones have gone, per
+    /// second: a reconnect storm, as after a network blip, into memory the broker has held
+    /// before (the first wave's rate includes first touching it).
+    pub reconnects_per_s: f64,
 }
 
 fn err(what: &str) -> impl Fn(io::Error) -> String + '_ {
@@ -465,11 +469,19 @@ pub async fn idle(broker: &Running, n: usize, settle: Duration) -> Result<IdleOu
     tokio::time::sleep(settle).await;
     let after = broker.memory().ok_or("the broker is gone")?;
     let grown = after.rss_kb.saturating_sub(before.rss_kb);
-    let out = IdleOutcome {
-        conns: held.len(),
-        connects_per_s: held.len() as f64 / took.as_secs_f64(),
-        kb_per_conn: grown as f64 / held.len() as f64,
-    };
+    let conns = held.len();
     drop(held);
+    // The broker ends the first wave's sessions (clean start), then a second wave comes.
+    tokio::time::sleep(settle * 2).await;
+    let start = Instant::now();
+    let again = connect_many(&Handle::current(), broker.addr, n, "bench-again", None).await?;
+    let took_again = start.elapsed();
+    let out = IdleOutcome {
+        conns,
+        connects_per_s: conns as f64 / took.as_secs_f64(),
+        kb_per_conn: grown as f64 / conns as f64,
+        reconnects_per_s: again.len() as f64 / took_again.as_secs_f64(),
+    };
+    drop(again);
     Ok(out)
 }

@@ -49,10 +49,10 @@ use std::time::Duration;
 use rand::RngExt;
 use tokio::time::Instant;
 
+use crate::IdempotencyKey;
+
 /// The resolution of tokio's timer: a sleep ends on the next tick at or after its deadline.
 const TIMER_TICK: Duration = Duration::from_millis(1);
-
-use crate::IdempotencyKey;
 
 /// A retry policy: how many attempts, how far apart, until when. Cheap to clone; one policy
 /// serves many requests. See the [module documentation](self) for the semantics.

@@ -7,8 +7,8 @@
 //! (delivered msgs/s, p50/p99 end-to-end latency) and paced below saturation (10,000
 //! deliveries/s: p99 latency); and `idle` (15,000 connections: connects/s and the broker's
 //! memory per connection; then, once they have gone, 15,000 more: connects/s again, a
-//! reconnect storm into memory the broker has held before). Every run gets a fresh broker, so its peak resident memory
-//! (`rss_mb`, VmHWM) is that run's.
+//! reconnect storm into memory the broker has held before). Every run gets a fresh broker,
+//! so its peak resident memory (`rss_mb`, VmHWM) is that run's.
 //!
 //! ```text
 //! girder-mqtt bench                                # every broker found, every workload

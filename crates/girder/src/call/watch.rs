@@ -155,14 +155,15 @@ fn tell(node: &Node, callee: Pid, caller: u64, slot: usize) {
             return;
         }
         let extra = meta.extra();
-        let w = extra.watches.get_or_insert_with(Default::default);
+        let waker = extra.task_waker.clone();
+        let w = extra.watches();
         if w.escapes.len() >= ESCAPES_KEPT {
             // Waits that find no escape of theirs now watch their callee, to be safe.
             w.escapes.remove(0);
             w.escapes_dropped = true;
         }
         w.escapes.push(Escape { callee, slot });
-        extra.task_waker.clone()
+        waker
     };
     if let Some(w) = waker {
         w.wake();
